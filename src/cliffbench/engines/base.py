@@ -1,0 +1,75 @@
+"""The one async interface every engine implements.
+
+Lifecycle: `await start()` once per study, `stream(request)` per request (an async iterator that
+yields one `TokenEvent` per generated token, stamped with `time.perf_counter()` when the event
+reaches the harness's event loop), `memory()` at any time, `await stop()` on every exit path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+__all__ = ["GenRequest", "TokenEvent", "KvMemory", "Engine", "EngineError", "RequestRejected"]
+
+
+@dataclass(frozen=True, slots=True)
+class GenRequest:
+    """One request. Prompts travel as token ids so every engine sees exactly the same tokens."""
+
+    request_id: int
+    prompt_token_ids: tuple[int, ...]
+    max_tokens: int
+    prompt_text: str = ""
+
+    @property
+    def prompt_tokens(self) -> int:
+        return len(self.prompt_token_ids)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenEvent:
+    """One generated token. `t_s` is perf_counter on arrival in the harness's event loop.
+    `t_scheduled_s` (same clock) is when the engine first scheduled the request, where the
+    engine tells: the load generator derives `queue_s = t_scheduled_s - t_submit_s` from it."""
+
+    token_id: int
+    t_s: float
+    t_scheduled_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KvMemory:
+    """KV-cache accounting at one instant: what is reserved vs what holds live tokens."""
+
+    reserved_bytes: int
+    live_bytes: int
+    live_seqs: int
+    waiting: int
+
+
+class EngineError(RuntimeError):
+    """A per-request failure reported by an engine (the request fails, the engine lives)."""
+
+
+class RequestRejected(EngineError):
+    """The engine refused the request before running it (e.g. prompt + max_tokens > context)."""
+
+
+@runtime_checkable
+class Engine(Protocol):
+    name: str
+
+    async def start(self) -> None: ...
+
+    def stream(self, request: GenRequest) -> AsyncIterator[TokenEvent]: ...
+
+    def memory(self) -> KvMemory: ...
+
+    async def stop(self) -> None: ...
+
+    def describe(self) -> dict[str, object]:
+        """Effective configuration (for the manifest and the report)."""
+        ...
+

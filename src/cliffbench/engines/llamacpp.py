@@ -1,0 +1,313 @@
+"""llama.cpp engines through llama-cpp-python's low-level API.
+
+`llamacpp-slots` mirrors llama-server's scheduler (tools/server): `n_ctx = slots x ctx_per_slot`
+is reserved up front, every step packs the next token of each generating slot and then as many
+pending prompt tokens as fit in `n_batch` into one `llama_decode`, and requests wait FIFO while
+every slot is busy. `llamacpp-serial` is the same machinery with one slot: one request at a time,
+as llama-cpp-python's own server and Ollama with NUM_PARALLEL=1 serve.
+
+The decode loop runs in one worker thread (ctypes releases the GIL inside llama_decode), and
+tokens cross into asyncio with `call_soon_threadsafe`, so the harness's clock is never blocked.
+Sampling is greedy (argmax) and EOS is ignored: output lengths are exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cliffbench.config import InputError, LlamaCppSerialSpec, LlamaCppSlotsSpec
+from cliffbench.engines.base import EngineError, GenRequest, KvMemory, RequestRejected, TokenEvent
+
+__all__ = ["LlamaCppEngine", "KV_CACHE_DTYPE_BYTES"]
+
+# llama.cpp's default KV cache type is F16 for K and V.
+KV_CACHE_DTYPE_BYTES = 2
+_FLASH = {"auto": -1, "off": 0, "on": 1}
+_DONE = object()
+
+
+@dataclass
+class _Pending:
+    request: GenRequest
+    emit: Callable[[object], None]
+    cancelled: bool = False
+
+
+@dataclass
+class _Slot:
+    seq_id: int
+    job: _Pending | None = None
+    n_past: int = 0
+    prompt_pos: int = 0
+    n_gen: int = 0
+    last_token: int = -1
+    batch_idx: int = -1
+    t_scheduled_s: float = 0.0
+    prompt: list[int] = field(default_factory=list)
+
+
+class LlamaCppEngine:
+    """`llamacpp-serial` (one slot) and `llamacpp-slots` (N static slots) in one class."""
+
+    def __init__(self, spec: LlamaCppSerialSpec | LlamaCppSlotsSpec) -> None:
+        from cliffbench.models import resolve_model
+
+        self.spec = spec
+        self.name = spec.name
+        if isinstance(spec, LlamaCppSlotsSpec):
+            self.n_slots, ctx_per_slot, self.kv_unified = spec.slots, spec.ctx_per_slot, spec.kv_unified
+        else:
+            self.n_slots, ctx_per_slot, self.kv_unified = 1, spec.n_ctx, False
+        self.n_ctx = self.n_slots * ctx_per_slot
+        self.n_threads = spec.n_threads or os.cpu_count() or 1
+        _, gguf_path, shapes = resolve_model(spec.model)
+        if gguf_path is None:
+            raise InputError("model.gguf_path: llama.cpp needs a GGUF file; prepare a model or set gguf_path")
+        self.gguf_path: Path = gguf_path
+        self.kv_bytes_per_token = shapes.kv_bytes_per_token(KV_CACHE_DTYPE_BYTES)
+        self.n_ctx_seq = 0
+        self._model: Any = None
+        self._ctx: Any = None
+        self._batch: Any = None
+        self._n_vocab = 0
+        self._batch_cap = max(spec.n_batch, self.n_slots)
+        self._cv = threading.Condition()
+        self._queue: deque[_Pending] = deque()
+        self._slots = [_Slot(seq_id=i) for i in range(self.n_slots)]
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        await asyncio.to_thread(self._load)
+        self._thread = threading.Thread(target=self._run, name=f"cliffbench-{self.name}", daemon=True)
+        self._thread.start()
+
+    def _load(self) -> None:
+        import llama_cpp as lc
+
+        lc.llama_backend_init()
+        mparams = lc.llama_model_default_params()
+        mparams.n_gpu_layers = self.spec.n_gpu_layers if self.spec.n_gpu_layers >= 0 else 999
+        model = lc.llama_model_load_from_file(str(self.gguf_path).encode(), mparams)
+        if not model:
+            raise EngineError(f"llama.cpp could not load {self.gguf_path}")
+        cparams = lc.llama_context_default_params()
+        cparams.n_ctx = self.n_ctx
+        cparams.n_batch = self._batch_cap
+        cparams.n_ubatch = self._batch_cap
+        cparams.n_seq_max = self.n_slots
+        cparams.n_threads = self.n_threads
+        cparams.n_threads_batch = self.n_threads
+        cparams.kv_unified = self.kv_unified
+        cparams.flash_attn_type = _FLASH[self.spec.flash_attn]
+        cparams.no_perf = True
+        ctx = lc.llama_init_from_model(model, cparams)
+        if not ctx:
+            lc.llama_model_free(model)
+            raise EngineError(f"llama.cpp could not create a context of n_ctx={self.n_ctx}")
+        self._model, self._ctx = model, ctx
+        self.n_ctx_seq = lc.llama_n_ctx_seq(ctx)
+        self._n_vocab = lc.llama_vocab_n_tokens(lc.llama_model_get_vocab(model))
+        self._batch = lc.llama_batch_init(self._batch_cap, 0, 1)
+
+    async def stop(self) -> None:
+        with self._cv:
+            self._stopping = True
+            self._cv.notify_all()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+        self._free()
+
+    def _free(self) -> None:
+        import llama_cpp as lc
+
+        if self._batch is not None:
+            lc.llama_batch_free(self._batch)
+            self._batch = None
+        if self._ctx is not None:
+            lc.llama_free(self._ctx)
+            self._ctx = None
+        if self._model is not None:
+            lc.llama_model_free(self._model)
+            self._model = None
+
+    def describe(self) -> dict[str, object]:
+        import llama_cpp as lc
+
+        return {
+            "kind": self.spec.kind,
+            "engine_version": f"llama-cpp-python {lc.__version__}",
+            "gguf": str(self.gguf_path),
+            "slots": self.n_slots,
+            "n_ctx": self.n_ctx,
+            "n_ctx_seq": self.n_ctx_seq,
+            "kv_unified": self.kv_unified,
+            "n_batch": self._batch_cap,
+            "n_threads": self.n_threads,
+            "flash_attn": self.spec.flash_attn,
+            "n_gpu_layers": self.spec.n_gpu_layers,
+            "kv_bytes_per_token": self.kv_bytes_per_token,
+        }
+
+    # -- requests --------------------------------------------------------------------------
+    def max_request_tokens(self) -> int:
+        return self.n_ctx_seq or (self.n_ctx if self.kv_unified else self.n_ctx // self.n_slots)
+
+    async def stream(self, request: GenRequest) -> AsyncIterator[TokenEvent]:
+        limit = self.max_request_tokens()
+        if request.prompt_tokens + request.max_tokens > limit:
+            raise RequestRejected(
+                f"prompt ({request.prompt_tokens}) + max_tokens ({request.max_tokens}) exceeds the "
+                f"{limit}-token context of a {self.name} slot"
+            )
+        if request.prompt_tokens == 0 or request.max_tokens <= 0:
+            raise RequestRejected("a request needs at least one prompt token and max_tokens >= 1")
+        loop = asyncio.get_running_loop()
+        inbox: asyncio.Queue[object] = asyncio.Queue()
+        job = _Pending(request, lambda item: loop.call_soon_threadsafe(inbox.put_nowait, item))
+        with self._cv:
+            if self._stopping or self._thread is None:
+                raise EngineError(f"{self.name} is not running")
+            self._queue.append(job)
+            self._cv.notify()
+        try:
+            while True:
+                item = await inbox.get()
+                if item is _DONE:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                token_id, t_sched = item  # type: ignore[misc]
+                yield TokenEvent(token_id, time.perf_counter(), t_scheduled_s=t_sched)
+        finally:
+            job.cancelled = True  # a consumer that walks away frees its slot at the next step
+
+    def memory(self) -> KvMemory:
+        active = [s for s in self._slots if s.job is not None]
+        return KvMemory(
+            reserved_bytes=self.n_ctx * self.kv_bytes_per_token,
+            live_bytes=sum(s.n_past for s in active) * self.kv_bytes_per_token,
+            live_seqs=len(active),
+            waiting=len(self._queue),
+        )
+
+    # -- worker thread ---------------------------------------------------------------------
+    def _release(self, slot: _Slot) -> None:
+        import llama_cpp as lc
+
+        lc.llama_memory_seq_rm(lc.llama_get_memory(self._ctx), slot.seq_id, -1, -1)
+        slot.job, slot.n_past, slot.prompt_pos, slot.n_gen, slot.batch_idx = None, 0, 0, 0, -1
+
+    def _admit(self) -> bool:
+        """Move queued requests into free slots (FIFO). Returns False when stopping."""
+        with self._cv:
+            while not self._stopping and not self._queue and all(s.job is None for s in self._slots):
+                self._cv.wait()
+            if self._stopping:
+                return False
+            for slot in self._slots:
+                if slot.job is not None:
+                    continue
+                while self._queue and self._queue[0].cancelled:
+                    self._queue.popleft()
+                if not self._queue:
+                    break
+                slot.job = self._queue.popleft()
+                slot.prompt = list(slot.job.request.prompt_token_ids)
+                slot.t_scheduled_s = time.perf_counter()
+        return True
+
+    def _run(self) -> None:
+        import llama_cpp as lc
+
+        batch = self._batch
+        try:
+            while self._admit():
+                for slot in self._slots:
+                    if slot.job is not None and slot.job.cancelled:
+                        self._release(slot)
+                n = 0
+                # generating slots first, then prompt chunks into what is left of n_batch
+                for slot in self._slots:
+                    slot.batch_idx = -1
+                    if slot.job is not None and slot.prompt_pos == len(slot.prompt):
+                        n = self._add(batch, n, slot.last_token, slot.n_past, slot.seq_id, True)
+                        slot.batch_idx = n - 1
+                        slot.n_past += 1
+                for slot in self._slots:
+                    if slot.job is None or slot.prompt_pos == len(slot.prompt) or slot.batch_idx >= 0:
+                        continue
+                    take = min(len(slot.prompt) - slot.prompt_pos, self._batch_cap - n)
+                    for i in range(take):
+                        last = slot.prompt_pos + i == len(slot.prompt) - 1
+                        n = self._add(batch, n, slot.prompt[slot.prompt_pos + i], slot.n_past + i, slot.seq_id, last)
+                    slot.prompt_pos += take
+                    slot.n_past += take
+                    if slot.prompt_pos == len(slot.prompt):
+                        slot.batch_idx = n - 1
+                if n == 0:
+                    continue
+                batch.n_tokens = n
+                rc = lc.llama_decode(self._ctx, batch)
+                if rc != 0:
+                    self._fail_batch(EngineError(f"llama_decode returned {rc} (KV cache full?)"))
+                    continue
+                self._sample(lc)
+        except BaseException as exc:  # the worker must never die silently: fail everyone waiting
+            self._fail_all(EngineError(f"{self.name} worker crashed: {exc!r}"))
+            raise
+        self._fail_all(EngineError(f"{self.name} stopped"))
+
+    @staticmethod
+    def _add(batch: Any, n: int, token: int, pos: int, seq_id: int, logits: bool) -> int:
+        batch.token[n] = token
+        batch.pos[n] = pos
+        batch.n_seq_id[n] = 1
+        batch.seq_id[n][0] = seq_id
+        batch.logits[n] = logits
+        return n + 1
+
+    def _sample(self, lc: Any) -> None:
+        for slot in self._slots:
+            if slot.batch_idx < 0 or slot.job is None:
+                continue
+            ptr = lc.llama_get_logits_ith(self._ctx, slot.batch_idx)
+            logits = np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), (self._n_vocab,))
+            token = int(logits.argmax())
+            slot.last_token = token
+            slot.n_gen += 1
+            job = slot.job
+            job.emit((token, slot.t_scheduled_s))
+            if slot.n_gen >= job.request.max_tokens:
+                job.emit(_DONE)
+                self._release(slot)
+
+    def _fail_batch(self, exc: EngineError) -> None:
+        for slot in self._slots:
+            if slot.job is not None and (slot.batch_idx >= 0 or slot.n_past > 0):
+                slot.job.emit(exc)
+                self._release(slot)
+
+    def _fail_all(self, exc: EngineError) -> None:
+        with self._cv:
+            pending = list(self._queue)
+            self._queue.clear()
+        for job in pending:
+            job.emit(exc)
+        for slot in self._slots:
+            if slot.job is not None:
+                slot.job.emit(exc)
+                slot.job = None

@@ -1,0 +1,270 @@
+"""A study, end to end: StudySpec -> levels -> tidy store. Resumable, failure-tolerant.
+
+Each engine is started once per study and stopped on every exit path. Levels already stored are
+skipped unless `force`; an engine that fails to start, or a level that crashes, is stored as a
+failed level with its error text and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import traceback
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from cliffbench.config import (
+    EngineSpec,
+    InputError,
+    LevelSetSpec,
+    LlamaCppSerialSpec,
+    LlamaCppSlotsSpec,
+    StudySpec,
+    VllmSpec,
+)
+from cliffbench.engines import make_engine
+from cliffbench.engines.base import Engine, GenRequest
+from cliffbench.loadgen import LevelRun, RequestRecord, run_level
+from cliffbench.metrics import add_request_metrics, summarize_level
+from cliffbench.provenance import collect_provenance
+from cliffbench.store import (
+    LevelInfo,
+    level_done,
+    level_key,
+    read_manifest,
+    spec_hash,
+    write_level,
+    write_manifest,
+)
+from cliffbench.workload import Tokenizer, build_requests
+
+__all__ = ["Level", "Reporter", "plan_levels", "engine_context_limit", "run_study", "load_tokenizer"]
+
+_DURATION_POOL = 4096  # requests prepared for duration-bound levels
+
+
+class Reporter(Protocol):
+    def level_started(self, key: str, n_requests: int) -> None: ...
+    def request_done(self, record: RequestRecord) -> None: ...
+    def level_finished(self, info: LevelInfo) -> None: ...
+    def level_skipped(self, key: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Level:
+    index: int
+    level_set: LevelSetSpec
+    concurrency: int | None
+    rate_rps: float | None
+
+    def key(self, engine: str) -> str:
+        return level_key(engine, self.level_set.name, self.concurrency, self.rate_rps)
+
+
+def plan_levels(spec: StudySpec) -> list[Level]:
+    levels: list[Level] = []
+    for ls in spec.level_sets:
+        if ls.load.arrival == "closed":
+            levels += [Level(len(levels), ls, c, None) for c in ls.load.concurrency]
+        else:
+            levels += [Level(len(levels), ls, None, r) for r in ls.load.rate_rps]
+    return levels
+
+
+def engine_context_limit(spec: EngineSpec) -> int:
+    """The most prompt + output tokens one request may hold on this engine."""
+    if isinstance(spec, VllmSpec):
+        return spec.max_model_len
+    if isinstance(spec, LlamaCppSerialSpec):
+        return spec.n_ctx
+    assert isinstance(spec, LlamaCppSlotsSpec)
+    return spec.ctx_per_slot * (spec.slots if spec.kv_unified else 1)
+
+
+class _HfTokenizer:
+    def __init__(self, path: Path) -> None:
+        from transformers import AutoTokenizer
+
+        self._tok = AutoTokenizer.from_pretrained(str(path))
+
+    def encode(self, text: str) -> list[int]:
+        return list(self._tok.encode(text, add_special_tokens=False))
+
+    def decode(self, ids: Any) -> str:
+        return str(self._tok.decode(list(ids)))
+
+
+def load_tokenizer(spec: StudySpec) -> Tokenizer:
+    """The study's tokenizer: the Hugging Face tokenizer of the first engine's model."""
+    from cliffbench.models import resolve_model
+
+    for e in spec.engines:
+        hf_dir, _, _ = resolve_model(e.model)
+        if hf_dir is not None:
+            return _HfTokenizer(hf_dir)
+    raise InputError("engines: no engine has a Hugging Face folder to take the tokenizer from")
+
+
+def _build(spec: StudySpec, level: Level, tok: Tokenizer, max_context: int) -> tuple[list[GenRequest], list[GenRequest]]:
+    load = level.level_set.load
+    n = load.requests_per_level or _DURATION_POOL
+    if load.requests_per_user and level.concurrency:
+        n = max(n, load.requests_per_user * level.concurrency)
+    wl = level.level_set.workload
+    seed = spec.seed * 1_000_003 + wl.seed * 1009 + level.index
+    reqs = build_requests(wl.model_copy(update={"seed": seed}), n, tok, max_context=max_context)
+    warm = build_requests(
+        wl.model_copy(update={"seed": seed + 7919}), load.warmup_requests, tok,
+        max_context=max_context, start_id=1_000_000,
+    ) if load.warmup_requests else []
+    return reqs, warm
+
+
+def _tables(run: LevelRun) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    rows, toks = [], []
+    for r in run.records:
+        t = r.token_times_s
+        rows.append({
+            "request_id": r.request_id, "warmup": r.warmup, "status": r.status, "error": r.error,
+            "prompt_tokens": r.prompt_tokens, "max_tokens": r.max_tokens, "output_tokens": len(t),
+            "t_submit_s": r.t_submit_s, "t_first_s": t[0] if t else np.nan,
+            "t_end_s": t[-1] if t else np.nan, "queue_s": r.t_scheduled_s - r.t_submit_s,
+        })
+        toks.append(pd.DataFrame({"request_id": r.request_id, "k": np.arange(len(t)), "t_s": t}))
+    requests = add_request_metrics(pd.DataFrame(rows))
+    tokens = pd.concat(toks, ignore_index=True) if toks else pd.DataFrame(columns=["request_id", "k", "t_s"])
+    memory = pd.DataFrame(run.memory, columns=["t_s", "reserved_bytes", "live_bytes", "live_seqs", "waiting"])
+    return requests, tokens, memory
+
+
+def _info(spec: StudySpec, es: EngineSpec, level: Level, **kw: Any) -> LevelInfo:
+    base: dict[str, Any] = {
+        "study": spec.name, "level_key": level.key(es.name), "engine": es.name, "engine_kind": es.kind,
+        "engine_hash": spec_hash(es.model_dump(mode="json")), "level_set": level.level_set.name,
+        "workload": level.level_set.workload.kind, "level_index": level.index,
+        "concurrency": level.concurrency, "rate_rps": level.rate_rps, "seed": spec.seed,
+        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "wall_s": float("nan"), "lag_p99_s": float("nan"), "loop_cpu_share": float("nan"),
+        "lag_flagged": False, "status": "ok",
+    }
+    base.update(kw)
+    return LevelInfo(**base)
+
+
+def _failed(spec: StudySpec, es: EngineSpec, level: Level, error: str, root: Path | None) -> LevelInfo:
+    info = _info(spec, es, level, status="failed", error=error)
+    empty = pd.DataFrame()
+    write_level(info, empty, empty, empty, root)
+    return info
+
+
+async def _run_engine(
+    spec: StudySpec, es: EngineSpec, todo: list[Level], tok: Tokenizer, max_context: int,
+    reporter: Reporter | None, root: Path | None, manifest: dict[str, Any], started: Engine | None,
+) -> None:
+    engine: Engine | None = started
+    try:
+        if engine is None:
+            engine = make_engine(es)
+            await engine.start()
+    except InputError:
+        raise
+    except Exception as exc:
+        err = f"engine start failed: {type(exc).__name__}: {exc}"
+        for level in todo:
+            info = _failed(spec, es, level, err, root)
+            if reporter:
+                reporter.level_finished(info)
+        if engine is not None and started is None:
+            await engine.stop()
+        return
+    try:
+        config = engine.describe()
+        manifest.setdefault("engines", {})[es.name] = config
+        write_manifest(spec.name, manifest, root)
+        for level in todo:
+            reqs, warm = _build(spec, level, tok, max_context)
+            load = level.level_set.load
+            if reporter:
+                reporter.level_started(level.key(es.name), len(reqs) + len(warm))
+            try:
+                run = await run_level(
+                    engine, reqs, concurrency=level.concurrency, rate_rps=level.rate_rps,
+                    burstiness=load.burstiness, think_time_s=load.think_time_s, duration_s=load.duration_s,
+                    warmup=warm, request_timeout_s=load.request_timeout_s, seed=spec.seed + level.index,
+                    on_record=reporter.request_done if reporter else None,
+                )
+                requests, tokens, memory = _tables(run)
+                summary = summarize_level(
+                    requests, tokens, slo=spec.slo.thresholds, target_concurrency=level.concurrency,
+                    seed=spec.seed,
+                )
+                lag_p99 = float(np.percentile(run.lag_s, 99)) if run.lag_s.size else float("nan")
+                info = _info(
+                    spec, es, level, wall_s=run.wall_s, lag_p99_s=lag_p99,
+                    loop_cpu_share=run.loop_cpu_share, lag_flagged=bool(lag_p99 > load.max_lag_s),
+                    summary=summary, engine_config=config,
+                )
+                write_level(info, requests, tokens, memory, root)
+            except (asyncio.CancelledError, KeyboardInterrupt):
+                raise
+            except Exception as exc:
+                info = _failed(spec, es, level, f"{type(exc).__name__}: {exc} | {traceback.format_exc(limit=3)}", root)
+            if reporter:
+                reporter.level_finished(info)
+    finally:
+        if started is None:
+            await engine.stop()
+
+
+def _pending(spec: StudySpec, force: bool, root: Path | None) -> Iterator[tuple[EngineSpec, list[Level], list[Level]]]:
+    levels = plan_levels(spec)
+    for es in spec.engines:
+        todo = [lv for lv in levels if force or not level_done(spec.name, lv.key(es.name), root)]
+        yield es, todo, [lv for lv in levels if lv not in todo]
+
+
+async def run_study_async(
+    spec: StudySpec,
+    *,
+    force: bool = False,
+    reporter: Reporter | None = None,
+    root: Path | None = None,
+    engines: Mapping[str, Engine] | None = None,
+) -> None:
+    """Run every level of every engine that is not stored yet (all of them with `force`).
+    `engines` maps engine labels to engines the caller already started (and will stop)."""
+    work = list(_pending(spec, force, root))
+    if not any(todo for _, todo, _ in work):
+        for es, _, done in work:
+            for lv in done:
+                if reporter:
+                    reporter.level_skipped(lv.key(es.name))
+        return
+    tok = load_tokenizer(spec)
+    max_context = min(engine_context_limit(e) for e in spec.engines)
+    from cliffbench.models import resolve_model
+
+    manifest = {**read_manifest(spec.name, root), **collect_provenance()}
+    manifest["study"] = spec.model_dump(mode="json")
+    manifest["models"] = {e.name: resolve_model(e.model)[2].model_dump(mode="json") for e in spec.engines}
+    write_manifest(spec.name, manifest, root)
+    for es, todo, done in work:
+        if reporter:
+            for lv in done:
+                reporter.level_skipped(lv.key(es.name))
+        if todo:
+            started = (engines or {}).get(es.name)
+            await _run_engine(spec, es, todo, tok, max_context, reporter, root, manifest, started)
+
+
+def run_study(
+    spec: StudySpec, *, force: bool = False, reporter: Reporter | None = None, root: Path | None = None
+) -> None:
+    """Synchronous wrapper (CLI). In a notebook, `await run_study_async(...)` instead."""
+    asyncio.run(run_study_async(spec, force=force, reporter=reporter, root=root))
