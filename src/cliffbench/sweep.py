@@ -43,7 +43,7 @@ from cliffbench.store import (
 )
 from cliffbench.workload import Tokenizer, build_requests
 
-__all__ = ["Level", "Reporter", "plan_levels", "engine_context_limit", "run_study", "load_tokenizer"]
+__all__ = ["Level", "Reporter", "TqdmReporter", "engine_context_limit", "load_tokenizer", "plan_levels", "run_study", "run_study_async"]
 
 _DURATION_POOL = 4096  # requests prepared for duration-bound levels
 
@@ -268,3 +268,45 @@ def run_study(
 ) -> None:
     """Synchronous wrapper (CLI). In a notebook, `await run_study_async(...)` instead."""
     asyncio.run(run_study_async(spec, force=force, reporter=reporter, root=root))
+
+
+class TqdmReporter:
+    """Progress for notebooks: a tqdm bar per level with live TTFT p50 and output tok/s."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+        self.ttfts: list[float] = []
+        self.tokens = 0
+        self.t0: float | None = None
+        self.t1 = 0.0
+
+    def level_started(self, key: str, n_requests: int) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=n_requests, desc=key, leave=False)
+        self.ttfts, self.tokens, self.t0, self.t1 = [], 0, None, 0.0
+
+    def request_done(self, record: RequestRecord) -> None:
+        if not record.warmup and record.status == "ok":
+            self.ttfts.append(record.token_times_s[0] - record.t_submit_s)
+            self.tokens += record.output_tokens
+            self.t0 = record.t_submit_s if self.t0 is None else min(self.t0, record.t_submit_s)
+            self.t1 = max(self.t1, record.token_times_s[-1])
+        if self.bar is not None:
+            if self.ttfts and self.t0 is not None and self.t1 > self.t0:
+                self.bar.set_postfix_str(
+                    f"TTFT p50 {np.median(self.ttfts):.3f}s {self.tokens / (self.t1 - self.t0):.1f} tok/s"
+                )
+            self.bar.update(1)
+
+    def level_finished(self, info: LevelInfo) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        s = info.summary
+        state = "ok" if info.status == "ok" else f"FAILED: {info.error.splitlines()[0][:200]}"
+        print(f"{info.level_key}: {state} {s.get('output_tok_s', float('nan')):.1f} tok/s, "
+              f"TTFT p50 {s.get('ttft_s_p50', float('nan')):.3f}s")
+
+    def level_skipped(self, key: str) -> None:
+        print(f"{key}: stored, skipped")

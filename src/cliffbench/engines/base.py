@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-__all__ = ["GenRequest", "TokenEvent", "KvMemory", "Engine", "EngineError", "RequestRejected"]
+__all__ = ["Engine", "EngineError", "GenRequest", "KvMemory", "RequestRejected", "TokenEvent"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,14 +22,14 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from cliffbench.config import InputError, LlamaCppSerialSpec, LlamaCppSlotsSpec
 from cliffbench.engines.base import EngineError, GenRequest, KvMemory, RequestRejected, TokenEvent
 
-__all__ = ["LlamaCppEngine", "KV_CACHE_DTYPE_BYTES"]
+__all__ = ["KV_CACHE_DTYPE_BYTES", "LlamaCppEngine"]
 
 # llama.cpp's default KV cache type is F16 for K and V.
 KV_CACHE_DTYPE_BYTES = 2
@@ -177,7 +177,10 @@ class LlamaCppEngine:
             raise RequestRejected("a request needs at least one prompt token and max_tokens >= 1")
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue[object] = asyncio.Queue()
-        job = _Pending(request, lambda item: loop.call_soon_threadsafe(inbox.put_nowait, item))
+        def emit(item: object) -> None:
+            loop.call_soon_threadsafe(inbox.put_nowait, item)
+
+        job = _Pending(request, emit)
         with self._cv:
             if self._stopping or self._thread is None:
                 raise EngineError(f"{self.name} is not running")
@@ -190,7 +193,7 @@ class LlamaCppEngine:
                     return
                 if isinstance(item, BaseException):
                     raise item
-                token_id, t_sched = item  # type: ignore[misc]
+                token_id, t_sched = cast(tuple[int, float], item)
                 yield TokenEvent(token_id, time.perf_counter(), t_scheduled_s=t_sched)
         finally:
             job.cancelled = True  # a consumer that walks away frees its slot at the next step

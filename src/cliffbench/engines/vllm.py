@@ -19,7 +19,7 @@ from typing import Any
 from cliffbench.config import InputError, VllmSpec
 from cliffbench.engines.base import EngineError, GenRequest, KvMemory, RequestRejected, TokenEvent
 
-__all__ = ["VllmEngine", "DTYPE_BYTES"]
+__all__ = ["DTYPE_BYTES", "VllmEngine"]
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "auto": 2}
 _GIB = 1 << 30

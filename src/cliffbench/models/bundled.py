@@ -193,7 +193,9 @@ def _export_hf(q4: Path, hf_dir: Path) -> int:
         # vLLM ties lm_head to the embeddings itself; safetensors also refuses shared storage.
         state.pop("lm_head.weight", None)
     tensors = {k: v.detach().to(torch.float32).contiguous() for k, v in state.items()}
-    save_file(tensors, str(hf_dir / "model.safetensors"), metadata={"format": "pt"})
+    weights = hf_dir / "model.safetensors"
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    weights.chmod(0o644)  # safetensors creates it 0600, unlike every other file here
     n_params = sum(int(t.numel()) for t in tensors.values())
 
     cfg: dict[str, Any] = model.config.to_dict()
@@ -206,9 +208,12 @@ def _export_hf(q4: Path, hf_dir: Path) -> int:
         cfg["dtype"] = "float32"
     (hf_dir / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     model.generation_config.save_pretrained(str(hf_dir))
+    model_max_len = cfg.get("max_position_embeddings") or 8192
     del model, state, tensors
 
     tokenizer = AutoTokenizer.from_pretrained(src_dir, gguf_file=gguf_file)
+    # The GGUF tokenizer leaves it at "unlimited"; the original checkpoint says its context.
+    tokenizer.model_max_length = int(model_max_len)
     if not tokenizer.chat_template:
         tokenizer.chat_template = gguf_chat_template(q4)
     tokenizer.save_pretrained(str(hf_dir))

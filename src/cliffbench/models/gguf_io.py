@@ -8,28 +8,102 @@ tensor infos, then stream the tensor data one tensor at a time (peak memory: one
 
 from __future__ import annotations
 
+import mmap
+import struct
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gguf
 import numpy as np
 
-__all__ = ["gguf_chat_template", "gguf_fields", "gguf_shape_fields", "write_f32_gguf"]
+__all__ = ["GgufHeader", "gguf_chat_template", "gguf_shape_fields", "read_gguf_header", "write_f32_gguf"]
+
+# struct formats of GGUF's scalar value types (little-endian; big-endian files are not supported).
+_SCALAR = {
+    gguf.GGUFValueType.UINT8: "<B",
+    gguf.GGUFValueType.INT8: "<b",
+    gguf.GGUFValueType.UINT16: "<H",
+    gguf.GGUFValueType.INT16: "<h",
+    gguf.GGUFValueType.UINT32: "<I",
+    gguf.GGUFValueType.INT32: "<i",
+    gguf.GGUFValueType.FLOAT32: "<f",
+    gguf.GGUFValueType.BOOL: "<?",
+    gguf.GGUFValueType.UINT64: "<Q",
+    gguf.GGUFValueType.INT64: "<q",
+    gguf.GGUFValueType.FLOAT64: "<d",
+}
 
 
-def gguf_fields(path: Path, keys: list[str] | None = None) -> dict[str, Any]:
-    """Key/value metadata of a GGUF file (all keys, or only `keys`), as Python values."""
-    reader = gguf.GGUFReader(path, "r")
-    out: dict[str, Any] = {}
-    for name, field in reader.fields.items():
-        if keys is None or name in keys:
-            out[name] = field.contents()
-    return out
+@dataclass
+class GgufHeader:
+    """Scalars and strings of a GGUF header; arrays only by length (the vocabulary is ~100k
+    strings: gguf.GGUFReader takes seconds to index them, this scan takes milliseconds)."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    array_lengths: dict[str, int] = field(default_factory=dict)
+    small_arrays: dict[str, list[Any]] = field(default_factory=dict)
+    tensor_elements: list[int] = field(default_factory=list)
+
+
+def read_gguf_header(path: Path) -> GgufHeader:
+    """Scan the key/values and tensor infos of a GGUF file (v2/v3) without touching tensor data."""
+    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        pos = 0
+
+        def unpack(fmt: str) -> Any:
+            nonlocal pos
+            (value,) = struct.unpack_from(fmt, buf, pos)
+            pos += struct.calcsize(fmt)
+            return value
+
+        def string() -> str:
+            nonlocal pos
+            n = unpack("<Q")
+            pos += n
+            return bytes(buf[pos - n : pos]).decode("utf-8", errors="replace")
+
+        if buf[:4] != b"GGUF":
+            raise ValueError(f"{path}: not a GGUF file (bad magic)")
+        pos = 4
+        version = unpack("<I")
+        if version not in (2, 3):
+            raise ValueError(f"{path}: unsupported GGUF version {version}")
+        n_tensors, n_kv = unpack("<Q"), unpack("<Q")
+        header = GgufHeader()
+        for _ in range(n_kv):
+            key = string()
+            vtype = gguf.GGUFValueType(unpack("<I"))
+            if vtype == gguf.GGUFValueType.STRING:
+                header.values[key] = string()
+            elif vtype != gguf.GGUFValueType.ARRAY:
+                header.values[key] = unpack(_SCALAR[vtype])
+            else:
+                sub = gguf.GGUFValueType(unpack("<I"))
+                n = unpack("<Q")
+                header.array_lengths[key] = n
+                if sub == gguf.GGUFValueType.STRING:
+                    for _ in range(n):
+                        pos += 8 + struct.unpack_from("<Q", buf, pos)[0]
+                elif sub in _SCALAR:
+                    fmt = _SCALAR[sub]
+                    if n <= 1024:  # per-layer hyper-parameters; skip token-sized arrays
+                        header.small_arrays[key] = list(struct.unpack_from(f"<{n}{fmt[1]}", buf, pos))
+                    pos += n * struct.calcsize(fmt)
+                else:
+                    raise ValueError(f"{path}: nested GGUF arrays are not supported ({key})")
+        for _ in range(n_tensors):
+            string()
+            n_dims = unpack("<I")
+            dims = struct.unpack_from(f"<{n_dims}Q", buf, pos)
+            pos += 8 * n_dims + 4 + 8  # dims, then the type and the data offset
+            header.tensor_elements.append(int(np.prod(dims, dtype=np.int64)))
+        return header
 
 
 def gguf_chat_template(path: Path) -> str | None:
     """The chat template stored in a GGUF file, if any."""
-    value = gguf_fields(path, [gguf.Keys.Tokenizer.CHAT_TEMPLATE]).get(gguf.Keys.Tokenizer.CHAT_TEMPLATE)
+    value = read_gguf_header(path).values.get(gguf.Keys.Tokenizer.CHAT_TEMPLATE)
     return value if isinstance(value, str) else None
 
 
@@ -39,18 +113,16 @@ def gguf_shape_fields(path: Path) -> dict[str, Any]:
     `n_params` counts elements of every tensor; a tied output layer has no tensor of its own, so it
     matches a Hugging Face state dict without `lm_head.weight`.
     """
-    reader = gguf.GGUFReader(path, "r")
-
-    def get(key: str) -> Any:
-        field = reader.get_field(key)
-        return field.contents() if field is not None else None
-
-    arch = get(gguf.Keys.General.ARCHITECTURE)
+    header = read_gguf_header(path)
+    arch = header.values.get(gguf.Keys.General.ARCHITECTURE)
     if not isinstance(arch, str):
         raise ValueError(f"{path}: GGUF metadata lacks general.architecture")
 
     def arch_int(key: str) -> int | None:
-        value = get(f"{arch}.{key}")
+        name = f"{arch}.{key}"
+        if name in header.small_arrays:  # per-layer values (e.g. OpenELM): the largest bounds memory
+            return int(max(header.small_arrays[name], default=0)) or None
+        value = header.values.get(name)
         return int(value) if value is not None else None
 
     n_layers = arch_int("block_count")
@@ -61,8 +133,7 @@ def gguf_shape_fields(path: Path) -> dict[str, Any]:
     n_kv_heads = arch_int("attention.head_count_kv") or n_heads
     # key_length is only written when the head size is not hidden / heads (e.g. Gemma).
     head_dim = arch_int("attention.key_length") or hidden // n_heads
-    tokens = reader.get_field(gguf.Keys.Tokenizer.LIST)
-    vocab = arch_int("vocab_size") or (len(tokens.data) if tokens is not None else 0)
+    vocab = arch_int("vocab_size") or header.array_lengths.get(gguf.Keys.Tokenizer.LIST, 0)
     return {
         "architecture": arch,
         "n_layers": n_layers,
@@ -73,7 +144,7 @@ def gguf_shape_fields(path: Path) -> dict[str, Any]:
         "ffn_size": arch_int("feed_forward_length") or 0,
         "vocab_size": vocab,
         "context_length": arch_int("context_length") or 0,
-        "n_params": sum(int(t.n_elements) for t in reader.tensors),
+        "n_params": sum(header.tensor_elements),
     }
 
 
@@ -97,25 +168,23 @@ def write_f32_gguf(src: Path, dst: Path) -> int:
     if alignment is not None:
         writer.data_alignment = int(alignment.contents())
 
-    for field in reader.fields.values():
+    for kv in reader.fields.values():
         # GGUF.* are virtual (header) fields; the writer adds general.architecture itself.
-        if field.name == gguf.Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
+        if kv.name == gguf.Keys.General.ARCHITECTURE or kv.name.startswith("GGUF."):
             continue
-        val_type = field.types[0]
-        sub_type = field.types[-1] if val_type == gguf.GGUFValueType.ARRAY else None
-        value = field.contents()
-        if field.name == gguf.Keys.General.FILE_TYPE:
+        val_type = kv.types[0]
+        sub_type = kv.types[-1] if val_type == gguf.GGUFValueType.ARRAY else None
+        value = kv.contents()
+        if kv.name == gguf.Keys.General.FILE_TYPE:
             value = int(gguf.LlamaFileType.ALL_F32)
-        writer.add_key_value(field.name, value, val_type, sub_type=sub_type)
+        writer.add_key_value(kv.name, value, val_type, sub_type=sub_type)
 
     keep = (gguf.GGMLQuantizationType.F32,)
     converted = 0
     for tensor in reader.tensors:
         shape = _numpy_shape(tensor)
         nbytes = int(np.prod(shape, dtype=np.int64)) * 4
-        writer.add_tensor_info(
-            tensor.name, shape, np.dtype(np.float32), nbytes, gguf.GGMLQuantizationType.F32
-        )
+        writer.add_tensor_info(tensor.name, shape, np.dtype(np.float32), nbytes, gguf.GGMLQuantizationType.F32)
 
     writer.write_header_to_file()
     writer.write_kv_data_to_file()

@@ -116,7 +116,7 @@ def display_path(path: Path) -> str:
 
 
 def _hint(name: str, force: bool) -> str:
-    cmd = "cliffbench prepare-model" if name == DEFAULT_MODEL else f"cliffbench prepare-model {name}"
+    cmd = "cliffbench prepare-model" if name == DEFAULT_MODEL else f"cliffbench prepare-model --name {name}"
     return f"run '{cmd}{' --force' if force else ''}'"
 
 
@@ -148,9 +148,7 @@ def load_manifest(name: str = DEFAULT_MODEL, *, models_dir: Path | None = None) 
     try:
         manifest = ModelManifest.model_validate_json(path.read_bytes())
     except ValidationError:
-        raise InputError(
-            f"model: {display_path(path)} is unreadable (corrupt); {_hint(name, force=True)}"
-        ) from None
+        raise InputError(f"model: {display_path(path)} is unreadable (corrupt); {_hint(name, force=True)}") from None
     return manifest.bind(folder)
 
 
@@ -174,9 +172,7 @@ def forget_verified(folder: Path) -> None:
     _VERIFIED.pop(folder.resolve(), None)
 
 
-def verify_model(
-    name: str = DEFAULT_MODEL, *, models_dir: Path | None = None, cached: bool = False
-) -> ModelManifest:
+def verify_model(name: str = DEFAULT_MODEL, *, models_dir: Path | None = None, cached: bool = False) -> ModelManifest:
     """Load the manifest and check every file's size and sha256.
 
     `cached=True` skips hashing when this process already verified the folder and no file's size
@@ -253,9 +249,7 @@ def shapes_from_hf(folder: Path) -> ModelShapes:
         raise InputError(f"model.hf_path: {path} is not a usable config.json: {exc!r}") from None
 
 
-def resolve_model(
-    spec: ModelSpec, *, models_dir: Path | None = None
-) -> tuple[Path | None, Path | None, ModelShapes]:
+def resolve_model(spec: ModelSpec, *, models_dir: Path | None = None) -> tuple[Path | None, Path | None, ModelShapes]:
     """(hf_dir, gguf_path, shapes) an engine should load.
 
     User paths win over the prepared name; when only one of them is given the other is None (an

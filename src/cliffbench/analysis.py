@@ -1,0 +1,103 @@
+"""From stored results to the report's figures and decision tree (what 20_analysis and
+30_whitepaper call). Reads tidy results only; never starts an engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from cliffbench import figures as fg
+from cliffbench.config import FIGURES_DIR, InputError
+from cliffbench.decision import DecisionTree, build_tree, select_levels
+from cliffbench.store import Results
+
+__all__ = ["FIGURE_CAPTIONS", "decision_tree", "figure_dir", "figure_paths", "make_figures", "timeline_level"]
+
+FIGURE_CAPTIONS = {
+    "throughput": "Output tokens per second vs concurrent users (closed loop), one line per engine.",
+    "ttft": "Time to first token, p50 (solid) and p99 (dashed), with bootstrap 95% confidence bands.",
+    "itl": "Inter-token latency distributions at the lowest and the highest concurrency.",
+    "timeline": "Request timelines at the highest level: waiting (queue), prefill and decoding per request.",
+    "kv_memory": "KV-cache memory reserved vs holding live tokens, per engine and concurrency.",
+    "hol_blocking": "Head-of-line blocking: TTFT of short requests with and without a long document in flight.",
+    "decision_tree": "Decision tree: user-count thresholds are the measured SLO cliffs of each engine.",
+}
+
+
+def figure_dir(study: str) -> Path:
+    return FIGURES_DIR / study
+
+
+def figure_paths(study: str, names: list[str] | None = None) -> dict[str, Path]:
+    """SVG paths of the figures 20_analysis made; InputError if one is missing."""
+    out = {}
+    for name in names or list(FIGURE_CAPTIONS):
+        p = figure_dir(study) / f"{name}.svg"
+        if not p.is_file():
+            raise InputError(f"figures: {p} is missing; run notebooks/20_analysis.ipynb for study {study!r}")
+        out[name] = p
+    return out
+
+
+def decision_tree(res: Results, level_set: str, mixed_level_set: str, ttft_slo_s: float, tpot_slo_s: float) -> DecisionTree:
+    levels = select_levels(res.levels, level_set)
+    mixed = res.levels[res.levels["level_set"] == mixed_level_set]
+    return build_tree(levels, ttft_slo_s, tpot_slo_s, mixed_levels=select_levels(mixed, mixed_level_set) if len(mixed) else None)
+
+
+def timeline_level(res: Results, level_set: str) -> tuple[list[str], str]:
+    """The engines and the load of the highest level every engine completed."""
+    lv = res.levels[(res.levels["status"] == "ok") & (res.levels["level_set"] == level_set)]
+    if lv.empty:
+        raise InputError(f"level_set: no successful {level_set!r} levels in this study")
+    per = lv.groupby("engine")["concurrency"].apply(set)
+    common = set.intersection(*per)
+    users = max(common) if common else lv["concurrency"].max()
+    keys = lv[lv["concurrency"] == users].sort_values("engine")
+    return list(keys["engine"]), str(keys["level_key"].iloc[0]).rsplit("__", 1)[1]
+
+
+def make_figures(
+    res: Results, study: str, level_set: str = "chat", mixed_level_set: str = "mixed",
+    tree: DecisionTree | None = None,
+) -> dict[str, Path]:
+    """Draw every report figure (PNG + SVG under figures/<study>/); returns the SVG paths."""
+    fg.set_style()
+    out = figure_dir(study)
+    paths: dict[str, Path] = {}
+
+    def save(fig: Any, name: str) -> None:
+        fig.tight_layout()
+        paths[name] = fg.save_figure(fig, name, out)["svg"]
+        plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    fg.plot_throughput(ax, res.levels, level_set)
+    save(fig, "throughput")
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    fg.plot_ttft(ax, res.levels, level_set)
+    save(fig, "ttft")
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    fg.plot_itl(ax, res.tokens, res.requests, res.levels, level_set)
+    save(fig, "itl")
+    engines, load = timeline_level(res, level_set)
+    fig, axes = plt.subplots(len(engines), 1, figsize=(6.5, 1.9 * len(engines)), squeeze=False)
+    for ax, eng in zip(axes[:, 0], engines, strict=True):
+        fg.plot_timeline(ax, res.requests, eng, f"{eng}__{level_set}__{load}")
+    save(fig, "timeline")
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    fg.plot_kv_memory(ax, res.memory, res.levels, level_set)
+    save(fig, "kv_memory")
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    fg.plot_hol_blocking(ax, res.requests, mixed_level_set)
+    save(fig, "hol_blocking")
+    if tree is not None:
+        fig, ax = plt.subplots(figsize=(7.5, 4.8))
+        fg.plot_decision_tree(ax, tree)
+        save(fig, "decision_tree")
+    return paths
