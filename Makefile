@@ -42,8 +42,8 @@ lint: setup
 study: model
 	$(BIN)/cliffbench run $(STUDY)
 
-report: model
-	$(BIN)/cliffbench run $(STUDY)
+report: setup
+	$(BIN)/python -m cliffbench.report --study-file $(STUDY) $(PAPERMILL_ARGS)
 
 clean-results:
 	rm -rf data/results report/executed figures

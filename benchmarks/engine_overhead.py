@@ -59,11 +59,19 @@ def raw_vllm(all_reqs: dict[int, list[GenRequest]], max_tokens: int) -> dict[int
 
     hf, _, _ = resolve_model(VLLM.model)
     os.environ["VLLM_CPU_OMP_THREADS_BIND"] = f"0-{len(os.sched_getaffinity(0)) - 1}"
-    llm = LLM(model=str(hf), dtype=VLLM.dtype, max_model_len=VLLM.max_model_len, enforce_eager=True,
-              block_size=VLLM.block_size, kv_cache_memory_bytes=int(VLLM.kv_cache_gib * 2**30),
-              max_num_seqs=VLLM.max_num_seqs, seed=0)
-    sp = SamplingParams(temperature=0.0, max_tokens=max_tokens, min_tokens=max_tokens, ignore_eos=True,
-                        detokenize=False)
+    llm = LLM(
+        model=str(hf),
+        dtype=VLLM.dtype,
+        max_model_len=VLLM.max_model_len,
+        enforce_eager=True,
+        block_size=VLLM.block_size,
+        kv_cache_memory_bytes=int(VLLM.kv_cache_gib * 2**30),
+        max_num_seqs=VLLM.max_num_seqs,
+        seed=0,
+    )
+    sp = SamplingParams(
+        temperature=0.0, max_tokens=max_tokens, min_tokens=max_tokens, ignore_eos=True, detokenize=False
+    )
     out = {}
     try:
         llm.generate([TokensPrompt(prompt_token_ids=list(all_reqs[1][0].prompt_token_ids))], sp, use_tqdm=False)
@@ -105,7 +113,7 @@ def raw_llamacpp_batched(reqs: list[GenRequest], n_threads: int) -> float:
     for s, r in enumerate(reqs):  # prefill each prompt (chunked by n_batch)
         p = list(r.prompt_token_ids)
         for start in range(0, len(p), 512):
-            chunk = p[start:start + 512]
+            chunk = p[start : start + 512]
             for k, tok in enumerate(chunk):
                 put(k, tok, start + k, s, start + k == len(p) - 1)
             batch.n_tokens = len(chunk)
@@ -159,10 +167,13 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
 
     def add(engine: str, c: int, adapter: float, raw: float) -> None:
-        rows.append({"engine": engine, "concurrency": c, "adapter_tok_s": adapter, "raw_tok_s": raw,
-                     "ratio": adapter / raw})
-        print(f"{engine:16s} c={c:3d}: adapter {adapter:7.1f} tok/s  raw {raw:7.1f} tok/s  ratio {adapter / raw:.3f}",
-              flush=True)
+        rows.append(
+            {"engine": engine, "concurrency": c, "adapter_tok_s": adapter, "raw_tok_s": raw, "ratio": adapter / raw}
+        )
+        print(
+            f"{engine:16s} c={c:3d}: adapter {adapter:7.1f} tok/s  raw {raw:7.1f} tok/s  ratio {adapter / raw:.3f}",
+            flush=True,
+        )
 
     wanted = a.engines.split(",")
     for c in levels:
@@ -171,8 +182,14 @@ def main() -> None:
             add("llamacpp-serial", c, asyncio.run(run_adapter(LlamaCppSerialSpec(n_ctx=512), reqs[c])), raw)
         if "llamacpp-slots" in wanted:
             raw = raw_llamacpp_batched(reqs[c], threads)
-            add("llamacpp-slots", c, asyncio.run(run_adapter(LlamaCppSlotsSpec(slots=c, ctx_per_slot=256), reqs[c])), raw)
+            add(
+                "llamacpp-slots",
+                c,
+                asyncio.run(run_adapter(LlamaCppSlotsSpec(slots=c, ctx_per_slot=256), reqs[c])),
+                raw,
+            )
     if "vllm" in wanted:
+
         async def vllm_adapter() -> dict[int, float]:
             engine = make_engine(VLLM)
             await engine.start()
@@ -187,8 +204,9 @@ def main() -> None:
         for c in levels:
             add("vllm", c, adapted[c], raw_v[c])
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps({"machine": collect_provenance(), "output_tokens": a.output_tokens,
-                               "rows": rows}, indent=2))
+    OUT.write_text(
+        json.dumps({"machine": collect_provenance(), "output_tokens": a.output_tokens, "rows": rows}, indent=2)
+    )
     print(f"wrote {OUT}")
 
 

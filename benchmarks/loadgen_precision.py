@@ -59,9 +59,14 @@ def poisson(rate_rps: float, n: int, seed: int) -> dict[str, float]:
     submits = np.sort([r.t_submit_s for r in run.records])
     gaps = np.diff(submits)
     ks = stats.kstest(gaps, "expon", args=(0, 1 / rate_rps))
-    return {"rate_rps": rate_rps, "n": n, "measured_rate_rps": float(1 / gaps.mean()),
-            "ks_statistic": float(ks.statistic), "ks_pvalue": float(ks.pvalue),
-            "lag_p99_ms": float(np.percentile(run.lag_s, 99) * 1e3)}
+    return {
+        "rate_rps": rate_rps,
+        "n": n,
+        "measured_rate_rps": float(1 / gaps.mean()),
+        "ks_statistic": float(ks.statistic),
+        "ks_pvalue": float(ks.pvalue),
+        "lag_p99_ms": float(np.percentile(run.lag_s, 99) * 1e3),
+    }
 
 
 def main() -> None:
@@ -72,16 +77,25 @@ def main() -> None:
             r = closed(FakeEngine(ttft_s=ttft, itl_s=itl), u, per_user=4, max_tokens=16)
             r["engine"] = label
             rows.append(r)
-            print(f"{label:12s} users {u:4d}: achieved/target {r['achieved_over_target']:.4f}  "
-                  f"peak {r['peak_in_flight']:4d}  lag p99 {r['lag_p99_ms']:.3f} ms")
+            print(
+                f"{label:12s} users {u:4d}: achieved/target {r['achieved_over_target']:.4f}  "
+                f"peak {r['peak_in_flight']:4d}  lag p99 {r['lag_p99_ms']:.3f} ms"
+            )
     pois = [poisson(rate, 2000, seed) for rate, seed in ((20.0, 1), (100.0, 2))]
     for p in pois:
         print(f"poisson {p['rate_rps']:g}/s: measured {p['measured_rate_rps']:.2f}/s  KS p={p['ks_pvalue']:.3f}")
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps({
-        "machine": {**cpu_info(), "python": platform.python_version()},
-        "closed_loop": rows, "poisson": pois, "wall_s": time.perf_counter() - t0,
-    }, indent=2))
+    OUT.write_text(
+        json.dumps(
+            {
+                "machine": {**cpu_info(), "python": platform.python_version()},
+                "closed_loop": rows,
+                "poisson": pois,
+                "wall_s": time.perf_counter() - t0,
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {OUT}")
 
 

@@ -50,3 +50,40 @@ def test_dry_run_prints_plan() -> None:
     result = runner.invoke(app, ["run", "studies/default.yaml", "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "4 engine(s) x 8 level(s)" in result.output and "llamacpp-slots-32: chat__c0001" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["recommend", "--users", "0"], "--users: Input should be greater than 0"),
+        (["recommend", "--users", "4", "--ttft-slo", "-1"], "--ttft-slo"),
+        (["recommend", "--users", "4", "--study", "no-such-study"], "study: no results for 'no-such-study'"),
+    ],
+)
+def test_recommend_bad_input(args: list[str], needle: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert needle in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(
+    ("engine", "needle"),
+    [
+        (
+            "{kind: llamacpp-slots, slots: 2, ctx_per_slot: 40}",
+            "engines.llamacpp-slots.ctx_per_slot (40 tokens) is too small",
+        ),
+        ("{kind: vllm, kv_cache_gib: 100000}", "engines.vllm.kv_cache_gib: 100000.0 GiB exceeds"),
+        ("{kind: llamacpp-serial, model: {gguf_path: /nonexistent.gguf}}", "model.gguf_path"),
+    ],
+)
+def test_preflight_errors_write_nothing(model: object, tmp_path: Path, engine: str, needle: str) -> None:
+    p = tmp_path / "pre.yaml"
+    p.write_text(
+        "name: preflight-check\nengines:\n  - " + engine + "\n"
+        "level_sets:\n  - {workload: {prompt: {mean: 16}, output: {mean: 32}}, load: {concurrency: [1]}}\n"
+    )
+    result = runner.invoke(app, ["run", str(p)])
+    assert result.exit_code == 2, result.output
+    assert needle in " ".join(result.output.split())
+    assert not (RESULTS_DIR / "preflight-check").exists()

@@ -33,13 +33,25 @@ CURVES = {
 }
 
 
-def _levels(curves: dict[str, tuple[list[float], list[float], list[float]]] = CURVES,
-            users: list[int] = USERS, level_set: str = "chat") -> pd.DataFrame:
+def _levels(
+    curves: dict[str, tuple[list[float], list[float], list[float]]] = CURVES,
+    users: list[int] = USERS,
+    level_set: str = "chat",
+) -> pd.DataFrame:
     rows = []
     for engine, (ttft, tpot, tok) in curves.items():
         for c, a, b, t in zip(users, ttft, tpot, tok, strict=True):
-            rows.append({"engine": engine, "level_set": level_set, "status": "ok", "concurrency": c,
-                         "ttft_s_p99": a, "tpot_s_p50": b, "output_tok_s": t})
+            rows.append(
+                {
+                    "engine": engine,
+                    "level_set": level_set,
+                    "status": "ok",
+                    "concurrency": c,
+                    "ttft_s_p99": a,
+                    "tpot_s_p50": b,
+                    "output_tok_s": t,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -49,7 +61,8 @@ MIXED = _levels(
         "vllm": ([0.5, 3.0], [0.05, 0.08], [20.0, 70.0]),
         "llamacpp-serial": ([0.3, 0.9], [0.04] * 2, [50.0] * 2),
     },
-    users=[1, 4], level_set="mixed",
+    users=[1, 4],
+    level_set="mixed",
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from typing import Any
 
@@ -31,7 +32,7 @@ async def _with_engine(spec: Any, fn: Any) -> Any:
 def _check_stream(events: list[TokenEvent], n: int) -> None:
     assert len(events) == n
     times = [e.t_s for e in events]
-    assert all(b >= a for a, b in zip(times, times[1:], strict=False))
+    assert all(b >= a for a, b in itertools.pairwise(times))
 
 
 @pytest.mark.parametrize("spec", [LlamaCppSerialSpec(n_ctx=512), LlamaCppSlotsSpec(slots=2, ctx_per_slot=256)])
@@ -73,9 +74,10 @@ def test_slots_queue_fifo_when_full(model: Any, prompts: list[list[int]]) -> Non
     decode_first_two = min(ev[-1].t_s - ev[0].t_s for _, ev in res[:2])
     assert ttft[2] > decode_first_two and ttft[3] > decode_first_two
     # the waiting requests were scheduled only when a slot freed up
-    assert min(res[2][1][0].t_scheduled_s or 0, res[3][1][0].t_scheduled_s or 0) >= min(
-        ev[-1].t_s for _, ev in res[:2]
-    ) - 0.05
+    assert (
+        min(res[2][1][0].t_scheduled_s or 0, res[3][1][0].t_scheduled_s or 0)
+        >= min(ev[-1].t_s for _, ev in res[:2]) - 0.05
+    )
 
 
 def test_overlong_request_fails_alone(model: Any, prompts: list[list[int]]) -> None:
@@ -142,7 +144,7 @@ def test_vllm_matches_transformers_greedy(vllm_session: Any, prompts: list[list[
     for i, p in enumerate(prompts[:3]):
         with torch.no_grad():
             out = hf.generate(torch.tensor([p]), max_new_tokens=16, do_sample=False, min_new_tokens=16)
-        expected = out[0, len(p):].tolist()
+        expected = out[0, len(p) :].tolist()
         got = [e.token_id for e in loop.run_until_complete(_collect(engine, GenRequest(i, tuple(p), 16)))]
         assert got == expected, f"prompt {i}"
 

@@ -50,28 +50,51 @@ def _study() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
             key = _key(engine, level_set, c)
             sweep = {"engine": engine, "level_set": level_set, "concurrency": c, "level_key": key}
             ttft = 0.05 * c * (1 + e_i)
-            levels.append({
-                **sweep, "status": "failed" if failed else "ok", "output_tok_s": 10.0 * c / (1 + e_i),
-                "ttft_s_p50": ttft, "ttft_s_p99": 2 * ttft, "ttft_s_p50_lo": 0.8 * ttft,
-                "ttft_s_p50_hi": 1.2 * ttft, "ttft_s_p99_lo": 1.6 * ttft, "ttft_s_p99_hi": 2.4 * ttft,
-                "tpot_s_p50": 0.02 * (1 + e_i),
-            })
+            levels.append(
+                {
+                    **sweep,
+                    "status": "failed" if failed else "ok",
+                    "output_tok_s": 10.0 * c / (1 + e_i),
+                    "ttft_s_p50": ttft,
+                    "ttft_s_p99": 2 * ttft,
+                    "ttft_s_p50_lo": 0.8 * ttft,
+                    "ttft_s_p50_hi": 1.2 * ttft,
+                    "ttft_s_p99_lo": 1.6 * ttft,
+                    "ttft_s_p99_hi": 2.4 * ttft,
+                    "tpot_s_p50": 0.02 * (1 + e_i),
+                }
+            )
             for rid in range(4):
                 long = level_set == "mixed" and rid == 0
                 t0 = 0.1 * rid
                 t1 = t0 + (0.5 if long else 0.05 * (1 + rid))
                 times = t1 + 0.02 * np.arange(5) * (1 + e_i)
-                requests.append({
-                    **sweep, "request_id": rid, "warmup": False, "status": "ok",
-                    "prompt_tokens": 1000 if long else 20, "output_tokens": 5,
-                    "t_submit_s": t0, "t_first_s": t1, "t_end_s": float(times[-1]),
-                    "queue_s": 0.01 if engine == "vllm" else np.nan, "ttft_s": t1 - t0,
-                })
+                requests.append(
+                    {
+                        **sweep,
+                        "request_id": rid,
+                        "warmup": False,
+                        "status": "ok",
+                        "prompt_tokens": 1000 if long else 20,
+                        "output_tokens": 5,
+                        "t_submit_s": t0,
+                        "t_first_s": t1,
+                        "t_end_s": float(times[-1]),
+                        "queue_s": 0.01 if engine == "vllm" else np.nan,
+                        "ttft_s": t1 - t0,
+                    }
+                )
                 tokens += [{**sweep, "request_id": rid, "k": k, "t_s": float(t)} for k, t in enumerate(times)]
             reserved = (512 if engine == "vllm" else 64) * 2**20
             memory += [
-                {**sweep, "t_s": 0.05 * i, "reserved_bytes": reserved, "live_bytes": (i + 1) * c * 2**20,
-                 "live_seqs": c, "waiting": 0}
+                {
+                    **sweep,
+                    "t_s": 0.05 * i,
+                    "reserved_bytes": reserved,
+                    "live_bytes": (i + 1) * c * 2**20,
+                    "live_seqs": c,
+                    "waiting": 0,
+                }
                 for i in range(3)
             ]
     return pd.DataFrame(levels), pd.DataFrame(requests), pd.DataFrame(tokens), pd.DataFrame(memory)
@@ -156,11 +179,13 @@ def test_kv_memory(ax: Axes) -> None:
 
 
 def test_long_in_flight_overlap() -> None:
-    level = pd.DataFrame({
-        "t_submit_s": [0.0, 0.5, 2.0, 0.0],
-        "t_first_s": [1.0, 1.5, 2.5, 0.1],
-        "t_end_s": [1.2, 3.0, 2.6, 5.0],
-    })
+    level = pd.DataFrame(
+        {
+            "t_submit_s": [0.0, 0.5, 2.0, 0.0],
+            "t_first_s": [1.0, 1.5, 2.5, 0.1],
+            "t_end_s": [1.2, 3.0, 2.6, 5.0],
+        }
+    )
     is_long = pd.Series([False, True, False, False])
     # the long request [0.5, 3.0] overlaps short 0's [0, 1] and short 2's [2, 2.5], not short 3's [0, 0.1]
     assert list(_long_in_flight(level, is_long)) == [True, True, True, False]

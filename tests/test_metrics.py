@@ -89,9 +89,7 @@ def test_request_metrics_nan_for_non_ok() -> None:
 
 
 def test_itl_pools_gaps_per_request_sorted_by_k() -> None:
-    tokens = pd.DataFrame(
-        {"request_id": [1, 0, 0, 1, 0], "k": [1, 2, 0, 0, 1], "t_s": [5.4, 1.0, 0.5, 5.0, 0.7]}
-    )
+    tokens = pd.DataFrame({"request_id": [1, 0, 0, 1, 0], "k": [1, 2, 0, 0, 1], "t_s": [5.4, 1.0, 0.5, 5.0, 0.7]})
     gaps = np.sort(itl_s(tokens))
     # request 0: 0.7-0.5, 1.0-0.7; request 1: 5.4-5.0; never 5.0-1.0 across requests
     assert gaps == pytest.approx([0.2, 0.3, 0.4])

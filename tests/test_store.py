@@ -13,10 +13,24 @@ from cliffbench.store import LevelInfo, level_done, load_results, write_level, w
 
 def _info(key: str, engine: str, c: int) -> LevelInfo:
     return LevelInfo(
-        study="s", level_key=key, engine=engine, engine_kind="llamacpp-slots", engine_hash="abc",
-        level_set="chat", workload="fixed", level_index=0, concurrency=c, seed=0, status="ok",
-        started_at="2026-01-01T00:00:00", wall_s=1.0, lag_p99_s=0.001, loop_cpu_share=0.1,
-        lag_flagged=False, summary={"output_tok_s": 10.0 * c, "note": ""}, engine_config={"slots": 4},
+        study="s",
+        level_key=key,
+        engine=engine,
+        engine_kind="llamacpp-slots",
+        engine_hash="abc",
+        level_set="chat",
+        workload="fixed",
+        level_index=0,
+        concurrency=c,
+        seed=0,
+        status="ok",
+        started_at="2026-01-01T00:00:00",
+        wall_s=1.0,
+        lag_p99_s=0.001,
+        loop_cpu_share=0.1,
+        lag_flagged=False,
+        summary={"output_tok_s": 10.0 * c, "note": ""},
+        engine_config={"slots": 4},
     )
 
 

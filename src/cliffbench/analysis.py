@@ -44,10 +44,14 @@ def figure_paths(study: str, names: list[str] | None = None) -> dict[str, Path]:
     return out
 
 
-def decision_tree(res: Results, level_set: str, mixed_level_set: str, ttft_slo_s: float, tpot_slo_s: float) -> DecisionTree:
+def decision_tree(
+    res: Results, level_set: str, mixed_level_set: str, ttft_slo_s: float, tpot_slo_s: float
+) -> DecisionTree:
     levels = select_levels(res.levels, level_set)
     mixed = res.levels[res.levels["level_set"] == mixed_level_set]
-    return build_tree(levels, ttft_slo_s, tpot_slo_s, mixed_levels=select_levels(mixed, mixed_level_set) if len(mixed) else None)
+    return build_tree(
+        levels, ttft_slo_s, tpot_slo_s, mixed_levels=select_levels(mixed, mixed_level_set) if len(mixed) else None
+    )
 
 
 def timeline_level(res: Results, level_set: str) -> tuple[list[str], str]:
@@ -63,7 +67,10 @@ def timeline_level(res: Results, level_set: str) -> tuple[list[str], str]:
 
 
 def make_figures(
-    res: Results, study: str, level_set: str = "chat", mixed_level_set: str = "mixed",
+    res: Results,
+    study: str,
+    level_set: str = "chat",
+    mixed_level_set: str = "mixed",
     tree: DecisionTree | None = None,
 ) -> dict[str, Path]:
     """Draw every report figure (PNG + SVG under figures/<study>/); returns the SVG paths."""

@@ -5,6 +5,7 @@ Bad input (InputError) becomes one line on stderr and exit code 2; nothing is wr
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -54,8 +55,7 @@ class ProgressReporter:
             self.t_last = max(self.t_last, rec.token_times_s[-1])
         span = self.t_last - (self.t_first or 0.0)
         stats = (
-            f"TTFT p50 {np.median(self.ttfts):.3f}s  {self.tokens / span:.1f} tok/s"
-            if self.ttfts and span > 0 else ""
+            f"TTFT p50 {np.median(self.ttfts):.3f}s  {self.tokens / span:.1f} tok/s" if self.ttfts and span > 0 else ""
         )
         self.p.update(self.task, advance=1, stats=stats)
 
@@ -70,8 +70,7 @@ class ProgressReporter:
             out.print(
                 f"{info.level_key}: {s.get('output_tok_s', float('nan')):.1f} out tok/s, "
                 f"TTFT p50 {s.get('ttft_s_p50', float('nan')):.3f}s p99 {s.get('ttft_s_p99', float('nan')):.3f}s, "
-                f"ok {s.get('n_ok')}/{s.get('n_requests')}"
-                + ("  [harness lag flagged]" if info.lag_flagged else "")
+                f"ok {s.get('n_ok')}/{s.get('n_requests')}" + ("  [harness lag flagged]" if info.lag_flagged else "")
             )
 
     def level_skipped(self, key: str) -> None:
@@ -83,10 +82,18 @@ def _levels_table(study: str) -> Table:
 
     lv = load_results(study).levels
     cols = [
-        ("engine", "engine"), ("set", "level_set"), ("users", "concurrency"), ("status", "status"),
-        ("ok", "n_ok"), ("failed", "n_failed"), ("out tok/s", "output_tok_s"),
-        ("TTFT p50 s", "ttft_s_p50"), ("TTFT p99 s", "ttft_s_p99"), ("TPOT p50 s", "tpot_s_p50"),
-        ("achieved conc.", "achieved_concurrency"), ("lag p99 ms", "lag_p99_s"),
+        ("engine", "engine"),
+        ("set", "level_set"),
+        ("users", "concurrency"),
+        ("status", "status"),
+        ("ok", "n_ok"),
+        ("failed", "n_failed"),
+        ("out tok/s", "output_tok_s"),
+        ("TTFT p50 s", "ttft_s_p50"),
+        ("TTFT p99 s", "ttft_s_p99"),
+        ("TPOT p50 s", "tpot_s_p50"),
+        ("achieved conc.", "achieved_concurrency"),
+        ("lag p99 ms", "lag_p99_s"),
     ]
     table = Table(title=f"study {study}")
     for title, _ in cols:
@@ -136,14 +143,20 @@ def _flag_study(
         eng["slots"] = slots
     level_set = parse_spec(
         LevelSetSpec,
-        {"name": workload, "workload": WORKLOAD_PRESETS[workload].model_dump(),
-         "load": {"concurrency": levels, "requests_per_level": requests_per_level}},
+        {
+            "name": workload,
+            "workload": WORKLOAD_PRESETS[workload].model_dump(),
+            "load": {"concurrency": levels, "requests_per_level": requests_per_level},
+        },
         prefix="",
     )
     study: StudySpec = parse_spec(
         StudySpec,
-        {"name": name or f"{engine}{'-' + str(slots) if slots else ''}-{workload}",
-         "engines": [eng], "level_sets": [level_set.model_dump()]},
+        {
+            "name": name or f"{engine}{'-' + str(slots) if slots else ''}-{workload}",
+            "engines": [eng],
+            "level_sets": [level_set.model_dump()],
+        },
         prefix="",
     )
     return study
@@ -181,8 +194,15 @@ def run(
         for e in spec.engines:
             out.print(f"  {e.name}: " + ", ".join(lv.key(e.name).split("__", 1)[1] for lv in levels))
         return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TextColumn("{task.fields[stats]}"))
+    # SIGTERM (a kill, a kernel stop) unwinds like Ctrl-C, so every engine's finally-block runs
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[stats]}"),
+    )
     try:
         with Progress(*columns, console=err, transient=True) as progress:
             run_study(spec, force=force, reporter=ProgressReporter(progress))
@@ -201,6 +221,49 @@ def show(study: Annotated[str, typer.Argument(help="study name under data/result
         out.print(_levels_table(study))
     except InputError as exc:
         _fail(str(exc))
+
+
+@app.command()
+def recommend(
+    users: Annotated[int, typer.Option(help="your peak concurrent users")],
+    study: Annotated[str, typer.Option(help="stored study to decide from")] = "default",
+    ttft_slo: Annotated[float, typer.Option(help="TTFT p99 objective, seconds")] = 2.0,
+    tpot_slo: Annotated[float, typer.Option(help="TPOT p50 objective, seconds")] = 0.25,
+    long_prompts: Annotated[bool, typer.Option(help="traffic includes documents near the context limit")] = False,
+    level_set: Annotated[str, typer.Option(help="level set of the concurrency curves")] = "chat",
+) -> None:
+    """Print the decision tree of a stored study and the engine it recommends for your profile."""
+    from pydantic import ValidationError
+
+    from cliffbench.analysis import decision_tree
+    from cliffbench.config import one_line_error
+    from cliffbench.decision import UserProfile, render_tree_text, select_levels
+    from cliffbench.decision import recommend as pick
+    from cliffbench.store import load_results
+
+    try:
+        profile = UserProfile(peak_users=users, ttft_slo_s=ttft_slo, tpot_slo_s=tpot_slo, long_prompts=long_prompts)
+    except ValidationError as exc:
+        flags = {"peak_users": "users", "ttft_slo_s": "ttft-slo", "tpot_slo_s": "tpot-slo"}
+        field = str(exc.errors()[0]["loc"][0])
+        _fail(one_line_error(exc, "--").replace(f"--{field}", f"--{flags.get(field, field)}", 1))
+    try:
+        res = load_results(study)
+        tree = decision_tree(res, level_set, "mixed", ttft_slo, tpot_slo)
+        mixed = res.levels[res.levels["level_set"] == "mixed"]
+        rec = pick(
+            select_levels(res.levels, level_set),
+            profile,
+            select_levels(mixed, "mixed") if len(mixed) and long_prompts else None,
+        )
+    except InputError as exc:
+        _fail(str(exc))
+    except ValueError as exc:
+        _fail(f"--study: {exc}")
+    out.print(render_tree_text(tree), highlight=False)
+    out.print(f"\n[bold]For {users} users:[/] {rec.verdict}", highlight=False)
+    for line in rec.evidence:
+        out.print(f"  {line}", highlight=False)
 
 
 def main() -> None:

@@ -77,9 +77,7 @@ class ModelSpec(Spec):
     name: str = Field("smollm2-135m", description="prepared model folder under data/models/")
     hf_path: Path | None = Field(None, description="a Hugging Face folder for vLLM (overrides name)")
     gguf_path: Path | None = Field(None, description="a GGUF file for llama.cpp (overrides name)")
-    gguf_variant: Literal["q4_1", "f32"] = Field(
-        "q4_1", description="which GGUF of a prepared model llama.cpp loads"
-    )
+    gguf_variant: Literal["q4_1", "f32"] = Field("q4_1", description="which GGUF of a prepared model llama.cpp loads")
 
 
 class _EngineBase(Spec):
@@ -137,9 +135,7 @@ class LlamaCppSlotsSpec(_LlamaCppBase):
     kv_unified: bool = False
 
 
-EngineSpec = Annotated[
-    VllmSpec | LlamaCppSerialSpec | LlamaCppSlotsSpec, Field(discriminator="kind")
-]
+EngineSpec = Annotated[VllmSpec | LlamaCppSerialSpec | LlamaCppSlotsSpec, Field(discriminator="kind")]
 
 
 class LengthDist(Spec):
@@ -240,13 +236,16 @@ class SloSpec(Spec):
 WORKLOAD_PRESETS: dict[str, WorkloadSpec] = {
     # short chat turns: prompt lengths spread around 32 tokens, fixed 64-token answers
     "chat": WorkloadSpec(
-        kind="lognormal", prompt=LengthDist(dist="lognormal", mean=32, sigma=0.5, low=8, high=128),
+        kind="lognormal",
+        prompt=LengthDist(dist="lognormal", mean=32, sigma=0.5, low=8, high=128),
         output=LengthDist(mean=64),
     ),
     # the seed's head-of-line case: 80% chat turns, 20% documents near the context limit
     "mixed": WorkloadSpec(
-        kind="mixed", prompt=LengthDist(dist="lognormal", mean=32, sigma=0.5, low=8, high=128),
-        output=LengthDist(mean=64), long_fraction=0.2,
+        kind="mixed",
+        prompt=LengthDist(dist="lognormal", mean=32, sigma=0.5, low=8, high=128),
+        output=LengthDist(mean=64),
+        long_fraction=0.2,
     ),
     "fixed": WorkloadSpec(kind="fixed", prompt=LengthDist(mean=32), output=LengthDist(mean=64)),
 }

@@ -238,9 +238,7 @@ def _users(n: float) -> str:
     return f"{n:g} user" if n == 1 else f"{n:g} users"
 
 
-def recommend(
-    levels: pd.DataFrame, profile: UserProfile, mixed_levels: pd.DataFrame | None = None
-) -> Recommendation:
+def recommend(levels: pd.DataFrame, profile: UserProfile, mixed_levels: pd.DataFrame | None = None) -> Recommendation:
     """Among engines meeting the SLOs at ``profile.peak_users``, the one with the most output tok/s.
 
     With ``profile.long_prompts`` and ``mixed_levels``, TTFT p99 comes from the mixed-length set.
@@ -333,7 +331,9 @@ def _users_subtree(
     lower = 1
     for upper in uppers:
         profile = UserProfile(
-            peak_users=upper, ttft_slo_s=slo["ttft_s"], tpot_slo_s=slo["tpot_s"],
+            peak_users=upper,
+            ttft_slo_s=slo["ttft_s"],
+            tpot_slo_s=slo["tpot_s"],
             long_prompts=mixed_levels is not None,
         )
         rec = recommend(levels, profile, mixed_levels)
@@ -402,9 +402,7 @@ def render_tree_text(tree: DecisionTree) -> str:
     """Indented plain-text rendering (the CLI's ``cliffbench recommend``)."""
     slo = tree.slo
     lines = [f"SLO: TTFT p99 <= {_fmt(slo['ttft_s'])} s, TPOT p50 <= {_fmt(slo['tpot_s'])} s"]
-    cliffs = ", ".join(
-        f"{e} {'>= ' if tree.at_least.get(e) else ''}{_fmt(u)}" for e, u in tree.thresholds.items()
-    )
+    cliffs = ", ".join(f"{e} {'>= ' if tree.at_least.get(e) else ''}{_fmt(u)}" for e, u in tree.thresholds.items())
     lines.append(f"cliffs (users): {cliffs}")
     _render(tree.root, "", lines)
     return "\n".join(lines)

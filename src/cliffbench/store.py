@@ -47,7 +47,8 @@ SWEEP_COLUMNS = ["engine", "engine_kind", "level_set", "workload", "concurrency"
 class LevelInfo(BaseModel):
     """What `level.json` holds: the level's identity, its summary metrics and honesty checks."""
 
-    model_config = ConfigDict(extra="forbid")
+    # NaN is data here (a level with no successful request): keep it NaN on disk, not null
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
 
     study: str
     level_key: str

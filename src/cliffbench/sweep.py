@@ -43,7 +43,17 @@ from cliffbench.store import (
 )
 from cliffbench.workload import Tokenizer, build_requests
 
-__all__ = ["Level", "Reporter", "TqdmReporter", "engine_context_limit", "load_tokenizer", "plan_levels", "run_study", "run_study_async"]
+__all__ = [
+    "Level",
+    "Reporter",
+    "TqdmReporter",
+    "engine_context_limit",
+    "load_tokenizer",
+    "plan_levels",
+    "preflight",
+    "run_study",
+    "run_study_async",
+]
 
 _DURATION_POOL = 4096  # requests prepared for duration-bound levels
 
@@ -91,6 +101,7 @@ class _HfTokenizer:
         from transformers import AutoTokenizer
 
         self._tok = AutoTokenizer.from_pretrained(str(path))
+        self._tok.model_max_length = 1 << 30  # the corpus is tokenized whole, once; no model sees it
 
     def encode(self, text: str) -> list[int]:
         return list(self._tok.encode(text, add_special_tokens=False))
@@ -110,7 +121,9 @@ def load_tokenizer(spec: StudySpec) -> Tokenizer:
     raise InputError("engines: no engine has a Hugging Face folder to take the tokenizer from")
 
 
-def _build(spec: StudySpec, level: Level, tok: Tokenizer, max_context: int) -> tuple[list[GenRequest], list[GenRequest]]:
+def _build(
+    spec: StudySpec, level: Level, tok: Tokenizer, max_context: int
+) -> tuple[list[GenRequest], list[GenRequest]]:
     load = level.level_set.load
     n = load.requests_per_level or _DURATION_POOL
     if load.requests_per_user and level.concurrency:
@@ -118,10 +131,17 @@ def _build(spec: StudySpec, level: Level, tok: Tokenizer, max_context: int) -> t
     wl = level.level_set.workload
     seed = spec.seed * 1_000_003 + wl.seed * 1009 + level.index
     reqs = build_requests(wl.model_copy(update={"seed": seed}), n, tok, max_context=max_context)
-    warm = build_requests(
-        wl.model_copy(update={"seed": seed + 7919}), load.warmup_requests, tok,
-        max_context=max_context, start_id=1_000_000,
-    ) if load.warmup_requests else []
+    warm = (
+        build_requests(
+            wl.model_copy(update={"seed": seed + 7919}),
+            load.warmup_requests,
+            tok,
+            max_context=max_context,
+            start_id=1_000_000,
+        )
+        if load.warmup_requests
+        else []
+    )
     return reqs, warm
 
 
@@ -129,12 +149,21 @@ def _tables(run: LevelRun) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     rows, toks = [], []
     for r in run.records:
         t = r.token_times_s
-        rows.append({
-            "request_id": r.request_id, "warmup": r.warmup, "status": r.status, "error": r.error,
-            "prompt_tokens": r.prompt_tokens, "max_tokens": r.max_tokens, "output_tokens": len(t),
-            "t_submit_s": r.t_submit_s, "t_first_s": t[0] if t else np.nan,
-            "t_end_s": t[-1] if t else np.nan, "queue_s": r.t_scheduled_s - r.t_submit_s,
-        })
+        rows.append(
+            {
+                "request_id": r.request_id,
+                "warmup": r.warmup,
+                "status": r.status,
+                "error": r.error,
+                "prompt_tokens": r.prompt_tokens,
+                "max_tokens": r.max_tokens,
+                "output_tokens": len(t),
+                "t_submit_s": r.t_submit_s,
+                "t_first_s": t[0] if t else np.nan,
+                "t_end_s": t[-1] if t else np.nan,
+                "queue_s": r.t_scheduled_s - r.t_submit_s,
+            }
+        )
         toks.append(pd.DataFrame({"request_id": r.request_id, "k": np.arange(len(t)), "t_s": t}))
     requests = add_request_metrics(pd.DataFrame(rows))
     tokens = pd.concat(toks, ignore_index=True) if toks else pd.DataFrame(columns=["request_id", "k", "t_s"])
@@ -144,13 +173,23 @@ def _tables(run: LevelRun) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
 
 def _info(spec: StudySpec, es: EngineSpec, level: Level, **kw: Any) -> LevelInfo:
     base: dict[str, Any] = {
-        "study": spec.name, "level_key": level.key(es.name), "engine": es.name, "engine_kind": es.kind,
-        "engine_hash": spec_hash(es.model_dump(mode="json")), "level_set": level.level_set.name,
-        "workload": level.level_set.workload.kind, "level_index": level.index,
-        "concurrency": level.concurrency, "rate_rps": level.rate_rps, "seed": spec.seed,
+        "study": spec.name,
+        "level_key": level.key(es.name),
+        "engine": es.name,
+        "engine_kind": es.kind,
+        "engine_hash": spec_hash(es.model_dump(mode="json")),
+        "level_set": level.level_set.name,
+        "workload": level.level_set.workload.kind,
+        "level_index": level.index,
+        "concurrency": level.concurrency,
+        "rate_rps": level.rate_rps,
+        "seed": spec.seed,
         "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "wall_s": float("nan"), "lag_p99_s": float("nan"), "loop_cpu_share": float("nan"),
-        "lag_flagged": False, "status": "ok",
+        "wall_s": float("nan"),
+        "lag_p99_s": float("nan"),
+        "loop_cpu_share": float("nan"),
+        "lag_flagged": False,
+        "status": "ok",
     }
     base.update(kw)
     return LevelInfo(**base)
@@ -163,9 +202,54 @@ def _failed(spec: StudySpec, es: EngineSpec, level: Level, error: str, root: Pat
     return info
 
 
+Plans = dict[int, tuple[list[GenRequest], list[GenRequest]]]
+
+
+def _limit_field(es: EngineSpec) -> str:
+    if isinstance(es, VllmSpec):
+        return "max_model_len"
+    return "n_ctx" if isinstance(es, LlamaCppSerialSpec) else "ctx_per_slot"
+
+
+def preflight(spec: StudySpec, levels: list[Level], tok: Tokenizer) -> Plans:
+    """Everything that can be checked before an engine starts or a file is written: the
+    workload fits every engine's per-request context, models verify, KV fits in free memory.
+    Returns the requests of every level (the same for every engine)."""
+    import psutil
+
+    from cliffbench.models import resolve_model
+
+    smallest = min(spec.engines, key=engine_context_limit)
+    max_context = engine_context_limit(smallest)
+    plans: Plans = {}
+    for level in levels:
+        try:
+            plans[level.index] = _build(spec, level, tok, max_context)
+        except ValueError as exc:
+            raise InputError(
+                f"engines.{smallest.name}.{_limit_field(smallest)} ({max_context} tokens) is too small for "
+                f"level set {level.level_set.name!r}: {exc}"
+            ) from None
+    free = psutil.virtual_memory().available
+    for es in spec.engines:
+        resolve_model(es.model)
+        if isinstance(es, VllmSpec) and es.device != "cuda" and es.kv_cache_gib * 2**30 > free:
+            raise InputError(
+                f"engines.{es.name}.kv_cache_gib: {es.kv_cache_gib} GiB exceeds the {free / 2**30:.1f} GiB "
+                "of free memory"
+            )
+    return plans
+
+
 async def _run_engine(
-    spec: StudySpec, es: EngineSpec, todo: list[Level], tok: Tokenizer, max_context: int,
-    reporter: Reporter | None, root: Path | None, manifest: dict[str, Any], started: Engine | None,
+    spec: StudySpec,
+    es: EngineSpec,
+    todo: list[Level],
+    plans: Plans,
+    reporter: Reporter | None,
+    root: Path | None,
+    manifest: dict[str, Any],
+    started: Engine | None,
 ) -> None:
     engine: Engine | None = started
     try:
@@ -188,27 +272,43 @@ async def _run_engine(
         manifest.setdefault("engines", {})[es.name] = config
         write_manifest(spec.name, manifest, root)
         for level in todo:
-            reqs, warm = _build(spec, level, tok, max_context)
+            reqs, warm = plans[level.index]
             load = level.level_set.load
             if reporter:
                 reporter.level_started(level.key(es.name), len(reqs) + len(warm))
             try:
                 run = await run_level(
-                    engine, reqs, concurrency=level.concurrency, rate_rps=level.rate_rps,
-                    burstiness=load.burstiness, think_time_s=load.think_time_s, duration_s=load.duration_s,
-                    warmup=warm, request_timeout_s=load.request_timeout_s, seed=spec.seed + level.index,
+                    engine,
+                    reqs,
+                    concurrency=level.concurrency,
+                    rate_rps=level.rate_rps,
+                    burstiness=load.burstiness,
+                    think_time_s=load.think_time_s,
+                    duration_s=load.duration_s,
+                    warmup=warm,
+                    request_timeout_s=load.request_timeout_s,
+                    seed=spec.seed + level.index,
                     on_record=reporter.request_done if reporter else None,
                 )
                 requests, tokens, memory = _tables(run)
                 summary = summarize_level(
-                    requests, tokens, slo=spec.slo.thresholds, target_concurrency=level.concurrency,
+                    requests,
+                    tokens,
+                    slo=spec.slo.thresholds,
+                    target_concurrency=level.concurrency,
                     seed=spec.seed,
                 )
                 lag_p99 = float(np.percentile(run.lag_s, 99)) if run.lag_s.size else float("nan")
                 info = _info(
-                    spec, es, level, wall_s=run.wall_s, lag_p99_s=lag_p99,
-                    loop_cpu_share=run.loop_cpu_share, lag_flagged=bool(lag_p99 > load.max_lag_s),
-                    summary=summary, engine_config=config,
+                    spec,
+                    es,
+                    level,
+                    wall_s=run.wall_s,
+                    lag_p99_s=lag_p99,
+                    loop_cpu_share=run.loop_cpu_share,
+                    lag_flagged=bool(lag_p99 > load.max_lag_s),
+                    summary=summary,
+                    engine_config=config,
                 )
                 write_level(info, requests, tokens, memory, root)
             except (asyncio.CancelledError, KeyboardInterrupt):
@@ -247,7 +347,7 @@ async def run_study_async(
                     reporter.level_skipped(lv.key(es.name))
         return
     tok = load_tokenizer(spec)
-    max_context = min(engine_context_limit(e) for e in spec.engines)
+    plans = preflight(spec, [lv for _, todo, _ in work for lv in todo], tok)
     from cliffbench.models import resolve_model
 
     manifest = {**read_manifest(spec.name, root), **collect_provenance()}
@@ -260,7 +360,7 @@ async def run_study_async(
                 reporter.level_skipped(lv.key(es.name))
         if todo:
             started = (engines or {}).get(es.name)
-            await _run_engine(spec, es, todo, tok, max_context, reporter, root, manifest, started)
+            await _run_engine(spec, es, todo, plans, reporter, root, manifest, started)
 
 
 def run_study(
@@ -305,8 +405,10 @@ class TqdmReporter:
             self.bar = None
         s = info.summary
         state = "ok" if info.status == "ok" else f"FAILED: {info.error.splitlines()[0][:200]}"
-        print(f"{info.level_key}: {state} {s.get('output_tok_s', float('nan')):.1f} tok/s, "
-              f"TTFT p50 {s.get('ttft_s_p50', float('nan')):.3f}s")
+        print(
+            f"{info.level_key}: {state} {s.get('output_tok_s', float('nan')):.1f} tok/s, "
+            f"TTFT p50 {s.get('ttft_s_p50', float('nan')):.3f}s"
+        )
 
     def level_skipped(self, key: str) -> None:
         print(f"{key}: stored, skipped")

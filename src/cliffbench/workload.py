@@ -118,16 +118,12 @@ def _prompt_lengths(
     lengths = sample_lengths(spec.prompt, n, rng_prompt)
     if spec.kind != "mixed":
         if spec.long_fraction > 0:
-            raise ValueError(
-                f"workload: long_fraction ({spec.long_fraction}) needs kind 'mixed', got {spec.kind!r}"
-            )
+            raise ValueError(f"workload: long_fraction ({spec.long_fraction}) needs kind 'mixed', got {spec.kind!r}")
         return lengths
     long_tokens = spec.long_prompt_tokens
     # Checked before n is looked at, so a spec that needs max_context fails for every n alike.
     if spec.long_fraction > 0 and long_tokens is None and max_context is None:
-        raise ValueError(
-            "workload: kind 'mixed' without long_prompt_tokens needs max_context to size long prompts"
-        )
+        raise ValueError("workload: kind 'mixed' without long_prompt_tokens needs max_context to size long prompts")
     n_long = round(n * spec.long_fraction)
     if n_long == 0:
         return lengths

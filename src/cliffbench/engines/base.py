@@ -72,4 +72,3 @@ class Engine(Protocol):
     def describe(self) -> dict[str, object]:
         """Effective configuration (for the manifest and the report)."""
         ...
-

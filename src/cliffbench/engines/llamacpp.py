@@ -37,6 +37,20 @@ _FLASH = {"auto": -1, "off": 0, "on": 1}
 _DONE = object()
 
 
+def _no_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    return None
+
+
+def _quiet_log() -> Any:
+    import llama_cpp as lc
+
+    return lc.llama_log_callback(_no_log)
+
+
+# llama.cpp logs every graph input at load; a module-level reference keeps the callback alive
+_QUIET_LOG: Any = None
+
+
 @dataclass
 class _Pending:
     request: GenRequest
@@ -97,7 +111,11 @@ class LlamaCppEngine:
     def _load(self) -> None:
         import llama_cpp as lc
 
+        global _QUIET_LOG
+        if _QUIET_LOG is None:
+            _QUIET_LOG = _quiet_log()
         lc.llama_backend_init()
+        lc.llama_log_set(_QUIET_LOG, ctypes.c_void_p(0))
         mparams = lc.llama_model_default_params()
         mparams.n_gpu_layers = self.spec.n_gpu_layers if self.spec.n_gpu_layers >= 0 else 999
         model = lc.llama_model_load_from_file(str(self.gguf_path).encode(), mparams)
@@ -177,6 +195,7 @@ class LlamaCppEngine:
             raise RequestRejected("a request needs at least one prompt token and max_tokens >= 1")
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue[object] = asyncio.Queue()
+
         def emit(item: object) -> None:
             loop.call_soon_threadsafe(inbox.put_nowait, item)
 
@@ -295,8 +314,8 @@ class LlamaCppEngine:
             job = slot.job
             job.emit((token, slot.t_scheduled_s))
             if slot.n_gen >= job.request.max_tokens:
+                self._release(slot)  # before _DONE: a caller that saw the end sees the slot free
                 job.emit(_DONE)
-                self._release(slot)
 
     def _fail_batch(self, exc: EngineError) -> None:
         for slot in self._slots:

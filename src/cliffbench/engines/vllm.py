@@ -123,9 +123,7 @@ class VllmEngine:
         atexit.register(self._shutdown_sync)
         cache = self._engine.vllm_config.cache_config
         blocks = getattr(cache, "num_gpu_blocks", None)
-        self._reserved_bytes = (
-            int(blocks) * self.spec.block_size * self.kv_bytes_per_token if blocks else want
-        )
+        self._reserved_bytes = int(blocks) * self.spec.block_size * self.kv_bytes_per_token if blocks else want
 
     def _shutdown_sync(self) -> None:
         if self._engine is not None:
