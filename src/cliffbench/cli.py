@@ -21,8 +21,9 @@ from cliffbench.engines import ENGINE_KINDS
 __all__ = ["app", "main"]
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-err = Console(stderr=True)
-out = Console()
+# a pipe or a log file gets wide lines instead of rich's 80-column default
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+out = Console(width=None if sys.stdout.isatty() else 200)
 
 
 def _fail(msg: str) -> None:
@@ -70,7 +71,8 @@ class ProgressReporter:
             out.print(
                 f"{info.level_key}: {s.get('output_tok_s', float('nan')):.1f} out tok/s, "
                 f"TTFT p50 {s.get('ttft_s_p50', float('nan')):.3f}s p99 {s.get('ttft_s_p99', float('nan')):.3f}s, "
-                f"ok {s.get('n_ok')}/{s.get('n_requests')}" + ("  [harness lag flagged]" if info.lag_flagged else "")
+                f"ok {s.get('n_ok')}/{s.get('n_requests')}" + ("  [harness lag flagged]" if info.lag_flagged else ""),
+                soft_wrap=True,
             )
 
     def level_skipped(self, key: str) -> None:

@@ -115,12 +115,35 @@ def executive_summary(res: Results, ttft_slo_s: float, cliffs: dict[str, float] 
             f"({fmt(lo.ttft_s_p99)} s to {fmt(hi.ttft_s_p99)} s)."
         )
     if cliffs:
-        parts = [f"{e} ~{fmt(c, 2)} users" for e, c in sorted(cliffs.items(), key=lambda kv: -kv[1])]
-        s.append(
-            f"Largest user count still meeting a TTFT p99 of {fmt(ttft_slo_s)} s (the cliff): " + "; ".join(parts) + "."
-        )
+        s.append(_cliff_sentence(cliffs, ttft_slo_s, lv))
     s.append(seed_comparison(res))
     return "\n\n".join(s)
+
+
+def _cliff_sentence(cliffs: dict[str, float], ttft_slo_s: float, lv: pd.DataFrame) -> str:
+    top = lv.groupby("engine")["concurrency"].max()
+
+    def say(engine: str, users: float) -> str:
+        base = engine.replace(" (long documents)", "")
+        if users <= 0:
+            return f"{engine} misses it already at the lowest measured level"
+        if base in top and users >= top[base]:
+            return f"{engine} holds it up to the highest measured level ({int(top[base])} users)"
+        return f"{engine} ~{fmt(users, 2)} users"
+
+    chat = {e: c for e, c in cliffs.items() if "(long documents)" not in e}
+    docs = {e: c for e, c in cliffs.items() if "(long documents)" in e}
+    text = (
+        f"The cliff, the largest user count that still meets the SLO (TTFT p99 <= {fmt(ttft_slo_s)} s and the "
+        "TPOT target): " + "; ".join(say(e, c) for e, c in sorted(chat.items(), key=lambda kv: -kv[1])) + "."
+    )
+    if docs:
+        text += (
+            " With long documents in the traffic: "
+            + "; ".join(say(e, c) for e, c in sorted(docs.items(), key=lambda kv: -kv[1]))
+            + "."
+        )
+    return text
 
 
 def _ollama_like(engines: list[str]) -> str | None:
@@ -183,13 +206,16 @@ def config_table(res: Results) -> str:
         "kv_cache_bytes",
         "gguf",
     ]
-    rows = ["| engine | setting | value |", "|---|---|---|"]
-    for name, cfg in engines.items():
-        for k in keys:
-            if k in cfg:
-                v = cfg[k]
-                v = str(v).split("/")[-1] if k == "gguf" else v
-                rows.append(f"| {name} | {k} | {v} |")
+    names = list(engines)
+    rows = ["| setting | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for k in keys:
+        if not any(k in engines[n] for n in names):
+            continue
+        cells = []
+        for n in names:
+            v = engines[n].get(k, "")
+            cells.append(str(v).split("/")[-1] if k == "gguf" else str(v))
+        rows.append(f"| {k} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
@@ -296,6 +322,11 @@ def methods_section(res: Results) -> str:
             f"Model: {first.get('architecture')} with {first.get('n_layers')} layers, {first.get('n_heads')} heads, "
             f"{first.get('n_kv_heads')} KV heads of dim {first.get('head_dim')}, "
             f"{fmt(first.get('n_params', 0) / 1e6)} M parameters."
+        )
+    hashes = {f: h for files in m.get("model_files", {}).values() for f, h in files.items()}
+    if hashes:
+        lines.append(
+            "Model files (sha256): " + "; ".join(f"`{f}` {h[:16]}..." for f, h in sorted(hashes.items())) + "."
         )
     lines.append(
         "Harness checks: event-loop lag p99 at most "

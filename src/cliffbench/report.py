@@ -44,7 +44,7 @@ class PrepareParams(Spec):
     """`00_prepare_model`."""
 
     model_name: str = "smollm2-135m"
-    force: bool = False
+    force_prepare: bool = False
 
 
 class BenchmarkParams(Spec):
@@ -100,10 +100,12 @@ def execute_notebook(name: str, params: dict[str, Any], out_dir: Path | None = N
     out_dir = out_dir or REPORT_DIR / "executed"
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{name}.ipynb"
+    source = NOTEBOOKS_DIR / f"{name}.ipynb"
+    declared = pm.inspect_notebook(str(source))
     pm.execute_notebook(
-        str(NOTEBOOKS_DIR / f"{name}.ipynb"),
+        str(source),
         str(out),
-        parameters=params,
+        parameters={k: v for k, v in params.items() if k in declared},
         cwd=str(NOTEBOOKS_DIR),
         kernel_name="python3",
         progress_bar=False,
@@ -116,7 +118,7 @@ _CSS = """
 @page { size: A4; margin: 20mm 17mm 22mm 17mm;
   @bottom-center { content: "page " counter(page) " of " counter(pages); font-size: 8pt; color: #666; } }
 @page :first { @bottom-center { content: none; } }
-body { font-family: "DejaVu Sans", sans-serif; font-size: 9.5pt; line-height: 1.4; color: #222; }
+body { counter-reset: fig; font-family: "DejaVu Sans", sans-serif; font-size: 9.5pt; line-height: 1.4; color: #222; }
 .title-page { page-break-after: always; padding-top: 70mm; text-align: center; }
 .title-page .title { font-size: 26pt; margin-bottom: 4mm; }
 .title-page .subtitle { font-size: 13pt; color: #444; }
@@ -189,8 +191,13 @@ def render_pdf(executed: Path, pdf: Path, base_dir: Path | None = None) -> Path:
 
 def build_report(params: dict[str, Any], out_pdf: Path | None = None) -> Path:
     """Run 00 -> 10 -> 20 -> 30 with `params` and render the whitepaper PDF."""
+    import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
+    declared = {k for name in NOTEBOOKS for k in pm.inspect_notebook(str(NOTEBOOKS_DIR / f"{name}.ipynb"))}
+    unknown = sorted(set(params) - declared)
+    if unknown:
+        raise InputError(f"parameter {unknown[0]}: unknown; allowed: {', '.join(sorted(declared))}")
     bench = validate_params(BenchmarkParams, params)
     spec = benchmark_spec(bench)
     params = {**params, "study": params.get("study", spec.name)}

@@ -329,6 +329,22 @@ def _pending(spec: StudySpec, force: bool, root: Path | None) -> Iterator[tuple[
         yield es, todo, [lv for lv in levels if lv not in todo]
 
 
+def _model_hashes(es: EngineSpec) -> dict[str, str]:
+    """sha256 of the files an engine serves: from the prepared model's manifest (verified at
+    preflight), or hashed here for a user's own files."""
+    from cliffbench.models import load_manifest
+    from cliffbench.models.manifest import sha256_file
+
+    m = es.model
+    if m.hf_path is None and m.gguf_path is None:
+        files = load_manifest(m.name).files
+        return {rel: f.sha256 for rel, f in files.items() if rel.startswith(("hf/model", "gguf/"))}
+    paths = [p for p in (m.gguf_path,) if p is not None]
+    if m.hf_path is not None:
+        paths += sorted(Path(m.hf_path).glob("*.safetensors"))
+    return {str(p): sha256_file(Path(p)) for p in paths}
+
+
 async def run_study_async(
     spec: StudySpec,
     *,
@@ -353,6 +369,7 @@ async def run_study_async(
     manifest = {**read_manifest(spec.name, root), **collect_provenance()}
     manifest["study"] = spec.model_dump(mode="json")
     manifest["models"] = {e.name: resolve_model(e.model)[2].model_dump(mode="json") for e in spec.engines}
+    manifest["model_files"] = {e.name: _model_hashes(e) for e in spec.engines}
     write_manifest(spec.name, manifest, root)
     for es, todo, done in work:
         if reporter:

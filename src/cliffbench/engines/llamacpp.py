@@ -104,9 +104,34 @@ class LlamaCppEngine:
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
-        await asyncio.to_thread(self._load)
-        self._thread = threading.Thread(target=self._run, name=f"cliffbench-{self.name}", daemon=True)
+        # One thread owns llama.cpp from load to free: OpenMP builds one thread team per calling
+        # thread, and a second team's idle spinners steal cores from the one that decodes.
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[BaseException | None] = loop.create_future()
+
+        def signal(exc: BaseException | None) -> None:
+            loop.call_soon_threadsafe(ready.set_result, exc)
+
+        self._thread = threading.Thread(target=self._main, args=(signal,), name=f"cliffbench-{self.name}", daemon=True)
         self._thread.start()
+        exc = await ready
+        if exc is not None:
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+            raise exc
+
+    def _main(self, ready: Callable[[BaseException | None], None]) -> None:
+        try:
+            self._load()
+        except BaseException as exc:
+            self._free()
+            ready(exc)
+            return
+        ready(None)
+        try:
+            self._run()
+        finally:
+            self._free()
 
     def _load(self) -> None:
         import llama_cpp as lc
@@ -147,7 +172,6 @@ class LlamaCppEngine:
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
             self._thread = None
-        self._free()
 
     def _free(self) -> None:
         import llama_cpp as lc
