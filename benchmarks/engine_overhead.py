@@ -140,16 +140,21 @@ def raw_llamacpp_batched(reqs: list[GenRequest], n_threads: int) -> float:
 
     t0 = time.perf_counter()
     last, pos, produced = [0] * n, [0] * n, 0
-    for s, r in enumerate(reqs):  # prefill each prompt (chunked by n_batch)
-        p = list(r.prompt_token_ids)
-        for start in range(0, len(p), 512):
-            chunk = p[start : start + 512]
-            for k, tok in enumerate(chunk):
-                put(k, tok, start + k, s, start + k == len(p) - 1)
-            batch.n_tokens = len(chunk)
-            lc.llama_decode(ctx, batch)
-        last[s], pos[s] = argmax(len(chunk) - 1), len(p)
-        produced += 1
+    # prefill: every prompt's tokens packed into n_batch-sized llama_decode calls, as llama-server does
+    flat = [(s, k, tok) for s, r in enumerate(reqs) for k, tok in enumerate(r.prompt_token_ids)]
+    for start in range(0, len(flat), 512):
+        chunk = flat[start : start + 512]
+        ends = {}
+        for i, (s, k, tok) in enumerate(chunk):
+            is_last = k == len(reqs[s].prompt_token_ids) - 1
+            put(i, tok, k, s, is_last)
+            if is_last:
+                ends[s] = i
+        batch.n_tokens = len(chunk)
+        lc.llama_decode(ctx, batch)
+        for s, i in ends.items():
+            last[s], pos[s] = argmax(i), len(reqs[s].prompt_token_ids)
+            produced += 1
     for _ in range(reqs[0].max_tokens - 1):
         for s in range(n):
             put(s, last[s], pos[s], s, True)

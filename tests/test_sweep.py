@@ -113,3 +113,17 @@ def test_no_orphan_threads_after_sweep(model: Any, tmp_path: Path) -> None:
     spec = _spec([{"kind": "llamacpp-slots", "slots": 2, "ctx_per_slot": 128}])
     asyncio.run(sweep.run_study_async(spec, root=tmp_path))
     assert not [t for t in threading.enumerate() if t.name.startswith("cliffbench-")]
+
+
+def test_plan_levels_index_and_request_counts(model: Any, tokenizer: Any) -> None:
+    from cliffbench.config import load_study
+
+    spec = load_study(Path(__file__).resolve().parents[1] / "studies" / "default.yaml")
+    levels = sweep.plan_levels(spec)
+    assert [lv.index for lv in levels] == list(range(len(levels)))
+    plans = sweep.preflight(spec, levels, tokenizer)
+    counts = {(lv.level_set.name, lv.concurrency): len(plans[lv.index][0]) for lv in levels}
+    # chat: max(8 requests, 2 per user); mixed: 20
+    assert counts[("chat", 1)] == 8 and counts[("chat", 16)] == 32 and counts[("chat", 32)] == 64
+    assert counts[("mixed", 4)] == 20
+    assert plans[0][0][0].prompt_token_ids != plans[1][0][0].prompt_token_ids  # each level its own prompts

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from cliffbench.config import WORKLOAD_PRESETS, InputError, LevelSetSpec, StudySpec, load_study, parse_spec
 from cliffbench.engines import ENGINE_KINDS
+from cliffbench.sweep import LiveStats
 
 __all__ = ["app", "main"]
 
@@ -37,28 +38,15 @@ class ProgressReporter:
     def __init__(self, progress: Progress) -> None:
         self.p = progress
         self.task: Any = None
-        self.ttfts: list[float] = []
-        self.tokens = 0
-        self.t_first: float | None = None
-        self.t_last = 0.0
+        self.live = LiveStats()
 
     def level_started(self, key: str, n_requests: int) -> None:
         self.task = self.p.add_task(key, total=n_requests, stats="")
-        self.ttfts, self.tokens, self.t_first, self.t_last = [], 0, None, 0.0
+        self.live = LiveStats()
 
     def request_done(self, rec: Any) -> None:
-        import numpy as np
-
-        if not rec.warmup and rec.status == "ok":
-            self.ttfts.append(rec.token_times_s[0] - rec.t_submit_s)
-            self.tokens += rec.output_tokens
-            self.t_first = rec.t_submit_s if self.t_first is None else min(self.t_first, rec.t_submit_s)
-            self.t_last = max(self.t_last, rec.token_times_s[-1])
-        span = self.t_last - (self.t_first or 0.0)
-        stats = (
-            f"TTFT p50 {np.median(self.ttfts):.3f}s  {self.tokens / span:.1f} tok/s" if self.ttfts and span > 0 else ""
-        )
-        self.p.update(self.task, advance=1, stats=stats)
+        self.live.add(rec)
+        self.p.update(self.task, advance=1, stats=self.live.text())
 
     def level_finished(self, info: Any) -> None:
         if info.status != "ok":

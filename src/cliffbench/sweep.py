@@ -45,6 +45,7 @@ from cliffbench.workload import Tokenizer, build_requests
 
 __all__ = [
     "Level",
+    "LiveStats",
     "Reporter",
     "TqdmReporter",
     "engine_context_limit",
@@ -77,13 +78,16 @@ class Level:
 
 
 def plan_levels(spec: StudySpec) -> list[Level]:
-    levels: list[Level] = []
-    for ls in spec.level_sets:
-        if ls.load.arrival == "closed":
-            levels += [Level(len(levels), ls, c, None) for c in ls.load.concurrency]
-        else:
-            levels += [Level(len(levels), ls, None, r) for r in ls.load.rate_rps]
-    return levels
+    loads = [
+        (ls, c, r)
+        for ls in spec.level_sets
+        for c, r in (
+            [(c, None) for c in ls.load.concurrency]
+            if ls.load.arrival == "closed"
+            else [(None, r) for r in ls.load.rate_rps]
+        )
+    ]
+    return [Level(i, ls, c, r) for i, (ls, c, r) in enumerate(loads)]
 
 
 def engine_context_limit(spec: EngineSpec) -> int:
@@ -387,33 +391,47 @@ def run_study(
     asyncio.run(run_study_async(spec, force=force, reporter=reporter, root=root))
 
 
+class LiveStats:
+    """Running TTFT p50 and output tok/s of one level's measured requests, for progress bars.
+    (Display only: the stored summaries come from `metrics.summarize_level`.)"""
+
+    def __init__(self) -> None:
+        self.ttfts_s: list[float] = []
+        self.tokens = 0
+        self.t0_s: float | None = None
+        self.t1_s = 0.0
+
+    def add(self, record: RequestRecord) -> None:
+        if record.warmup or record.status != "ok":
+            return
+        self.ttfts_s.append(record.token_times_s[0] - record.t_submit_s)
+        self.tokens += record.output_tokens
+        self.t0_s = record.t_submit_s if self.t0_s is None else min(self.t0_s, record.t_submit_s)
+        self.t1_s = max(self.t1_s, record.token_times_s[-1])
+
+    def text(self) -> str:
+        if not self.ttfts_s or self.t0_s is None or self.t1_s <= self.t0_s:
+            return ""
+        return f"TTFT p50 {np.median(self.ttfts_s):.3f}s  {self.tokens / (self.t1_s - self.t0_s):.1f} tok/s"
+
+
 class TqdmReporter:
     """Progress for notebooks: a tqdm bar per level with live TTFT p50 and output tok/s."""
 
     def __init__(self) -> None:
         self.bar: Any = None
-        self.ttfts: list[float] = []
-        self.tokens = 0
-        self.t0: float | None = None
-        self.t1 = 0.0
+        self.live = LiveStats()
 
     def level_started(self, key: str, n_requests: int) -> None:
         from tqdm.auto import tqdm
 
         self.bar = tqdm(total=n_requests, desc=key, leave=False)
-        self.ttfts, self.tokens, self.t0, self.t1 = [], 0, None, 0.0
+        self.live = LiveStats()
 
     def request_done(self, record: RequestRecord) -> None:
-        if not record.warmup and record.status == "ok":
-            self.ttfts.append(record.token_times_s[0] - record.t_submit_s)
-            self.tokens += record.output_tokens
-            self.t0 = record.t_submit_s if self.t0 is None else min(self.t0, record.t_submit_s)
-            self.t1 = max(self.t1, record.token_times_s[-1])
+        self.live.add(record)
         if self.bar is not None:
-            if self.ttfts and self.t0 is not None and self.t1 > self.t0:
-                self.bar.set_postfix_str(
-                    f"TTFT p50 {np.median(self.ttfts):.3f}s {self.tokens / (self.t1 - self.t0):.1f} tok/s"
-                )
+            self.bar.set_postfix_str(self.live.text())
             self.bar.update(1)
 
     def level_finished(self, info: LevelInfo) -> None:
