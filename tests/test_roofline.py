@@ -138,6 +138,10 @@ def test_bad_claims_file(tmp_path: Path) -> None:
         load_claims(_write(tmp_path, _row() | {"extra": "1"}))
     with pytest.raises(InputError, match="file not found"):
         load_claims(tmp_path / "none.csv")
+    frame = load_claims()
+    frame.loc[0, "unit"] = "tok/min"  # a frame edited by hand is validated again
+    with pytest.raises(InputError, match=r"claims row 0 \(cplt-c1-ollama-tps\)\.unit"):
+        audit_claims(frame)
 
 
 def test_audit_known_lengths(tmp_path: Path) -> None:

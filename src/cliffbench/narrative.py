@@ -18,6 +18,7 @@ from cliffbench.store import Results
 
 __all__ = [
     "SEED_VLLM_OVER_OLLAMA",
+    "claims_section",
     "config_table",
     "executive_summary",
     "figure_html",
@@ -185,6 +186,27 @@ def seed_comparison(res: Results) -> str:
             "configuration moves the verdict as much as architecture does."
         )
     return text
+
+
+def claims_section() -> str:
+    """The published numbers (data/published/claims.csv) against the roofline ceilings."""
+    from cliffbench.roofline import audit_claims, load_claims
+
+    audit = audit_claims(load_claims())
+    rows = [
+        "| claim | engine | hardware | users | metric | published | ceiling tok/s | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for _, r in audit.iterrows():
+        rows.append(
+            f"| {r.claim_id} | {r.engine} | {r.hardware} | {r.concurrency} | {r.metric} | {fmt(r.value)} {r.unit} "
+            f"| {fmt(r.ceiling_tok_s)} | {r.verdict} |"
+        )
+    rows.append("")
+    rows.append("How each ceiling was computed:")
+    rows.append("")
+    rows += [f"- **{r.claim_id}**: {r.arithmetic}" for _, r in audit.iterrows()]
+    return "\n".join(rows)
 
 
 def config_table(res: Results) -> str:

@@ -27,18 +27,37 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, PositiveInt, ValidationError, ValidationInfo, field_validator
 
-from cliffbench.config import DATA_DIR, InputError
+from cliffbench.config import DATA_DIR, InputError, Spec, parse_spec
 
 if TYPE_CHECKING:
     from cliffbench.models.manifest import ModelShapes
 
 __all__ = [
-    "BITS_PER_PARAM", "CLAIMS_CSV", "HARDWARE", "MODELS", "SOURCES_CSV", "Claim", "Hardware", "Metric",
-    "ModelSize", "Precision", "Source", "audit_claims", "decode_ceiling_tok_s", "kv_bytes_per_token",
-    "kv_capacity_seqs", "load_claims", "load_sources", "local_hardware", "prefill_ceiling_tok_s",
-    "probe_matmul_tflops", "probe_memory_bandwidth_gb_s", "ttft_floor_s", "weight_bytes",
+    "BITS_PER_PARAM",
+    "CLAIMS_CSV",
+    "HARDWARE",
+    "MODELS",
+    "SOURCES_CSV",
+    "Claim",
+    "Hardware",
+    "Metric",
+    "ModelSize",
+    "Precision",
+    "Source",
+    "audit_claims",
+    "decode_ceiling_tok_s",
+    "kv_bytes_per_token",
+    "kv_capacity_seqs",
+    "load_claims",
+    "load_sources",
+    "local_hardware",
+    "prefill_ceiling_tok_s",
+    "probe_matmul_tflops",
+    "probe_memory_bandwidth_gb_s",
+    "ttft_floor_s",
+    "weight_bytes",
 ]
 
 CLAIMS_CSV = DATA_DIR / "published" / "claims.csv"
@@ -51,11 +70,7 @@ BITS_PER_PARAM: dict[str, float] = {"bf16": 16, "fp16": 16, "fp32": 32, "q8_0": 
 _QUANTISED = ("q8_0", "q4_k_m", "q4_1")
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Hardware(_Frozen):
+class Hardware(Spec):
     """One accelerator's peaks. TFLOP/s are dense (no 2:4 sparsity), as GEMMs of LLMs run."""
 
     name: str
@@ -85,16 +100,34 @@ HARDWARE: dict[str, Hardware] = {
     # rows in field order: name, GB/s, bf16 TF, fp32 TF, int8 TOPS, GiB, source, note
     str(row[0]): Hardware.model_validate(dict(zip(Hardware.model_fields, row, strict=True)))
     for row in (
-        ("a100-40gb", 1555, 312, 19.5, 624, 40, _A100, "SXM4 and PCIe 40GB share 1,555 GB/s and 312 TF (the research "
-         "note's numbers); the PCIe card's 250 W cap can keep it below peak. URL from memory, not fetched"),
+        (
+            "a100-40gb",
+            1555,
+            312,
+            19.5,
+            624,
+            40,
+            _A100,
+            "SXM4 and PCIe 40GB share 1,555 GB/s and 312 TF (the research "
+            "note's numbers); the PCIe card's 250 W cap can keep it below peak. URL from memory, not fetched",
+        ),
         ("a100-80gb", 2039, 312, 19.5, 624, 80, _A100, "SXM4 (the 80GB PCIe card has 1,935 GB/s). Unsure: from memory"),
         ("h100-sxm", 3350, 989, 67, 1979, 80, _H100, "datasheet gives 1,979 TF bf16 with sparsity. " + _CHECKED),
         ("h100-pcie", 2000, 756, 51, 1513, 80, _H100, "datasheet gives 1,513 TF bf16 with sparsity. " + _CHECKED),
         ("h200", 4800, 989, 67, 1979, 141, _PAGE + "h200/", "SXM; H100 SXM compute; 141 GB as marketed. " + _CHECKED),
         ("l4", 300, 121, 30.3, 242.5, 24, _PAGE + "l4/", "datasheet 242 TF bf16 is with sparsity. " + _CHECKED),
         ("l40s", 864, 362, 91.6, 733, 48, _PAGE + "l40s/", "datasheet gives 733 TF bf16 with sparsity. " + _CHECKED),
-        ("rtx-4090", 1008, 165.2, 82.6, 660.6, 24, _ADA, "bf16/fp16 tensor with fp32 accumulate, the GeForce rate "
-         "engines get (fp16 accumulate: 330 TF). " + _CHECKED.replace("NVIDIA", "Ada whitepaper")),
+        (
+            "rtx-4090",
+            1008,
+            165.2,
+            82.6,
+            660.6,
+            24,
+            _ADA,
+            "bf16/fp16 tensor with fp32 accumulate, the GeForce rate "
+            "engines get (fp16 accumulate: 330 TF). " + _CHECKED.replace("NVIDIA", "Ada whitepaper"),
+        ),
     )
 }
 
@@ -188,7 +221,7 @@ def local_hardware(size_mb: float = 256, n: int = 2048, runs: int = 3) -> Hardwa
     )
 
 
-class ModelSize(_Frozen):
+class ModelSize(Spec):
     """What the ceilings need of a model. `context_length` bounds one sequence's KV cache."""
 
     name: str
@@ -210,12 +243,33 @@ MODELS: dict[str, ModelSize] = {
     m.name: m
     for m in (
         # exact counts from the published configs (8.03e9 and 1.24e9 as usually quoted)
-        ModelSize(name="llama-3.1-8b", n_params=8_030_261_248, n_layers=32, n_kv_heads=8, head_dim=128,
-                  hidden_size=4096, context_length=131_072),
-        ModelSize(name="llama-3.2-1b", n_params=1_235_814_400, n_layers=16, n_kv_heads=8, head_dim=64,
-                  hidden_size=2048, context_length=131_072),
-        ModelSize(name="smollm2-135m", n_params=134_515_008, n_layers=30, n_kv_heads=3, head_dim=64,
-                  hidden_size=576, context_length=8192),
+        ModelSize(
+            name="llama-3.1-8b",
+            n_params=8_030_261_248,
+            n_layers=32,
+            n_kv_heads=8,
+            head_dim=128,
+            hidden_size=4096,
+            context_length=131_072,
+        ),
+        ModelSize(
+            name="llama-3.2-1b",
+            n_params=1_235_814_400,
+            n_layers=16,
+            n_kv_heads=8,
+            head_dim=64,
+            hidden_size=2048,
+            context_length=131_072,
+        ),
+        ModelSize(
+            name="smollm2-135m",
+            n_params=134_515_008,
+            n_layers=30,
+            n_kv_heads=3,
+            head_dim=64,
+            hidden_size=576,
+            context_length=8192,
+        ),
     )
 }
 
@@ -255,8 +309,14 @@ def ttft_floor_s(hw: Hardware, model: ModelSize, precision: str, prompt_tokens: 
     return max(bandwidth_s, prompt_tokens / prefill_ceiling_tok_s(hw, model, precision))
 
 
-def kv_capacity_seqs(hw: Hardware, model: ModelSize, precision: str, context_tokens: int,
-                     reserve_fraction: float = 0.1, kv_dtype_bytes: int = 2) -> int:
+def kv_capacity_seqs(
+    hw: Hardware,
+    model: ModelSize,
+    precision: str,
+    context_tokens: int,
+    reserve_fraction: float = 0.1,
+    kv_dtype_bytes: int = 2,
+) -> int:
     """Sequences of `context_tokens` whose KV cache fits beside the weights, keeping
     `reserve_fraction` of memory for activations and the runtime."""
     if context_tokens < 1 or not 0 <= reserve_fraction < 1:
@@ -266,10 +326,10 @@ def kv_capacity_seqs(hw: Hardware, model: ModelSize, precision: str, context_tok
 
 
 Metric = Literal["output_tok_s_total", "output_tok_s_per_user", "ttft_s", "ttft_s_p99", "itl_s_p99"]
-Unknown = Literal["unknown"]
+_Unknown = Literal["unknown"]
 
 
-class Claim(_Frozen):
+class Claim(Spec):
     """One published number (a row of claims.csv)."""
 
     claim_id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
@@ -277,13 +337,13 @@ class Claim(_Frozen):
     engine: str = Field(min_length=1)
     hardware: str
     model: str = Field(min_length=1)
-    precision: Precision | Unknown
-    concurrency: PositiveInt | Unknown
+    precision: Precision | _Unknown
+    concurrency: PositiveInt | _Unknown
     metric: Metric
     value: float = Field(gt=0)
     unit: Literal["tok/s", "s", "ms"]
-    prompt_tokens: PositiveInt | Unknown
-    output_tokens: PositiveInt | Unknown
+    prompt_tokens: PositiveInt | _Unknown
+    output_tokens: PositiveInt | _Unknown
     notes: str = ""
 
     @field_validator("hardware")
@@ -302,7 +362,7 @@ class Claim(_Frozen):
         return v
 
 
-class Source(_Frozen):
+class Source(Spec):
     """One row of sources.csv."""
 
     source_id: str = Field(min_length=1)
@@ -313,7 +373,7 @@ class Source(_Frozen):
     kind: Literal["primary", "secondary", "seed"]
 
 
-_Row = TypeVar("_Row", bound=_Frozen)
+_Row = TypeVar("_Row", bound=Spec)
 
 
 def _read_rows(path: Path, cls: type[_Row]) -> list[_Row]:
@@ -338,7 +398,11 @@ def _read_rows(path: Path, cls: type[_Row]) -> list[_Row]:
             except ValidationError as exc:
                 err = exc.errors()[0]
                 field = str(err["loc"][0]) if err["loc"] else "row"
-                raise InputError(f"{where}: {field}: {str(err['msg']).replace('Value error, ', '')}") from None
+                msg = str(err["msg"]).replace("Value error, ", "")
+                # a `X | Literal["unknown"]` field reports its first branch only: name the other
+                if any(e["loc"][:1] == (field,) and "unknown" in str(e["loc"][1:]) for e in exc.errors()):
+                    msg += ", or 'unknown'"
+                raise InputError(f"{where}: {field}: {msg}") from None
             if key in seen:
                 raise InputError(f"{where}: {want[0]}: repeats line {seen[key]}")
             seen[key] = reader.line_num
@@ -375,17 +439,25 @@ def _tok_s(x: float) -> str:
     return f"{x:,.1f}" if x < 100 else f"{x:,.0f}"
 
 
+def _compute_txt(hw: Hardware, m: ModelSize, p: str) -> str:
+    peak = hw.compute_tflops(p)
+    unit = "TOPS (int8)" if peak == hw.int8_tops and peak > hw.bf16_tflops else "TFLOP/s"
+    rate = _tok_s(prefill_ceiling_tok_s(hw, m, p))
+    return f"{peak:g} {unit} / {2 * m.n_params / 1e9:.2f} GFLOP per token = {rate} tok/s"
+
+
 def _decode(hw: Hardware, m: ModelSize, p: str, batch: float, ctx: float | None) -> tuple[float, str]:
     """Decode ceiling with its arithmetic. batch=inf: the compute cap; ctx=None: the worst context,
     the KV cache filling memory (or the model's context length, if smaller)."""
     cap = prefill_ceiling_tok_s(hw, m, p)
-    cap_txt = f"{hw.compute_tflops(p):g} TFLOP/s / {2 * m.n_params / 1e9:.2f} GFLOP per token = {_tok_s(cap)} tok/s"
+    cap_txt = _compute_txt(hw, m, p)
     if math.isinf(batch):
         return cap, f"compute cap, any batch: {cap_txt}"
     w = weight_bytes(m, p)
     if ctx is None:
-        kv = max(0.0, min(hw.memory_gib * 2**30 - w, batch * (m.context_length or math.inf) * kv_bytes_per_token(m)))
-        kv_txt = "KV filling memory"
+        longest = batch * (m.context_length or math.inf) * kv_bytes_per_token(m)
+        kv = max(0.0, min(hw.memory_gib * 2**30 - w, longest))
+        kv_txt = "KV filling memory" if kv < longest else f"KV of {batch:g} x {m.context_length} tok, the longest"
     else:
         kv, kv_txt = batch * ctx * kv_bytes_per_token(m), f"KV of {batch:g} x {ctx:g} tok"
     rate = hw.memory_bandwidth_gb_s * 1e9 / (w + kv) * batch
@@ -427,14 +499,15 @@ def _audit(c: Claim) -> tuple[float, str, str]:
 
     if c.metric.startswith("ttft"):
         prefill = prefill_ceiling_tok_s(hw, m, p)
-        notes.append(f"prefill {hw.compute_tflops(p):g} TFLOP/s / {2 * m.n_params / 1e9:.2f} GFLOP per token "
-                     f"= {_tok_s(prefill)} tok/s")
+        notes.append(f"prefill {_compute_txt(hw, m, p)}")
         # a 1-token prompt gives the most generous floor, the longest prompt the model takes the strictest
         floor_min_s = ttft_floor_s(hw, m, p, prompt or 1)
         floor_max_s = ttft_floor_s(hw, m, p, prompt or m.context_length or math.inf)
         if prompt is None:
-            notes.append(f"floor {floor_min_s * 1e3:.1f} ms for a 1-token prompt (one read of the weights); "
-                         f"{c.value:g} {c.unit} allows at most {value_si * prefill:,.0f} prompt tokens")
+            notes.append(
+                f"floor {floor_min_s * 1e3:.1f} ms for a 1-token prompt (one read of the weights); "
+                f"{c.value:g} {c.unit} allows at most {value_si * prefill:,.0f} prompt tokens"
+            )
         else:
             notes.append(f"floor {floor_min_s * 1e3:.1f} ms for a {prompt}-token prompt")
         return prefill, _judge(1 / value_si, 1 / floor_min_s, 1 / floor_max_s, ["prompt length"]), "; ".join(notes)
@@ -466,14 +539,13 @@ def audit_claims(claims: pd.DataFrame) -> pd.DataFrame:
     batch) is "exceeds ceiling"; one below the least generous (KV filling memory, batch 1) is
     "within ceiling"; in between it depends on what the source left out: "cannot be checked".
     """
-    rows = [
-        Claim.model_validate({k: v.item() if isinstance(v, np.generic) else v for k, v in r.items()})
-        for r in claims[list(Claim.model_fields)].to_dict("records")
-    ]
-    results = [_audit(c) for c in rows]
+    results = []
+    for i, r in enumerate(claims[list(Claim.model_fields)].to_dict("records")):
+        # re-validated: a frame may be built by hand, not only by load_claims
+        row = {k: v.item() if isinstance(v, np.generic) else v for k, v in r.items()}
+        results.append(_audit(parse_spec(Claim, row, prefix=f"claims row {i} ({row.get('claim_id')}).")))
     out = claims.copy()
     out["ceiling_tok_s"] = [r[0] for r in results]
     out["verdict"] = [r[1] for r in results]
     out["arithmetic"] = [r[2] for r in results]
     return out
-
