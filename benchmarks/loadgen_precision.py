@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from cliffbench.arrivals import poisson_offsets_s
 from cliffbench.engines.base import GenRequest
 from cliffbench.engines.fake import FakeEngine
 from cliffbench.loadgen import run_level
@@ -59,12 +60,19 @@ def poisson(rate_rps: float, n: int, seed: int) -> dict[str, float]:
     submits = np.sort([r.t_submit_s for r in run.records])
     gaps = np.diff(submits)
     ks = stats.kstest(gaps, "expon", args=(0, 1 / rate_rps))
+    # run_level draws the schedule first from default_rng(seed): the same offsets, recomputed here
+    planned = poisson_offsets_s(n, rate_rps, 1.0, np.random.default_rng(seed))
+    ks_plan = stats.kstest(np.diff(np.concatenate([[0.0], planned])), "expon", args=(0, 1 / rate_rps))
+    late_ms = (submits - planned - float(np.min(submits - planned))) * 1e3
     return {
         "rate_rps": rate_rps,
         "n": n,
         "measured_rate_rps": float(1 / gaps.mean()),
+        "ks_pvalue_schedule": float(ks_plan.pvalue),
         "ks_statistic": float(ks.statistic),
         "ks_pvalue": float(ks.pvalue),
+        "submit_lateness_p50_ms": float(np.percentile(late_ms, 50)),
+        "submit_lateness_p99_ms": float(np.percentile(late_ms, 99)),
         "lag_p99_ms": float(np.percentile(run.lag_s, 99) * 1e3),
     }
 
@@ -83,7 +91,11 @@ def main() -> None:
             )
     pois = [poisson(rate, 2000, seed) for rate, seed in ((20.0, 1), (100.0, 2))]
     for p in pois:
-        print(f"poisson {p['rate_rps']:g}/s: measured {p['measured_rate_rps']:.2f}/s  KS p={p['ks_pvalue']:.3f}")
+        print(
+            f"poisson {p['rate_rps']:g}/s: measured {p['measured_rate_rps']:.2f}/s  KS p schedule "
+            f"{p['ks_pvalue_schedule']:.3f}, realised {p['ks_pvalue']:.3f}; submit lateness p50 "
+            f"{p['submit_lateness_p50_ms']:.2f} ms p99 {p['submit_lateness_p99_ms']:.2f} ms"
+        )
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(
         json.dumps(

@@ -36,7 +36,7 @@ def prompts(tokenizer: Any) -> list[list[int]]:
     return [tokenizer.encode(t) for t in texts]
 
 
-VLLM_TEST_SPEC = VllmSpec(max_model_len=512, kv_cache_gib=0.5, max_num_seqs=32)
+VLLM_TEST_SPEC = VllmSpec(dtype="float32", max_model_len=512, kv_cache_gib=0.5, max_num_seqs=32)
 
 
 @pytest.fixture(scope="session")

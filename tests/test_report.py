@@ -106,5 +106,5 @@ def test_missing_figures_named() -> None:
     from cliffbench.analysis import figure_paths
     from cliffbench.config import InputError
 
-    with pytest.raises(InputError, match="figures: .*missing; run notebooks/20_analysis.ipynb"):
+    with pytest.raises(InputError, match=r"figures: .*missing; run notebooks/20_analysis\.ipynb"):
         figure_paths("no-such-study")

@@ -71,8 +71,18 @@ def test_ttft_floor_and_kv_capacity() -> None:
 
 
 def test_model_size_from_shapes() -> None:
-    shapes = ModelShapes(architecture="llama", n_layers=30, hidden_size=576, n_heads=9, n_kv_heads=3, head_dim=64,
-                         ffn_size=1536, vocab_size=49152, context_length=8192, n_params=134_515_008)
+    shapes = ModelShapes(
+        architecture="llama",
+        n_layers=30,
+        hidden_size=576,
+        n_heads=9,
+        n_kv_heads=3,
+        head_dim=64,
+        ffn_size=1536,
+        vocab_size=49152,
+        context_length=8192,
+        n_params=134_515_008,
+    )
     assert ModelSize.from_shapes(shapes, name="smollm2-135m") == MODELS["smollm2-135m"]
 
 
@@ -100,9 +110,21 @@ def test_seed_single_user_throughput_exceeds_ceiling() -> None:
 
 
 def _row(**change: str) -> dict[str, str]:
-    row = {"claim_id": "t1", "source_id": "S", "engine": "vllm", "hardware": "a100-40gb", "model": "llama-3.1-8b",
-           "precision": "bf16", "concurrency": "1", "metric": "ttft_s", "value": "20", "unit": "ms",
-           "prompt_tokens": "100", "output_tokens": "unknown", "notes": ""}
+    row = {
+        "claim_id": "t1",
+        "source_id": "S",
+        "engine": "vllm",
+        "hardware": "a100-40gb",
+        "model": "llama-3.1-8b",
+        "precision": "bf16",
+        "concurrency": "1",
+        "metric": "ttft_s",
+        "value": "20",
+        "unit": "ms",
+        "prompt_tokens": "100",
+        "output_tokens": "unknown",
+        "notes": "",
+    }
     return row | change
 
 
@@ -148,8 +170,15 @@ def test_audit_known_lengths(tmp_path: Path) -> None:
     rows = [
         _row(claim_id="fast-ttft", value="5"),  # below one read of the weights (10.3 ms)
         _row(claim_id="ok-ttft", value="20"),
-        _row(claim_id="batch", metric="output_tok_s_total", unit="tok/s", value="2000", concurrency="32",
-             prompt_tokens="1024", output_tokens="128"),
+        _row(
+            claim_id="batch",
+            metric="output_tok_s_total",
+            unit="tok/s",
+            value="2000",
+            concurrency="32",
+            prompt_tokens="1024",
+            output_tokens="128",
+        ),
         _row(claim_id="itl", metric="itl_s_p99", unit="ms", value="5", concurrency="1", output_tokens="100"),
         _row(claim_id="nohw", hardware="unknown"),
     ]

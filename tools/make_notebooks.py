@@ -135,6 +135,8 @@ force = False
         md("## Results"),
         md("### Configuration of every engine"),
         code("display(Markdown(nv.config_table(res)))"),
+        md("### Tuning alternatives, measured"),
+        code("display(Markdown(nv.tuning_section()))"),
         md("### Throughput and latency vs concurrency"),
         code(
             'for name in ["throughput", "ttft", "itl"]:\n'

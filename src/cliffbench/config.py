@@ -95,7 +95,11 @@ class VllmSpec(_EngineBase):
     reserving one core for the front end, which halves throughput here (FIELD_NOTES)."""
 
     kind: Literal["vllm"] = "vllm"
-    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+    dtype: Literal["best", "float32", "bfloat16", "float16", "auto"] = Field(
+        "best",
+        description="'best': bfloat16 where the hardware has bf16 matmul kernels (CUDA, or a CPU with "
+        "AVX512-BF16 / AMX-BF16, as vLLM's CPU docs recommend), else float32",
+    )
     max_num_seqs: int = Field(256, gt=0)
     max_num_batched_tokens: int | None = Field(None, gt=0)
     max_model_len: int = Field(2048, gt=0)

@@ -32,6 +32,7 @@ __all__ = [
     "ok_levels",
     "seed_comparison",
     "title_page_html",
+    "tuning_section",
 ]
 
 # The seed post's own story (shared/seed): the shapes it argues from, for comparison only.
@@ -209,6 +210,34 @@ def claims_section() -> str:
     return "\n".join(rows)
 
 
+def tuning_section(path: Path | None = None) -> str:
+    """The tuning alternatives measured side by side by benchmarks/engine_tuning.py."""
+    import json
+
+    p = path or PROJECT_ROOT / "benchmarks" / "results" / "engine_tuning.json"
+    if not p.is_file():
+        return "No tuning benchmark stored (run `benchmarks/engine_tuning.py`)."
+    data = json.loads(p.read_text())
+    df = pd.DataFrame(data["rows"])
+    wide = df.pivot_table(index="variant", columns="concurrency", values="output_tok_s", sort=False)
+    start = df.groupby("variant", sort=False)["start_s"].first()
+    cols = list(wide.columns)
+    rows = [
+        "| variant | " + " | ".join(f"{c} users tok/s" for c in cols) + " | engine start s |",
+        "|---|" + "---|" * (len(cols) + 1),
+    ]
+    for v, r in wide.iterrows():
+        rows.append(f"| {v} | " + " | ".join(fmt(r[c]) for c in cols) + f" | {fmt(start[str(v)])} |")
+    cpu = data.get("machine", {}).get("cpu", {})
+    rows.append("")
+    rows.append(
+        f"Measured on {cpu.get('model', 'this machine')} ({cpu.get('usable_cpus', '?')} cores; flags "
+        f"{', '.join(cpu.get('flags', []))}), {str(data.get('machine', {}).get('created_at', ''))[:10]}. "
+        "The study files keep the chosen tuning; this table is why."
+    )
+    return "\n".join(rows)
+
+
 def config_table(res: Results) -> str:
     """Engine configuration as measured (from the manifest): shown beside every result."""
     engines = res.manifest.get("engines", {})
@@ -368,7 +397,8 @@ def limitations_section(res: Results) -> str:
             "- **A 135M-parameter model.** Weights are ~0.1-0.5 GB, so per-token compute and KV traffic weigh "
             "relatively more than for an 8B model, where weight reads dominate single-stream decode.",
             "- **Precision differs by engine** unless the study says otherwise: llama.cpp serves the Q4_1 GGUF "
-            "(as Ollama would), vLLM the fp32 weights (bf16 is slower on CPUs without AVX-512 BF16 kernels).",
+            "(as Ollama would), vLLM bf16 where the CPU has bf16 matmul kernels and fp32 elsewhere. The tuning "
+            "table shows how much precision alone moves each engine on this CPU.",
             "- **The client shares the cores** with the engines; the harness reports its own lag and CPU share.",
             "- **Few requests per level** keep a study within minutes: p99 values rest on tens of requests, "
             "which the bootstrap confidence intervals make visible.",
