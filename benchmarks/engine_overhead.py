@@ -33,7 +33,8 @@ from cliffbench.sweep import load_tokenizer
 from cliffbench.workload import build_requests
 
 OUT = Path(__file__).parent / "results" / "engine_overhead.json"
-VLLM = VllmSpec(max_model_len=512, kv_cache_gib=1.0, max_num_seqs=256)
+# fp32 on both sides: the adapter-vs-raw ratio, not the fastest precision, is the question here
+VLLM = VllmSpec(dtype="float32", max_model_len=512, kv_cache_gib=1.0, max_num_seqs=256)
 
 
 async def adapter_tok_s(engine: Any, reqs: list[GenRequest]) -> float:
