@@ -15,8 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cliffbench.config import WORKLOAD_PRESETS, InputError, LevelSetSpec, StudySpec, load_study, parse_spec
-from cliffbench.engines import ENGINE_KINDS
+from cliffbench.config import ENGINE_KINDS, WORKLOAD_PRESETS, InputError, flag_study, load_study
 from cliffbench.sweep import LiveStats
 
 __all__ = ["app", "main"]
@@ -115,43 +114,6 @@ def prepare_model_cmd(
     out.print(f"model {m.name} ready: {len(m.files)} files")
 
 
-def _flag_study(
-    engine: str, slots: int | None, concurrency: str, requests_per_level: int, workload: str, name: str | None
-) -> StudySpec:
-    if engine not in ENGINE_KINDS:
-        raise InputError(f"--engine: unknown engine {engine!r}; allowed: {', '.join(ENGINE_KINDS)}")
-    if workload not in WORKLOAD_PRESETS:
-        raise InputError(f"--workload: unknown workload {workload!r}; allowed: {', '.join(WORKLOAD_PRESETS)}")
-    try:
-        levels = [int(x) for x in concurrency.split(",") if x.strip()]
-    except ValueError:
-        raise InputError(f"--concurrency: expected comma-separated integers, got {concurrency!r}") from None
-    eng: dict[str, Any] = {"kind": engine}
-    if slots is not None:
-        if engine != "llamacpp-slots":
-            raise InputError("--slots: only for --engine llamacpp-slots")
-        eng["slots"] = slots
-    level_set = parse_spec(
-        LevelSetSpec,
-        {
-            "name": workload,
-            "workload": WORKLOAD_PRESETS[workload].model_dump(),
-            "load": {"concurrency": levels, "requests_per_level": requests_per_level},
-        },
-        prefix="",
-    )
-    study: StudySpec = parse_spec(
-        StudySpec,
-        {
-            "name": name or f"{engine}{'-' + str(slots) if slots else ''}-{workload}",
-            "engines": [eng],
-            "level_sets": [level_set.model_dump()],
-        },
-        prefix="",
-    )
-    return study
-
-
 @app.command()
 def run(
     study_file: Annotated[Path | None, typer.Argument(help="study YAML (or use the flags)")] = None,
@@ -173,7 +135,7 @@ def run(
             if name:
                 spec = spec.model_copy(update={"name": name})
         elif engine is not None:
-            spec = _flag_study(engine, slots, concurrency, requests_per_level, workload, name)
+            spec = flag_study(engine, slots, concurrency, requests_per_level, workload, name)
         else:
             raise InputError("study: give a study YAML file or --engine")
     except InputError as exc:

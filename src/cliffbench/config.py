@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 __all__ = [
     "DATA_DIR",
+    "ENGINE_KINDS",
     "FIGURES_DIR",
     "MODELS_DIR",
     "PROJECT_ROOT",
@@ -35,6 +36,7 @@ __all__ = [
     "StudySpec",
     "VllmSpec",
     "WorkloadSpec",
+    "flag_study",
     "load_study",
     "one_line_error",
     "parse_spec",
@@ -138,6 +140,10 @@ class LlamaCppSlotsSpec(_LlamaCppBase):
     ctx_per_slot: int = Field(2048, gt=0)
     kv_unified: bool = False
 
+
+ENGINE_KINDS: tuple[str, ...] = tuple(
+    cls.model_fields["kind"].default for cls in (VllmSpec, LlamaCppSerialSpec, LlamaCppSlotsSpec)
+)
 
 EngineSpec = Annotated[VllmSpec | LlamaCppSerialSpec | LlamaCppSlotsSpec, Field(discriminator="kind")]
 
@@ -307,6 +313,44 @@ def parse_spec(cls: type[Spec], data: Any, prefix: str = "") -> Any:
         return cls.model_validate(data)
     except ValidationError as exc:
         raise InputError(one_line_error(exc, prefix)) from None
+
+
+def flag_study(
+    engine: str, slots: int | None, concurrency: str, requests_per_level: int, workload: str, name: str | None
+) -> StudySpec:
+    """The study of `cliffbench run --engine ...` (and of notebook 10's flag form)."""
+    if engine not in ENGINE_KINDS:
+        raise InputError(f"--engine: unknown engine {engine!r}; allowed: {', '.join(ENGINE_KINDS)}")
+    if workload not in WORKLOAD_PRESETS:
+        raise InputError(f"--workload: unknown workload {workload!r}; allowed: {', '.join(WORKLOAD_PRESETS)}")
+    try:
+        levels = [int(x) for x in concurrency.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"--concurrency: expected comma-separated integers, got {concurrency!r}") from None
+    eng: dict[str, Any] = {"kind": engine}
+    if slots is not None:
+        if engine != "llamacpp-slots":
+            raise InputError("--slots: only for --engine llamacpp-slots")
+        eng["slots"] = slots
+    level_set = parse_spec(
+        LevelSetSpec,
+        {
+            "name": workload,
+            "workload": WORKLOAD_PRESETS[workload].model_dump(),
+            "load": {"concurrency": levels, "requests_per_level": requests_per_level},
+        },
+        prefix="",
+    )
+    study: StudySpec = parse_spec(
+        StudySpec,
+        {
+            "name": name or f"{engine}{'-' + str(slots) if slots else ''}-{workload}",
+            "engines": [eng],
+            "level_sets": [level_set.model_dump()],
+        },
+        prefix="",
+    )
+    return study
 
 
 def load_study(path: str | Path) -> StudySpec:

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from pydantic import Field
 
-from cliffbench.config import PROJECT_ROOT, REPORT_DIR, InputError, Spec, load_study, parse_spec
+from cliffbench.config import PROJECT_ROOT, REPORT_DIR, InputError, Spec, flag_study, load_study, parse_spec
 
 __all__ = [
     "NOTEBOOKS",
@@ -80,10 +80,8 @@ def validate_params(cls: type[Spec], namespace: dict[str, Any]) -> Any:
 
 def benchmark_spec(p: BenchmarkParams) -> Any:
     """The StudySpec a `10_benchmark` run executes."""
-    from cliffbench.cli import _flag_study
-
     if p.engine:
-        spec = _flag_study(
+        spec = flag_study(
             p.engine, p.slots, ",".join(map(str, p.concurrency)), p.requests_per_level, p.workload, p.study_name or None
         )
     else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cliffbench.config import EngineSpec, LlamaCppSerialSpec, LlamaCppSlotsSpec, VllmSpec
+from cliffbench.config import ENGINE_KINDS, EngineSpec, LlamaCppSerialSpec, LlamaCppSlotsSpec, VllmSpec
 from cliffbench.engines.base import Engine, EngineError, GenRequest, KvMemory, RequestRejected, TokenEvent
 
 if TYPE_CHECKING:
@@ -21,8 +21,6 @@ __all__ = [
     "TokenEvent",
     "make_engine",
 ]
-
-ENGINE_KINDS = ("vllm", "llamacpp-serial", "llamacpp-slots")
 
 
 def make_engine(spec: EngineSpec) -> VllmEngine | LlamaCppEngine:
