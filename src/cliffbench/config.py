@@ -79,7 +79,9 @@ class ModelSpec(Spec):
     name: str = Field("smollm2-135m", description="prepared model folder under data/models/")
     hf_path: Path | None = Field(None, description="a Hugging Face folder for vLLM (overrides name)")
     gguf_path: Path | None = Field(None, description="a GGUF file for llama.cpp (overrides name)")
-    gguf_variant: Literal["q4_1", "f32"] = Field("q4_1", description="which GGUF of a prepared model llama.cpp loads")
+    gguf_variant: Literal["q4_1", "f32", "f16"] = Field(
+        "q4_1", description="which GGUF of a prepared model llama.cpp loads (f32: bundled model; f16: presets)"
+    )
 
 
 class _EngineBase(Spec):
@@ -278,6 +280,19 @@ class StudySpec(Spec):
     level_sets: list[LevelSetSpec] = Field(default_factory=lambda: [LevelSetSpec()], min_length=1)
     slo: SloSpec = SloSpec()
     seed: int = 0
+    hardware: str | None = Field(
+        None, description="hardware the study is meant for (a cliffbench.roofline HARDWARE key, or 'local'): "
+        "dry-run estimates and the KV-memory check use it"
+    )
+
+    @field_validator("hardware")
+    @classmethod
+    def _known_hardware(cls, v: str | None) -> str | None:
+        from cliffbench.roofline import HARDWARE  # roofline imports this module: import late
+
+        if v is not None and v != "local" and v not in HARDWARE:
+            raise ValueError(f"unknown hardware {v!r}; allowed: local, {', '.join(HARDWARE)}")
+        return v
 
     @model_validator(mode="after")
     def _unique_labels(self) -> StudySpec:

@@ -85,6 +85,7 @@ class VllmEngine:
 
     def __init__(self, spec: VllmSpec) -> None:
         from cliffbench.models import resolve_model
+        from cliffbench.models.manifest import is_synthetic
 
         self.spec = spec
         self.name = spec.name
@@ -93,6 +94,8 @@ class VllmEngine:
             raise InputError("model.hf_path: vLLM needs a Hugging Face folder; prepare a model or set hf_path")
         self.hf_dir: Path = hf_dir
         self._shapes = shapes
+        # a model-scale preset has no weight files: vLLM fills the shapes with random values
+        self.load_format = "dummy" if is_synthetic(spec.model) else "auto"
         self.dtype = resolve_dtype(spec.dtype, "cpu")
         self.kv_bytes_per_token = shapes.kv_bytes_per_token(DTYPE_BYTES[self.dtype])
         self._engine: Any = None
@@ -136,6 +139,7 @@ class VllmEngine:
             kv_cache_memory_bytes=want if self._device == "cpu" else None,
             gpu_memory_utilization=self.spec.gpu_memory_utilization,
             disable_log_stats=True,
+            load_format=self.load_format,
             seed=0,
         )
         self._engine = AsyncLLM.from_engine_args(args, stat_loggers=[self._probe.factory])
@@ -161,6 +165,7 @@ class VllmEngine:
             "engine_version": f"vllm {vllm.__version__}",
             "device": self._device,
             "hf_dir": str(self.hf_dir),
+            "load_format": self.load_format,
             "dtype": self.dtype if self.spec.dtype != "best" else f"{self.dtype} (best for this hardware)",
             "max_num_seqs": self.spec.max_num_seqs,
             "max_num_batched_tokens": self.spec.max_num_batched_tokens,

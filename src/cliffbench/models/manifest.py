@@ -31,6 +31,7 @@ __all__ = [
     "display_path",
     "file_entry",
     "forget_verified",
+    "is_synthetic",
     "load_manifest",
     "mark_verified",
     "model_dir",
@@ -43,7 +44,7 @@ __all__ = [
 
 DEFAULT_MODEL = "smollm2-135m"
 MANIFEST_NAME = "manifest.json"
-GgufVariant = Literal["q4_1", "f32"]
+GgufVariant = Literal["q4_1", "f32", "f16"]
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
@@ -86,6 +87,8 @@ class ModelManifest(BaseModel):
     files: dict[str, FileEntry]
     shapes: ModelShapes
     versions: dict[str, str] = {}
+    # weights are seeded noise (a model-scale preset): vLLM loads it with load_format="dummy"
+    synthetic: bool = False
     _root: Path | None = PrivateAttr(default=None)
 
     def bind(self, root: Path) -> ModelManifest:
@@ -249,6 +252,13 @@ def shapes_from_hf(folder: Path) -> ModelShapes:
         raise InputError(f"model.hf_path: {path} is not a usable config.json: {exc!r}") from None
 
 
+def is_synthetic(spec: ModelSpec, *, models_dir: Path | None = None) -> bool:
+    """Whether `spec` names a prepared model with synthetic weights (user paths never are)."""
+    if spec.hf_path is not None or spec.gguf_path is not None:
+        return False
+    return load_manifest(spec.name, models_dir=models_dir).synthetic
+
+
 def resolve_model(spec: ModelSpec, *, models_dir: Path | None = None) -> tuple[Path | None, Path | None, ModelShapes]:
     """(hf_dir, gguf_path, shapes) an engine should load.
 
@@ -258,7 +268,15 @@ def resolve_model(spec: ModelSpec, *, models_dir: Path | None = None) -> tuple[P
     """
     if spec.hf_path is None and spec.gguf_path is None:
         manifest = verify_model(spec.name, models_dir=models_dir, cached=True)
-        return manifest.hf_dir, manifest.gguf_path(spec.gguf_variant), manifest.shapes
+        prepared = manifest.gguf_path(spec.gguf_variant)
+        if prepared.relative_to(manifest.root).as_posix() not in manifest.files:
+            have = sorted(
+                f.removeprefix("gguf/model-").removesuffix(".gguf") for f in manifest.files if f.startswith("gguf/")
+            )
+            raise InputError(
+                f"model.gguf_variant: {spec.gguf_variant!r} is not prepared for {spec.name!r}; allowed: {', '.join(have)}"
+            )
+        return manifest.hf_dir, prepared, manifest.shapes
     hf = gguf_file = None
     if spec.hf_path is not None:
         hf = spec.hf_path.expanduser().resolve()

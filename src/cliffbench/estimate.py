@@ -1,0 +1,194 @@
+"""What a study will cost before it runs: memory per engine and a duration from the roofline.
+
+`cliffbench run --dry-run` prints this table, and the same arithmetic refuses a study whose KV
+cache cannot fit the target hardware (`hardware:` in the study) before any engine starts. The
+duration is a lower bound: every decode step is assumed to run at the memory-bandwidth ceiling
+(`cliffbench.roofline`), and engine start-up is left out, so real runs take longer (on this CPU
+the measured efficiency is in the whitepaper).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from cliffbench.config import (
+    EngineSpec,
+    InputError,
+    LlamaCppSerialSpec,
+    LlamaCppSlotsSpec,
+    LoadSpec,
+    ModelSpec,
+    StudySpec,
+    VllmSpec,
+    WorkloadSpec,
+)
+from cliffbench.models.manifest import ModelShapes
+from cliffbench.roofline import (
+    HARDWARE,
+    Hardware,
+    ModelSize,
+    decode_ceiling_tok_s,
+    prefill_ceiling_tok_s,
+    weight_bytes,
+)
+
+__all__ = ["EngineEstimate", "engine_precision", "estimate_study", "model_shapes", "target_hardware"]
+
+_GIB = 2**30
+# GGUF variant / vLLM dtype -> the roofline's precision names
+_PRECISION = {"q4_1": "q4_1", "f16": "fp16", "f32": "fp32", "bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
+
+
+@dataclass(frozen=True)
+class EngineEstimate:
+    """One engine of a study on the target hardware."""
+
+    engine: str
+    precision: str
+    weights_gib: float
+    kv_gib: float  # what the engine reserves (vLLM: its budget; llama.cpp: slots x context)
+    kv_need_gib: float  # what the largest level's sequences occupy at their longest
+    memory_gib: float  # the hardware's
+    duration_s: float  # roofline lower bound for every level of the study
+    batch_cap: int
+
+    @property
+    def fits(self) -> bool:
+        return self.weights_gib + self.kv_gib <= self.memory_gib
+
+
+def model_shapes(spec: ModelSpec) -> ModelShapes:
+    """Shapes of an engine's model without loading it: a prepared model's manifest, a preset's
+    published config when it is not prepared yet, or the user's files."""
+    from cliffbench.models import load_manifest, resolve_model
+    from cliffbench.models.synthetic import PRESETS, preset_shapes
+
+    if spec.hf_path is None and spec.gguf_path is None:
+        try:
+            return load_manifest(spec.name).shapes
+        except InputError:
+            if spec.name in PRESETS:
+                return preset_shapes(spec.name)
+            raise
+    return resolve_model(spec)[2]
+
+
+def target_hardware(spec: StudySpec, local: Hardware | None = None) -> Hardware:
+    """The study's `hardware` from the roofline table, or this machine (probed unless given)."""
+    if spec.hardware is not None and spec.hardware != "local":
+        return HARDWARE[spec.hardware]
+    if local is not None:
+        return local
+    from cliffbench.roofline import local_hardware
+
+    return local_hardware(size_mb=64, n=1024, runs=3)
+
+
+def engine_precision(es: EngineSpec, hw: Hardware) -> str:
+    """The roofline precision an engine serves its weights at on `hw`."""
+    if isinstance(es, VllmSpec):
+        dtype: str = es.dtype
+        if dtype in ("best", "auto"):
+            if hw.name != "local":
+                dtype = "bfloat16"  # every GPU of the table has bf16 tensor cores
+            else:
+                from cliffbench.engines.vllm import resolve_dtype
+
+                dtype = resolve_dtype("best", "cpu")
+        return _PRECISION[dtype]
+    return _PRECISION[es.model.gguf_variant]
+
+
+def _mean_lengths(wl: WorkloadSpec, max_context: int) -> tuple[float, float]:
+    def mean(d: object) -> float:
+        from cliffbench.config import LengthDist
+
+        assert isinstance(d, LengthDist)
+        if d.dist == "uniform":
+            return (d.low + (d.high or d.mean)) / 2
+        if d.dist == "lognormal":
+            return min(d.mean * math.exp(d.sigma**2 / 2), d.high or math.inf)
+        return float(d.mean)
+
+    prompt, output = mean(wl.prompt), mean(wl.output)
+    if wl.kind == "mixed" and wl.long_fraction > 0:
+        long = wl.long_prompt_tokens or max_context - output
+        prompt = (1 - wl.long_fraction) * prompt + wl.long_fraction * long
+    return prompt, output
+
+
+def _batch_cap(es: EngineSpec) -> int:
+    if isinstance(es, VllmSpec):
+        return es.max_num_seqs
+    return es.slots if isinstance(es, LlamaCppSlotsSpec) else 1
+
+
+def _n_requests(load: LoadSpec, users: int) -> int:
+    n = load.requests_per_level or 0
+    if load.requests_per_user:
+        n = max(n, load.requests_per_user * users)
+    return n + load.warmup_requests
+
+
+def _kv_reserved_bytes(es: EngineSpec, hw: Hardware, weights: float, kv_token: int) -> float:
+    if isinstance(es, VllmSpec):
+        if hw.name == "local" or es.device == "cpu":
+            return es.kv_cache_gib * _GIB
+        return max(0.0, hw.memory_gib * _GIB * es.gpu_memory_utilization - weights)
+    if isinstance(es, LlamaCppSlotsSpec):
+        return es.slots * es.ctx_per_slot * kv_token
+    assert isinstance(es, LlamaCppSerialSpec)
+    return es.n_ctx * kv_token
+
+
+def estimate_study(spec: StudySpec, hw: Hardware, max_context: int) -> list[EngineEstimate]:
+    """Memory and roofline duration of every engine of `spec` on `hw`.
+
+    Raises InputError naming the engine's field when the weights plus the KV cache the engine
+    reserves (llama.cpp) or the largest level needs (vLLM) exceed the hardware's memory.
+    """
+    out = []
+    for es in spec.engines:
+        shapes = model_shapes(es.model)
+        size = ModelSize.from_shapes(shapes, name=es.model.name)
+        precision = engine_precision(es, hw)
+        weights = weight_bytes(size, precision)
+        # KV is kept in the activation dtype: fp32 on the fp32 CPU paths, else 2 bytes
+        kv_token = shapes.kv_bytes_per_token(4 if precision == "fp32" else 2)
+        reserved = _kv_reserved_bytes(es, hw, weights, kv_token)
+        cap = _batch_cap(es)
+        duration, need = 0.0, 0.0
+        for ls in spec.level_sets:
+            prompt, output = _mean_lengths(ls.workload, max_context)
+            users = ls.load.concurrency if ls.load.arrival == "closed" else [cap]
+            for c in users:
+                batch = min(c, cap)
+                need = max(need, batch * (prompt + output) * kv_token)
+                if ls.load.duration_s is not None:
+                    duration += ls.load.duration_s
+                    continue
+                n = _n_requests(ls.load, c)
+                decode = decode_ceiling_tok_s(hw, size, precision, batch=batch, context_tokens=prompt + output / 2)
+                duration += n * output / decode + n * prompt / prefill_ceiling_tok_s(hw, size, precision)
+        est = EngineEstimate(
+            engine=es.name,
+            precision=precision,
+            weights_gib=weights / _GIB,
+            kv_gib=reserved / _GIB,
+            kv_need_gib=need / _GIB,
+            memory_gib=hw.memory_gib,
+            duration_s=duration,
+            batch_cap=cap,
+        )
+        total = est.weights_gib + max(est.kv_gib, est.kv_need_gib)
+        if total > hw.memory_gib:
+            field = {VllmSpec: "max_num_seqs", LlamaCppSlotsSpec: "slots", LlamaCppSerialSpec: "n_ctx"}[type(es)]
+            if isinstance(es, VllmSpec) and est.kv_gib > est.kv_need_gib:
+                field = "kv_cache_gib"
+            raise InputError(
+                f"engines.{es.name}.{field}: weights {est.weights_gib:.1f} GiB + KV cache "
+                f"{max(est.kv_gib, est.kv_need_gib):.1f} GiB exceed the {hw.memory_gib:g} GiB of {hw.name}"
+            )
+        out.append(est)
+    return out
