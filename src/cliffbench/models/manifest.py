@@ -274,7 +274,8 @@ def resolve_model(spec: ModelSpec, *, models_dir: Path | None = None) -> tuple[P
                 f.removeprefix("gguf/model-").removesuffix(".gguf") for f in manifest.files if f.startswith("gguf/")
             )
             raise InputError(
-                f"model.gguf_variant: {spec.gguf_variant!r} is not prepared for {spec.name!r}; allowed: {', '.join(have)}"
+                f"model.gguf_variant: {spec.gguf_variant!r} is not prepared for {spec.name!r}; "
+                f"allowed: {', '.join(have)}"
             )
         return manifest.hf_dir, prepared, manifest.shapes
     hf = gguf_file = None
