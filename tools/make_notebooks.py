@@ -154,10 +154,18 @@ force = False
             "### The published numbers against physical limits\n"
             "Every number of the seed's table and of the sources behind it (`data/published/claims.csv`), "
             "checked against the memory-bandwidth and compute ceilings of the stated hardware and model "
-            "(`cliffbench.roofline`). Shape verdicts from measured curves, the model-scale presets and the GPU "
-            "study are not part of this version."
+            "(`cliffbench.roofline`)."
         ),
         code("display(Markdown(nv.claims_section()))"),
+        md("### Which of the seed's shapes reproduce here"),
+        code("display(Markdown(nv.shapes_section(res, params.level_set)))"),
+        md("### Measured efficiency against the roofline"),
+        code(
+            "display(Markdown(nv.efficiency_section(res, params.level_set)))\n"
+            'display(HTML(nv.figure_html(figs["ceiling_fraction"], FIGURE_CAPTIONS["ceiling_fraction"])))'
+        ),
+        md("### The published setup, ready to run on a GPU"),
+        code("display(Markdown(nv.gpu_study_section()))"),
         md("## Decision tree"),
         code(
             'display(HTML(nv.figure_html(figs["decision_tree"], FIGURE_CAPTIONS["decision_tree"])))\n'
@@ -185,6 +193,8 @@ force = False
 def main() -> None:
     OUT.mkdir(exist_ok=True)
     for name, cells in NOTEBOOKS.items():
+        for i, cell in enumerate(cells):
+            cell["id"] = f"{name[:2]}-{i:02d}"  # stable ids: regenerating changes only what changed
         nb = nbf.v4.new_notebook(cells=cells, metadata=META)
         nbf.write(nb, OUT / f"{name}.ipynb")
         print(f"wrote {OUT / name}.ipynb")

@@ -25,6 +25,8 @@ FIGURE_CAPTIONS = {
     "timeline": "Request timelines at the highest level: waiting (queue), prefill and decoding per request.",
     "kv_memory": "KV-cache memory reserved vs holding live tokens, per engine and concurrency.",
     "hol_blocking": "Head-of-line blocking: TTFT of short requests with and without a long document in flight.",
+    "ceiling_fraction": "Published claims (A100, Llama-3.1-8B) and measured levels (this study) as a fraction of "
+    "their own roofline ceiling; points above the dashed line exceed what the hardware can do.",
     "decision_tree": "Decision tree: user-count thresholds are the measured SLO cliffs of each engine.",
 }
 
@@ -103,6 +105,11 @@ def make_figures(
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     fg.plot_hol_blocking(ax, res.requests, mixed_level_set)
     save(fig, "hol_blocking")
+    from cliffbench.shapes import normalised_points
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    fg.plot_ceiling_fraction(ax, normalised_points(res, level_set))
+    save(fig, "ceiling_fraction")
     if tree is not None:
         fig, ax = plt.subplots(figsize=(7.5, 4.8))
         fg.plot_decision_tree(ax, tree)

@@ -281,8 +281,9 @@ class StudySpec(Spec):
     slo: SloSpec = SloSpec()
     seed: int = 0
     hardware: str | None = Field(
-        None, description="hardware the study is meant for (a cliffbench.roofline HARDWARE key, or 'local'): "
-        "dry-run estimates and the KV-memory check use it"
+        None,
+        description="hardware the study is meant for (a cliffbench.roofline HARDWARE key, or 'local'): "
+        "dry-run estimates and the KV-memory check use it",
     )
 
     @field_validator("hardware")

@@ -501,3 +501,52 @@ def plot_decision_tree(ax: Axes, tree: DecisionTree) -> None:
     ax.axis("off")
     slo = tree.slo
     ax.set_title(f"Which engine? (SLO: TTFT p99 <= {slo['ttft_s']:g} s, TPOT p50 <= {slo['tpot_s']:g} s)")
+
+
+def plot_ceiling_fraction(ax: Axes, points: pd.DataFrame) -> None:
+    """Published claims and measured levels as a fraction of their own roofline ceiling, vs users:
+    measured engines as lines, published claims as crosses; above 1 is physically impossible."""
+    _require(
+        points, ["source", "engine", "label", "concurrency", "fraction_of_ceiling"], "points", "plot_ceiling_fraction"
+    )
+    if points.empty:
+        _note(ax, "no measured or published throughput to place against a ceiling")
+        return
+    measured = points[points["source"] == "measured"]
+    pal = engine_palette(measured["engine"])
+    for engine, g in measured.groupby("engine"):
+        g = g.sort_values("concurrency")
+        ax.plot(
+            g["concurrency"], g["fraction_of_ceiling"], marker="o", color=pal[str(engine)], label=f"{engine} (measured)"
+        )
+    published = points[points["source"] == "published"]
+    markers = {"vllm": ("X", _CB[0]), "ollama": ("P", _CB[1])}
+    for label, g in published.groupby("label"):
+        marker, colour = markers.get(str(g["engine"].iloc[0]), ("D", (0.3, 0.3, 0.3)))
+        ax.scatter(
+            g["concurrency"],
+            g["fraction_of_ceiling"],
+            marker=marker,
+            s=70,
+            color=colour,
+            edgecolor="black",
+            linewidth=0.6,
+            zorder=5,
+            label=f"{label} (published)",
+        )
+    ax.axhline(1.0, color="firebrick", linestyle="--", linewidth=1)
+    ax.text(
+        1.0,
+        1.0,
+        " roofline ceiling",
+        color="firebrick",
+        fontsize=7,
+        va="bottom",
+        ha="left",
+        transform=ax.get_yaxis_transform(),
+    )
+    _log_y(ax)
+    _log2_users_axis(ax, points["concurrency"])
+    ax.set_ylabel("output tok/s / roofline ceiling")
+    ax.set_title("Published and measured throughput as a fraction of the physical ceiling")
+    ax.legend(fontsize=6.5, loc="lower right")

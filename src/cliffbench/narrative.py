@@ -20,10 +20,12 @@ __all__ = [
     "SEED_VLLM_OVER_OLLAMA",
     "claims_section",
     "config_table",
+    "efficiency_section",
     "executive_summary",
     "figure_html",
     "fmt",
     "glossary_table",
+    "gpu_study_section",
     "headline_level",
     "levels_table",
     "limitations_section",
@@ -31,6 +33,7 @@ __all__ = [
     "methods_section",
     "ok_levels",
     "seed_comparison",
+    "shapes_section",
     "title_page_html",
     "tuning_section",
 ]
@@ -464,3 +467,93 @@ def figure_html(path: Path, caption: str, width_pct: int = 100) -> str:
         f'<figure style="width:{width_pct}%"><img src="{html.escape(src)}"/>'
         f"<figcaption>{html.escape(caption)}</figcaption></figure>"
     )
+
+
+def shapes_section(res: Results, level_set: str = "chat") -> str:
+    """The seed's shapes against this study's (cliffbench.shapes), with the roofline reasons."""
+    from cliffbench.shapes import GROWTH_CLASSES, shape_verdicts
+
+    shapes = shape_verdicts(res, level_set)
+    if not shapes:
+        return "The study lacks vLLM or a llama.cpp engine at a common level, so no shape is compared."
+    bounds = ", ".join(f"{name} below x{b:g}" for b, name in GROWTH_CLASSES[:-1])
+    rows = ["| shape | published | measured here | verdict |", "|---|---|---|---|"]
+    rows += [f"| {s.shape} | {s.published} | {s.measured} | **{s.verdict}** |" for s in shapes]
+    n_ok = sum(s.verdict == "reproduced" for s in shapes)
+    rows += [
+        "",
+        f"{n_ok} of {len(shapes)} shapes reproduce. A growth factor is classed ({bounds}, else "
+        f"{GROWTH_CLASSES[-1][1]}) and a shape reproduces when both sides fall in the same class, since "
+        "magnitudes cannot transfer from an A100 serving 8B to this machine. Why each shape looks as it does:",
+        "",
+    ]
+    rows += [f"- **{s.shape}**: {s.reason}." for s in shapes]
+    return "\n".join(rows)
+
+
+def efficiency_section(res: Results, level_set: str = "chat") -> str:
+    """Measured throughput against the local roofline, per engine at its lowest and highest level."""
+    from cliffbench.shapes import efficiency, local_hardware_of
+
+    hw = local_hardware_of(res)
+    eff = efficiency(res, level_set)
+    if hw is None or eff.empty:
+        return (
+            "This study's manifest holds no hardware probe (it was run before probes were stored), so the "
+            "measured efficiency is not computed; `cliffbench run` on the study adds the probe."
+        )
+    text = (
+        f"The local ceiling comes from the probes stored with the study: {fmt(hw.memory_bandwidth_gb_s)} GB/s "
+        f"memory bandwidth (STREAM-like triad), {fmt(hw.fp32_tflops)} TFLOP/s fp32 and {fmt(hw.bf16_tflops)} "
+        f"TFLOP/s bf16 matmul ({hw.note}). Each level's ceiling reads the engine's weights once per step "
+        "for a batch of min(users, slots) sequences at the level's mean context.\n\n"
+        "| engine | precision | users | batch | output tok/s | ceiling tok/s | efficiency |\n"
+        "|---|---|---|---|---|---|---|\n"
+    )
+    over = eff[eff["efficiency"] > 1]
+    if len(over):
+        text = (
+            f"**{len(over)} of {len(eff)} levels exceed 100%**, which no engine can do: the probe underestimates "
+            "the bandwidth the engines get (a busy machine while probing, or caches holding part of the "
+            "weights), so read these efficiencies as relative, not absolute.\n\n" + text
+        )
+    for engine, g in eff.groupby("engine"):
+        g = g.sort_values("concurrency")
+        for r in (g.iloc[0], g.iloc[-1]):
+            text += (
+                f"| {engine} | {r.precision} | {int(r.concurrency)} | {int(r.batch)} | {fmt(r.output_tok_s)} "
+                f"| {fmt(r.ceiling_tok_s)} | {r.efficiency:.0%} |\n"
+            )
+    return text
+
+
+def gpu_study_section(study_file: Path | None = None) -> str:
+    """The published setup as a runnable study: its plan, memory and roofline duration on its GPU."""
+    from cliffbench.config import load_study
+    from cliffbench.estimate import estimate_study, target_hardware
+    from cliffbench.sweep import engine_context_limit
+
+    path = study_file or PROJECT_ROOT / "studies" / "a100-published.yaml"
+    spec = load_study(path)
+    hw = target_hardware(spec)
+    est = estimate_study(spec, hw, min(engine_context_limit(e) for e in spec.engines))
+    ls = spec.level_sets[0]
+    rows = [
+        f"`{path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path}` reproduces the "
+        f"published setup on {hw.name} ({fmt(hw.memory_gib)} GiB, {fmt(hw.memory_bandwidth_gb_s)} GB/s): "
+        f"users {', '.join(str(c) for c in ls.load.concurrency)}; prompts of {ls.workload.prompt.mean} and "
+        f"answers of {ls.workload.output.mean} tokens (the sources state neither). Its models are the "
+        "model-scale presets (`cliffbench prepare-model --preset llama-3.1-8b`: Llama shapes, synthetic "
+        "weights) unless real weights are given. It validates and dry-runs on any machine and runs where "
+        "a CUDA GPU exists; this machine has none, so its results are not in this report. The dry run's "
+        "estimate:",
+        "",
+        "| engine | precision | weights GiB | KV reserved GiB | batch cap | duration at the ceiling |",
+        "|---|---|---|---|---|---|",
+    ]
+    rows += [
+        f"| {e.engine} | {e.precision} | {fmt(e.weights_gib)} | {fmt(e.kv_gib)} | {e.batch_cap} "
+        f"| {fmt(e.duration_s / 60)} min |"
+        for e in est
+    ]
+    return "\n".join(rows)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-import statistics
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -152,19 +151,20 @@ def _triad(a: _F64, b: _F64, c: _F64, scalar: float, lo: int, hi: int) -> None:
         np.add(a[i:j], b[i:j], out=a[i:j])
 
 
-def _median_s(step: Callable[[], object], runs: int) -> float:
+def _best_s(step: Callable[[], object], runs: int) -> float:
     step()  # warm-up: page faults, thread start-up and BLAS dispatch stay out of the timing
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    # the best run, as STREAM reports: other load only slows a run down, and a ceiling is an upper bound
+    return min(times)
 
 
 def probe_memory_bandwidth_gb_s(size_mb: float = 256, runs: int = 5) -> float:
     """STREAM-like triad a = b + s*c on float64 arrays of `size_mb` MB each, split over one thread
-    per usable core (numpy releases the GIL); median of `runs`, counting 3 arrays x 8 B per element."""
+    per usable core (numpy releases the GIL); best of `runs`, counting 3 arrays x 8 B per element."""
     if size_mb <= 0 or runs < 1:
         raise InputError(f"size_mb/runs: need size_mb > 0 and runs >= 1, got {size_mb} and {runs}")
     n = max(int(size_mb * 1e6) // 8, _BLOCK)
@@ -172,7 +172,7 @@ def probe_memory_bandwidth_gb_s(size_mb: float = 256, runs: int = 5) -> float:
     edges = np.linspace(0, n, _threads() + 1).astype(int)
     chunks = list(zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True))
     with ThreadPoolExecutor(len(chunks)) as pool:
-        seconds = _median_s(lambda: list(pool.map(lambda ch: _triad(a, b, c, 3.0, *ch), chunks)), runs)
+        seconds = _best_s(lambda: list(pool.map(lambda ch: _triad(a, b, c, 3.0, *ch), chunks)), runs)
     return 3 * n * 8 / seconds / 1e9
 
 
@@ -180,7 +180,7 @@ _MATMUL_DTYPES = ("float32", "float64", "bfloat16", "float16")
 
 
 def probe_matmul_tflops(dtype: str = "float32", n: int = 2048, runs: int = 3) -> float:
-    """Dense n x n matmul rate (2n^3 FLOP per product), median of `runs`: numpy for float32/64,
+    """Dense n x n matmul rate (2n^3 FLOP per product), best of `runs`: numpy for float32/64,
     torch for bfloat16/float16 (numpy has no bf16)."""
     if dtype not in _MATMUL_DTYPES:
         raise InputError(f"dtype: {dtype!r} is not one of {', '.join(_MATMUL_DTYPES)}")
@@ -198,7 +198,7 @@ def probe_matmul_tflops(dtype: str = "float32", n: int = 2048, runs: int = 3) ->
             raise InputError(f"dtype: {dtype} needs torch, which is not installed") from None
         tx, ty = (torch.randn(n, n, dtype=getattr(torch, dtype)) for _ in range(2))
         step = lambda: torch.matmul(tx, ty)  # noqa: E731
-    return 2 * n**3 / _median_s(step, runs) / 1e12
+    return 2 * n**3 / _best_s(step, runs) / 1e12
 
 
 def local_hardware(size_mb: float = 256, n: int = 2048, runs: int = 3) -> Hardware:
@@ -217,7 +217,8 @@ def local_hardware(size_mb: float = 256, n: int = 2048, runs: int = 3) -> Hardwa
         fp32_tflops=fp32,
         memory_gib=psutil.virtual_memory().total / 2**30,
         source="measured by cliffbench.roofline probes",
-        note=f"triad {size_mb:g} MB x3 on {_threads()} threads; {n}x{n} matmul; bf16: {how}; median of {runs}",
+        note=f"triad {size_mb:g} MB x3 on {_threads()} threads; {n}x{n} matmul; bf16: {how}; best of {runs}; "
+        f"load average {os.getloadavg()[0]:.1f} while probing",
     )
 
 

@@ -349,6 +349,18 @@ def _model_hashes(es: EngineSpec) -> dict[str, str]:
     return {str(p): sha256_file(Path(p)) for p in paths}
 
 
+def _ensure_probe(study: str, root: Path | None) -> dict[str, Any]:
+    """Probe this machine's bandwidth and matmul rate once per study (before any engine runs, so
+    the engines do not disturb it) and keep it in the manifest: the roofline of every level."""
+    manifest = read_manifest(study, root)
+    if "hardware_probe" not in manifest:
+        from cliffbench.roofline import local_hardware
+
+        manifest["hardware_probe"] = local_hardware().model_dump(mode="json")
+        write_manifest(study, manifest, root)
+    return manifest
+
+
 async def run_study_async(
     spec: StudySpec,
     *,
@@ -361,6 +373,7 @@ async def run_study_async(
     `engines` maps engine labels to engines the caller already started (and will stop)."""
     work = list(_pending(spec, force, root))
     if not any(todo for _, todo, _ in work):
+        _ensure_probe(spec.name, root)
         for es, _, done in work:
             for lv in done:
                 if reporter:
@@ -375,6 +388,7 @@ async def run_study_async(
     manifest["models"] = {e.name: resolve_model(e.model)[2].model_dump(mode="json") for e in spec.engines}
     manifest["model_files"] = {e.name: _model_hashes(e) for e in spec.engines}
     write_manifest(spec.name, manifest, root)
+    manifest = _ensure_probe(spec.name, root)
     for es, todo, done in work:
         if reporter:
             for lv in done:
