@@ -186,6 +186,9 @@ def _print_estimate(spec: StudySpec) -> None:
     try:
         rows = estimate_study(spec, hw, min(engine_context_limit(e) for e in spec.engines))
     except InputError as exc:
+        if str(exc).startswith("model"):  # a plan is still worth printing before the model is prepared
+            out.print(f"no estimate: {exc}")
+            return
         _fail(str(exc))
     table = Table(title=f"estimate on {hw.name} ({hw.memory_gib:.0f} GiB, {hw.memory_bandwidth_gb_s:,.0f} GB/s)")
     for col in ("engine", "precision", "weights GiB", "KV reserved GiB", "KV needed GiB", "batch cap", ">= duration"):

@@ -309,8 +309,11 @@ def prepare_synthetic(
         except InputError as exc:
             say(f"{exc}; preparing again")
         else:
-            say(f"{name}: already prepared, every sha256 matches")
-            return manifest
+            missing = [v for v in variants if f"gguf/model-{v}.gguf" not in manifest.files]
+            if not missing:
+                say(f"{name}: already prepared, every sha256 matches")
+                return manifest
+            say(f"{name}: preparing again to add {', '.join(missing)}")
     smol = prepare_model(DEFAULT_MODEL, models_dir=root, progress=say)
     need = estimate_bytes(name, variants)
     root.mkdir(parents=True, exist_ok=True)
