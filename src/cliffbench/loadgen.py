@@ -5,7 +5,8 @@ one ends (plus an optional think time). Open loop: requests are submitted at pre
 offsets from an absolute start time (Poisson / gamma), however many are in flight.
 Warm-up requests run first, at the level's concurrency, and are recorded with `warmup=True`.
 
-The harness checks itself while it measures: an event-loop lag probe (how late a timer fires),
+The harness checks itself while it measures: an event-loop lag probe (how long a callback posted
+from another thread waits for the loop, as a token event does),
 the CPU time of the event-loop thread, and the achieved concurrency (from metrics).
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -86,11 +88,33 @@ async def _one(engine: Engine, req: GenRequest, t0: float, warmup: bool, timeout
     return rec
 
 
-async def _lag_probe(out: list[float], stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        t = time.perf_counter()
-        await asyncio.sleep(LAG_PROBE_INTERVAL_S)
-        out.append(max(0.0, time.perf_counter() - t - LAG_PROBE_INTERVAL_S))
+class _LagProbe:
+    """Event-loop lag as the engines see it: a thread posts a callback every
+    LAG_PROBE_INTERVAL_S with `call_soon_threadsafe`, the path token events take from an engine
+    thread, and the loop records how long the callback waited before it ran. A timer-based probe
+    would also count epoll's rounding of timeouts up to whole milliseconds, which no token sees."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, out: list[float]) -> None:
+        self._loop, self._out = loop, out
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cliffbench-lag-probe", daemon=True)
+
+    def _record(self, t_post: float) -> None:
+        self._out.append(time.perf_counter() - t_post)
+
+    def _run(self) -> None:
+        while not self._stop.wait(LAG_PROBE_INTERVAL_S):
+            try:
+                self._loop.call_soon_threadsafe(self._record, time.perf_counter())
+            except RuntimeError:  # the loop closed under us: nothing left to measure
+                return
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 async def _memory_probe(
@@ -128,10 +152,9 @@ async def run_level(
     stop = asyncio.Event()
     t0 = time.perf_counter()
     cpu0 = time.thread_time()
-    probes = [
-        asyncio.create_task(_lag_probe(lags, stop)),
-        asyncio.create_task(_memory_probe(engine, t0, memory, stop)),
-    ]
+    probes = [asyncio.create_task(_memory_probe(engine, t0, memory, stop))]
+    lag_probe = _LagProbe(asyncio.get_running_loop(), lags)
+    lag_probe.start()
 
     def done(rec: RequestRecord) -> None:
         records.append(rec)
@@ -152,6 +175,7 @@ async def run_level(
             await _open_loop(engine, list(requests), offsets, t0, request_timeout_s, duration_s, done)
     finally:
         stop.set()
+        lag_probe.stop()
         await asyncio.gather(*probes, return_exceptions=True)
     wall = time.perf_counter() - t0
     return LevelRun(records, memory, np.asarray(lags), time.thread_time() - cpu0, wall)

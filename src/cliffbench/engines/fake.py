@@ -8,21 +8,37 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from cliffbench.engines.base import EngineError, GenRequest, KvMemory, TokenEvent
 
 __all__ = ["FakeEngine"]
 
 
+@dataclass(eq=False)
+class _Stream:
+    queue: asyncio.Queue[float]
+    due_s: float
+    left: int
+
+
 class FakeEngine:
     """Yields `max_tokens` tokens: the first after `ttft_s`, the rest every `itl_s` seconds.
-    `fail_every` > 0 makes every n-th request (by request_id) fail after its first token."""
+    `fail_every` > 0 makes every n-th request (by request_id) fail after its first token.
 
-    def __init__(self, ttft_s: float = 0.0, itl_s: float = 0.0, fail_every: int = 0, name: str = "fake"):
+    `batched=True` steps like a real batching engine: one timer ticks every `itl_s` and hands
+    every due sequence its token at once, instead of one timer per sequence per token."""
+
+    def __init__(
+        self, ttft_s: float = 0.0, itl_s: float = 0.0, fail_every: int = 0, name: str = "fake", batched: bool = False
+    ):
         self.name = name
         self.ttft_s, self.itl_s, self.fail_every = ttft_s, itl_s, fail_every
+        self.batched = batched and itl_s > 0
         self.in_flight = 0
         self.peak_in_flight = 0
+        self._active: list[_Stream] = []
+        self._ticker: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         return None
@@ -40,11 +56,34 @@ class FakeEngine:
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         t_sched = time.perf_counter()
+        entry = _Stream(asyncio.Queue(), t_sched + self.ttft_s, request.max_tokens) if self.batched else None
+        if entry is not None:
+            self._active.append(entry)
+            if self._ticker is None or self._ticker.done():
+                self._ticker = asyncio.create_task(self._tick())
         try:
             for k in range(request.max_tokens):
-                await asyncio.sleep(self.ttft_s if k == 0 else self.itl_s)
+                if entry is not None:
+                    await entry.queue.get()
+                else:
+                    await asyncio.sleep(self.ttft_s if k == 0 else self.itl_s)
                 if self.fail_every and k == 1 and request.request_id % self.fail_every == 0:
                     raise EngineError(f"fake failure of request {request.request_id}")
                 yield TokenEvent(k, time.perf_counter(), t_scheduled_s=t_sched)
         finally:
             self.in_flight -= 1
+            if entry is not None and entry in self._active:
+                self._active.remove(entry)
+
+    async def _tick(self) -> None:
+        next_s = time.perf_counter()
+        while self._active:
+            next_s += self.itl_s  # an absolute grid: a late tick does not delay the ones after it
+            await asyncio.sleep(max(0.0, next_s - time.perf_counter()))
+            now = time.perf_counter()
+            for e in list(self._active):
+                if now + self.itl_s / 2 >= e.due_s:  # half a step of slack: ticks jitter both ways
+                    e.queue.put_nowait(now)
+                    e.due_s, e.left = now + self.itl_s, e.left - 1
+                    if e.left == 0:
+                        self._active.remove(e)

@@ -268,6 +268,8 @@ def _write_hf(p: SyntheticPreset, smol_hf: Path, dst: Path) -> None:
         "bos_token_id": 1,
         "eos_token_id": 2,
         "_cliffbench": f"synthetic weights: load with load_format='dummy'; shapes of {p.based_on}",
+        # without it, transformers suspects a Mistral tokenizer and warns on every load
+        "transformers_version": metadata.version("transformers"),
         **p.model_dump(exclude={"name", "based_on"}),
     }
     (dst / "config.json").write_text(json.dumps(config, indent=2) + "\n")
