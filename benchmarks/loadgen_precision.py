@@ -1,8 +1,10 @@
 """Load-generator precision: does the harness deliver the load it claims, without lagging?
 
-Against a fake engine (instant, and fixed-delay), for 1..256 closed-loop users: achieved
+Against a fake engine (instant; fixed-delay with one timer per sequence; fixed-delay stepping all
+sequences on one timer, as batching engines do), for 1..256 closed-loop users: achieved
 concurrency (time-weighted, from the same `metrics.achieved_concurrency` the study uses) vs the
-target, peak in-flight requests at the engine, and event-loop lag p99. Open loop: Poisson
+target, peak in-flight requests at the engine, and event-loop lag p99 (how long a callback posted
+from another thread waits, the path of a token event). Open loop: Poisson
 inter-arrival times (actual submit gaps) tested against the exponential with a KS test.
 Writes benchmarks/results/loadgen_precision.json.
 
@@ -80,9 +82,14 @@ def poisson(rate_rps: float, n: int, seed: int) -> dict[str, float]:
 def main() -> None:
     t0 = time.perf_counter()
     rows = []
-    for label, ttft, itl in (("instant", 0.0, 0.0), ("fixed-delay", 0.02, 0.01)):
+    engines = (
+        ("instant", 0.0, 0.0, False),
+        ("fixed-delay", 0.02, 0.01, False),
+        ("fixed-delay-batched", 0.02, 0.01, True),
+    )
+    for label, ttft, itl, batched in engines:
         for u in USERS:
-            r = closed(FakeEngine(ttft_s=ttft, itl_s=itl), u, per_user=4, max_tokens=16)
+            r = closed(FakeEngine(ttft_s=ttft, itl_s=itl, batched=batched), u, per_user=4, max_tokens=16)
             r["engine"] = label
             rows.append(r)
             print(

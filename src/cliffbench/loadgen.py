@@ -217,13 +217,27 @@ async def _open_loop(
     start = time.perf_counter()  # absolute schedule: sleeping against `start` never drifts
 
     async def send(req: GenRequest, at_s: float) -> None:
-        await asyncio.sleep(max(0.0, start + at_s - time.perf_counter()))
+        await _sleep_until(start + at_s)
         done(await _one(engine, req, t0, False, timeout_s))
 
     pairs = [(r, float(o)) for r, o in zip(reqs, offsets_s, strict=True)]
     if duration_s is not None:
         pairs = [(r, o) for r, o in pairs if o < duration_s]
     await _gather_or_cancel([send(r, o) for r, o in pairs])
+
+
+# epoll rounds a timer's timeout up to whole milliseconds, so a plain sleep fires up to ~1 ms late:
+# enough to bend Poisson inter-arrival gaps of a few ms. Sleep to just short of the target, then yield.
+_SPIN_S = 0.002
+
+
+async def _sleep_until(t: float) -> None:
+    """Return at perf_counter time `t`, typically within tens of microseconds."""
+    left = t - time.perf_counter()
+    if left > _SPIN_S:
+        await asyncio.sleep(left - _SPIN_S)
+    while time.perf_counter() < t:
+        await asyncio.sleep(0)  # yields to every ready callback, so the spin delays no token
 
 
 async def _gather_or_cancel(coros: list[object]) -> None:
