@@ -54,6 +54,7 @@ from cliffbench.roofline import (
 )
 
 __all__ = [
+    "MATRIX_CAPTIONS",
     "MATRIX_DIR",
     "Cell",
     "Criterion",
@@ -64,12 +65,15 @@ __all__ = [
     "Option",
     "Scores",
     "SelfHostedEstimate",
+    "check_params",
     "cost_curve",
     "evaluate",
     "load_matrix",
     "make_matrix_figures",
     "managed_cost_usd_per_1m",
+    "managed_source",
     "matrix_markdown",
+    "method_markdown",
     "param_problem",
     "parse_assignments",
     "plot_cost_curve",
@@ -271,14 +275,18 @@ def param_problem(name: str, value: Any, data: MatrixData | None = None) -> str 
     return None
 
 
-def _check(params: MatrixParams, data: MatrixData, prefix: str = "") -> None:
+def check_params(params: MatrixParams, data: MatrixData | None = None, names: Mapping[str, str] | None = None) -> None:
+    """InputError naming the first bad parameter (as `names` spells it: a CLI flag, a notebook parameter)."""
+    data = data or load_matrix()
+    names = names or {}
     for name in ("hardware", "model", "precision", "gpu_prices", "weights"):
         if problem := param_problem(name, getattr(params, name), data):
-            raise InputError(f"{prefix}{name}: {problem}")
+            raise InputError(f"{names.get(name, name)}: {problem}")
     if params.hardware not in params.gpu_prices and params.hardware not in data.gpu_prices:
         known = ", ".join(sorted(set(data.gpu_prices) | set(params.gpu_prices)))
         raise InputError(
-            f"{prefix}gpu_prices: no price for {params.hardware!r}; give one ({params.hardware}=USD) or use: {known}"
+            f"{names.get('gpu_prices', 'gpu_prices')}: no price for {params.hardware!r}; "
+            f"give one ({params.hardware}=USD per hour) or pick a hardware priced in data/matrix: {known}"
         )
 
 
@@ -534,7 +542,7 @@ def evaluate(params: MatrixParams | None = None, data: MatrixData | None = None)
     """The whole matrix for `params`: values, scores, ranking and sensitivity."""
     params = params or MatrixParams()
     data = data or load_matrix()
-    _check(params, data)
+    check_params(params, data)
     opts, crits = list(data.options), list(data.criteria)
     values = pd.DataFrame(np.nan, index=opts, columns=crits)
     text = pd.DataFrame("", index=opts, columns=crits)
@@ -596,7 +604,7 @@ def evaluate(params: MatrixParams | None = None, data: MatrixData | None = None)
 def cost_curve(params: MatrixParams, data: MatrixData | None = None, users: list[int] | None = None) -> pd.DataFrame:
     """Cost per 1M output tokens vs concurrent users: one row per option x user count (tidy)."""
     data = data or load_matrix()
-    _check(params, data)
+    check_params(params, data)
     grid = users or [1, 2, 4, 8, 16, 32, 64, 128, 256]
     usd_h = _gpu_price(params, data)[0]
     rows = []
@@ -661,6 +669,36 @@ def matrix_markdown(r: MatrixResult) -> str:
     return f"{intro}\n\n" + "\n".join(lines) + f"\n\n**Notes**\n\n{note_md}\n\n**Sources** {src_md}"
 
 
+def managed_source(option: Option) -> str:
+    """Where a managed option's cost comes from, for the 'throughput source' columns."""
+    if option.status == "discontinued":
+        return "discontinued: no public price"
+    return f"managed: list prices ({option.model.split(' (')[0]})"
+
+
+def method_markdown(r: MatrixResult) -> str:
+    """How the computed cells were computed, with this run's parameters."""
+    p = r.params
+    usd_h, src, as_of, verified = _gpu_price(p, r.data)
+    price_txt = "your price" if verified == "user" else f"{src}, {as_of}"
+    measured = [o for o, s in r.throughput_source.items() if s.startswith("measured")]
+    return (
+        f"Options, criteria and every scored cell come from `data/matrix/` (each with a one-line rationale, a "
+        f"source and an as-of date); two criteria are computed for this profile: **{p.users} concurrent users**, "
+        f"{p.input_tokens} input and {p.output_tokens} output tokens per request, TTFT SLO {p.ttft_slo_s:g} s. "
+        f"Managed APIs cost (input x input price + output x output price) / output per 1M output tokens, at the "
+        f"list price of one representative model each. Self-hosted options run {p.model} on one {p.hardware} at "
+        f"${usd_h:g}/h ({price_txt}); their throughput is "
+        + (f"measured for {', '.join(measured)} (study {p.study}), else " if measured else "")
+        + f"the roofline (bandwidth and compute ceilings) x {p.efficiency:g}: a roofline is an upper "
+        f"bound; the factor is a parameter). Ollama keeps its 4 slots (extra users queue); llama.cpp server gets "
+        f"as many slots as users; vLLM, SGLang and TGI batch continuously (SGLang and TGI are modelled like vLLM: "
+        f"cliffbench cannot run them yet). Behind a LiteLLM router, vLLM replicas are added until the TTFT SLO "
+        f"holds. Scores are min-max normalised per criterion (cost and TTFT on a log scale); an unknown cell is "
+        f"left out of its criterion and of its option's weighted mean, and listed beside the ranking."
+    )
+
+
 def ranking_markdown(r: MatrixResult) -> str:
     """Ranking under the chosen weights, with each self-hosted option's throughput source."""
     w = ", ".join(f"{r.data.criteria[c].name} {v:g}" for c, v in r.scores.weights.items())
@@ -676,7 +714,7 @@ def ranking_markdown(r: MatrixResult) -> str:
         rk = "not ranked (discontinued)" if not math.isfinite(rank) else str(int(rank))
         lines.append(
             f"| {rk} | {_md_escape(r.data.options[o].name)} | {_fmt(float(r.scores.total.loc[o]), 2)} | "
-            f"{r.text.loc[o, 'cost']} | {_md_escape(r.throughput_source.get(o, 'managed: list prices'))} | "
+            f"{r.text.loc[o, 'cost']} | {_md_escape(r.throughput_source.get(o, managed_source(r.data.options[o])))} | "
             f"{', '.join(r.scores.flagged.get(o, [])) or '-'} |"
         )
     return "\n".join(lines)
