@@ -272,6 +272,9 @@ def param_problem(name: str, value: Any, data: MatrixData | None = None) -> str 
                 return f"unknown criterion {c!r}; allowed: {', '.join(criteria)}"
             if not (w >= 0 and math.isfinite(w)):
                 return f"{c} must be >= 0, got {w:g}"
+        defaults = {c: cr.default_weight for c, cr in (data or load_matrix()).criteria.items()}
+        if not any(w > 0 for w in (defaults | value).values()):
+            return f"at least one weight must be > 0; criteria: {', '.join(criteria)}"
     return None
 
 
@@ -460,8 +463,9 @@ def _top(
     eligible: list[str],
     log_scale: tuple[str, ...],
 ) -> str:
-    s = score_matrix(values, directions, weights, eligible, log_scale)
-    return str(s.total.loc[eligible].idxmax())
+    """The best eligible option; "" when no weight is left to decide (every known weight 0)."""
+    total = score_matrix(values, directions, weights, eligible, log_scale).total.loc[eligible]
+    return "" if total.isna().all() else str(total.idxmax())
 
 
 def sensitivity(
@@ -483,7 +487,7 @@ def sensitivity(
     for c in values.columns:
         for f in factors:
             top = _top(values, directions, {**weights, c: weights.get(c, 0.0) * f}, eligible, log_scale)
-            rows.append({"criterion": c, "factor": f, "top": top, "flips": top != base})
+            rows.append({"criterion": c, "factor": f, "top": top, "flips": top not in (base, "")})
     grid = pd.DataFrame(rows)
 
     def top_at(c: str, f: float) -> str:
@@ -495,19 +499,18 @@ def sensitivity(
             th.append({"criterion": c, "up": math.nan, "up_top": "", "down": math.nan, "down_top": ""})
             continue
         up, up_top = math.nan, ""
-        if (t := top_at(c, 100.0)) != base:
+        if top_at(c, 100.0) not in (base, ""):
             lo, hi = 0.0, 2.0  # log10 of the factor
             for _ in range(20):
                 mid = (lo + hi) / 2
-                lo, hi = (lo, mid) if top_at(c, 10**mid) != base else (mid, hi)
+                lo, hi = (lo, mid) if top_at(c, 10**mid) not in (base, "") else (mid, hi)
             up, up_top = 10**hi, top_at(c, 10**hi)
-            del t
         down, down_top = math.nan, ""
-        if top_at(c, 0.0) != base:
+        if top_at(c, 0.0) not in (base, ""):
             lo, hi = 0.0, 1.0
             for _ in range(20):
                 mid = (lo + hi) / 2
-                lo, hi = (mid, hi) if top_at(c, mid) != base else (lo, mid)
+                lo, hi = (mid, hi) if top_at(c, mid) not in (base, "") else (lo, mid)
             down, down_top = lo, top_at(c, lo)
         th.append({"criterion": c, "up": up, "up_top": up_top, "down": down, "down_top": down_top})
     return grid, pd.DataFrame(th)
@@ -691,7 +694,7 @@ def method_markdown(r: MatrixResult) -> str:
         f"${usd_h:g}/h ({price_txt}); their throughput is "
         + (f"measured for {', '.join(measured)} (study {p.study}), else " if measured else "")
         + f"the roofline (bandwidth and compute ceilings) x {p.efficiency:g}: a roofline is an upper "
-        f"bound; the factor is a parameter). Ollama keeps its 4 slots (extra users queue); llama.cpp server gets "
+        f"bound, and the factor is a parameter. Ollama keeps its 4 slots (extra users queue); llama.cpp server gets "
         f"as many slots as users; vLLM, SGLang and TGI batch continuously (SGLang and TGI are modelled like vLLM: "
         f"cliffbench cannot run them yet). Behind a LiteLLM router, vLLM replicas are added until the TTFT SLO "
         f"holds. Scores are min-max normalised per criterion (cost and TTFT on a log scale); an unknown cell is "
@@ -748,7 +751,10 @@ def sensitivity_markdown(r: MatrixResult) -> str:
     ]
     for c in r.data.criteria:
         row = r.grid[r.grid["criterion"] == c]
-        cells = [("**" + name[t] + "**") if fl else "same" for t, fl in zip(row["top"], row["flips"], strict=True)]
+        cells = [
+            ("**" + name[t] + "**") if fl else "same" if t else "no choice (all weights 0)"
+            for t, fl in zip(row["top"], row["flips"], strict=True)
+        ]
         out.append(f"| {cname[c]} | " + " | ".join(cells) + " |")
     out.append("")
     out.append(f"{len(flips)} of {len(r.grid)} single-weight changes flip the top choice (bold: the new top).")
