@@ -157,7 +157,7 @@ def test_measured_study_used_when_gpu_matches(data: mx.MatrixData, monkeypatch: 
     monkeypatch.setattr("cliffbench.store.load_results", lambda study: res)
     p = mx.MatrixParams(users=16, study="gpu-study", gpu_prices={"a100-40gb": 3.6})
     r = mx.evaluate(p, data)
-    assert r.throughput_source["vllm"] == "measured: study gpu-study, engine vllm"
+    assert r.throughput_source["vllm"] == "measured: study gpu-study, engine vllm, model as stored"
     assert r.values.loc["vllm", "cost"] == pytest.approx(3.6 / (1000 * 3600) * 1e6)
     assert r.throughput_source["sglang"].startswith("roofline")  # no SGLang engine: never measured
     other = mx.evaluate(p.model_copy(update={"hardware": "h100-sxm"}), data)

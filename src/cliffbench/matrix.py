@@ -93,6 +93,8 @@ _URL = r"^https?://"
 Verified = Literal["primary", "secondary", "no"]
 # unlimited scale-out still needs a bound for the search; 64 replicas of one GPU is past any profile here
 _MAX_SCALE_OUT = 64
+# cliffbench has no SGLang or TGI engine: a study's vLLM curve must not stand in for them
+_NOT_MEASURABLE = ("sglang", "tgi")
 SENSITIVITY_FACTORS = (0.0, 0.5, 2.0, 5.0)
 
 
@@ -345,7 +347,7 @@ def _per_replica(option: Option, params: MatrixParams, users: int) -> tuple[floa
 
 def _measured(option: Option, params: MatrixParams, users: int) -> SelfHostedEstimate | None:
     """Throughput and TTFT p50 of a matching engine in `params.study`, when its GPU is `params.hardware`."""
-    if not params.study or option.option_id in ("sglang", "tgi"):
+    if not params.study or option.option_id in _NOT_MEASURABLE:
         return None
     from cliffbench.decision import interpolate
     from cliffbench.store import load_results
@@ -368,9 +370,10 @@ def _measured(option: Option, params: MatrixParams, users: int) -> SelfHostedEst
         tok_s = interpolate(lv, eng, "output_tok_s", users)
         ttft_s = interpolate(lv, eng, "ttft_s_p50", users)
         if math.isfinite(tok_s) and tok_s > 0:
-            return SelfHostedEstimate(
-                tok_s, ttft_s, 1, users, ttft_s <= params.ttft_slo_s, f"measured: study {params.study}, engine {eng}"
-            )
+            # the study's own model, which may differ from params.model: the label says which was measured
+            model = (res.manifest.get("models") or {}).get(eng, {}).get("name", "as stored")
+            how = f"measured: study {params.study}, engine {eng}, model {model}"
+            return SelfHostedEstimate(tok_s, ttft_s, 1, users, ttft_s <= params.ttft_slo_s, how)
     return None
 
 
