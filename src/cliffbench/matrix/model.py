@@ -157,14 +157,28 @@ def _per_replica(option: Option, params: MatrixParams, users: int) -> tuple[floa
     return req_s * o, wait_s + i / prefill_tok_s + step_s, batch
 
 
+_STUDIES: dict[tuple[str, int], Any] = {}
+
+
+def _load_study(study: str) -> Any:
+    """load_results, read once per study and state on disk: a cost curve asks for it per option x user count."""
+    from cliffbench import store
+
+    levels = store.study_dir(study) / "levels"
+    key = (study, levels.stat().st_mtime_ns if levels.is_dir() else -1)
+    if key not in _STUDIES:
+        _STUDIES.clear()
+        _STUDIES[key] = store.load_results(study)
+    return _STUDIES[key]
+
+
 def _measured(option: Option, params: MatrixParams, users: int) -> SelfHostedEstimate | None:
     """Throughput and TTFT p50 of a matching engine in `params.study`, when its GPU is `params.hardware`."""
     if not params.study or option.option_id in _NOT_MEASURABLE:
         return None
     from cliffbench.decision import interpolate
-    from cliffbench.store import load_results
 
-    res = load_results(params.study)
+    res = _load_study(params.study)
     gpus = " ".join(str(g.get("name", "")) for g in res.manifest.get("gpu", []) or []).lower()
     family, _, size = params.hardware.partition("-")
     if family not in gpus or (size.endswith("gb") and size.upper() not in gpus.upper()):
