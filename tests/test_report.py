@@ -107,6 +107,7 @@ def test_pdf_has_the_matrix(pdf: Path) -> None:
         ("matrix_weights", "{speed: 1}", "parameter matrix_weights: unknown criterion 'speed'; allowed:"),
         ("matrix_gpu_prices", "{a100-40gb: -1}", "parameter matrix_gpu_prices: a100-40gb must be a positive"),
         ("matrix_users", "0", "parameter matrix_users"),
+        ("matrix_hardware", "l4", "parameter matrix_gpu_prices: no price for 'l4'"),
     ],
 )
 def test_bad_parameter_exit_2(

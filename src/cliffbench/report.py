@@ -15,12 +15,15 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import Field, ValidationInfo, field_validator
 
 from cliffbench.config import PROJECT_ROOT, REPORT_DIR, InputError, Spec, flag_study, load_study, parse_spec
+
+if TYPE_CHECKING:
+    from cliffbench.matrix import MatrixParams
 
 __all__ = [
     "NOTEBOOKS",
@@ -93,12 +96,14 @@ class AnalysisParams(Spec):
             raise ValueError(problem)
         return v
 
-    def matrix_params(self) -> Any:
-        """The matrix's MatrixParams from the `matrix_*` parameters."""
-        from cliffbench.matrix import MatrixParams
+    def matrix_params(self) -> MatrixParams:
+        """The matrix's MatrixParams from the `matrix_*` parameters, checked against data/matrix/."""
+        from cliffbench.matrix import MatrixParams, check_params
 
         fields = {k.removeprefix("matrix_"): v for k, v in self.model_dump().items() if k.startswith("matrix_")}
-        return MatrixParams(**fields)
+        params = MatrixParams(**fields)
+        check_params(params, names={k: f"parameter matrix_{k}" for k in fields})
+        return params
 
 
 def validate_params(cls: type[Spec], namespace: dict[str, Any]) -> Any:
@@ -244,7 +249,7 @@ def build_report(params: dict[str, Any], out_pdf: Path | None = None) -> Path:
     bench = validate_params(BenchmarkParams, params)
     spec = benchmark_spec(bench)
     params = {**params, "study": params.get("study", spec.name)}
-    validate_params(AnalysisParams, params)
+    validate_params(AnalysisParams, params).matrix_params()  # the matrix's checks need data/matrix/ too
     executed = {}
     for name in NOTEBOOKS:
         print(f"[cliffbench report] running notebooks/{name}.ipynb", flush=True)
