@@ -97,7 +97,10 @@ def method_markdown(r: MatrixResult) -> str:
         f"as many slots as users; vLLM, SGLang and TGI batch continuously (SGLang and TGI are modelled like vLLM: "
         f"cliffbench cannot run them yet). Behind a LiteLLM router, vLLM replicas are added until the TTFT SLO "
         f"holds. Scores are min-max normalised per criterion (cost and TTFT on a log scale); an unknown cell is "
-        f"left out of its criterion and of its option's weighted mean, and listed beside the ranking."
+        f"left out of its criterion and of its option's weighted mean, and listed beside the ranking. "
+        "Limits: the 1-5 scores are sourced judgements, not measurements; on a roofline every continuous-"
+        "batching engine and llama.cpp with as many slots as users cost the same, since their differences are "
+        "kernel and scheduler efficiency, which only a measured study (`matrix_study`) on that GPU shows."
     )
 
 
