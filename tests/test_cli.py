@@ -87,3 +87,31 @@ def test_preflight_errors_write_nothing(model: object, tmp_path: Path, engine: s
     assert result.exit_code == 2, result.output
     assert needle in " ".join(result.output.split())
     assert not (RESULTS_DIR / "preflight-check").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["matrix", "--weights", "speed=2"], "--weights: unknown criterion 'speed'; allowed: deployment, compliance"),
+        (["matrix", "--gpu-price", "a100-40gb=-1"], "--gpu-price: a100-40gb must be a positive USD/hour"),
+        (["matrix", "--users", "0"], "--users: Input should be greater than 0"),
+        (["matrix", "--hardware", "tpu"], "--hardware: unknown hardware 'tpu'; allowed: a100-40gb"),
+        (["matrix", "--weights", "cost"], "--weights: expected name=number pairs"),
+    ],
+)
+def test_matrix_bad_input(args: list[str], needle: str, tmp_path: Path) -> None:
+    out = tmp_path / "m.csv"
+    result = runner.invoke(app, [*args, "--csv", str(out)])
+    assert result.exit_code == 2, result.output
+    assert needle in " ".join(result.output.split())
+    assert not out.exists()
+
+
+def test_matrix_ranks_and_writes_csv(tmp_path: Path) -> None:
+    out = tmp_path / "m.csv"
+    args = ["matrix", "--users", "25", "--gpu-price", "a100-40gb=1.29", "--weights", "cost=3,compliance=2"]
+    result = runner.invoke(app, [*args, "--csv", str(out)])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "Self-hosted vLLM" in text and "roofline: a100-40gb" in text and "Top choice" in text
+    assert out.is_file()

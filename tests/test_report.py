@@ -85,6 +85,44 @@ def test_pdf_pages_not_blank(pdf: Path) -> None:
     assert share > 0.02, f"page {fig_page + 1} is nearly blank ({share:.4f} non-white)"
 
 
+def test_pdf_has_the_matrix(pdf: Path) -> None:
+    from cliffbench.matrix import load_matrix
+
+    pages, _ = _text(pdf)
+    text = " ".join(" ".join(pages).split())
+    data = load_matrix()
+    for name in [o.name for o in data.options.values()] + [c.name for c in data.criteria.values()]:
+        assert name in text, name
+    for heading in (
+        "Ranking under the chosen weights",
+        "Sensitivity to the weights",
+        "Cost per 1M output tokens vs load",
+    ):
+        assert heading in text, heading
+    assert (PROJECT_ROOT / "report" / "decision_matrix.csv").is_file()
+    assert (PROJECT_ROOT / "report" / "decision_matrix.pdf").is_file()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "needle"),
+    [
+        ("peak_users", "many", "peak_users"),
+        ("matrix_weights", "{speed: 1}", "parameter matrix_weights: unknown criterion 'speed'; allowed:"),
+        ("matrix_gpu_prices", "{a100-40gb: -1}", "parameter matrix_gpu_prices: a100-40gb must be a positive"),
+        ("matrix_users", "0", "parameter matrix_users"),
+        ("matrix_hardware", "l4", "parameter matrix_gpu_prices: no price for 'l4'"),
+    ],
+)
+def test_bad_parameter_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, value: str, needle: str
+) -> None:
+    out = tmp_path / "w.pdf"
+    out.write_bytes(b"previous")
+    rc = report_main(["-p", name, value, "--out", str(out)])
+    assert rc == 2 and out.read_bytes() == b"previous"
+    assert needle in capsys.readouterr().err
+
+
 def test_bad_parameter_leaves_pdf_untouched(tmp_path: Path) -> None:
     out = tmp_path / "w.pdf"
     out.write_bytes(b"previous")

@@ -31,6 +31,16 @@ mixed_level_set = "mixed"  # level set with long documents (head-of-line blockin
 peak_users = 25            # your peak concurrent users (decision tree)
 ttft_slo_s = 2.0           # your TTFT p99 objective, seconds
 tpot_slo_s = 0.25          # your TPOT p50 objective, seconds
+matrix_users = 25          # decision matrix: concurrent users of your deployment
+matrix_input_tokens = 512  # decision matrix: prompt tokens per request
+matrix_output_tokens = 256 # decision matrix: output tokens per request
+matrix_ttft_slo_s = 2.0    # decision matrix: TTFT objective, seconds
+matrix_hardware = "a100-40gb"  # decision matrix: GPU of the self-hosted options
+matrix_gpu_prices = {}     # decision matrix: USD per GPU-hour overrides, e.g. {"a100-40gb": 1.29}
+matrix_weights = {}        # decision matrix: criterion weights, e.g. {"cost": 3, "compliance": 2}
+matrix_efficiency = 0.5    # decision matrix: fraction of the roofline the engines reach
+matrix_precision = "bf16"  # decision matrix: weights of every self-hosted engine, or "native"
+matrix_study = ""          # decision matrix: stored study with measured throughput on that GPU
 """
 
 NOTEBOOKS = {
@@ -175,11 +185,24 @@ force = False
             '{params.tpot_slo_s} s): **{rec.verdict}**\\n\\n" + "\\n".join(f"- {e}" for e in rec.evidence)))'
         ),
         md("## Architecture Decision Matrix"),
-        md(
-            "The Architecture Decision Matrix (self-hosted Ollama, llama.cpp, vLLM, SGLang, TGI against managed "
-            "APIs, with sourced prices and a cost model) is not part of this version; it will be generated here "
-            "from `data/matrix/` once that data and its cost model land."
+        code(
+            "from cliffbench import matrix as mx\nfrom cliffbench.analysis import figure_dir\n"
+            "matrix = mx.evaluate(params.matrix_params())\n"
+            "mfigs = mx.make_matrix_figures(matrix, figure_dir(params.study))\n"
+            "mx.write_matrix_csv(matrix)\nmx.write_matrix_pdf(matrix)\n"
+            "display(Markdown(mx.method_markdown(matrix)))"
         ),
+        md("### Ranking under the chosen weights"),
+        code(
+            "display(Markdown(mx.ranking_markdown(matrix)))\n"
+            'display(HTML(nv.figure_html(mfigs["matrix_heatmap"], mx.MATRIX_CAPTIONS["matrix_heatmap"])))'
+        ),
+        md("### Sensitivity to the weights"),
+        code("display(Markdown(mx.sensitivity_markdown(matrix)))"),
+        md("### Cost per 1M output tokens vs load"),
+        code('display(HTML(nv.figure_html(mfigs["matrix_cost"], mx.MATRIX_CAPTIONS["matrix_cost"])))'),
+        md("### The matrix, with sources"),
+        code("display(Markdown(mx.matrix_markdown(matrix)))"),
         md("## Methods, environment and provenance"),
         code("display(Markdown(nv.methods_section(res)))"),
         md("## Limitations"),

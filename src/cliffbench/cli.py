@@ -264,6 +264,86 @@ def recommend(
         out.print(f"  {line}", highlight=False)
 
 
+_MATRIX_FLAGS = {
+    "users": "--users",
+    "input_tokens": "--input-tokens",
+    "output_tokens": "--output-tokens",
+    "ttft_slo_s": "--ttft-slo",
+    "hardware": "--hardware",
+    "model": "--model",
+    "gpu_prices": "--gpu-price",
+    "weights": "--weights",
+    "efficiency": "--efficiency",
+    "precision": "--precision",
+    "study": "--study",
+}
+
+
+@app.command()
+def matrix(
+    users: Annotated[int, typer.Option(help="concurrent users (closed loop)")] = 25,
+    input_tokens: Annotated[int, typer.Option(help="prompt tokens per request")] = 512,
+    output_tokens: Annotated[int, typer.Option(help="output tokens per request")] = 256,
+    ttft_slo: Annotated[float, typer.Option(help="TTFT objective, seconds")] = 2.0,
+    hardware: Annotated[str, typer.Option(help="GPU of the self-hosted options")] = "a100-40gb",
+    gpu_price: Annotated[list[str] | None, typer.Option(help="USD per GPU-hour, e.g. a100-40gb=1.29")] = None,
+    weights: Annotated[str, typer.Option(help="criterion weights, e.g. cost=3,compliance=2")] = "",
+    efficiency: Annotated[float, typer.Option(help="fraction of the roofline engines reach")] = 0.5,
+    precision: Annotated[str, typer.Option(help="weights of every self-hosted engine, or 'native'")] = "bf16",
+    study: Annotated[str, typer.Option(help="stored study with measured throughput on this GPU")] = "",
+    csv: Annotated[Path | None, typer.Option(help="also write the tidy matrix CSV here")] = None,
+    pdf: Annotated[Path | None, typer.Option(help="also write the standalone matrix PDF here")] = None,
+) -> None:
+    """Rank the Architecture Decision Matrix for your profile, prices and weights."""
+    from pydantic import ValidationError
+
+    from cliffbench import matrix as mx
+    from cliffbench.config import one_line_error
+
+    try:
+        fields = dict(
+            users=users,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            ttft_slo_s=ttft_slo,
+            hardware=hardware,
+            efficiency=efficiency,
+            precision=precision,
+            study=study,
+            gpu_prices=mx.parse_assignments(gpu_price or [], "--gpu-price"),
+            weights=mx.parse_assignments(weights, "--weights"),
+        )
+        try:
+            params = mx.MatrixParams(**fields)
+        except ValidationError as exc:
+            field = str(exc.errors()[0]["loc"][0])
+            _fail(one_line_error(exc, "--").replace(f"--{field}", _MATRIX_FLAGS.get(field, field), 1))
+        mx.check_params(params, names=_MATRIX_FLAGS)
+        r = mx.evaluate(params)
+    except InputError as exc:
+        _fail(str(exc))
+    table = Table(title=f"Architecture Decision Matrix: {users} users on {hardware}")
+    for col in ("rank", "option", "score", "cost / 1M out", "TTFT", "throughput source", "unknown"):
+        table.add_column(col, justify="right" if col in ("rank", "score") else "left")
+    for o in r.scores.total.sort_values(ascending=False).index:
+        rank = r.scores.rank.loc[o]
+        table.add_row(
+            "-" if rank != rank else str(int(rank)),
+            r.data.options[o].name + ("" if r.data.options[o].status == "active" else f" ({r.data.options[o].status})"),
+            f"{r.scores.total.loc[o]:.2f}",
+            str(r.text.loc[o, "cost"]),
+            str(r.text.loc[o, "ttft"]),
+            r.throughput_source.get(o, mx.managed_source(r.data.options[o])),
+            ", ".join(r.scores.flagged.get(o, [])),
+        )
+    out.print(table)
+    out.print(mx.sensitivity_markdown(r).split("\n\n")[0].replace("**", ""), highlight=False, soft_wrap=True)
+    if csv is not None:
+        out.print(f"wrote {mx.write_matrix_csv(r, csv)}")
+    if pdf is not None:
+        out.print(f"wrote {mx.write_matrix_pdf(r, pdf)}")
+
+
 def main() -> None:
     app()
 

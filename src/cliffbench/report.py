@@ -15,12 +15,15 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from cliffbench.config import PROJECT_ROOT, REPORT_DIR, InputError, Spec, flag_study, load_study, parse_spec
+
+if TYPE_CHECKING:
+    from cliffbench.matrix import MatrixParams
 
 __all__ = [
     "NOTEBOOKS",
@@ -31,6 +34,7 @@ __all__ = [
     "benchmark_spec",
     "build_report",
     "execute_notebook",
+    "html_to_pdf",
     "main",
     "render_pdf",
     "validate_params",
@@ -70,6 +74,36 @@ class AnalysisParams(Spec):
     peak_users: int = Field(25, gt=0)
     ttft_slo_s: float = Field(2.0, gt=0)
     tpot_slo_s: float = Field(0.25, gt=0)
+    # the Architecture Decision Matrix (cliffbench.matrix.MatrixParams without the prefix)
+    matrix_users: int = Field(25, gt=0)
+    matrix_input_tokens: int = Field(512, gt=0)
+    matrix_output_tokens: int = Field(256, gt=0)
+    matrix_ttft_slo_s: float = Field(2.0, gt=0)
+    matrix_hardware: str = "a100-40gb"
+    matrix_gpu_prices: dict[str, float] = Field(default_factory=dict)
+    matrix_weights: dict[str, float] = Field(default_factory=dict)
+    matrix_efficiency: float = Field(0.5, gt=0, le=1)
+    matrix_precision: str = "bf16"
+    matrix_study: str = ""
+
+    @field_validator("matrix_hardware", "matrix_precision", "matrix_gpu_prices", "matrix_weights")
+    @classmethod
+    def _matrix_names(cls, v: Any, info: ValidationInfo) -> Any:
+        # unknown criteria or hardware fail here, before any notebook runs, not mid-report
+        from cliffbench.matrix import param_problem
+
+        if problem := param_problem(str(info.field_name).removeprefix("matrix_"), v):
+            raise ValueError(problem)
+        return v
+
+    def matrix_params(self) -> MatrixParams:
+        """The matrix's MatrixParams from the `matrix_*` parameters, checked against data/matrix/."""
+        from cliffbench.matrix import MatrixParams, check_params
+
+        fields = {k.removeprefix("matrix_"): v for k, v in self.model_dump().items() if k.startswith("matrix_")}
+        params = MatrixParams(**fields)
+        check_params(params, names={k: f"parameter matrix_{k}" for k in fields})
+        return params
 
 
 def validate_params(cls: type[Spec], namespace: dict[str, Any]) -> Any:
@@ -187,6 +221,22 @@ def render_pdf(executed: Path, pdf: Path, base_dir: Path | None = None) -> Path:
     return pdf
 
 
+def html_to_pdf(body: str, pdf: Path, base_dir: Path, extra_css: str = "") -> Path:
+    """An HTML fragment in the report's style (no title page, no contents) -> PDF, written atomically."""
+    from weasyprint import HTML
+
+    head = f"<head><meta charset='utf-8'><style>{_CSS}{extra_css}</style></head>"
+    document = f"<!DOCTYPE html><html>{head}<body>{body}</body></html>"
+    pdf.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pdf.with_name(f".{pdf.stem}-{os.getpid()}.pdf")
+    try:
+        HTML(string=document, base_url=str(base_dir) + "/").write_pdf(str(tmp))
+        tmp.replace(pdf)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return pdf
+
+
 def build_report(params: dict[str, Any], out_pdf: Path | None = None) -> Path:
     """Run 00 -> 10 -> 20 -> 30 with `params` and render the whitepaper PDF."""
     import papermill as pm
@@ -199,7 +249,7 @@ def build_report(params: dict[str, Any], out_pdf: Path | None = None) -> Path:
     bench = validate_params(BenchmarkParams, params)
     spec = benchmark_spec(bench)
     params = {**params, "study": params.get("study", spec.name)}
-    validate_params(AnalysisParams, params)
+    validate_params(AnalysisParams, params).matrix_params()  # the matrix's checks need data/matrix/ too
     executed = {}
     for name in NOTEBOOKS:
         print(f"[cliffbench report] running notebooks/{name}.ipynb", flush=True)
