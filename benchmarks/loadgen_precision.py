@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -81,6 +82,7 @@ def poisson(rate_rps: float, n: int, seed: int) -> dict[str, float]:
 
 def main() -> None:
     t0 = time.perf_counter()
+    load_before = os.getloadavg()[0]  # the harness shares the cores: other load shows up as lag
     rows = []
     engines = (
         ("instant", 0.0, 0.0, False),
@@ -108,6 +110,7 @@ def main() -> None:
         json.dumps(
             {
                 "machine": {**cpu_info(), "python": platform.python_version()},
+                "load_average_1m": {"before": load_before, "after": os.getloadavg()[0]},
                 "closed_loop": rows,
                 "poisson": pois,
                 "wall_s": time.perf_counter() - t0,
