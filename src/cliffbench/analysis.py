@@ -107,7 +107,7 @@ def make_figures(
     save(fig, "hol_blocking")
     from cliffbench.shapes import normalised_points
 
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    fig, ax = plt.subplots(figsize=(8.0, 3.8))
     fg.plot_ceiling_fraction(ax, normalised_points(res, level_set))
     save(fig, "ceiling_fraction")
     if tree is not None:

@@ -536,17 +536,17 @@ def plot_ceiling_fraction(ax: Axes, points: pd.DataFrame) -> None:
         )
     ax.axhline(1.0, color="firebrick", linestyle="--", linewidth=1)
     ax.text(
+        0.99,
         1.0,
-        1.0,
-        " roofline ceiling",
+        "roofline ceiling",
         color="firebrick",
         fontsize=7,
         va="bottom",
-        ha="left",
+        ha="right",
         transform=ax.get_yaxis_transform(),
     )
     _log_y(ax)
     _log2_users_axis(ax, points["concurrency"])
     ax.set_ylabel("output tok/s / roofline ceiling")
     ax.set_title("Published and measured throughput as a fraction of the physical ceiling")
-    ax.legend(fontsize=6.5, loc="lower right")
+    ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
