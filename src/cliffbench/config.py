@@ -408,7 +408,13 @@ def parse_spec(cls: type[Spec], data: Any, prefix: str = "") -> Any:
 
 
 def flag_study(
-    engine: str, slots: int | None, concurrency: str, requests_per_level: int, workload: str, name: str | None
+    engine: str,
+    slots: int | None,
+    concurrency: str,
+    requests_per_level: int,
+    workload: str,
+    name: str | None,
+    url: str | None = None,
 ) -> StudySpec:
     """The study of `cliffbench run --engine ...` (and of notebook 10's flag form)."""
     if engine not in ENGINE_KINDS:
@@ -420,6 +426,10 @@ def flag_study(
     except ValueError:
         raise InputError(f"--concurrency: expected comma-separated integers, got {concurrency!r}") from None
     eng: dict[str, Any] = {"kind": engine}
+    if (url is not None) != (engine == "openai-http"):
+        raise InputError("--url: give it exactly when --engine is openai-http")
+    if url is not None:
+        eng["url"] = parse_spec(OpenAIHttpSpec, {"url": url}, prefix="--").url
     if slots is not None:
         if engine != "llamacpp-slots":
             raise InputError("--slots: only for --engine llamacpp-slots")

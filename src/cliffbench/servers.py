@@ -97,6 +97,8 @@ def server_command(spec: ServerSpec, port: int) -> tuple[list[str], dict[str, st
         argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), *host, "--n_ctx", str(eng.n_ctx)]
         argv += ["--n_threads", str(n), "--n_threads_batch", str(n), "--n_batch", str(eng.n_batch)]
         argv += ["--n_gpu_layers", str(eng.n_gpu_layers), "--verbose", "false"]
+        # by default a new request cuts off the one streaming (interrupt_requests): queue instead
+        argv += ["--interrupt_requests", "false"]
         return [*argv, *spec.extra_args], {}, "/v1/models"
     assert isinstance(eng, VllmSpec)
     from cliffbench.engines.vllm import _omp_bind, resolve_dtype

@@ -163,7 +163,8 @@ class OpenAIHttpEngine:
         elif self.flavor == "llama-server":
             body.update(ignore_eos=True, n_predict=n, cache_prompt=False)
         elif self.flavor == "llama-cpp-python":
-            body.update(min_tokens=n)
+            # its server defaults repeat_penalty to 1.1, which is not greedy decoding
+            body.update(min_tokens=n, repeat_penalty=1.0)
         body.update(self.spec.extra_body)
         return path, body
 
