@@ -264,7 +264,7 @@ def test_bad_url_and_missing_key_are_input_errors(monkeypatch: pytest.MonkeyPatc
         parse_spec(OpenAIHttpSpec, {"url": "localhost:8000/v1"}, prefix="engine.")
     monkeypatch.delenv("CLIFFBENCH_TEST_KEY")
     spec = OpenAIHttpSpec(url="http://127.0.0.1:9/v1", api_key_env="CLIFFBENCH_TEST_KEY")
-    with pytest.raises(InputError, match="^api_key_env: environment variable CLIFFBENCH_TEST_KEY is not set$"):
+    with pytest.raises(InputError, match=r"^api_key_env: environment variable CLIFFBENCH_TEST_KEY is not set$"):
         asyncio.run(make_engine(spec).start())
 
 

@@ -6,7 +6,7 @@ set -eu
 PY=${PYTHON:-.venv/bin/python}
 CACHE=${REFERENCE_CACHE:-.cache/reference-servers}
 # The pin lives in pyproject.toml (cpu extra); read it there so the two cannot drift.
-VERSION=$(sed -n 's/.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' pyproject.toml | head -n1)
+VERSION=$(sed -n 's/.*"llama-cpp-python\(\[[a-z,]*\]\)\{0,1\}==\([0-9.]*\)".*/\2/p' pyproject.toml | head -n1)
 [ -n "$VERSION" ] || { echo "build_reference_servers: no llama-cpp-python pin in pyproject.toml" >&2; exit 2; }
 OUT="$CACHE/llama.cpp-$VERSION"
 BIN="$OUT/bin/llama-server"
