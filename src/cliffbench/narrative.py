@@ -21,6 +21,7 @@ __all__ = [
     "claims_section",
     "config_table",
     "executive_summary",
+    "fidelity_sentence",
     "figure_html",
     "fmt",
     "glossary_table",
@@ -463,4 +464,29 @@ def figure_html(path: Path, caption: str, width_pct: int = 100) -> str:
     return (
         f'<figure style="width:{width_pct}%"><img src="{html.escape(src)}"/>'
         f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
+
+
+def fidelity_sentence(path: Path | None = None) -> str:
+    """How closely the in-process engines track the real servers (benchmarks/fidelity.py)."""
+    import json
+
+    p = path or PROJECT_ROOT / "benchmarks" / "results" / "fidelity.json"
+    if not p.is_file():
+        return "No fidelity benchmark stored (run `benchmarks/fidelity.py`)."
+    data = json.loads(p.read_text())
+    df = pd.DataFrame(data["rows"])
+    tol = float(data.get("tolerance", 0.10))
+    parts = []
+    for pair, g in df.groupby("pair", sort=False):
+        tok, ttft = g["tok_s_ratio"], g["ttft_p50_ratio"]
+        inside = int(((tok - 1).abs().le(tol) & (ttft - 1).abs().le(tol)).sum())
+        parts.append(
+            f"{pair}: output tok/s ratio {fmt(tok.min())}-{fmt(tok.max())}, TTFT p50 ratio "
+            f"{fmt(ttft.min())}-{fmt(ttft.max())} ({inside}/{len(g)} levels within +-{tol:.0%}; "
+            f"greedy text identical at {int(g['same_text'].sum())}/{len(g)})"
+        )
+    return (
+        "In-process engine vs the real server it stands for (ratio = in-process / server, same model "
+        "file, workload and threads; the client shares the server's cores): " + "; ".join(parts) + "."
     )
