@@ -4,6 +4,7 @@ whatever the exit path (error, SIGTERM, Ctrl-C, the parent killed outright)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -227,3 +228,39 @@ def test_llama_server_matches_in_process_slots(model: Any, prompts: list[list[in
     served = asyncio.run(texts(OpenAIHttpSpec(server={"kind": "llama-server", "mirrors": mirror.model_dump()})))
     assert all(len(t) > 20 for t in served)
     assert served == asyncio.run(texts(mirror))
+
+
+@pytest.mark.engine
+def test_run_sigterm_stops_the_managed_server(model: Any, tmp_path: Path) -> None:
+    name = f"http-sigterm-{os.getpid()}"
+    engine = {"kind": "openai-http", "server": {"kind": "llama-cpp-python"}}
+    study = tmp_path / "s.yaml"
+    load = {"concurrency": [1], "requests_per_level": 50}
+    study.write_text(yaml.safe_dump({"name": name, "engines": [engine], "level_sets": [{"load": load}]}))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cliffbench.cli", "run", str(study), "--force"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        servers: list[int] = []
+        deadline = time.time() + 120
+        while not servers and time.time() < deadline and proc.poll() is None:
+            with contextlib.suppress(psutil.Error):
+                kids = psutil.Process(proc.pid).children(recursive=True)
+                servers = [k.pid for k in kids if "llama_cpp.server" in " ".join(k.cmdline())]
+            time.sleep(0.2)
+        assert servers, "the CLI never started llama-cpp-python's server"
+        time.sleep(3)  # into the level
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+        assert proc.returncode != 0
+        assert _gone(servers, 20) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        import shutil
+
+        shutil.rmtree(study_dir(name), ignore_errors=True)

@@ -145,6 +145,7 @@ class ManagedServer:
         self.argv: list[str] = []
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_dir = log_dir
+        self._tmp_dir: Path | None = None
         self.log_path: Path | None = None
         self._log: object = None
 
@@ -164,7 +165,10 @@ class ManagedServer:
     async def start(self) -> str:
         self.port = free_port()
         self.argv, env, health = server_command(self.spec, self.port)
-        log_dir = self._log_dir or Path(tempfile.mkdtemp(prefix="cliffbench-server-"))
+        if self._log_dir is None:
+            self._tmp_dir = Path(tempfile.mkdtemp(prefix="cliffbench-server-"))
+        log_dir = self._log_dir or self._tmp_dir
+        assert log_dir is not None
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"{self.spec.kind}-{self.port}.log"
         log = self.log_path.open("wb")
@@ -220,6 +224,11 @@ class ManagedServer:
         if log is not None:
             with contextlib.suppress(Exception):
                 log.close()  # type: ignore[attr-defined]
+        tmp, self._tmp_dir = self._tmp_dir, None
+        if tmp is not None:  # a log the caller did not ask to keep; errors already quoted its tail
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
 
     async def __aenter__(self) -> ManagedServer:
         await self.start()
