@@ -160,6 +160,7 @@ def main() -> None:
     ap.add_argument("--prompt-tokens", type=int, default=32)
     ap.add_argument("--min-requests", type=int, default=None, help="requests per level: max(this, concurrency)")
     ap.add_argument("--pairs", default="slots,unified,vllm")
+    ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: every server's stop() runs
     slots = [int(x) for x in (a.slots or ("1,8" if a.quick else "1,4,8")).split(",")]
@@ -206,13 +207,14 @@ def main() -> None:
 def write(rows: list[dict[str, Any]], a: argparse.Namespace, wall_s: float) -> None:
     if not rows:
         return
-    OUT.parent.mkdir(parents=True, exist_ok=True)
+    out: Path = a.out
+    out.parent.mkdir(parents=True, exist_ok=True)
     within = [
         r for r in rows if r["pair"] != "vllm-vs-vllm-serve"
         and abs(r["tok_s_ratio"] - 1) <= TOLERANCE and abs(r["ttft_p50_ratio"] - 1) <= TOLERANCE
     ]  # fmt: skip
     n_llama = sum(r["pair"] != "vllm-vs-vllm-serve" for r in rows)
-    OUT.write_text(
+    out.write_text(
         json.dumps(
             {
                 "machine": collect_provenance(),
@@ -231,7 +233,7 @@ def write(rows: list[dict[str, Any]], a: argparse.Namespace, wall_s: float) -> N
             indent=2,
         )
     )
-    print(f"wrote {OUT} ({wall_s:.0f} s)")
+    print(f"wrote {out} ({wall_s:.0f} s)")
 
 
 if __name__ == "__main__":

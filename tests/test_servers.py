@@ -264,3 +264,26 @@ def test_run_sigterm_stops_the_managed_server(model: Any, tmp_path: Path) -> Non
         import shutil
 
         shutil.rmtree(study_dir(name), ignore_errors=True)
+
+
+def test_server_spec_mirrors_its_own_engine_family() -> None:
+    from cliffbench.config import parse_spec
+
+    with pytest.raises(InputError, match=r"^server: a vllm server mirrors vllm, got 'llamacpp-slots'"):
+        parse_spec(ServerSpec, {"kind": "vllm", "mirrors": {"kind": "llamacpp-slots"}}, prefix="server.")
+    with pytest.raises(InputError, match="give exactly one of url"):
+        parse_spec(OpenAIHttpSpec, {"url": "http://x/v1", "server": {"kind": "vllm"}})
+
+
+def test_preflight_refuses_a_pool_smaller_than_the_load(model: Any, tokenizer: Any) -> None:
+    from cliffbench.sweep import plan_levels, preflight
+
+    spec = StudySpec.model_validate(
+        {
+            "name": "pool",
+            "engines": [{"kind": "openai-http", "url": "http://127.0.0.1:9/v1", "max_connections": 8}],
+            "level_sets": [{"load": {"concurrency": [4, 16]}}],
+        }
+    )
+    with pytest.raises(InputError, match=r"^engines\.openai-http\.max_connections: 8 is below .* 16"):
+        preflight(spec, plan_levels(spec), tokenizer)
