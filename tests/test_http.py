@@ -301,3 +301,21 @@ class _Replay:
 
     async def readexactly(self, n: int) -> bytes:
         return await self.reader.readexactly(n)
+
+
+def test_chat_stream_skips_the_role_chunk() -> None:
+    def chat(text: str | None, role: bool = False) -> dict[str, Any]:
+        delta: dict[str, Any] = {"content": text} | ({"role": "assistant"} if role else {})
+        return {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+
+    seen: list[str] = []
+    end = {"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]}
+    ok = _sse_response(_sse([chat("", role=True), chat("a"), chat("b"), chat("c"), end]))
+
+    def record(n: int, path: str, body: bytes) -> bytes:
+        seen.append(path)
+        return ok
+
+    events, stats = asyncio.run(_outcome(stub(record), api="chat"))
+    assert seen == ["/v1/chat/completions"]
+    assert isinstance(events, list) and [e.text for e in events] == ["a", "b", "c"] and stats["chunks"] == 1

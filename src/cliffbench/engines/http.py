@@ -242,7 +242,14 @@ class OpenAIHttpEngine:
             for choice in chunk.get("choices") or []:
                 text, ids = _delta(choice, self.spec.api)
                 text_parts.append(text)
-                n = len(ids) if ids is not None else (1 if text or choice.get("finish_reason") is None else 0)
+                if ids is not None:
+                    n = len(ids)
+                elif text:
+                    n = 1
+                else:
+                    # an empty completions chunk mid-stream is a token whose bytes are held back (a
+                    # split character); a chat chunk without content is the role / end marker
+                    n = int(self.spec.api == "completions" and choice.get("finish_reason") is None)
                 for k in range(n):
                     emitted += 1
                     yield TokenEvent(ids[k] if ids else -1, t_last, text=text if k == 0 else "")
