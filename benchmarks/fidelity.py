@@ -79,6 +79,15 @@ class Capture:
         }
 
 
+def _common_prefix(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 def summarize(records: list[RequestRecord]) -> dict[str, float]:
     ok = [r for r in records if not r.warmup and r.status == "ok"]
     measured = [r for r in records if not r.warmup]
@@ -122,7 +131,9 @@ async def measure_pair(
                 a, b = res[True], res[False]
                 ids = [r.request_id for r in reqs]
                 ta, tb = inproc.texts(tokenizer), server.texts(tokenizer)
-                same = all(rid in ta and rid in tb and ta[rid] == tb[rid] for rid in ids)
+                differ = [rid for rid in ids if ta.get(rid) is None or ta.get(rid) != tb.get(rid)]
+                same = not differ
+                parted = min((_common_prefix(ta.get(r, ""), tb.get(r, "")) for r in differ), default=None)
                 row = {
                     "pair": pair,
                     "slots": slots,
@@ -131,6 +142,9 @@ async def measure_pair(
                     "ttft_p50_ratio": a["ttft_p50_s"] / b["ttft_p50_s"],
                     "ttft_p99_ratio": a["ttft_p99_s"] / b["ttft_p99_s"],
                     "same_text": same,
+                    "n_text_differs": len(differ),
+                    # where greedy decoding parted: characters of identical text before the first difference
+                    "first_diff_char": parted,
                     "inproc": a,
                     "server": b,
                     "requests": len(reqs),
@@ -139,7 +153,8 @@ async def measure_pair(
                 print(
                     f"  c={c:3d}: tok/s {a['tok_s']:7.1f} vs {b['tok_s']:7.1f} (x{row['tok_s_ratio']:.3f})  "
                     f"TTFT p50 {a['ttft_p50_s']:.3f} vs {b['ttft_p50_s']:.3f} s (x{row['ttft_p50_ratio']:.3f})  "
-                    f"p99 x{row['ttft_p99_ratio']:.3f}  same_text={same}  failed {a['failed']}/{b['failed']}",
+                    f"p99 x{row['ttft_p99_ratio']:.3f}  same_text={same} ({len(differ)} differ)  "
+                    f"failed {a['failed']}/{b['failed']}",
                     flush=True,
                 )
             stats = server.engine.stats
