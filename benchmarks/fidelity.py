@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 import time
@@ -148,6 +149,8 @@ async def measure_pair(
                     "inproc": a,
                     "server": b,
                     "requests": len(reqs),
+                    # other users of the 2 cores disturb single runs: the load says how much
+                    "loadavg_1m": os.getloadavg()[0],
                 }
                 rows.append(row)
                 print(
