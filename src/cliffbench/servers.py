@@ -242,9 +242,10 @@ def _group_members(pgid: int) -> list[int]:
     import psutil
 
     out = []
-    for p in psutil.process_iter(["pid"]):
+    for p in psutil.process_iter(["pid", "status"]):
         with contextlib.suppress(psutil.Error, OSError):
-            if os.getpgid(p.pid) == pgid:
+            # a zombie holds no resources, and in a container nobody may ever reap it
+            if p.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(p.pid) == pgid:
                 out.append(p.pid)
     return out
 
