@@ -179,6 +179,13 @@ def main() -> None:
     ap.add_argument("--min-requests", type=int, default=None, help="requests per level: max(this, concurrency)")
     ap.add_argument("--pairs", default="slots,unified,vllm")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="compute threads on both sides (default: every core). On a machine shared with other jobs, "
+        "1 keeps llama.cpp's spinning thread barrier from being descheduled mid-step (see notes)",
+    )
     a = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: every server's stop() runs
     slots = [int(x) for x in (a.slots or ("1,8" if a.quick else "1,4,8")).split(",")]
@@ -201,7 +208,7 @@ def main() -> None:
             for unified in (False, True):
                 if (unified and (n == 1 or "unified" not in wanted)) or (not unified and "slots" not in wanted):
                     continue
-                spec = LlamaCppSlotsSpec(slots=n, ctx_per_slot=CTX_PER_SLOT, kv_unified=unified)
+                spec = LlamaCppSlotsSpec(slots=n, ctx_per_slot=CTX_PER_SLOT, kv_unified=unified, n_threads=a.threads)
                 server = OpenAIHttpSpec(
                     label="llama-server",
                     server={"kind": "llama-server", "mirrors": spec.model_dump()},
@@ -210,7 +217,8 @@ def main() -> None:
                 pair = "slots-unified-vs-llama-server-kvu" if unified else "slots-vs-llama-server"
                 await measure_pair(pair, n, spec, server, levels, tok, rows)
         if "vllm" in wanted:
-            vspec = VllmSpec(max_model_len=CTX_PER_SLOT, kv_cache_gib=1.0)
+            bind = "all" if a.threads is None else f"0-{a.threads - 1}" if a.threads > 1 else "0"
+            vspec = VllmSpec(max_model_len=CTX_PER_SLOT, kv_cache_gib=1.0, omp_threads_bind=bind)
             server = OpenAIHttpSpec(
                 label="vllm-serve", server={"kind": "vllm", "mirrors": vspec.model_dump()}, max_connections=max(conc)
             )
@@ -237,6 +245,8 @@ def write(rows: list[dict[str, Any]], a: argparse.Namespace, wall_s: float) -> N
             {
                 "machine": collect_provenance(),
                 "workload": {"prompt_tokens": a.prompt_tokens, "output_tokens": a.output_tokens},
+                "threads": a.threads or len(os.sched_getaffinity(0)),
+                "argv": sys.argv[1:],
                 "ratio": "in-process / server",
                 "tolerance": TOLERANCE,
                 "llama_levels_within_tolerance": f"{len(within)}/{n_llama}",
