@@ -89,6 +89,10 @@ def _common_prefix(a: str, b: str) -> int:
     return n
 
 
+def _median(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
+
+
 def summarize(records: list[RequestRecord]) -> dict[str, float]:
     ok = [r for r in records if not r.warmup and r.status == "ok"]
     measured = [r for r in records if not r.warmup]
@@ -113,6 +117,7 @@ async def measure_pair(
     levels: dict[int, tuple[list[GenRequest], list[GenRequest]]],
     tokenizer: Any,
     rows: list[dict[str, Any]],
+    reps: int = 1,
 ) -> None:
     t_start = time.perf_counter()
     server = Capture(make_engine(server_spec))
@@ -123,13 +128,15 @@ async def measure_pair(
         try:
             print(f"{pair} slots={slots}: both up in {time.perf_counter() - t_start:.0f} s", flush=True)
             for k, (c, (reqs, warm)) in enumerate(levels.items()):
-                order = [inproc, server] if k % 2 == 0 else [server, inproc]
-                res = {}
-                for eng in order:
-                    run = await run_level(eng, reqs, concurrency=c, warmup=warm, request_timeout_s=600)
-                    res[eng is inproc] = summarize(run.records)
-                    await asyncio.sleep(0.5)  # idle OpenMP threads stop spinning before the other side runs
-                a, b = res[True], res[False]
+                runs: dict[bool, list[dict[str, float]]] = {True: [], False: []}
+                for rep in range(reps):
+                    # ABBA...: alternating who goes first spreads slow drifts in background load evenly
+                    order = [inproc, server] if (k + rep) % 2 == 0 else [server, inproc]
+                    for eng in order:
+                        run = await run_level(eng, reqs, concurrency=c, warmup=warm, request_timeout_s=600)
+                        runs[eng is inproc].append(summarize(run.records))
+                        await asyncio.sleep(0.5)  # idle OpenMP threads stop spinning before the other side runs
+                a, b = _median(runs[True]), _median(runs[False])
                 ids = [r.request_id for r in reqs]
                 ta, tb = inproc.texts(tokenizer), server.texts(tokenizer)
                 differ = [rid for rid in ids if ta.get(rid) is None or ta.get(rid) != tb.get(rid)]
@@ -149,6 +156,7 @@ async def measure_pair(
                     "inproc": a,
                     "server": b,
                     "requests": len(reqs),
+                    "reps": reps,
                     # other users of the 2 cores disturb single runs: the load says how much
                     "loadavg_1m": os.getloadavg()[0],
                 }
@@ -179,6 +187,7 @@ def main() -> None:
     ap.add_argument("--min-requests", type=int, default=None, help="requests per level: max(this, concurrency)")
     ap.add_argument("--pairs", default="slots,unified,vllm")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--reps", type=int, default=1, help="interleaved repetitions per level (medians)")
     ap.add_argument(
         "--threads",
         type=int,
@@ -215,14 +224,14 @@ def main() -> None:
                     max_connections=max(conc),
                 )
                 pair = "slots-unified-vs-llama-server-kvu" if unified else "slots-vs-llama-server"
-                await measure_pair(pair, n, spec, server, levels, tok, rows)
+                await measure_pair(pair, n, spec, server, levels, tok, rows, a.reps)
         if "vllm" in wanted:
             bind = "all" if a.threads is None else f"0-{a.threads - 1}" if a.threads > 1 else "0"
             vspec = VllmSpec(max_model_len=CTX_PER_SLOT, kv_cache_gib=1.0, omp_threads_bind=bind)
             server = OpenAIHttpSpec(
                 label="vllm-serve", server={"kind": "vllm", "mirrors": vspec.model_dump()}, max_connections=max(conc)
             )
-            await measure_pair("vllm-vs-vllm-serve", None, vspec, server, levels, tok, rows)
+            await measure_pair("vllm-vs-vllm-serve", None, vspec, server, levels, tok, rows, a.reps)
 
     try:
         asyncio.run(run_all())
