@@ -113,7 +113,7 @@ async def measure_pair(
     pair: str,
     slots: int | None,
     inproc_spec: Any,
-    server_spec: OpenAIHttpSpec,
+    server_spec: Any,
     levels: dict[int, tuple[list[GenRequest], list[GenRequest]]],
     tokenizer: Any,
     rows: list[dict[str, Any]],
@@ -168,7 +168,7 @@ async def measure_pair(
                     f"failed {a['failed']}/{b['failed']}",
                     flush=True,
                 )
-            stats = server.engine.stats
+            stats = getattr(server.engine, "stats", {})
             if stats.get("retried"):
                 print(f"  {pair}: {stats['retried']} requests retried after a dropped keep-alive", flush=True)
         finally:
@@ -185,7 +185,7 @@ def main() -> None:
     ap.add_argument("--output-tokens", type=int, default=64)
     ap.add_argument("--prompt-tokens", type=int, default=32)
     ap.add_argument("--min-requests", type=int, default=None, help="requests per level: max(this, concurrency)")
-    ap.add_argument("--pairs", default="slots,unified,vllm")
+    ap.add_argument("--pairs", default="slots,unified,vllm", help="of slots,unified,vllm,control (A/A noise floor)")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--reps", type=int, default=1, help="interleaved repetitions per level (medians)")
     ap.add_argument(
@@ -225,6 +225,13 @@ def main() -> None:
                 )
                 pair = "slots-unified-vs-llama-server-kvu" if unified else "slots-vs-llama-server"
                 await measure_pair(pair, n, spec, server, levels, tok, rows, a.reps)
+        if "control" in wanted:
+            # A/A: the in-process engine against a second copy of itself. Its scatter is this
+            # machine's noise floor, below which no in-process vs server difference is measurable.
+            for n in slots:
+                spec = LlamaCppSlotsSpec(slots=n, ctx_per_slot=CTX_PER_SLOT, n_threads=a.threads)
+                twin = spec.model_copy(update={"label": "twin"})
+                await measure_pair("control-slots-vs-slots", n, spec, twin, levels, tok, rows, a.reps)
         if "vllm" in wanted:
             bind = "all" if a.threads is None else f"0-{a.threads - 1}" if a.threads > 1 else "0"
             vspec = VllmSpec(max_model_len=CTX_PER_SLOT, kv_cache_gib=1.0, omp_threads_bind=bind)
