@@ -251,26 +251,29 @@ def write(rows: list[dict[str, Any]], a: argparse.Namespace, wall_s: float) -> N
         return
     out: Path = a.out
     out.parent.mkdir(parents=True, exist_ok=True)
-    within = [
-        r for r in rows if r["pair"] != "vllm-vs-vllm-serve"
-        and abs(r["tok_s_ratio"] - 1) <= TOLERANCE and abs(r["ttft_p50_ratio"] - 1) <= TOLERANCE
-    ]  # fmt: skip
-    n_llama = sum(r["pair"] != "vllm-vs-vllm-serve" for r in rows)
+    runs = [{"argv": sys.argv[1:], "wall_s": wall_s, "pairs": sorted({r["pair"] for r in rows})}]
+    if out.is_file():  # keep the pairs this run did not measure (e.g. a separate control run)
+        old = json.loads(out.read_text())
+        measured = {r["pair"] for r in rows}
+        rows = [r for r in old.get("rows", []) if r["pair"] not in measured] + rows
+        runs = [r for r in old.get("runs", []) if set(r.get("pairs", [])) - measured] + runs
+    llama = [r for r in rows if r["pair"].startswith("slots")]
+    within = [r for r in llama if abs(r["tok_s_ratio"] - 1) <= TOLERANCE and abs(r["ttft_p50_ratio"] - 1) <= TOLERANCE]
     out.write_text(
         json.dumps(
             {
                 "machine": collect_provenance(),
                 "workload": {"prompt_tokens": a.prompt_tokens, "output_tokens": a.output_tokens},
                 "threads": a.threads or len(os.sched_getaffinity(0)),
-                "argv": sys.argv[1:],
+                "runs": runs,
                 "ratio": "in-process / server",
                 "tolerance": TOLERANCE,
-                "llama_levels_within_tolerance": f"{len(within)}/{n_llama}",
-                "wall_s": wall_s,
+                "llama_levels_within_tolerance": f"{len(within)}/{len(llama)}",
                 "notes": (
                     "The load generator (HTTP client) runs on the same cores as the server; its SSE "
                     "parsing competes with the server for CPU. Both sides of a pair were up at once and "
-                    "measured level by level, alternating order. Single runs on a shared machine."
+                    "measured level by level, alternating order. Single runs on a machine shared with "
+                    "other jobs (loadavg_1m per row); control-slots-vs-slots is the A/A noise floor."
                 ),
                 "rows": rows,
             },
