@@ -254,9 +254,9 @@ def write(rows: list[dict[str, Any]], a: argparse.Namespace, wall_s: float) -> N
     runs = [{"argv": sys.argv[1:], "wall_s": wall_s, "pairs": sorted({r["pair"] for r in rows})}]
     if out.is_file():  # keep the pairs this run did not measure (e.g. a separate control run)
         old = json.loads(out.read_text())
-        measured = {r["pair"] for r in rows}
-        rows = [r for r in old.get("rows", []) if r["pair"] not in measured] + rows
-        runs = [r for r in old.get("runs", []) if set(r.get("pairs", [])) - measured] + runs
+        measured = {(r["pair"], r["slots"]) for r in rows}
+        rows = [r for r in old.get("rows", []) if (r["pair"], r["slots"]) not in measured] + rows
+        runs = old.get("runs", []) + runs
     llama = [r for r in rows if r["pair"].startswith("slots")]
     within = [r for r in llama if abs(r["tok_s_ratio"] - 1) <= TOLERANCE and abs(r["ttft_p50_ratio"] - 1) <= TOLERANCE]
     out.write_text(
