@@ -522,8 +522,9 @@ def plot_serving_overhead(ax: Axes, fidelity: pd.DataFrame, metric: str = "tok_s
     pal = dict(zip(sorted(df["line"].unique(), key=_natural), sns.color_palette("colorblind", 10), strict=False))
     for line, g in df.groupby("line", sort=False):
         g = g.sort_values("concurrency")
-        dashed = str(line).startswith("slots-unified")
-        ax.plot(g["concurrency"], g[metric], marker="o", ls="--" if dashed else "-", color=pal[str(line)], label=line)
+        # dashed: unified KV; dotted: the A/A control (in-process vs itself), the noise floor
+        ls = ":" if str(line).startswith("control") else "--" if str(line).startswith("slots-unified") else "-"
+        ax.plot(g["concurrency"], g[metric], marker="o", ls=ls, color=pal[str(line)], label=line)
     _log2_users_axis(ax, df["concurrency"])
     what = {"tok_s_ratio": "output tok/s", "ttft_p50_ratio": "TTFT p50", "ttft_p99_ratio": "TTFT p99"}
     ax.set_ylabel(f"{what.get(metric, metric)}: in-process / server")
