@@ -124,6 +124,8 @@ def _serve(tmp_path: Path) -> tuple[subprocess.Popen[str], int]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # the server log's temp folder: after SIGKILL nothing in the CLI is left to remove it
+        env={**os.environ, "TMPDIR": str(tmp_path)},
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()  # blocks until "ready at ..." (or the CLI dies)
