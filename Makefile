@@ -15,7 +15,7 @@ help:
 	@echo "make report   prepare the model, run the default study, render report/whitepaper.pdf"
 	@echo "make test     run the test suite (real engines on the bundled model)"
 	@echo "make lint     ruff + mypy"
-	@echo "make reference-servers  build llama-server from the pinned llama-cpp-python sdist (~15 min, cached)"
+	@echo "make reference-servers  build llama-server from the pinned llama-cpp-python sdist (~30 min on 2 cores, cached)"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
