@@ -116,7 +116,6 @@ class OpenAIHttpEngine:
             "prompt_format": self._prompt_format(),
             "max_connections": self.spec.max_connections,
             "api_key_env": self.spec.api_key_env,  # the variable's name only, never its value
-            "token_counts": dict(self.stats),
         }
         if self._server is not None:
             d["server"] = {"kind": self.spec.server.kind if self.spec.server else "", "argv": self._server.argv}
