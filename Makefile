@@ -9,12 +9,13 @@ STUDY  ?= studies/default.yaml
 PAPERMILL_ARGS ?=
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
 
-.PHONY: setup model test lint report study clean-results help
+.PHONY: setup model test lint report study clean-results help reference-servers
 
 help:
 	@echo "make report   prepare the model, run the default study, render report/whitepaper.pdf"
 	@echo "make test     run the test suite (real engines on the bundled model)"
 	@echo "make lint     ruff + mypy"
+	@echo "make reference-servers  build llama-server from the pinned llama-cpp-python sdist (~30 min on 2 cores, cached)"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +45,12 @@ study: model
 
 report: setup
 	$(BIN)/python -m cliffbench.report --study-file $(STUDY) $(PAPERMILL_ARGS)
+
+# llama-server from the llama.cpp that llama-cpp-python vendors (same version as the in-process
+# engine), built offline with this machine's CPU flags into .cache/reference-servers/ (cached).
+# (No `setup` prerequisite: the script needs only pip, and must not reinstall the venv.)
+reference-servers:
+	PYTHON=$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) tools/build_reference_servers.sh
 
 clean-results:
 	rm -rf data/results report/executed figures

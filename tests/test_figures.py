@@ -246,3 +246,28 @@ def test_save_figure_writes_png_and_svg(tmp_path: Path) -> None:
     assert "<svg" in paths["svg"].read_text()
     with pytest.raises(ValueError):
         save_figure(fig, "../escape", out_dir=tmp_path)
+
+
+def test_serving_overhead_figure_and_sentence(tmp_path: Path) -> None:
+    import json
+
+    from cliffbench.figures import plot_serving_overhead
+    from cliffbench.narrative import fidelity_sentence
+
+    rows = [
+        {"pair": p, "slots": n, "concurrency": c, "tok_s_ratio": r, "ttft_p50_ratio": 1 / r, "ttft_p99_ratio": 1.0,
+         "same_text": True}
+        for p, n, r in [("slots-vs-llama-server", 4, 1.05), ("vllm-vs-vllm-serve", None, 1.3)]
+        for c in (1, 4, 16)
+    ]  # fmt: skip
+    fig, ax = plt.subplots()
+    plot_serving_overhead(ax, pd.DataFrame(rows))
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "slots-vs-llama-server (N=4)" in labels and "vllm-vs-vllm-serve" in labels
+    assert ax.get_xscale() == "log"
+    plt.close(fig)
+    path = tmp_path / "fidelity.json"
+    path.write_text(json.dumps({"tolerance": 0.1, "rows": rows}))
+    text = fidelity_sentence(path)
+    assert "slots-vs-llama-server: output tok/s ratio 1.05-1.05" in text and "3/3 levels within" in text
+    assert "vllm-vs-vllm-serve" in text and "0/3 levels within" in text

@@ -134,6 +134,7 @@ def run(
     requests_per_level: Annotated[int, typer.Option(help="measured requests per level")] = 8,
     workload: Annotated[str, typer.Option(help=f"preset: {', '.join(WORKLOAD_PRESETS)}")] = "chat",
     name: Annotated[str | None, typer.Option(help="study name (results folder)")] = None,
+    url: Annotated[str | None, typer.Option(help="openai-http: base URL of a running server (…/v1)")] = None,
     force: Annotated[bool, typer.Option(help="redo levels already stored")] = False,
     dry_run: Annotated[bool, typer.Option(help="validate and print the plan; run nothing")] = False,
 ) -> None:
@@ -146,7 +147,7 @@ def run(
             if name:
                 spec = spec.model_copy(update={"name": name})
         elif engine is not None:
-            spec = flag_study(engine, slots, concurrency, requests_per_level, workload, name)
+            spec = flag_study(engine, slots, concurrency, requests_per_level, workload, name, url)
         else:
             raise InputError("study: give a study YAML file or --engine")
     except InputError as exc:
@@ -210,6 +211,53 @@ def _print_estimate(spec: StudySpec) -> None:
         f"roofline lower bound for the whole study: {total / 60:.1f} min (every step at the memory-bandwidth "
         "ceiling, engine starts left out; real runs take longer)"
     )
+
+
+@app.command()
+def serve(
+    kind: Annotated[str, typer.Argument(help="llama-server, vllm or llama-cpp-python")],
+    slots: Annotated[int, typer.Option(help="llama-server: parallel slots (-np)")] = 1,
+    ctx_per_slot: Annotated[int, typer.Option(help="llama.cpp: context per slot (-c = slots x this)")] = 2048,
+    kv_unified: Annotated[bool, typer.Option(help="llama-server: one KV pool shared by all slots")] = False,
+    startup_timeout_s: Annotated[float, typer.Option(help="seconds to wait for the health check")] = 300.0,
+) -> None:
+    """Start a real server on the bundled model (127.0.0.1, free port) and keep it until Ctrl-C."""
+    import asyncio
+
+    from cliffbench.config import ServerSpec, parse_spec
+    from cliffbench.servers import ManagedServer
+
+    mirrors: dict[str, Any]
+    if kind == "vllm":
+        mirrors = {"kind": "vllm"}
+    elif kind == "llama-cpp-python":
+        mirrors = {"kind": "llamacpp-serial", "n_ctx": ctx_per_slot}
+    else:
+        mirrors = {"kind": "llamacpp-slots", "slots": slots, "ctx_per_slot": ctx_per_slot, "kv_unified": kv_unified}
+    try:
+        spec = parse_spec(
+            ServerSpec, {"kind": kind, "mirrors": mirrors, "startup_timeout_s": startup_timeout_s}, prefix="--"
+        )
+    except InputError as exc:
+        _fail(str(exc).replace("--kind", "KIND", 1))
+    server = ManagedServer(spec)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    async def hold() -> None:
+        await server.start()
+        out.print(f"{kind} ready at {server.url} (pid {server.pid}, log {server.log_path}); Ctrl-C stops it")
+        while server.alive():
+            await asyncio.sleep(0.5)
+        err.print(f"{kind} exited; log: {server.log_tail()}")
+
+    try:
+        asyncio.run(hold())
+    except InputError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        err.print("interrupted: server stopped")
+    finally:
+        server.stop()
 
 
 @app.command()

@@ -31,6 +31,8 @@ __all__ = [
     "LlamaCppSlotsSpec",
     "LoadSpec",
     "ModelSpec",
+    "OpenAIHttpSpec",
+    "ServerSpec",
     "SloSpec",
     "Spec",
     "StudySpec",
@@ -143,11 +145,101 @@ class LlamaCppSlotsSpec(_LlamaCppBase):
     kv_unified: bool = False
 
 
+InProcessSpec = Annotated[VllmSpec | LlamaCppSerialSpec | LlamaCppSlotsSpec, Field(discriminator="kind")]
+
+SERVER_KINDS = ("llama-server", "vllm", "llama-cpp-python")
+# which in-process engine each server stands for: the server runs that engine's configuration
+_SERVER_MIRRORS: dict[str, tuple[str, ...]] = {
+    "llama-server": ("llamacpp-slots", "llamacpp-serial"),
+    "vllm": ("vllm",),
+    "llama-cpp-python": ("llamacpp-serial",),
+}
+
+
+class ServerSpec(Spec):
+    """A real server the kit starts on 127.0.0.1 (free port), health-checks and stops on every exit
+    path. `mirrors` is the in-process engine spec whose configuration the server is given (model
+    file, slots, context, threads, dtype...), so a server and its in-process twin cannot drift."""
+
+    kind: Literal["llama-server", "vllm", "llama-cpp-python"]
+    mirrors: InProcessSpec | None = Field(None, description="in-process spec to mirror; default per kind")
+    binary: Path | None = Field(None, description="llama-server: default is `make reference-servers`' build")
+    startup_timeout_s: float = Field(300.0, gt=0, description="seconds to wait for the health check")
+    extra_args: list[str] = Field(default_factory=list, description="appended to the server's command line")
+
+    @model_validator(mode="after")
+    def _mirror_fits(self) -> ServerSpec:
+        allowed = _SERVER_MIRRORS[self.kind]
+        if self.mirrors is not None and self.mirrors.kind not in allowed:
+            raise ValueError(f"a {self.kind} server mirrors {' or '.join(allowed)}, got {self.mirrors.kind!r}")
+        return self
+
+    @property
+    def engine(self) -> VllmSpec | LlamaCppSerialSpec | LlamaCppSlotsSpec:
+        if self.mirrors is not None:
+            return self.mirrors
+        if self.kind == "vllm":
+            return VllmSpec()
+        return LlamaCppSerialSpec() if self.kind == "llama-cpp-python" else LlamaCppSlotsSpec()
+
+
+class OpenAIHttpSpec(_EngineBase):
+    """Any OpenAI-compatible endpoint, streamed over SSE: `url` for a server you run, or `server`
+    for one the kit starts. The API key is read from the environment variable `api_key_env` at
+    start and is never stored. `flavor` decides the non-standard fields that make output lengths
+    exact ('auto': from the managed server's kind, else from GET /v1/models' owned_by)."""
+
+    kind: Literal["openai-http"] = "openai-http"
+    url: str | None = Field(None, description="base URL including /v1, e.g. http://127.0.0.1:8080/v1")
+    server: ServerSpec | None = None
+    api: Literal["completions", "chat"] = "completions"
+    flavor: Literal["auto", "vllm", "llama-server", "llama-cpp-python", "generic"] = "auto"
+    served_model: str | None = Field(None, description="the request's model field; default: first of /v1/models")
+    api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    prompt_format: Literal["auto", "token_ids", "text"] = Field(
+        "auto", description="token_ids keeps prompts token-exact; 'auto' picks text only where the server needs it"
+    )
+    max_connections: int = Field(256, gt=0, description="HTTP pool size; must be >= the study's concurrency")
+    connect_timeout_s: float = Field(10.0, gt=0)
+    context_tokens: int = Field(2048, gt=0, description="prompt + output tokens one request may hold (url form)")
+    retry_on_reset: bool = Field(
+        True, description="retry once on a fresh connection when the server drops one before answering"
+    )
+    extra_body: dict[str, Any] = Field(default_factory=dict, description="merged into every request body")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        from urllib.parse import urlsplit
+
+        if v is None:
+            return v
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"must be an http:// or https:// URL, got {v!r}")
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> OpenAIHttpSpec:
+        if (self.url is None) == (self.server is None):
+            raise ValueError("give exactly one of url (a running server) or server (one the kit starts)")
+        return self
+
+    def api_key(self) -> str | None:
+        """The key from the environment; InputError naming api_key_env when the variable is unset."""
+        if self.api_key_env is None:
+            return None
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            raise InputError(f"api_key_env: environment variable {self.api_key_env} is not set")
+        return key
+
+
 ENGINE_KINDS: tuple[str, ...] = tuple(
-    cls.model_fields["kind"].default for cls in (VllmSpec, LlamaCppSerialSpec, LlamaCppSlotsSpec)
+    cls.model_fields["kind"].default for cls in (VllmSpec, LlamaCppSerialSpec, LlamaCppSlotsSpec, OpenAIHttpSpec)
 )
 
-EngineSpec = Annotated[VllmSpec | LlamaCppSerialSpec | LlamaCppSlotsSpec, Field(discriminator="kind")]
+EngineSpec = Annotated[VllmSpec | LlamaCppSerialSpec | LlamaCppSlotsSpec | OpenAIHttpSpec, Field(discriminator="kind")]
 
 
 class LengthDist(Spec):
@@ -332,7 +424,13 @@ def parse_spec(cls: type[Spec], data: Any, prefix: str = "") -> Any:
 
 
 def flag_study(
-    engine: str, slots: int | None, concurrency: str, requests_per_level: int, workload: str, name: str | None
+    engine: str,
+    slots: int | None,
+    concurrency: str,
+    requests_per_level: int,
+    workload: str,
+    name: str | None,
+    url: str | None = None,
 ) -> StudySpec:
     """The study of `cliffbench run --engine ...` (and of notebook 10's flag form)."""
     if engine not in ENGINE_KINDS:
@@ -344,6 +442,10 @@ def flag_study(
     except ValueError:
         raise InputError(f"--concurrency: expected comma-separated integers, got {concurrency!r}") from None
     eng: dict[str, Any] = {"kind": engine}
+    if (url is not None) != (engine == "openai-http"):
+        raise InputError("--url: give it exactly when --engine is openai-http")
+    if url is not None:
+        eng["url"] = parse_spec(OpenAIHttpSpec, {"url": url}, prefix="--").url
     if slots is not None:
         if engine != "llamacpp-slots":
             raise InputError("--slots: only for --engine llamacpp-slots")

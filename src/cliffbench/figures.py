@@ -38,6 +38,7 @@ __all__ = [
     "plot_hol_blocking",
     "plot_itl",
     "plot_kv_memory",
+    "plot_serving_overhead",
     "plot_throughput",
     "plot_timeline",
     "plot_ttft",
@@ -550,3 +551,31 @@ def plot_ceiling_fraction(ax: Axes, points: pd.DataFrame) -> None:
     ax.set_ylabel("output tok/s / roofline ceiling")
     ax.set_title("Published and measured throughput as a fraction of the physical ceiling")
     ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+
+
+_FIDELITY_COLS = ("pair", "slots", "concurrency", "tok_s_ratio", "ttft_p50_ratio")
+
+
+def plot_serving_overhead(ax: Axes, fidelity: pd.DataFrame, metric: str = "tok_s_ratio", band: float = 0.10) -> None:
+    """In-process / real-server ratio vs concurrent users, one line per pair and slot count, from
+    the rows of benchmarks/results/fidelity.json; the shaded band is the +-`band` fidelity target.
+    Below 1 on tok/s (above 1 on TTFT) the in-process engine is the slower side."""
+    _require(fidelity, [*_FIDELITY_COLS, metric], "fidelity", "plot_serving_overhead")
+    if fidelity.empty:
+        _note(ax, "no fidelity rows (run benchmarks/fidelity.py)")
+        return
+    pairs = zip(fidelity["pair"], fidelity["slots"], strict=True)
+    df = fidelity.assign(line=[f"{p} (N={int(n)})" if pd.notna(n) else str(p) for p, n in pairs])
+    ax.axhspan(1 - band, 1 + band, color=_NONE, alpha=0.5, lw=0, label=f"target +-{band:.0%}")
+    ax.axhline(1.0, color="0.4", lw=0.8)
+    pal = dict(zip(sorted(df["line"].unique(), key=_natural), sns.color_palette("colorblind", 10), strict=False))
+    for line, g in df.groupby("line", sort=False):
+        g = g.sort_values("concurrency")
+        # dashed: unified KV; dotted: the A/A control (in-process vs itself), the noise floor
+        ls = ":" if str(line).startswith("control") else "--" if str(line).startswith("slots-unified") else "-"
+        ax.plot(g["concurrency"], g[metric], marker="o", ls=ls, color=pal[str(line)], label=line)
+    _log2_users_axis(ax, df["concurrency"])
+    what = {"tok_s_ratio": "output tok/s", "ttft_p50_ratio": "TTFT p50", "ttft_p99_ratio": "TTFT p99"}
+    ax.set_ylabel(f"{what.get(metric, metric)}: in-process / server")
+    ax.set_title("Serving overhead: in-process engine vs the real server")
+    ax.legend(fontsize=7)

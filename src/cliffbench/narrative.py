@@ -22,6 +22,7 @@ __all__ = [
     "config_table",
     "efficiency_section",
     "executive_summary",
+    "fidelity_sentence",
     "figure_html",
     "fmt",
     "glossary_table",
@@ -557,3 +558,28 @@ def gpu_study_section(study_file: Path | None = None) -> str:
         for e in est
     ]
     return "\n".join(rows)
+
+
+def fidelity_sentence(path: Path | None = None) -> str:
+    """How closely the in-process engines track the real servers (benchmarks/fidelity.py)."""
+    import json
+
+    p = path or PROJECT_ROOT / "benchmarks" / "results" / "fidelity.json"
+    if not p.is_file():
+        return "No fidelity benchmark stored (run `benchmarks/fidelity.py`)."
+    data = json.loads(p.read_text())
+    df = pd.DataFrame(data["rows"])
+    tol = float(data.get("tolerance", 0.10))
+    parts = []
+    for pair, g in df.groupby("pair", sort=False):
+        tok, ttft = g["tok_s_ratio"], g["ttft_p50_ratio"]
+        inside = int(((tok - 1).abs().le(tol) & (ttft - 1).abs().le(tol)).sum())
+        parts.append(
+            f"{pair}: output tok/s ratio {fmt(tok.min())}-{fmt(tok.max())}, TTFT p50 ratio "
+            f"{fmt(ttft.min())}-{fmt(ttft.max())} ({inside}/{len(g)} levels within +-{tol:.0%}; "
+            f"greedy text identical at {int(g['same_text'].sum())}/{len(g)})"
+        )
+    return (
+        "In-process engine vs the real server it stands for (ratio = in-process / server, same model "
+        "file, workload and threads; the client shares the server's cores): " + "; ".join(parts) + "."
+    )

@@ -24,6 +24,7 @@ from cliffbench.config import (
     LevelSetSpec,
     LlamaCppSerialSpec,
     LlamaCppSlotsSpec,
+    OpenAIHttpSpec,
     StudySpec,
     VllmSpec,
 )
@@ -94,6 +95,8 @@ def engine_context_limit(spec: EngineSpec) -> int:
     """The most prompt + output tokens one request may hold on this engine."""
     if isinstance(spec, VllmSpec):
         return spec.max_model_len
+    if isinstance(spec, OpenAIHttpSpec):
+        return engine_context_limit(spec.server.engine) if spec.server else spec.context_tokens
     if isinstance(spec, LlamaCppSerialSpec):
         return spec.n_ctx
     assert isinstance(spec, LlamaCppSlotsSpec)
@@ -210,6 +213,8 @@ Plans = dict[int, tuple[list[GenRequest], list[GenRequest]]]
 
 
 def _limit_field(es: EngineSpec) -> str:
+    if isinstance(es, OpenAIHttpSpec):
+        return f"server.mirrors.{_limit_field(es.server.engine)}" if es.server else "context_tokens"
     if isinstance(es, VllmSpec):
         return "max_model_len"
     return "n_ctx" if isinstance(es, LlamaCppSerialSpec) else "ctx_per_slot"
@@ -235,14 +240,33 @@ def preflight(spec: StudySpec, levels: list[Level], tok: Tokenizer) -> Plans:
                 f"level set {level.level_set.name!r}: {exc}"
             ) from None
     free = psutil.virtual_memory().available
+    peak = max((lv.concurrency or 0) for lv in levels) if levels else 0
     for es in spec.engines:
         resolve_model(es.model)
+        if isinstance(es, OpenAIHttpSpec):
+            _preflight_http(es, peak)
         if isinstance(es, VllmSpec) and es.device != "cuda" and es.kv_cache_gib * 2**30 > free:
             raise InputError(
                 f"engines.{es.name}.kv_cache_gib: {es.kv_cache_gib} GiB exceeds the {free / 2**30:.1f} GiB "
                 "of free memory"
             )
     return plans
+
+
+def _preflight_http(es: OpenAIHttpSpec, peak_concurrency: int) -> None:
+    es.api_key()
+    if es.max_connections < peak_concurrency:
+        raise InputError(
+            f"engines.{es.name}.max_connections: {es.max_connections} is below the study's peak concurrency "
+            f"{peak_concurrency}; the client would queue requests the server never saw"
+        )
+    if es.server is not None:
+        from cliffbench.servers import server_command
+
+        try:
+            server_command(es.server, 0)
+        except InputError as exc:
+            raise InputError(f"engines.{es.name}.{exc}") from None
 
 
 async def _run_engine(
@@ -382,7 +406,9 @@ async def run_study_async(
     tok = load_tokenizer(spec)
     plans = preflight(spec, [lv for _, todo, _ in work for lv in todo], tok)
     from cliffbench.models import resolve_model
+    from cliffbench.store import study_dir
 
+    fresh = not study_dir(spec.name, root).exists()
     manifest = {**read_manifest(spec.name, root), **collect_provenance()}
     manifest["study"] = spec.model_dump(mode="json")
     manifest["models"] = {e.name: resolve_model(e.model)[2].model_dump(mode="json") for e in spec.engines}
@@ -395,7 +421,16 @@ async def run_study_async(
                 reporter.level_skipped(lv.key(es.name))
         if todo:
             started = (engines or {}).get(es.name)
-            await _run_engine(spec, es, todo, plans, reporter, root, manifest, started)
+            try:
+                await _run_engine(spec, es, todo, plans, reporter, root, manifest, started)
+            except InputError:
+                # bad input found while starting (a server that never got healthy): a study this
+                # run created holds nothing measured, so nothing half-written is left behind
+                if fresh and not any(study_dir(spec.name, root).glob("levels/*/*")):
+                    import shutil
+
+                    shutil.rmtree(study_dir(spec.name, root), ignore_errors=True)
+                raise
 
 
 def run_study(

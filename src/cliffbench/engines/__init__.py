@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cliffbench.config import ENGINE_KINDS, EngineSpec, LlamaCppSerialSpec, LlamaCppSlotsSpec, VllmSpec
+from cliffbench.config import ENGINE_KINDS, EngineSpec, LlamaCppSerialSpec, LlamaCppSlotsSpec, OpenAIHttpSpec, VllmSpec
 from cliffbench.engines.base import Engine, EngineError, GenRequest, KvMemory, RequestRejected, TokenEvent
 
 if TYPE_CHECKING:
+    from cliffbench.engines.http import OpenAIHttpEngine
     from cliffbench.engines.llamacpp import LlamaCppEngine
     from cliffbench.engines.vllm import VllmEngine
 
@@ -23,7 +24,7 @@ __all__ = [
 ]
 
 
-def make_engine(spec: EngineSpec) -> VllmEngine | LlamaCppEngine:
+def make_engine(spec: EngineSpec) -> VllmEngine | LlamaCppEngine | OpenAIHttpEngine:
     """Build (not start) the engine for a validated spec. Heavy imports happen here, lazily."""
     if isinstance(spec, VllmSpec):
         from cliffbench.engines.vllm import VllmEngine
@@ -33,4 +34,8 @@ def make_engine(spec: EngineSpec) -> VllmEngine | LlamaCppEngine:
         from cliffbench.engines.llamacpp import LlamaCppEngine
 
         return LlamaCppEngine(spec)
+    if isinstance(spec, OpenAIHttpSpec):
+        from cliffbench.engines.http import OpenAIHttpEngine
+
+        return OpenAIHttpEngine(spec)
     raise TypeError(f"unknown engine spec {type(spec).__name__}")
