@@ -158,6 +158,11 @@ force = False
             'for name in ["timeline", "hol_blocking"]:\n'
             "    display(HTML(nv.figure_html(figs[name], FIGURE_CAPTIONS[name])))"
         ),
+        md("### In-process engines vs the real servers"),
+        code(
+            "display(Markdown(nv.fidelity_sentence()))\n"
+            'display(HTML(nv.figure_html(figs["serving_overhead"], FIGURE_CAPTIONS["serving_overhead"])))'
+        ),
         md("## Reproduction of the published numbers"),
         code("display(Markdown(nv.seed_comparison(res)))"),
         md(

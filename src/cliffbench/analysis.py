@@ -10,13 +10,22 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import pandas as pd
 
 from cliffbench import figures as fg
-from cliffbench.config import FIGURES_DIR, InputError
+from cliffbench.config import FIGURES_DIR, PROJECT_ROOT, InputError
 from cliffbench.decision import DecisionTree, build_tree, select_levels
 from cliffbench.store import Results
 
-__all__ = ["FIGURE_CAPTIONS", "decision_tree", "figure_dir", "figure_paths", "make_figures", "timeline_level"]
+__all__ = [
+    "FIGURE_CAPTIONS",
+    "decision_tree",
+    "fidelity_rows",
+    "figure_dir",
+    "figure_paths",
+    "make_figures",
+    "timeline_level",
+]
 
 FIGURE_CAPTIONS = {
     "throughput": "Output tokens per second vs concurrent users (closed loop), one line per engine.",
@@ -27,6 +36,8 @@ FIGURE_CAPTIONS = {
     "hol_blocking": "Head-of-line blocking: TTFT of short requests with and without a long document in flight.",
     "ceiling_fraction": "Published claims (A100, Llama-3.1-8B) and measured levels (this study) as a fraction of "
     "their own roofline ceiling; points above the dashed line exceed what the hardware can do.",
+    "serving_overhead": "In-process engine / real server ratios of output tok/s (benchmarks/fidelity.py); the "
+    "control pair measures the in-process engine against itself, the noise floor of this machine.",
     "decision_tree": "Decision tree: user-count thresholds are the measured SLO cliffs of each engine.",
 }
 
@@ -66,6 +77,16 @@ def timeline_level(res: Results, level_set: str) -> tuple[list[str], str]:
     users = max(common) if common else lv["concurrency"].max()
     keys = lv[lv["concurrency"] == users].sort_values("engine")
     return list(keys["engine"]), str(keys["level_key"].iloc[0]).rsplit("__", 1)[1]
+
+
+def fidelity_rows(path: Path | None = None) -> pd.DataFrame:
+    """The rows of benchmarks/results/fidelity.json (empty when the benchmark has not run)."""
+    import json
+
+    p = path or PROJECT_ROOT / "benchmarks" / "results" / "fidelity.json"
+    if not p.is_file():
+        return pd.DataFrame(columns=["pair", "slots", "concurrency", "tok_s_ratio", "ttft_p50_ratio"])
+    return pd.DataFrame(json.loads(p.read_text())["rows"])
 
 
 def make_figures(
@@ -110,6 +131,9 @@ def make_figures(
     fig, ax = plt.subplots(figsize=(8.0, 3.8))
     fg.plot_ceiling_fraction(ax, normalised_points(res, level_set))
     save(fig, "ceiling_fraction")
+    fig, ax = plt.subplots(figsize=(8.0, 3.6))
+    fg.plot_serving_overhead(ax, fidelity_rows())
+    save(fig, "serving_overhead")
     if tree is not None:
         fig, ax = plt.subplots(figsize=(7.5, 4.8))
         fg.plot_decision_tree(ax, tree)
