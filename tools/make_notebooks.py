@@ -187,7 +187,7 @@ force = False
             "rec = recommend(select_levels(res.levels, params.level_set), UserProfile(peak_users=params.peak_users, "
             "ttft_slo_s=params.ttft_slo_s, tpot_slo_s=params.tpot_slo_s))\n"
             'display(Markdown(f"For **{params.peak_users} users** (TTFT p99 <= {params.ttft_slo_s} s, TPOT p50 <= '
-            '{params.tpot_slo_s} s): **{rec.engine or \'no engine\'}** {rec.verdict}\\n\\n" + '
+            "{params.tpot_slo_s} s): **{rec.engine or 'no engine'}** {rec.verdict}\\n\\n\" + "
             '"\\n".join(f"- {e}" for e in rec.evidence)))'
         ),
         md("## Architecture Decision Matrix"),
