@@ -181,11 +181,10 @@ def run(
 
 def _print_estimate(spec: StudySpec) -> None:
     from cliffbench.estimate import estimate_study, target_hardware
-    from cliffbench.sweep import engine_context_limit
 
     hw = target_hardware(spec)
     try:
-        rows = estimate_study(spec, hw, min(engine_context_limit(e) for e in spec.engines))
+        rows = estimate_study(spec, hw)
     except InputError as exc:
         if str(exc).startswith("model"):  # a plan is still worth printing before the model is prepared
             out.print(f"no estimate: {exc}")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from cliffbench.config import (
     EngineSpec,
     InputError,
+    LengthDist,
     LlamaCppSerialSpec,
     LlamaCppSlotsSpec,
     LoadSpec,
@@ -25,6 +26,7 @@ from cliffbench.config import (
 )
 from cliffbench.models.manifest import ModelShapes
 from cliffbench.roofline import (
+    ENGINE_PRECISION,
     HARDWARE,
     Hardware,
     ModelSize,
@@ -36,8 +38,6 @@ from cliffbench.roofline import (
 __all__ = ["EngineEstimate", "engine_precision", "estimate_study", "model_shapes", "target_hardware"]
 
 _GIB = 2**30
-# GGUF variant / vLLM dtype -> the roofline's precision names
-_PRECISION = {"q4_1": "q4_1", "f16": "fp16", "f32": "fp32", "bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
 
 
 @dataclass(frozen=True)
@@ -96,22 +96,20 @@ def engine_precision(es: EngineSpec, hw: Hardware) -> str:
                 from cliffbench.engines.vllm import resolve_dtype
 
                 dtype = resolve_dtype("best", "cpu")
-        return _PRECISION[dtype]
-    return _PRECISION[es.model.gguf_variant]
+        return ENGINE_PRECISION[dtype]
+    return ENGINE_PRECISION[es.model.gguf_variant]
+
+
+def _mean(d: LengthDist) -> float:
+    if d.dist == "uniform":
+        return (d.low + (d.high or d.mean)) / 2
+    if d.dist == "lognormal":
+        return min(d.mean * math.exp(d.sigma**2 / 2), d.high or math.inf)
+    return float(d.mean)
 
 
 def _mean_lengths(wl: WorkloadSpec, max_context: int) -> tuple[float, float]:
-    def mean(d: object) -> float:
-        from cliffbench.config import LengthDist
-
-        assert isinstance(d, LengthDist)
-        if d.dist == "uniform":
-            return (d.low + (d.high or d.mean)) / 2
-        if d.dist == "lognormal":
-            return min(d.mean * math.exp(d.sigma**2 / 2), d.high or math.inf)
-        return float(d.mean)
-
-    prompt, output = mean(wl.prompt), mean(wl.output)
+    prompt, output = _mean(wl.prompt), _mean(wl.output)
     if wl.kind == "mixed" and wl.long_fraction > 0:
         long = wl.long_prompt_tokens or max_context - output
         prompt = (1 - wl.long_fraction) * prompt + wl.long_fraction * long
@@ -142,12 +140,17 @@ def _kv_reserved_bytes(es: EngineSpec, hw: Hardware, weights: float, kv_token: i
     return es.n_ctx * kv_token
 
 
-def estimate_study(spec: StudySpec, hw: Hardware, max_context: int) -> list[EngineEstimate]:
-    """Memory and roofline duration of every engine of `spec` on `hw`.
+def estimate_study(spec: StudySpec, hw: Hardware, max_context: int | None = None) -> list[EngineEstimate]:
+    """Memory and roofline duration of every engine of `spec` on `hw`. `max_context` (the
+    smallest per-request context of the study's engines unless given) sizes mixed long prompts.
 
     Raises InputError naming the engine's field when the weights plus the KV cache the engine
     reserves (llama.cpp) or the largest level needs (vLLM) exceed the hardware's memory.
     """
+    if max_context is None:
+        from cliffbench.sweep import engine_context_limit
+
+        max_context = min(engine_context_limit(e) for e in spec.engines)
     out = []
     for es in spec.engines:
         shapes = model_shapes(es.model)

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from cliffbench.config import PROJECT_ROOT
+from cliffbench.shapes import ollama_like
 from cliffbench.store import Results
 
 __all__ = [
@@ -152,19 +153,11 @@ def _cliff_sentence(cliffs: dict[str, float], ttft_slo_s: float, lv: pd.DataFram
     return text
 
 
-def _ollama_like(engines: list[str]) -> str | None:
-    for pref in ("llamacpp-slots-4", "llamacpp-serial"):
-        if pref in engines:
-            return pref
-    slots = [e for e in engines if e.startswith("llamacpp")]
-    return slots[0] if slots else None
-
-
 def seed_comparison(res: Results) -> str:
     """Does the seed's shape (vLLM several times an Ollama-like engine at 25-32 users) hold here?"""
     lv = ok_levels(res)
     engines = sorted(lv["engine"].unique())
-    ref = _ollama_like(engines)
+    ref = ollama_like(engines)
     if "vllm" not in engines or ref is None:
         return "The study lacks vLLM or an Ollama-like llama.cpp engine, so the seed's ratio is not checked."
     users = headline_level(lv[lv["engine"].isin(["vllm", ref])])
@@ -532,12 +525,11 @@ def gpu_study_section(study_file: Path | None = None) -> str:
     """The published setup as a runnable study: its plan, memory and roofline duration on its GPU."""
     from cliffbench.config import load_study
     from cliffbench.estimate import estimate_study, target_hardware
-    from cliffbench.sweep import engine_context_limit
 
     path = study_file or PROJECT_ROOT / "studies" / "a100-published.yaml"
     spec = load_study(path)
     hw = target_hardware(spec)
-    est = estimate_study(spec, hw, min(engine_context_limit(e) for e in spec.engines))
+    est = estimate_study(spec, hw)
     ls = spec.level_sets[0]
     rows = [
         f"`{path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path}` reproduces the "

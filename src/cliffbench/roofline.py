@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BITS_PER_PARAM",
     "CLAIMS_CSV",
+    "ENGINE_PRECISION",
     "HARDWARE",
     "MODELS",
     "SOURCES_CSV",
@@ -67,6 +68,15 @@ Precision = Literal["bf16", "fp16", "fp32", "q8_0", "q4_k_m", "q4_1"]
 # tensors at Q6_K), so 4.85 is an average; Q8_0 and Q4_1 add one or two fp16 scales per 32 weights.
 BITS_PER_PARAM: dict[str, float] = {"bf16": 16, "fp16": 16, "fp32": 32, "q8_0": 8.5, "q4_k_m": 4.85, "q4_1": 5.0}
 _QUANTISED = ("q8_0", "q4_k_m", "q4_1")
+# what engines call a precision (vLLM dtypes, GGUF variants) -> the names above
+ENGINE_PRECISION: dict[str, str] = {
+    "q4_1": "q4_1",
+    "f16": "fp16",
+    "f32": "fp32",
+    "bfloat16": "bf16",
+    "float16": "fp16",
+    "float32": "fp32",
+}
 
 
 class Hardware(Spec):

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from cliffbench.roofline import (
+    ENGINE_PRECISION,
     HARDWARE,
     MODELS,
     Hardware,
@@ -37,6 +38,7 @@ __all__ = [
     "local_hardware_of",
     "measured_shapes",
     "normalised_points",
+    "ollama_like",
     "published_shapes",
     "shape_verdicts",
 ]
@@ -45,7 +47,6 @@ SEED_HIGH_USERS = (25, 32)  # the seed's "25-32 concurrent users"
 # growth factor classes: the verdict compares classes, since magnitudes cannot transfer across hardware
 GROWTH_CLASSES = ((0.9, "falls"), (1.5, "flat"), (10.0, "grows"), (math.inf, "grows >10x"))
 _SEED = "CPLT_CLAIM"
-_PRECISION = {"q4_1": "q4_1", "f16": "fp16", "f32": "fp32", "bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
 
 
 def growth_class(factor: float) -> str:
@@ -121,7 +122,9 @@ def measured_shapes(res: Results, level_set: str = "chat") -> pd.DataFrame:
     return out
 
 
-def _ollama_like(engines: list[str]) -> str | None:
+def ollama_like(engines: list[str]) -> str | None:
+    """The study's stand-in for Ollama: 4 slots as Ollama ships, else one request at a time,
+    else the first llama.cpp engine by name."""
     for pref in ("llamacpp-slots-4", "llamacpp-serial"):
         if pref in engines:
             return pref
@@ -165,7 +168,7 @@ def shape_verdicts(res: Results, level_set: str = "chat", claims: pd.DataFrame |
     ms = measured_shapes(res, level_set)
     if ms.empty or "vllm" not in set(ms["engine"]):
         return []
-    ref = _ollama_like(list(ms["engine"]))
+    ref = ollama_like(list(ms["engine"]))
     if ref is None:
         return []
     by_engine: dict[str, Any] = {str(r["engine"]): _Row(r) for r in ms.to_dict("records")}
@@ -275,7 +278,7 @@ def efficiency(res: Results, level_set: str = "chat") -> pd.DataFrame:
         )
         # cfg_dtype reads "bfloat16 (best for this hardware)"; cfg_gguf is the served file's path
         raw = str(r.cfg_dtype).split()[0] if r.engine_kind == "vllm" else Path(str(r.cfg_gguf)).stem
-        precision = _PRECISION.get(raw.removeprefix("model-"), "fp32")
+        precision = ENGINE_PRECISION.get(raw.removeprefix("model-"), "fp32")
         cap = (
             r.cfg_slots
             if r.engine_kind == "llamacpp-slots"
