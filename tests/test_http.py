@@ -89,6 +89,27 @@ def test_real_server_level_through_loadgen(lcp_server: Any, prompts: list[list[i
     assert engine.stats["usage"] + engine.stats["chunks"] + engine.stats["tokenizer"] >= 4
 
 
+@pytest.mark.engine
+def test_real_server_chat_endpoint(lcp_server: Any, prompts: list[list[int]], tokenizer: Any) -> None:
+    """/v1/chat/completions on the same real server: the chat template applied server-side, the
+    role chunk skipped, and still exactly max_tokens tokens."""
+    loop, served = lcp_server
+    chat = make_engine(OpenAIHttpSpec(url=served.url, api="chat", flavor="llama-cpp-python"))
+    assert isinstance(chat, OpenAIHttpEngine)
+
+    async def main() -> list[TokenEvent]:
+        await chat.start()
+        try:
+            return await _collect(chat, _req(0, prompts[1], 12, tokenizer))
+        finally:
+            await chat.stop()
+
+    events = loop.run_until_complete(main())
+    assert len(events) == 12
+    assert "".join(e.text for e in events).strip()
+    assert chat.stats["usage"] + chat.stats["chunks"] == 1 and chat.stats["tokenizer"] == 0
+
+
 # -- error paths, against a stub ----------------------------------------------------------------
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

@@ -50,6 +50,46 @@ def test_timeout_is_its_own_status() -> None:
     assert [r.status for r in run.records] == ["timeout", "timeout"]
 
 
+class _SlowEvenIds(FakeEngine):
+    """Even request ids never answer (until cancelled); odd ones answer at once."""
+
+    async def stream(self, request: GenRequest):  # type: ignore[no-untyped-def,override]
+        if request.request_id % 2 == 0:
+            await asyncio.sleep(60)
+        async for ev in super().stream(request):
+            yield ev
+
+
+def test_timeout_leaves_the_users_next_request_alone() -> None:
+    # one user: a timed-out request must not leave a cancel pending for the same task's next one
+    run = asyncio.run(run_level(_SlowEvenIds(), _reqs(6, 2), concurrency=1, request_timeout_s=0.05))
+    assert [r.status for r in run.records] == ["timeout", "ok"] * 3
+    for r in run.records:
+        held_s = r.t_done_s - r.t_submit_s
+        if r.status == "timeout":  # the watchdog fires within one step (timeout / 10) after the deadline
+            assert 0.05 <= held_s < 0.5  # generous: CI machines stall
+            assert r.error == "no completion within request_timeout_s=0.05"
+        else:
+            assert r.t_done_s >= r.token_times_s[-1] and held_s < 0.05
+
+
+def test_cancelling_the_level_is_not_a_timeout() -> None:
+    async def main() -> list[str]:
+        seen: list[str] = []
+        task = asyncio.ensure_future(
+            run_level(_SlowEvenIds(), _reqs(2, 2), concurrency=1, on_record=lambda r: seen.append(r.status))
+        )
+        await asyncio.sleep(0.05)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+        return seen
+
+    assert asyncio.run(main()) == ["cancelled"]  # Ctrl-C propagates; no record is mislabelled
+
+
 def test_open_loop_follows_schedule() -> None:
     engine = FakeEngine(ttft_s=0.001, itl_s=0.001)
     run = asyncio.run(run_level(engine, _reqs(50, 2), rate_rps=200.0, seed=3))

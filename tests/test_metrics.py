@@ -161,6 +161,20 @@ def test_summarize_level_by_hand(level: tuple[pd.DataFrame, pd.DataFrame]) -> No
             assert f"{m}_{suffix}" in s
 
 
+def test_achieved_concurrency_counts_every_request_until_its_stream_closed(
+    level: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    requests, tokens = level
+    # stream closed 0.05 s after the last token; the timeout held its slot until cancelled at 1.95,
+    # the rejected one for 0.01 s; the warmup row (-10 .. -3.9) is outside the window
+    requests = requests.assign(t_done_s=[-3.9, 1.05, 0.65, 2.05, 0.3, 1.95, 0.41])
+    s = summarize_level(requests, tokens, slo={}, target_concurrency=4)
+    # window [0.0, 2.0] (last ok token, as before); spans clipped to it:
+    # [0,1.05] [.2,.65] [.5,2.0] [.1,.3] [.3,1.95] [.4,.41] -> (1.05 + .45 + 1.5 + .2 + 1.65 + .01) / 2
+    assert s["achieved_concurrency"] == pytest.approx(4.86 / 2)
+    assert s["e2e_s_mean"] == pytest.approx((1.0 + 0.4 + 1.5) / 3)  # E2E still ends at the last token
+
+
 def test_summarize_level_is_reproducible(level: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     a = summarize_level(*level, slo={"ttft_s": 1.0}, seed=5)
     b = summarize_level(*level, slo={"ttft_s": 1.0}, seed=5)

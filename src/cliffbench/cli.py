@@ -83,6 +83,7 @@ def _levels_table(study: str) -> Table:
         ("TPOT p50 s", "tpot_s_p50"),
         ("achieved conc.", "achieved_concurrency"),
         ("lag p99 ms", "lag_p99_s"),
+        ("GIL wait p99 ms", "thread_wait_p99_s"),
     ]
     table = Table(title=f"study {study}")
     for title, _ in cols:
@@ -92,7 +93,7 @@ def _levels_table(study: str) -> Table:
         cells = []
         for _, c in cols:
             v = row.get(c)
-            if c == "lag_p99_s" and v is not None:
+            if c in ("lag_p99_s", "thread_wait_p99_s") and v is not None:
                 v = v * 1e3
             cells.append(f"{v:.3g}" if isinstance(v, float) else "" if v is None else str(v))
         table.add_row(*cells)

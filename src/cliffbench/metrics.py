@@ -215,8 +215,10 @@ def summarize_level(
     ``total_tok_s = sum(ok prompt_tokens + output_tokens) / duration_s``;
     ``request_s = n_ok / duration_s``; ``goodput_req_s = #(ok meeting every SLO) / duration_s``;
     ``slo_attainment = #(ok meeting every SLO) / n_ok``. ``x <= slo[x]`` is a pass; NaN ``tpot_s``
-    (one token) passes the tpot SLO. ``achieved_concurrency`` covers measured ok and failed requests
-    with a ``t_end_s`` (see :func:`achieved_concurrency`). Latency statistics (``ttft_s``, ``tpot_s``,
+    (one token) passes the tpot SLO. ``achieved_concurrency`` counts a request in flight from
+    ``t_submit_s`` to ``t_done_s`` (its stream closed, whatever its status), the span the client holds
+    it (see :func:`achieved_concurrency`); results stored before ``t_done_s`` existed use ok and failed
+    requests up to ``t_end_s``. Latency statistics (``ttft_s``, ``tpot_s``,
     ``e2e_s``, ``queue_s``, ``itl_s``) use ok requests only: ``_mean``, ``_p50/_p90/_p95/_p99`` and
     95 % bootstrap CIs ``_p50_lo/_hi``, ``_p99_lo/_hi`` (ITL CIs on a seeded subsample of <= 20000 gaps).
     With no ok request every rate and latency is NaN and ``note`` says so.
@@ -252,7 +254,12 @@ def summarize_level(
 
     meets = _meets_slo(ok, slo)
     n_good = int(meets.sum())
-    in_flight = measured[status.isin(["ok", "failed"]) & measured["t_end_s"].notna()]
+    if "t_done_s" in measured:
+        held = measured[measured["t_done_s"].notna()]
+        span = (held["t_submit_s"].to_numpy(), held["t_done_s"].to_numpy())
+    else:
+        held = measured[status.isin(["ok", "failed"]) & measured["t_end_s"].notna()]
+        span = (held["t_submit_s"].to_numpy(), held["t_end_s"].to_numpy())
     out: dict[str, float | int | str] = {
         **counts,
         "duration_s": duration_s,
@@ -261,9 +268,7 @@ def summarize_level(
         "request_s": n_ok / rate_base_s,
         "goodput_req_s": n_good / rate_base_s,
         "slo_attainment": n_good / n_ok if n_ok else math.nan,
-        "achieved_concurrency": achieved_concurrency(
-            in_flight["t_submit_s"].to_numpy(), in_flight["t_end_s"].to_numpy(), (w0, w1)
-        ),
+        "achieved_concurrency": achieved_concurrency(*span, (w0, w1)),
         "target_concurrency": math.nan if target_concurrency is None else int(target_concurrency),
     }
 

@@ -379,7 +379,14 @@ def methods_section(res: Results) -> str:
         )
     lines.append(
         "Harness checks: event-loop lag p99 at most "
-        f"{fmt(1e3 * float(res.levels['lag_p99_s'].max()))} ms over all levels; "
+        f"{fmt(1e3 * float(res.levels['lag_p99_s'].max()))} ms over all levels"
+        + (
+            f", a thread's wait for the GIL (as an engine thread handing over a token) p99 at most "
+            f"{fmt(1e3 * float(res.levels['thread_wait_p99_s'].max()))} ms"
+            if "thread_wait_p99_s" in res.levels and res.levels["thread_wait_p99_s"].notna().any()
+            else ""
+        )
+        + "; "
         f"{int(res.levels['lag_flagged'].sum())} level(s) flagged for harness lag."
     )
     return "\n".join(lines)

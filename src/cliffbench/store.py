@@ -66,6 +66,9 @@ class LevelInfo(BaseModel):
     started_at: str
     wall_s: float
     lag_p99_s: float
+    thread_wait_p99_s: float = Field(
+        float("nan"), description="p99 of how late a probe thread woke holding the GIL (NaN: stored before it existed)"
+    )
     loop_cpu_share: float
     lag_flagged: bool
     summary: dict[str, float | int | str] = Field(default_factory=dict)

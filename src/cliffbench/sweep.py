@@ -168,6 +168,7 @@ def _tables(run: LevelRun) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
                 "t_submit_s": r.t_submit_s,
                 "t_first_s": t[0] if t else np.nan,
                 "t_end_s": t[-1] if t else np.nan,
+                "t_done_s": r.t_done_s,
                 "queue_s": r.t_scheduled_s - r.t_submit_s,
             }
         )
@@ -327,12 +328,14 @@ async def _run_engine(
                     seed=spec.seed,
                 )
                 lag_p99 = float(np.percentile(run.lag_s, 99)) if run.lag_s.size else float("nan")
+                wait_p99 = float(np.percentile(run.thread_wait_s, 99)) if run.thread_wait_s.size else float("nan")
                 info = _info(
                     spec,
                     es,
                     level,
                     wall_s=run.wall_s,
                     lag_p99_s=lag_p99,
+                    thread_wait_p99_s=wait_p99,
                     loop_cpu_share=run.loop_cpu_share,
                     lag_flagged=bool(lag_p99 > load.max_lag_s),
                     summary=summary,
