@@ -20,6 +20,7 @@ from cliffbench.store import Results
 __all__ = [
     "FIGURE_CAPTIONS",
     "decision_tree",
+    "fidelity_path",
     "fidelity_rows",
     "figure_dir",
     "figure_paths",
@@ -79,11 +80,19 @@ def timeline_level(res: Results, level_set: str) -> tuple[list[str], str]:
     return list(keys["engine"]), str(keys["level_key"].iloc[0]).rsplit("__", 1)[1]
 
 
+def fidelity_path() -> Path:
+    """The fidelity results the report cites: the quiet run (nothing else on the cores, 2 threads)
+    when stored, else the run on shared cores (1 thread per side)."""
+    results = PROJECT_ROOT / "benchmarks" / "results"
+    quiet = results / "fidelity_quiet.json"
+    return quiet if quiet.is_file() else results / "fidelity.json"
+
+
 def fidelity_rows(path: Path | None = None) -> pd.DataFrame:
-    """The rows of benchmarks/results/fidelity.json (empty when the benchmark has not run)."""
+    """The rows of the fidelity results (:func:`fidelity_path`; empty when the benchmark has not run)."""
     import json
 
-    p = path or PROJECT_ROOT / "benchmarks" / "results" / "fidelity.json"
+    p = path or fidelity_path()
     if not p.is_file():
         return pd.DataFrame(columns=["pair", "slots", "concurrency", "tok_s_ratio", "ttft_p50_ratio"])
     return pd.DataFrame(json.loads(p.read_text())["rows"])

@@ -563,7 +563,9 @@ def fidelity_sentence(path: Path | None = None) -> str:
     """How closely the in-process engines track the real servers (benchmarks/fidelity.py)."""
     import json
 
-    p = path or PROJECT_ROOT / "benchmarks" / "results" / "fidelity.json"
+    from cliffbench.analysis import fidelity_path
+
+    p = path or fidelity_path()
     if not p.is_file():
         return "No fidelity benchmark stored (run `benchmarks/fidelity.py`)."
     data = json.loads(p.read_text())
@@ -579,7 +581,8 @@ def fidelity_sentence(path: Path | None = None) -> str:
             f"greedy text identical at {int(g['same_text'].sum())}/{len(g)})"
         )
     text = (
-        "In-process engine vs the real server it stands for (ratio = in-process / server, same model "
+        f"In-process engine vs the real server it stands for (`benchmarks/results/{p.name}`, "
+        f"{data.get('threads', '?')} compute thread(s) per side; ratio = in-process / server, same model "
         "file, workload and threads; the client shares the server's cores): " + "; ".join(parts) + "."
     )
     control = df[df["pair"].astype(str).str.startswith("control")]
