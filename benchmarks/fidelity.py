@@ -89,6 +89,30 @@ def _common_prefix(a: str, b: str) -> int:
     return n
 
 
+def _server_threads_cpu_s(engine: Any) -> list[float] | None:
+    """CPU seconds of each thread of a managed server process (None for in-process engines)."""
+    import psutil
+
+    pid = getattr(getattr(engine, "_server", None), "pid", None)
+    if pid is None:
+        return None
+    try:
+        return [t.user_time + t.system_time for t in psutil.Process(pid).threads()]
+    except psutil.Error:
+        return None
+
+
+def _cpu_split(before: list[float] | None, after: list[float] | None, client_s: float, wall_s: float) -> dict[str, Any]:
+    """Where the cores went during one server-side level, in cores (CPU s per wall s): the server's
+    busiest threads (its compute threads first), all its threads, and this client process."""
+    out: dict[str, Any] = {"client_cores": client_s / wall_s}
+    if before is not None and after is not None and len(before) == len(after):
+        used = sorted((b - a for a, b in zip(before, after, strict=True)), reverse=True)
+        out["server_top_thread_cores"] = [u / wall_s for u in used[:4]]
+        out["server_total_cores"] = sum(used) / wall_s
+    return out
+
+
 def _median(runs: list[dict[str, float]]) -> dict[str, float]:
     return {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
 
@@ -129,12 +153,19 @@ async def measure_pair(
             print(f"{pair} slots={slots}: both up in {time.perf_counter() - t_start:.0f} s", flush=True)
             for k, (c, (reqs, warm)) in enumerate(levels.items()):
                 runs: dict[bool, list[dict[str, float]]] = {True: [], False: []}
+                cpu_splits: list[dict[str, Any]] = []
                 for rep in range(reps):
                     # ABBA...: alternating who goes first spreads slow drifts in background load evenly
                     order = [inproc, server] if (k + rep) % 2 == 0 else [server, inproc]
                     for eng in order:
+                        cpu0, threads0 = time.process_time(), _server_threads_cpu_s(eng.engine)
                         run = await run_level(eng, reqs, concurrency=c, warmup=warm, request_timeout_s=600)
                         runs[eng is inproc].append(summarize(run.records))
+                        if eng is server:  # where the cores go while the server serves
+                            split = _cpu_split(
+                                threads0, _server_threads_cpu_s(eng.engine), time.process_time() - cpu0, run.wall_s
+                            )
+                            cpu_splits.append(split)
                         await asyncio.sleep(0.5)  # idle OpenMP threads stop spinning before the other side runs
                 a, b = _median(runs[True]), _median(runs[False])
                 ids = [r.request_id for r in reqs]
@@ -157,6 +188,9 @@ async def measure_pair(
                     "server": b,
                     "requests": len(reqs),
                     "reps": reps,
+                    "server_side_cpu": cpu_splits,
+                    "server_extra_body": dict(getattr(server_spec, "extra_body", {}) or {}),
+                    "server_extra_args": list(getattr(getattr(server_spec, "server", None), "extra_args", []) or []),
                     # other users of the 2 cores disturb single runs: the load says how much
                     "loadavg_1m": os.getloadavg()[0],
                 }
@@ -187,6 +221,16 @@ def main() -> None:
     ap.add_argument("--min-requests", type=int, default=None, help="requests per level: max(this, concurrency)")
     ap.add_argument("--pairs", default="slots,unified,vllm", help="of slots,unified,vllm,control (A/A noise floor)")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument(
+        "--server-extra-body",
+        type=json.loads,
+        default={},
+        help='JSON merged into every llama-server request, e.g. \'{"samplers": ["top_k"], "top_k": 1}\' '
+        "(an argmax-only sampler chain, like the in-process engine's)",
+    )
+    ap.add_argument(
+        "--server-extra-args", default="", help="appended to llama-server's command line, e.g. '--cache-ram 0'"
+    )
     ap.add_argument("--reps", type=int, default=1, help="interleaved repetitions per level (medians)")
     ap.add_argument(
         "--threads",
@@ -220,8 +264,13 @@ def main() -> None:
                 spec = LlamaCppSlotsSpec(slots=n, ctx_per_slot=CTX_PER_SLOT, kv_unified=unified, n_threads=a.threads)
                 server = OpenAIHttpSpec(
                     label="llama-server",
-                    server={"kind": "llama-server", "mirrors": spec.model_dump()},
+                    server={
+                        "kind": "llama-server",
+                        "mirrors": spec.model_dump(),
+                        "extra_args": a.server_extra_args.split(),
+                    },
                     max_connections=max(conc),
+                    extra_body=a.server_extra_body,
                 )
                 pair = "slots-unified-vs-llama-server-kvu" if unified else "slots-vs-llama-server"
                 await measure_pair(pair, n, spec, server, levels, tok, rows, a.reps)

@@ -271,3 +271,23 @@ def test_serving_overhead_figure_and_sentence(tmp_path: Path) -> None:
     text = fidelity_sentence(path)
     assert "slots-vs-llama-server: output tok/s ratio 1.05-1.05" in text and "3/3 levels within" in text
     assert "vllm-vs-vllm-serve" in text and "0/3 levels within" in text
+
+
+def test_fidelity_repeats_sentence_from_stored_runs(tmp_path: Path) -> None:
+    import json
+
+    from cliffbench.narrative import fidelity_sentence
+
+    row = {"pair": "slots-vs-llama-server", "slots": 8, "concurrency": 16, "tok_s_ratio": 1.4, "ttft_p50_ratio": 1.0,
+           "ttft_p99_ratio": 1.0, "same_text": True}  # fmt: skip
+    (tmp_path / "fidelity.json").write_text(json.dumps({"tolerance": 0.1, "rows": [row]}))
+    runs = [
+        {**row, "variant": v, "tok_s_ratio": r, "server": {"tok_s": s}}
+        for v, r, s in [("default (full run)", 1.4, 80.0), ("default", 1.05, 100.0), ("--poll 0", 1.1, 95.0)]
+    ]
+    (tmp_path / "fidelity_repeats.json").write_text(json.dumps({"runs": runs}))
+    text = fidelity_sentence(tmp_path / "fidelity.json")
+    assert "was run 3 times in all: as is 2 times, tok/s ratio 1.05-1.4, the server alone 80-100 tok/s" in text
+    assert "with server options changed (--poll 0) 1.1-1.1" in text
+    # within 15% of the best server run (100 tok/s): the 100 and 95 runs
+    assert "(2 of 3), the in-process engine is x1.05-x1.1 the server's tok/s" in text

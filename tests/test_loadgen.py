@@ -139,3 +139,11 @@ def test_lag_probe_measures_a_blocked_loop() -> None:
 
     lags = asyncio.run(level())
     assert float(lags.max()) > 0.02
+
+
+def test_lag_probe_records_the_threads_wait_on_a_grid() -> None:
+    run = asyncio.run(run_level(FakeEngine(ttft_s=0.01, itl_s=0.01), _reqs(4, 10), concurrency=2))
+    # one wake-up per 5 ms interval of the level, each at or after its grid time
+    assert run.thread_wait_s.size >= 0.5 * run.wall_s / 0.005
+    assert float(run.thread_wait_s.min()) >= 0.0
+    assert run.thread_wait_s.size - 1 <= run.lag_s.size <= run.thread_wait_s.size  # one callback per wake-up

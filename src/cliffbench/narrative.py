@@ -593,4 +593,29 @@ def fidelity_sentence(path: Path | None = None) -> str:
             f"{spread:.0%} from 1, the noise floor of these short runs on this machine, so a gap inside "
             "that spread is not evidence that an engine differs from its server."
         )
-    return text
+    return text + _fidelity_repeats_sentence(p.parent / "fidelity_repeats.json")
+
+
+def _fidelity_repeats_sentence(path: Path) -> str:
+    """One level of the fidelity benchmark run again, as is and with server options changed."""
+    import json
+
+    if not path.is_file():
+        return ""
+    runs = pd.DataFrame(json.loads(path.read_text())["runs"])
+    plain = runs[runs["variant"].str.startswith("default")]
+    first = runs.iloc[0]
+    server_tok_s = runs["server"].str["tok_s"]
+    steady = runs[server_tok_s >= 0.85 * server_tok_s.max()]
+    return (
+        f" The level with the largest gap ({first['pair']}, N={first['slots']}, {first['concurrency']} users) "
+        f"was run {len(runs)} times in all: as is {len(plain)} times, tok/s ratio "
+        f"{fmt(plain['tok_s_ratio'].min())}-{fmt(plain['tok_s_ratio'].max())}, the server alone "
+        f"{fmt(plain['server'].str['tok_s'].min())}-{fmt(plain['server'].str['tok_s'].max())} tok/s; with "
+        f"server options changed ({', '.join(runs.loc[~runs.index.isin(plain.index), 'variant'].unique())}) "
+        f"{fmt(runs.loc[~runs.index.isin(plain.index), 'tok_s_ratio'].min())}-"
+        f"{fmt(runs.loc[~runs.index.isin(plain.index), 'tok_s_ratio'].max())}. The same configuration "
+        "drifts between runs minutes apart by more than any option moves it. In the runs where the "
+        f"server ran within 15% of its best ({len(steady)} of {len(runs)}), the in-process engine is "
+        f"x{fmt(steady['tok_s_ratio'].min())}-x{fmt(steady['tok_s_ratio'].max())} the server's tok/s."
+    )
