@@ -605,13 +605,13 @@ def _fidelity_repeats_sentence(path: Path) -> str:
     runs = pd.DataFrame(json.loads(path.read_text())["runs"])
     plain = runs[runs["variant"].str.startswith("default")]
     first = runs.iloc[0]
-    server_tok_s = runs["server"].str["tok_s"]
+    server_tok_s = pd.Series([float(r["tok_s"]) for r in runs["server"]], index=runs.index)
     steady = runs[server_tok_s >= 0.85 * server_tok_s.max()]
     return (
         f" The level with the largest gap ({first['pair']}, N={first['slots']}, {first['concurrency']} users) "
         f"was run {len(runs)} times in all: as is {len(plain)} times, tok/s ratio "
         f"{fmt(plain['tok_s_ratio'].min())}-{fmt(plain['tok_s_ratio'].max())}, the server alone "
-        f"{fmt(plain['server'].str['tok_s'].min())}-{fmt(plain['server'].str['tok_s'].max())} tok/s; with "
+        f"{fmt(server_tok_s[plain.index].min())}-{fmt(server_tok_s[plain.index].max())} tok/s; with "
         f"server options changed ({', '.join(runs.loc[~runs.index.isin(plain.index), 'variant'].unique())}) "
         f"{fmt(runs.loc[~runs.index.isin(plain.index), 'tok_s_ratio'].min())}-"
         f"{fmt(runs.loc[~runs.index.isin(plain.index), 'tok_s_ratio'].max())}. The same configuration "
