@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -52,3 +53,10 @@ def vllm_session(model: Any) -> Iterator[tuple[asyncio.AbstractEventLoop, Any]]:
     finally:
         loop.run_until_complete(engine.stop())
         loop.close()
+
+
+def deliverable_sigint() -> None:
+    """`preexec_fn` for a CLI the test will Ctrl-C: a shell's background job (`cmd &` without job
+    control, e.g. CI wrappers) ignores SIGINT, the child inherits that, and Python then installs
+    no KeyboardInterrupt handler; the SIGINT under test would be dropped and the CLI never stop."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from tests.conftest import deliverable_sigint
 
 pytestmark = [pytest.mark.engine, pytest.mark.vllm, pytest.mark.slow]
 
@@ -31,6 +32,7 @@ def test_signal_stops_vllm(model: object, tmp_path: Path, sig: signal.Signals) -
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=deliverable_sigint,
     )
     parent = psutil.Process(proc.pid)
     seen: dict[int, psutil.Process] = {}

@@ -16,6 +16,7 @@ from typing import Any
 import psutil
 import pytest
 import yaml
+from tests.conftest import deliverable_sigint
 
 from cliffbench.config import InputError, LlamaCppSlotsSpec, OpenAIHttpSpec, ServerSpec, StudySpec
 from cliffbench.engines import GenRequest, make_engine
@@ -124,6 +125,7 @@ def _serve(tmp_path: Path) -> tuple[subprocess.Popen[str], int]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=deliverable_sigint,
         # the server log's temp folder: after SIGKILL nothing in the CLI is left to remove it
         env={**os.environ, "TMPDIR": str(tmp_path)},
     )
@@ -244,6 +246,7 @@ def test_run_sigterm_stops_the_managed_server(model: Any, tmp_path: Path) -> Non
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=deliverable_sigint,
     )
     try:
         servers: list[int] = []
