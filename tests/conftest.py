@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,13 +42,13 @@ def prompts(tokenizer: Any) -> list[list[int]]:
 VLLM_TEST_SPEC = VllmSpec(dtype="float32", max_model_len=512, kv_cache_gib=0.5, max_num_seqs=32)
 
 
-@pytest.fixture(scope="session")
-def vllm_session(model: Any) -> Iterator[tuple[asyncio.AbstractEventLoop, Any]]:
-    """The one vLLM start of the test session, on a loop of its own that tests drive."""
+def engine_on_own_loop(spec: Any) -> Iterator[tuple[asyncio.AbstractEventLoop, Any]]:
+    """Body of a fixture that starts one engine on a loop of its own, which tests drive, and
+    stops it (and closes the loop) at teardown."""
     from cliffbench.engines import make_engine
 
     loop = asyncio.new_event_loop()
-    engine = make_engine(VLLM_TEST_SPEC)
+    engine = make_engine(spec)
     loop.run_until_complete(engine.start())
     try:
         yield loop, engine
@@ -55,8 +57,27 @@ def vllm_session(model: Any) -> Iterator[tuple[asyncio.AbstractEventLoop, Any]]:
         loop.close()
 
 
-def deliverable_sigint() -> None:
-    """`preexec_fn` for a CLI the test will Ctrl-C: a shell's background job (`cmd &` without job
-    control, e.g. CI wrappers) ignores SIGINT, the child inherits that, and Python then installs
-    no KeyboardInterrupt handler; the SIGINT under test would be dropped and the CLI never stop."""
+@pytest.fixture(scope="session")
+def vllm_session(model: Any) -> Iterator[tuple[asyncio.AbstractEventLoop, Any]]:
+    """The one vLLM start of the test session."""
+    yield from engine_on_own_loop(VLLM_TEST_SPEC)
+
+
+def _deliverable_sigint() -> None:
+    # A shell's background job (`cmd &` without job control, e.g. CI wrappers) ignores SIGINT; the
+    # child inherits that and Python then installs no KeyboardInterrupt handler, so a Ctrl-C under
+    # test would be dropped and the CLI never stop.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def cli_process(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """`python -m cliffbench.cli ARGS` in the background, stdout and stderr merged into one text
+    pipe, able to receive the signals the test sends it whatever launched the test run."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "cliffbench.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=_deliverable_sigint,
+        env=env,
+    )

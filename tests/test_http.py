@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+from tests.conftest import engine_on_own_loop
 
 from cliffbench.config import InputError, OpenAIHttpSpec, parse_spec
 from cliffbench.engines import EngineError, GenRequest, make_engine
@@ -26,15 +27,9 @@ LCP = OpenAIHttpSpec(server={"kind": "llama-cpp-python", "mirrors": {"kind": "ll
 @pytest.fixture(scope="module")
 def lcp_server(model: Any) -> Iterator[tuple[asyncio.AbstractEventLoop, OpenAIHttpEngine]]:
     """llama-cpp-python's server, started once for this module, on a loop the tests drive."""
-    loop = asyncio.new_event_loop()
-    engine = make_engine(LCP)
-    assert isinstance(engine, OpenAIHttpEngine)
-    loop.run_until_complete(engine.start())
-    try:
+    for loop, engine in engine_on_own_loop(LCP):
+        assert isinstance(engine, OpenAIHttpEngine)
         yield loop, engine
-    finally:
-        loop.run_until_complete(engine.stop())
-        loop.close()
 
 
 async def _collect(engine: Any, req: GenRequest) -> list[TokenEvent]:

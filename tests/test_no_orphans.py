@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import psutil
 import pytest
-from tests.conftest import deliverable_sigint
+from tests.conftest import cli_process
 
 pytestmark = [pytest.mark.engine, pytest.mark.vllm, pytest.mark.slow]
 
@@ -27,13 +25,7 @@ level_sets:
 def test_signal_stops_vllm(model: object, tmp_path: Path, sig: signal.Signals) -> None:
     study = tmp_path / "orphan.yaml"
     study.write_text(STUDY)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cliffbench.cli", "run", str(study), "--force"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        preexec_fn=deliverable_sigint,
-    )
+    proc = cli_process("run", str(study), "--force")
     parent = psutil.Process(proc.pid)
     seen: dict[int, psutil.Process] = {}
     try:

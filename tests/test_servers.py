@@ -16,7 +16,7 @@ from typing import Any
 import psutil
 import pytest
 import yaml
-from tests.conftest import deliverable_sigint
+from tests.conftest import cli_process
 
 from cliffbench.config import InputError, LlamaCppSlotsSpec, OpenAIHttpSpec, ServerSpec, StudySpec
 from cliffbench.engines import GenRequest, make_engine
@@ -120,14 +120,9 @@ def test_cli_server_never_healthy_exits_2_no_process_left(model: Any, tmp_path: 
 
 def _serve(tmp_path: Path) -> tuple[subprocess.Popen[str], int]:
     """`cliffbench serve llama-cpp-python` in the background; returns it and the server's pid."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cliffbench.cli", "serve", "llama-cpp-python", "--ctx-per-slot", "256"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        preexec_fn=deliverable_sigint,
-        # the server log's temp folder: after SIGKILL nothing in the CLI is left to remove it
-        env={**os.environ, "TMPDIR": str(tmp_path)},
+    # the server log's temp folder: after SIGKILL nothing in the CLI is left to remove it
+    proc = cli_process(
+        "serve", "llama-cpp-python", "--ctx-per-slot", "256", env={**os.environ, "TMPDIR": str(tmp_path)}
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()  # blocks until "ready at ..." (or the CLI dies)
@@ -241,13 +236,7 @@ def test_run_sigterm_stops_the_managed_server(model: Any, tmp_path: Path) -> Non
     study = tmp_path / "s.yaml"
     load = {"concurrency": [1], "requests_per_level": 50}
     study.write_text(yaml.safe_dump({"name": name, "engines": [engine], "level_sets": [{"load": load}]}))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cliffbench.cli", "run", str(study), "--force"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        preexec_fn=deliverable_sigint,
-    )
+    proc = cli_process("run", str(study), "--force")
     try:
         servers: list[int] = []
         deadline = time.time() + 120
