@@ -62,9 +62,21 @@ class LevelRun:
     wall_s: float
 
     @property
+    def lag_p99_s(self) -> float:
+        return _p99(self.lag_s)
+
+    @property
+    def thread_wait_p99_s(self) -> float:
+        return _p99(self.thread_wait_s)
+
+    @property
     def loop_cpu_share(self) -> float:
         """CPU seconds of the event-loop thread per wall second (1.0 = one core busy)."""
         return self.loop_cpu_s / self.wall_s if self.wall_s > 0 else float("nan")
+
+
+def _p99(samples: np.ndarray) -> float:
+    return float(np.percentile(samples, 99)) if samples.size else float("nan")
 
 
 async def _one(engine: Engine, req: GenRequest, t0: float, warmup: bool, deadlines: _Deadlines) -> RequestRecord:
@@ -82,10 +94,10 @@ async def _one(engine: Engine, req: GenRequest, t0: float, warmup: bool, deadlin
         if not deadlines.expired(task):
             rec.status, rec.error = "failed", "cancelled"
             raise
-        rec.status, rec.error = "timeout", f"no completion within request_timeout_s={deadlines.timeout_s}"
+        rec.status, rec.error = "timeout", deadlines.message
     except Exception as exc:  # one request's failure is data, not a crash of the level
         if deadlines.expired(task):  # the engine turned the watchdog's cancel into its own error
-            rec.status, rec.error = "timeout", f"no completion within request_timeout_s={deadlines.timeout_s}"
+            rec.status, rec.error = "timeout", deadlines.message
         else:
             rec.status, rec.error = "failed", f"{type(exc).__name__}: {exc}"
     else:
@@ -106,6 +118,7 @@ class _Deadlines:
 
     def __init__(self, timeout_s: float) -> None:
         self.timeout_s = timeout_s
+        self.message = f"no completion within request_timeout_s={timeout_s}"
         self.step_s = min(timeout_s / 10, 0.25)
         self._due: dict[asyncio.Task[Any], float] = {}
         self._expired: set[asyncio.Task[Any]] = set()

@@ -607,14 +607,14 @@ def _fidelity_repeats_sentence(path: Path) -> str:
     first = runs.iloc[0]
     server_tok_s = pd.Series([float(r["tok_s"]) for r in runs["server"]], index=runs.index)
     steady = runs[server_tok_s >= 0.85 * server_tok_s.max()]
+    changed = runs.drop(index=plain.index)
     return (
         f" The level with the largest gap ({first['pair']}, N={first['slots']}, {first['concurrency']} users) "
         f"was run {len(runs)} times in all: as is {len(plain)} times, tok/s ratio "
         f"{fmt(plain['tok_s_ratio'].min())}-{fmt(plain['tok_s_ratio'].max())}, the server alone "
         f"{fmt(server_tok_s[plain.index].min())}-{fmt(server_tok_s[plain.index].max())} tok/s; with "
-        f"server options changed ({', '.join(runs.loc[~runs.index.isin(plain.index), 'variant'].unique())}) "
-        f"{fmt(runs.loc[~runs.index.isin(plain.index), 'tok_s_ratio'].min())}-"
-        f"{fmt(runs.loc[~runs.index.isin(plain.index), 'tok_s_ratio'].max())}. The same configuration "
+        f"server options changed ({', '.join(changed['variant'].unique())}) "
+        f"{fmt(changed['tok_s_ratio'].min())}-{fmt(changed['tok_s_ratio'].max())}. The same configuration "
         "drifts between runs minutes apart by more than any option moves it. In the runs where the "
         f"server ran within 15% of its best ({len(steady)} of {len(runs)}), the in-process engine is "
         f"x{fmt(steady['tok_s_ratio'].min())}-x{fmt(steady['tok_s_ratio'].max())} the server's tok/s."

@@ -327,15 +327,14 @@ async def _run_engine(
                     target_concurrency=level.concurrency,
                     seed=spec.seed,
                 )
-                lag_p99 = float(np.percentile(run.lag_s, 99)) if run.lag_s.size else float("nan")
-                wait_p99 = float(np.percentile(run.thread_wait_s, 99)) if run.thread_wait_s.size else float("nan")
+                lag_p99 = run.lag_p99_s
                 info = _info(
                     spec,
                     es,
                     level,
                     wall_s=run.wall_s,
                     lag_p99_s=lag_p99,
-                    thread_wait_p99_s=wait_p99,
+                    thread_wait_p99_s=run.thread_wait_p99_s,
                     loop_cpu_share=run.loop_cpu_share,
                     lag_flagged=bool(lag_p99 > load.max_lag_s),
                     summary=summary,
