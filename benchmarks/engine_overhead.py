@@ -25,12 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from cliffbench.config import LlamaCppSerialSpec, LlamaCppSlotsSpec, StudySpec, VllmSpec, WorkloadSpec
+from cliffbench.bench.provenance import collect_provenance
+from cliffbench.bench.study import WorkloadSpec
+from cliffbench.bench.workload import build_requests
 from cliffbench.engines import GenRequest, make_engine
+from cliffbench.engines.specs import LlamaCppSerialSpec, LlamaCppSlotsSpec, VllmSpec
 from cliffbench.models import prepare_model, resolve_model
-from cliffbench.provenance import collect_provenance
-from cliffbench.sweep import load_tokenizer
-from cliffbench.workload import build_requests
+from cliffbench.models.spec import ModelSpec
+from cliffbench.models.tokenizer import model_tokenizer
 
 OUT = Path(__file__).parent / "results" / "engine_overhead.json"
 # fp32 on both sides: the adapter-vs-raw ratio, not the fastest precision, is the question here
@@ -197,7 +199,7 @@ def main() -> None:
     a = ap.parse_args()
     levels = [int(x) for x in a.concurrency.split(",")]
     prepare_model()
-    tok = load_tokenizer(StudySpec(name="b", engines=[{"kind": "llamacpp-serial"}]))
+    tok = model_tokenizer([ModelSpec()])
     wl = WorkloadSpec(kind="fixed", prompt={"mean": 32}, output={"mean": a.output_tokens})
     reqs = {c: build_requests(wl.model_copy(update={"seed": c}), c, tok) for c in levels}
     threads = len(os.sched_getaffinity(0))

@@ -17,13 +17,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cliffbench.config import LlamaCppSlotsSpec, ModelSpec, StudySpec, VllmSpec, WorkloadSpec
+from cliffbench.bench.loadgen import run_level
+from cliffbench.bench.provenance import collect_provenance
+from cliffbench.bench.study import WorkloadSpec
+from cliffbench.bench.workload import build_requests
 from cliffbench.engines import make_engine
-from cliffbench.loadgen import run_level
+from cliffbench.engines.specs import LlamaCppSlotsSpec, VllmSpec
 from cliffbench.models import prepare_model
-from cliffbench.provenance import collect_provenance
-from cliffbench.sweep import load_tokenizer
-from cliffbench.workload import build_requests
+from cliffbench.models.spec import ModelSpec
+from cliffbench.models.tokenizer import model_tokenizer
 
 OUT = Path(__file__).parent / "results" / "engine_tuning.json"
 
@@ -63,7 +65,7 @@ def main() -> None:
     a = ap.parse_args()
     levels = [int(x) for x in a.concurrency.split(",")]
     prepare_model()
-    tok = load_tokenizer(StudySpec(name="b", engines=[{"kind": "llamacpp-serial"}]))
+    tok = model_tokenizer([ModelSpec()])
     wl = WorkloadSpec(kind="fixed", prompt={"mean": 32}, output={"mean": 64})
     reqs = {c: build_requests(wl.model_copy(update={"seed": c}), 2 * c, tok) for c in sorted({1, *levels})}
     base = {"max_model_len": 512, "kv_cache_gib": 1.0}

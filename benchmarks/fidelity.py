@@ -29,13 +29,15 @@ from typing import Any
 
 import numpy as np
 
-from cliffbench.config import LlamaCppSlotsSpec, OpenAIHttpSpec, StudySpec, VllmSpec, WorkloadSpec
+from cliffbench.bench.loadgen import RequestRecord, run_level
+from cliffbench.bench.provenance import collect_provenance
+from cliffbench.bench.study import WorkloadSpec
+from cliffbench.bench.workload import build_requests
 from cliffbench.engines import GenRequest, make_engine
-from cliffbench.loadgen import RequestRecord, run_level
+from cliffbench.engines.specs import LlamaCppSlotsSpec, OpenAIHttpSpec, VllmSpec
 from cliffbench.models import prepare_model
-from cliffbench.provenance import collect_provenance
-from cliffbench.sweep import load_tokenizer
-from cliffbench.workload import build_requests
+from cliffbench.models.spec import ModelSpec
+from cliffbench.models.tokenizer import model_tokenizer
 
 OUT = Path(__file__).parent / "results" / "fidelity.json"
 CTX_PER_SLOT = 512
@@ -245,7 +247,7 @@ def main() -> None:
     conc = [int(x) for x in a.concurrency.split(",")]
     min_req = a.min_requests or (4 if a.quick else 8)
     prepare_model()
-    tok = load_tokenizer(StudySpec(name="f", engines=[{"kind": "llamacpp-serial"}]))
+    tok = model_tokenizer([ModelSpec()])
     wl = WorkloadSpec(kind="fixed", prompt={"mean": a.prompt_tokens}, output={"mean": a.output_tokens})
     levels = {
         c: (build_requests(wl.model_copy(update={"seed": c}), max(c, min_req), tok), build_requests(

@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from cliffbench.arrivals import poisson_offsets_s
+from cliffbench.bench.arrivals import poisson_offsets_s
+from cliffbench.bench.loadgen import LAG_PROBE_INTERVAL_S, run_level
+from cliffbench.bench.metrics import achieved_concurrency
 from cliffbench.engines.base import GenRequest
 from cliffbench.engines.fake import FakeEngine
-from cliffbench.loadgen import LAG_PROBE_INTERVAL_S, run_level
-from cliffbench.metrics import achieved_concurrency
-from cliffbench.provenance import cpu_info
+from cliffbench.hardware import cpu_info
 
 OUT = Path(__file__).parent / "results" / "loadgen_precision.json"
 USERS = [1, 2, 4, 8, 16, 32, 64, 128, 256]

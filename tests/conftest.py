@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from cliffbench.config import StudySpec, VllmSpec
+from cliffbench.bench.study import StudySpec
+from cliffbench.engines.specs import VllmSpec
 
 
 @pytest.fixture(scope="session")
@@ -23,9 +24,9 @@ def model() -> Any:
 
 @pytest.fixture(scope="session")
 def tokenizer(model: Any) -> Any:
-    from cliffbench.sweep import load_tokenizer
+    from cliffbench.bench.plan import study_tokenizer
 
-    return load_tokenizer(StudySpec(name="t", engines=[{"kind": "llamacpp-serial"}]))
+    return study_tokenizer(StudySpec(name="t", engines=[{"kind": "llamacpp-serial"}]))
 
 
 @pytest.fixture(scope="session")

@@ -53,7 +53,7 @@ NOTEBOOKS = {
             'model_name = "smollm2-135m"\nforce_prepare = False  # redo the extraction and conversion', ["parameters"]
         ),
         code(
-            "from cliffbench.report import PrepareParams, validate_params\n"
+            "from cliffbench.report.pipeline import PrepareParams, validate_params\n"
             "params = validate_params(PrepareParams, globals())"
         ),
         code(
@@ -82,12 +82,12 @@ force = False
             ["parameters"],
         ),
         code(
-            "from cliffbench.report import BenchmarkParams, benchmark_spec, validate_params\n"
+            "from cliffbench.report.pipeline import BenchmarkParams, benchmark_spec, validate_params\n"
             "params = validate_params(BenchmarkParams, globals())\nspec = benchmark_spec(params)\n"
             "print(spec.to_yaml())"
         ),
         code(
-            "from cliffbench.sweep import TqdmReporter, run_study_async\n"
+            "from cliffbench.bench.progress import TqdmReporter\nfrom cliffbench.bench.sweep import run_study_async\n"
             "await run_study_async(spec, force=params.force, reporter=TqdmReporter())"
         ),
         code(
@@ -103,33 +103,33 @@ force = False
         ),
         code(ANALYSIS_PARAMS, ["parameters"]),
         code(
-            "from cliffbench.report import AnalysisParams, validate_params\n"
+            "from cliffbench.report.pipeline import AnalysisParams, validate_params\n"
             "params = validate_params(AnalysisParams, globals())"
         ),
         code("import cliffbench\nres = cliffbench.load_results(params.study)"),
         code(
-            "from cliffbench.analysis import decision_tree, make_figures\n"
+            "from cliffbench.report.figure_set import decision_tree, make_figures\n"
             "tree = decision_tree(\n"
             "    res, params.level_set, params.mixed_level_set, params.ttft_slo_s, params.tpot_slo_s\n)\n"
             "paths = make_figures(res, params.study, params.level_set, params.mixed_level_set, tree)\npaths"
         ),
-        code("from cliffbench.decision import render_tree_text\nprint(render_tree_text(tree))"),
+        code("from cliffbench.decide.tree import render_tree_text\nprint(render_tree_text(tree))"),
         code(
-            "from IPython.display import Markdown\nfrom cliffbench.narrative import levels_table\n"
+            "from IPython.display import Markdown\nfrom cliffbench.report.sections import levels_table\n"
             "Markdown(levels_table(res, params.level_set))"
         ),
     ],
     "30_whitepaper": [
         code(ANALYSIS_PARAMS, ["parameters"]),
         code(
-            "from cliffbench.report import AnalysisParams, validate_params\n"
+            "from cliffbench.report.pipeline import AnalysisParams, validate_params\n"
             "params = validate_params(AnalysisParams, globals())\n"
             "import warnings\nwarnings.filterwarnings('ignore')"
         ),
         code(
-            "import cliffbench\nfrom cliffbench import narrative as nv\n"
-            "from cliffbench.analysis import FIGURE_CAPTIONS, decision_tree, figure_paths\n"
-            "from cliffbench.decision import UserProfile, recommend, select_levels\n"
+            "import cliffbench\nfrom cliffbench.report import sections as nv\n"
+            "from cliffbench.report.figure_set import FIGURE_CAPTIONS, decision_tree, figure_paths\n"
+            "from cliffbench.decide.tree import UserProfile, recommend, select_levels\n"
             "from IPython.display import HTML, Markdown, display\n"
             "res = cliffbench.load_results(params.study)\nfigs = figure_paths(params.study)\n"
             "tree = decision_tree(res, params.level_set, params.mixed_level_set, params.ttft_slo_s, params.tpot_slo_s)"
@@ -169,7 +169,7 @@ force = False
             "### The published numbers against physical limits\n"
             "Every number of the seed's table and of the sources behind it (`data/published/claims.csv`), "
             "checked against the memory-bandwidth and compute ceilings of the stated hardware and model "
-            "(`cliffbench.roofline`)."
+            "(`cliffbench.audit.roofline`)."
         ),
         code("display(Markdown(nv.claims_section()))"),
         md("### Which of the seed's shapes reproduce here"),
@@ -192,23 +192,23 @@ force = False
         ),
         md("## Architecture Decision Matrix"),
         code(
-            "from cliffbench import matrix as mx\nfrom cliffbench.analysis import figure_dir\n"
+            "from cliffbench.decide import matrix as mx\nfrom cliffbench.report import matrix_pdf as mxr\nfrom cliffbench.report.figure_set import figure_dir\n"
             "matrix = mx.evaluate(params.matrix_params())\n"
-            "mfigs = mx.make_matrix_figures(matrix, figure_dir(params.study))\n"
-            "mx.write_matrix_csv(matrix)\nmx.write_matrix_pdf(matrix)\n"
-            "display(Markdown(mx.method_markdown(matrix)))"
+            "mfigs = mxr.make_matrix_figures(matrix, figure_dir(params.study))\n"
+            "mxr.write_matrix_csv(matrix)\nmxr.write_matrix_pdf(matrix)\n"
+            "display(Markdown(mxr.method_markdown(matrix)))"
         ),
         md("### Ranking under the chosen weights"),
         code(
-            "display(Markdown(mx.ranking_markdown(matrix)))\n"
-            'display(HTML(nv.figure_html(mfigs["matrix_heatmap"], mx.MATRIX_CAPTIONS["matrix_heatmap"])))'
+            "display(Markdown(mxr.ranking_markdown(matrix)))\n"
+            'display(HTML(nv.figure_html(mfigs["matrix_heatmap"], mxr.MATRIX_CAPTIONS["matrix_heatmap"])))'
         ),
         md("### Sensitivity to the weights"),
-        code("display(Markdown(mx.sensitivity_markdown(matrix)))"),
+        code("display(Markdown(mxr.sensitivity_markdown(matrix)))"),
         md("### Cost per 1M output tokens vs load"),
-        code('display(HTML(nv.figure_html(mfigs["matrix_cost"], mx.MATRIX_CAPTIONS["matrix_cost"])))'),
+        code('display(HTML(nv.figure_html(mfigs["matrix_cost"], mxr.MATRIX_CAPTIONS["matrix_cost"])))'),
         md("### The matrix, with sources"),
-        code("display(Markdown(mx.matrix_markdown(matrix)))"),
+        code("display(Markdown(mxr.matrix_markdown(matrix)))"),
         md("## Methods, environment and provenance"),
         code("display(Markdown(nv.methods_section(res)))"),
         md("## Limitations"),

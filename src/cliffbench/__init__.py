@@ -5,8 +5,9 @@ The notebook-facing API: validate a study, run it, load the tidy results.
 
 from __future__ import annotations
 
-from cliffbench.config import InputError, StudySpec, load_study
-from cliffbench.store import Results, load_results
+from cliffbench.bench.store import Results, load_results
+from cliffbench.bench.study import StudySpec, load_study
+from cliffbench.config import InputError
 
 __all__ = ["InputError", "Results", "StudySpec", "load_results", "load_study"]
 __version__ = "0.1.0"

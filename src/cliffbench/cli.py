@@ -15,8 +15,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cliffbench.config import ENGINE_KINDS, WORKLOAD_PRESETS, InputError, StudySpec, flag_study, load_study
-from cliffbench.sweep import LiveStats
+from cliffbench.bench.progress import LiveStats
+from cliffbench.bench.study import WORKLOAD_PRESETS, StudySpec, flag_study, load_study
+from cliffbench.config import InputError
+from cliffbench.engines.specs import ENGINE_KINDS
 
 __all__ = ["app", "main"]
 
@@ -67,7 +69,7 @@ class ProgressReporter:
 
 
 def _levels_table(study: str) -> Table:
-    from cliffbench.store import load_results
+    from cliffbench.bench.store import load_results
 
     lv = load_results(study).levels
     cols = [
@@ -140,7 +142,8 @@ def run(
     dry_run: Annotated[bool, typer.Option(help="validate and print the plan; run nothing")] = False,
 ) -> None:
     """Run a study: every engine x level, stored under data/results/<study>/."""
-    from cliffbench.sweep import plan_levels, run_study
+    from cliffbench.bench.plan import plan_levels
+    from cliffbench.bench.sweep import run_study
 
     try:
         if study_file is not None:
@@ -181,7 +184,7 @@ def run(
 
 
 def _print_estimate(spec: StudySpec) -> None:
-    from cliffbench.estimate import estimate_study, target_hardware
+    from cliffbench.audit.estimate import estimate_study, target_hardware
 
     hw = target_hardware(spec)
     try:
@@ -224,8 +227,9 @@ def serve(
     """Start a real server on the bundled model (127.0.0.1, free port) and keep it until Ctrl-C."""
     import asyncio
 
-    from cliffbench.config import ServerSpec, parse_spec
-    from cliffbench.servers import ManagedServer
+    from cliffbench.config import parse_spec
+    from cliffbench.engines.servers import ManagedServer
+    from cliffbench.engines.specs import ServerSpec
 
     mirrors: dict[str, Any]
     if kind == "vllm":
@@ -281,11 +285,11 @@ def recommend(
     """Print the decision tree of a stored study and the engine it recommends for your profile."""
     from pydantic import ValidationError
 
-    from cliffbench.analysis import decision_tree
+    from cliffbench.bench.store import load_results
     from cliffbench.config import one_line_error
-    from cliffbench.decision import UserProfile, render_tree_text, select_levels
-    from cliffbench.decision import recommend as pick
-    from cliffbench.store import load_results
+    from cliffbench.decide.tree import UserProfile, render_tree_text, select_levels
+    from cliffbench.decide.tree import recommend as pick
+    from cliffbench.report.figure_set import decision_tree
 
     try:
         profile = UserProfile(peak_users=users, ttft_slo_s=ttft_slo, tpot_slo_s=tpot_slo, long_prompts=long_prompts)
@@ -345,8 +349,9 @@ def matrix(
     """Rank the Architecture Decision Matrix for your profile, prices and weights."""
     from pydantic import ValidationError
 
-    from cliffbench import matrix as mx
     from cliffbench.config import one_line_error
+    from cliffbench.decide import matrix as mx
+    from cliffbench.report import matrix_pdf as mxr
 
     try:
         fields = dict(
@@ -381,15 +386,15 @@ def matrix(
             f"{r.scores.total.loc[o]:.2f}",
             str(r.text.loc[o, "cost"]),
             str(r.text.loc[o, "ttft"]),
-            r.throughput_source.get(o, mx.managed_source(r.data.options[o])),
+            r.throughput_source.get(o, mxr.managed_source(r.data.options[o])),
             ", ".join(r.scores.flagged.get(o, [])),
         )
     out.print(table)
-    out.print(mx.sensitivity_markdown(r).split("\n\n")[0].replace("**", ""), highlight=False, soft_wrap=True)
+    out.print(mxr.sensitivity_markdown(r).split("\n\n")[0].replace("**", ""), highlight=False, soft_wrap=True)
     if csv is not None:
-        out.print(f"wrote {mx.write_matrix_csv(r, csv)}")
+        out.print(f"wrote {mxr.write_matrix_csv(r, csv)}")
     if pdf is not None:
-        out.print(f"wrote {mx.write_matrix_pdf(r, pdf)}")
+        out.print(f"wrote {mxr.write_matrix_pdf(r, pdf)}")
 
 
 def main() -> None:

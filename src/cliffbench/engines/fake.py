@@ -1,6 +1,7 @@
 """A deterministic fake engine for unit-testing the load generator and the metrics plumbing.
 
-Never used to claim anything about a real engine; it is not a study `kind`.
+Never used to claim anything about a real engine. A study names it as kind `fake` (the fast test
+tier); its results are the harness's own, never an engine's.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from cliffbench.engines.base import EngineError, GenRequest, KvMemory, TokenEvent
+from cliffbench.engines.specs import FakeSpec
 
 __all__ = ["FakeEngine"]
 
@@ -30,8 +32,18 @@ class FakeEngine:
     every due sequence its token at once, instead of one timer per sequence per token."""
 
     def __init__(
-        self, ttft_s: float = 0.0, itl_s: float = 0.0, fail_every: int = 0, name: str = "fake", batched: bool = False
+        self,
+        spec: FakeSpec | None = None,
+        *,
+        ttft_s: float = 0.0,
+        itl_s: float = 0.0,
+        fail_every: int = 0,
+        name: str = "fake",
+        batched: bool = False,
     ):
+        if spec is not None:  # a study's `fake` engine: one timer steps every sequence, like a batch
+            ttft_s, itl_s, fail_every, name, batched = spec.ttft_s, spec.itl_s, spec.fail_every, spec.name, True
+        self.spec = spec
         self.name = name
         self.ttft_s, self.itl_s, self.fail_every = ttft_s, itl_s, fail_every
         self.batched = batched and itl_s > 0
@@ -47,7 +59,10 @@ class FakeEngine:
         return None
 
     def describe(self) -> dict[str, object]:
-        return {"kind": "fake", "ttft_s": self.ttft_s, "itl_s": self.itl_s}
+        return {"kind": "fake", "ttft_s": self.ttft_s, "itl_s": self.itl_s, "precision": "fp32"}
+
+    def max_request_tokens(self) -> int:
+        return self.spec.context_tokens if self.spec is not None else 1 << 30
 
     def memory(self) -> KvMemory:
         return KvMemory(reserved_bytes=0, live_bytes=0, live_seqs=self.in_flight, waiting=0)

@@ -22,8 +22,9 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from cliffbench.config import InputError, OpenAIHttpSpec
+from cliffbench.config import InputError
 from cliffbench.engines.base import EngineError, GenRequest, KvMemory, RequestRejected, TokenEvent
+from cliffbench.engines.specs import OpenAIHttpSpec
 
 __all__ = ["OpenAIHttpEngine", "detect_flavor"]
 
@@ -61,7 +62,7 @@ class OpenAIHttpEngine:
         key = self.spec.api_key()  # before anything starts: a missing variable is bad input
         self._headers = {"Authorization": f"Bearer {key}"} if key else {}
         if self.spec.server is not None:
-            from cliffbench.servers import ManagedServer
+            from cliffbench.engines.servers import ManagedServer
 
             self._server = ManagedServer(self.spec.server)
             self.url = await self._server.start()
@@ -122,11 +123,7 @@ class OpenAIHttpEngine:
         return d
 
     def max_request_tokens(self) -> int:
-        if self.spec.server is not None:
-            from cliffbench.sweep import engine_context_limit
-
-            return engine_context_limit(self.spec.server.engine)
-        return self.spec.context_tokens
+        return self.spec.context_limit()
 
     def memory(self) -> KvMemory:
         # a remote server's KV cache is not observable through the OpenAI API
@@ -276,12 +273,12 @@ class OpenAIHttpEngine:
     def _tok(self) -> Any:
         if self._tokenizer is None:
             from cliffbench.models import resolve_model
-            from cliffbench.sweep import _HfTokenizer
+            from cliffbench.models.tokenizer import HfTokenizer
 
             hf_dir, _, _ = resolve_model(self.spec.model)
             if hf_dir is None:
                 raise InputError("model.hf_path: counting tokens without server usage needs a tokenizer folder")
-            self._tokenizer = _HfTokenizer(hf_dir)
+            self._tokenizer = HfTokenizer(hf_dir)
         return self._tokenizer
 
 

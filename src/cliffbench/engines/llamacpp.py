@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import os
 import threading
 import time
 from collections import deque
@@ -26,13 +25,12 @@ from typing import Any, cast
 
 import numpy as np
 
-from cliffbench.config import InputError, LlamaCppSerialSpec, LlamaCppSlotsSpec
+from cliffbench.config import InputError
 from cliffbench.engines.base import EngineError, GenRequest, KvMemory, RequestRejected, TokenEvent
+from cliffbench.engines.specs import LlamaCppSpec
 
-__all__ = ["KV_CACHE_DTYPE_BYTES", "LlamaCppEngine"]
+__all__ = ["LlamaCppEngine"]
 
-# llama.cpp's default KV cache type is F16 for K and V.
-KV_CACHE_DTYPE_BYTES = 2
 _FLASH = {"auto": -1, "off": 0, "on": 1}
 _DONE = object()
 
@@ -74,22 +72,19 @@ class _Slot:
 class LlamaCppEngine:
     """`llamacpp-serial` (one slot) and `llamacpp-slots` (N static slots) in one class."""
 
-    def __init__(self, spec: LlamaCppSerialSpec | LlamaCppSlotsSpec) -> None:
+    def __init__(self, spec: LlamaCppSpec) -> None:
         from cliffbench.models import resolve_model
 
         self.spec = spec
         self.name = spec.name
-        if isinstance(spec, LlamaCppSlotsSpec):
-            self.n_slots, ctx_per_slot, self.kv_unified = spec.slots, spec.ctx_per_slot, spec.kv_unified
-        else:
-            self.n_slots, ctx_per_slot, self.kv_unified = 1, spec.n_ctx, False
+        self.n_slots, ctx_per_slot, self.kv_unified = spec.slot_layout()
         self.n_ctx = self.n_slots * ctx_per_slot
-        self.n_threads = spec.n_threads or os.cpu_count() or 1
+        self.n_threads = spec.threads()
         _, gguf_path, shapes = resolve_model(spec.model)
         if gguf_path is None:
             raise InputError("model.gguf_path: llama.cpp needs a GGUF file; prepare a model or set gguf_path")
         self.gguf_path: Path = gguf_path
-        self.kv_bytes_per_token = shapes.kv_bytes_per_token(KV_CACHE_DTYPE_BYTES)
+        self.kv_bytes_per_token = shapes.kv_bytes_per_token(spec.kv_dtype_bytes())
         self.n_ctx_seq = 0
         self._model: Any = None
         self._ctx: Any = None
@@ -202,6 +197,7 @@ class LlamaCppEngine:
             "flash_attn": self.spec.flash_attn,
             "n_gpu_layers": self.spec.n_gpu_layers,
             "kv_bytes_per_token": self.kv_bytes_per_token,
+            "precision": self.spec.precision(),
         }
 
     # -- requests --------------------------------------------------------------------------

@@ -16,39 +16,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from cliffbench.config import InputError, VllmSpec
+from cliffbench.config import InputError
 from cliffbench.engines.base import EngineError, GenRequest, KvMemory, RequestRejected, TokenEvent
+from cliffbench.engines.specs import VllmSpec, omp_bind
 
-__all__ = ["DTYPE_BYTES", "VllmEngine"]
-
-DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "auto": 2}
-
-
-def resolve_dtype(dtype: str, device: str) -> str:
-    """'best' -> bfloat16 where bf16 matmuls are native (CUDA; CPUs with AVX512-BF16 or AMX-BF16:
-    measured 2x fp32 at 32 users here), float32 elsewhere (AVX2-only CPUs fall back to slow kernels)."""
-    if dtype != "best":
-        return dtype
-    if device == "cuda":
-        return "bfloat16"
-    from cliffbench.provenance import cpu_info
-
-    flags = set(cpu_info()["flags"])
-    return "bfloat16" if flags & {"avx512_bf16", "amx_bf16"} else "float32"
-
+__all__ = ["VllmEngine"]
 
 _GIB = 1 << 30
-
-
-def _omp_bind(setting: str) -> str | None:
-    """VLLM_CPU_OMP_THREADS_BIND value: 'all' binds every core (vLLM's default 'auto' keeps one
-    core for the front end, which on 2 cores halves decode throughput: FIELD_NOTES)."""
-    if setting == "auto":
-        return None
-    if setting == "all":
-        n = len(os.sched_getaffinity(0))
-        return f"0-{n - 1}" if n > 1 else "0"
-    return setting
 
 
 class _SchedulerProbe:
@@ -96,13 +70,13 @@ class VllmEngine:
         self._shapes = shapes
         # a model-scale preset has no weight files: vLLM fills the shapes with random values
         self.load_format = "dummy" if is_synthetic(spec.model) else "auto"
-        self.dtype = resolve_dtype(spec.dtype, "cpu")
-        self.kv_bytes_per_token = shapes.kv_bytes_per_token(DTYPE_BYTES[self.dtype])
+        self.dtype = spec.dtype_on()
+        self.kv_bytes_per_token = shapes.kv_bytes_per_token(spec.kv_dtype_bytes())
         self._engine: Any = None
         self._probe = _SchedulerProbe()
         self._reserved_bytes = 0
         self._device = "cpu"
-        self._omp_bind: str | None = None
+        self.omp_bind: str | None = None
 
     async def start(self) -> None:
         import psutil
@@ -113,9 +87,9 @@ class VllmEngine:
             raise InputError(
                 f"kv_cache_gib: {self.spec.kv_cache_gib} GiB exceeds the {free / _GIB:.1f} GiB of free memory"
             )
-        self._omp_bind = _omp_bind(self.spec.omp_threads_bind)
-        if self._omp_bind is not None:
-            os.environ["VLLM_CPU_OMP_THREADS_BIND"] = self._omp_bind
+        self.omp_bind = omp_bind(self.spec.omp_threads_bind)
+        if self.omp_bind is not None:
+            os.environ["VLLM_CPU_OMP_THREADS_BIND"] = self.omp_bind
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         os.environ.pop("VLLM_CPU_KVCACHE_SPACE", None)  # the engine arg below is the one truth
 
@@ -124,8 +98,9 @@ class VllmEngine:
         from vllm.v1.engine.async_llm import AsyncLLM
 
         self._device = "cuda" if current_platform.is_cuda() else "cpu"
-        self.dtype = resolve_dtype(self.spec.dtype, self._device)
-        self.kv_bytes_per_token = self._shapes.kv_bytes_per_token(DTYPE_BYTES[self.dtype])
+        gpu = self._device == "cuda"
+        self.dtype = self.spec.dtype_on(gpu=gpu)
+        self.kv_bytes_per_token = self._shapes.kv_bytes_per_token(self.spec.kv_dtype_bytes(gpu=gpu))
         args = AsyncEngineArgs(
             model=str(self.hf_dir),
             dtype=self.dtype,  # type: ignore[arg-type]
@@ -175,8 +150,9 @@ class VllmEngine:
             "enforce_eager": self.spec.enforce_eager,
             "enable_prefix_caching": self.spec.enable_prefix_caching,
             "tensor_parallel_size": self.spec.tensor_parallel_size,
-            "omp_threads_bind": self._omp_bind or "auto (vLLM default)",
+            "omp_threads_bind": self.omp_bind or "auto (vLLM default)",
             "kv_bytes_per_token": self.kv_bytes_per_token,
+            "precision": self.spec.precision(gpu=self._device == "cuda"),
         }
 
     def max_request_tokens(self) -> int:

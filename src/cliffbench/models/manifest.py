@@ -17,7 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 
-from cliffbench.config import MODELS_DIR, PROJECT_ROOT, InputError, ModelSpec
+from cliffbench.config import MODELS_DIR, PROJECT_ROOT, InputError
+from cliffbench.models.spec import ModelSpec
 
 from .gguf_io import gguf_shape_fields
 

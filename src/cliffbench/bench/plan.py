@@ -1,0 +1,139 @@
+"""What a study will run, checked before anything starts: its levels, the requests of each level
+(the same for every engine), and the preflight checks that need no engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from cliffbench.bench.store import level_key
+from cliffbench.bench.study import LevelSetSpec, StudySpec
+from cliffbench.bench.workload import build_requests
+from cliffbench.config import InputError
+from cliffbench.engines.base import GenRequest
+from cliffbench.engines.servers import server_command
+from cliffbench.engines.specs import EngineSpec, OpenAIHttpSpec, VllmSpec
+from cliffbench.models import load_manifest, resolve_model
+from cliffbench.models.manifest import sha256_file
+from cliffbench.models.tokenizer import CharTokenizer, Tokenizer, model_tokenizer
+
+__all__ = ["Level", "Plans", "model_hashes", "plan_levels", "preflight", "study_tokenizer"]
+
+_DURATION_POOL = 4096  # requests prepared for duration-bound levels
+
+
+@dataclass(frozen=True)
+class Level:
+    index: int
+    level_set: LevelSetSpec
+    concurrency: int | None
+    rate_rps: float | None
+
+    def key(self, engine: str) -> str:
+        return level_key(engine, self.level_set.name, self.concurrency, self.rate_rps)
+
+
+def plan_levels(spec: StudySpec) -> list[Level]:
+    loads = [
+        (ls, c, r)
+        for ls in spec.level_sets
+        for c, r in (
+            [(c, None) for c in ls.load.concurrency]
+            if ls.load.arrival == "closed"
+            else [(None, r) for r in ls.load.rate_rps]
+        )
+    ]
+    return [Level(i, ls, c, r) for i, (ls, c, r) in enumerate(loads)]
+
+
+def study_tokenizer(spec: StudySpec) -> Tokenizer:
+    """The study's tokenizer: the first engine model's own, or one token per character (`tokenizer: fake`)."""
+    if spec.tokenizer == "fake":
+        return CharTokenizer()
+    return model_tokenizer(e.model for e in spec.engines if e.serves_model)
+
+
+def _build(
+    spec: StudySpec, level: Level, tok: Tokenizer, max_context: int
+) -> tuple[list[GenRequest], list[GenRequest]]:
+    load = level.level_set.load
+    n = load.requests_per_level or _DURATION_POOL
+    if load.requests_per_user and level.concurrency:
+        n = max(n, load.requests_per_user * level.concurrency)
+    wl = level.level_set.workload
+    seed = spec.seed * 1_000_003 + wl.seed * 1009 + level.index
+    reqs = build_requests(wl.model_copy(update={"seed": seed}), n, tok, max_context=max_context)
+    warm = (
+        build_requests(
+            wl.model_copy(update={"seed": seed + 7919}),
+            load.warmup_requests,
+            tok,
+            max_context=max_context,
+            start_id=1_000_000,
+        )
+        if load.warmup_requests
+        else []
+    )
+    return reqs, warm
+
+
+Plans = dict[int, tuple[list[GenRequest], list[GenRequest]]]
+
+
+def preflight(spec: StudySpec, levels: list[Level], tok: Tokenizer) -> Plans:
+    """Everything that can be checked before an engine starts or a file is written: the
+    workload fits every engine's per-request context, models verify, KV fits in free memory.
+    Returns the requests of every level (the same for every engine)."""
+    smallest = min(spec.engines, key=lambda e: e.context_limit())
+    max_context = smallest.context_limit()
+    plans: Plans = {}
+    for level in levels:
+        try:
+            plans[level.index] = _build(spec, level, tok, max_context)
+        except ValueError as exc:
+            raise InputError(
+                f"engines.{smallest.name}.{smallest.context_field} ({max_context} tokens) is too small for "
+                f"level set {level.level_set.name!r}: {exc}"
+            ) from None
+    free = psutil.virtual_memory().available
+    peak = max((lv.concurrency or 0) for lv in levels) if levels else 0
+    for es in spec.engines:
+        if es.serves_model:
+            resolve_model(es.model)
+        if isinstance(es, OpenAIHttpSpec):
+            _preflight_http(es, peak)
+        if isinstance(es, VllmSpec) and es.device != "cuda" and es.kv_cache_gib * 2**30 > free:
+            raise InputError(
+                f"engines.{es.name}.kv_cache_gib: {es.kv_cache_gib} GiB exceeds the {free / 2**30:.1f} GiB "
+                "of free memory"
+            )
+    return plans
+
+
+def _preflight_http(es: OpenAIHttpSpec, peak_concurrency: int) -> None:
+    es.api_key()
+    if es.max_connections < peak_concurrency:
+        raise InputError(
+            f"engines.{es.name}.max_connections: {es.max_connections} is below the study's peak concurrency "
+            f"{peak_concurrency}; the client would queue requests the server never saw"
+        )
+    if es.server is not None:
+        try:
+            server_command(es.server, 0)
+        except InputError as exc:
+            raise InputError(f"engines.{es.name}.{exc}") from None
+
+
+def model_hashes(es: EngineSpec) -> dict[str, str]:
+    """sha256 of the files an engine serves: from the prepared model's manifest (verified at
+    preflight), or hashed here for a user's own files."""
+    m = es.model
+    if m.hf_path is None and m.gguf_path is None:
+        files = load_manifest(m.name).files
+        return {rel: f.sha256 for rel, f in files.items() if rel.startswith(("hf/model", "gguf/"))}
+    paths = [p for p in (m.gguf_path,) if p is not None]
+    if m.hf_path is not None:
+        paths += sorted(Path(m.hf_path).glob("*.safetensors"))
+    return {str(p): sha256_file(Path(p)) for p in paths}

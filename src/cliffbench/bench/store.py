@@ -1,0 +1,205 @@
+"""Tidy results on disk: one folder per study, one atomically written folder per level.
+
+```
+data/results/<study>/manifest.json
+data/results/<study>/levels/<engine>__<set>__c0004/{level.json, requests.parquet,
+                                                    tokens.parquet, memory.parquet}
+```
+A level folder is written under a temporary name and renamed into place, so a level is either
+complete or absent: a crash mid-level never leaves a half level, and never touches the others.
+`load_results(study)` concatenates the levels into the four tidy tables, with the sweep
+parameters (engine, kind, level set, concurrency, rate) as columns of every table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from cliffbench.bench.study import StudySpec
+from cliffbench.config import RESULTS_DIR, InputError
+from cliffbench.engines.specs import EngineSpec
+
+__all__ = [
+    "LevelInfo",
+    "Results",
+    "level_done",
+    "level_key",
+    "list_studies",
+    "load_results",
+    "read_manifest",
+    "spec_hash",
+    "study_dir",
+    "write_level",
+    "write_manifest",
+]
+
+LEVEL_FILE = "level.json"
+SWEEP_COLUMNS = ["engine", "engine_kind", "level_set", "workload", "concurrency", "rate_rps", "level_key"]
+
+
+class LevelInfo(BaseModel):
+    """What `level.json` holds: the level's identity, its summary metrics and honesty checks."""
+
+    # NaN is data here (a level with no successful request): keep it NaN on disk, not null
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
+
+    study: str
+    level_key: str
+    engine: str
+    engine_kind: str
+    engine_hash: str
+    level_set: str
+    workload: str
+    level_index: int
+    concurrency: int | None = None
+    rate_rps: float | None = None
+    seed: int
+    status: str = Field(description="'ok', or 'failed' when the engine or the level crashed")
+    error: str = ""
+    started_at: str
+    wall_s: float
+    lag_p99_s: float
+    thread_wait_p99_s: float = Field(
+        float("nan"), description="p99 of how late a probe thread woke holding the GIL (NaN: stored before it existed)"
+    )
+    loop_cpu_share: float
+    lag_flagged: bool
+    summary: dict[str, float | int | str] = Field(default_factory=dict)
+    engine_config: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass
+class Results:
+    """The tidy tables of one study."""
+
+    requests: pd.DataFrame
+    tokens: pd.DataFrame
+    levels: pd.DataFrame
+    memory: pd.DataFrame
+    manifest: dict[str, Any]
+
+    @property
+    def study(self) -> StudySpec:
+        """The study as it was run (from the manifest)."""
+        return StudySpec.model_validate(self.manifest["study"])
+
+    @property
+    def engine_specs(self) -> dict[str, EngineSpec]:
+        """Engine label -> its spec, as the study ran it."""
+        return {e.name: e for e in self.study.engines}
+
+
+def spec_hash(data: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def level_key(engine: str, level_set: str, concurrency: int | None, rate_rps: float | None) -> str:
+    load = f"c{concurrency:04d}" if concurrency is not None else f"r{rate_rps:g}"
+    return f"{engine}__{level_set}__{load}"
+
+
+def study_dir(study: str, root: Path | None = None) -> Path:
+    return (root or RESULTS_DIR) / study
+
+
+def level_done(study: str, key: str, root: Path | None = None) -> bool:
+    return (study_dir(study, root) / "levels" / key / LEVEL_FILE).is_file()
+
+
+def write_level(
+    info: LevelInfo,
+    requests: pd.DataFrame,
+    tokens: pd.DataFrame,
+    memory: pd.DataFrame,
+    root: Path | None = None,
+) -> Path:
+    """Write one level atomically (temp folder + rename); replaces an older copy of the level."""
+    levels = study_dir(info.study, root) / "levels"
+    levels.mkdir(parents=True, exist_ok=True)
+    final = levels / info.level_key
+    tmp = levels / f".tmp-{info.level_key}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        requests.to_parquet(tmp / "requests.parquet", index=False)
+        tokens.to_parquet(tmp / "tokens.parquet", index=False)
+        memory.to_parquet(tmp / "memory.parquet", index=False)
+        (tmp / LEVEL_FILE).write_text(info.model_dump_json(indent=2))
+        if final.exists():
+            old = levels / f".old-{info.level_key}-{os.getpid()}"
+            final.rename(old)
+            tmp.rename(final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def write_manifest(study: str, manifest: dict[str, Any], root: Path | None = None) -> Path:
+    d = study_dir(study, root)
+    d.mkdir(parents=True, exist_ok=True)
+    tmp = d / f".manifest-{os.getpid()}.json"
+    tmp.write_text(json.dumps(manifest, indent=2, default=str))
+    tmp.replace(d / "manifest.json")
+    return d / "manifest.json"
+
+
+def read_manifest(study: str, root: Path | None = None) -> dict[str, Any]:
+    p = study_dir(study, root) / "manifest.json"
+    if not p.is_file():
+        return {}
+    data: dict[str, Any] = json.loads(p.read_text())
+    return data
+
+
+def list_studies(root: Path | None = None) -> list[str]:
+    base = root or RESULTS_DIR
+    if not base.is_dir():
+        return []
+    return sorted(p.name for p in base.iterdir() if (p / "levels").is_dir())
+
+
+def _level_row(info: LevelInfo) -> dict[str, Any]:
+    row = info.model_dump(exclude={"summary", "engine_config"})
+    row.update(info.summary)
+    for k, v in info.engine_config.items():
+        row[f"cfg_{k}"] = v if isinstance(v, str | int | float | bool) or v is None else json.dumps(v)
+    return row
+
+
+def load_results(study: str, root: Path | None = None) -> Results:
+    """Read a stored study into tidy DataFrames (sweep parameters as columns of every table)."""
+    d = study_dir(study, root) / "levels"
+    folders = sorted(p for p in d.glob("*") if (p / LEVEL_FILE).is_file()) if d.is_dir() else []
+    if not folders:
+        known = ", ".join(list_studies(root)) or "none"
+        raise InputError(f"study: no results for {study!r} under {d.parent}; stored studies: {known}")
+    infos = [LevelInfo.model_validate_json((p / LEVEL_FILE).read_text()) for p in folders]
+    levels = pd.DataFrame([_level_row(i) for i in infos])
+    sweep = levels[SWEEP_COLUMNS]
+
+    def table(name: str) -> pd.DataFrame:
+        parts = []
+        for p, info in zip(folders, infos, strict=True):
+            f = p / f"{name}.parquet"
+            if f.is_file():
+                df = pd.read_parquet(f)
+                df["level_key"] = info.level_key
+                parts.append(df)
+        if not parts:
+            return pd.DataFrame(columns=SWEEP_COLUMNS)
+        return pd.concat(parts, ignore_index=True).merge(sweep, on="level_key", how="left")
+
+    return Results(table("requests"), table("tokens"), levels, table("memory"), read_manifest(study, root))

@@ -1,0 +1,242 @@
+"""A study: engines x level sets (workload x load levels) with SLOs, validated from YAML or flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, field_validator, model_validator
+
+from cliffbench.config import InputError, Spec, parse_spec
+from cliffbench.engines.specs import ENGINE_KINDS, EngineSpec, OpenAIHttpSpec
+from cliffbench.hardware import HARDWARE
+
+SLO_METRICS = ("ttft_s", "tpot_s", "e2e_s")
+
+
+class LengthDist(Spec):
+    """A token-length distribution. `fixed`: always `mean`; `uniform`: [low, high];
+    `lognormal`: median `mean`, shape `sigma`, clipped to [low, high]."""
+
+    dist: Literal["fixed", "uniform", "lognormal"] = "fixed"
+    mean: int = Field(64, gt=0)
+    low: int = Field(1, gt=0)
+    high: int | None = Field(None, gt=0)
+    sigma: float = Field(0.5, gt=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> LengthDist:
+        if self.high is not None and self.high < self.low:
+            raise ValueError(f"high ({self.high}) must be >= low ({self.low})")
+        return self
+
+
+class WorkloadSpec(Spec):
+    """What is asked. `mixed` adds a `long_fraction` of document prompts of `long_prompt_tokens`
+    (default: close to the smallest per-request context of the study's engines)."""
+
+    kind: Literal["fixed", "uniform", "lognormal", "mixed"] = "fixed"
+    prompt: LengthDist = LengthDist(mean=32)
+    output: LengthDist = LengthDist(mean=64)
+    long_fraction: float = Field(0.0, ge=0, le=1)
+    long_prompt_tokens: int | None = Field(None, gt=0)
+    system_prefix_tokens: int = Field(
+        0, ge=0, description="shared prefix for prefix-caching runs; counts toward each prompt's length"
+    )
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _long_only_mixed(self) -> WorkloadSpec:
+        if self.long_fraction > 0 and self.kind != "mixed":
+            raise ValueError(f"long_fraction needs kind 'mixed', got kind {self.kind!r}")
+        return self
+
+
+class LoadSpec(Spec):
+    """How it is asked. `closed`: N users, each sends its next request when the last ends;
+    `poisson`: open loop at `rate_rps` with gamma `burstiness` (1 = Poisson)."""
+
+    arrival: Literal["closed", "poisson"] = "closed"
+    concurrency: list[int] = Field(default_factory=lambda: [1, 2, 4, 8])
+    rate_rps: list[float] = Field(default_factory=list)
+    burstiness: float = Field(1.0, gt=0)
+    think_time_s: float = Field(0.0, ge=0)
+    requests_per_level: int | None = Field(16, gt=0)
+    requests_per_user: int | None = Field(
+        None, gt=0, description="closed loop: at least this many requests per user at every level"
+    )
+    duration_s: float | None = Field(None, gt=0)
+    warmup_requests: int = Field(1, ge=0)
+    request_timeout_s: float = Field(600.0, gt=0)
+    max_lag_s: float = Field(0.005, gt=0, description="event-loop lag p99 above this flags a level")
+
+    @field_validator("concurrency")
+    @classmethod
+    def _positive_concurrency(cls, v: list[int]) -> list[int]:
+        if any(c <= 0 for c in v):
+            raise ValueError(f"every concurrency must be >= 1, got {v}")
+        return v
+
+    @field_validator("rate_rps")
+    @classmethod
+    def _positive_rate(cls, v: list[float]) -> list[float]:
+        if any(r <= 0 for r in v):
+            raise ValueError(f"every rate must be > 0, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _end_condition(self) -> LoadSpec:
+        if self.requests_per_level is None and self.duration_s is None:
+            raise ValueError("set requests_per_level or duration_s")
+        if self.arrival == "poisson" and not self.rate_rps:
+            raise ValueError("arrival 'poisson' needs rate_rps")
+        return self
+
+
+class SloSpec(Spec):
+    """SLO thresholds in seconds; goodput counts requests meeting every one of them."""
+
+    thresholds: dict[str, float] = Field(default_factory=lambda: {"ttft_s": 1.0, "tpot_s": 0.2})
+
+    @field_validator("thresholds")
+    @classmethod
+    def _known(cls, v: dict[str, float]) -> dict[str, float]:
+        for k, x in v.items():
+            if k not in SLO_METRICS:
+                raise ValueError(f"unknown SLO metric {k!r}; allowed: {', '.join(SLO_METRICS)}")
+            if x <= 0:
+                raise ValueError(f"SLO {k} must be > 0, got {x}")
+        return v
+
+
+WORKLOAD_PRESETS: dict[str, WorkloadSpec] = {
+    # short chat turns: prompt lengths spread around 32 tokens, fixed 64-token answers
+    "chat": WorkloadSpec(
+        kind="lognormal",
+        prompt=LengthDist(dist="lognormal", mean=32, sigma=0.5, low=8, high=128),
+        output=LengthDist(mean=64),
+    ),
+    # the seed's head-of-line case: 80% chat turns, 20% documents near the context limit
+    "mixed": WorkloadSpec(
+        kind="mixed",
+        prompt=LengthDist(dist="lognormal", mean=32, sigma=0.5, low=8, high=128),
+        output=LengthDist(mean=64),
+        long_fraction=0.2,
+    ),
+    "fixed": WorkloadSpec(kind="fixed", prompt=LengthDist(mean=32), output=LengthDist(mean=64)),
+}
+
+
+class LevelSetSpec(Spec):
+    """One workload under a list of load levels (e.g. `chat` at 1..32 users, `mixed` at 4 and 16)."""
+
+    name: str = Field("chat", pattern=r"^[A-Za-z0-9_.-]+$")
+    workload: WorkloadSpec = WorkloadSpec()
+    load: LoadSpec = LoadSpec()
+
+
+class StudySpec(Spec):
+    """A study: engines x level sets (workload x load levels), with SLOs. YAML round-trips."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    engines: list[EngineSpec] = Field(min_length=1)
+    level_sets: list[LevelSetSpec] = Field(default_factory=lambda: [LevelSetSpec()], min_length=1)
+    slo: SloSpec = SloSpec()
+    seed: int = 0
+    tokenizer: Literal["model", "fake"] = Field(
+        "model",
+        description="'model': the first engine model's own; 'fake': one token per character, no model "
+        "needed (studies of `fake` engines)",
+    )
+    hardware: str | None = Field(
+        None,
+        description="hardware the study is meant for (a cliffbench.hardware HARDWARE key, or 'local'): "
+        "dry-run estimates and the KV-memory check use it",
+    )
+
+    @field_validator("hardware")
+    @classmethod
+    def _known_hardware(cls, v: str | None) -> str | None:
+        if v is not None and v != "local" and v not in HARDWARE:
+            raise ValueError(f"unknown hardware {v!r}; allowed: local, {', '.join(HARDWARE)}")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_labels(self) -> StudySpec:
+        for what, names in (
+            ("engine labels", [e.name for e in self.engines]),
+            ("level_sets names", [s.name for s in self.level_sets]),
+        ):
+            dup = {n for n in names if names.count(n) > 1}
+            if dup:
+                raise ValueError(f"{what} must be unique, repeated: {sorted(dup)}")
+        return self
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def flag_study(
+    engine: str,
+    slots: int | None,
+    concurrency: str,
+    requests_per_level: int,
+    workload: str,
+    name: str | None,
+    url: str | None = None,
+) -> StudySpec:
+    """The study of `cliffbench run --engine ...` (and of notebook 10's flag form)."""
+    if engine not in ENGINE_KINDS:
+        raise InputError(f"--engine: unknown engine {engine!r}; allowed: {', '.join(ENGINE_KINDS)}")
+    if workload not in WORKLOAD_PRESETS:
+        raise InputError(f"--workload: unknown workload {workload!r}; allowed: {', '.join(WORKLOAD_PRESETS)}")
+    try:
+        levels = [int(x) for x in concurrency.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"--concurrency: expected comma-separated integers, got {concurrency!r}") from None
+    eng: dict[str, Any] = {"kind": engine}
+    if (url is not None) != (engine == "openai-http"):
+        raise InputError("--url: give it exactly when --engine is openai-http")
+    if url is not None:
+        eng["url"] = parse_spec(OpenAIHttpSpec, {"url": url}, prefix="--").url
+    if slots is not None:
+        if engine != "llamacpp-slots":
+            raise InputError("--slots: only for --engine llamacpp-slots")
+        eng["slots"] = slots
+    level_set = parse_spec(
+        LevelSetSpec,
+        {
+            "name": workload,
+            "workload": WORKLOAD_PRESETS[workload].model_dump(),
+            "load": {"concurrency": levels, "requests_per_level": requests_per_level},
+        },
+        prefix="",
+    )
+    study: StudySpec = parse_spec(
+        StudySpec,
+        {
+            "name": name or f"{engine}{'-' + str(slots) if slots else ''}-{workload}",
+            "engines": [eng],
+            "level_sets": [level_set.model_dump()],
+        },
+        prefix="",
+    )
+    return study
+
+
+def load_study(path: str | Path) -> StudySpec:
+    """Read and validate a study YAML file."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"study: file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise InputError(f"study: {p} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"study: {p} must hold a mapping at top level")
+    data.setdefault("name", p.stem)
+    spec: StudySpec = parse_spec(StudySpec, data, prefix="study.")
+    return spec

@@ -1,0 +1,67 @@
+"""The Architecture Decision Matrix: sourced data, a cost model, weights, a ranking and its sensitivity.
+
+The data live in data/matrix/ (schema in its README): options, criteria, one sourced cell per
+option x scored criterion, and GPU hourly prices. Two criteria are computed for the user's
+profile instead of typed in:
+
+- cost, USD per 1M output tokens. Managed: (input x input price + output x output price) / output,
+  per request, so the input mix counts. Self-hosted: replicas x GPU USD/h / output tokens per hour.
+- ttft, seconds. Self-hosted only; managed APIs publish no TTFT guarantee, so their cells say so.
+
+Self-hosted throughput comes from a stored study when its GPU matches the hardware ("measured:
+study X"), else from the roofline (`cliffbench.audit.roofline`), scaled by `efficiency`. A roofline is an
+upper bound, so efficiency (default 0.5, a middle reading of measured fractions of peak bandwidth
+for 8B decode) turns it into an estimate; it is a parameter because it is the least certain number
+here. Per replica with batch B (slots, or every user while the KV cache holds them), closed-loop
+users, prompt I and output O tokens, prefill rate P and batched decode rate D(B):
+
+    GPU-seconds per B requests  = B x I / P + O x B / D(B)
+    output tok/s                = O x B / (GPU-seconds per B requests)
+    TTFT                        = wait + I / P + B / D(B),  wait = users / X - service  (Little's law)
+
+where X is requests/s and service the time a request holds its slot; wait is 0 while every user
+has a slot. Options that may scale out (vLLM behind LiteLLM) add replicas until the TTFT SLO holds.
+
+Scores: each criterion is min-max normalised to 0..1 over the options that know it (computed
+criteria on a log scale: half the price counts the same at any price); an unknown cell is left out
+of that criterion's normalisation and of its option's weighted mean, and flagged. Discontinued
+options are shown but never ranked.
+"""
+
+from __future__ import annotations
+
+from cliffbench.decide.matrix.data import MATRIX_DIR, Cell, Criterion, GpuPrice, MatrixData, Option, load_matrix
+from cliffbench.decide.matrix.model import (
+    MatrixParams,
+    SelfHostedEstimate,
+    check_params,
+    cost_curve,
+    managed_cost_usd_per_1m,
+    param_problem,
+    parse_assignments,
+    self_hosted_estimate,
+)
+from cliffbench.decide.matrix.score import MatrixResult, Scores, evaluate, score_matrix, sensitivity
+
+__all__ = [
+    "MATRIX_DIR",
+    "Cell",
+    "Criterion",
+    "GpuPrice",
+    "MatrixData",
+    "MatrixParams",
+    "MatrixResult",
+    "Option",
+    "Scores",
+    "SelfHostedEstimate",
+    "check_params",
+    "cost_curve",
+    "evaluate",
+    "load_matrix",
+    "managed_cost_usd_per_1m",
+    "param_problem",
+    "parse_assignments",
+    "score_matrix",
+    "self_hosted_estimate",
+    "sensitivity",
+]

@@ -1,0 +1,161 @@
+"""The matrix data on disk: data/matrix/*.csv, validated row by row (schema in data/matrix/README.md)."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from pydantic import Field, ValidationError, model_validator
+
+from cliffbench.config import DATA_DIR, InputError, Spec
+from cliffbench.hardware import HARDWARE
+
+__all__ = [
+    "MATRIX_DIR",
+    "Cell",
+    "Criterion",
+    "GpuPrice",
+    "MatrixData",
+    "Option",
+    "Verified",
+    "load_matrix",
+]
+
+
+MATRIX_DIR = DATA_DIR / "matrix"
+_DATE = r"^\d{4}-\d{2}(-\d{2})?$"
+_URL = r"^https?://"
+Verified = Literal["primary", "secondary", "no"]
+
+
+class Criterion(Spec):
+    criterion_id: str = Field(pattern=r"^[a-z_]+$")
+    name: str = Field(min_length=1)
+    direction: Literal["higher", "lower"]
+    kind: Literal["score", "computed"]
+    default_weight: float = Field(ge=0)
+    unit: str
+    description: str
+
+
+class Option(Spec):
+    option_id: str = Field(pattern=r"^[a-z0-9-]+$")
+    name: str = Field(min_length=1)
+    kind: Literal["self-hosted", "managed"]
+    status: Literal["active", "maintenance", "discontinued"]
+    engine: Literal["llamacpp-slots", "vllm", "none"]
+    slots: int | None = Field(None, gt=0, description="fixed slots; empty = tuned to the users")
+    precision: str = ""
+    max_replicas: int | None = Field(None, gt=0, description="empty = scale out until the TTFT SLO holds")
+    model: str = Field(min_length=1)
+    input_usd_per_1m: float | None = Field(None, ge=0)
+    output_usd_per_1m: float | None = Field(None, ge=0)
+    currency: str = ""
+    price_as_of: str = Field("", pattern=r"^(\d{4}-\d{2}(-\d{2})?)?$")
+    price_source: str = Field("", pattern=r"^(https?://.*)?$")
+    price_verified: Verified | Literal[""] = ""
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Option:
+        if self.kind == "self-hosted" and (self.engine == "none" or not self.precision):
+            raise ValueError("a self-hosted option needs an engine and a precision")
+        if self.kind == "managed" and self.status != "discontinued":
+            if self.input_usd_per_1m is None or self.output_usd_per_1m is None:
+                raise ValueError("an active managed option needs input and output prices")
+            if not (self.currency and self.price_as_of and self.price_source and self.price_verified):
+                raise ValueError("a price needs its currency, as-of date, source and verified status")
+        return self
+
+
+class Cell(Spec):
+    option_id: str
+    criterion_id: str
+    value: str = Field(min_length=1)
+    score: float | None = Field(None, ge=1, le=5)
+    unknown_reason: str = ""
+    rationale: str = ""
+    source_url: str = Field(pattern=_URL)
+    as_of: str = Field(pattern=_DATE)
+    verified: Verified
+
+    @model_validator(mode="after")
+    def _known_or_not(self) -> Cell:
+        if self.value == "unknown":
+            if self.score is not None or not self.unknown_reason:
+                raise ValueError("an unknown cell has no score and needs an unknown_reason")
+        elif self.score is None or not self.rationale:
+            raise ValueError("a known cell needs a score and a rationale")
+        return self
+
+    @property
+    def known(self) -> bool:
+        return self.value != "unknown"
+
+
+class GpuPrice(Spec):
+    hardware: str
+    usd_per_hour: float = Field(gt=0)
+    currency: Literal["USD"]
+    provider: str = Field(min_length=1)
+    as_of: str = Field(pattern=_DATE)
+    source_url: str = Field(pattern=_URL)
+    verified: Verified
+    note: str = ""
+
+
+_Row = TypeVar("_Row", bound=Spec)
+
+
+def _read_csv(path: Path, cls: type[_Row]) -> list[_Row]:
+    if not path.is_file():
+        raise InputError(f"{path.name}: file not found: {path}")
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        header, want = list(reader.fieldnames or []), list(cls.model_fields)
+        if header != want:
+            raise InputError(f"{path.name}: columns must be {', '.join(want)}; got {', '.join(header)}")
+        rows = []
+        for raw in reader:
+            data = {k: v for k, v in raw.items() if v != ""}  # empty CSV field = the field's default
+            try:
+                rows.append(cls.model_validate(data))
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                where = ".".join(str(p) for p in err["loc"]) or "row"
+                msg = str(err["msg"]).replace("Value error, ", "")
+                raise InputError(f"{path.name} line {reader.line_num}: {where}: {msg}") from None
+    return rows
+
+
+@dataclass(frozen=True)
+class MatrixData:
+    criteria: dict[str, Criterion]
+    options: dict[str, Option]
+    cells: dict[tuple[str, str], Cell]
+    gpu_prices: dict[str, GpuPrice]
+
+
+def load_matrix(root: Path | None = None) -> MatrixData:
+    """data/matrix/*.csv validated, with every scored cell present and every reference known."""
+    d = root or MATRIX_DIR
+    criteria = {c.criterion_id: c for c in _read_csv(d / "criteria.csv", Criterion)}
+    options = {o.option_id: o for o in _read_csv(d / "options.csv", Option)}
+    cells: dict[tuple[str, str], Cell] = {}
+    for c in _read_csv(d / "cells.csv", Cell):
+        if c.option_id not in options or c.criterion_id not in criteria:
+            raise InputError(f"cells.csv: ({c.option_id}, {c.criterion_id}) names an unknown option or criterion")
+        if criteria[c.criterion_id].kind == "computed" and c.known:
+            raise InputError(f"cells.csv: ({c.option_id}, {c.criterion_id}) is computed; only 'unknown' may be stored")
+        if (c.option_id, c.criterion_id) in cells:
+            raise InputError(f"cells.csv: ({c.option_id}, {c.criterion_id}) repeats")
+        cells[(c.option_id, c.criterion_id)] = c
+    missing = [(o, c) for o in options for c, cr in criteria.items() if cr.kind == "score" and (o, c) not in cells]
+    if missing:
+        raise InputError(f"cells.csv: missing cell(s) {', '.join(f'{o}/{c}' for o, c in missing)}")
+    prices = {p.hardware: p for p in _read_csv(d / "gpu_prices.csv", GpuPrice)}
+    if unknown := [h for h in prices if h not in HARDWARE]:
+        raise InputError(f"gpu_prices.csv: unknown hardware {unknown[0]!r}; allowed: {', '.join(HARDWARE)}")
+    return MatrixData(criteria, options, cells, prices)

@@ -1,0 +1,268 @@
+"""The cost model: the user's profile and prices -> cost per 1M output tokens and TTFT per option."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from cliffbench.audit.roofline import (
+    BITS_PER_PARAM,
+    MODELS,
+    decode_ceiling_tok_s,
+    kv_capacity_seqs,
+    prefill_ceiling_tok_s,
+)
+from cliffbench.config import InputError, Spec
+from cliffbench.decide.matrix.data import MatrixData, Option, load_matrix
+from cliffbench.hardware import HARDWARE
+
+__all__ = [
+    "MatrixParams",
+    "SelfHostedEstimate",
+    "check_params",
+    "cost_curve",
+    "engine_precision",
+    "gpu_price",
+    "managed_cost_usd_per_1m",
+    "param_problem",
+    "parse_assignments",
+    "self_hosted_estimate",
+]
+
+
+_MAX_SCALE_OUT = 64
+# cliffbench has no SGLang or TGI engine: a study's vLLM curve must not stand in for them
+_NOT_MEASURABLE = ("sglang", "tgi")
+
+
+class MatrixParams(Spec):
+    """The user's profile and preferences (papermill `matrix_*` parameters, `cliffbench matrix` flags)."""
+
+    users: int = Field(25, gt=0, description="concurrent users, closed loop")
+    input_tokens: int = Field(512, gt=0, description="prompt tokens per request")
+    output_tokens: int = Field(256, gt=0, description="output tokens per request")
+    ttft_slo_s: float = Field(2.0, gt=0, allow_inf_nan=False, description="TTFT objective, seconds")
+    hardware: str = Field("a100-40gb", description="GPU of the self-hosted options (roofline.HARDWARE key)")
+    model: str = Field("llama-3.1-8b", description="model shape of the self-hosted options (roofline.MODELS key)")
+    gpu_prices: dict[str, float] = Field(default_factory=dict, description="USD per GPU-hour overrides")
+    weights: dict[str, float] = Field(default_factory=dict, description="criterion weights overriding the defaults")
+    efficiency: float = Field(0.5, gt=0, le=1, description="fraction of the roofline an engine reaches")
+    precision: str = Field(
+        "bf16",
+        description="weights of every self-hosted option, so engines compare like for like; "
+        "'native' = each option's usual default (Ollama and llama.cpp Q4_K_M)",
+    )
+    study: str = Field("", description="stored study to read measured throughput from, when its GPU matches")
+
+
+def param_problem(name: str, value: Any, data: MatrixData | None = None) -> str | None:
+    """What is wrong with parameter `name` (hardware, model, gpu_prices, weights), or None.
+
+    The message names the allowed values but not the parameter, so each caller prefixes its own
+    spelling of it (`--weights`, `matrix_weights`).
+    """
+    if name == "hardware" and value not in HARDWARE:
+        return f"unknown hardware {value!r}; allowed: {', '.join(HARDWARE)}"
+    if name == "precision" and value != "native" and value not in BITS_PER_PARAM:
+        return f"unknown precision {value!r}; allowed: native, {', '.join(BITS_PER_PARAM)}"
+    if name == "model" and value not in MODELS:
+        return f"unknown model {value!r}; allowed: {', '.join(MODELS)}"
+    if name == "gpu_prices":
+        for hw, price in value.items():
+            if hw not in HARDWARE:
+                return f"unknown hardware {hw!r}; allowed: {', '.join(HARDWARE)}"
+            if not (price > 0 and math.isfinite(price)):
+                return f"{hw} must be a positive USD/hour, got {price:g}"
+    if name == "weights":
+        criteria = list((data or load_matrix()).criteria)
+        for c, w in value.items():
+            if c not in criteria:
+                return f"unknown criterion {c!r}; allowed: {', '.join(criteria)}"
+            if not (w >= 0 and math.isfinite(w)):
+                return f"{c} must be >= 0, got {w:g}"
+        defaults = {c: cr.default_weight for c, cr in (data or load_matrix()).criteria.items()}
+        if not any(w > 0 for w in (defaults | value).values()):
+            return f"at least one weight must be > 0; criteria: {', '.join(criteria)}"
+    return None
+
+
+def check_params(params: MatrixParams, data: MatrixData | None = None, names: Mapping[str, str] | None = None) -> None:
+    """InputError naming the first bad parameter (as `names` spells it: a CLI flag, a notebook parameter)."""
+    data = data or load_matrix()
+    names = names or {}
+    for name in ("hardware", "model", "precision", "gpu_prices", "weights"):
+        if problem := param_problem(name, getattr(params, name), data):
+            raise InputError(f"{names.get(name, name)}: {problem}")
+    if params.hardware not in params.gpu_prices and params.hardware not in data.gpu_prices:
+        known = ", ".join(sorted(set(data.gpu_prices) | set(params.gpu_prices)))
+        raise InputError(
+            f"{names.get('gpu_prices', 'gpu_prices')}: no price for {params.hardware!r}; "
+            f"give one ({params.hardware}=USD per hour) or pick a hardware priced in data/matrix: {known}"
+        )
+
+
+def parse_assignments(text: str | list[str], param: str) -> dict[str, float]:
+    """'a=1,b=2' (or ['a=1', 'b=2']) -> {'a': 1.0, 'b': 2.0}; InputError names `param`."""
+    items = text if isinstance(text, list) else [text]
+    out: dict[str, float] = {}
+    for part in (p.strip() for item in items for p in item.split(",")):
+        if not part:
+            continue
+        key, sep, val = part.partition("=")
+        try:
+            if not sep or not key.strip():
+                raise ValueError
+            out[key.strip()] = float(val)
+        except ValueError:
+            raise InputError(f"{param}: expected name=number pairs, got {part!r}") from None
+    return out
+
+
+@dataclass(frozen=True)
+class SelfHostedEstimate:
+    """One self-hosted option at one user count."""
+
+    output_tok_s: float
+    ttft_s: float
+    replicas: int
+    batch: int
+    meets_slo: bool
+    source: str
+
+
+def engine_precision(option: Option, params: MatrixParams) -> str:
+    return option.precision if params.precision == "native" else params.precision
+
+
+def _per_replica(option: Option, params: MatrixParams, users: int) -> tuple[float, float, int] | None:
+    """(output tok/s, TTFT s, batch) of one replica serving `users`; None if the model does not fit."""
+    hw, model, prec = HARDWARE[params.hardware], MODELS[params.model], engine_precision(option, params)
+    i, o, eff = params.input_tokens, params.output_tokens, params.efficiency
+    capacity = kv_capacity_seqs(hw, model, prec, i + o)
+    if capacity < 1:
+        return None
+    cap = min(option.slots or users, capacity) if option.engine == "llamacpp-slots" else capacity
+    batch = min(users, cap)
+    prefill_tok_s = prefill_ceiling_tok_s(hw, model, prec) * eff
+    step_s = batch / (decode_ceiling_tok_s(hw, model, prec, batch, i + o / 2) * eff)
+    service_s = batch * i / prefill_tok_s + o * step_s  # GPU-seconds per `batch` requests = slot hold time
+    req_s = batch / service_s
+    wait_s = max(0.0, users / req_s - service_s)
+    return req_s * o, wait_s + i / prefill_tok_s + step_s, batch
+
+
+_STUDIES: dict[tuple[str, int], Any] = {}
+
+
+def _load_study(study: str) -> Any:
+    """load_results, read once per study and state on disk: a cost curve asks for it per option x user count."""
+    from cliffbench.bench import store
+
+    levels = store.study_dir(study) / "levels"
+    key = (study, levels.stat().st_mtime_ns if levels.is_dir() else -1)
+    if key not in _STUDIES:
+        _STUDIES.clear()
+        _STUDIES[key] = store.load_results(study)
+    return _STUDIES[key]
+
+
+def _measured(option: Option, params: MatrixParams, users: int) -> SelfHostedEstimate | None:
+    """Throughput and TTFT p50 of a matching engine in `params.study`, when its GPU is `params.hardware`."""
+    if not params.study or option.option_id in _NOT_MEASURABLE:
+        return None
+    from cliffbench.decide.tree import interpolate
+
+    res = _load_study(params.study)
+    gpus = " ".join(str(g.get("name", "")) for g in res.manifest.get("gpu", []) or []).lower()
+    family, _, size = params.hardware.partition("-")
+    if family not in gpus or (size.endswith("gb") and size.upper() not in gpus.upper()):
+        return None
+    lv = res.levels
+    if option.engine == "vllm":
+        engines = lv.loc[lv["engine_kind"] == "vllm", "engine"]
+    else:
+        slots = lv.get("cfg_slots", pd.Series(np.nan, index=lv.index))
+        want = lv["engine_kind"] == "llamacpp-slots"
+        if option.slots:
+            want &= slots == option.slots
+        engines = lv.loc[want, "engine"]
+    for eng in sorted(set(engines)):
+        tok_s = interpolate(lv, eng, "output_tok_s", users)
+        ttft_s = interpolate(lv, eng, "ttft_s_p50", users)
+        if math.isfinite(tok_s) and tok_s > 0:
+            # the study's own model, which may differ from params.model: the label says which was measured
+            model = (res.manifest.get("models") or {}).get(eng, {}).get("name", "as stored")
+            how = f"measured: study {params.study}, engine {eng}, model {model}"
+            return SelfHostedEstimate(tok_s, ttft_s, 1, users, ttft_s <= params.ttft_slo_s, how)
+    return None
+
+
+def self_hosted_estimate(option: Option, params: MatrixParams, users: int | None = None) -> SelfHostedEstimate | None:
+    """Throughput and TTFT of a self-hosted option at `users` (default params.users), measured or roofline."""
+    users = users or params.users
+    if (m := _measured(option, params, users)) is not None:
+        return m
+    limit = option.max_replicas or _MAX_SCALE_OUT
+    best: tuple[float, float, int] | None = None
+    n = 1
+    for n in range(1, limit + 1):
+        best = _per_replica(option, params, math.ceil(users / n))
+        if best is None or best[1] <= params.ttft_slo_s:
+            break
+    if best is None:
+        return None
+    tok_s, ttft_s, batch = best
+    slots = f"{option.slots} slots, " if option.slots else ""
+    how = (
+        f"roofline: {params.hardware}, {params.model} {engine_precision(option, params)}, {slots}batch {batch}, "
+        f"x{params.efficiency:g} efficiency" + (f", {n} replicas" if n > 1 else "")
+    )
+    # replicas serve ceil(users / n) each, so the fleet's throughput counts only the users that exist
+    total = tok_s * n * min(1.0, users / (n * math.ceil(users / n)))
+    return SelfHostedEstimate(total, ttft_s, n, batch, ttft_s <= params.ttft_slo_s, how)
+
+
+def managed_cost_usd_per_1m(option: Option, input_tokens: int, output_tokens: int) -> float:
+    """Cost per 1M output tokens of a managed API: the request's input and output at list prices."""
+    if option.input_usd_per_1m is None or option.output_usd_per_1m is None:
+        return math.nan
+    per_request = input_tokens * option.input_usd_per_1m + output_tokens * option.output_usd_per_1m
+    return per_request / output_tokens
+
+
+def gpu_price(params: MatrixParams, data: MatrixData) -> tuple[float, str, str, str]:
+    """(USD/h, source, as-of, verified) of the chosen GPU: the user's override or the stored price."""
+    if params.hardware in params.gpu_prices:
+        return params.gpu_prices[params.hardware], "parameter gpu_prices (the user's price)", "run time", "user"
+    p = data.gpu_prices[params.hardware]
+    return p.usd_per_hour, p.source_url, p.as_of, p.verified
+
+
+def cost_curve(params: MatrixParams, data: MatrixData | None = None, users: list[int] | None = None) -> pd.DataFrame:
+    """Cost per 1M output tokens vs concurrent users: one row per option x user count (tidy)."""
+    data = data or load_matrix()
+    check_params(params, data)
+    grid = users or [1, 2, 4, 8, 16, 32, 64, 128, 256]
+    usd_h = gpu_price(params, data)[0]
+    rows = []
+    for o, opt in data.options.items():
+        if opt.status == "discontinued":
+            continue
+        for u in grid:
+            if opt.kind == "managed":
+                cost, src = managed_cost_usd_per_1m(opt, params.input_tokens, params.output_tokens), "list price"
+            else:
+                est = self_hosted_estimate(opt, params, u)
+                if est is None:
+                    continue
+                cost, src = est.replicas * usd_h / (est.output_tok_s * 3600) * 1e6, est.source
+            rows.append(
+                {"option": o, "name": opt.name, "kind": opt.kind, "users": u, "usd_per_1m_output": cost, "source": src}
+            )
+    return pd.DataFrame(rows)

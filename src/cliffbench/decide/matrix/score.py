@@ -1,0 +1,226 @@
+"""Scores, ranking and sensitivity: the matrix for one profile and one set of weights."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from cliffbench.decide.matrix.data import MatrixData, load_matrix
+from cliffbench.decide.matrix.model import (
+    MatrixParams,
+    check_params,
+    engine_precision,
+    gpu_price,
+    managed_cost_usd_per_1m,
+    self_hosted_estimate,
+)
+
+__all__ = [
+    "SENSITIVITY_FACTORS",
+    "MatrixResult",
+    "Scores",
+    "evaluate",
+    "fmt_number",
+    "score_matrix",
+    "sensitivity",
+    "usd_text",
+]
+
+SENSITIVITY_FACTORS = (0.0, 0.5, 2.0, 5.0)
+
+
+@dataclass
+class Scores:
+    """Normalised 0..1 scores, the weighted total and the rank of each option (NaN = unknown)."""
+
+    normalised: pd.DataFrame
+    total: pd.Series
+    rank: pd.Series
+    flagged: dict[str, list[str]]
+    weights: dict[str, float]
+
+
+def score_matrix(
+    values: pd.DataFrame,
+    directions: Mapping[str, str],
+    weights: dict[str, float],
+    eligible: list[str] | None = None,
+    log_scale: tuple[str, ...] = (),
+) -> Scores:
+    """Min-max normalise each criterion over the options that know it; weighted mean over known cells.
+
+    `values`: options x criteria, NaN where unknown. A criterion whose known values are all equal
+    gives every option 1. `eligible` options are ranked (1 = best); the others get NaN.
+    """
+    norm = pd.DataFrame(index=values.index, columns=values.columns, dtype=float)
+    for c in values.columns:
+        v = values[c].astype(float)
+        if c in log_scale:
+            v = pd.Series(np.log10(v.where(v > 0)), index=v.index)
+        lo, hi = v.min(), v.max()
+        s = pd.Series(1.0, index=v.index) if not hi > lo else (v - lo) / (hi - lo)
+        norm[c] = (1 - s if directions[c] == "lower" else s).where(v.notna())
+    w = pd.Series({c: weights.get(c, 0.0) for c in values.columns}, dtype=float)
+    known = norm.notna()
+    wsum = known.mul(w, axis=1).sum(axis=1)
+    total = norm.fillna(0).mul(w, axis=1).sum(axis=1) / wsum.where(wsum > 0)
+    ranked = total.loc[eligible] if eligible is not None else total
+    rank = ranked.rank(ascending=False, method="min").reindex(values.index)
+    flagged = {o: [c for c in values.columns if not known.loc[o, c] and w[c] > 0] for o in values.index}
+    return Scores(norm, total, rank, {o: f for o, f in flagged.items() if f}, dict(w))
+
+
+def _top(
+    values: pd.DataFrame,
+    directions: Mapping[str, str],
+    weights: dict[str, float],
+    eligible: list[str],
+    log_scale: tuple[str, ...],
+) -> str:
+    """The best eligible option; "" when no weight is left to decide (every known weight 0)."""
+    total = score_matrix(values, directions, weights, eligible, log_scale).total.loc[eligible]
+    return "" if total.isna().all() else str(total.idxmax())
+
+
+def sensitivity(
+    values: pd.DataFrame,
+    directions: Mapping[str, str],
+    weights: dict[str, float],
+    eligible: list[str],
+    log_scale: tuple[str, ...] = (),
+    factors: tuple[float, ...] = SENSITIVITY_FACTORS,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Which single-weight changes flip the top choice.
+
+    Returns (grid, thresholds): the grid tries each weight x each factor; thresholds gives, per
+    criterion, the factor nearest 1 (found by bisection, up to x100 and down to x0) at which the
+    top option changes, NaN where none does.
+    """
+    base = _top(values, directions, weights, eligible, log_scale)
+    rows = []
+    for c in values.columns:
+        for f in factors:
+            top = _top(values, directions, {**weights, c: weights.get(c, 0.0) * f}, eligible, log_scale)
+            rows.append({"criterion": c, "factor": f, "top": top, "flips": top not in (base, "")})
+    grid = pd.DataFrame(rows)
+
+    def top_at(c: str, f: float) -> str:
+        return _top(values, directions, {**weights, c: weights.get(c, 0.0) * f}, eligible, log_scale)
+
+    th = []
+    for c in values.columns:
+        if weights.get(c, 0.0) == 0:
+            th.append({"criterion": c, "up": math.nan, "up_top": "", "down": math.nan, "down_top": ""})
+            continue
+        up, up_top = math.nan, ""
+        if top_at(c, 100.0) not in (base, ""):
+            lo, hi = 0.0, 2.0  # log10 of the factor
+            for _ in range(20):
+                mid = (lo + hi) / 2
+                lo, hi = (lo, mid) if top_at(c, 10**mid) not in (base, "") else (mid, hi)
+            up, up_top = 10**hi, top_at(c, 10**hi)
+        down, down_top = math.nan, ""
+        if top_at(c, 0.0) not in (base, ""):
+            lo, hi = 0.0, 1.0
+            for _ in range(20):
+                mid = (lo + hi) / 2
+                lo, hi = (mid, hi) if top_at(c, mid) not in (base, "") else (lo, mid)
+            down, down_top = lo, top_at(c, lo)
+        th.append({"criterion": c, "up": up, "up_top": up_top, "down": down, "down_top": down_top})
+    return grid, pd.DataFrame(th)
+
+
+@dataclass
+class MatrixResult:
+    params: MatrixParams
+    data: MatrixData
+    values: pd.DataFrame  # options x criteria, numeric (scores 1..5, USD, s), NaN unknown
+    text: pd.DataFrame  # options x criteria, what the table prints
+    notes: pd.DataFrame  # options x criteria: rationale
+    sources: pd.DataFrame  # options x criteria: "url | as of | verified"
+    scores: Scores
+    throughput_source: dict[str, str]
+    grid: pd.DataFrame
+    thresholds: pd.DataFrame
+    eligible: list[str] = field(default_factory=list)
+
+    @property
+    def top(self) -> str:
+        return str(self.scores.total.loc[self.eligible].idxmax())
+
+
+def fmt_number(x: float, digits: int = 3) -> str:
+    if not math.isfinite(x):
+        return "n/a"
+    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.{digits}g}"
+
+
+def evaluate(params: MatrixParams | None = None, data: MatrixData | None = None) -> MatrixResult:
+    """The whole matrix for `params`: values, scores, ranking and sensitivity."""
+    params = params or MatrixParams()
+    data = data or load_matrix()
+    check_params(params, data)
+    opts, crits = list(data.options), list(data.criteria)
+    values = pd.DataFrame(np.nan, index=opts, columns=crits)
+    text = pd.DataFrame("", index=opts, columns=crits)
+    notes = text.copy()
+    sources = text.copy()
+    how: dict[str, str] = {}
+    gpu_usd_h, gpu_src, gpu_asof, gpu_ver = gpu_price(params, data)
+    for o, opt in data.options.items():
+        for c in crits:
+            cell = data.cells.get((o, c))
+            if cell is not None:
+                values.loc[o, c] = cell.score if cell.known else np.nan
+                text.loc[o, c] = f"{cell.value} ({cell.score:g}/5)" if cell.known else "unknown"
+                notes.loc[o, c] = cell.rationale if cell.known else f"unknown: {cell.unknown_reason}"
+                sources.loc[o, c] = f"{cell.source_url} | {cell.as_of} | {cell.verified}"
+        if opt.kind == "managed" and (o, "cost") not in data.cells:
+            cost = managed_cost_usd_per_1m(opt, params.input_tokens, params.output_tokens)
+            values.loc[o, "cost"] = cost
+            text.loc[o, "cost"] = usd_text(cost)
+            notes.loc[o, "cost"] = (
+                f"{opt.model}: ({params.input_tokens} x ${opt.input_usd_per_1m:g} + {params.output_tokens} x "
+                f"${opt.output_usd_per_1m:g}) / {params.output_tokens} per 1M, {opt.currency} list prices"
+            )
+            sources.loc[o, "cost"] = f"{opt.price_source} | {opt.price_as_of} | {opt.price_verified}"
+        elif opt.kind == "self-hosted":
+            est = self_hosted_estimate(opt, params)
+            src = f"{gpu_src} | {gpu_asof} | {gpu_ver}"
+            if est is None:
+                for c in ("cost", "ttft"):
+                    text.loc[o, c] = "unknown"
+                    notes.loc[o, c] = (
+                        f"unknown: {params.model} {engine_precision(opt, params)} does not fit {params.hardware}"
+                    )
+                    sources.loc[o, c] = src
+                how[o] = "does not fit"
+                continue
+            how[o] = est.source
+            cost = est.replicas * gpu_usd_h / (est.output_tok_s * 3600) * 1e6
+            values.loc[o, ["cost", "ttft"]] = [cost, est.ttft_s]
+            text.loc[o, "cost"] = usd_text(cost)
+            text.loc[o, "ttft"] = f"{fmt_number(est.ttft_s)} s" + ("" if est.meets_slo else " (misses SLO)")
+            base = f"{est.replicas} x ${gpu_usd_h:g}/h / {fmt_number(est.output_tok_s)} output tok/s; {est.source}"
+            notes.loc[o, "cost"] = base
+            notes.loc[o, "ttft"] = (
+                f"{params.users} users vs TTFT SLO {params.ttft_slo_s:g} s: "
+                + ("met" if est.meets_slo else "missed")
+                + f"; {est.source}"
+            )
+            sources.loc[o, ["cost", "ttft"]] = [src, src]
+    weights = {c: params.weights.get(c, cr.default_weight) for c, cr in data.criteria.items()}
+    directions = {c: cr.direction for c, cr in data.criteria.items()}
+    log_scale = tuple(c for c, cr in data.criteria.items() if cr.kind == "computed")
+    eligible = [o for o, opt in data.options.items() if opt.status != "discontinued"]
+    scores = score_matrix(values, directions, weights, eligible, log_scale)
+    grid, thresholds = sensitivity(values, directions, weights, eligible, log_scale)
+    return MatrixResult(params, data, values, text, notes, sources, scores, how, grid, thresholds, eligible)
+
+
+def usd_text(x: float) -> str:
+    return "unknown" if not math.isfinite(x) else f"${x:.3f}" if x < 1 else f"${x:,.2f}"

@@ -1,0 +1,150 @@
+"""From stored results to the report's figures and decision tree (what 20_analysis and
+30_whitepaper call). Reads tidy results only; never starts an engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from cliffbench.bench.store import Results
+from cliffbench.config import FIGURES_DIR, PROJECT_ROOT, InputError
+from cliffbench.decide.tree import DecisionTree, build_tree, select_levels
+from cliffbench.report import figures as fg
+
+__all__ = [
+    "FIGURE_CAPTIONS",
+    "decision_tree",
+    "fidelity_path",
+    "fidelity_rows",
+    "figure_dir",
+    "figure_paths",
+    "make_figures",
+    "timeline_level",
+]
+
+FIGURE_CAPTIONS = {
+    "throughput": "Output tokens per second vs concurrent users (closed loop), one line per engine.",
+    "ttft": "Time to first token, p50 (solid) and p99 (dashed), with bootstrap 95% confidence bands.",
+    "itl": "Inter-token latency distributions at the lowest and the highest concurrency.",
+    "timeline": "Request timelines at the highest level: waiting (queue), prefill and decoding per request.",
+    "kv_memory": "KV-cache memory reserved vs holding live tokens, per engine and concurrency.",
+    "hol_blocking": "Head-of-line blocking: TTFT of short requests with and without a long document in flight.",
+    "ceiling_fraction": "Published claims (A100, Llama-3.1-8B) and measured levels (this study) as a fraction of "
+    "their own roofline ceiling; points above the dashed line exceed what the hardware can do.",
+    "serving_overhead": "In-process engine / real server ratios of output tok/s (benchmarks/fidelity.py); the "
+    "control pair measures the in-process engine against itself, the noise floor of this machine.",
+    "decision_tree": "Decision tree: user-count thresholds are the measured SLO cliffs of each engine.",
+}
+
+
+def figure_dir(study: str) -> Path:
+    return FIGURES_DIR / study
+
+
+def figure_paths(study: str, names: list[str] | None = None) -> dict[str, Path]:
+    """SVG paths of the figures 20_analysis made; InputError if one is missing."""
+    out = {}
+    for name in names or list(FIGURE_CAPTIONS):
+        p = figure_dir(study) / f"{name}.svg"
+        if not p.is_file():
+            raise InputError(f"figures: {p} is missing; run notebooks/20_analysis.ipynb for study {study!r}")
+        out[name] = p
+    return out
+
+
+def decision_tree(
+    res: Results, level_set: str, mixed_level_set: str, ttft_slo_s: float, tpot_slo_s: float
+) -> DecisionTree:
+    levels = select_levels(res.levels, level_set)
+    mixed = res.levels[res.levels["level_set"] == mixed_level_set]
+    return build_tree(
+        levels, ttft_slo_s, tpot_slo_s, mixed_levels=select_levels(mixed, mixed_level_set) if len(mixed) else None
+    )
+
+
+def timeline_level(res: Results, level_set: str) -> tuple[list[str], str]:
+    """The engines and the load of the highest level every engine completed."""
+    lv = res.levels[(res.levels["status"] == "ok") & (res.levels["level_set"] == level_set)]
+    if lv.empty:
+        raise InputError(f"level_set: no successful {level_set!r} levels in this study")
+    per = lv.groupby("engine")["concurrency"].apply(set)
+    common = set.intersection(*per)
+    users = max(common) if common else lv["concurrency"].max()
+    keys = lv[lv["concurrency"] == users].sort_values("engine")
+    return list(keys["engine"]), str(keys["level_key"].iloc[0]).rsplit("__", 1)[1]
+
+
+def fidelity_path() -> Path:
+    """The fidelity results the report cites: the quiet run (nothing else on the cores, 2 threads)
+    when stored, else the run on shared cores (1 thread per side)."""
+    results = PROJECT_ROOT / "benchmarks" / "results"
+    quiet = results / "fidelity_quiet.json"
+    return quiet if quiet.is_file() else results / "fidelity.json"
+
+
+def fidelity_rows(path: Path | None = None) -> pd.DataFrame:
+    """The rows of the fidelity results (:func:`fidelity_path`; empty when the benchmark has not run)."""
+    import json
+
+    p = path or fidelity_path()
+    if not p.is_file():
+        return pd.DataFrame(columns=["pair", "slots", "concurrency", "tok_s_ratio", "ttft_p50_ratio"])
+    return pd.DataFrame(json.loads(p.read_text())["rows"])
+
+
+def make_figures(
+    res: Results,
+    study: str,
+    level_set: str = "chat",
+    mixed_level_set: str = "mixed",
+    tree: DecisionTree | None = None,
+) -> dict[str, Path]:
+    """Draw every report figure (PNG + SVG under figures/<study>/); returns the SVG paths."""
+    fg.set_style()
+    out = figure_dir(study)
+    paths: dict[str, Path] = {}
+
+    def save(fig: Any, name: str) -> None:
+        fig.tight_layout()
+        paths[name] = fg.save_figure(fig, name, out)["svg"]
+        plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    fg.plot_throughput(ax, res.levels, level_set)
+    save(fig, "throughput")
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    fg.plot_ttft(ax, res.levels, level_set)
+    save(fig, "ttft")
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    fg.plot_itl(ax, res.tokens, res.requests, res.levels, level_set)
+    save(fig, "itl")
+    engines, load = timeline_level(res, level_set)
+    fig, axes = plt.subplots(len(engines), 1, figsize=(6.5, 1.9 * len(engines)), squeeze=False)
+    for ax, eng in zip(axes[:, 0], engines, strict=True):
+        fg.plot_timeline(ax, res.requests, eng, f"{eng}__{level_set}__{load}")
+    save(fig, "timeline")
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    fg.plot_kv_memory(ax, res.memory, res.levels, level_set)
+    save(fig, "kv_memory")
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    fg.plot_hol_blocking(ax, res.requests, mixed_level_set)
+    save(fig, "hol_blocking")
+    from cliffbench.audit.shape_verdicts import normalised_points
+
+    fig, ax = plt.subplots(figsize=(8.0, 3.8))
+    fg.plot_ceiling_fraction(ax, normalised_points(res, level_set))
+    save(fig, "ceiling_fraction")
+    fig, ax = plt.subplots(figsize=(8.0, 3.6))
+    fg.plot_serving_overhead(ax, fidelity_rows())
+    save(fig, "serving_overhead")
+    if tree is not None:
+        fig, ax = plt.subplots(figsize=(7.5, 4.8))
+        fg.plot_decision_tree(ax, tree)
+        save(fig, "decision_tree")
+    return paths

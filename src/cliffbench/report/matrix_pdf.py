@@ -1,0 +1,353 @@
+"""The matrix on paper: Markdown tables, figures, the tidy CSV and the standalone PDF."""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cliffbench.config import REPORT_DIR
+from cliffbench.decide.matrix.data import Option
+from cliffbench.decide.matrix.model import cost_curve, gpu_price
+from cliffbench.decide.matrix.score import SENSITIVITY_FACTORS, MatrixResult, fmt_number
+
+__all__ = [
+    "MATRIX_CAPTIONS",
+    "make_matrix_figures",
+    "managed_source",
+    "matrix_markdown",
+    "method_markdown",
+    "plot_cost_curve",
+    "plot_heatmap",
+    "ranking_markdown",
+    "sensitivity_markdown",
+    "write_matrix_csv",
+    "write_matrix_pdf",
+]
+
+
+# ---- tables -------------------------------------------------------------------------------------
+
+
+def _md_escape(s: str) -> str:
+    return s.replace("|", "\\|").replace("\n", " ")
+
+
+def matrix_markdown(r: MatrixResult) -> str:
+    """The matrix as a Markdown table; [n] notes give each cell's rationale, as-of date and [S] source."""
+    crits = list(r.data.criteria)
+    head = "| option | " + " | ".join(r.data.criteria[c].name for c in crits) + " |"
+    lines = [head, "|" + "---|" * (len(crits) + 1)]
+    notes: list[str] = []
+    urls: dict[str, int] = {}
+    for o, opt in r.data.options.items():
+        cells = []
+        for c in crits:
+            url, as_of, verified = [*str(r.sources.loc[o, c]).split(" | "), "", ""][:3]
+            k = urls.setdefault(url, len(urls) + 1)
+            notes.append(f"{r.notes.loc[o, c]!s} (as of {as_of}; verified: {verified}) [S{k}]")
+            cells.append(f"{_md_escape(str(r.text.loc[o, c]))} [{len(notes)}]")
+        status = "" if opt.status == "active" else f" ({opt.status})"
+        lines.append(f"| {_md_escape(opt.name)}{status} | " + " | ".join(cells) + " |")
+    p = r.params
+    weights_txt = (
+        "each engine's usual weights" if p.precision == "native" else f"{p.precision} weights for every engine"
+    )
+    intro = (
+        f"Profile: {p.users} concurrent users, {p.input_tokens} input and {p.output_tokens} output tokens per "
+        f"request, TTFT SLO {p.ttft_slo_s:g} s; self-hosted on {p.hardware} ({p.model}, "
+        f"{weights_txt}), "
+        f"engines at {p.efficiency:g} x the roofline unless measured. Scores 1 (worst) to 5 (best); prices in USD. "
+        "Verified: primary = the vendor's own page was read; secondary = a third-party copy was read; "
+        "no = from knowledge, not re-verified."
+    )
+    note_md = "\n".join(f"{i}. {_md_escape(n)}" for i, n in enumerate(notes, 1))
+    src_md = "; ".join(f"[S{k}] {u}" for u, k in urls.items())
+    return f"{intro}\n\n" + "\n".join(lines) + f"\n\n**Notes**\n\n{note_md}\n\n**Sources** {src_md}"
+
+
+def managed_source(option: Option) -> str:
+    """Where a managed option's cost comes from, for the 'throughput source' columns."""
+    if option.status == "discontinued":
+        return "discontinued: no public price"
+    return f"managed: list prices ({option.model.split(' (')[0]})"
+
+
+def method_markdown(r: MatrixResult) -> str:
+    """How the computed cells were computed, with this run's parameters."""
+    p = r.params
+    usd_h, src, as_of, verified = gpu_price(p, r.data)
+    price_txt = "your price" if verified == "user" else f"{src}, {as_of}"
+    measured = [o for o, s in r.throughput_source.items() if s.startswith("measured")]
+    return (
+        f"Options, criteria and every scored cell come from `data/matrix/` (each with a one-line rationale, a "
+        f"source and an as-of date); two criteria are computed for this profile: **{p.users} concurrent users**, "
+        f"{p.input_tokens} input and {p.output_tokens} output tokens per request, TTFT SLO {p.ttft_slo_s:g} s. "
+        f"Managed APIs cost (input x input price + output x output price) / output per 1M output tokens, at the "
+        f"list price of one representative model each. Self-hosted options run {p.model} on one {p.hardware} at "
+        f"${usd_h:g}/h ({price_txt}); their throughput is "
+        + (f"measured for {', '.join(measured)} (study {p.study}), else " if measured else "")
+        + f"the roofline (bandwidth and compute ceilings) x {p.efficiency:g}: a roofline is an upper "
+        f"bound, and the factor is a parameter. Ollama keeps its 4 slots (extra users queue); llama.cpp server gets "
+        f"as many slots as users; vLLM, SGLang and TGI batch continuously (SGLang and TGI are modelled like vLLM: "
+        f"cliffbench cannot run them yet). Behind a LiteLLM router, vLLM replicas are added until the TTFT SLO "
+        f"holds. Scores are min-max normalised per criterion (cost and TTFT on a log scale); an unknown cell is "
+        f"left out of its criterion and of its option's weighted mean, and listed beside the ranking. "
+        "Limits: the 1-5 scores are sourced judgements, not measurements; on a roofline every continuous-"
+        "batching engine and llama.cpp with as many slots as users cost the same, since their differences are "
+        "kernel and scheduler efficiency, which only a measured study (`matrix_study`) on that GPU shows."
+    )
+
+
+def ranking_markdown(r: MatrixResult) -> str:
+    """Ranking under the chosen weights, with each self-hosted option's throughput source."""
+    w = ", ".join(f"{r.data.criteria[c].name} {v:g}" for c, v in r.scores.weights.items())
+    lines = [
+        f"Weights: {w}.",
+        "",
+        "| rank | option | weighted score (0-1) | cost / 1M output | throughput source | unknown (left out) |",
+        "|---|---|---|---|---|---|",
+    ]
+    order = r.scores.total.sort_values(ascending=False).index
+    for o in order:
+        rank = r.scores.rank.loc[o]
+        rk = "not ranked (discontinued)" if not math.isfinite(rank) else str(int(rank))
+        lines.append(
+            f"| {rk} | {_md_escape(r.data.options[o].name)} | {fmt_number(float(r.scores.total.loc[o]), 2)} | "
+            f"{r.text.loc[o, 'cost']} | {_md_escape(r.throughput_source.get(o, managed_source(r.data.options[o])))} | "
+            f"{', '.join(r.scores.flagged.get(o, [])) or '-'} |"
+        )
+    return "\n".join(lines)
+
+
+def sensitivity_markdown(r: MatrixResult) -> str:
+    """The sensitivity check in words and a table: which single-weight change flips the top choice."""
+    name = {o: opt.name for o, opt in r.data.options.items()}
+    cname = {c: cr.name for c, cr in r.data.criteria.items()}
+    flips = r.grid[r.grid["flips"]]
+    out = [f"Top choice under these weights: **{name[r.top]}**."]
+    cands = []
+    for _, t in r.thresholds.iterrows():
+        for side in ("up", "down"):
+            f = t[side]
+            if isinstance(f, float) and math.isfinite(f):
+                dist = abs(math.log(f)) if f > 0 else math.inf
+                cands.append((dist, f, str(t["criterion"]), str(t[f"{side}_top"])))
+    if cands:
+        _, f, c, top = min(cands, key=lambda x: x[0])
+        out.append(
+            f"The smallest single-weight change (by ratio) that flips it: {cname[c]} weight x{fmt_number(f, 3)} "
+            f"(from {r.scores.weights[c]:g} to {fmt_number(r.scores.weights[c] * f, 3)}) "
+            f"makes {name[top]} the top choice."
+        )
+    else:
+        out.append("No single weight between x0 and x100 changes the top choice.")
+    out += [
+        "",
+        "| criterion | " + " | ".join(f"x{f:g}" for f in SENSITIVITY_FACTORS) + " |",
+        "|---|" + "---|" * len(SENSITIVITY_FACTORS),
+    ]
+    for c in r.data.criteria:
+        row = r.grid[r.grid["criterion"] == c]
+        cells = [
+            ("**" + name[t] + "**") if fl else "same" if t else "no choice (all weights 0)"
+            for t, fl in zip(row["top"], row["flips"], strict=True)
+        ]
+        out.append(f"| {cname[c]} | " + " | ".join(cells) + " |")
+    out.append("")
+    out.append(f"{len(flips)} of {len(r.grid)} single-weight changes flip the top choice (bold: the new top).")
+    return "\n".join(out)
+
+
+# ---- figures ------------------------------------------------------------------------------------
+
+
+def plot_heatmap(ax: Any, r: MatrixResult) -> None:
+    """Normalised scores (0..1), options x criteria; unknown cells grey with '?'."""
+    import seaborn as sns
+
+    norm = r.scores.normalised.astype(float)
+    labels = [r.data.options[o].name for o in norm.index]
+    cols = [r.data.criteria[c].name for c in norm.columns]
+    annot = norm.map(lambda v: "?" if not math.isfinite(v) else f"{v:.2f}")
+    ax.set_facecolor((0.85, 0.85, 0.85))
+    sns.heatmap(
+        norm,
+        ax=ax,
+        vmin=0,
+        vmax=1,
+        cmap="viridis",
+        annot=annot.values,
+        fmt="",
+        cbar_kws={"label": "normalised score"},
+        linewidths=0.5,
+        annot_kws={"fontsize": 7},
+    )
+    ax.set_yticks(np.arange(len(labels)) + 0.5, labels, rotation=0, fontsize=7)
+    ax.set_xticks(np.arange(len(cols)) + 0.5, cols, rotation=30, ha="right", fontsize=7)
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+
+
+def plot_cost_curve(ax: Any, curve: pd.DataFrame, hardware: str = "") -> None:
+    """USD per 1M output tokens vs users: self-hosted curves (solid), managed list prices (dashed)."""
+    import seaborn as sns
+
+    # options on the same roofline draw the same curve: one line, all their names, so none hides another
+    lines: dict[tuple[str, tuple[float, ...]], list[pd.DataFrame]] = {}
+    for _, g in curve.groupby("option", sort=False):
+        key = (str(g["kind"].iloc[0]), tuple(np.round(g["usd_per_1m_output"].to_numpy(), 9)))
+        lines.setdefault(key, []).append(g)
+    pal = sns.color_palette("colorblind", max(len(lines), 1))
+    for ((kind, _), gs), col in zip(lines.items(), pal, strict=False):
+        g = gs[0]
+        managed = kind == "managed"
+        names = [str(x["name"].iloc[0]) for x in gs]
+        if len(names) > 1 and all(n.startswith("Self-hosted ") for n in names):
+            names = ["Self-hosted " + " = ".join(n.removeprefix("Self-hosted ") for n in names)]
+        label = " = ".join(names)
+        ax.plot(
+            g["users"],
+            g["usd_per_1m_output"],
+            ls="--" if managed else "-",
+            marker="" if managed else "o",
+            ms=3,
+            color=col,
+            label=label,
+        )
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("concurrent users (closed loop)")
+    ax.set_ylabel("USD per 1M output tokens")
+    ax.set_title(
+        f"Cost per 1M output tokens vs load (self-hosted on {hardware})"
+        if hardware
+        else "Cost per 1M output tokens vs load"
+    )
+    ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+
+
+MATRIX_CAPTIONS = {
+    "matrix_heatmap": "Architecture Decision Matrix: normalised scores per criterion (1 = the best option on it); "
+    "grey = unknown, left out of the normalisation.",
+    "matrix_cost": "Cost per 1M output tokens vs concurrent users: self-hosted curves fall with load until the GPU "
+    "saturates; managed APIs are flat list prices.",
+}
+
+
+def make_matrix_figures(r: MatrixResult, out_dir: Path) -> dict[str, Path]:
+    """Heatmap and cost curve as PNG + SVG under `out_dir`; returns the SVG paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cliffbench.report import figures as fg
+
+    fg.set_style()
+    fig, ax = plt.subplots(figsize=(7.0, 4.2))
+    plot_heatmap(ax, r)
+    fig.tight_layout()
+    paths = {"matrix_heatmap": fg.save_figure(fig, "matrix_heatmap", out_dir)["svg"]}
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(7.0, 4.6))
+    plot_cost_curve(ax, cost_curve(r.params, r.data), r.params.hardware)
+    fig.tight_layout()
+    paths["matrix_cost"] = fg.save_figure(fig, "matrix_cost", out_dir)["svg"]
+    plt.close(fig)
+    return paths
+
+
+# ---- exports ------------------------------------------------------------------------------------
+
+
+def _tidy(r: MatrixResult) -> pd.DataFrame:
+    rows = []
+    for o, opt in r.data.options.items():
+        for c, cr in r.data.criteria.items():
+            v, n = float(r.values.at[o, c]), float(r.scores.normalised.at[o, c])  # type: ignore[arg-type]
+            rank = r.scores.rank.loc[o]
+            rows.append(
+                {
+                    "option": o,
+                    "option_name": opt.name,
+                    "status": opt.status,
+                    "criterion": c,
+                    "unit": cr.unit,
+                    "value": v,
+                    "text": r.text.loc[o, c],
+                    "known": bool(math.isfinite(v)),
+                    "normalised": n,
+                    "weight": r.scores.weights[c],
+                    "weighted_total": r.scores.total.loc[o],
+                    "rank": int(rank) if math.isfinite(rank) else None,
+                    "throughput_source": r.throughput_source.get(o, ""),
+                    "rationale": r.notes.loc[o, c],
+                    "source": r.sources.loc[o, c],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def write_matrix_csv(r: MatrixResult, path: Path | None = None) -> Path:
+    """Tidy CSV (one row per option x criterion), written to a temp file and renamed into place."""
+    path = path or REPORT_DIR / "decision_matrix.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}-{os.getpid()}")
+    try:
+        _tidy(r).to_csv(tmp, index=False)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _md_html(md: str) -> str:
+    import mistune  # nbconvert's Markdown renderer, so no new dependency
+
+    return str(mistune.create_markdown(plugins=["table"])(md))
+
+
+_PDF_CSS = """
+@page { size: A4 landscape; margin: 11mm 12mm 14mm 12mm; }
+body { font-size: 7.5pt; line-height: 1.25; }
+h1 { font-size: 15pt; margin: 0 0 2mm 0; } h2 { font-size: 11pt; margin-top: 3mm; }
+table { font-size: 6.8pt; margin: 1.5mm 0; } th, td { padding: 0.4mm 1.2mm; }
+ol { font-size: 5.8pt; line-height: 1.12; columns: 3; column-gap: 5mm; margin: 0; padding-left: 6mm; }
+.figs { display: flex; gap: 4mm; } .figs figure { width: 50%; margin: 1mm 0; }
+.figs img { max-height: 62mm; object-fit: contain; }
+p { margin: 1mm 0; }
+"""
+
+
+def write_matrix_pdf(r: MatrixResult, path: Path | None = None) -> Path:
+    """The standalone 2-3 page matrix PDF (HTML -> WeasyPrint, atomic)."""
+    import tempfile
+
+    from cliffbench.report.pipeline import html_to_pdf
+
+    path = path or REPORT_DIR / "decision_matrix.pdf"
+    with tempfile.TemporaryDirectory() as d:
+        figs = make_matrix_figures(r, Path(d))
+
+        def fig(name: str) -> str:
+            cap = html.escape(MATRIX_CAPTIONS[name])
+            return f'<figure><img src="{figs[name].as_uri()}"/><figcaption>{cap}</figcaption></figure>'
+
+        body = (
+            "<h1>Architecture Decision Matrix</h1>"
+            "<p>Generated by cliffbench from data/matrix/ and its cost model: every number is computed, "
+            "every cell carries its source. Self-hosted numbers are estimates, not measurements, unless the "
+            "throughput source says 'measured'.</p>"
+            f"<h2>Ranking</h2>{_md_html(ranking_markdown(r))}"
+            f'<div class="figs">{fig("matrix_heatmap")}{fig("matrix_cost")}</div>'
+            f"<h2>Sensitivity</h2>{_md_html(sensitivity_markdown(r))}"
+            f"<h2>The matrix</h2>{_md_html(matrix_markdown(r))}"
+        )
+        html_to_pdf(body, path, Path(d), extra_css=_PDF_CSS)
+    return path

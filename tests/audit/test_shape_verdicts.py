@@ -1,0 +1,142 @@
+"""Shape verdicts and efficiency on hand-made results (the arithmetic, not an engine)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from cliffbench.audit.roofline import MODELS, decode_ceiling_tok_s
+from cliffbench.audit.shape_verdicts import (
+    efficiency,
+    growth_class,
+    measured_shapes,
+    normalised_points,
+    published_shapes,
+    shape_verdicts,
+)
+from cliffbench.bench.probes import local_hardware
+from cliffbench.bench.store import Results
+
+SMOL = MODELS["smollm2-135m"]
+SHAPES = {k: getattr(SMOL, k) for k in ("n_params", "n_layers", "n_kv_heads", "head_dim", "hidden_size")}
+PROBE: dict[str, Any] = {
+    "name": "local",
+    "memory_bandwidth_gb_s": 10.0,
+    "bf16_tflops": 1.0,
+    "fp32_tflops": 0.5,
+    "memory_gib": 16.0,
+    "source": "test",
+}
+
+
+def _level(engine: str, kind: str, users: int, tps: float, ttft_p50: float, ttft_p99: float, **cfg: Any) -> dict:
+    return {
+        "engine": engine,
+        "engine_kind": kind,
+        "level_set": "chat",
+        "status": "ok",
+        "concurrency": users,
+        "level_key": f"{engine}__chat__c{users:04d}",
+        "output_tok_s": tps,
+        "ttft_s_p50": ttft_p50,
+        "ttft_s_p99": ttft_p99,
+        "cfg_dtype": cfg.get("dtype", float("nan")),
+        "cfg_gguf": cfg.get("gguf", float("nan")),
+        "cfg_slots": cfg.get("slots", float("nan")),
+    }
+
+
+def _results(probe: dict[str, Any] | None = PROBE) -> Results:
+    gguf = "/x/gguf/model-q4_1.gguf"
+    levels = pd.DataFrame(
+        [
+            _level("vllm", "vllm", 1, 20.0, 0.1, 0.12, dtype="bfloat16 (best for this hardware)"),
+            _level("vllm", "vllm", 32, 400.0, 0.5, 0.8, dtype="bfloat16 (best for this hardware)"),
+            _level("llamacpp-slots-4", "llamacpp-slots", 1, 60.0, 0.2, 0.25, gguf=gguf, slots=4),
+            _level("llamacpp-slots-4", "llamacpp-slots", 32, 90.0, 20.0, 24.0, gguf=gguf, slots=4),
+        ]
+    )
+    requests = pd.DataFrame(
+        [
+            {"level_key": k, "status": "ok", "warmup": False, "prompt_tokens": 32, "output_tokens": 64}
+            for k in levels["level_key"]
+        ]
+    )
+    study = {
+        "name": "t",
+        "engines": [{"kind": "vllm"}, {"kind": "llamacpp-slots", "label": "llamacpp-slots-4", "slots": 4}],
+    }
+    # the study ran on a CPU with bf16 kernels: vLLM's 'best' dtype was bf16 there, whatever this machine has
+    manifest: dict[str, Any] = {
+        "models": {"vllm": SHAPES, "llamacpp-slots-4": SHAPES},
+        "study": study,
+        "cpu": {"flags": ["avx512_bf16"]},
+    }
+    if probe is not None:
+        manifest["hardware_probe"] = probe
+    empty = pd.DataFrame()
+    return Results(requests=requests, tokens=empty, levels=levels, memory=empty, manifest=manifest)
+
+
+@pytest.mark.parametrize(("factor", "cls"), [(0.5, "falls"), (1.2, "flat"), (3.0, "grows"), (20.0, "grows >10x")])
+def test_growth_classes(factor: float, cls: str) -> None:
+    assert growth_class(factor) == cls
+    assert growth_class(math.nan) == "n/a"
+
+
+def test_published_shapes_from_claims() -> None:
+    pub = published_shapes()
+    assert pub["vllm_tps_1"] == 510 and pub["vllm_tps_32"] == 1450
+    assert pub["ollama_tps_1"] == 420 and pub["ollama_tps_32"] == 320
+    assert pub["ollama_ttft_32"] == pytest.approx(0.290)
+    assert pub["vllm_ttft_p99_peak"] == pytest.approx(0.080)
+
+
+def test_measured_shapes_growth() -> None:
+    ms = measured_shapes(_results()).set_index("engine")
+    assert ms.at["vllm", "tps_gain"] == pytest.approx(20.0)
+    assert ms.at["llamacpp-slots-4", "ttft_growth"] == pytest.approx(100.0)
+    assert ms.at["vllm", "users_high"] == 32
+
+
+def test_shape_verdicts() -> None:
+    shapes = {s.shape.split(" (")[0].split(",")[0]: s for s in shape_verdicts(_results())}
+    # published vLLM gain x2.84 ("grows") vs measured x20 ("grows >10x")
+    assert shapes["vLLM throughput gain"].verdict == "not reproduced"
+    # published 420 -> 320 falls; measured 60 -> 90 is flat
+    assert shapes["Ollama throughput gain"].verdict == "not reproduced"
+    # 400 / 90 = 4.44 >= half of 1450 / 320
+    ratio = shapes["vLLM / Ollama throughput at 25-32 users"]
+    assert ratio.verdict == "reproduced" and "x4.44" in ratio.measured
+    assert shapes["TTFT p99 at the highest level"].verdict == "reproduced"
+    # the queueing bound: 290 ms x (A100 Q4_K_M batch-4 ceiling / 4) / 7 requests ahead
+    ollama_ttft = next(s for s in shapes.values() if s.shape.startswith("Ollama") and "TTFT" in s.shape)
+    assert "13.2 output tokens" in ollama_ttft.reason
+
+
+def test_efficiency_uses_stored_probe() -> None:
+    eff = efficiency(_results()).set_index(["engine", "concurrency"])
+    from cliffbench.hardware import Hardware
+
+    hw = Hardware.model_validate(PROBE)
+    want = decode_ceiling_tok_s(hw, SMOL, "q4_1", batch=4, context_tokens=32 + 64 / 2)
+    assert eff.at[("llamacpp-slots-4", 32), "ceiling_tok_s"] == pytest.approx(want)
+    assert eff.at[("llamacpp-slots-4", 32), "batch"] == 4
+    assert eff.at[("vllm", 32), "precision"] == "bf16"
+    assert eff.at[("vllm", 32), "efficiency"] == pytest.approx(400 / eff.at[("vllm", 32), "ceiling_tok_s"])
+
+
+def test_no_probe_no_efficiency() -> None:
+    assert efficiency(_results(probe=None)).empty
+    pts = normalised_points(_results(probe=None))
+    assert set(pts["source"]) == {"published"}
+    # the seed's 510 tok/s at 1 user is x5.27 the A100 ceiling
+    assert pts["fraction_of_ceiling"].max() == pytest.approx(510 / 96.8, rel=0.01)
+
+
+def test_local_probe_is_best_of_runs() -> None:
+    hw = local_hardware(size_mb=8, n=128, runs=2)
+    assert hw.memory_bandwidth_gb_s > 0 and "best of 2" in hw.note and "load average" in hw.note

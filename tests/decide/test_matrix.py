@@ -1,0 +1,290 @@
+"""The Architecture Decision Matrix: data schema, cost arithmetic, scoring, sensitivity, exports."""
+
+from __future__ import annotations
+
+import csv
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cliffbench.bench.store import Results
+from cliffbench.config import InputError
+from cliffbench.decide import matrix as mx
+from cliffbench.report import matrix_pdf as mxr
+
+A100_40_GBS, A100_TFLOPS = 1555e9, 312e12
+N_PARAMS_8B = 8_030_261_248
+KV_BYTES_PER_TOKEN_8B = 2 * 32 * 8 * 128 * 2  # K and V, 32 layers, 8 KV heads, head_dim 128, bf16
+
+
+@pytest.fixture(scope="module")
+def data() -> mx.MatrixData:
+    return mx.load_matrix()
+
+
+@pytest.fixture(scope="module")
+def result(data: mx.MatrixData) -> mx.MatrixResult:
+    return mx.evaluate(mx.MatrixParams(), data)
+
+
+# ---- data -----------------------------------------------------------------------------------------
+
+
+def test_every_cell_sourced_and_dated(data: mx.MatrixData) -> None:
+    scored = [c for c, cr in data.criteria.items() if cr.kind == "score"]
+    for o in data.options:
+        for c in scored:
+            cell = data.cells[(o, c)]
+            assert cell.source_url.startswith("http") and cell.as_of[:4].isdigit()
+            assert cell.rationale if cell.known else cell.unknown_reason
+    for opt in data.options.values():
+        if opt.kind == "managed" and opt.status != "discontinued":
+            assert opt.currency == "USD" and opt.price_as_of and opt.price_source.startswith("http")
+    for p in data.gpu_prices.values():
+        assert p.currency == "USD" and p.source_url.startswith("http") and p.as_of
+
+
+def test_required_options_and_criteria(data: mx.MatrixData) -> None:
+    assert {"ollama", "llamacpp", "vllm", "vllm-litellm", "sglang", "tgi", "openai", "anthropic", "together"} <= set(
+        data.options
+    )
+    assert data.options["anyscale"].status == "discontinued"
+    assert set(data.criteria) == {
+        "deployment",
+        "compliance",
+        "concurrency",
+        "cost",
+        "ttft",
+        "lockin",
+        "ops",
+        "model_choice",
+    }
+
+
+def test_bad_cell_names_line(tmp_path: Path) -> None:
+    shutil.copytree(mx.MATRIX_DIR, tmp_path / "m")
+    cells = tmp_path / "m" / "cells.csv"
+    rows = list(csv.reader(cells.open()))
+    rows[1][7] = "last spring"  # as_of
+    with cells.open("w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    with pytest.raises(InputError, match=r"cells.csv line 2: as_of"):
+        mx.load_matrix(tmp_path / "m")
+
+
+def test_missing_cell_is_an_error(tmp_path: Path) -> None:
+    shutil.copytree(mx.MATRIX_DIR, tmp_path / "m")
+    cells = tmp_path / "m" / "cells.csv"
+    lines = cells.read_text().splitlines()
+    cells.write_text("\n".join(lines[:1] + lines[2:]) + "\n")
+    with pytest.raises(InputError, match="missing cell"):
+        mx.load_matrix(tmp_path / "m")
+
+
+# ---- cost model -----------------------------------------------------------------------------------
+
+
+def test_managed_cost_by_hand(data: mx.MatrixData) -> None:
+    # GPT-4o mini: 512 x $0.15 + 256 x $0.60 per 1M, over 256 output tokens = $0.90 per 1M output
+    assert mx.managed_cost_usd_per_1m(data.options["openai"], 512, 256) == pytest.approx(0.90)
+    assert mx.managed_cost_usd_per_1m(data.options["openai"], 0 + 1, 1) == pytest.approx(0.75)
+    assert math.isnan(mx.managed_cost_usd_per_1m(data.options["anyscale"], 512, 256))
+
+
+def test_self_hosted_cost_by_hand(data: mx.MatrixData) -> None:
+    p = mx.MatrixParams(users=1, input_tokens=100, output_tokens=100, efficiency=0.5, gpu_prices={"a100-40gb": 2.0})
+    prefill = A100_TFLOPS / (2 * N_PARAMS_8B) * 0.5
+    step_bytes = N_PARAMS_8B * 2 + (100 + 50) * KV_BYTES_PER_TOKEN_8B
+    decode = A100_40_GBS / step_bytes * 0.5
+    service = 100 / prefill + 100 / decode
+    tok_s = 100 / service
+    est = mx.self_hosted_estimate(data.options["vllm"], p)
+    assert est is not None and est.replicas == 1 and est.batch == 1
+    assert est.output_tok_s == pytest.approx(tok_s, rel=1e-9)
+    assert est.ttft_s == pytest.approx(100 / prefill + 1 / decode, rel=1e-9)
+    r = mx.evaluate(p, data)
+    assert r.values.loc["vllm", "cost"] == pytest.approx(2.0 / (tok_s * 3600) * 1e6, rel=1e-9)
+    assert est.source == "roofline: a100-40gb, llama-3.1-8b bf16, batch 1, x0.5 efficiency"
+
+
+def test_slots_queue_by_littles_law(data: mx.MatrixData) -> None:
+    # Ollama's 4 slots with 8 closed-loop users: each request waits one service time for a slot
+    p = mx.MatrixParams(users=8, input_tokens=64, output_tokens=64)
+    four = mx.self_hosted_estimate(data.options["ollama"], p.model_copy(update={"users": 4}))
+    eight = mx.self_hosted_estimate(data.options["ollama"], p)
+    assert four is not None and eight is not None and eight.batch == 4
+    assert eight.output_tok_s == pytest.approx(four.output_tok_s)
+    service = 4 * 64 / four.output_tok_s  # requests/s = tok/s / 64; a slot is held 4 / (req/s)
+    assert eight.ttft_s - four.ttft_s == pytest.approx(service, rel=1e-9)
+
+
+def test_router_adds_replicas_until_slo(data: mx.MatrixData) -> None:
+    p = mx.MatrixParams(users=1000, ttft_slo_s=0.5)
+    alone = mx.self_hosted_estimate(data.options["vllm"], p)
+    routed = mx.self_hosted_estimate(data.options["vllm-litellm"], p)
+    assert alone is not None and routed is not None
+    assert alone.replicas == 1 and not alone.meets_slo
+    assert routed.replicas > 1 and routed.meets_slo and routed.ttft_s <= 0.5
+
+
+def test_cost_curve_shapes(data: mx.MatrixData) -> None:
+    curve = mx.cost_curve(mx.MatrixParams(), data, [1, 2, 4, 8, 16, 32])
+    v = curve[curve["option"] == "vllm"]["usd_per_1m_output"].to_numpy()
+    assert (np.diff(v) < 0).all()  # self-hosted: cheaper with load
+    o = curve[curve["option"] == "ollama"]["usd_per_1m_output"].to_numpy()
+    assert o[2] == pytest.approx(o[-1])  # flat once its 4 slots are full
+    api = curve[curve["option"] == "openai"]["usd_per_1m_output"]
+    assert api.nunique() == 1
+    assert "anyscale" not in set(curve["option"])
+
+
+def test_measured_study_used_when_gpu_matches(data: mx.MatrixData, monkeypatch: pytest.MonkeyPatch) -> None:
+    levels = pd.DataFrame(
+        {
+            "engine": ["vllm", "vllm"],
+            "engine_kind": ["vllm", "vllm"],
+            "level_set": ["chat", "chat"],
+            "status": ["ok", "ok"],
+            "concurrency": [16, 32],
+            "output_tok_s": [1000.0, 2000.0],
+            "ttft_s_p50": [0.1, 0.3],
+        }
+    )
+    res = Results(pd.DataFrame(), pd.DataFrame(), levels, pd.DataFrame(), {"gpu": [{"name": "NVIDIA A100-SXM4-40GB"}]})
+    monkeypatch.setattr("cliffbench.bench.store.load_results", lambda study: res)
+    p = mx.MatrixParams(users=16, study="gpu-study", gpu_prices={"a100-40gb": 3.6})
+    r = mx.evaluate(p, data)
+    assert r.throughput_source["vllm"] == "measured: study gpu-study, engine vllm, model as stored"
+    assert r.values.loc["vllm", "cost"] == pytest.approx(3.6 / (1000 * 3600) * 1e6)
+    assert r.throughput_source["sglang"].startswith("roofline")  # no SGLang engine: never measured
+    other = mx.evaluate(p.model_copy(update={"hardware": "h100-sxm"}), data)
+    assert other.throughput_source["vllm"].startswith("roofline")  # the study's GPU is not an H100
+
+
+# ---- scoring and sensitivity ----------------------------------------------------------------------
+
+
+def _hand() -> tuple[pd.DataFrame, dict[str, str]]:
+    values = pd.DataFrame({"c1": [5.0, 1.0, 3.0], "c2": [1.0, 5.0, np.nan]}, index=["A", "B", "C"])
+    return values, {"c1": "higher", "c2": "higher"}
+
+
+def test_score_by_hand() -> None:
+    values, dirs = _hand()
+    s = mx.score_matrix(values, dirs, {"c1": 2, "c2": 1})
+    assert s.normalised.loc["C", "c1"] == pytest.approx(0.5)
+    assert math.isnan(s.normalised.loc["C", "c2"])
+    assert s.total.to_dict() == pytest.approx({"A": 2 / 3, "B": 1 / 3, "C": 0.5})  # C: c1 only
+    assert s.rank.to_dict() == {"A": 1.0, "C": 2.0, "B": 3.0}
+    assert s.flagged == {"C": ["c2"]}
+
+
+def test_lower_is_better_and_log_scale() -> None:
+    values = pd.DataFrame({"cost": [0.1, 1.0, 10.0]}, index=["a", "b", "c"])
+    s = mx.score_matrix(values, {"cost": "lower"}, {"cost": 1}, log_scale=("cost",))
+    assert s.normalised["cost"].tolist() == pytest.approx([1.0, 0.5, 0.0])
+
+
+def test_weights_change_the_ranking(data: mx.MatrixData, result: mx.MatrixResult) -> None:
+    assert data.options[result.top].kind == "self-hosted"
+    ops_first = mx.evaluate(mx.MatrixParams(weights={"ops": 20}), data)
+    assert data.options[ops_first.top].kind == "managed"
+    cheap = mx.evaluate(mx.MatrixParams(weights={c: 0 for c in data.criteria} | {"cost": 1}), data)
+    costs = cheap.values.loc[cheap.eligible, "cost"]
+    assert cheap.top in set(costs[costs == costs.min()].index)
+
+
+def test_sensitivity_finds_known_flip() -> None:
+    values, dirs = _hand()
+    values = values.drop(index="C")
+    grid, th = mx.sensitivity(values, dirs, {"c1": 2, "c2": 1}, ["A", "B"])
+    flips = {(r.criterion, r.factor) for r in grid.itertuples() if r.flips}
+    assert flips == {("c1", 0.0), ("c2", 5.0)}  # x2 of c2 and x0.5 of c1 only tie
+    th = th.set_index("criterion")
+    assert th.loc["c2", "up"] == pytest.approx(2.0, rel=1e-3) and th.loc["c2", "up_top"] == "B"
+    assert th.loc["c1", "down"] == pytest.approx(0.5, rel=1e-3) and th.loc["c1", "down_top"] == "B"
+
+
+def test_unknowns_flagged_and_discontinued_unranked(result: mx.MatrixResult) -> None:
+    assert math.isnan(result.scores.rank.loc["anyscale"])
+    assert "ttft" in result.scores.flagged["openai"]
+    assert math.isnan(result.values.loc["openai", "ttft"])
+    ranked = result.scores.rank.dropna().sort_values()
+    assert ranked.tolist() == list(range(1, len(ranked) + 1))
+
+
+# ---- bad input ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("params", "needle"),
+    [
+        ({"weights": {"speed": 1}}, "weights: unknown criterion 'speed'; allowed: deployment, compliance"),
+        ({"gpu_prices": {"a100-40gb": -1}}, "gpu_prices: a100-40gb must be a positive USD/hour"),
+        ({"gpu_prices": {"tpu-v5": 1}}, "gpu_prices: unknown hardware 'tpu-v5'; allowed: a100-40gb"),
+        ({"hardware": "l4"}, "gpu_prices: no price for 'l4'"),
+        ({"weights": {"cost": -1}}, "weights: cost must be >= 0"),
+        (
+            {
+                "weights": dict.fromkeys(
+                    ["deployment", "compliance", "concurrency", "cost", "ttft", "lockin", "ops", "model_choice"], 0
+                )
+            },
+            "weights: at least one weight must be > 0",
+        ),
+    ],
+)
+def test_bad_params(data: mx.MatrixData, params: dict[str, object], needle: str) -> None:
+    with pytest.raises(InputError) as exc:
+        mx.check_params(mx.MatrixParams(**params), data)  # type: ignore[arg-type]
+    assert needle in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_zero_users_rejected() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="users"):
+        mx.MatrixParams(users=0)
+
+
+def test_parse_assignments() -> None:
+    assert mx.parse_assignments("cost=3, compliance=2", "--weights") == {"cost": 3.0, "compliance": 2.0}
+    assert mx.parse_assignments(["a100-40gb=1.29", "h100-sxm=2.5"], "--gpu-price") == {
+        "a100-40gb": 1.29,
+        "h100-sxm": 2.5,
+    }
+    with pytest.raises(InputError, match="--weights: expected name=number pairs, got 'cost'"):
+        mx.parse_assignments("cost", "--weights")
+
+
+# ---- exports --------------------------------------------------------------------------------------
+
+
+def test_csv_is_tidy(result: mx.MatrixResult, tmp_path: Path) -> None:
+    path = mxr.write_matrix_csv(result, tmp_path / "m.csv")
+    df = pd.read_csv(path)
+    assert len(df) == len(result.data.options) * len(result.data.criteria)
+    assert {"option", "criterion", "value", "normalised", "weight", "rank", "source", "rationale"} <= set(df.columns)
+    assert df["source"].notna().all() and not list(tmp_path.glob(".*"))
+
+
+def test_standalone_pdf(result: mx.MatrixResult, tmp_path: Path) -> None:
+    import pypdfium2 as pdfium
+
+    path = mxr.write_matrix_pdf(result, tmp_path / "decision_matrix.pdf")
+    doc = pdfium.PdfDocument(str(path))
+    try:
+        assert 2 <= len(doc) <= 3
+        text = " ".join(" ".join(doc[i].get_textpage().get_text_range() for i in range(len(doc))).split())
+    finally:
+        doc.close()
+    for opt in result.data.options.values():
+        assert opt.name in text, opt.name
+    for cr in result.data.criteria.values():
+        assert cr.name in text, cr.name
+    assert result.text.loc["vllm", "cost"] in text  # a computed number, not typed
+    assert "Sensitivity" in text and not list(tmp_path.glob(".*"))

@@ -1,0 +1,293 @@
+"""Figures on a tiny hand-made study: each plot draws the expected artists, scales and legend labels."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.axes import Axes
+
+from cliffbench.decide.tree import build_tree
+from cliffbench.report.figures import (
+    _long_in_flight,
+    engine_palette,
+    plot_decision_tree,
+    plot_hol_blocking,
+    plot_itl,
+    plot_kv_memory,
+    plot_throughput,
+    plot_timeline,
+    plot_ttft,
+    save_figure,
+    set_style,
+)
+
+ENGINES = ["vllm", "llamacpp-serial"]
+# (level set, users): chat at 1 and 4, mixed at 4; plus one failed vllm level at 8 that must not show
+LEVELS = [("chat", 1), ("chat", 4), ("mixed", 4)]
+
+
+def _key(engine: str, level_set: str, c: int) -> str:
+    return f"{engine}__{level_set}__c{c:04d}"
+
+
+def _study() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    levels, requests, tokens, memory = [], [], [], []
+    for e_i, engine in enumerate(ENGINES):
+        for level_set, c in [*LEVELS, ("chat", 8)]:
+            failed = (level_set, c) == ("chat", 8)
+            if failed and engine != "vllm":
+                continue
+            key = _key(engine, level_set, c)
+            sweep = {"engine": engine, "level_set": level_set, "concurrency": c, "level_key": key}
+            ttft = 0.05 * c * (1 + e_i)
+            levels.append(
+                {
+                    **sweep,
+                    "status": "failed" if failed else "ok",
+                    "output_tok_s": 10.0 * c / (1 + e_i),
+                    "ttft_s_p50": ttft,
+                    "ttft_s_p99": 2 * ttft,
+                    "ttft_s_p50_lo": 0.8 * ttft,
+                    "ttft_s_p50_hi": 1.2 * ttft,
+                    "ttft_s_p99_lo": 1.6 * ttft,
+                    "ttft_s_p99_hi": 2.4 * ttft,
+                    "tpot_s_p50": 0.02 * (1 + e_i),
+                }
+            )
+            for rid in range(4):
+                long = level_set == "mixed" and rid == 0
+                t0 = 0.1 * rid
+                t1 = t0 + (0.5 if long else 0.05 * (1 + rid))
+                times = t1 + 0.02 * np.arange(5) * (1 + e_i)
+                requests.append(
+                    {
+                        **sweep,
+                        "request_id": rid,
+                        "warmup": False,
+                        "status": "ok",
+                        "prompt_tokens": 1000 if long else 20,
+                        "output_tokens": 5,
+                        "t_submit_s": t0,
+                        "t_first_s": t1,
+                        "t_end_s": float(times[-1]),
+                        "queue_s": 0.01 if engine == "vllm" else np.nan,
+                        "ttft_s": t1 - t0,
+                    }
+                )
+                tokens += [{**sweep, "request_id": rid, "k": k, "t_s": float(t)} for k, t in enumerate(times)]
+            reserved = (512 if engine == "vllm" else 64) * 2**20
+            memory += [
+                {
+                    **sweep,
+                    "t_s": 0.05 * i,
+                    "reserved_bytes": reserved,
+                    "live_bytes": (i + 1) * c * 2**20,
+                    "live_seqs": c,
+                    "waiting": 0,
+                }
+                for i in range(3)
+            ]
+    return pd.DataFrame(levels), pd.DataFrame(requests), pd.DataFrame(tokens), pd.DataFrame(memory)
+
+
+@pytest.fixture
+def ax() -> Iterator[Axes]:
+    set_style()
+    fig, axes = plt.subplots()
+    yield axes
+    plt.close(fig)
+
+
+def _legend(ax: Axes) -> list[str]:
+    leg = ax.get_legend()
+    assert leg is not None
+    return [t.get_text() for t in leg.get_texts()]
+
+
+def test_palette_is_stable_and_distinct() -> None:
+    full = engine_palette(["vllm", "llamacpp-serial", "llamacpp-slots-4", "llamacpp-slots-8", "other"])
+    assert engine_palette(["vllm"])["vllm"] == full["vllm"]
+    assert len(set(full.values())) == 5  # two slot counts get two shades, not one colour
+
+
+def test_throughput(ax: Axes) -> None:
+    levels, *_ = _study()
+    plot_throughput(ax, levels)
+    assert len(ax.get_lines()) >= 2
+    assert set(ENGINES) <= set(_legend(ax))
+    assert ax.get_xscale() == "log"
+    # the failed vllm level at 8 users is not a measured point
+    assert list(ax.get_xticks()) == [1.0, 4.0]
+    ys = sorted(float(y) for line in ax.get_lines() for y in np.asarray(line.get_ydata()))
+    assert ys == [5.0, 10.0, 20.0, 40.0]
+
+
+def test_ttft(ax: Axes) -> None:
+    levels, *_ = _study()
+    plot_ttft(ax, levels)
+    assert ax.get_yscale() == "log" and ax.get_xscale() == "log"
+    assert len(ax.collections) == 4  # p50 and p99 CI bands per engine
+    styles = {line.get_linestyle() for line in ax.get_lines()}
+    assert {"-", "--"} <= styles
+    assert {"vllm", "llamacpp-serial", "p50", "p99"} <= set(_legend(ax))
+
+
+def test_itl(ax: Axes) -> None:
+    levels, requests, tokens, _ = _study()
+    plot_itl(ax, tokens, requests, levels)
+    assert ax.get_yscale() == "log"
+    assert _legend(ax) == ["low (c=1)", "high (c=4)"]
+    assert len(ax.patches) >= 4  # a box per engine and load
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["llamacpp-serial", "vllm"]
+
+
+def test_timeline_phases(ax: Axes) -> None:
+    _, requests, *_ = _study()
+    requests.loc[(requests["engine"] == "vllm") & (requests["request_id"] == 3), "status"] = "failed"
+    plot_timeline(ax, requests, "vllm", _key("vllm", "chat", 4))
+    # 3 ok requests x (waiting, prefill, decoding) + 1 failed bar
+    assert len(ax.patches) == 10
+    assert _legend(ax) == ["waiting", "prefill", "decoding", "failed"]
+    assert "vllm" in ax.get_title()
+
+
+def test_timeline_without_queue_stamp(ax: Axes) -> None:
+    _, requests, *_ = _study()
+    plot_timeline(ax, requests, "llamacpp-serial", _key("llamacpp-serial", "chat", 1))
+    assert _legend(ax) == ["waiting + prefill", "decoding"]
+    assert len(ax.patches) == 8
+
+
+def test_kv_memory(ax: Axes) -> None:
+    levels, _, _, memory = _study()
+    plot_kv_memory(ax, memory, levels)
+    assert ax.get_ylabel() == "KV cache (MiB)"
+    ys = {float(y) for line in ax.get_lines() for y in np.asarray(line.get_ydata())}
+    # reserved 512 / 64 MiB; peak live = 3 samples x c MiB -> 3 and 12 MiB
+    assert {512.0, 64.0, 3.0, 12.0} <= ys
+    assert {"reserved", "peak live"} <= set(_legend(ax))
+
+
+def test_long_in_flight_overlap() -> None:
+    level = pd.DataFrame(
+        {
+            "t_submit_s": [0.0, 0.5, 2.0, 0.0],
+            "t_first_s": [1.0, 1.5, 2.5, 0.1],
+            "t_end_s": [1.2, 3.0, 2.6, 5.0],
+        }
+    )
+    is_long = pd.Series([False, True, False, False])
+    # the long request [0.5, 3.0] overlaps short 0's [0, 1] and short 2's [2, 2.5], not short 3's [0, 0.1]
+    assert list(_long_in_flight(level, is_long)) == [True, True, True, False]
+
+
+def test_hol_blocking(ax: Axes) -> None:
+    _, requests, *_ = _study()
+    plot_hol_blocking(ax, requests)
+    assert ax.get_yscale() == "log"
+    assert _legend(ax) == ["long request in flight", "none"]
+    assert "1000" in ax.get_title() or "500" in ax.get_title()
+
+
+def test_hol_blocking_without_mixed_set(ax: Axes) -> None:
+    _, requests, *_ = _study()
+    plot_hol_blocking(ax, requests[requests["level_set"] == "chat"])
+    assert [t.get_text() for t in ax.texts] == ["no mixed-length levels in this study"]
+
+
+def test_decision_tree(ax: Axes) -> None:
+    levels, *_ = _study()
+    tree = build_tree(levels, ttft_slo_s=0.15, tpot_slo_s=0.1)
+    plot_decision_tree(ax, tree)
+    texts = " ".join(t.get_text().replace("\n", " ") for t in ax.texts)
+    assert "peak concurrent users?" in texts and "vllm" in texts
+    assert any(">" in t.get_text() for t in ax.texts)  # the unmeasured range's edge label
+    assert not ax.axison
+
+
+PLOTS: list[tuple[str, Callable[[Axes, tuple[pd.DataFrame, ...]], Any], str, str]] = [
+    ("throughput", lambda a, s: plot_throughput(a, s[0]), "levels", "output_tok_s"),
+    ("ttft", lambda a, s: plot_ttft(a, s[0]), "levels", "ttft_s_p99_hi"),
+    ("itl", lambda a, s: plot_itl(a, s[2], s[1], s[0]), "tokens", "t_s"),
+    ("timeline", lambda a, s: plot_timeline(a, s[1], "vllm", "x"), "requests", "queue_s"),
+    ("kv", lambda a, s: plot_kv_memory(a, s[3], s[0]), "memory", "live_bytes"),
+    ("hol", lambda a, s: plot_hol_blocking(a, s[1]), "requests", "prompt_tokens"),
+]
+
+
+@pytest.mark.parametrize(("name", "draw", "table", "column"), PLOTS, ids=[p[0] for p in PLOTS])
+def test_missing_column_is_named(
+    ax: Axes, name: str, draw: Callable[[Axes, tuple[pd.DataFrame, ...]], Any], table: str, column: str
+) -> None:
+    levels, requests, tokens, memory = _study()
+    frames = {"levels": levels, "requests": requests, "tokens": tokens, "memory": memory}
+    frames[table] = frames[table].drop(columns=[column])
+    with pytest.raises(ValueError, match=column):
+        draw(ax, (frames["levels"], frames["requests"], frames["tokens"], frames["memory"]))
+
+
+def test_save_figure_writes_png_and_svg(tmp_path: Path) -> None:
+    fig, ax = plt.subplots()
+    ax.plot([1, 2], [3, 4])
+    paths = save_figure(fig, "demo", out_dir=tmp_path / "new")
+    plt.close(fig)
+    assert set(paths) == {"png", "svg"}
+    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<svg" in paths["svg"].read_text()
+    with pytest.raises(ValueError):
+        save_figure(fig, "../escape", out_dir=tmp_path)
+
+
+def test_serving_overhead_figure_and_sentence(tmp_path: Path) -> None:
+    import json
+
+    from cliffbench.report.figures import plot_serving_overhead
+    from cliffbench.report.sections import fidelity_sentence
+
+    rows = [
+        {"pair": p, "slots": n, "concurrency": c, "tok_s_ratio": r, "ttft_p50_ratio": 1 / r, "ttft_p99_ratio": 1.0,
+         "same_text": True}
+        for p, n, r in [("slots-vs-llama-server", 4, 1.05), ("vllm-vs-vllm-serve", None, 1.3)]
+        for c in (1, 4, 16)
+    ]  # fmt: skip
+    fig, ax = plt.subplots()
+    plot_serving_overhead(ax, pd.DataFrame(rows))
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "slots-vs-llama-server (N=4)" in labels and "vllm-vs-vllm-serve" in labels
+    assert ax.get_xscale() == "log"
+    plt.close(fig)
+    path = tmp_path / "fidelity.json"
+    path.write_text(json.dumps({"tolerance": 0.1, "rows": rows}))
+    text = fidelity_sentence(path)
+    assert "slots-vs-llama-server: output tok/s ratio 1.05-1.05" in text and "3/3 levels within" in text
+    assert "vllm-vs-vllm-serve" in text and "0/3 levels within" in text
+
+
+def test_fidelity_repeats_sentence_from_stored_runs(tmp_path: Path) -> None:
+    import json
+
+    from cliffbench.report.sections import fidelity_sentence
+
+    row = {"pair": "slots-vs-llama-server", "slots": 8, "concurrency": 16, "tok_s_ratio": 1.4, "ttft_p50_ratio": 1.0,
+           "ttft_p99_ratio": 1.0, "same_text": True}  # fmt: skip
+    (tmp_path / "fidelity.json").write_text(json.dumps({"tolerance": 0.1, "rows": [row]}))
+    runs = [
+        {**row, "variant": v, "tok_s_ratio": r, "server": {"tok_s": s}}
+        for v, r, s in [("default (full run)", 1.4, 80.0), ("default", 1.05, 100.0), ("--poll 0", 1.1, 95.0)]
+    ]
+    (tmp_path / "fidelity_repeats.json").write_text(json.dumps({"runs": runs}))
+    text = fidelity_sentence(tmp_path / "fidelity.json")
+    assert "was run 3 times in all: as is 2 times, tok/s ratio 1.05-1.4, the server alone 80-100 tok/s" in text
+    assert "with server options changed (--poll 0) 1.1-1.1" in text
+    # within 15% of the best server run (100 tok/s): the 100 and 95 runs
+    assert "(2 of 3), the in-process engine is x1.05-x1.1 the server's tok/s" in text

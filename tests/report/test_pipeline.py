@@ -1,0 +1,151 @@
+"""The notebooks under papermill on a tiny study (real engines), and the whitepaper PDF."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from cliffbench.bench.store import load_results
+from cliffbench.config import PROJECT_ROOT
+from cliffbench.report.pipeline import main as report_main
+from cliffbench.report.sections import fmt
+
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
+
+SECTIONS = [
+    "Contents",
+    "Executive summary",
+    "How the two memory models work",
+    "Results",
+    "Reproduction of the published numbers",
+    "Which of the seed's shapes reproduce here",
+    "Measured efficiency against the roofline",
+    "The published setup, ready to run on a GPU",
+    "Decision tree",
+    "Architecture Decision Matrix",
+    "Methods, environment and provenance",
+    "Limitations",
+    "Glossary",
+]
+
+
+@pytest.fixture(scope="module")
+def pdf(tmp_path_factory: pytest.TempPathFactory, model: object) -> Path:
+    out = tmp_path_factory.mktemp("report") / "whitepaper.pdf"
+    rc = report_main(["--study-file", "studies/tiny.yaml", "-p", "force", "true", "--out", str(out)])
+    assert rc == 0
+    return out
+
+
+def _text(pdf: Path) -> tuple[list[str], object]:
+    import pypdfium2 as pdfium
+
+    doc = pdfium.PdfDocument(str(pdf))
+    return [doc[i].get_textpage().get_text_range() for i in range(len(doc))], doc
+
+
+def test_notebooks_executed(pdf: Path) -> None:
+    for name in ("00_prepare_model", "10_benchmark", "20_analysis", "30_whitepaper"):
+        assert (PROJECT_ROOT / "report" / "executed" / f"{name}.ipynb").is_file()
+    res = load_results("tiny")
+    assert set(res.levels["engine"]) == {"vllm", "llamacpp-serial", "llamacpp-slots-2"}
+    assert (res.levels["status"] == "ok").all(), res.levels["error"].tolist()
+
+
+def test_pdf_sections_toc_pages(pdf: Path) -> None:
+    pages, _ = _text(pdf)
+    text = " ".join(" ".join(pages).split())
+    for title in SECTIONS:
+        assert title in text, title
+    assert len(pages) >= 4
+    assert re.search(r"page 2 of \d+", " ".join(pages[1].split()))
+    toc = " ".join(pages[1].split())
+    assert "Executive summary" in toc and "Glossary" in toc
+
+
+def test_pdf_numbers_come_from_data(pdf: Path) -> None:
+    pages, _ = _text(pdf)
+    text = " ".join(" ".join(pages).split())
+    lv = load_results("tiny").levels
+    ok = lv[(lv["status"] == "ok") & (lv["level_set"] == "chat")]
+    values = [fmt(v) for v in ok["output_tok_s"]] + [fmt(v) for v in ok["ttft_s_p99"]]
+    found = [v for v in values if v in text]
+    assert len(found) >= 3, (values, found)
+
+
+def test_pdf_pages_not_blank(pdf: Path) -> None:
+    import numpy as np
+
+    pages, doc = _text(pdf)
+    fig_page = next(i for i, t in enumerate(pages) if "Figure 1." in " ".join(t.split()))
+    img = np.asarray(doc[fig_page].render(scale=1).to_pil().convert("L"))  # type: ignore[index]
+    share = float((img < 200).mean())
+    assert share > 0.02, f"page {fig_page + 1} is nearly blank ({share:.4f} non-white)"
+
+
+def test_pdf_has_the_matrix(pdf: Path) -> None:
+    from cliffbench.decide.matrix import load_matrix
+
+    pages, _ = _text(pdf)
+    text = " ".join(" ".join(pages).split())
+    data = load_matrix()
+    for name in [o.name for o in data.options.values()] + [c.name for c in data.criteria.values()]:
+        assert name in text, name
+    for heading in (
+        "Ranking under the chosen weights",
+        "Sensitivity to the weights",
+        "Cost per 1M output tokens vs load",
+    ):
+        assert heading in text, heading
+    assert (PROJECT_ROOT / "report" / "decision_matrix.csv").is_file()
+    assert (PROJECT_ROOT / "report" / "decision_matrix.pdf").is_file()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "needle"),
+    [
+        ("peak_users", "many", "peak_users"),
+        ("matrix_weights", "{speed: 1}", "parameter matrix_weights: unknown criterion 'speed'; allowed:"),
+        ("matrix_gpu_prices", "{a100-40gb: -1}", "parameter matrix_gpu_prices: a100-40gb must be a positive"),
+        ("matrix_users", "0", "parameter matrix_users"),
+        ("matrix_hardware", "l4", "parameter matrix_gpu_prices: no price for 'l4'"),
+    ],
+)
+def test_bad_parameter_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, value: str, needle: str
+) -> None:
+    out = tmp_path / "w.pdf"
+    out.write_bytes(b"previous")
+    rc = report_main(["-p", name, value, "--out", str(out)])
+    assert rc == 2 and out.read_bytes() == b"previous"
+    assert needle in capsys.readouterr().err
+
+
+def test_bad_parameter_leaves_pdf_untouched(tmp_path: Path) -> None:
+    out = tmp_path / "w.pdf"
+    out.write_bytes(b"previous")
+    rc = report_main(["-p", "peak_users", "many", "--out", str(out)])
+    assert rc == 2 and out.read_bytes() == b"previous"
+
+
+def test_whitepaper_stops_early_on_unknown_study() -> None:
+    from papermill.exceptions import PapermillExecutionError
+
+    from cliffbench.report.pipeline import execute_notebook
+
+    with pytest.raises(PapermillExecutionError) as exc:
+        execute_notebook(
+            "30_whitepaper", {"study": "no-such-study"}, out_dir=PROJECT_ROOT / "report" / "executed" / "bad"
+        )
+    assert "no results for 'no-such-study'" in str(exc.value.evalue)
+    assert exc.value.exec_count <= 4  # parameters, injected parameters, validation, load
+
+
+def test_missing_figures_named() -> None:
+    from cliffbench.config import InputError
+    from cliffbench.report.figure_set import figure_paths
+
+    with pytest.raises(InputError, match=r"figures: .*missing; run notebooks/20_analysis\.ipynb"):
+        figure_paths("no-such-study")
