@@ -22,9 +22,9 @@ from cliffbench.decide.tree import (
     engine_cliffs,
     interpolate,
     recommend,
-    render_tree_text,
     select_levels,
 )
+from cliffbench.report.tree_text import render_tree_text
 
 USERS = [1, 2, 4, 8]
 CURVES = {

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from cliffbench.bench.study import StudySpec
 from cliffbench.config import RESULTS_DIR, InputError
 from cliffbench.engines.specs import EngineSpec
+from cliffbench.files import atomic_dir, atomic_file
 
 __all__ = [
     "LevelInfo",
@@ -123,37 +122,20 @@ def write_level(
     root: Path | None = None,
 ) -> Path:
     """Write one level atomically (temp folder + rename); replaces an older copy of the level."""
-    levels = study_dir(info.study, root) / "levels"
-    levels.mkdir(parents=True, exist_ok=True)
-    final = levels / info.level_key
-    tmp = levels / f".tmp-{info.level_key}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    final = study_dir(info.study, root) / "levels" / info.level_key
+    with atomic_dir(final) as tmp:
         requests.to_parquet(tmp / "requests.parquet", index=False)
         tokens.to_parquet(tmp / "tokens.parquet", index=False)
         memory.to_parquet(tmp / "memory.parquet", index=False)
         (tmp / LEVEL_FILE).write_text(info.model_dump_json(indent=2))
-        if final.exists():
-            old = levels / f".old-{info.level_key}-{os.getpid()}"
-            final.rename(old)
-            tmp.rename(final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final
 
 
 def write_manifest(study: str, manifest: dict[str, Any], root: Path | None = None) -> Path:
-    d = study_dir(study, root)
-    d.mkdir(parents=True, exist_ok=True)
-    tmp = d / f".manifest-{os.getpid()}.json"
-    tmp.write_text(json.dumps(manifest, indent=2, default=str))
-    tmp.replace(d / "manifest.json")
-    return d / "manifest.json"
+    path = study_dir(study, root) / "manifest.json"
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2, default=str))
+    return path
 
 
 def read_manifest(study: str, root: Path | None = None) -> dict[str, Any]:

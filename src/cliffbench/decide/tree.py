@@ -36,7 +36,6 @@ __all__ = [
     "engine_cliffs",
     "interpolate",
     "recommend",
-    "render_tree_text",
     "select_levels",
 ]
 
@@ -381,28 +380,3 @@ def build_tree(
         [("no", chat), ("yes", _users_subtree(lv, long_cliffs, slo, ml))],
     )
     return DecisionTree(root, thresholds, slo, at_least)
-
-
-def _render(node: DecisionNode | Leaf, indent: str, lines: list[str]) -> None:
-    if isinstance(node, Leaf):
-        for ev in node.evidence:
-            lines.append(f"{indent}  . {ev}")
-        return
-    lines.append(f"{indent}{node.question}")
-    for label, child in node.branches:
-        if isinstance(child, Leaf):
-            lines.append(f"{indent}  [{label}] -> {child.engine or 'no recommendation'}: {child.verdict}")
-            _render(child, indent + "    ", lines)
-        else:
-            lines.append(f"{indent}  [{label}]")
-            _render(child, indent + "    ", lines)
-
-
-def render_tree_text(tree: DecisionTree) -> str:
-    """Indented plain-text rendering (the CLI's ``cliffbench recommend``)."""
-    slo = tree.slo
-    lines = [f"SLO: TTFT p99 <= {_fmt(slo['ttft_s'])} s, TPOT p50 <= {_fmt(slo['tpot_s'])} s"]
-    cliffs = ", ".join(f"{e} {'>= ' if tree.at_least.get(e) else ''}{_fmt(u)}" for e, u in tree.thresholds.items())
-    lines.append(f"cliffs (users): {cliffs}")
-    _render(tree.root, "", lines)
-    return "\n".join(lines)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cliffbench.config import MODELS_DIR, InputError
+from cliffbench.files import atomic_dir, remove_stale
 
 from .gguf_io import gguf_chat_template, gguf_shape_fields, write_f32_gguf
 from .manifest import (
@@ -100,16 +100,11 @@ def prepare_model(
             return manifest
 
     root.mkdir(parents=True, exist_ok=True)
-    _remove_stale(root, name)
-    tmp = root / f".tmp-{name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "gguf").mkdir(parents=True)
-    try:
+    remove_stale(root, name)
+    forget_verified(final)
+    with atomic_dir(final) as tmp:
+        (tmp / "gguf").mkdir()
         manifest = _build(name, SOURCES[name], tmp, say)
-        _swap_into_place(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     say(f"{name}: prepared in {final}")
     # The hashes were computed a moment ago from these very files: no need to hash them again.
     return mark_verified(manifest.bind(final))
@@ -221,33 +216,3 @@ def _export_hf(q4: Path, hf_dir: Path) -> int:
     if not AutoTokenizer.from_pretrained(str(hf_dir)).chat_template:
         raise RuntimeError(f"model: the tokenizer saved in {hf_dir} lost its chat template")
     return n_params
-
-
-def _swap_into_place(tmp: Path, final: Path) -> None:
-    """Rename `tmp` to `final`; an existing `final` is moved aside first and deleted after."""
-    forget_verified(final)
-    old = final.parent / f".old-{final.name}-{os.getpid()}"
-    if final.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _remove_stale(root: Path, name: str) -> None:
-    """Delete leftovers of runs that died before cleaning up (their pid is gone)."""
-    for prefix in (f".tmp-{name}-", f".old-{name}-"):
-        for path in root.glob(f"{prefix}*"):
-            pid = path.name[len(prefix) :]
-            if pid.isdigit() and not _pid_alive(int(pid)):
-                shutil.rmtree(path, ignore_errors=True)

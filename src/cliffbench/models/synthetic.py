@@ -15,7 +15,6 @@ positions beyond 8k tokens and costs nothing measurable.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -29,8 +28,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from cliffbench.config import MODELS_DIR, InputError
+from cliffbench.files import atomic_dir, remove_stale
 
-from .bundled import _remove_stale, _swap_into_place, prepare_model
+from .bundled import prepare_model
 from .manifest import (
     DEFAULT_MODEL,
     MANIFEST_NAME,
@@ -38,6 +38,7 @@ from .manifest import (
     ModelManifest,
     ModelShapes,
     file_entry,
+    forget_verified,
     mark_verified,
     model_dir,
     verify_model,
@@ -304,7 +305,7 @@ def prepare_synthetic(
     say = progress or (lambda _s: None)
     root = (models_dir or MODELS_DIR).resolve()
     final = model_dir(name, root)
-    _remove_stale(root, name)
+    remove_stale(root, name)
     if not force and (final / MANIFEST_NAME).exists():
         try:
             manifest = verify_model(name, models_dir=root)
@@ -322,11 +323,10 @@ def prepare_synthetic(
     free = shutil.disk_usage(root).free
     if need * 1.05 > free:
         raise InputError(f"--preset: {name} needs {need / 1e9:.1f} GB on disk, {free / 1e9:.1f} GB free under {root}")
-    tmp = root / f".tmp-{name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "gguf").mkdir(parents=True)
-    try:
-        t0 = time.perf_counter()
+    forget_verified(final)
+    t0 = time.perf_counter()
+    with atomic_dir(final) as tmp:
+        (tmp / "gguf").mkdir()
         _write_hf(p, smol.hf_dir, tmp / "hf")
         for v in variants:
             say(f"{name}: writing synthetic {v.upper()} GGUF ({p.n_params() / 1e9:.2f} B params)")
@@ -345,9 +345,5 @@ def prepare_synthetic(
             synthetic=True,
         )
         (tmp / MANIFEST_NAME).write_text(manifest.model_dump_json(indent=2) + "\n")
-        _swap_into_place(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     say(f"{name}: prepared in {final} [{time.perf_counter() - t0:.0f} s]")
     return mark_verified(manifest.bind(final))

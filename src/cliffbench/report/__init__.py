@@ -1,0 +1,1 @@
+"""The whitepaper: notebook parameters, the papermill pipeline, sections, figures and the PDF."""
