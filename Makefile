@@ -9,12 +9,13 @@ STUDY  ?= studies/default.yaml
 PAPERMILL_ARGS ?=
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
 
-.PHONY: setup model test lint report study clean-results help reference-servers
+.PHONY: setup model test test-fast lint report study clean-results help reference-servers
 
 help:
 	@echo "make report   prepare the model, run the default study, render report/whitepaper.pdf"
 	@echo "make test     run the test suite (real engines on the bundled model)"
-	@echo "make lint     ruff + mypy"
+	@echo "make test-fast  the fast tier (< 60 s): no engine started, no model needed"
+	@echo "make lint     ruff + mypy (src, tests, benchmarks, tools)"
 	@echo "make reference-servers  build llama-server from the pinned llama-cpp-python sdist (~30 min on 2 cores, cached)"
 
 $(STAMP): pyproject.toml
@@ -36,15 +37,21 @@ model: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
+# No engine, no server, no model, nothing slow: tests/conftest.py marks every test that needs the
+# model `engine` and fails an unmarked one that touches it, so this tier runs on a fresh clone.
+FAST_TESTS ?= not engine and not vllm and not slow
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "$(FAST_TESTS)"
+
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools
 	$(BIN)/mypy
 
 study: model
 	$(BIN)/cliffbench run $(STUDY)
 
 report: setup
-	$(BIN)/python -m cliffbench.report --study-file $(STUDY) $(PAPERMILL_ARGS)
+	$(BIN)/cliffbench report --study-file $(STUDY) $(PAPERMILL_ARGS)
 
 # llama-server from the llama.cpp that llama-cpp-python vendors (same version as the in-process
 # engine), built offline with this machine's CPU flags into .cache/reference-servers/ (cached).

@@ -21,7 +21,7 @@ import threading
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -36,7 +36,8 @@ from cliffbench.models.tokenizer import model_tokenizer
 
 OUT = Path(__file__).parent / "results" / "engine_overhead.json"
 # fp32 on both sides: the adapter-vs-raw ratio, not the fastest precision, is the question here
-VLLM = VllmSpec(dtype="float32", max_model_len=512, kv_cache_gib=1.0, max_num_seqs=256)
+VLLM_DTYPE: Final = "float32"  # both sides: LLM takes no "best"
+VLLM = VllmSpec(dtype=VLLM_DTYPE, max_model_len=512, kv_cache_gib=1.0, max_num_seqs=256)
 
 
 async def adapter_tok_s(engine: Any, reqs: list[GenRequest]) -> float:
@@ -91,7 +92,7 @@ def raw_vllm(all_reqs: dict[int, list[GenRequest]], max_tokens: int, reps: int) 
     os.environ["VLLM_CPU_OMP_THREADS_BIND"] = f"0-{len(os.sched_getaffinity(0)) - 1}"
     llm = LLM(
         model=str(hf),
-        dtype=VLLM.dtype,
+        dtype=VLLM_DTYPE,
         max_model_len=VLLM.max_model_len,
         enforce_eager=True,
         block_size=VLLM.block_size,

@@ -21,6 +21,7 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -106,7 +107,7 @@ def poisson(rate_rps: float, n: int, seed: int) -> dict[str, float]:
 def main() -> None:
     t0 = time.perf_counter()
     load_before = os.getloadavg()[0]  # the harness shares the cores: other load shows up as lag
-    rows = []
+    rows: list[dict[str, Any]] = []
     engines = (
         ("instant", 0.0, 0.0, False),
         ("fixed-delay", 0.02, 0.01, False),
@@ -123,7 +124,7 @@ def main() -> None:
                 closed(FakeEngine(ttft_s=ttft, itl_s=itl, batched=batched), u, n, max_tokens=16, duration_s=dur)
                 for _ in range(REPEATS)
             ]
-            r = {k: float(np.median([x[k] for x in reps])) for k in reps[0]}
+            r: dict[str, Any] = {k: float(np.median([x[k] for x in reps])) for k in reps[0]}
             r.update(engine=label, users=u, runs=reps)
             rows.append(r)
             print(

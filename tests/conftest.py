@@ -1,18 +1,109 @@
-"""Shared fixtures: the prepared bundled model, its tokenizer, and one vLLM engine per session."""
+"""Shared fixtures: the prepared bundled model, its tokenizer, and one vLLM engine per session.
+
+Two tiers. `make test` runs everything; `make test-fast` deselects the markers `engine`, `vllm` and
+`slow` and must never start an engine or read data/models. To keep that true without relying on
+every author's memory: a test that requests the `model` fixture (directly or through another
+fixture) is marked `engine` at collection, and a test without `engine`/`vllm` that opens a file
+under data/models, builds a real engine or starts a managed server fails at once, in either tier.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Generator, Iterator
+from typing import Any, NoReturn
 
 import pytest
 
 from cliffbench.bench.study import StudySpec
+from cliffbench.config import MODELS_DIR
+from cliffbench.engines.registry import ENGINE_CLASSES
+from cliffbench.engines.servers import ManagedServer
 from cliffbench.engines.specs import VllmSpec
+from cliffbench.hardware import Hardware
+
+# -- the tiers: markers and the guard of the fast tier ---------------------------------------------
+
+ENGINE_MARKERS = ("engine", "vllm")
+MODEL_FIXTURES = frozenset({"model", "vllm_session"})  # requesting one needs data/models
+REAL_ENGINE_KINDS = tuple(k for k in ENGINE_CLASSES if k not in ("fake", "openai-http"))
+_MODELS_PREFIX = os.path.join(os.path.realpath(MODELS_DIR), "")
+_guard: str | None = None  # nodeid of the running test that may touch no model, else None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker("engine"):
+            item.add_marker(pytest.mark.engine)
+
+
+def _refuse(what: str) -> NoReturn:
+    # pytest.fail raises a BaseException: no `except Exception` on the way (a sweep storing an engine
+    # start failure as a failed level) can turn the refusal into a quiet pass
+    pytest.fail(f"{_guard}: {what}; mark the test `engine` (the fast tier must not need it)", pytrace=False)
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if _guard is None or event not in ("open", "os.listdir", "os.scandir") or not args:
+        return
+    path = args[0]
+    if isinstance(path, str | bytes | os.PathLike):
+        full = os.path.realpath(os.fsdecode(path))
+        if os.path.join(full, "").startswith(_MODELS_PREFIX):
+            _refuse(f"it reads {full} (the prepared model)")
+
+
+sys.addaudithook(_audit)
+
+
+class _RefusedEngine:
+    def __init__(self, spec: Any) -> None:
+        _refuse(f"it builds a real {spec.kind} engine")
+
+
+async def _refused_server_start(self: ManagedServer) -> NoReturn:
+    _refuse(f"it starts a {self.spec.kind} server")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
+    global _guard
+    if any(item.get_closest_marker(m) for m in ENGINE_MARKERS):
+        return (yield)
+    with pytest.MonkeyPatch.context() as mp:
+        for kind in REAL_ENGINE_KINDS:
+            mp.setitem(ENGINE_CLASSES, kind, f"{__name__}:_RefusedEngine")
+        mp.setattr(ManagedServer, "start", _refused_server_start)
+        _guard = item.nodeid
+        try:
+            return (yield)
+        finally:
+            _guard = None
+
+
+# -- fixtures --------------------------------------------------------------------------------------
+
+
+FIXED_PROBE = Hardware(
+    name="local", memory_bandwidth_gb_s=10.0, bf16_tflops=0.1, fp32_tflops=0.1, memory_gib=8.0, source="test"
+)
+
+
+def fix_probe(mp: pytest.MonkeyPatch) -> None:
+    """A sweep's once-per-study hardware probe (seconds of triad and matmul, and a torch import)
+    replaced by FIXED_PROBE: for sweeps of `fake` engines, whose roofline means nothing."""
+    from cliffbench.bench import sweep
+
+    mp.setattr(sweep, "local_hardware", lambda: FIXED_PROBE)
+
+
+@pytest.fixture
+def fixed_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    fix_probe(monkeypatch)
 
 
 @pytest.fixture(scope="session")
@@ -49,12 +140,14 @@ def engine_on_own_loop(spec: Any) -> Iterator[tuple[asyncio.AbstractEventLoop, A
     from cliffbench.engines import make_engine
 
     loop = asyncio.new_event_loop()
-    engine = make_engine(spec)
-    loop.run_until_complete(engine.start())
     try:
-        yield loop, engine
+        engine = make_engine(spec)
+        loop.run_until_complete(engine.start())
+        try:
+            yield loop, engine
+        finally:
+            loop.run_until_complete(engine.stop())
     finally:
-        loop.run_until_complete(engine.stop())
         loop.close()
 
 

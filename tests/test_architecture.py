@@ -41,7 +41,9 @@ def test_a_planted_back_import_breaks_the_contract(tmp_path: Path) -> None:
     copy = tmp_path / "src" / "cliffbench"
     shutil.copytree(SRC, copy, ignore=shutil.ignore_patterns("__pycache__"))
     config = copy / "config.py"
-    config.write_text(config.read_text() + "\n\ndef _planted() -> None:\n    from cliffbench import cli  # noqa: F401\n")
+    config.write_text(
+        config.read_text() + "\n\ndef _planted() -> None:\n    from cliffbench import cli  # noqa: F401\n"
+    )
     done = _lint_imports(tmp_path / "src")
     assert done.returncode != 0
     assert "BROKEN" in done.stdout and "cliffbench.config -> cliffbench.cli" in done.stdout

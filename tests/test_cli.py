@@ -46,6 +46,7 @@ def test_bad_study_file(tmp_path: Path) -> None:
     assert not (RESULTS_DIR / "bad").exists()
 
 
+@pytest.mark.engine  # the default study's estimate reads the prepared model's shapes (and probes this machine)
 def test_dry_run_prints_plan() -> None:
     result = runner.invoke(app, ["run", "studies/default.yaml", "--dry-run"])
     assert result.exit_code == 0, result.output
@@ -115,3 +116,132 @@ def test_matrix_ranks_and_writes_csv(tmp_path: Path) -> None:
     text = " ".join(result.output.split())
     assert "Self-hosted vLLM" in text and "roofline: a100-40gb" in text and "Top choice" in text
     assert out.is_file()
+
+
+# ---- cliffbench report: parameters from report/params.py --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["-p", "peak_users", "many"], "parameter peak_users: Input should be a valid integer"),
+        (["-p", "ttft_slo_s", "-1"], "parameter ttft_slo_s: Input should be greater than 0"),
+        (["-p", "matrix_weights", "{speed: 1}"], "parameter matrix_weights: unknown criterion 'speed'; allowed:"),
+        (["-p", "matrix_gpu_prices", "{a100-40gb: -1}"], "parameter matrix_gpu_prices: a100-40gb must be a positive"),
+        (["-p", "matrix_users", "0"], "parameter matrix_users"),
+        (["-p", "matrix_hardware", "l4"], "parameter matrix_gpu_prices: no price for 'l4'"),
+        (["-p", "speed", "1"], "parameter speed: unknown; allowed: concurrency, engine, force, force_prepare"),
+        (["-p", "engine", "openai-http"], "parameter url: give it exactly when parameter engine is openai-http"),
+        (["-p", "engine", "openai-http", "-p", "url", "ftp://x"], "parameter url: must be an http"),
+        (["-p", "url", "http://127.0.0.1:8000/v1"], "parameter url: only for the flag form"),
+        (["-p", "peak_users", "{a: "], "parameter peak_users: not a YAML value"),
+        (["--study-file", "missing.yaml"], "study: file not found"),
+    ],
+)
+def test_report_bad_parameter_exit_2(tmp_path: Path, args: list[str], needle: str) -> None:
+    out = tmp_path / "w.pdf"
+    out.write_bytes(b"previous")
+    result = runner.invoke(app, ["report", *args, "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert needle in " ".join(result.output.split())
+    assert out.read_bytes() == b"previous"
+    assert "running notebooks" not in result.output
+
+
+def test_report_p_takes_two_words() -> None:
+    # as papermill's -p: NAME and VALUE are the next two words, whatever they look like
+    result = runner.invoke(app, ["report", "--out", "w.pdf", "-p", "peak_users"])
+    assert result.exit_code == 2 and "-p: expected NAME VALUE, got peak_users" in result.output
+    result = runner.invoke(app, ["report", "-p", "study_name", "--", "-p", "tpot_slo_s", "--out"])
+    assert result.exit_code == 2 and "parameter tpot_slo_s: Input should be a valid number" in result.output
+
+
+def test_report_parameters_file(tmp_path: Path) -> None:
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- peak_users\n")
+    result = runner.invoke(app, ["report", "-f", str(listed)])
+    assert result.exit_code == 2 and "is not a YAML mapping of parameters" in result.output
+    params = tmp_path / "params.yaml"
+    params.write_text("peak_users: 4\nspeed: 1\n")
+    result = runner.invoke(app, ["report", "-f", str(params)])
+    assert result.exit_code == 2 and "parameter speed: unknown" in result.output
+
+
+def test_report_help_lists_the_models_parameters() -> None:
+    from cliffbench.report.params import BenchmarkParams
+
+    result = runner.invoke(app, ["report", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert "--parameter" in text and "--parameters-file" in text and "--study-file" in text
+    assert "url = None  # " + str(BenchmarkParams.model_fields["url"].description) in text
+    assert "ttft_slo_s = 2.0  # your TTFT p99 objective, seconds" in text
+    assert "20_analysis, 30_whitepaper:" in text
+
+
+@pytest.mark.slow  # a fresh interpreter
+def test_python_m_cliffbench_report_is_the_same_command() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "cliffbench.report", "-p", "speed", "1"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "parameter speed: unknown; allowed:" in " ".join(done.stderr.split())
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--engine", "openai-http"], "--url: give it exactly when --engine is openai-http"),
+        (["--engine", "openai-http", "--url", "ftp://x"], "--url: must be an http:// or https:// URL"),
+        (["--engine", "vllm", "--name", "a b"], "--name: String should match pattern"),
+        (["--engine", "vllm", "--requests-per-level", "0"], "--requests-per-level: Input should be greater than 0"),
+    ],
+)
+def test_run_flags_keep_flag_names(args: list[str], needle: str) -> None:
+    result = runner.invoke(app, ["run", *args, "--dry-run"])
+    assert result.exit_code == 2, result.output
+    assert needle in " ".join(result.output.split())
+
+
+def test_run_flag_defaults_are_notebook_10s() -> None:
+    result = runner.invoke(app, ["run", "--engine", "fake", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "1 engine(s) x 3 level(s)" in result.output and "chat__c0004" in result.output
+
+
+# ---- cliffbench run on `fake` engines: no model, no engine ----------------------------------------
+
+FAKE_STUDY = """\
+name: fake-cli
+tokenizer: fake
+engines:
+  - {kind: fake, label: quick, itl_s: 0.001}
+  - {kind: fake, label: flaky, itl_s: 0.001, fail_every: 2}
+level_sets:
+  - {workload: {prompt: {mean: 8}, output: {mean: 6}}, load: {concurrency: [1, 2], requests_per_level: 4}}
+"""
+
+
+def test_run_fake_study_needs_no_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fixed_probe: None) -> None:
+    import signal
+
+    from cliffbench.bench import store
+
+    monkeypatch.setattr(store, "RESULTS_DIR", tmp_path / "results")
+    monkeypatch.setattr(signal, "signal", lambda *_: None)  # `run` installs a SIGTERM handler: not in pytest
+    study = tmp_path / "fake.yaml"
+    study.write_text(FAKE_STUDY)
+    dry = runner.invoke(app, ["run", str(study), "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    text = " ".join(dry.output.split())
+    assert "2 engine(s) x 2 level(s)" in text and "quick: chat__c0001, chat__c0002" in text
+    assert "no estimate: no engine serves a model" in text and not (tmp_path / "results").exists()
+    result = runner.invoke(app, ["run", str(study)])
+    assert result.exit_code == 0, result.output
+    assert "study fake-cli" in result.output and "quick" in result.output and "flaky" in result.output
+    lv = store.load_results("fake-cli").levels
+    assert len(lv) == 4 and lv["status"].eq("ok").all()
+    assert lv[lv["engine"] == "flaky"]["n_failed"].tolist() == [2, 2]

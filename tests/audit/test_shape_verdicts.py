@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 import pytest
@@ -32,7 +32,9 @@ PROBE: dict[str, Any] = {
 }
 
 
-def _level(engine: str, kind: str, users: int, tps: float, ttft_p50: float, ttft_p99: float, **cfg: Any) -> dict:
+def _level(
+    engine: str, kind: str, users: int, tps: float, ttft_p50: float, ttft_p99: float, **cfg: Any
+) -> dict[str, Any]:
     return {
         "engine": engine,
         "engine_kind": kind,
@@ -126,7 +128,7 @@ def test_efficiency_uses_stored_probe() -> None:
     assert eff.at[("llamacpp-slots-4", 32), "ceiling_tok_s"] == pytest.approx(want)
     assert eff.at[("llamacpp-slots-4", 32), "batch"] == 4
     assert eff.at[("vllm", 32), "precision"] == "bf16"
-    assert eff.at[("vllm", 32), "efficiency"] == pytest.approx(400 / eff.at[("vllm", 32), "ceiling_tok_s"])
+    assert eff.at[("vllm", 32), "efficiency"] == pytest.approx(400 / cast(float, eff.at[("vllm", 32), "ceiling_tok_s"]))
 
 
 def test_no_probe_no_efficiency() -> None:

@@ -53,7 +53,7 @@ def test_timeout_is_its_own_status() -> None:
 class _SlowEvenIds(FakeEngine):
     """Even request ids never answer (until cancelled); odd ones answer at once."""
 
-    async def stream(self, request: GenRequest):  # type: ignore[no-untyped-def,override]
+    async def stream(self, request: GenRequest):  # type: ignore[no-untyped-def]
         if request.request_id % 2 == 0:
             await asyncio.sleep(60)
         async for ev in super().stream(request):

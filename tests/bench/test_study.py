@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -13,7 +14,7 @@ from cliffbench.config import InputError
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _write(tmp_path: Path, data: dict) -> Path:
+def _write(tmp_path: Path, data: dict[str, Any]) -> Path:
     p = tmp_path / "s.yaml"
     p.write_text(yaml.safe_dump(data))
     return p
@@ -37,7 +38,7 @@ def test_default_study_validates() -> None:
         ({"engines": [{"kind": "vllm", "max_num_seqs": "many"}]}, "max_num_seqs"),
     ],
 )
-def test_bad_study_one_line(tmp_path: Path, data: dict, needle: str) -> None:
+def test_bad_study_one_line(tmp_path: Path, data: dict[str, Any], needle: str) -> None:
     with pytest.raises(InputError) as exc:
         load_study(_write(tmp_path, data))
     msg = str(exc.value)

@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 
 from cliffbench.bench import plan, sweep
+from cliffbench.bench.loadgen import run_level
 from cliffbench.bench.store import load_results
 from cliffbench.bench.study import StudySpec
+from cliffbench.engines import make_engine
 
 pytestmark = pytest.mark.engine
 
@@ -61,7 +63,7 @@ def test_vllm_sweep(vllm_session: Any, tmp_path: Path) -> None:
 
 def test_resume_after_crash(model: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = _spec([{"kind": "llamacpp-serial", "n_ctx": 128}])
-    real = sweep.run_level
+    real = run_level
     calls = {"n": 0}
 
     async def dies_on_second(*a: Any, **k: Any) -> Any:
@@ -87,7 +89,7 @@ def test_engine_start_failure_is_stored(model: Any, tmp_path: Path, monkeypatch:
     spec = _spec(
         [{"kind": "llamacpp-serial", "n_ctx": 128, "label": "broken"}, {"kind": "llamacpp-serial", "n_ctx": 128}]
     )
-    real = sweep.make_engine
+    real = make_engine
 
     def make(es: Any) -> Any:
         engine = real(es)
@@ -96,7 +98,7 @@ def test_engine_start_failure_is_stored(model: Any, tmp_path: Path, monkeypatch:
             async def boom() -> None:
                 raise RuntimeError("no memory for you")
 
-            engine.start = boom
+            monkeypatch.setattr(engine, "start", boom)
         return engine
 
     monkeypatch.setattr(sweep, "make_engine", make)

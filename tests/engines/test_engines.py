@@ -140,7 +140,7 @@ def test_vllm_matches_transformers_greedy(vllm_session: Any, prompts: list[list[
     from transformers import AutoModelForCausalLM
 
     loop, engine = vllm_session
-    hf = AutoModelForCausalLM.from_pretrained(str(model.hf_dir), torch_dtype=torch.float32)
+    hf: Any = AutoModelForCausalLM.from_pretrained(str(model.hf_dir), dtype=torch.float32)
     for i, p in enumerate(prompts[:3]):
         with torch.no_grad():
             out = hf.generate(torch.tensor([p]), max_new_tokens=16, do_sample=False, min_new_tokens=16)

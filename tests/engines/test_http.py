@@ -50,7 +50,7 @@ def test_real_server_streams_exact_tokens(lcp_server: Any, prompts: list[list[in
     assert all(b >= a for a, b in itertools.pairwise(times))
     assert times[-1] - times[0] > 0.05  # streamed token by token, not delivered in one burst
     d = engine.describe()
-    assert d["flavor"] == "llama-cpp-python" and "argv" in d["server"]  # type: ignore[operator]
+    assert d["flavor"] == "llama-cpp-python" and "argv" in d["server"]
 
 
 @pytest.mark.engine

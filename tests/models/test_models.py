@@ -36,8 +36,8 @@ PROMPT = "The capital of France is"
 
 
 @pytest.fixture(scope="session")
-def manifest() -> ModelManifest:
-    return prepare_model()
+def manifest(model: ModelManifest) -> ModelManifest:
+    return model
 
 
 def _mtimes(m: ModelManifest) -> dict[str, int]:

@@ -18,7 +18,6 @@ from matplotlib.axes import Axes
 
 from cliffbench.decide.tree import build_tree
 from cliffbench.report.figures import (
-    _long_in_flight,
     engine_palette,
     plot_decision_tree,
     plot_hol_blocking,
@@ -30,6 +29,7 @@ from cliffbench.report.figures import (
     save_figure,
     set_style,
 )
+from cliffbench.report.figures.timeline import _long_in_flight
 
 ENGINES = ["vllm", "llamacpp-serial"]
 # (level set, users): chat at 1 and 4, mixed at 4; plus one failed vllm level at 8 that must not show
@@ -248,11 +248,8 @@ def test_save_figure_writes_png_and_svg(tmp_path: Path) -> None:
         save_figure(fig, "../escape", out_dir=tmp_path)
 
 
-def test_serving_overhead_figure_and_sentence(tmp_path: Path) -> None:
-    import json
-
+def test_serving_overhead_figure() -> None:
     from cliffbench.report.figures import plot_serving_overhead
-    from cliffbench.report.sections import fidelity_sentence
 
     rows = [
         {"pair": p, "slots": n, "concurrency": c, "tok_s_ratio": r, "ttft_p50_ratio": 1 / r, "ttft_p99_ratio": 1.0,
@@ -262,32 +259,9 @@ def test_serving_overhead_figure_and_sentence(tmp_path: Path) -> None:
     ]  # fmt: skip
     fig, ax = plt.subplots()
     plot_serving_overhead(ax, pd.DataFrame(rows))
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    legend = ax.get_legend()
+    assert legend is not None
+    labels = [t.get_text() for t in legend.get_texts()]
     assert "slots-vs-llama-server (N=4)" in labels and "vllm-vs-vllm-serve" in labels
     assert ax.get_xscale() == "log"
     plt.close(fig)
-    path = tmp_path / "fidelity.json"
-    path.write_text(json.dumps({"tolerance": 0.1, "rows": rows}))
-    text = fidelity_sentence(path)
-    assert "slots-vs-llama-server: output tok/s ratio 1.05-1.05" in text and "3/3 levels within" in text
-    assert "vllm-vs-vllm-serve" in text and "0/3 levels within" in text
-
-
-def test_fidelity_repeats_sentence_from_stored_runs(tmp_path: Path) -> None:
-    import json
-
-    from cliffbench.report.sections import fidelity_sentence
-
-    row = {"pair": "slots-vs-llama-server", "slots": 8, "concurrency": 16, "tok_s_ratio": 1.4, "ttft_p50_ratio": 1.0,
-           "ttft_p99_ratio": 1.0, "same_text": True}  # fmt: skip
-    (tmp_path / "fidelity.json").write_text(json.dumps({"tolerance": 0.1, "rows": [row]}))
-    runs = [
-        {**row, "variant": v, "tok_s_ratio": r, "server": {"tok_s": s}}
-        for v, r, s in [("default (full run)", 1.4, 80.0), ("default", 1.05, 100.0), ("--poll 0", 1.1, 95.0)]
-    ]
-    (tmp_path / "fidelity_repeats.json").write_text(json.dumps({"runs": runs}))
-    text = fidelity_sentence(tmp_path / "fidelity.json")
-    assert "was run 3 times in all: as is 2 times, tok/s ratio 1.05-1.4, the server alone 80-100 tok/s" in text
-    assert "with server options changed (--poll 0) 1.1-1.1" in text
-    # within 15% of the best server run (100 tok/s): the 100 and 95 runs
-    assert "(2 of 3), the in-process engine is x1.05-x1.1 the server's tok/s" in text

@@ -6,10 +6,11 @@ import re
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from cliffbench.bench.store import load_results
+from cliffbench.cli import app
 from cliffbench.config import PROJECT_ROOT
-from cliffbench.report.pipeline import main as report_main
 from cliffbench.report.sections import fmt
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
@@ -34,8 +35,11 @@ SECTIONS = [
 @pytest.fixture(scope="module")
 def pdf(tmp_path_factory: pytest.TempPathFactory, model: object) -> Path:
     out = tmp_path_factory.mktemp("report") / "whitepaper.pdf"
-    rc = report_main(["--study-file", "studies/tiny.yaml", "-p", "force", "true", "--out", str(out)])
-    assert rc == 0
+    result = CliRunner().invoke(
+        app, ["report", "--study-file", "studies/tiny.yaml", "-p", "force", "true", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "[cliffbench report] running notebooks/30_whitepaper.ipynb" in result.output
     return out
 
 
@@ -101,33 +105,6 @@ def test_pdf_has_the_matrix(pdf: Path) -> None:
         assert heading in text, heading
     assert (PROJECT_ROOT / "report" / "decision_matrix.csv").is_file()
     assert (PROJECT_ROOT / "report" / "decision_matrix.pdf").is_file()
-
-
-@pytest.mark.parametrize(
-    ("name", "value", "needle"),
-    [
-        ("peak_users", "many", "peak_users"),
-        ("matrix_weights", "{speed: 1}", "parameter matrix_weights: unknown criterion 'speed'; allowed:"),
-        ("matrix_gpu_prices", "{a100-40gb: -1}", "parameter matrix_gpu_prices: a100-40gb must be a positive"),
-        ("matrix_users", "0", "parameter matrix_users"),
-        ("matrix_hardware", "l4", "parameter matrix_gpu_prices: no price for 'l4'"),
-    ],
-)
-def test_bad_parameter_exit_2(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, value: str, needle: str
-) -> None:
-    out = tmp_path / "w.pdf"
-    out.write_bytes(b"previous")
-    rc = report_main(["-p", name, value, "--out", str(out)])
-    assert rc == 2 and out.read_bytes() == b"previous"
-    assert needle in capsys.readouterr().err
-
-
-def test_bad_parameter_leaves_pdf_untouched(tmp_path: Path) -> None:
-    out = tmp_path / "w.pdf"
-    out.write_bytes(b"previous")
-    rc = report_main(["-p", "peak_users", "many", "--out", str(out)])
-    assert rc == 2 and out.read_bytes() == b"previous"
 
 
 def test_whitepaper_stops_early_on_unknown_study() -> None:

@@ -3,14 +3,13 @@ ceilings of its hardware and model (`cliffbench.audit.roofline`)."""
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, PositiveInt, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, PositiveInt, ValidationInfo, field_validator
 
 from cliffbench.audit.roofline import (
     MODELS,
@@ -21,7 +20,7 @@ from cliffbench.audit.roofline import (
     ttft_floor_s,
     weight_bytes,
 )
-from cliffbench.config import DATA_DIR, InputError, Spec, parse_spec
+from cliffbench.config import DATA_DIR, Spec, parse_spec, read_csv_specs
 from cliffbench.hardware import HARDWARE, Hardware
 
 CLAIMS_CSV = DATA_DIR / "published" / "claims.csv"
@@ -76,52 +75,15 @@ class Source(Spec):
     kind: Literal["primary", "secondary", "seed"]
 
 
-_Row = TypeVar("_Row", bound=Spec)
-
-
-def _read_rows(path: Path, cls: type[_Row]) -> list[_Row]:
-    if not path.is_file():
-        raise InputError(f"{path.name}: file not found: {path}")
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        header, want = list(reader.fieldnames or []), list(cls.model_fields)
-        if missing := [c for c in want if c not in header]:
-            raise InputError(f"{path.name}: missing column(s) {', '.join(missing)}")
-        if extra := [c for c in header if c not in want]:
-            raise InputError(f"{path.name}: unknown column(s) {', '.join(extra)}")
-        rows: list[_Row] = []
-        seen: dict[str, int] = {}
-        for raw in reader:
-            key = raw.get(want[0]) or "?"
-            where = f"{path.name} line {reader.line_num} ({want[0]} {key})"
-            if None in raw or None in raw.values():
-                raise InputError(f"{where}: row: wrong number of fields for the header")
-            try:
-                row = cls.model_validate(raw)
-            except ValidationError as exc:
-                err = exc.errors()[0]
-                field = str(err["loc"][0]) if err["loc"] else "row"
-                msg = str(err["msg"]).replace("Value error, ", "")
-                # a `X | Literal["unknown"]` field reports its first branch only: name the other
-                if any(e["loc"][:1] == (field,) and "unknown" in str(e["loc"][1:]) for e in exc.errors()):
-                    msg += ", or 'unknown'"
-                raise InputError(f"{where}: {field}: {msg}") from None
-            if key in seen:
-                raise InputError(f"{where}: {want[0]}: repeats line {seen[key]}")
-            seen[key] = reader.line_num
-            rows.append(row)
-    return rows
-
-
 def load_claims(path: str | Path = CLAIMS_CSV) -> pd.DataFrame:
     """claims.csv validated row by row; InputError names the line and the field."""
-    claims = _read_rows(Path(path), Claim)
+    claims = read_csv_specs(Path(path), Claim, unique_key=True)
     return pd.DataFrame([c.model_dump() for c in claims], columns=list(Claim.model_fields))
 
 
 def load_sources(path: str | Path = SOURCES_CSV) -> pd.DataFrame:
     """sources.csv validated row by row."""
-    sources = _read_rows(Path(path), Source)
+    sources = read_csv_specs(Path(path), Source, unique_key=True)
     return pd.DataFrame([s.model_dump() for s in sources], columns=list(Source.model_fields))
 
 

@@ -107,7 +107,7 @@ def estimate_study(spec: StudySpec, hw: Hardware, max_context: int | None = None
     if max_context is None:
         max_context = min(e.context_limit() for e in spec.engines)
     out = []
-    for es in spec.engines:
+    for es in (e for e in spec.engines if e.serves_model):  # a `fake` engine has no model to size
         shapes = model_shapes(es.model)
         size = ModelSize.from_shapes(shapes, name=es.model.name)
         precision = engine_precision(es, hw)
@@ -142,8 +142,8 @@ def estimate_study(spec: StudySpec, hw: Hardware, max_context: int | None = None
         total = est.weights_gib + max(est.kv_gib, est.kv_need_gib)
         if total > hw.memory_gib:
             field = es.memory_field
-            if es.kind == "vllm" and est.kv_gib > est.kv_need_gib:
-                field = "kv_cache_gib"
+            if es.reserve_field and est.kv_gib > est.kv_need_gib:
+                field = es.reserve_field
             raise InputError(
                 f"engines.{es.name}.{field}: weights {est.weights_gib:.1f} GiB + KV cache "
                 f"{max(est.kv_gib, est.kv_need_gib):.1f} GiB exceed the {hw.memory_gib:g} GiB of {hw.name}"

@@ -18,7 +18,8 @@ import pandas as pd
 
 from cliffbench.audit.claims import audit_claims, load_claims
 from cliffbench.audit.roofline import MODELS, ModelSize, decode_ceiling_tok_s
-from cliffbench.bench.store import Results
+from cliffbench.bench.store import Results, ok_levels, ok_requests
+from cliffbench.config import fmt_number as fmt
 from cliffbench.hardware import HARDWARE, Hardware
 
 __all__ = [
@@ -85,7 +86,7 @@ def _high_users(lv: pd.DataFrame) -> int:
 
 def measured_shapes(res: Results, level_set: str = "chat") -> pd.DataFrame:
     """Per engine: throughput and TTFT at the lowest and the high level, and their growth."""
-    lv = res.levels[(res.levels["status"] == "ok") & (res.levels["level_set"] == level_set)]
+    lv = ok_levels(res.levels, level_set)
     if lv.empty:
         return pd.DataFrame()
     high = _high_users(lv)
@@ -134,10 +135,6 @@ class _Row:
         raise AttributeError(name)
 
 
-def _f(x: float) -> str:
-    return "n/a" if math.isnan(x) else (f"{x:.3g}" if abs(x) < 1000 else f"{x:,.0f}")
-
-
 def _a100_reasons() -> dict[str, float]:
     """Ceilings of the published setup (A100 40GB, Llama-3.1-8B): vLLM bf16, Ollama Q4_K_M."""
     hw, m = HARDWARE["a100-40gb"], MODELS["llama-3.1-8b"]
@@ -173,12 +170,12 @@ def shape_verdicts(res: Results, level_set: str = "chat", claims: pd.DataFrame |
     out.append(
         Shape(
             "vLLM throughput gain, 1 -> 25-32 users",
-            f"x{_f(gain_v)} (510 -> 1,450 tok/s): {growth_class(gain_v)}",
-            f"x{_f(v.tps_gain)} ({_f(v.tps_low)} -> {_f(v.tps_high)} tok/s at {hi}): {growth_class(v.tps_gain)}",
+            f"x{fmt(gain_v)} (510 -> 1,450 tok/s): {growth_class(gain_v)}",
+            f"x{fmt(v.tps_gain)} ({fmt(v.tps_low)} -> {fmt(v.tps_high)} tok/s at {hi}): {growth_class(v.tps_gain)}",
             "reproduced" if growth_class(gain_v) == growth_class(v.tps_gain) else "not reproduced",
             f"one decode step reads the weights once for the whole batch, so the A100 ceiling grows from "
-            f"{_f(a['vllm_1'])} tok/s at 1 user to {_f(a['vllm_32'])} at 32 (x{_f(a['vllm_32'] / a['vllm_1'])}); "
-            f"the published 1-user figure is x{_f(pub.get('vllm_tps_1', math.nan) / a['vllm_1'])} its ceiling, "
+            f"{fmt(a['vllm_1'])} tok/s at 1 user to {fmt(a['vllm_32'])} at 32 (x{fmt(a['vllm_32'] / a['vllm_1'])}); "
+            f"the published 1-user figure is x{fmt(pub.get('vllm_tps_1', math.nan) / a['vllm_1'])} its ceiling, "
             "which shrinks the published gain",
         )
     )
@@ -186,11 +183,11 @@ def shape_verdicts(res: Results, level_set: str = "chat", claims: pd.DataFrame |
     out.append(
         Shape(
             f"Ollama throughput gain, 1 -> 25-32 users ({ref} here)",
-            f"x{_f(gain_o)} (420 -> 320 tok/s): {growth_class(gain_o)}",
-            f"x{_f(o.tps_gain)} ({_f(o.tps_low)} -> {_f(o.tps_high)} tok/s): {growth_class(o.tps_gain)}",
+            f"x{fmt(gain_o)} (420 -> 320 tok/s): {growth_class(gain_o)}",
+            f"x{fmt(o.tps_gain)} ({fmt(o.tps_low)} -> {fmt(o.tps_high)} tok/s): {growth_class(o.tps_gain)}",
             "reproduced" if growth_class(gain_o) == growth_class(o.tps_gain) else "not reproduced",
             f"with 4 slots a step decodes up to 4 sequences for one read of the weights, so the ceiling can "
-            f"only rise with load (A100, Q4_K_M: {_f(a['ollama_1'])} -> {_f(a['ollama_4'])} tok/s); a fall needs "
+            f"only rise with load (A100, Q4_K_M: {fmt(a['ollama_1'])} -> {fmt(a['ollama_4'])} tok/s); a fall needs "
             "overheads the roofline does not model, and the published 1-user figure already exceeds its ceiling",
         )
     )
@@ -204,15 +201,15 @@ def shape_verdicts(res: Results, level_set: str = "chat", claims: pd.DataFrame |
             "continuous batching admits a new request at the next step, so TTFT grows only with the batch's step time"
             if key == "vllm"
             else f"32 users on 4 slots leave {ahead:.0f} requests ahead in each slot's queue; at the A100 Q4_K_M "
-            f"ceiling of {_f(per_slot)} tok/s per slot, a published TTFT of "
-            f"{_f(pub.get('ollama_ttft_32', math.nan) * 1e3)} ms leaves at most {_f(max_tokens)} output tokens "
+            f"ceiling of {fmt(per_slot)} tok/s per slot, a published TTFT of "
+            f"{fmt(pub.get('ollama_ttft_32', math.nan) * 1e3)} ms leaves at most {fmt(max_tokens)} output tokens "
             "per request, so the published figure implies very short answers or more slots than Ollama's default"
         )
         out.append(
             Shape(
                 f"{engine} TTFT growth, 1 -> 25-32 users (p50 measured)",
-                f"x{_f(growth)}: {growth_class(growth)}",
-                f"x{_f(row.ttft_growth)} ({_f(row.ttft_p50_low_s)} -> {_f(row.ttft_p50_high_s)} s): "
+                f"x{fmt(growth)}: {growth_class(growth)}",
+                f"x{fmt(row.ttft_growth)} ({fmt(row.ttft_p50_low_s)} -> {fmt(row.ttft_p50_high_s)} s): "
                 f"{growth_class(row.ttft_growth)}",
                 "reproduced" if growth_class(growth) == growth_class(row.ttft_growth) else "not reproduced",
                 reason,
@@ -223,10 +220,10 @@ def shape_verdicts(res: Results, level_set: str = "chat", claims: pd.DataFrame |
     out.append(
         Shape(
             "vLLM / Ollama throughput at 25-32 users",
-            f"x{_f(ratio_pub)}",
-            f"x{_f(ratio)} at {hi} users",
+            f"x{fmt(ratio_pub)}",
+            f"x{fmt(ratio)} at {hi} users",
             "reproduced" if ratio >= 0.5 * ratio_pub else ("direction only" if ratio > 1 else "not reproduced"),
-            f"the ratio of ceilings on the A100 is x{_f(a['vllm_32'] / a['ollama_4'])} (bf16 batch 32 vs "
+            f"the ratio of ceilings on the A100 is x{fmt(a['vllm_32'] / a['ollama_4'])} (bf16 batch 32 vs "
             "Q4_K_M batch 4): Ollama's smaller weights narrow it, its 4 slots widen it",
         )
     )
@@ -235,8 +232,8 @@ def shape_verdicts(res: Results, level_set: str = "chat", claims: pd.DataFrame |
     out.append(
         Shape(
             "TTFT p99 at the highest level, Ollama / vLLM",
-            f"x{_f(p99_pub)} (Red Hat, peak load)",
-            f"x{_f(p99)} ({_f(o.ttft_p99_high_s)} vs {_f(v.ttft_p99_high_s)} s at {hi} users)",
+            f"x{fmt(p99_pub)} (Red Hat, peak load)",
+            f"x{fmt(p99)} ({fmt(o.ttft_p99_high_s)} vs {fmt(v.ttft_p99_high_s)} s at {hi} users)",
             "reproduced" if (p99 > 1) == (p99_pub > 1) else "not reproduced",
             "the tail is queueing: static slots hold waiting users until a whole request ends",
         )
@@ -257,10 +254,10 @@ def efficiency(res: Results, level_set: str = "chat") -> pd.DataFrame:
     and the level's batch (users, capped by slots) at the level's mean context. Empty without a probe.
     """
     hw = local_hardware_of(res)
-    lv = res.levels[(res.levels["status"] == "ok") & (res.levels["level_set"] == level_set)]
+    lv = ok_levels(res.levels, level_set)
     if hw is None or lv.empty:
         return pd.DataFrame()
-    req = res.requests[(res.requests["status"] == "ok") & ~res.requests["warmup"].astype(bool)]
+    req = ok_requests(res.requests)
     ctx = req.groupby("level_key").apply(lambda r: (r["prompt_tokens"] + r["output_tokens"] / 2).mean())
     # the engines as the study specified them, judged on the CPU the study ran on
     specs = res.engine_specs
@@ -291,10 +288,11 @@ def efficiency(res: Results, level_set: str = "chat") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def normalised_points(res: Results, level_set: str = "chat") -> pd.DataFrame:
-    """Published throughput claims and measured levels as a fraction of their own roofline ceiling
-    (`source`: 'published' or 'measured'); the one axis CPU and GPU results share."""
-    audit = audit_claims(load_claims())
+def normalised_points(res: Results, level_set: str = "chat", claims: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Published throughput claims (`claims`, default claims.csv) and measured levels as a fraction
+    of their own roofline ceiling (`source`: 'published' or 'measured'); the one axis CPU and GPU
+    results share."""
+    audit = audit_claims(load_claims() if claims is None else claims)
     pub = audit[(audit["metric"] == "output_tok_s_total") & (audit["concurrency"] != "unknown")]
     pub = pub[pub["ceiling_tok_s"].notna()]
     rows = [

@@ -52,6 +52,8 @@ def study_tokenizer(spec: StudySpec) -> Tokenizer:
     """The study's tokenizer: the first engine model's own, or one token per character (`tokenizer: fake`)."""
     if spec.tokenizer == "fake":
         return CharTokenizer()
+    if not any(e.serves_model for e in spec.engines):
+        raise InputError("tokenizer: no engine of the study serves a model to take it from; set `tokenizer: fake`")
     return model_tokenizer(e.model for e in spec.engines if e.serves_model)
 
 

@@ -34,6 +34,8 @@ __all__ = [
     "level_key",
     "list_studies",
     "load_results",
+    "ok_levels",
+    "ok_requests",
     "read_manifest",
     "spec_hash",
     "study_dir",
@@ -95,6 +97,19 @@ class Results:
     def engine_specs(self) -> dict[str, EngineSpec]:
         """Engine label -> its spec, as the study ran it."""
         return {e.name: e for e in self.study.engines}
+
+
+def ok_levels(levels: pd.DataFrame, level_set: str | None = None) -> pd.DataFrame:
+    """The levels that finished ('ok'), of `level_set` when given; rows keep their order."""
+    ok = levels["status"] == "ok"
+    if level_set is not None:
+        ok &= levels["level_set"] == level_set
+    return levels[ok]
+
+
+def ok_requests(requests: pd.DataFrame) -> pd.DataFrame:
+    """The measured requests that succeeded (warm-up requests left out)."""
+    return requests[(requests["status"] == "ok") & ~requests["warmup"].astype(bool)]
 
 
 def spec_hash(data: dict[str, Any]) -> str:

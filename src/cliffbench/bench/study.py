@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from cliffbench.config import InputError, Spec, parse_spec
 from cliffbench.engines.specs import ENGINE_KINDS, EngineSpec, OpenAIHttpSpec
@@ -71,18 +72,11 @@ class LoadSpec(Spec):
     request_timeout_s: float = Field(600.0, gt=0)
     max_lag_s: float = Field(0.005, gt=0, description="event-loop lag p99 above this flags a level")
 
-    @field_validator("concurrency")
+    @field_validator("concurrency", "rate_rps")
     @classmethod
-    def _positive_concurrency(cls, v: list[int]) -> list[int]:
-        if any(c <= 0 for c in v):
-            raise ValueError(f"every concurrency must be >= 1, got {v}")
-        return v
-
-    @field_validator("rate_rps")
-    @classmethod
-    def _positive_rate(cls, v: list[float]) -> list[float]:
-        if any(r <= 0 for r in v):
-            raise ValueError(f"every rate must be > 0, got {v}")
+    def _positive(cls, v: list[float], info: ValidationInfo) -> list[float]:
+        if any(x <= 0 for x in v):
+            raise ValueError(f"every {info.field_name} must be > 0, got {v}")
         return v
 
     @model_validator(mode="after")
@@ -178,6 +172,27 @@ class StudySpec(Spec):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
+def cli_flag(name: str) -> str:
+    """The `cliffbench run` flag of a flag-form field (field names as report.params.BenchmarkParams)."""
+    return "--name" if name == "study_name" else "--" + name.replace("_", "-")
+
+
+# where flag_study's inputs land in the specs it validates, so their errors name the input
+_FLAG_LOCS = {
+    "load.concurrency": "concurrency",
+    "load.requests_per_level": "requests_per_level",
+    "name": "study_name",
+    "engines.0.llamacpp-slots.slots": "slots",
+    "url": "url",
+}
+
+
+def _relabeled(exc: InputError, label: Callable[[str], str]) -> InputError:
+    loc, _, msg = str(exc).partition(": ")
+    field = _FLAG_LOCS.get(loc)
+    return InputError(f"{label(field)}: {msg}") if field else exc
+
+
 def flag_study(
     engine: str,
     slots: int | None,
@@ -186,43 +201,47 @@ def flag_study(
     workload: str,
     name: str | None,
     url: str | None = None,
+    *,
+    label: Callable[[str], str] = cli_flag,
 ) -> StudySpec:
-    """The study of `cliffbench run --engine ...` (and of notebook 10's flag form)."""
+    """The study of `cliffbench run --engine ...` (and of notebook 10's flag form). Errors name each
+    input by `label(field)`: the run flag by default, `parameter <field>` for the notebook."""
     if engine not in ENGINE_KINDS:
-        raise InputError(f"--engine: unknown engine {engine!r}; allowed: {', '.join(ENGINE_KINDS)}")
+        raise InputError(f"{label('engine')}: unknown engine {engine!r}; allowed: {', '.join(ENGINE_KINDS)}")
     if workload not in WORKLOAD_PRESETS:
-        raise InputError(f"--workload: unknown workload {workload!r}; allowed: {', '.join(WORKLOAD_PRESETS)}")
+        raise InputError(f"{label('workload')}: unknown workload {workload!r}; allowed: {', '.join(WORKLOAD_PRESETS)}")
     try:
         levels = [int(x) for x in concurrency.split(",") if x.strip()]
     except ValueError:
-        raise InputError(f"--concurrency: expected comma-separated integers, got {concurrency!r}") from None
+        raise InputError(f"{label('concurrency')}: expected comma-separated integers, got {concurrency!r}") from None
     eng: dict[str, Any] = {"kind": engine}
     if (url is not None) != (engine == "openai-http"):
-        raise InputError("--url: give it exactly when --engine is openai-http")
-    if url is not None:
-        eng["url"] = parse_spec(OpenAIHttpSpec, {"url": url}, prefix="--").url
+        raise InputError(f"{label('url')}: give it exactly when {label('engine')} is openai-http")
     if slots is not None:
         if engine != "llamacpp-slots":
-            raise InputError("--slots: only for --engine llamacpp-slots")
+            raise InputError(f"{label('slots')}: only for {label('engine')} llamacpp-slots")
         eng["slots"] = slots
-    level_set = parse_spec(
-        LevelSetSpec,
-        {
-            "name": workload,
-            "workload": WORKLOAD_PRESETS[workload].model_dump(),
-            "load": {"concurrency": levels, "requests_per_level": requests_per_level},
-        },
-        prefix="",
-    )
-    study: StudySpec = parse_spec(
-        StudySpec,
-        {
-            "name": name or f"{engine}{'-' + str(slots) if slots else ''}-{workload}",
-            "engines": [eng],
-            "level_sets": [level_set.model_dump()],
-        },
-        prefix="",
-    )
+    try:
+        if url is not None:
+            eng["url"] = parse_spec(OpenAIHttpSpec, {"url": url}).url
+        level_set = parse_spec(
+            LevelSetSpec,
+            {
+                "name": workload,
+                "workload": WORKLOAD_PRESETS[workload].model_dump(),
+                "load": {"concurrency": levels, "requests_per_level": requests_per_level},
+            },
+        )
+        study: StudySpec = parse_spec(
+            StudySpec,
+            {
+                "name": name or f"{engine}{'-' + str(slots) if slots else ''}-{workload}",
+                "engines": [eng],
+                "level_sets": [level_set.model_dump()],
+            },
+        )
+    except InputError as exc:
+        raise _relabeled(exc, label) from None
     return study
 
 

@@ -22,6 +22,7 @@ import numpy.typing as npt
 import pandas as pd
 from pydantic import Field
 
+from cliffbench.bench.store import ok_levels
 from cliffbench.config import Spec
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "build_tree",
     "engine_cliff_details",
     "engine_cliffs",
+    "fmt_g",
     "interpolate",
     "recommend",
     "select_levels",
@@ -108,7 +110,7 @@ def select_levels(levels: pd.DataFrame, level_set: str | None = None, default: s
         raise ValueError(f"levels lacks column(s): {', '.join(missing)}")
     out = levels
     if "status" in out.columns:
-        out = out[out["status"] == "ok"]
+        out = ok_levels(out)
     if "level_set" in out.columns:
         sets = sorted(str(s) for s in out["level_set"].dropna().unique())
         chosen = level_set if level_set is not None else (sets[0] if len(sets) == 1 else default)
@@ -229,7 +231,8 @@ def engine_cliffs(levels: pd.DataFrame, ttft_slo_s: float, tpot_slo_s: float) ->
     return {e: c.users for e, c in engine_cliff_details(levels, ttft_slo_s, tpot_slo_s).items()}
 
 
-def _fmt(x: float) -> str:
+def fmt_g(x: float) -> str:
+    """Three significant digits, as the tree's verdicts print numbers."""
     return f"{x:.3g}"
 
 
@@ -271,28 +274,28 @@ def recommend(levels: pd.DataFrame, profile: UserProfile, mixed_levels: pd.DataF
             meeting.append((tok_s, engine))
             outcome = "meets SLO"
         else:
-            misses = [f"TTFT p99 > {_fmt(profile.ttft_slo_s)} s"] if ttft > profile.ttft_slo_s else []
+            misses = [f"TTFT p99 > {fmt_g(profile.ttft_slo_s)} s"] if ttft > profile.ttft_slo_s else []
             if tpot > profile.tpot_slo_s:
-                misses.append(f"TPOT p50 > {_fmt(profile.tpot_slo_s)} s")
+                misses.append(f"TPOT p50 > {fmt_g(profile.tpot_slo_s)} s")
             outcome = f"misses SLO ({', '.join(misses)})"
         ttfts.append((ttft, engine))
         label = "TTFT p99 (long documents)" if long_ttft else "TTFT p99"
         evidence.append(
-            f"{engine} at {_users(n)}: {_fmt(tok_s)} tok/s, {label} {_fmt(ttft)} s, "
-            f"TPOT p50 {_fmt(tpot)} s -> {outcome}"
+            f"{engine} at {_users(n)}: {fmt_g(tok_s)} tok/s, {label} {fmt_g(ttft)} s, "
+            f"TPOT p50 {fmt_g(tpot)} s -> {outcome}"
         )
     if meeting:
         tok_s, best = max(meeting)
         verdict = (
-            f"meets TTFT p99 <= {_fmt(profile.ttft_slo_s)} s and TPOT p50 <= {_fmt(profile.tpot_slo_s)} s "
-            f"at {_users(n)} with the highest throughput ({_fmt(tok_s)} tok/s)"
+            f"meets TTFT p99 <= {fmt_g(profile.ttft_slo_s)} s and TPOT p50 <= {fmt_g(profile.tpot_slo_s)} s "
+            f"at {_users(n)} with the highest throughput ({fmt_g(tok_s)} tok/s)"
         )
         return Recommendation(best, verdict, True, n, evidence)
     if ttfts:
         ttft, closest = min(ttfts)
         verdict = (
             f"no engine meets the SLO at {_users(n)} on this hardware: scale out or relax the SLO "
-            f"(closest: {closest}, TTFT p99 {_fmt(ttft)} s)"
+            f"(closest: {closest}, TTFT p99 {fmt_g(ttft)} s)"
         )
         return Recommendation(closest, verdict, False, n, evidence)
     verdict = f"no engine was measured at {_users(n)}: unmeasured, extrapolate with the roofline"
@@ -307,7 +310,7 @@ def _cliff_evidence(cliffs: dict[str, Cliff]) -> list[str]:
         elif c.users == 0:
             lines.append(f"{e} misses the SLO even at its lowest measured level")
         else:
-            lines.append(f"{e} meets the SLO up to {_users(float(_fmt(c.users)))}")
+            lines.append(f"{e} meets the SLO up to {_users(float(fmt_g(c.users)))}")
     return lines
 
 

@@ -29,7 +29,9 @@ class FakeEngine:
     `fail_every` > 0 makes every n-th request (by request_id) fail after its first token.
 
     `batched=True` steps like a real batching engine: one timer ticks every `itl_s` and hands
-    every due sequence its token at once, instead of one timer per sequence per token."""
+    every due sequence its token at once, instead of one timer per sequence per token. A study's
+    `fake` engine also holds at most `max_batch` sequences; the others queue (their wait is
+    `queue_s`) until one finishes."""
 
     def __init__(
         self,
@@ -47,6 +49,7 @@ class FakeEngine:
         self.name = name
         self.ttft_s, self.itl_s, self.fail_every = ttft_s, itl_s, fail_every
         self.batched = batched and itl_s > 0
+        self._slots = asyncio.Semaphore(spec.max_batch) if spec is not None else None
         self.in_flight = 0
         self.peak_in_flight = 0
         self._active: list[_Stream] = []
@@ -59,7 +62,13 @@ class FakeEngine:
         return None
 
     def describe(self) -> dict[str, object]:
-        return {"kind": "fake", "ttft_s": self.ttft_s, "itl_s": self.itl_s, "precision": "fp32"}
+        return {
+            "kind": "fake",
+            "ttft_s": self.ttft_s,
+            "itl_s": self.itl_s,
+            "max_batch": self.spec.max_batch if self.spec is not None else None,
+            "precision": "fp32",
+        }
 
     def max_request_tokens(self) -> int:
         return self.spec.context_tokens if self.spec is not None else 1 << 30
@@ -68,6 +77,8 @@ class FakeEngine:
         return KvMemory(reserved_bytes=0, live_bytes=0, live_seqs=self.in_flight, waiting=0)
 
     async def stream(self, request: GenRequest) -> AsyncIterator[TokenEvent]:
+        if self._slots is not None:
+            await self._slots.acquire()  # the batch is full: wait for a sequence to finish
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         t_sched = time.perf_counter()
@@ -89,6 +100,8 @@ class FakeEngine:
             self.in_flight -= 1
             if entry is not None and entry in self._active:
                 self._active.remove(entry)
+            if self._slots is not None:
+                self._slots.release()
 
     async def _tick(self) -> None:
         next_s = time.perf_counter()

@@ -70,6 +70,7 @@ def omp_bind(setting: str) -> str | None:
 
 
 class _EngineBase(Spec):
+    kind: str  # each kind narrows it to its Literal: the discriminator of EngineSpec
     label: str | None = Field(None, description="name in results and figures; defaults to kind")
     model: ModelSpec = ModelSpec()
 
@@ -77,11 +78,13 @@ class _EngineBase(Spec):
     # when the engine's memory does not fit
     context_field: ClassVar[str] = ""
     memory_field: ClassVar[str] = ""
+    # the field that sets a KV budget reserved up front, where it is not implied by memory_field
+    reserve_field: ClassVar[str | None] = None
     serves_model: ClassVar[bool] = True  # False: no model files to resolve, hash or take a tokenizer from
 
     @property
     def name(self) -> str:
-        return self.label or self.kind  # type: ignore[attr-defined]
+        return self.label or self.kind
 
     def context_limit(self) -> int:
         """The most prompt + output tokens one request may hold."""
@@ -131,6 +134,7 @@ class VllmSpec(_EngineBase):
 
     context_field: ClassVar[str] = "max_model_len"
     memory_field: ClassVar[str] = "max_num_seqs"
+    reserve_field: ClassVar[str | None] = "kv_cache_gib"
 
     def context_limit(self) -> int:
         return self.max_model_len

@@ -1,5 +1,5 @@
-"""From stored results to the report's figures and decision tree (what 20_analysis and
-30_whitepaper call). Reads tidy results only; never starts an engine."""
+"""From a study's report data to the report's figures and decision tree (what 20_analysis and
+30_whitepaper call). Draws from the `ReportData` bundle only; never starts an engine."""
 
 from __future__ import annotations
 
@@ -12,15 +12,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from cliffbench.bench.store import Results
-from cliffbench.config import FIGURES_DIR, PROJECT_ROOT, InputError
+from cliffbench.audit.shape_verdicts import normalised_points
+from cliffbench.bench.store import Results, ok_levels
+from cliffbench.config import FIGURES_DIR, InputError
 from cliffbench.decide.tree import DecisionTree, build_tree, select_levels
 from cliffbench.report import figures as fg
+from cliffbench.report.data import ReportData
 
 __all__ = [
     "FIGURE_CAPTIONS",
     "decision_tree",
-    "fidelity_path",
     "fidelity_rows",
     "figure_dir",
     "figure_paths",
@@ -70,7 +71,7 @@ def decision_tree(
 
 def timeline_level(res: Results, level_set: str) -> tuple[list[str], str]:
     """The engines and the load of the highest level every engine completed."""
-    lv = res.levels[(res.levels["status"] == "ok") & (res.levels["level_set"] == level_set)]
+    lv = ok_levels(res.levels, level_set)
     if lv.empty:
         raise InputError(f"level_set: no successful {level_set!r} levels in this study")
     per = lv.groupby("engine")["concurrency"].apply(set)
@@ -80,34 +81,23 @@ def timeline_level(res: Results, level_set: str) -> tuple[list[str], str]:
     return list(keys["engine"]), str(keys["level_key"].iloc[0]).rsplit("__", 1)[1]
 
 
-def fidelity_path() -> Path:
-    """The fidelity results the report cites: the quiet run (nothing else on the cores, 2 threads)
-    when stored, else the run on shared cores (1 thread per side)."""
-    results = PROJECT_ROOT / "benchmarks" / "results"
-    quiet = results / "fidelity_quiet.json"
-    return quiet if quiet.is_file() else results / "fidelity.json"
-
-
-def fidelity_rows(path: Path | None = None) -> pd.DataFrame:
-    """The rows of the fidelity results (:func:`fidelity_path`; empty when the benchmark has not run)."""
-    import json
-
-    p = path or fidelity_path()
-    if not p.is_file():
+def fidelity_rows(data: ReportData) -> pd.DataFrame:
+    """The rows of the fidelity results the report cites (empty when the benchmark has not run)."""
+    if data.fidelity is None:
         return pd.DataFrame(columns=["pair", "slots", "concurrency", "tok_s_ratio", "ttft_p50_ratio"])
-    return pd.DataFrame(json.loads(p.read_text())["rows"])
+    return pd.DataFrame(data.fidelity.data["rows"])
 
 
 def make_figures(
-    res: Results,
-    study: str,
+    data: ReportData,
     level_set: str = "chat",
     mixed_level_set: str = "mixed",
     tree: DecisionTree | None = None,
 ) -> dict[str, Path]:
     """Draw every report figure (PNG + SVG under figures/<study>/); returns the SVG paths."""
     fg.set_style()
-    out = figure_dir(study)
+    res = data.results
+    out = figure_dir(data.study)
     paths: dict[str, Path] = {}
 
     def save(fig: Any, name: str) -> None:
@@ -135,13 +125,11 @@ def make_figures(
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     fg.plot_hol_blocking(ax, res.requests, mixed_level_set)
     save(fig, "hol_blocking")
-    from cliffbench.audit.shape_verdicts import normalised_points
-
     fig, ax = plt.subplots(figsize=(8.0, 3.8))
-    fg.plot_ceiling_fraction(ax, normalised_points(res, level_set))
+    fg.plot_ceiling_fraction(ax, normalised_points(res, level_set, data.claims))
     save(fig, "ceiling_fraction")
     fig, ax = plt.subplots(figsize=(8.0, 3.6))
-    fg.plot_serving_overhead(ax, fidelity_rows())
+    fg.plot_serving_overhead(ax, fidelity_rows(data))
     save(fig, "serving_overhead")
     if tree is not None:
         fig, ax = plt.subplots(figsize=(7.5, 4.8))

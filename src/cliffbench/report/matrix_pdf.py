@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import html
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from cliffbench.config import REPORT_DIR
+from cliffbench.config import REPORT_DIR, fmt_number
 from cliffbench.decide.matrix.data import Option
 from cliffbench.decide.matrix.model import cost_curve, gpu_price
-from cliffbench.decide.matrix.score import SENSITIVITY_FACTORS, MatrixResult, fmt_number
+from cliffbench.decide.matrix.score import SENSITIVITY_FACTORS, MatrixResult
+from cliffbench.files import atomic_file
+from cliffbench.report.pdf import html_to_pdf
 
 __all__ = [
     "MATRIX_CAPTIONS",
@@ -297,13 +298,8 @@ def _tidy(r: MatrixResult) -> pd.DataFrame:
 def write_matrix_csv(r: MatrixResult, path: Path | None = None) -> Path:
     """Tidy CSV (one row per option x criterion), written to a temp file and renamed into place."""
     path = path or REPORT_DIR / "decision_matrix.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}-{os.getpid()}")
-    try:
+    with atomic_file(path) as tmp:
         _tidy(r).to_csv(tmp, index=False)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -328,8 +324,6 @@ p { margin: 1mm 0; }
 def write_matrix_pdf(r: MatrixResult, path: Path | None = None) -> Path:
     """The standalone 2-3 page matrix PDF (HTML -> WeasyPrint, atomic)."""
     import tempfile
-
-    from cliffbench.report.pipeline import html_to_pdf
 
     path = path or REPORT_DIR / "decision_matrix.pdf"
     with tempfile.TemporaryDirectory() as d:

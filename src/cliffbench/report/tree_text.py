@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from cliffbench.decide.tree import DecisionNode, DecisionTree, Leaf
+from cliffbench.decide.tree import DecisionNode, DecisionTree, Leaf, fmt_g
 
 __all__ = ["render_tree_text"]
-
-
-def _fmt(x: float) -> str:
-    return f"{x:.3g}"
 
 
 def _render(node: DecisionNode | Leaf, indent: str, lines: list[str]) -> None:
@@ -29,8 +25,8 @@ def _render(node: DecisionNode | Leaf, indent: str, lines: list[str]) -> None:
 def render_tree_text(tree: DecisionTree) -> str:
     """Indented plain-text rendering (the CLI's ``cliffbench recommend``)."""
     slo = tree.slo
-    lines = [f"SLO: TTFT p99 <= {_fmt(slo['ttft_s'])} s, TPOT p50 <= {_fmt(slo['tpot_s'])} s"]
-    cliffs = ", ".join(f"{e} {'>= ' if tree.at_least.get(e) else ''}{_fmt(u)}" for e, u in tree.thresholds.items())
+    lines = [f"SLO: TTFT p99 <= {fmt_g(slo['ttft_s'])} s, TPOT p50 <= {fmt_g(slo['tpot_s'])} s"]
+    cliffs = ", ".join(f"{e} {'>= ' if tree.at_least.get(e) else ''}{fmt_g(u)}" for e, u in tree.thresholds.items())
     lines.append(f"cliffs (users): {cliffs}")
     _render(tree.root, "", lines)
     return "\n".join(lines)

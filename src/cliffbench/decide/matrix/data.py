@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from cliffbench.config import DATA_DIR, InputError, Spec
+from cliffbench.config import DATA_DIR, InputError, Spec, read_csv_specs
 from cliffbench.hardware import HARDWARE
 
 __all__ = [
@@ -106,30 +105,6 @@ class GpuPrice(Spec):
     note: str = ""
 
 
-_Row = TypeVar("_Row", bound=Spec)
-
-
-def _read_csv(path: Path, cls: type[_Row]) -> list[_Row]:
-    if not path.is_file():
-        raise InputError(f"{path.name}: file not found: {path}")
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        header, want = list(reader.fieldnames or []), list(cls.model_fields)
-        if header != want:
-            raise InputError(f"{path.name}: columns must be {', '.join(want)}; got {', '.join(header)}")
-        rows = []
-        for raw in reader:
-            data = {k: v for k, v in raw.items() if v != ""}  # empty CSV field = the field's default
-            try:
-                rows.append(cls.model_validate(data))
-            except ValidationError as exc:
-                err = exc.errors()[0]
-                where = ".".join(str(p) for p in err["loc"]) or "row"
-                msg = str(err["msg"]).replace("Value error, ", "")
-                raise InputError(f"{path.name} line {reader.line_num}: {where}: {msg}") from None
-    return rows
-
-
 @dataclass(frozen=True)
 class MatrixData:
     criteria: dict[str, Criterion]
@@ -141,10 +116,10 @@ class MatrixData:
 def load_matrix(root: Path | None = None) -> MatrixData:
     """data/matrix/*.csv validated, with every scored cell present and every reference known."""
     d = root or MATRIX_DIR
-    criteria = {c.criterion_id: c for c in _read_csv(d / "criteria.csv", Criterion)}
-    options = {o.option_id: o for o in _read_csv(d / "options.csv", Option)}
+    criteria = {c.criterion_id: c for c in read_csv_specs(d / "criteria.csv", Criterion, empty_is_default=True)}
+    options = {o.option_id: o for o in read_csv_specs(d / "options.csv", Option, empty_is_default=True)}
     cells: dict[tuple[str, str], Cell] = {}
-    for c in _read_csv(d / "cells.csv", Cell):
+    for c in read_csv_specs(d / "cells.csv", Cell, empty_is_default=True):
         if c.option_id not in options or c.criterion_id not in criteria:
             raise InputError(f"cells.csv: ({c.option_id}, {c.criterion_id}) names an unknown option or criterion")
         if criteria[c.criterion_id].kind == "computed" and c.known:
@@ -155,7 +130,7 @@ def load_matrix(root: Path | None = None) -> MatrixData:
     missing = [(o, c) for o in options for c, cr in criteria.items() if cr.kind == "score" and (o, c) not in cells]
     if missing:
         raise InputError(f"cells.csv: missing cell(s) {', '.join(f'{o}/{c}' for o, c in missing)}")
-    prices = {p.hardware: p for p in _read_csv(d / "gpu_prices.csv", GpuPrice)}
+    prices = {p.hardware: p for p in read_csv_specs(d / "gpu_prices.csv", GpuPrice, empty_is_default=True)}
     if unknown := [h for h in prices if h not in HARDWARE]:
         raise InputError(f"gpu_prices.csv: unknown hardware {unknown[0]!r}; allowed: {', '.join(HARDWARE)}")
     return MatrixData(criteria, options, cells, prices)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from cliffbench.config import fmt_number
 from cliffbench.decide.matrix.data import MatrixData, load_matrix
 from cliffbench.decide.matrix.model import (
     MatrixParams,
@@ -24,7 +25,6 @@ __all__ = [
     "MatrixResult",
     "Scores",
     "evaluate",
-    "fmt_number",
     "score_matrix",
     "sensitivity",
     "usd_text",
@@ -151,12 +151,6 @@ class MatrixResult:
     @property
     def top(self) -> str:
         return str(self.scores.total.loc[self.eligible].idxmax())
-
-
-def fmt_number(x: float, digits: int = 3) -> str:
-    if not math.isfinite(x):
-        return "n/a"
-    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.{digits}g}"
 
 
 def evaluate(params: MatrixParams | None = None, data: MatrixData | None = None) -> MatrixResult:

@@ -1,0 +1,92 @@
+"""Everything the whitepaper cites, read once: the study's tables and the repo files beside them.
+
+`load_report_data(study)` is the one place the report reads the repository (the stored study, the
+published claims, the benchmark results the text quotes, the GPU study file); the sections and
+the figures are functions of the `ReportData` it returns, so the same code renders any study, and
+a test renders it from a hand-built bundle. A missing optional file is a None field, and the
+section that would cite it says so.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cliffbench.audit.claims import load_claims
+from cliffbench.audit.estimate import EngineEstimate, estimate_study, target_hardware
+from cliffbench.bench.store import Results, load_results
+from cliffbench.bench.study import StudySpec, load_study
+from cliffbench.config import PROJECT_ROOT
+from cliffbench.hardware import Hardware
+
+__all__ = ["GPU_STUDY", "BenchmarkResult", "GpuStudy", "ReportData", "load_report_data"]
+
+GPU_STUDY = Path("studies") / "a100-published.yaml"  # the published setup as a runnable study
+_BENCHMARKS = Path("benchmarks") / "results"
+
+
+@dataclass(frozen=True)
+class BenchmarkResult:
+    """One stored benchmark (benchmarks/results/<name>): its file name, as the text cites it, and
+    its JSON."""
+
+    name: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class GpuStudy:
+    """The published setup as a study file, with its dry-run estimate on the study's hardware."""
+
+    path: str  # as the text cites it: relative to the project root when inside it
+    spec: StudySpec
+    hardware: Hardware
+    estimate: list[EngineEstimate]
+
+
+@dataclass(frozen=True, eq=False)
+class ReportData:
+    """What the report's sections and figures read: one study and the files the text cites."""
+
+    study: str  # the study's name (results folder)
+    results: Results
+    claims: pd.DataFrame  # data/published/claims.csv, as `load_claims` returns it
+    tuning: BenchmarkResult | None = None  # engine_tuning.json
+    fidelity: BenchmarkResult | None = None  # fidelity_quiet.json when stored, else fidelity.json
+    fidelity_repeats: BenchmarkResult | None = None  # fidelity_repeats.json
+    gpu_study: GpuStudy | None = None
+
+
+def _benchmark(path: Path) -> BenchmarkResult | None:
+    return BenchmarkResult(path.name, json.loads(path.read_text())) if path.is_file() else None
+
+
+def _gpu_study(root: Path) -> GpuStudy | None:
+    path = root / GPU_STUDY
+    if not path.is_file():
+        return None
+    spec = load_study(path)
+    hw = target_hardware(spec)
+    shown = path.relative_to(root) if path.is_relative_to(root) else path
+    return GpuStudy(str(shown), spec, hw, estimate_study(spec, hw))
+
+
+def load_report_data(study: str, root: Path = PROJECT_ROOT) -> ReportData:
+    """Read study `study` (under `root`/data/results) and the files the whitepaper cites beside it."""
+    results = root / _BENCHMARKS
+    quiet = results / "fidelity_quiet.json"
+    # the quiet run (nothing else on the cores, 2 threads) when stored, else the run on shared cores
+    fidelity = quiet if quiet.is_file() else results / "fidelity.json"
+    return ReportData(
+        study=study,
+        results=load_results(study, root / "data" / "results"),
+        claims=load_claims(root / "data" / "published" / "claims.csv"),
+        tuning=_benchmark(results / "engine_tuning.json"),
+        fidelity=_benchmark(fidelity),
+        fidelity_repeats=_benchmark(results / "fidelity_repeats.json"),
+        gpu_study=_gpu_study(root),
+    )

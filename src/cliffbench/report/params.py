@@ -1,0 +1,184 @@
+"""The notebooks' parameters, declared once: each notebook's `parameters` cell
+(tools/make_notebooks.py), the `-p NAME VALUE` names of `cliffbench report` and its --help are
+derived from the pydantic models below. Validating them is the first thing each notebook does;
+errors name the parameter (`parameter url: ...`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from cliffbench.bench.study import WORKLOAD_PRESETS, StudySpec, flag_study, load_study
+from cliffbench.config import PROJECT_ROOT, InputError, Spec, parse_spec
+from cliffbench.engines.specs import ENGINE_KINDS
+
+if TYPE_CHECKING:
+    from cliffbench.decide.matrix import MatrixParams
+
+__all__ = [
+    "NOTEBOOKS",
+    "NOTEBOOKS_DIR",
+    "NOTEBOOK_PARAMS",
+    "AnalysisParams",
+    "BenchmarkParams",
+    "PrepareParams",
+    "benchmark_spec",
+    "check_parameter_names",
+    "field_default",
+    "parameter_lines",
+    "parameter_names",
+    "validate_params",
+]
+
+NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
+
+
+class PrepareParams(Spec):
+    """`00_prepare_model`."""
+
+    model_name: str = Field("smollm2-135m", description="the bundled model to prepare under data/models/")
+    force_prepare: bool = Field(False, description="redo the extraction and conversion")
+
+
+class BenchmarkParams(Spec):
+    """`10_benchmark`: a study file, or the flag form (engine + levels) of `cliffbench run`."""
+
+    study_file: str = Field("studies/default.yaml", description="a study YAML, relative to the project root")
+    study_name: str = Field("", description="overrides the study's name (results folder) when set")
+    engine: str = Field("", description=f"flag form instead of a study file: {' | '.join(ENGINE_KINDS)}")
+    slots: int | None = Field(None, gt=0, description="llamacpp-slots: number of slots")
+    url: str | None = Field(None, description="openai-http: base URL of a running server (.../v1)")
+    concurrency: list[int] = Field(default_factory=lambda: [1, 2, 4], description="flag form: users per level")
+    workload: str = Field("chat", description=f"flag form: {' | '.join(WORKLOAD_PRESETS)}")
+    requests_per_level: int = Field(8, gt=0, description="flag form: measured requests per level")
+    seed: int = Field(0, description="overrides the study's seed when not 0")
+    force: bool = Field(False, description="redo levels already stored")
+
+
+class AnalysisParams(Spec):
+    """`20_analysis` and `30_whitepaper`: which stored study, and the user's profile for the tree."""
+
+    study: str = Field("default", description="stored study under data/results/")
+    level_set: str = Field("chat", description="level set for the concurrency curves")
+    mixed_level_set: str = Field("mixed", description="level set with long documents (head-of-line blocking)")
+    peak_users: int = Field(25, gt=0, description="your peak concurrent users (decision tree)")
+    ttft_slo_s: float = Field(2.0, gt=0, description="your TTFT p99 objective, seconds")
+    tpot_slo_s: float = Field(0.25, gt=0, description="your TPOT p50 objective, seconds")
+    # the Architecture Decision Matrix (cliffbench.decide.matrix.MatrixParams without the prefix)
+    matrix_users: int = Field(25, gt=0, description="decision matrix: concurrent users of your deployment")
+    matrix_input_tokens: int = Field(512, gt=0, description="decision matrix: prompt tokens per request")
+    matrix_output_tokens: int = Field(256, gt=0, description="decision matrix: output tokens per request")
+    matrix_ttft_slo_s: float = Field(2.0, gt=0, description="decision matrix: TTFT objective, seconds")
+    matrix_hardware: str = Field("a100-40gb", description="decision matrix: GPU of the self-hosted options")
+    matrix_gpu_prices: dict[str, float] = Field(
+        default_factory=dict, description='decision matrix: USD per GPU-hour overrides, e.g. {"a100-40gb": 1.29}'
+    )
+    matrix_weights: dict[str, float] = Field(
+        default_factory=dict, description='decision matrix: criterion weights, e.g. {"cost": 3, "compliance": 2}'
+    )
+    matrix_efficiency: float = Field(
+        0.5, gt=0, le=1, description="decision matrix: fraction of the roofline the engines reach"
+    )
+    matrix_precision: str = Field(
+        "bf16", description='decision matrix: weights of every self-hosted engine, or "native"'
+    )
+    matrix_study: str = Field("", description="decision matrix: stored study with measured throughput on that GPU")
+
+    @field_validator("matrix_hardware", "matrix_precision", "matrix_gpu_prices", "matrix_weights")
+    @classmethod
+    def _matrix_names(cls, v: Any, info: ValidationInfo) -> Any:
+        # unknown criteria or hardware fail here, before any notebook runs, not mid-report
+        from cliffbench.decide.matrix import param_problem
+
+        if problem := param_problem(str(info.field_name).removeprefix("matrix_"), v):
+            raise ValueError(problem)
+        return v
+
+    def matrix_params(self) -> MatrixParams:
+        """The matrix's MatrixParams from the `matrix_*` parameters, checked against data/matrix/."""
+        from cliffbench.decide.matrix import MatrixParams, check_params
+
+        fields = {k.removeprefix("matrix_"): v for k, v in self.model_dump().items() if k.startswith("matrix_")}
+        params = MatrixParams(**fields)
+        check_params(params, names={k: f"parameter matrix_{k}" for k in fields})
+        return params
+
+
+# the notebooks in the order the report runs them, each with the model of its parameters
+NOTEBOOK_PARAMS: dict[str, type[Spec]] = {
+    "00_prepare_model": PrepareParams,
+    "10_benchmark": BenchmarkParams,
+    "20_analysis": AnalysisParams,
+    "30_whitepaper": AnalysisParams,
+}
+NOTEBOOKS = tuple(NOTEBOOK_PARAMS)
+
+
+def field_default(cls: type[Spec], name: str) -> Any:
+    """The default of field `name` of `cls` (a default_factory called)."""
+    return cls.model_fields[name].get_default(call_default_factory=True)
+
+
+def _literal(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+def parameter_lines(cls: type[Spec], align: bool = True) -> list[str]:
+    """`name = default  # description`, one line per field of `cls` (comments aligned if `align`):
+    a notebook's parameters cell, and the parameter list of `cliffbench report --help`."""
+    rows = [(f"{n} = {_literal(field_default(cls, n))}", f.description) for n, f in cls.model_fields.items()]
+    width = max(len(a) for a, _ in rows) if align else 0
+    return [f"{a:<{width}}  # {d}" if d else a for a, d in rows]
+
+
+def parameter_names() -> list[str]:
+    """Every notebook parameter's name (the allowed `-p` names), sorted."""
+    return sorted({name for cls in NOTEBOOK_PARAMS.values() for name in cls.model_fields})
+
+
+def check_parameter_names(names: Iterable[str]) -> None:
+    """InputError naming the first of `names` that no notebook declares, and the allowed names."""
+    allowed = parameter_names()
+    if unknown := sorted(set(names) - set(allowed)):
+        raise InputError(f"parameter {unknown[0]}: unknown; allowed: {', '.join(allowed)}")
+
+
+def validate_params(cls: type[Spec], namespace: dict[str, Any]) -> Any:
+    """Validate a notebook's parameters (its globals) into `cls`; InputError names the parameter."""
+    data = {k: namespace[k] for k in cls.model_fields if k in namespace}
+    return parse_spec(cls, data, prefix="parameter ")
+
+
+def _parameter(name: str) -> str:
+    return f"parameter {name}"
+
+
+def benchmark_spec(p: BenchmarkParams) -> StudySpec:
+    """The StudySpec a `10_benchmark` run executes: the study file, or the flag form when `engine`
+    is set (what `cliffbench run --engine ...` builds, errors naming the parameters)."""
+    if p.engine:
+        concurrency = ",".join(map(str, p.concurrency))
+        spec = flag_study(
+            p.engine,
+            p.slots,
+            concurrency,
+            p.requests_per_level,
+            p.workload,
+            p.study_name or None,
+            p.url,
+            label=_parameter,
+        )
+    else:
+        for name in ("slots", "url"):
+            if getattr(p, name) is not None:
+                raise InputError(f"parameter {name}: only for the flag form (set parameter engine)")
+        path = Path(p.study_file)
+        spec = load_study(path if path.is_absolute() else PROJECT_ROOT / path)
+        if p.study_name:
+            spec = spec.model_copy(update={"name": p.study_name})
+    return spec.model_copy(update={"seed": p.seed}) if p.seed else spec

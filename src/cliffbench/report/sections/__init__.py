@@ -1,0 +1,45 @@
+"""The whitepaper's words, built from stored data: every number here is read from the results.
+
+Each section is a pure function of a `cliffbench.report.data.ReportData` bundle (plus the
+notebook's parameters) returning Markdown or a small HTML fragment that the `30_whitepaper`
+notebook displays; none reads a file, so the same sections render any study.
+"""
+
+from __future__ import annotations
+
+from cliffbench.report.sections.audit import claims_section, efficiency_section, gpu_study_section, shapes_section
+from cliffbench.report.sections.common import figure_html, fmt, headline_level, measured_levels
+from cliffbench.report.sections.fidelity import fidelity_sentence
+from cliffbench.report.sections.methods import glossary_table, limitations_section, methods_section
+from cliffbench.report.sections.results import config_table, levels_table, memory_section, tuning_section
+from cliffbench.report.sections.summary import (
+    SEED_SOURCE,
+    SEED_VLLM_OVER_OLLAMA,
+    executive_summary,
+    seed_comparison,
+    title_page_html,
+)
+
+__all__ = [
+    "SEED_SOURCE",
+    "SEED_VLLM_OVER_OLLAMA",
+    "claims_section",
+    "config_table",
+    "efficiency_section",
+    "executive_summary",
+    "fidelity_sentence",
+    "figure_html",
+    "fmt",
+    "glossary_table",
+    "gpu_study_section",
+    "headline_level",
+    "levels_table",
+    "limitations_section",
+    "measured_levels",
+    "memory_section",
+    "methods_section",
+    "seed_comparison",
+    "shapes_section",
+    "title_page_html",
+    "tuning_section",
+]

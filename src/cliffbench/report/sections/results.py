@@ -1,0 +1,133 @@
+"""The result tables: engine configuration, the tuning benchmark, every level, KV memory."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from cliffbench.report.data import ReportData
+from cliffbench.report.sections.common import fmt, measured_levels
+
+__all__ = ["config_table", "levels_table", "memory_section", "tuning_section"]
+
+
+def tuning_section(data: ReportData) -> str:
+    """The tuning alternatives measured side by side by benchmarks/engine_tuning.py."""
+    if data.tuning is None:
+        return "No tuning benchmark stored (run `benchmarks/engine_tuning.py`)."
+    tuning = data.tuning.data
+    df = pd.DataFrame(tuning["rows"])
+    wide = df.pivot_table(index="variant", columns="concurrency", values="output_tok_s", sort=False)
+    start = df.groupby("variant", sort=False)["start_s"].first()
+    cols = list(wide.columns)
+    rows = [
+        "| variant | " + " | ".join(f"{c} users tok/s" for c in cols) + " | engine start s |",
+        "|---|" + "---|" * (len(cols) + 1),
+    ]
+    for v, r in wide.iterrows():
+        rows.append(f"| {v} | " + " | ".join(fmt(r[c]) for c in cols) + f" | {fmt(start[str(v)])} |")
+    cpu = tuning.get("machine", {}).get("cpu", {})
+    rows.append("")
+    rows.append(
+        f"Measured on {cpu.get('model', 'this machine')} ({cpu.get('usable_cpus', '?')} cores; flags "
+        f"{', '.join(cpu.get('flags', []))}), {str(tuning.get('machine', {}).get('created_at', ''))[:10]}. "
+        "The study files keep the chosen tuning; this table is why."
+    )
+    return "\n".join(rows)
+
+
+def config_table(data: ReportData) -> str:
+    """Engine configuration as measured (from the manifest): shown beside every result."""
+    engines = data.results.manifest.get("engines", {})
+    keys = [
+        "kind",
+        "engine_version",
+        "dtype",
+        "slots",
+        "n_ctx",
+        "n_ctx_seq",
+        "kv_unified",
+        "n_threads",
+        "omp_threads_bind",
+        "enforce_eager",
+        "max_num_seqs",
+        "block_size",
+        "kv_cache_bytes",
+        "gguf",
+    ]
+    names = list(engines)
+    rows = ["| setting | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for k in keys:
+        if not any(k in engines[n] for n in names):
+            continue
+        cells = []
+        for n in names:
+            v = engines[n].get(k, "")
+            cells.append(str(v).split("/")[-1] if k == "gguf" else str(v))
+        rows.append(f"| {k} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def levels_table(data: ReportData, level_set: str = "chat") -> str:
+    lv = measured_levels(data, level_set)
+    cols = [
+        ("engine", "engine"),
+        ("users", "concurrency"),
+        ("achieved", "achieved_concurrency"),
+        ("out tok/s", "output_tok_s"),
+        ("TTFT p50 s", "ttft_s_p50"),
+        ("TTFT p99 s", "ttft_s_p99"),
+        ("TPOT p50 s", "tpot_s_p50"),
+        ("ok/all", None),
+        ("goodput req/s", "goodput_req_s"),
+    ]
+    head = "| " + " | ".join(c for c, _ in cols) + " |"
+    rows = [head, "|" + "---|" * len(cols)]
+    for _, r in lv.iterrows():
+        cells = []
+        for _, c in cols:
+            if c is None:
+                cells.append(f"{int(r.n_ok)}/{int(r.n_requests)}")
+            elif c == "engine":
+                cells.append(str(r.engine))
+            elif c == "concurrency":
+                cells.append(str(int(r.concurrency)))
+            else:
+                cells.append(fmt(r[c]))
+        rows.append("| " + " | ".join(cells) + " |")
+    levels = data.results.levels
+    failed = levels[levels["status"] != "ok"]
+    if len(failed):
+        rows.append("")
+        rows.append(
+            f"{len(failed)} level(s) failed and are excluded: "
+            + "; ".join(
+                f"{k} ({str(e).splitlines()[0][:120]})" for k, e in zip(failed.level_key, failed.error, strict=True)
+            )
+        )
+    return "\n".join(rows)
+
+
+def memory_section(data: ReportData) -> str:
+    mem = data.results.memory
+    if mem.empty:
+        return "No memory samples were stored."
+    g = mem.groupby(["engine", "concurrency"]).agg(reserved=("reserved_bytes", "max"), live=("live_bytes", "max"))
+    g = g.reset_index()
+    top = g.sort_values("concurrency").groupby("engine").tail(1)
+    mib = 2**20
+    lines = [
+        "llama.cpp reserves its whole KV cache when the context is created: `slots x ctx_per_slot` tokens, "
+        "each slot a fixed region whether it holds 10 tokens or 1,000 (with `kv_unified` off). vLLM carves "
+        "its KV pool into fixed-size blocks and gives a sequence a block only when its tokens need one, "
+        "so memory follows the live tokens, not the worst case.",
+        "",
+        "| engine | users | KV reserved MiB | peak KV holding live tokens MiB | share in use |",
+        "|---|---|---|---|---|",
+    ]
+    for _, r in top.iterrows():
+        share = r.live / r.reserved if r.reserved else float("nan")
+        lines.append(
+            f"| {r.engine} | {int(r.concurrency)} | {fmt(r.reserved / mib)} | {fmt(r.live / mib)} "
+            f"| {fmt(100 * share, 2)}% |"
+        )
+    return "\n".join(lines)

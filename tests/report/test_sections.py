@@ -1,0 +1,292 @@
+"""The whitepaper's sections from hand-built report data: no section reads a file, and two studies
+render two different texts where they differ (and the same text where they share the data)."""
+
+from __future__ import annotations
+
+import builtins
+import io
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from cliffbench.audit.claims import load_claims
+from cliffbench.audit.estimate import EngineEstimate
+from cliffbench.bench.store import LevelInfo, ok_levels, write_level, write_manifest
+from cliffbench.bench.study import StudySpec
+from cliffbench.config import PROJECT_ROOT, fmt_number
+from cliffbench.hardware import HARDWARE
+from cliffbench.report import sections as nv
+from cliffbench.report.data import BenchmarkResult, GpuStudy, ReportData, load_report_data
+from tests.report.study_data import fake_results
+
+CLAIMS = load_claims()
+
+TUNING = {
+    "rows": [
+        {"variant": v, "concurrency": c, "output_tok_s": tps * c, "start_s": s}
+        for v, tps, s in [("llamacpp slots=4", 40.0, 1.5), ("llamacpp slots=8", 45.0, 1.7)]
+        for c in (1, 8)
+    ],
+    "machine": {"cpu": {"model": "Tuning CPU", "usable_cpus": 2, "flags": ["avx2"]}, "created_at": "2025-03-04T05"},
+}
+_FIDELITY_ROW = {"ttft_p99_ratio": 1.0, "same_text": True}
+FIDELITY = {
+    "tolerance": 0.1,
+    "threads": 2,
+    "rows": [
+        {**_FIDELITY_ROW, "pair": p, "slots": n, "concurrency": c, "tok_s_ratio": r, "ttft_p50_ratio": 1 / r}
+        for p, n, r in [("slots-vs-llama-server", 4, 1.05), ("vllm-vs-vllm-serve", None, 1.3)]
+        for c in (1, 4, 16)
+    ],
+}
+_REPEAT = {"pair": "slots-vs-llama-server", "slots": 8, "concurrency": 16, "ttft_p50_ratio": 1.0}
+REPEATS = {
+    "runs": [
+        {**_REPEAT, "variant": v, "tok_s_ratio": r, "server": {"tok_s": s}}
+        for v, r, s in [("default (full run)", 1.4, 80.0), ("default", 1.05, 100.0), ("--poll 0", 1.1, 95.0)]
+    ]
+}
+GPU_SPEC = StudySpec.model_validate(
+    {
+        "name": "gpu",
+        "hardware": "a100-40gb",
+        "engines": [{"kind": "vllm"}, {"kind": "llamacpp-slots", "label": "llamacpp-slots-4", "slots": 4}],
+        "level_sets": [{"name": "chat", "load": {"concurrency": [1, 8, 32]}}],
+    }
+)
+GPU_ESTIMATE = [
+    EngineEstimate("vllm", "bf16", 15.0, 21.0, 2.0, 40.0, 142.0, 256),
+    EngineEstimate("llamacpp-slots-4", "q4_1", 4.67, 2.0, 1.0, 40.0, 105.0, 4),
+]
+
+
+def _data(name: str = "study-a", **kw: Any) -> ReportData:
+    parts: dict[str, Any] = {
+        "claims": CLAIMS,
+        "tuning": BenchmarkResult("engine_tuning.json", TUNING),
+        "fidelity": BenchmarkResult("fidelity_quiet.json", FIDELITY),
+        "fidelity_repeats": BenchmarkResult("fidelity_repeats.json", REPEATS),
+        "gpu_study": GpuStudy("studies/gpu.yaml", GPU_SPEC, HARDWARE["a100-40gb"], GPU_ESTIMATE),
+    }
+    results = kw.pop("results", None) or fake_results(0)
+    return ReportData(study=name, results=results, **{**parts, **kw})
+
+
+STUDY_B: dict[str, Any] = {
+    "seed": 3,
+    "engines": ("vllm", "llamacpp-slots-2", "llamacpp-slots-8"),
+    "users": (1, 2, 8, 25),
+    "mixed_users": (2, 8),
+    "failed": None,
+    "cpu_model": "Other CPU",
+    "probe": False,
+}
+
+# every section, as the whitepaper calls it
+SECTIONS: dict[str, Callable[[ReportData], str]] = {
+    "title": nv.title_page_html,
+    "summary": lambda d: nv.executive_summary(d, 2.0, {"vllm": 8.0, "vllm (long documents)": 2.5}),
+    "memory": nv.memory_section,
+    "config": nv.config_table,
+    "tuning": nv.tuning_section,
+    "levels": lambda d: nv.levels_table(d, "chat"),
+    "fidelity": nv.fidelity_sentence,
+    "seed": nv.seed_comparison,
+    "claims": nv.claims_section,
+    "shapes": lambda d: nv.shapes_section(d, "chat"),
+    "efficiency": lambda d: nv.efficiency_section(d, "chat"),
+    "gpu": nv.gpu_study_section,
+    "methods": nv.methods_section,
+    "limitations": nv.limitations_section,
+    "glossary": lambda d: nv.glossary_table(),
+}
+
+
+@pytest.fixture
+def no_files(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every way a section could read the repository raises (and is recorded)."""
+    reads: list[str] = []
+
+    def refuse(what: str) -> Callable[..., Any]:
+        def raiser(*args: Any, **kwargs: Any) -> Any:
+            reads.append(f"{what}{args[:1]}")
+            raise AssertionError(f"a section read a file: {what}{args[:1]}")
+
+        return raiser
+
+    monkeypatch.setattr(builtins, "open", refuse("open"))
+    monkeypatch.setattr(io, "open", refuse("io.open"))
+    for name in ("open", "read_text", "read_bytes", "is_file", "exists", "is_dir", "iterdir", "glob", "stat"):
+        monkeypatch.setattr(Path, name, refuse(f"Path.{name}"))
+    monkeypatch.setattr(os, "listdir", refuse("os.listdir"))
+    monkeypatch.setattr(os, "scandir", refuse("os.scandir"))
+    yield reads
+    assert not reads, reads
+
+
+def _render(data: ReportData) -> dict[str, str]:
+    return {name: section(data) for name, section in SECTIONS.items()}
+
+
+def test_every_section_renders_from_the_bundle_alone(no_files: list[str]) -> None:
+    data = _data()
+    text = _render(data)
+    for name, out in text.items():
+        assert isinstance(out, str) and out.strip(), name
+    lv = ok_levels(data.results.levels, "chat")
+    for v in lv["output_tok_s"]:
+        assert f"| {nv.fmt(v)} |" in text["levels"]
+    assert "study-a" in text["title"] and "Test CPU 9000" in text["title"]
+    assert (
+        "1 level(s) failed and are excluded: llamacpp-serial__chat__c0064 (EngineError: out of memory)"
+        in (text["levels"])
+    )
+    assert "| llamacpp slots=4 | 40 | 320 | 1.5 |" in text["tuning"] and "Tuning CPU" in text["tuning"]
+    assert "`benchmarks/results/fidelity_quiet.json`, 2 compute thread(s)" in text["fidelity"]
+    assert "`studies/gpu.yaml` reproduces the published setup on a100-40gb" in text["gpu"]
+    assert "| vllm | bf16 | 15 | 21 | 256 | 2.37 min |" in text["gpu"]
+    assert "vllm ~8 users" in text["summary"] and "vllm (long documents) ~2.5 users" in text["summary"]
+    assert text["seed"] in text["summary"]
+    assert "levels exceed 100%" in text["efficiency"] or "| vllm |" in text["efficiency"]
+    assert all(f"| {c} |" in text["claims"] for c in CLAIMS["claim_id"].head(3))
+
+
+def test_two_studies_render_two_texts(no_files: list[str]) -> None:
+    a = _render(_data("study-a", results=fake_results(0)))
+    b = _render(_data("study-b", results=fake_results(**STUDY_B)))
+    study_dependent = ["title", "summary", "memory", "config", "levels", "seed", "shapes", "efficiency", "methods"]
+    for name in study_dependent:
+        assert a[name] != b[name], name
+    for name in ("tuning", "fidelity", "claims", "gpu", "glossary"):  # the same files beside both studies
+        assert a[name] == b[name], name
+    assert "llamacpp-slots-8" in b["config"] and "llamacpp-slots-8" not in a["config"]
+    assert "Study <b>study-b</b>" in b["title"] and "Other CPU" in b["title"]
+    assert "**25 concurrent users**" in b["summary"] and "**32 concurrent users**" in a["summary"]
+    assert "failed and are excluded" in a["levels"] and "failed and are excluded" not in b["levels"]
+    assert "holds no hardware probe" in b["efficiency"] and "holds no hardware probe" not in a["efficiency"]
+    assert "5 CPU cores" in b["limitations"] and "2 CPU cores" in a["limitations"]
+
+
+def test_missing_files_are_said_not_raised(no_files: list[str]) -> None:
+    data = _data(tuning=None, fidelity=None, fidelity_repeats=None, gpu_study=None)
+    assert nv.tuning_section(data) == "No tuning benchmark stored (run `benchmarks/engine_tuning.py`)."
+    assert nv.fidelity_sentence(data) == "No fidelity benchmark stored (run `benchmarks/fidelity.py`)."
+    assert "`studies/a100-published.yaml` is missing" in nv.gpu_study_section(data)
+    # the repeats extend the fidelity sentence only when stored
+    plain = nv.fidelity_sentence(_data(fidelity_repeats=None))
+    assert plain.endswith("greedy text identical at 3/3).") and "was run" not in plain
+
+
+def test_empty_study_says_so(no_files: list[str]) -> None:
+    res = fake_results(0)
+    res.levels["status"] = "failed"
+    data = _data(results=res)
+    assert nv.executive_summary(data, 2.0) == (
+        "No level of this study finished successfully, so there is nothing to summarise."
+    )
+    assert "the seed's ratio is not checked" in nv.seed_comparison(data)
+
+
+def test_fidelity_sentence(no_files: list[str]) -> None:
+    text = nv.fidelity_sentence(_data(fidelity_repeats=None))
+    assert "slots-vs-llama-server: output tok/s ratio 1.05-1.05" in text and "3/3 levels within" in text
+    assert "vllm-vs-vllm-serve" in text and "0/3 levels within" in text
+
+
+def test_fidelity_repeats_sentence(no_files: list[str]) -> None:
+    text = nv.fidelity_sentence(_data())
+    assert "was run 3 times in all: as is 2 times, tok/s ratio 1.05-1.4, the server alone 80-100 tok/s" in text
+    assert "with server options changed (--poll 0) 1.1-1.1" in text
+    # within 15% of the best server run (100 tok/s): the 100 and 95 runs
+    assert "(2 of 3), the in-process engine is x1.05-x1.1 the server's tok/s" in text
+
+
+@pytest.mark.parametrize(
+    ("x", "kw", "want"),
+    [
+        (None, {}, "n/a"),
+        (float("nan"), {}, "n/a"),
+        (1450.4, {}, "1,450"),
+        (12345, {}, "12345"),  # a Python int prints as it is
+        (0.123456, {}, "0.123"),
+        (0.000832, {}, "0.000832"),
+        (0.000832, {"sci_below": 1e-3}, "8.32e-04"),
+        (0.0, {"sci_below": 1e-3}, "0"),
+        (2.5, {"digits": 2}, "2.5"),
+        (float("inf"), {}, "inf"),
+    ],
+)
+def test_fmt_number(x: Any, kw: dict[str, Any], want: str) -> None:
+    assert fmt_number(x, **kw) == want
+
+
+def test_report_fmt_is_fmt_number_with_scientific_small_values() -> None:
+    assert nv.fmt(0.000832) == "8.32e-04" and nv.fmt(4038.2) == "4,038" and nv.fmt(1.1, 2) == "1.1"
+
+
+def test_ok_levels_keeps_order_and_filters() -> None:
+    lv = pd.DataFrame(
+        {"status": ["ok", "failed", "ok", "ok"], "level_set": ["chat", "chat", "mixed", "chat"], "n": [3, 2, 1, 0]}
+    )
+    assert ok_levels(lv, "chat")["n"].tolist() == [3, 0]
+    assert ok_levels(lv)["n"].tolist() == [3, 1, 0]
+
+
+def _store_study(root: Path) -> None:
+    base = {
+        "study": "s",
+        "engine": "vllm",
+        "engine_kind": "vllm",
+        "engine_hash": "x",
+        "level_set": "chat",
+        "workload": "chat",
+        "seed": 0,
+        "started_at": "2025-01-01",
+        "wall_s": 1.0,
+        "lag_p99_s": 0.001,
+        "loop_cpu_share": 0.1,
+        "lag_flagged": False,
+        "summary": {"output_tok_s": 10.0},
+    }
+    empty = pd.DataFrame({"x": [0]})
+    for i, c in enumerate((1, 2)):
+        info = LevelInfo(**base, level_key=f"vllm__chat__c000{c}", level_index=i, concurrency=c, status="ok")
+        write_level(info, empty, empty, empty, root=root / "data" / "results")
+    write_manifest("s", {"study": {"name": "s", "engines": [{"kind": "vllm"}]}}, root=root / "data" / "results")
+
+
+def test_load_report_data_reads_the_files_beside_the_study(tmp_path: Path) -> None:
+    _store_study(tmp_path)
+    (tmp_path / "data" / "published").mkdir(parents=True)
+    shutil.copy(PROJECT_ROOT / "data" / "published" / "claims.csv", tmp_path / "data" / "published")
+    bench = tmp_path / "benchmarks" / "results"
+    bench.mkdir(parents=True)
+    (bench / "fidelity.json").write_text(json.dumps({"rows": []}))
+    (bench / "engine_tuning.json").write_text(json.dumps(TUNING))
+    data = load_report_data("s", root=tmp_path)
+    assert data.study == "s" and len(data.results.levels) == 2
+    assert len(data.claims) == len(CLAIMS)
+    assert data.tuning is not None and data.tuning.data == TUNING
+    assert data.fidelity is not None and data.fidelity.name == "fidelity.json"
+    assert data.fidelity_repeats is None and data.gpu_study is None
+    # the quiet run is the one the report cites, when stored
+    (bench / "fidelity_quiet.json").write_text(json.dumps({"rows": [], "threads": 2}))
+    (tmp_path / "studies").mkdir()
+    shutil.copy(PROJECT_ROOT / "studies" / "a100-published.yaml", tmp_path / "studies")
+    data = load_report_data("s", root=tmp_path)
+    assert data.fidelity is not None and data.fidelity.name == "fidelity_quiet.json"
+    assert data.gpu_study is not None and data.gpu_study.path == "studies/a100-published.yaml"
+    assert [e.engine for e in data.gpu_study.estimate] == [e.name for e in data.gpu_study.spec.engines]
+
+
+def test_load_report_data_names_an_unknown_study(tmp_path: Path) -> None:
+    from cliffbench.config import InputError
+
+    with pytest.raises(InputError, match="no results for 'nope'"):
+        load_report_data("nope", root=tmp_path)
