@@ -55,8 +55,8 @@ def _results(probe: dict[str, Any] | None = PROBE) -> Results:
     gguf = "/x/gguf/model-q4_1.gguf"
     levels = pd.DataFrame(
         [
-            _level("vllm", "vllm", 1, 20.0, 0.1, 0.12, dtype="bfloat16 (best for this hardware)"),
-            _level("vllm", "vllm", 32, 400.0, 0.5, 0.8, dtype="bfloat16 (best for this hardware)"),
+            _level("vllm", "vllm", 1, 20.0, 0.1, 0.12, dtype="bfloat16"),
+            _level("vllm", "vllm", 32, 400.0, 0.5, 0.8, dtype="bfloat16"),
             _level("llamacpp-slots-4", "llamacpp-slots", 1, 60.0, 0.2, 0.25, gguf=gguf, slots=4),
             _level("llamacpp-slots-4", "llamacpp-slots", 32, 90.0, 20.0, 24.0, gguf=gguf, slots=4),
         ]

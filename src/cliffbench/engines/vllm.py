@@ -141,7 +141,8 @@ class VllmEngine:
             "device": self._device,
             "hf_dir": str(self.hf_dir),
             "load_format": self.load_format,
-            "dtype": self.dtype if self.spec.dtype != "best" else f"{self.dtype} (best for this hardware)",
+            "dtype": self.dtype,
+            "dtype_setting": self.spec.dtype,
             "max_num_seqs": self.spec.max_num_seqs,
             "max_num_batched_tokens": self.spec.max_num_batched_tokens,
             "max_model_len": self.spec.max_model_len,
@@ -150,7 +151,7 @@ class VllmEngine:
             "enforce_eager": self.spec.enforce_eager,
             "enable_prefix_caching": self.spec.enable_prefix_caching,
             "tensor_parallel_size": self.spec.tensor_parallel_size,
-            "omp_threads_bind": self.omp_bind or "auto (vLLM default)",
+            "omp_threads_bind": self.omp_bind or "auto",  # auto: vLLM reserves a core for its front end
             "kv_bytes_per_token": self.kv_bytes_per_token,
             "precision": self.spec.precision(gpu=self._device == "cuda"),
         }

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict
 from cliffbench.config import MODELS_DIR, InputError
 from cliffbench.files import atomic_dir, remove_stale
 
-from .bundled import prepare_model
+from .bundled import Progress, prepare_model
 from .manifest import (
     DEFAULT_MODEL,
     MANIFEST_NAME,
@@ -46,7 +46,6 @@ from .manifest import (
 
 __all__ = ["PRESETS", "SyntheticPreset", "estimate_bytes", "prepare_synthetic", "preset_shapes"]
 
-Progress = Callable[[str], None]
 _INIT_STD = 0.02  # the usual initialiser scale: activations stay finite through every layer
 _PAD = "<|cliffbench_pad_{}|>"
 

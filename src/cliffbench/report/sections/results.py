@@ -42,6 +42,8 @@ def config_table(data: ReportData) -> str:
         "kind",
         "engine_version",
         "dtype",
+        "dtype_setting",
+        "precision",
         "slots",
         "n_ctx",
         "n_ctx_seq",
