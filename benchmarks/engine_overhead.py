@@ -1,138 +1,174 @@
-"""Adapter overhead: each cliffbench engine adapter vs the engine's own raw loop, same load.
+"""Harness overhead, measured through the path `cliffbench run` takes: kit vs the engine's raw loop.
 
-- vllm: c concurrent `VllmEngine.stream` calls vs `vllm.LLM.generate` of the same c prompts
-- llamacpp-slots (slots = c): c concurrent streams vs a bare batched `llama_decode` loop
-- llamacpp-serial: c concurrent streams (queued) vs the bare high-level `Llama.generate` per prompt
+Kit: the engine built from the default study's own spec (`make_engine`), driven by `run_level`
+with every probe on (lag / GIL-wait probe thread, KV-memory sampler) and the CLI's live progress
+display (rich, redrawn from its own thread) fed by `on_record`, exactly as `cliffbench run` does.
+Raw: the same requests through the engine's own loop, with nothing else running:
+- vllm: `LLM.generate` (same dtype, binding, eager, block size, KV budget), one call per wave
+- llamacpp-slots N / llamacpp-serial: a bare batched `llama_decode` loop over waves of N
+  sequences (N = 1 for serial), greedy argmax, same GGUF, context per slot and threads.
 
-Output tok/s = all output tokens / wall time from first submit to last token. Prompts are the
-same token ids for both sides. Writes benchmarks/results/engine_overhead.json.
+Per engine configuration and user count, the variants run interleaved in a rotated order, repeat
+after repeat (raw, kit with every probe, and kit with each probe switched off in turn), so slow
+drift of the machine hits every variant alike. Output tok/s = all output tokens / (last token -
+first submit). Medians over repeats and their spread (min-max) are printed; every run is kept in
+benchmarks/results/engine_overhead.json with the load average before it.
 
-    .venv/bin/python benchmarks/engine_overhead.py [--concurrency 1,8,32] [--output-tokens 64]
+    .venv/bin/python benchmarks/engine_overhead.py [--engines vllm,llamacpp-slots-8] [--users 1,8,32] [--reps 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ctypes
 import json
 import os
 import threading
 import time
-from functools import partial
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, cast
 
 import numpy as np
+from rich.console import Console
 
+from cliffbench.bench.loadgen import Probes, RequestRecord, run_level
 from cliffbench.bench.provenance import collect_provenance
-from cliffbench.bench.study import WorkloadSpec
+from cliffbench.bench.study import load_study
 from cliffbench.bench.workload import build_requests
-from cliffbench.engines import GenRequest, make_engine
-from cliffbench.engines.specs import LlamaCppSerialSpec, LlamaCppSlotsSpec, VllmSpec
+from cliffbench.config import PROJECT_ROOT
+from cliffbench.engines import Engine, GenRequest, make_engine
+from cliffbench.engines.specs import EngineSpec, LlamaCppSpec, VllmSpec, omp_bind
 from cliffbench.models import prepare_model, resolve_model
 from cliffbench.models.spec import ModelSpec
 from cliffbench.models.tokenizer import model_tokenizer
+from cliffbench.report.terminal import ProgressReporter, run_progress
 
 OUT = Path(__file__).parent / "results" / "engine_overhead.json"
-# fp32 on both sides: the adapter-vs-raw ratio, not the fastest precision, is the question here
-VLLM_DTYPE: Final = "float32"  # both sides: LLM takes no "best"
-VLLM = VllmSpec(dtype=VLLM_DTYPE, max_model_len=512, kv_cache_gib=1.0, max_num_seqs=256)
+STUDY = PROJECT_ROOT / "studies" / "default.yaml"
+KIT_VARIANTS: dict[str, tuple[Probes, bool]] = {  # name -> (probes, live progress display)
+    "kit": (Probes(), True),
+    "kit-no-lag-probe": (Probes(lag=False), True),
+    "kit-no-memory-sampler": (Probes(memory=False), True),
+    "kit-no-progress": (Probes(), False),
+    "kit-bare": (Probes(lag=False, memory=False), False),
+}
 
 
-async def adapter_tok_s(engine: Any, reqs: list[GenRequest]) -> float:
-    async def one(r: GenRequest) -> int:
-        n = 0
-        async for _ in engine.stream(r):
-            n += 1
-        return n
-
-    t0 = time.perf_counter()
-    n = sum(await asyncio.gather(*(one(r) for r in reqs)))
-    return n / (time.perf_counter() - t0)
+def configs() -> dict[str, EngineSpec]:
+    """The default study's engines, plus llamacpp-slots with 8 slots (the same spec, 8 slots)."""
+    engines = {e.name: e for e in load_study(STUDY).engines}
+    four = engines["llamacpp-slots-4"]
+    engines["llamacpp-slots-8"] = four.model_copy(update={"label": "llamacpp-slots-8", "slots": 8})
+    return engines
 
 
-async def run_adapter(spec: Any, reqs: list[GenRequest]) -> float:
-    engine = make_engine(spec)
-    await engine.start()
-    try:
-        await adapter_tok_s(engine, reqs[:1])  # warm-up
-        return await adapter_tok_s(engine, reqs)
-    finally:
-        await engine.stop()
+def n_requests(spec: EngineSpec, users: int) -> int:
+    """One wave per user, at least 2 requests (1 user: 2 in a row); serial holds 8 at most (it
+    runs one at a time, so more users only queue the same work)."""
+    n = max(users, 2)
+    return min(n, 8) if spec.kind == "llamacpp-serial" else n
 
 
-def adapter_sync(spec: Any, reqs: list[GenRequest]) -> float:
-    return asyncio.run(run_adapter(spec, reqs))
+def _tok_s(submits: list[float], lasts: list[float], tokens: int) -> float:
+    return tokens / (max(lasts) - min(submits))
 
 
-def in_thread(fn: Any, *args: Any) -> float:
-    """Run a raw loop in a thread of its own, as the adapter's worker runs (one OpenMP team each)."""
+# -- kit: the path of `cliffbench run` ---------------------------------------------------------
+async def kit_level(engine: Engine, reqs: list[GenRequest], users: int, probes: Probes, progress: bool) -> float:
+    records: list[RequestRecord] = []
+    display = run_progress(Console(file=open(os.devnull, "w"), force_terminal=True, width=120))  # noqa: SIM115
+    reporter = ProgressReporter(display)
+    with display if progress else contextlib.nullcontext():
+        if progress:
+            reporter.level_started("benchmark", len(reqs))
+        run = await run_level(
+            engine,
+            reqs,
+            concurrency=users,
+            probes=probes,
+            on_record=reporter.request_done if progress else None,
+        )
+    records = [r for r in run.records if r.status == "ok"]
+    if len(records) != len(reqs):
+        raise RuntimeError(f"{len(reqs) - len(records)} requests failed: {run.records[0].error}")
+    return _tok_s(
+        [r.t_submit_s for r in records], [r.token_times_s[-1] for r in records], sum(r.output_tokens for r in records)
+    )
+
+
+# -- raw loops ---------------------------------------------------------------------------------
+class RawVllm:
+    """`LLM.generate` with the kit spec's settings; one generate call per wave of `users` prompts."""
+
+    def __init__(self, spec: VllmSpec) -> None:
+        from vllm import LLM
+
+        hf, _, _ = resolve_model(spec.model)
+        bind = omp_bind(spec.omp_threads_bind)
+        if bind is not None:
+            os.environ["VLLM_CPU_OMP_THREADS_BIND"] = bind
+        self.llm = LLM(
+            model=str(hf),
+            dtype=cast(Any, spec.dtype_on()),
+            max_model_len=spec.max_model_len,
+            enforce_eager=spec.enforce_eager,
+            block_size=spec.block_size,
+            kv_cache_memory_bytes=int(spec.kv_cache_gib * 2**30),
+            max_num_seqs=spec.max_num_seqs,
+            enable_prefix_caching=spec.enable_prefix_caching,
+            seed=0,
+        )
+
+    def __call__(self, reqs: list[GenRequest], users: int) -> float:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        sp = SamplingParams(
+            temperature=0.0,
+            max_tokens=reqs[0].max_tokens,
+            min_tokens=reqs[0].max_tokens,
+            ignore_eos=True,
+            detokenize=False,
+        )
+        t0, tokens = time.perf_counter(), 0
+        for w in range(0, len(reqs), users):
+            prompts = [TokensPrompt(prompt_token_ids=list(r.prompt_token_ids)) for r in reqs[w : w + users]]
+            tokens += sum(len(o.outputs[0].token_ids) for o in self.llm.generate(prompts, sp, use_tqdm=False))
+        return tokens / (time.perf_counter() - t0)
+
+    def close(self) -> None:
+        self.llm.llm_engine.engine_core.shutdown()
+
+
+def raw_llamacpp(spec: LlamaCppSpec, reqs: list[GenRequest], users: int) -> float:
+    """A bare batched llama_decode loop, in a thread of its own (as the kit's worker runs: one
+    OpenMP team per thread), over waves of min(users, slots) sequences."""
     out: list[float] = []
-    t = threading.Thread(target=lambda: out.append(fn(*args)))
+    t = threading.Thread(target=lambda: out.append(_raw_llamacpp(spec, reqs, users)))
     t.start()
     t.join()
     return out[0]
 
 
-def interleaved(raw: Any, adapter: Any, reps: int) -> tuple[float, float]:
-    """Alternate raw and adapter runs (the machine is noisy); medians of each."""
-    r, a = [], []
-    for _ in range(reps):
-        r.append(raw())
-        a.append(adapter())
-    return float(np.median(a)), float(np.median(r))
-
-
-def raw_vllm(all_reqs: dict[int, list[GenRequest]], max_tokens: int, reps: int) -> dict[int, float]:
-    from vllm import LLM, SamplingParams
-    from vllm.inputs import TokensPrompt
-
-    hf, _, _ = resolve_model(VLLM.model)
-    os.environ["VLLM_CPU_OMP_THREADS_BIND"] = f"0-{len(os.sched_getaffinity(0)) - 1}"
-    llm = LLM(
-        model=str(hf),
-        dtype=VLLM_DTYPE,
-        max_model_len=VLLM.max_model_len,
-        enforce_eager=True,
-        block_size=VLLM.block_size,
-        kv_cache_memory_bytes=int(VLLM.kv_cache_gib * 2**30),
-        max_num_seqs=VLLM.max_num_seqs,
-        seed=0,
-    )
-    sp = SamplingParams(
-        temperature=0.0, max_tokens=max_tokens, min_tokens=max_tokens, ignore_eos=True, detokenize=False
-    )
-    out = {}
-    try:
-        llm.generate([TokensPrompt(prompt_token_ids=list(all_reqs[1][0].prompt_token_ids))], sp, use_tqdm=False)
-        for c, reqs in all_reqs.items():
-            prompts = [TokensPrompt(prompt_token_ids=list(r.prompt_token_ids)) for r in reqs]
-            runs = []
-            for _ in range(reps):
-                t0 = time.perf_counter()
-                res = llm.generate(prompts, sp, use_tqdm=False)
-                runs.append(sum(len(o.outputs[0].token_ids) for o in res) / (time.perf_counter() - t0))
-            out[c] = float(np.median(runs))
-    finally:
-        llm.llm_engine.engine_core.shutdown()
-    return out
-
-
-def raw_llamacpp_batched(reqs: list[GenRequest], n_threads: int) -> float:
+def _raw_llamacpp(spec: LlamaCppSpec, reqs: list[GenRequest], users: int) -> float:
     import llama_cpp as lc
 
-    _, gguf, _ = resolve_model(LlamaCppSlotsSpec().model)
-    n = len(reqs)
+    _, gguf, _ = resolve_model(spec.model)
+    slots, per_slot, unified = spec.slot_layout()
     lc.llama_backend_init()
     model = lc.llama_model_load_from_file(str(gguf).encode(), lc.llama_model_default_params())
     cp = lc.llama_context_default_params()
-    cp.n_ctx, cp.n_batch, cp.n_ubatch, cp.n_seq_max = 512 * n, 512, 512, n
-    cp.n_threads = cp.n_threads_batch = n_threads
-    cp.kv_unified = False
+    n_batch = max(spec.n_batch, slots)
+    cp.n_ctx, cp.n_batch, cp.n_ubatch, cp.n_seq_max = slots * per_slot, n_batch, n_batch, slots
+    cp.n_threads = cp.n_threads_batch = spec.threads()
+    cp.kv_unified = unified
     ctx = lc.llama_init_from_model(model, cp)
     n_vocab = lc.llama_vocab_n_tokens(lc.llama_model_get_vocab(model))
-    batch = lc.llama_batch_init(512, 0, 1)
+    batch = lc.llama_batch_init(n_batch, 0, 1)
+    mem = lc.llama_get_memory(ctx)
 
     def argmax(i: int) -> int:
         ptr = lc.llama_get_logits_ith(ctx, i)
@@ -142,32 +178,37 @@ def raw_llamacpp_batched(reqs: list[GenRequest], n_threads: int) -> float:
         batch.token[k], batch.pos[k], batch.n_seq_id[k] = tok, pos, 1
         batch.seq_id[k][0], batch.logits[k] = seq, logits
 
-    t0 = time.perf_counter()
-    last, pos, produced = [0] * n, [0] * n, 0
-    # prefill: every prompt's tokens packed into n_batch-sized llama_decode calls, as llama-server does
-    flat = [(s, k, tok) for s, r in enumerate(reqs) for k, tok in enumerate(r.prompt_token_ids)]
-    for start in range(0, len(flat), 512):
-        chunk = flat[start : start + 512]
-        ends = {}
-        for i, (s, k, tok) in enumerate(chunk):
-            is_last = k == len(reqs[s].prompt_token_ids) - 1
-            put(i, tok, k, s, is_last)
-            if is_last:
-                ends[s] = i
-        batch.n_tokens = len(chunk)
-        lc.llama_decode(ctx, batch)
-        for s, i in ends.items():
-            last[s], pos[s] = argmax(i), len(reqs[s].prompt_token_ids)
-            produced += 1
-    for _ in range(reqs[0].max_tokens - 1):
+    wave = min(users, slots)
+    t0, produced = time.perf_counter(), 0
+    for w in range(0, len(reqs), wave):
+        group = reqs[w : w + wave]
+        n = len(group)
         for s in range(n):
-            put(s, last[s], pos[s], s, True)
-            pos[s] += 1
-        batch.n_tokens = n
-        lc.llama_decode(ctx, batch)
-        for s in range(n):
-            last[s] = argmax(s)
-        produced += n
+            lc.llama_memory_seq_rm(mem, s, -1, -1)
+        last, pos = [0] * n, [0] * n
+        flat = [(s, k, tok) for s, r in enumerate(group) for k, tok in enumerate(r.prompt_token_ids)]
+        for start in range(0, len(flat), n_batch):  # prefill packed into n_batch chunks, as llama-server does
+            chunk = flat[start : start + n_batch]
+            ends = {}
+            for i, (s, k, tok) in enumerate(chunk):
+                is_last = k == len(group[s].prompt_token_ids) - 1
+                put(i, tok, k, s, is_last)
+                if is_last:
+                    ends[s] = i
+            batch.n_tokens = len(chunk)
+            lc.llama_decode(ctx, batch)
+            for s, i in ends.items():
+                last[s], pos[s] = argmax(i), len(group[s].prompt_token_ids)
+                produced += 1
+        for _ in range(group[0].max_tokens - 1):
+            for s in range(n):
+                put(s, last[s], pos[s], s, True)
+                pos[s] += 1
+            batch.n_tokens = n
+            lc.llama_decode(ctx, batch)
+            for s in range(n):
+                last[s] = argmax(s)
+            produced += n
     wall = time.perf_counter() - t0
     lc.llama_batch_free(batch)
     lc.llama_free(ctx)
@@ -175,81 +216,125 @@ def raw_llamacpp_batched(reqs: list[GenRequest], n_threads: int) -> float:
     return produced / wall
 
 
-def raw_llamacpp_highlevel(reqs: list[GenRequest], n_threads: int) -> float:
-    from llama_cpp import Llama
+# -- the run -----------------------------------------------------------------------------------
+def measure_engine(
+    name: str, spec: EngineSpec, reqs_by_users: dict[int, list[GenRequest]], reps: int, rows: list[dict[str, Any]]
+) -> None:
+    loop = asyncio.new_event_loop()
+    engine = make_engine(spec)
+    loop.run_until_complete(engine.start())
+    raw_vllm = RawVllm(spec) if isinstance(spec, VllmSpec) else None
+    raw: Callable[[list[GenRequest], int], float]
+    if raw_vllm is not None:
+        raw = raw_vllm
+    else:
+        assert isinstance(spec, LlamaCppSpec)
+        raw = lambda reqs, users: raw_llamacpp(spec, reqs, users)  # noqa: E731
+    variants = ["raw", *KIT_VARIANTS]
+    try:
+        warm = next(iter(reqs_by_users.values()))[:1]
+        raw(warm, 1)
+        loop.run_until_complete(kit_level(engine, warm, 1, Probes(), False))
+        for rep in range(reps):
+            for users, reqs in reqs_by_users.items():
+                k = (rep + users) % len(variants)
+                for variant in variants[k:] + variants[:k]:  # rotated: no variant always runs first
+                    load = os.getloadavg()[0]
+                    if variant == "raw":
+                        tok_s = raw(reqs, users)
+                    else:
+                        probes, progress = KIT_VARIANTS[variant]
+                        tok_s = loop.run_until_complete(kit_level(engine, reqs, users, probes, progress))
+                    rows.append(
+                        {
+                            "engine": name,
+                            "users": users,
+                            "requests": len(reqs),
+                            "repeat": rep,
+                            "variant": variant,
+                            "tok_s": tok_s,
+                            "loadavg_1m_before": load,
+                        }
+                    )
+                    print(f"{name:18s} users {users:3d} rep {rep} {variant:22s} {tok_s:8.1f} tok/s  load {load:.2f}")
+    finally:
+        loop.run_until_complete(engine.stop())
+        loop.close()
+        if raw_vllm is not None:
+            raw_vllm.close()
 
-    _, gguf, _ = resolve_model(LlamaCppSerialSpec().model)
-    llm = Llama(str(gguf), n_ctx=512, n_batch=512, n_threads=n_threads, n_threads_batch=n_threads, verbose=False)
-    t0, produced = time.perf_counter(), 0
-    for r in reqs:
-        for k, _tok in enumerate(llm.generate(list(r.prompt_token_ids), top_k=1, temp=0.0, reset=True)):
-            produced += 1
-            if k + 1 == r.max_tokens:
-                break
-    wall = time.perf_counter() - t0
-    llm.close()
-    return produced / wall
+
+def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per engine x users x variant: median tok/s and the median of the per-repeat ratios to raw
+    (paired: same repeat), with their min-max spread."""
+    out = []
+    keys = sorted({(r["engine"], r["users"]) for r in rows})
+    for engine, users in keys:
+        sel = [r for r in rows if r["engine"] == engine and r["users"] == users]
+        raw = {r["repeat"]: r["tok_s"] for r in sel if r["variant"] == "raw"}
+        for variant in dict.fromkeys(r["variant"] for r in sel):
+            runs = [r for r in sel if r["variant"] == variant]
+            ratios = [r["tok_s"] / raw[r["repeat"]] for r in runs if r["repeat"] in raw]
+            out.append(
+                {
+                    "engine": engine,
+                    "users": users,
+                    "variant": variant,
+                    "tok_s_median": float(np.median([r["tok_s"] for r in runs])),
+                    "tok_s_min": float(min(r["tok_s"] for r in runs)),
+                    "tok_s_max": float(max(r["tok_s"] for r in runs)),
+                    "over_raw_median": float(np.median(ratios)),
+                    "over_raw_min": float(min(ratios)),
+                    "over_raw_max": float(max(ratios)),
+                    "repeats": len(runs),
+                }
+            )
+    return out
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--concurrency", default="1,8,32")
-    ap.add_argument("--output-tokens", type=int, default=128)
-    ap.add_argument("--reps", type=int, default=3, help="interleaved repetitions per level (medians)")
-    ap.add_argument("--engines", default="llamacpp-serial,llamacpp-slots,vllm")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--engines", default="vllm,llamacpp-serial,llamacpp-slots-4,llamacpp-slots-8,llamacpp-slots-32")
+    ap.add_argument("--users", default="1,8,32")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args()
-    levels = [int(x) for x in a.concurrency.split(",")]
     prepare_model()
+    specs = configs()
+    study = load_study(STUDY)
+    chat = next(ls for ls in study.level_sets if ls.name == "chat").workload
     tok = model_tokenizer([ModelSpec()])
-    wl = WorkloadSpec(kind="fixed", prompt={"mean": 32}, output={"mean": a.output_tokens})
-    reqs = {c: build_requests(wl.model_copy(update={"seed": c}), c, tok) for c in levels}
-    threads = len(os.sched_getaffinity(0))
+    users = [int(x) for x in a.users.split(",")]
     rows: list[dict[str, Any]] = []
-
-    def add(engine: str, c: int, adapter: float, raw: float) -> None:
-        rows.append(
-            {"engine": engine, "concurrency": c, "adapter_tok_s": adapter, "raw_tok_s": raw, "ratio": adapter / raw}
-        )
-        print(
-            f"{engine:16s} c={c:3d}: adapter {adapter:7.1f} tok/s  raw {raw:7.1f} tok/s  ratio {adapter / raw:.3f}",
-            flush=True,
-        )
-
-    wanted = a.engines.split(",")
-    for c in levels:
-        if "llamacpp-serial" in wanted:
-            add("llamacpp-serial", c, *interleaved(
-                partial(in_thread, raw_llamacpp_highlevel, reqs[c], threads),
-                partial(adapter_sync, LlamaCppSerialSpec(n_ctx=512), reqs[c]), a.reps))  # fmt: skip
-        if "llamacpp-slots" in wanted:
-            add("llamacpp-slots", c, *interleaved(
-                partial(in_thread, raw_llamacpp_batched, reqs[c], threads),
-                partial(adapter_sync, LlamaCppSlotsSpec(slots=c, ctx_per_slot=512), reqs[c]), a.reps))  # fmt: skip
-    if "vllm" in wanted:
-
-        async def vllm_adapter() -> dict[int, float]:
-            engine = make_engine(VLLM)
-            await engine.start()
-            try:
-                await adapter_tok_s(engine, reqs[levels[0]][:1])
-                return {
-                    c: float(np.median([await adapter_tok_s(engine, reqs[c]) for _ in range(a.reps)])) for c in levels
-                }
-            finally:
-                await engine.stop()
-
-        adapted = asyncio.run(vllm_adapter())
-        raw_v = raw_vllm(reqs, a.output_tokens, a.reps)
-        for c in levels:
-            add("vllm", c, adapted[c], raw_v[c])
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    if OUT.is_file():  # keep the other engines' rows when only some engines were re-measured
-        measured = {r["engine"] for r in rows}
-        rows = [r for r in json.loads(OUT.read_text())["rows"] if r["engine"] not in measured] + rows
-    OUT.write_text(
-        json.dumps({"machine": collect_provenance(), "output_tokens": a.output_tokens, "rows": rows}, indent=2)
-    )
-    print(f"wrote {OUT}")
+    started = time.time()
+    for name in a.engines.split(","):
+        spec = specs[name]
+        reqs = {
+            u: build_requests(chat.model_copy(update={"seed": 1000 + u}), n_requests(spec, u), tok, max_context=1024)
+            for u in users
+        }
+        measure_engine(name, spec, reqs, a.reps, rows)
+    summary = summarize(rows)
+    for s in summary:
+        if s["variant"] != "raw":
+            print(
+                f"{s['engine']:18s} users {s['users']:3d} {s['variant']:22s} kit/raw {s['over_raw_median']:.3f} "
+                f"[{s['over_raw_min']:.3f}-{s['over_raw_max']:.3f}]  {s['tok_s_median']:.1f} tok/s"
+            )
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "what": __doc__.split("\n\n")[0],
+        "path": "kit = make_engine(spec) + run_level with probes + the CLI's progress display (cliffbench run)",
+        "study": str(STUDY.relative_to(PROJECT_ROOT)),
+        "specs": {n: specs[n].model_dump(mode="json") for n in a.engines.split(",")},
+        "reps": a.reps,
+        "wall_s": time.time() - started,
+        "machine": collect_provenance(),
+        "summary": summary,
+        "runs": rows,
+    }
+    a.out.write_text(json.dumps(doc, indent=2))
+    print(f"wrote {a.out}")
 
 
 if __name__ == "__main__":

@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cliffbench.bench.study import StudySpec, flag_study, load_study
 from cliffbench.config import InputError
 from cliffbench.report.command import add_report_command
 from cliffbench.report.params import BenchmarkParams, field_default
-from cliffbench.report.terminal import ProgressReporter, err, levels_table, out
+from cliffbench.report.terminal import ProgressReporter, err, levels_table, out, run_progress
 from cliffbench.report.terminal import fail as _fail
 
 __all__ = ["app", "main"]
@@ -100,15 +99,8 @@ def run(
         return
     # SIGTERM (a kill, a kernel stop) unwinds like Ctrl-C, so every engine's finally-block runs
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[stats]}"),
-    )
     try:
-        with Progress(*columns, console=err, transient=True) as progress:
+        with run_progress() as progress:
             run_study(spec, force=force, reporter=ProgressReporter(progress))
     except InputError as exc:
         _fail(str(exc))

@@ -26,10 +26,19 @@ import numpy as np
 from cliffbench.bench.arrivals import closed_loop_think_times_s, poisson_offsets_s
 from cliffbench.engines.base import Engine, GenRequest, RequestRejected
 
-__all__ = ["LAG_PROBE_INTERVAL_S", "MEMORY_SAMPLE_INTERVAL_S", "LevelRun", "RequestRecord", "run_level"]
+__all__ = ["LAG_PROBE_INTERVAL_S", "MEMORY_SAMPLE_INTERVAL_S", "LevelRun", "Probes", "RequestRecord", "run_level"]
 
 LAG_PROBE_INTERVAL_S = 0.005
 MEMORY_SAMPLE_INTERVAL_S = 0.05
+
+
+@dataclass(frozen=True)
+class Probes:
+    """Which of the harness's self-checks run during a level (all of them in a study; the
+    overhead benchmark switches each off in turn to price it)."""
+
+    lag: bool = True  # the lag / GIL-wait probe thread
+    memory: bool = True  # the KV-memory sampler
 
 
 @dataclass(slots=True)
@@ -216,6 +225,7 @@ async def run_level(
     request_timeout_s: float = 600.0,
     seed: int = 0,
     on_record: Callable[[RequestRecord], None] | None = None,
+    probes: Probes = Probes(),  # noqa: B008 (frozen)
 ) -> LevelRun:
     """Run one level. Exactly one of `concurrency` (closed loop) or `rate_rps` (open loop).
     With `duration_s`, no request is submitted after that many seconds (in-flight ones finish)."""
@@ -230,10 +240,11 @@ async def run_level(
     t0 = time.perf_counter()
     cpu0 = time.thread_time()
     deadlines = _Deadlines(request_timeout_s)
-    probes = [asyncio.create_task(_memory_probe(engine, t0, memory, stop))]
+    samplers = [asyncio.create_task(_memory_probe(engine, t0, memory, stop))] if probes.memory else []
     watchdog = asyncio.create_task(deadlines.watch())
-    lag_probe = _LagProbe(asyncio.get_running_loop(), lags, waits)
-    lag_probe.start()
+    lag_probe = _LagProbe(asyncio.get_running_loop(), lags, waits) if probes.lag else None
+    if lag_probe is not None:
+        lag_probe.start()
 
     def done(rec: RequestRecord) -> None:
         records.append(rec)
@@ -257,8 +268,9 @@ async def run_level(
     finally:
         stop.set()
         watchdog.cancel()
-        lag_probe.stop()
-        await asyncio.gather(*probes, watchdog, return_exceptions=True)
+        if lag_probe is not None:
+            lag_probe.stop()
+        await asyncio.gather(*samplers, watchdog, return_exceptions=True)
     wall = time.perf_counter() - t0
     return LevelRun(records, memory, np.asarray(lags), np.asarray(waits), time.thread_time() - cpu0, wall)
 

@@ -8,12 +8,12 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.progress import Progress
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cliffbench.bench.progress import LiveStats
 
-__all__ = ["ProgressReporter", "err", "fail", "levels_table", "out"]
+__all__ = ["ProgressReporter", "err", "fail", "levels_table", "out", "run_progress"]
 
 # a pipe or a log file gets wide lines instead of rich's 80-column default
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
@@ -24,6 +24,18 @@ def fail(msg: str) -> NoReturn:
     """Bad input: one line on stderr, exit code 2."""
     err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
+
+
+def run_progress(console: Console | None = None) -> Progress:
+    """The live display of `cliffbench run` (a bar per level; rich redraws it from its own thread)."""
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[stats]}"),
+    )
+    return Progress(*columns, console=console or err, transient=True)
 
 
 class ProgressReporter:
