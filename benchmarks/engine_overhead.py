@@ -3,7 +3,7 @@
 Kit: the engine built from the default study's own spec (`make_engine`), driven by `run_level`
 with every probe on (lag / GIL-wait probe thread, KV-memory sampler) and the CLI's live progress
 display (rich, redrawn from its own thread) fed by `on_record`, exactly as `cliffbench run` does.
-Raw: the same requests through the engine's own loop, with nothing else running:
+Raw: the same requests through the engine's own loop (loaded once and warm, like the kit's):
 - vllm: `LLM.generate` (same dtype, binding, eager, block size, KV budget), one call per wave
 - llamacpp-slots N / llamacpp-serial: a bare batched `llama_decode` loop over waves of N
   sequences (N = 1 for serial), greedy argmax, same GGUF, context per slot and threads.
@@ -25,9 +25,9 @@ import contextlib
 import ctypes
 import json
 import os
+import queue
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -53,7 +53,6 @@ KIT_VARIANTS: dict[str, tuple[Probes, bool]] = {  # name -> (probes, live progre
     "kit-no-lag-probe": (Probes(lag=False), True),
     "kit-no-memory-sampler": (Probes(memory=False), True),
     "kit-no-progress": (Probes(), False),
-    "kit-bare": (Probes(lag=False, memory=False), False),
 }
 
 
@@ -143,77 +142,105 @@ class RawVllm:
         self.llm.llm_engine.engine_core.shutdown()
 
 
-def raw_llamacpp(spec: LlamaCppSpec, reqs: list[GenRequest], users: int) -> float:
-    """A bare batched llama_decode loop, in a thread of its own (as the kit's worker runs: one
-    OpenMP team per thread), over waves of min(users, slots) sequences."""
-    out: list[float] = []
-    t = threading.Thread(target=lambda: out.append(_raw_llamacpp(spec, reqs, users)))
-    t.start()
-    t.join()
-    return out[0]
+class RawLlamaCpp:
+    """A bare batched llama_decode loop over waves of min(users, slots) sequences, with the kit
+    spec's context settings. Model and context are loaded once, in one thread that runs every
+    wave (as the kit's worker thread does: one OpenMP team, a warm KV cache)."""
 
+    def __init__(self, spec: LlamaCppSpec) -> None:
+        self.spec = spec
+        self._jobs: queue.Queue[tuple[list[GenRequest], int] | None] = queue.Queue()
+        self._results: queue.Queue[float | BaseException] = queue.Queue()
+        self._thread = threading.Thread(target=self._main, daemon=True)
+        self._thread.start()
 
-def _raw_llamacpp(spec: LlamaCppSpec, reqs: list[GenRequest], users: int) -> float:
-    import llama_cpp as lc
+    def __call__(self, reqs: list[GenRequest], users: int) -> float:
+        self._jobs.put((reqs, users))
+        out = self._results.get()
+        if isinstance(out, BaseException):
+            raise out
+        return out
 
-    _, gguf, _ = resolve_model(spec.model)
-    slots, per_slot, unified = spec.slot_layout()
-    lc.llama_backend_init()
-    model = lc.llama_model_load_from_file(str(gguf).encode(), lc.llama_model_default_params())
-    cp = lc.llama_context_default_params()
-    n_batch = max(spec.n_batch, slots)
-    cp.n_ctx, cp.n_batch, cp.n_ubatch, cp.n_seq_max = slots * per_slot, n_batch, n_batch, slots
-    cp.n_threads = cp.n_threads_batch = spec.threads()
-    cp.kv_unified = unified
-    ctx = lc.llama_init_from_model(model, cp)
-    n_vocab = lc.llama_vocab_n_tokens(lc.llama_model_get_vocab(model))
-    batch = lc.llama_batch_init(n_batch, 0, 1)
-    mem = lc.llama_get_memory(ctx)
+    def close(self) -> None:
+        self._jobs.put(None)
+        self._thread.join()
 
-    def argmax(i: int) -> int:
-        ptr = lc.llama_get_logits_ith(ctx, i)
-        return int(np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), (n_vocab,)).argmax())
+    def _main(self) -> None:
+        import llama_cpp as lc
 
-    def put(k: int, tok: int, pos: int, seq: int, logits: bool) -> None:
-        batch.token[k], batch.pos[k], batch.n_seq_id[k] = tok, pos, 1
-        batch.seq_id[k][0], batch.logits[k] = seq, logits
+        spec = self.spec
+        _, gguf, _ = resolve_model(spec.model)
+        slots, per_slot, unified = spec.slot_layout()
+        lc.llama_backend_init()
+        model = lc.llama_model_load_from_file(str(gguf).encode(), lc.llama_model_default_params())
+        cp = lc.llama_context_default_params()
+        self.n_batch = max(spec.n_batch, slots)
+        cp.n_ctx, cp.n_batch, cp.n_ubatch, cp.n_seq_max = slots * per_slot, self.n_batch, self.n_batch, slots
+        cp.n_threads = cp.n_threads_batch = spec.threads()
+        cp.kv_unified = unified
+        cp.flash_attn_type = {"auto": -1, "off": 0, "on": 1}[spec.flash_attn]
+        cp.no_perf = True
+        self.ctx = lc.llama_init_from_model(model, cp)
+        self.n_vocab = lc.llama_vocab_n_tokens(lc.llama_model_get_vocab(model))
+        self.batch = lc.llama_batch_init(self.n_batch, 0, 1)
+        self.slots = slots
+        try:
+            while (job := self._jobs.get()) is not None:
+                try:
+                    self._results.put(self._waves(lc, *job))
+                except BaseException as exc:
+                    self._results.put(exc)
+        finally:
+            lc.llama_batch_free(self.batch)
+            lc.llama_free(self.ctx)
+            lc.llama_model_free(model)
 
-    wave = min(users, slots)
-    t0, produced = time.perf_counter(), 0
-    for w in range(0, len(reqs), wave):
-        group = reqs[w : w + wave]
-        n = len(group)
-        for s in range(n):
-            lc.llama_memory_seq_rm(mem, s, -1, -1)
-        last, pos = [0] * n, [0] * n
-        flat = [(s, k, tok) for s, r in enumerate(group) for k, tok in enumerate(r.prompt_token_ids)]
-        for start in range(0, len(flat), n_batch):  # prefill packed into n_batch chunks, as llama-server does
-            chunk = flat[start : start + n_batch]
-            ends = {}
-            for i, (s, k, tok) in enumerate(chunk):
-                is_last = k == len(group[s].prompt_token_ids) - 1
-                put(i, tok, k, s, is_last)
-                if is_last:
-                    ends[s] = i
-            batch.n_tokens = len(chunk)
-            lc.llama_decode(ctx, batch)
-            for s, i in ends.items():
-                last[s], pos[s] = argmax(i), len(group[s].prompt_token_ids)
-                produced += 1
-        for _ in range(group[0].max_tokens - 1):
+    def _waves(self, lc: Any, reqs: list[GenRequest], users: int) -> float:
+        ctx, batch, n_batch = self.ctx, self.batch, self.n_batch
+        mem = lc.llama_get_memory(ctx)
+
+        def argmax(i: int) -> int:
+            ptr = lc.llama_get_logits_ith(ctx, i)
+            return int(
+                np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), (self.n_vocab,)).argmax()
+            )
+
+        def put(k: int, tok: int, pos: int, seq: int, logits: bool) -> None:
+            batch.token[k], batch.pos[k], batch.n_seq_id[k] = tok, pos, 1
+            batch.seq_id[k][0], batch.logits[k] = seq, logits
+
+        wave = min(users, self.slots)
+        t0, produced = time.perf_counter(), 0
+        for w in range(0, len(reqs), wave):
+            group = reqs[w : w + wave]
+            n = len(group)
             for s in range(n):
-                put(s, last[s], pos[s], s, True)
-                pos[s] += 1
-            batch.n_tokens = n
-            lc.llama_decode(ctx, batch)
-            for s in range(n):
-                last[s] = argmax(s)
-            produced += n
-    wall = time.perf_counter() - t0
-    lc.llama_batch_free(batch)
-    lc.llama_free(ctx)
-    lc.llama_model_free(model)
-    return produced / wall
+                lc.llama_memory_seq_rm(mem, s, -1, -1)
+            last, pos = [0] * n, [0] * n
+            flat = [(s, k, tok) for s, r in enumerate(group) for k, tok in enumerate(r.prompt_token_ids)]
+            for start in range(0, len(flat), n_batch):  # prefill packed into n_batch chunks, as llama-server does
+                chunk = flat[start : start + n_batch]
+                ends = {}
+                for i, (s, k, tok) in enumerate(chunk):
+                    is_last = k == len(group[s].prompt_token_ids) - 1
+                    put(i, tok, k, s, is_last)
+                    if is_last:
+                        ends[s] = i
+                batch.n_tokens = len(chunk)
+                lc.llama_decode(ctx, batch)
+                for s, i in ends.items():
+                    last[s], pos[s] = argmax(i), len(group[s].prompt_token_ids)
+                    produced += 1
+            for _ in range(group[0].max_tokens - 1):
+                for s in range(n):
+                    put(s, last[s], pos[s], s, True)
+                    pos[s] += 1
+                batch.n_tokens = n
+                lc.llama_decode(ctx, batch)
+                for s in range(n):
+                    last[s] = argmax(s)
+                produced += n
+        return produced / (time.perf_counter() - t0)
 
 
 # -- the run -----------------------------------------------------------------------------------
@@ -223,13 +250,7 @@ def measure_engine(
     loop = asyncio.new_event_loop()
     engine = make_engine(spec)
     loop.run_until_complete(engine.start())
-    raw_vllm = RawVllm(spec) if isinstance(spec, VllmSpec) else None
-    raw: Callable[[list[GenRequest], int], float]
-    if raw_vllm is not None:
-        raw = raw_vllm
-    else:
-        assert isinstance(spec, LlamaCppSpec)
-        raw = lambda reqs, users: raw_llamacpp(spec, reqs, users)  # noqa: E731
+    raw: RawVllm | RawLlamaCpp = RawVllm(spec) if isinstance(spec, VllmSpec) else RawLlamaCpp(cast(LlamaCppSpec, spec))
     variants = ["raw", *KIT_VARIANTS]
     try:
         warm = next(iter(reqs_by_users.values()))[:1]
@@ -260,8 +281,7 @@ def measure_engine(
     finally:
         loop.run_until_complete(engine.stop())
         loop.close()
-        if raw_vllm is not None:
-            raw_vllm.close()
+        raw.close()
 
 
 def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
