@@ -136,6 +136,8 @@ NOTEBOOKS = {
             'for name in ["timeline", "hol_blocking"]:\n'
             "    display(HTML(nv.figure_html(figs[name], FIGURE_CAPTIONS[name])))"
         ),
+        md("### What the harness costs each engine"),
+        code("display(Markdown(nv.overhead_section(data)))"),
         md("### In-process engines vs the real servers"),
         code(
             "display(Markdown(nv.fidelity_sentence(data)))\n"

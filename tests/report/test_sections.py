@@ -97,6 +97,7 @@ SECTIONS: dict[str, Callable[[ReportData], str]] = {
     "tuning": nv.tuning_section,
     "levels": lambda d: nv.levels_table(d, "chat"),
     "fidelity": nv.fidelity_sentence,
+    "overhead": nv.overhead_section,
     "seed": nv.seed_comparison,
     "claims": nv.claims_section,
     "shapes": lambda d: nv.shapes_section(d, "chat"),

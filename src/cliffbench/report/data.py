@@ -58,6 +58,7 @@ class ReportData:
     tuning: BenchmarkResult | None = None  # engine_tuning.json
     fidelity: BenchmarkResult | None = None  # fidelity_quiet.json when stored, else fidelity.json
     fidelity_repeats: BenchmarkResult | None = None  # fidelity_repeats.json
+    overhead: BenchmarkResult | None = None  # engine_overhead.json: kit vs each engine's raw loop
     gpu_study: GpuStudy | None = None
 
 
@@ -88,5 +89,6 @@ def load_report_data(study: str, root: Path = PROJECT_ROOT) -> ReportData:
         tuning=_benchmark(results / "engine_tuning.json"),
         fidelity=_benchmark(fidelity),
         fidelity_repeats=_benchmark(results / "fidelity_repeats.json"),
+        overhead=_benchmark(results / "engine_overhead.json"),
         gpu_study=_gpu_study(root),
     )

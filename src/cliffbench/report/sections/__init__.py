@@ -11,6 +11,7 @@ from cliffbench.report.sections.audit import claims_section, efficiency_section,
 from cliffbench.report.sections.common import figure_html, fmt, headline_level, measured_levels
 from cliffbench.report.sections.fidelity import fidelity_sentence
 from cliffbench.report.sections.methods import glossary_table, limitations_section, methods_section
+from cliffbench.report.sections.overhead import engine_overheads, overhead_gap_sentence, overhead_section
 from cliffbench.report.sections.results import config_table, levels_table, memory_section, tuning_section
 from cliffbench.report.sections.summary import (
     SEED_SOURCE,
@@ -26,6 +27,7 @@ __all__ = [
     "claims_section",
     "config_table",
     "efficiency_section",
+    "engine_overheads",
     "executive_summary",
     "fidelity_sentence",
     "figure_html",
@@ -38,6 +40,8 @@ __all__ = [
     "measured_levels",
     "memory_section",
     "methods_section",
+    "overhead_gap_sentence",
+    "overhead_section",
     "seed_comparison",
     "shapes_section",
     "title_page_html",

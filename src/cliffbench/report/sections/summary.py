@@ -9,6 +9,7 @@ import pandas as pd
 from cliffbench.audit.shape_verdicts import ollama_like
 from cliffbench.report.data import ReportData
 from cliffbench.report.sections.common import fmt, headline_level, measured_levels
+from cliffbench.report.sections.overhead import overhead_gap_sentence
 
 __all__ = ["SEED_SOURCE", "SEED_VLLM_OVER_OLLAMA", "executive_summary", "seed_comparison", "title_page_html"]
 
@@ -126,6 +127,8 @@ def seed_comparison(data: ReportData) -> str:
         f"({SEED_SOURCE}). Here, at {users} users, vLLM delivered {fmt(ratio)} times "
         f"{ref} (the Ollama-like configuration): this run **{verdict}** the seed's ratio."
     )
+    if data.overhead is not None:
+        text += overhead_gap_sentence(data, "vllm", ref, ratio)
     if tuned is not None and tuned.engine != ref:
         r2 = _at(lv, "vllm", users, "output_tok_s") / float(tuned.output_tok_s)
         moved = "narrows the gap substantially" if r2 < 0.75 * ratio else "changes the ratio little"
