@@ -86,7 +86,7 @@ NOTEBOOKS = {
         ),
         code("from cliffbench.report.data import load_report_data\ndata = load_report_data(params.study)"),
         code(
-            "from cliffbench.report.figure_set import decision_tree, make_figures\n"
+            "from cliffbench.decide.tree import decision_tree\nfrom cliffbench.report.figure_set import make_figures\n"
             "tree = decision_tree(\n"
             "    data.results, params.level_set, params.mixed_level_set, params.ttft_slo_s, params.tpot_slo_s\n)\n"
             "paths = make_figures(data, params.level_set, params.mixed_level_set, tree)\npaths"
@@ -106,8 +106,8 @@ NOTEBOOKS = {
         ),
         code(
             "from cliffbench.report import sections as nv\nfrom cliffbench.report.data import load_report_data\n"
-            "from cliffbench.report.figure_set import FIGURE_CAPTIONS, decision_tree, figure_paths\n"
-            "from cliffbench.decide.tree import UserProfile, recommend, select_levels\n"
+            "from cliffbench.decide.tree import UserProfile, decision_tree, recommend, select_levels\n"
+            "from cliffbench.report.figure_set import FIGURE_CAPTIONS, figure_paths\n"
             "from IPython.display import HTML, Markdown, display\n"
             "data = load_report_data(params.study)\nres = data.results\nfigs = figure_paths(params.study)\n"
             "tree = decision_tree(res, params.level_set, params.mixed_level_set, params.ttft_slo_s, params.tpot_slo_s)"

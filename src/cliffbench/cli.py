@@ -217,9 +217,8 @@ def recommend(
 
     from cliffbench.bench.store import load_results
     from cliffbench.config import one_line_error
-    from cliffbench.decide.tree import UserProfile, select_levels
+    from cliffbench.decide.tree import UserProfile, decision_tree, select_levels
     from cliffbench.decide.tree import recommend as pick
-    from cliffbench.report.figure_set import decision_tree
     from cliffbench.report.tree_text import render_tree_text
 
     try:

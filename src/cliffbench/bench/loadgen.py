@@ -225,7 +225,7 @@ async def run_level(
     request_timeout_s: float = 600.0,
     seed: int = 0,
     on_record: Callable[[RequestRecord], None] | None = None,
-    probes: Probes = Probes(),  # noqa: B008 (frozen)
+    probes: Probes = Probes(),
 ) -> LevelRun:
     """Run one level. Exactly one of `concurrency` (closed loop) or `rate_rps` (open loop).
     With `duration_s`, no request is submitted after that many seconds (in-flight ones finish)."""

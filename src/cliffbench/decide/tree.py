@@ -22,7 +22,7 @@ import numpy.typing as npt
 import pandas as pd
 from pydantic import Field
 
-from cliffbench.bench.store import ok_levels
+from cliffbench.bench.store import Results, ok_levels
 from cliffbench.config import Spec
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "Recommendation",
     "UserProfile",
     "build_tree",
+    "decision_tree",
     "engine_cliff_details",
     "engine_cliffs",
     "fmt_g",
@@ -383,3 +384,15 @@ def build_tree(
         [("no", chat), ("yes", _users_subtree(lv, long_cliffs, slo, ml))],
     )
     return DecisionTree(root, thresholds, slo, at_least)
+
+
+def decision_tree(
+    res: Results, level_set: str, mixed_level_set: str, ttft_slo_s: float, tpot_slo_s: float
+) -> DecisionTree:
+    """The tree of a stored study: `level_set` for throughput and TPOT, `mixed_level_set` (when
+    measured) for TTFT with long documents."""
+    levels = select_levels(res.levels, level_set)
+    mixed = res.levels[res.levels["level_set"] == mixed_level_set]
+    return build_tree(
+        levels, ttft_slo_s, tpot_slo_s, mixed_levels=select_levels(mixed, mixed_level_set) if len(mixed) else None
+    )

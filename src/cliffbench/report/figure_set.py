@@ -15,13 +15,12 @@ import pandas as pd
 from cliffbench.audit.shape_verdicts import normalised_points
 from cliffbench.bench.store import Results, ok_levels
 from cliffbench.config import FIGURES_DIR, InputError
-from cliffbench.decide.tree import DecisionTree, build_tree, select_levels
+from cliffbench.decide.tree import DecisionTree
 from cliffbench.report import figures as fg
 from cliffbench.report.data import ReportData
 
 __all__ = [
     "FIGURE_CAPTIONS",
-    "decision_tree",
     "fidelity_rows",
     "figure_dir",
     "figure_paths",
@@ -57,16 +56,6 @@ def figure_paths(study: str, names: list[str] | None = None) -> dict[str, Path]:
             raise InputError(f"figures: {p} is missing; run notebooks/20_analysis.ipynb for study {study!r}")
         out[name] = p
     return out
-
-
-def decision_tree(
-    res: Results, level_set: str, mixed_level_set: str, ttft_slo_s: float, tpot_slo_s: float
-) -> DecisionTree:
-    levels = select_levels(res.levels, level_set)
-    mixed = res.levels[res.levels["level_set"] == mixed_level_set]
-    return build_tree(
-        levels, ttft_slo_s, tpot_slo_s, mixed_levels=select_levels(mixed, mixed_level_set) if len(mixed) else None
-    )
 
 
 def timeline_level(res: Results, level_set: str) -> tuple[list[str], str]:
