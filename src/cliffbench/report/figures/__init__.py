@@ -1,0 +1,32 @@
+"""The whitepaper's figures: one ``plot_x(ax, <frames>, ...)`` per figure, one style, one colour per engine.
+
+Each function draws into an ``Axes`` it is given, so notebooks compose panels freely; it reads the
+tidy tables of :func:`cliffbench.bench.store.load_results` and raises ``ValueError`` naming any missing
+column, which the notebooks turn into a clean stop. An empty selection draws a centred note instead,
+because "this study has no such levels" is a result worth showing, not an error.
+Engine colours come from :func:`engine_palette` (`style`), so a study's engines keep their colour in
+every figure.
+"""
+
+from __future__ import annotations
+
+from cliffbench.report.figures.audit import plot_ceiling_fraction, plot_serving_overhead
+from cliffbench.report.figures.curves import plot_itl, plot_kv_memory, plot_throughput, plot_ttft
+from cliffbench.report.figures.style import engine_palette, save_figure, set_style
+from cliffbench.report.figures.timeline import plot_hol_blocking, plot_timeline
+from cliffbench.report.figures.tree import plot_decision_tree
+
+__all__ = [
+    "engine_palette",
+    "plot_ceiling_fraction",
+    "plot_decision_tree",
+    "plot_hol_blocking",
+    "plot_itl",
+    "plot_kv_memory",
+    "plot_serving_overhead",
+    "plot_throughput",
+    "plot_timeline",
+    "plot_ttft",
+    "save_figure",
+    "set_style",
+]

@@ -1,0 +1,157 @@
+"""The concurrency curves: throughput, TTFT with CI bands, inter-token latency, KV memory.
+
+Each function draws into an ``Axes`` it is given from the tidy tables of
+:func:`cliffbench.bench.store.load_results` and raises ``ValueError`` naming any missing column.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+
+from cliffbench.bench.metrics import itl_s
+from cliffbench.bench.store import ok_requests
+from cliffbench.report.figures.style import (
+    LEVEL_COLS,
+    boxplot,
+    closed_loop_levels,
+    engine_legend,
+    engine_palette,
+    log2_users_axis,
+    log_y,
+    natural_key,
+    note,
+    require_columns,
+)
+
+__all__ = ["plot_itl", "plot_kv_memory", "plot_throughput", "plot_ttft"]
+
+
+# a log axis cannot show 0; ITL gaps of 0 (several tokens in one streamed chunk) sit at this floor
+_ITL_FLOOR_MS = 0.01
+_MIB = 2.0**20
+
+
+def plot_throughput(ax: Axes, levels: pd.DataFrame, level_set: str = "chat") -> None:
+    """Output tokens/s vs concurrent users, one line per engine (ok levels only)."""
+    require_columns(levels, [*LEVEL_COLS, "output_tok_s"], "levels", "plot_throughput")
+    pal = engine_palette(levels["engine"])
+    lv = closed_loop_levels(levels, level_set)
+    if lv.empty:
+        note(ax, f"no successful levels in level set {level_set!r}")
+        return
+    data = lv.groupby(["engine", "concurrency"], as_index=False)["output_tok_s"].mean()
+    sns.lineplot(
+        data=data,
+        x="concurrency",
+        y="output_tok_s",
+        hue="engine",
+        palette=pal,
+        marker="o",
+        hue_order=sorted(data["engine"].unique(), key=natural_key),
+        errorbar=None,
+        ax=ax,
+    )
+    log2_users_axis(ax, data["concurrency"])
+    ax.legend(title=None, fontsize=7)
+    ax.set_ylabel("output tokens/s")
+    ax.set_title(f"Throughput ({level_set})")
+
+
+def plot_ttft(ax: Axes, levels: pd.DataFrame, level_set: str = "chat") -> None:
+    """TTFT p50 (solid) and p99 (dashed) with 95 % bootstrap CI bands, log y."""
+    cols = ["ttft_s_p50", "ttft_s_p99", "ttft_s_p50_lo", "ttft_s_p50_hi", "ttft_s_p99_lo", "ttft_s_p99_hi"]
+    require_columns(levels, [*LEVEL_COLS, *cols], "levels", "plot_ttft")
+    pal = engine_palette(levels["engine"])
+    lv = closed_loop_levels(levels, level_set)
+    if lv.empty:
+        note(ax, f"no successful levels in level set {level_set!r}")
+        return
+    engines = sorted(lv["engine"].unique(), key=natural_key)
+    for engine in engines:
+        d = lv[lv["engine"] == engine].groupby("concurrency")[cols].mean().sort_index()
+        x = d.index.to_numpy(dtype=np.float64)
+        for q, ls in (("p50", "-"), ("p99", "--")):
+            ax.plot(x, d[f"ttft_s_{q}"], color=pal[engine], linestyle=ls, marker="o", markersize=3)
+            ax.fill_between(x, d[f"ttft_s_{q}_lo"], d[f"ttft_s_{q}_hi"], color=pal[engine], alpha=0.15, linewidth=0)
+    log2_users_axis(ax, lv["concurrency"])
+    log_y(ax)
+    ax.set_ylabel("TTFT (s)")
+    ax.set_title(f"Time to first token ({level_set}; bands: 95 % CI)")
+    engine_legend(ax, pal, engines, {"p50": "-", "p99": "--"})
+
+
+def plot_itl(
+    ax: Axes, tokens: pd.DataFrame, requests: pd.DataFrame, levels: pd.DataFrame, level_set: str = "chat"
+) -> None:
+    """Inter-token latency per engine at the lowest and highest concurrency of the level set (ms, log y)."""
+    require_columns(levels, [*LEVEL_COLS, "level_key"], "levels", "plot_itl")
+    require_columns(requests, ["level_key", "request_id", "status", "warmup"], "requests", "plot_itl")
+    require_columns(tokens, ["level_key", "request_id", "k", "t_s"], "tokens", "plot_itl")
+    lv = closed_loop_levels(levels, level_set)
+    if lv.empty:
+        note(ax, f"no successful levels in level set {level_set!r}")
+        return
+    lo, hi = int(lv["concurrency"].min()), int(lv["concurrency"].max())
+    loads = {lo: f"low (c={lo})", hi: f"high (c={hi})"}
+    ok = ok_requests(requests)
+    parts = []
+    sel = lv[lv["concurrency"].isin(list(loads))]
+    users_col = sel["concurrency"].astype(int)
+    for key, engine, users in zip(sel["level_key"], sel["engine"], users_col, strict=True):
+        rids = ok.loc[ok["level_key"] == key, "request_id"]
+        tk = tokens[(tokens["level_key"] == key) & tokens["request_id"].isin(rids)]
+        gaps_ms = np.maximum(itl_s(tk) * 1e3, _ITL_FLOOR_MS)
+        parts.append(pd.DataFrame({"engine": engine, "load": loads[users], "itl_ms": gaps_ms}))
+    data = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    if data.empty:
+        note(ax, f"no inter-token gaps in level set {level_set!r}")
+        return
+    hue_order = list(dict.fromkeys(loads.values()))
+    order = sorted(data["engine"].unique(), key=natural_key)
+    boxplot(
+        data=data,
+        x="engine",
+        y="itl_ms",
+        hue="load",
+        order=order,
+        hue_order=hue_order,
+        palette=dict(zip(hue_order, ["#9ecae1", "#08519c"], strict=False)),
+        log_scale=True,
+        fliersize=1,
+        ax=ax,
+    )
+    log_y(ax)
+    ax.set_ylabel("inter-token latency (ms)")
+    ax.set_xlabel("")
+    ax.set_title(f"Inter-token latency ({level_set})")
+    ax.legend(title="load", fontsize=7)
+
+
+def plot_kv_memory(ax: Axes, memory: pd.DataFrame, levels: pd.DataFrame, level_set: str = "chat") -> None:
+    """Reserved KV (solid) and peak live KV (dashed) in MiB vs concurrent users, per engine."""
+    require_columns(levels, [*LEVEL_COLS, "level_key"], "levels", "plot_kv_memory")
+    require_columns(memory, ["level_key", "reserved_bytes", "live_bytes"], "memory", "plot_kv_memory")
+    pal = engine_palette(levels["engine"])
+    lv = closed_loop_levels(levels, level_set)
+    mem = memory[memory["level_key"].isin(lv["level_key"])]
+    if mem.empty:
+        note(ax, f"no memory samples in level set {level_set!r}")
+        return
+    peak = mem.groupby("level_key")[["reserved_bytes", "live_bytes"]].max() / _MIB
+    data = lv[["level_key", "engine", "concurrency"]].merge(peak, left_on="level_key", right_index=True)
+    data = data.groupby(["engine", "concurrency"], as_index=False)[["reserved_bytes", "live_bytes"]].mean()
+    engines = sorted(data["engine"].unique(), key=natural_key)
+    for engine in engines:
+        d = data[data["engine"] == engine].sort_values("concurrency")
+        for col, ls in (("reserved_bytes", "-"), ("live_bytes", "--")):
+            # log y spans a GiB pool and a few MiB of live KV; a zero sample has no place on it
+            pos = d[d[col] > 0]
+            ax.plot(pos["concurrency"], pos[col], color=pal[engine], linestyle=ls, marker="o", markersize=3)
+    log2_users_axis(ax, data["concurrency"])
+    log_y(ax)
+    ax.set_ylabel("KV cache (MiB)")
+    ax.set_title(f"KV cache: reserved vs peak live ({level_set})")
+    engine_legend(ax, pal, engines, {"reserved": "-", "peak live": "--"})
