@@ -12,7 +12,6 @@ from cliffbench.bench import plan, sweep
 from cliffbench.bench.loadgen import run_level
 from cliffbench.bench.store import load_results
 from cliffbench.bench.study import StudySpec
-from cliffbench.engines import make_engine
 
 pytestmark = pytest.mark.engine
 
@@ -83,30 +82,6 @@ def test_resume_after_crash(model: Any, tmp_path: Path, monkeypatch: pytest.Monk
     sweep.run_study(spec, root=tmp_path)
     assert first.stat().st_mtime_ns == mtime  # the finished level was kept, not redone
     _check(load_results("t", root=tmp_path), "llamacpp-serial")
-
-
-def test_engine_start_failure_is_stored(model: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = _spec(
-        [{"kind": "llamacpp-serial", "n_ctx": 128, "label": "broken"}, {"kind": "llamacpp-serial", "n_ctx": 128}]
-    )
-    real = make_engine
-
-    def make(es: Any) -> Any:
-        engine = real(es)
-        if es.name == "broken":
-
-            async def boom() -> None:
-                raise RuntimeError("no memory for you")
-
-            monkeypatch.setattr(engine, "start", boom)
-        return engine
-
-    monkeypatch.setattr(sweep, "make_engine", make)
-    sweep.run_study(spec, root=tmp_path)
-    res = load_results("t", root=tmp_path)
-    broken = res.levels[res.levels.engine == "broken"]
-    assert (broken["status"] == "failed").all() and broken["error"].str.contains("no memory for you").all()
-    _check(res, "llamacpp-serial")
 
 
 def test_no_orphan_threads_after_sweep(model: Any, tmp_path: Path) -> None:

@@ -84,8 +84,8 @@ def overhead_section(data: ReportData) -> str:
         span = f"x{fmt(r['over_raw_min'])}-x{fmt(r['over_raw_max'])}"
         rows.append(f"| {r['engine']} | x{fmt(r['over_raw'])} | {span} | {r['users']} |")
     text = (
-        f"What the harness costs each engine (`benchmarks/results/{data.overhead.name}`): the engine as the study "
-        "runs it (its spec, `run_level` with the lag / GIL-wait probe, the KV-memory sampler and the progress "
+        f"Measured by `benchmarks/engine_overhead.py` (`benchmarks/results/{data.overhead.name}`): the engine as the "
+        "study runs it (its spec, `run_level` with the lag / GIL-wait probe, the KV-memory sampler and the progress "
         "display on, as in `cliffbench run`) against the engine's own loop on the same requests (vLLM's "
         "`LLM.generate`, a bare batched `llama_decode` loop), run interleaved in a rotated order, "
         f"{bench.get('reps', '?')} repeats; ratio = kit / raw of the same repeat. An engine measured at x0.8 "
