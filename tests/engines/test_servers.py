@@ -139,12 +139,12 @@ def test_serve_stops_its_server_on_every_signal(model: Any, tmp_path: Path, sig:
     try:
         assert psutil.pid_exists(server_pid)
         proc.send_signal(sig)  # SIGKILL: no handler runs; PR_SET_PDEATHSIG stops the server
-        proc.wait(timeout=60)
+        proc.communicate(timeout=60)  # also closes the pipe (an open one is a ResourceWarning, an error here)
         assert _gone([server_pid], 20) == []
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+        proc.communicate()
 
 
 class _KillAfterFirst:
