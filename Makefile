@@ -15,7 +15,7 @@ help:
 	@echo "make report   prepare the model, run the default study, render report/whitepaper.pdf"
 	@echo "make test     run the test suite (real engines on the bundled model)"
 	@echo "make test-fast  the fast tier (< 60 s): no engine started, no model needed"
-	@echo "make lint     ruff + mypy (src, tests, benchmarks, tools)"
+	@echo "make lint     ruff + mypy (src, tests, benchmarks, tools) + the import layers (import-linter)"
 	@echo "make reference-servers  build llama-server from the pinned llama-cpp-python sdist (~30 min on 2 cores, cached)"
 
 $(STAMP): pyproject.toml
@@ -45,7 +45,9 @@ test-fast: setup
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks tools
+	$(BIN)/ruff format --check src tests benchmarks tools
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 study: model
 	$(BIN)/cliffbench run $(STUDY)
