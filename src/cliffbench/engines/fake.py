@@ -70,9 +70,6 @@ class FakeEngine:
             "precision": "fp32",
         }
 
-    def max_request_tokens(self) -> int:
-        return self.spec.context_tokens if self.spec is not None else 1 << 30
-
     def memory(self) -> KvMemory:
         return KvMemory(reserved_bytes=0, live_bytes=0, live_seqs=self.in_flight, waiting=0)
 
