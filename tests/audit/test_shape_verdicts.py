@@ -142,3 +142,11 @@ def test_no_probe_no_efficiency() -> None:
 def test_local_probe_is_best_of_runs() -> None:
     hw = local_hardware(size_mb=8, n=128, runs=2)
     assert hw.memory_bandwidth_gb_s > 0 and "best of 2" in hw.note and "load average" in hw.note
+
+
+def test_efficiency_prefers_the_precision_the_engine_reported() -> None:
+    res = _results()
+    # a study stored after describe() reported `precision`: that, not the spec on the stored CPU, decides
+    res.levels["cfg_precision"] = ["fp32", "fp32", "q4_1", "q4_1"]
+    eff = efficiency(res).set_index(["engine", "concurrency"])
+    assert eff.at[("vllm", 32), "precision"] == "fp32"

@@ -269,7 +269,9 @@ def efficiency(res: Results, level_set: str = "chat") -> pd.DataFrame:
             name=r.engine, **{k: shapes[k] for k in ("n_params", "n_layers", "n_kv_heads", "head_dim", "hidden_size")}
         )
         es = specs[r.engine]
-        precision = es.precision(cpu_flags=cpu_flags)
+        # what the engine reported serving at; studies stored before it did: the spec on the stored CPU
+        stored = getattr(r, "cfg_precision", None)
+        precision = stored if isinstance(stored, str) else es.precision(cpu_flags=cpu_flags)
         batch = int(min(r.concurrency, es.batch_capacity()))
         ceiling = decode_ceiling_tok_s(
             hw, size, precision, batch=batch, context_tokens=float(ctx.get(r.level_key, 0.0))
