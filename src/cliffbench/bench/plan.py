@@ -14,7 +14,7 @@ from cliffbench.bench.workload import build_requests
 from cliffbench.config import InputError
 from cliffbench.engines.base import GenRequest
 from cliffbench.engines.servers import server_command
-from cliffbench.engines.specs import EngineSpec, OpenAIHttpSpec, VllmSpec
+from cliffbench.engines.specs import EngineSpec, OpenAIHttpSpec
 from cliffbench.models import load_manifest, resolve_model
 from cliffbench.models.manifest import sha256_file
 from cliffbench.models.tokenizer import CharTokenizer, Tokenizer, model_tokenizer
@@ -106,10 +106,9 @@ def preflight(spec: StudySpec, levels: list[Level], tok: Tokenizer) -> Plans:
             resolve_model(es.model)
         if isinstance(es, OpenAIHttpSpec):
             _preflight_http(es, peak)
-        if isinstance(es, VllmSpec) and es.device != "cuda" and es.kv_cache_gib * 2**30 > free:
+        if (gib := es.host_reserve_gib()) * 2**30 > free:
             raise InputError(
-                f"engines.{es.name}.kv_cache_gib: {es.kv_cache_gib} GiB exceeds the {free / 2**30:.1f} GiB "
-                "of free memory"
+                f"engines.{es.name}.{es.reserve_field}: {gib} GiB exceeds the {free / 2**30:.1f} GiB of free memory"
             )
     return plans
 

@@ -106,6 +106,11 @@ class _EngineBase(Spec):
         """KV-cache bytes the engine reserves at start on a GPU of `gpu_bytes` (None: on this CPU)."""
         raise NotImplementedError
 
+    def host_reserve_gib(self) -> float:
+        """GiB of this machine's memory the engine reserves at start by a setting (`reserve_field`),
+        known before any model is read; 0 where the reservation follows from the model."""
+        return 0.0
+
 
 class VllmSpec(_EngineBase):
     """vLLM's async engine in-process. Defaults follow vLLM's CPU docs for this 2-core machine:
@@ -159,6 +164,9 @@ class VllmSpec(_EngineBase):
         if gpu_bytes is None or self.device == "cpu":
             return self.kv_cache_gib * 2**30
         return max(0.0, gpu_bytes * self.gpu_memory_utilization - weights_bytes)
+
+    def host_reserve_gib(self) -> float:
+        return 0.0 if self.device == "cuda" else self.kv_cache_gib
 
 
 class LlamaCppSpec(_EngineBase):
