@@ -171,3 +171,36 @@ def test_yaml_round_trip_keeps_fake_engines() -> None:
     spec = _spec(WIDE, NARROW)
     again = StudySpec.model_validate(yaml.safe_load(spec.to_yaml()))
     assert again == spec and all(isinstance(e, FakeSpec) and not e.serves_model for e in again.engines)
+
+
+def test_a_second_run_of_a_running_study_is_refused_and_a_dead_holder_frees_it(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from cliffbench.bench.store import study_lock
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from cliffbench.bench.store import study_lock\n"
+            f"with study_lock('locked', Path({str(tmp_path)!r})):\n"
+            "    print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(InputError, match=rf"^study: 'locked' is being run by pid {holder.pid};"):
+            sweep.run_study(_spec(WIDE, name="locked"), root=tmp_path)
+        assert not (tmp_path / "locked").exists()  # refused before anything was written
+        holder.send_signal(signal.SIGKILL)  # no cleanup runs: the kernel drops the lock
+        holder.communicate(timeout=10)
+        with study_lock("locked", tmp_path):
+            pass
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        holder.communicate()

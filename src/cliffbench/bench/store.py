@@ -13,8 +13,12 @@ parameters (engine, kind, level set, concurrency, rate) as columns of every tabl
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +43,7 @@ __all__ = [
     "read_manifest",
     "spec_hash",
     "study_dir",
+    "study_lock",
     "write_level",
     "write_manifest",
 ]
@@ -123,6 +128,32 @@ def level_key(engine: str, level_set: str, concurrency: int | None, rate_rps: fl
 
 def study_dir(study: str, root: Path | None = None) -> Path:
     return (root or RESULTS_DIR) / study
+
+
+@contextlib.contextmanager
+def study_lock(study: str, root: Path | None = None) -> Iterator[None]:
+    """Hold the study's run lock: a second run of the same study while this one runs would
+    measure while the first eats the cores, and both would write the same levels. InputError
+    names the pid that holds it. The kernel drops the lock when its holder dies (flock), so the
+    lock of a killed run is free again, whatever its file still says."""
+    path = (root or RESULTS_DIR) / ".locks" / f"{study}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "?"
+            raise InputError(f"study: {study!r} is being run by pid {holder}; wait for it or stop it") from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        try:
+            yield
+        finally:
+            f.truncate(0)
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def level_done(study: str, key: str, root: Path | None = None) -> bool:

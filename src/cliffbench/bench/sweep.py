@@ -30,6 +30,7 @@ from cliffbench.bench.store import (
     read_manifest,
     spec_hash,
     study_dir,
+    study_lock,
     write_level,
     write_manifest,
 )
@@ -209,7 +210,19 @@ async def run_study_async(
     engines: Mapping[str, Engine] | None = None,
 ) -> None:
     """Run every level of every engine that is not stored yet (all of them with `force`).
-    `engines` maps engine labels to engines the caller already started (and will stop)."""
+    `engines` maps engine labels to engines the caller already started (and will stop).
+    Holds the study's lock throughout: a second run of the same study exits with InputError."""
+    with study_lock(spec.name, root):
+        await _run_study_locked(spec, force, reporter, root, engines)
+
+
+async def _run_study_locked(
+    spec: StudySpec,
+    force: bool,
+    reporter: Reporter | None,
+    root: Path | None,
+    engines: Mapping[str, Engine] | None,
+) -> None:
     work = list(_pending(spec, force, root))
     if not any(todo for _, todo, _ in work):
         _ensure_probe(spec.name, root)
