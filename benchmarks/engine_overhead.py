@@ -34,12 +34,13 @@ from typing import Any, cast
 import numpy as np
 from rich.console import Console
 
-from cliffbench.bench.loadgen import Probes, RequestRecord, run_level
+from cliffbench.bench.loadgen import Probes, run_level
 from cliffbench.bench.provenance import collect_provenance
 from cliffbench.bench.study import load_study
 from cliffbench.bench.workload import build_requests
 from cliffbench.config import PROJECT_ROOT
 from cliffbench.engines import Engine, GenRequest, make_engine
+from cliffbench.engines.llamacpp import FLASH_ATTN_TYPE
 from cliffbench.engines.specs import EngineSpec, LlamaCppSpec, VllmSpec, omp_bind
 from cliffbench.models import prepare_model, resolve_model
 from cliffbench.models.spec import ModelSpec
@@ -77,7 +78,6 @@ def _tok_s(submits: list[float], lasts: list[float], tokens: int) -> float:
 
 # -- kit: the path of `cliffbench run` ---------------------------------------------------------
 async def kit_level(engine: Engine, reqs: list[GenRequest], users: int, probes: Probes, progress: bool) -> float:
-    records: list[RequestRecord] = []
     display = run_progress(Console(file=open(os.devnull, "w"), force_terminal=True, width=120))  # noqa: SIM115
     reporter = ProgressReporter(display)
     with display if progress else contextlib.nullcontext():
@@ -178,7 +178,7 @@ class RawLlamaCpp:
         cp.n_ctx, cp.n_batch, cp.n_ubatch, cp.n_seq_max = slots * per_slot, self.n_batch, self.n_batch, slots
         cp.n_threads = cp.n_threads_batch = spec.threads()
         cp.kv_unified = unified
-        cp.flash_attn_type = {"auto": -1, "off": 0, "on": 1}[spec.flash_attn]
+        cp.flash_attn_type = FLASH_ATTN_TYPE[spec.flash_attn]
         cp.no_perf = True
         self.ctx = lc.llama_init_from_model(model, cp)
         self.n_vocab = lc.llama_vocab_n_tokens(lc.llama_model_get_vocab(model))

@@ -16,14 +16,13 @@ from cliffbench.audit.roofline import ModelSize, decode_ceiling_tok_s, prefill_c
 from cliffbench.bench.probes import local_hardware
 from cliffbench.bench.study import LengthDist, LoadSpec, StudySpec, WorkloadSpec
 from cliffbench.config import InputError
-from cliffbench.engines.specs import EngineSpec
 from cliffbench.hardware import HARDWARE, Hardware
 from cliffbench.models import load_manifest, resolve_model
 from cliffbench.models.manifest import ModelShapes
 from cliffbench.models.spec import ModelSpec
 from cliffbench.models.synthetic import PRESETS, preset_shapes
 
-__all__ = ["EngineEstimate", "engine_precision", "estimate_study", "model_shapes", "target_hardware"]
+__all__ = ["EngineEstimate", "estimate_study", "model_shapes", "target_hardware"]
 
 _GIB = 2**30
 
@@ -68,12 +67,6 @@ def target_hardware(spec: StudySpec, local: Hardware | None = None) -> Hardware:
     return local_hardware(size_mb=64, n=1024, runs=3)
 
 
-def engine_precision(es: EngineSpec, hw: Hardware) -> str:
-    """The roofline precision an engine serves its weights at on `hw` (every GPU of the table has
-    bf16 tensor cores; "local" is this machine, whose CPU flags decide)."""
-    return es.precision(gpu=hw.name != "local")
-
-
 def _mean(d: LengthDist) -> float:
     if d.dist == "uniform":
         return (d.low + (d.high or d.mean)) / 2
@@ -110,9 +103,9 @@ def estimate_study(spec: StudySpec, hw: Hardware, max_context: int | None = None
     for es in (e for e in spec.engines if e.serves_model):  # a `fake` engine has no model to size
         shapes = model_shapes(es.model)
         size = ModelSize.from_shapes(shapes, name=es.model.name)
-        precision = engine_precision(es, hw)
+        gpu = hw.name != "local"  # every GPU of the table has bf16 tensor cores; "local": its CPU flags decide
+        precision = es.precision(gpu=gpu)
         weights = weight_bytes(size, precision)
-        gpu = hw.name != "local"
         kv_token = shapes.kv_bytes_per_token(es.kv_dtype_bytes(gpu=gpu))
         reserved = es.kv_reserved_bytes(kv_token, hw.memory_gib * _GIB if gpu else None, weights)
         cap = es.batch_capacity()

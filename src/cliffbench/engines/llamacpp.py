@@ -29,9 +29,10 @@ from cliffbench.config import InputError
 from cliffbench.engines.base import EngineError, GenRequest, KvMemory, RequestRejected, TokenEvent
 from cliffbench.engines.specs import LlamaCppSpec
 
-__all__ = ["LlamaCppEngine"]
+__all__ = ["FLASH_ATTN_TYPE", "LlamaCppEngine"]
 
-_FLASH = {"auto": -1, "off": 0, "on": 1}
+# llama_context_params.flash_attn_type for each `flash_attn` setting
+FLASH_ATTN_TYPE = {"auto": -1, "off": 0, "on": 1}
 _DONE = object()
 
 
@@ -149,7 +150,7 @@ class LlamaCppEngine:
         cparams.n_threads = self.n_threads
         cparams.n_threads_batch = self.n_threads
         cparams.kv_unified = self.kv_unified
-        cparams.flash_attn_type = _FLASH[self.spec.flash_attn]
+        cparams.flash_attn_type = FLASH_ATTN_TYPE[self.spec.flash_attn]
         cparams.no_perf = True
         ctx = lc.llama_init_from_model(model, cparams)
         if not ctx:
