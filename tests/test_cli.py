@@ -175,7 +175,7 @@ def test_report_help_lists_the_models_parameters() -> None:
     text = result.output
     assert "--parameter" in text and "--parameters-file" in text and "--study-file" in text
     assert "url = None  # " + str(BenchmarkParams.model_fields["url"].description) in text
-    assert "ttft_slo_s = 2.0  # your TTFT p99 objective, seconds" in text
+    assert "ttft_slo_s = 2.0  # your TTFT objective, seconds (on the study's SLO percentile" in text
     assert "20_analysis, 30_whitepaper:" in text
 
 
@@ -239,9 +239,77 @@ def test_run_fake_study_needs_no_model(tmp_path: Path, monkeypatch: pytest.Monke
     text = " ".join(dry.output.split())
     assert "2 engine(s) x 2 level(s)" in text and "quick: chat__c0001, chat__c0002" in text
     assert "no estimate: no engine serves a model" in text and not (tmp_path / "results").exists()
-    result = runner.invoke(app, ["run", str(study)])
+    result = runner.invoke(app, ["run", str(study), "--wait-quiet-s", "0"])  # one 1-s look, no wait
     assert result.exit_code == 0, result.output
     assert "study fake-cli" in result.output and "quick" in result.output and "flaky" in result.output
     lv = store.load_results("fake-cli").levels
     assert len(lv) == 4 and lv["status"].eq("ok").all()
     assert lv[lv["engine"] == "flaky"]["n_failed"].tolist() == [2, 2]
+
+
+# ---- cliffbench run: the busy-machine start check ------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf"])
+def test_run_wait_quiet_s_must_be_seconds(value: str) -> None:
+    before = _before()
+    result = runner.invoke(app, ["run", "--engine", "fake", f"--wait-quiet-s={value}"])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "--wait-quiet-s: must be a number of seconds >= 0" in text and len(result.output.strip().splitlines()) == 1
+    assert _before() == before
+
+
+@pytest.mark.parametrize(
+    ("first", "wait_s", "last", "lines"),
+    [
+        (0.03, 60.0, None, ["other processes use 0.03 cores (load average 1.50): quiet"]),
+        (1.02, 0.0, None, ["other processes use 1.02 cores (load average 1.50), above 0.50; not waiting"]),
+        (
+            1.02,
+            60.0,
+            0.03,
+            [
+                "other processes use 1.02 cores (load average 1.50); waiting up to 60 s for them to fall below 0.50",
+                "quiet: 0.03 cores",
+            ],
+        ),
+        (
+            1.02,
+            60.0,
+            0.98,
+            [
+                "waiting up to 60 s",
+                "still busy after 60 s (0.98 cores): levels measured now will be flagged and re-run",
+            ],
+        ),
+    ],
+)
+def test_run_start_check_lines(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    first: float,
+    wait_s: float,
+    last: float | None,
+    lines: list[str],
+) -> None:
+    from cliffbench import cli
+    from cliffbench.bench import busy
+    from cliffbench.bench.study import flag_study
+
+    def load(cores: float) -> busy.ForeignLoad:
+        return busy.ForeignLoad(foreign_cores=cores, steal_cores=0.0, loadavg_1m=1.5, wall_s=1.0)
+
+    waits: list[tuple[float, float]] = []
+
+    def fake_wait(max_wait_s: float, threshold: float, **_: object) -> busy.ForeignLoad:
+        waits.append((max_wait_s, threshold))
+        assert last is not None
+        return load(last)
+
+    monkeypatch.setattr(busy, "measure_foreign", lambda _s: load(first))
+    monkeypatch.setattr(busy, "wait_quiet", fake_wait)
+    cli._wait_quiet(flag_study("fake", None, "1", 4, "chat", None, None), wait_s)
+    got = capsys.readouterr().err.splitlines()
+    assert len(got) == len(lines) and all(want in line for want, line in zip(lines, got, strict=True)), got
+    assert waits == ([] if last is None else [(wait_s, 0.5)])

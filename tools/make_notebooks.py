@@ -65,8 +65,11 @@ NOTEBOOKS = {
             "print(spec.to_yaml())"
         ),
         code(
-            "from cliffbench.bench.progress import TqdmReporter\nfrom cliffbench.bench.sweep import run_study_async\n"
-            "await run_study_async(spec, force=params.force, reporter=TqdmReporter())"
+            "from cliffbench.bench.progress import ProgressFile, TeeReporter, TqdmReporter, progress_path\n"
+            "from cliffbench.bench.sweep import run_study_async\n"
+            "# the progress file is what `cliffbench report` shows on the terminal while this cell runs\n"
+            "reporter = TeeReporter(TqdmReporter(), ProgressFile(progress_path(spec.name)))\n"
+            "await run_study_async(spec, force=params.force, reporter=reporter)"
         ),
         code(
             "import cliffbench\nlevels = cliffbench.load_results(spec.name).levels\n"
@@ -106,7 +109,7 @@ NOTEBOOKS = {
         ),
         code(
             "from cliffbench.report import sections as nv\nfrom cliffbench.report.data import load_report_data\n"
-            "from cliffbench.decide.tree import UserProfile, decision_tree, recommend, select_levels\n"
+            "from cliffbench.decide.tree import UserProfile, decision_tree, recommend_for\n"
             "from cliffbench.report.figure_set import FIGURE_CAPTIONS, figure_paths\n"
             "from IPython.display import HTML, Markdown, display\n"
             "data = load_report_data(params.study)\nres = data.results\nfigs = figure_paths(params.study)\n"
@@ -114,7 +117,7 @@ NOTEBOOKS = {
         ),
         code("display(HTML(nv.title_page_html(data)))"),
         md("## Executive summary"),
-        code("display(Markdown(nv.executive_summary(data, params.ttft_slo_s, tree.thresholds)))"),
+        code("display(Markdown(nv.executive_summary(data, tree)))"),
         md("## How the two memory models work"),
         code(
             "display(Markdown(nv.memory_section(data)))\n"
@@ -164,10 +167,11 @@ NOTEBOOKS = {
         md("## Decision tree"),
         code(
             'display(HTML(nv.figure_html(figs["decision_tree"], FIGURE_CAPTIONS["decision_tree"])))\n'
-            "rec = recommend(select_levels(res.levels, params.level_set), UserProfile(peak_users=params.peak_users, "
-            "ttft_slo_s=params.ttft_slo_s, tpot_slo_s=params.tpot_slo_s))\n"
-            'display(Markdown(f"For **{params.peak_users} users** (TTFT p99 <= {params.ttft_slo_s} s, TPOT p50 <= '
-            "{params.tpot_slo_s} s): **{rec.engine or 'no engine'}** {rec.verdict}\\n\\n\" + "
+            "profile = UserProfile(peak_users=params.peak_users, ttft_slo_s=params.ttft_slo_s, "
+            "tpot_slo_s=params.tpot_slo_s)\n"
+            "rec = recommend_for(res, profile, params.level_set, params.mixed_level_set)\n"
+            'display(Markdown(f"For **{params.peak_users} users** ({tree.slo_text}): '
+            "**{rec.engine or 'no engine'}**: {rec.verdict}\\n\\n\" + "
             '"\\n".join(f"- {e}" for e in rec.evidence)))'
         ),
         md("## Architecture Decision Matrix"),

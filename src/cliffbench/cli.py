@@ -5,6 +5,7 @@ Bad input (InputError) becomes one line on stderr and exit code 2; nothing is wr
 
 from __future__ import annotations
 
+import math
 import signal
 import sys
 from pathlib import Path
@@ -74,12 +75,21 @@ def run(
     url: Annotated[str | None, typer.Option(help=_help("url"))] = _default("url"),
     force: Annotated[bool, typer.Option(help=_help("force"))] = _default("force"),
     dry_run: Annotated[bool, typer.Option(help="validate and print the plan; run nothing")] = False,
+    wait_quiet_s: Annotated[
+        float,
+        typer.Option(
+            help="at start, wait up to this long for other processes' CPU load to fall below the study's "
+            "busy threshold; 0: do not wait"
+        ),
+    ] = 60.0,
 ) -> None:
     """Run a study: every engine x level, stored under data/results/<study>/."""
     from cliffbench.bench.plan import plan_levels
     from cliffbench.bench.sweep import run_study
 
     try:
+        if not (math.isfinite(wait_quiet_s) and wait_quiet_s >= 0):
+            raise InputError(f"--wait-quiet-s: must be a number of seconds >= 0 (0: do not wait), not {wait_quiet_s}")
         if study_file is not None:
             spec = load_study(study_file)
             if name:
@@ -100,6 +110,7 @@ def run(
     # SIGTERM (a kill, a kernel stop) unwinds like Ctrl-C, so every engine's finally-block runs
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
+        _wait_quiet(spec, wait_quiet_s)
         with run_progress() as progress:
             run_study(spec, force=force, reporter=ProgressReporter(progress))
     except InputError as exc:
@@ -108,6 +119,40 @@ def run(
         err.print("interrupted: engines stopped; finished levels are stored")
         raise typer.Exit(130) from None
     out.print(levels_table(spec.name))
+
+
+def _wait_quiet(spec: StudySpec, wait_quiet_s: float) -> None:
+    """Start check: a level measured while another process eats a core is worth nothing. One line
+    on stderr with the other processes' load, then a wait (up to `wait_quiet_s`) for it to fall."""
+    from cliffbench.bench.busy import measure_foreign, wait_quiet
+
+    # `busy.max_foreign_cores` is a study field being added in bench/study.py; read defensively so
+    # this works before and after it lands (0.5: its default)
+    threshold = float(getattr(getattr(spec, "busy", None), "max_foreign_cores", 0.5))
+    first = measure_foreign(1.0)
+    if first.foreign_cores <= threshold:
+        err.print(f"other processes use {first.line()}: quiet", highlight=False)
+        return
+    if wait_quiet_s == 0:
+        err.print(
+            f"other processes use {first.line()}, above {threshold:.2f}; not waiting (--wait-quiet-s 0): "
+            "levels measured now will be flagged and re-run",
+            highlight=False,
+        )
+        return
+    err.print(
+        f"other processes use {first.line()}; waiting up to {wait_quiet_s:g} s for them to fall below {threshold:.2f}",
+        highlight=False,
+    )
+    load = wait_quiet(wait_quiet_s, threshold)
+    if load.foreign_cores <= threshold:
+        err.print(f"quiet: {load.foreign_cores:.2f} cores", highlight=False)
+    else:
+        err.print(
+            f"still busy after {wait_quiet_s:g} s ({load.foreign_cores:.2f} cores): "
+            "levels measured now will be flagged and re-run",
+            highlight=False,
+        )
 
 
 def _print_estimate(spec: StudySpec) -> None:
@@ -207,8 +252,12 @@ def show(study: Annotated[str, typer.Argument(help="study name under data/result
 def recommend(
     users: Annotated[int, typer.Option(help="your peak concurrent users")],
     study: Annotated[str, typer.Option(help="stored study to decide from")] = "default",
-    ttft_slo: Annotated[float, typer.Option(help="TTFT p99 objective, seconds")] = 2.0,
-    tpot_slo: Annotated[float, typer.Option(help="TPOT p50 objective, seconds")] = 0.25,
+    ttft_slo: Annotated[
+        float, typer.Option(help="TTFT objective, seconds (at the study's SLO percentile, p90 by default)")
+    ] = 2.0,
+    tpot_slo: Annotated[
+        float, typer.Option(help="TPOT objective, seconds (at the study's SLO percentile, p50 by default)")
+    ] = 0.25,
     long_prompts: Annotated[bool, typer.Option(help="traffic includes documents near the context limit")] = False,
     level_set: Annotated[str, typer.Option(help="level set of the concurrency curves")] = "chat",
 ) -> None:
@@ -217,8 +266,7 @@ def recommend(
 
     from cliffbench.bench.store import load_results
     from cliffbench.config import one_line_error
-    from cliffbench.decide.tree import UserProfile, decision_tree, select_levels
-    from cliffbench.decide.tree import recommend as pick
+    from cliffbench.decide.tree import UserProfile, decision_tree, recommend_for
     from cliffbench.report.tree_text import render_tree_text
 
     try:
@@ -230,12 +278,7 @@ def recommend(
     try:
         res = load_results(study)
         tree = decision_tree(res, level_set, "mixed", ttft_slo, tpot_slo)
-        mixed = res.levels[res.levels["level_set"] == "mixed"]
-        rec = pick(
-            select_levels(res.levels, level_set),
-            profile,
-            select_levels(mixed, "mixed") if len(mixed) and long_prompts else None,
-        )
+        rec = recommend_for(res, profile, level_set, "mixed")
     except InputError as exc:
         _fail(str(exc))
     except ValueError as exc:

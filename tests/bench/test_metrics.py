@@ -11,7 +11,6 @@ import pytest
 from cliffbench.bench.metrics import (
     achieved_concurrency,
     add_request_metrics,
-    bootstrap_ci,
     itl_s,
     percentiles,
     summarize_level,
@@ -120,19 +119,6 @@ def test_percentiles_keys_nan_and_empty() -> None:
     assert all(math.isnan(v) for v in empty.values())  # never 0
 
 
-def test_bootstrap_ci_contains_percentile_and_is_seeded() -> None:
-    values = np.random.default_rng(7).lognormal(size=300)
-    lo, hi = bootstrap_ci(values, 50, seed=3)
-    assert lo < float(np.percentile(values, 50)) < hi
-    assert bootstrap_ci(values, 50, seed=3) == (lo, hi)
-    assert bootstrap_ci(values, 50, seed=4) != (lo, hi)
-    lo99, hi99 = bootstrap_ci(values, 50, seed=3, level=0.99)
-    assert lo99 <= lo and hi <= hi99
-    assert all(math.isnan(x) for x in bootstrap_ci([1.0], 50))
-    with pytest.raises(ValueError, match="level"):
-        bootstrap_ci(values, 50, level=1.5)
-
-
 def test_summarize_level_by_hand(level: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     s = summarize_level(*level, slo={}, target_concurrency=4)
     assert (s["n_requests"], s["n_ok"], s["n_failed"], s["n_timeout"], s["n_rejected"]) == (6, 3, 1, 1, 1)
@@ -154,11 +140,16 @@ def test_summarize_level_by_hand(level: tuple[pd.DataFrame, pd.DataFrame]) -> No
     # ITL: [.2, .3] twice; the timeout's and warmup's 1.0 s gaps are excluded
     assert s["itl_s_mean"] == pytest.approx(0.25)
     assert float(s["itl_s_p99"]) <= 0.3 + 1e-12
-    assert float(s["itl_s_p50_lo"]) <= float(s["itl_s_p50"]) <= float(s["itl_s_p50_hi"])
     assert s["note"] == ""
+    cis = [f"{q}_{end}" for q in ("p50", "p90", "p99") for end in ("lo", "hi", "ci_level")]
     for m in ("ttft_s", "tpot_s", "e2e_s", "queue_s", "itl_s"):
-        for suffix in ("mean", "p50", "p90", "p95", "p99", "p50_lo", "p50_hi", "p99_lo", "p99_hi"):
+        for suffix in ("mean", "p50", "p90", "p95", "p99"):
             assert f"{m}_{suffix}" in s
+        for suffix in cis:
+            # ITL gaps cluster by request and by batched step: no per-gap interval at all
+            assert (f"{m}_{suffix}" in s) == (m != "itl_s")
+            # 3 ok requests: below min_n_for_ci(50) = 6, so every interval is "n too small"
+            assert m == "itl_s" or math.isnan(float(s[f"{m}_{suffix}"]))
 
 
 def test_achieved_concurrency_counts_every_request_until_its_stream_closed(
@@ -178,8 +169,8 @@ def test_achieved_concurrency_counts_every_request_until_its_stream_closed(
 def test_summarize_level_is_reproducible(level: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     a = summarize_level(*level, slo={"ttft_s": 1.0}, seed=5)
     b = summarize_level(*level, slo={"ttft_s": 1.0}, seed=5)
-    np.testing.assert_equal(a, b)  # NaN == NaN here; bootstrap CIs included
-    assert float(a["ttft_s_p99_lo"]) <= float(a["ttft_s_p99_hi"])
+    np.testing.assert_equal(a, b)  # NaN == NaN here
+    np.testing.assert_equal(a, summarize_level(*level, slo={"ttft_s": 1.0}))  # seed is accepted, unused
     assert math.isnan(float(a["target_concurrency"]))
 
 
@@ -194,10 +185,39 @@ def test_goodput_half_meet_slo() -> None:
 
 
 def test_one_token_request_meets_tpot_slo(level: tuple[pd.DataFrame, pd.DataFrame]) -> None:
-    # tpot: .25, NaN (1 token), .25 -> only the 1-token request passes a 0.1 s budget
+    # tpot: .25, NaN (1 token), .25 -> only the 1-token request passes a 0.1 s budget;
+    # 6 measured requests were submitted (3 ok, 1 failed, 1 timeout, 1 rejected)
     s = summarize_level(*level, slo={"tpot_s": 0.1})
-    assert s["slo_attainment"] == pytest.approx(1 / 3)
+    assert s["slo_attainment"] == pytest.approx(1 / 6)
     assert s["goodput_req_s"] == pytest.approx(0.5)
+
+
+def test_slo_attainment_counts_failed_requests(level: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    # every ok request meets a loose budget, yet the 3 failed/timed-out/rejected ones missed it:
+    # 3 / 6 submitted, not 3 / 3 ok (which would reward an engine for dropping slow requests)
+    s = summarize_level(*level, slo={"ttft_s": 10.0})
+    assert s["slo_attainment"] == pytest.approx(0.5)
+    assert s["goodput_req_s"] == pytest.approx(3 / 2.0)  # goodput still counts ok requests only
+    requests, tokens = level
+    ok_only = summarize_level(requests[requests["status"] == "ok"], tokens, slo={"ttft_s": 10.0})
+    assert ok_only["slo_attainment"] == pytest.approx(1.0)
+
+
+def test_slo_attainment_nan_only_when_nothing_submitted() -> None:
+    empty = summarize_level(*_tables([_row(0, "ok", 0.0, [0.5], warmup=True)]), slo={"ttft_s": 1.0})
+    assert math.isnan(float(empty["slo_attainment"]))  # nothing measured was submitted
+
+
+def test_summarize_level_intervals_at_small_n() -> None:
+    # 8 ok requests with ttft .1 .. .8 s: the p50 interval exists (ranks 2 and 8, exact coverage
+    # 1 - 10/256), p90 needs n >= 29 and p99 n >= 299, so those are NaN, "n too small"
+    rows = [_row(i, "ok", 0.0, [0.1 * (i + 1), 0.1 * (i + 1) + 0.05]) for i in range(8)]
+    s = summarize_level(*_tables(rows), slo={})
+    assert (s["ttft_s_p50_lo"], s["ttft_s_p50_hi"]) == pytest.approx((0.2, 0.8))
+    assert s["ttft_s_p50_ci_level"] == pytest.approx(1 - 10 / 256)
+    for q in ("p90", "p99"):
+        assert all(math.isnan(float(s[f"ttft_s_{q}_{end}"])) for end in ("lo", "hi", "ci_level"))
+    assert not any(k.startswith("itl_s_") and k.endswith(("_lo", "_hi", "_ci_level")) for k in s)
 
 
 def test_all_failed_level_is_nan_with_note() -> None:
@@ -206,9 +226,10 @@ def test_all_failed_level_is_nan_with_note() -> None:
     assert s["note"] == "no successful request"
     assert (s["n_requests"], s["n_ok"], s["n_failed"], s["n_timeout"]) == (2, 0, 1, 1)
     counts = {"n_requests", "n_ok", "n_failed", "n_timeout", "n_rejected", "target_concurrency", "note"}
-    rest = {k: v for k, v in s.items() if k not in counts}
+    rest = {k: v for k, v in s.items() if k not in counts | {"slo_attainment"}}
     assert "output_tok_s" in rest and "ttft_s_p99_hi" in rest
     assert all(math.isnan(float(v)) for v in rest.values()), rest  # NaN, never 0
+    assert s["slo_attainment"] == 0.0  # a real 0: two were submitted and none met the SLO
 
 
 def test_unknown_slo_key_raises(level: tuple[pd.DataFrame, pd.DataFrame]) -> None:

@@ -97,10 +97,13 @@ def test_plan_levels_index_and_request_counts(model: Any, tokenizer: Any) -> Non
 
     spec = load_study(Path(__file__).resolve().parents[2] / "studies" / "default.yaml")
     levels = plan.plan_levels(spec)
-    assert [lv.index for lv in levels] == list(range(len(levels)))
+    # 3 repeats of 8 levels, repeat by repeat, each numbered 0..7 within its repeat
+    assert [(lv.repeat, lv.index) for lv in levels] == [(r, i) for r in range(3) for i in range(8)]
     plans = plan.preflight(spec, levels, tokenizer)
-    counts = {(lv.level_set.name, lv.concurrency): len(plans[lv.index][0]) for lv in levels}
-    # chat: max(8 requests, 2 per user); mixed: 20
-    assert counts[("chat", 1)] == 8 and counts[("chat", 16)] == 32 and counts[("chat", 32)] == 64
-    assert counts[("mixed", 4)] == 20
-    assert plans[0][0][0].prompt_token_ids != plans[1][0][0].prompt_token_ids  # each level its own prompts
+    counts = {(lv.level_set.name, lv.concurrency): len(plans[lv.index, lv.repeat][0]) for lv in levels}
+    # chat: max(10 requests, 2 per user); mixed: 12
+    assert counts[("chat", 1)] == 10 and counts[("chat", 16)] == 32 and counts[("chat", 32)] == 64
+    assert counts[("mixed", 4)] == 12
+    # each repeat draws its own requests
+    assert plans[0, 0][0][0].prompt_token_ids != plans[0, 1][0][0].prompt_token_ids
+    assert plans[0, 0][0][0].prompt_token_ids != plans[1, 0][0][0].prompt_token_ids  # each level its own prompts

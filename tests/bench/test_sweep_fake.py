@@ -11,6 +11,7 @@ import pytest
 
 from cliffbench.bench import sweep
 from cliffbench.bench.plan import study_tokenizer
+from cliffbench.bench.progress import LevelTask
 from cliffbench.bench.store import SWEEP_COLUMNS, LevelInfo, load_results
 from cliffbench.bench.study import StudySpec
 from cliffbench.config import InputError
@@ -40,6 +41,8 @@ class _Recorder:
     def __init__(self) -> None:
         self.finished: list[LevelInfo] = []
         self.skipped: list[str] = []
+
+    def study_planned(self, tasks: list[LevelTask]) -> None: ...
 
     def level_started(self, key: str, n_requests: int) -> None: ...
 

@@ -1,25 +1,26 @@
-"""Decision tree on hand-made curves: every expected number is worked out in the comments.
+"""Decision tree on hand-built stores: levels and their requests, three repeats each.
 
-Engines (SLO: TTFT p99 <= 1 s, TPOT p50 <= 0.2 s), users 1, 2, 4, 8 (log2 = 0, 1, 2, 3):
-- vllm:            TTFT p99 0.1 0.2 0.5 2.0, TPOT p50 0.05 0.06 0.08 0.10, 20 40 80 120 tok/s
-- llamacpp-serial: TTFT p99 0.2 0.6 1.4 3.0, TPOT p50 0.04 everywhere,    50 tok/s everywhere
+SLO: TTFT p90 <= 1 s and TPOT p50 <= 0.2 s. A level "fast" serves 12 requests per repeat with TTFT
+0.1-0.3 s (pooled n = 36: the 95 % interval of p90 exists from n = 29, and its upper end is well
+under 1 s); a level "slow" has TTFT 3-4 s (its interval lies above 1 s). Throughput is given per
+engine and users.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 from pydantic import ValidationError
 
+from cliffbench.bench.repeats import SloJudge, paired_ratio, pool_repeats
 from cliffbench.decide.tree import (
-    DecisionNode,
     Leaf,
     UserProfile,
     build_tree,
     engine_cliff_details,
-    engine_cliffs,
     interpolate,
     recommend,
     select_levels,
@@ -27,186 +28,231 @@ from cliffbench.decide.tree import (
 from cliffbench.report.tree_text import render_tree_text
 
 USERS = [1, 2, 4, 8]
-CURVES = {
-    "vllm": ([0.1, 0.2, 0.5, 2.0], [0.05, 0.06, 0.08, 0.10], [20.0, 40.0, 80.0, 120.0]),
-    "llamacpp-serial": ([0.2, 0.6, 1.4, 3.0], [0.04] * 4, [50.0] * 4),
-}
+JUDGE = SloJudge({"ttft_s": 1.0, "tpot_s": 0.2}, {"ttft_s": 90.0, "tpot_s": 50.0})
+FAST = np.linspace(0.1, 0.3, 12)
+SLOW = np.linspace(3.0, 4.0, 12)
 
 
-def _levels(
-    curves: dict[str, tuple[list[float], list[float], list[float]]] = CURVES,
-    users: list[int] = USERS,
+def _store(
+    shapes: dict[str, dict[int, str]],
+    tok_s: dict[str, list[float]],
+    *,
     level_set: str = "chat",
+    repeats: int = 3,
+    n: int = 12,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`shapes[engine][users]`: 'fast', 'slow', 'failed' (the level run failed outright),
+    'half-rejected' (fast, but every other request rejected) or 'straddle' (TTFT 0.3-1.1 s)."""
+    levels, requests = [], []
+    for engine, by_users in shapes.items():
+        for i, (users, shape) in enumerate(sorted(by_users.items())):
+            for rep in range(repeats):
+                key = f"{engine}__{level_set}__c{users:04d}" + (f"-rep{rep + 1}" if rep else "")
+                ttft = {"fast": FAST, "slow": SLOW, "half-rejected": FAST, "straddle": np.linspace(0.3, 1.1, 12)}
+                status = "failed" if shape == "failed" else "ok"
+                levels.append(
+                    {
+                        "engine": engine,
+                        "level_set": level_set,
+                        "concurrency": users,
+                        "rate_rps": np.nan,
+                        "repeat": rep,
+                        "status": status,
+                        "level_key": key,
+                        "output_tok_s": tok_s[engine][i] * (1 + 0.05 * rep) if status == "ok" else np.nan,
+                        "ttft_s_p50": 0.2,
+                        "tpot_s_p50": 0.05,
+                        "busy_flagged": False,
+                    }
+                )
+                if shape == "failed":
+                    continue
+                vals = np.resize(ttft[shape], n)
+                st = ["rejected" if shape == "half-rejected" and k % 2 else "ok" for k in range(n)]
+                requests.append(
+                    pd.DataFrame(
+                        {
+                            "level_key": key,
+                            "warmup": False,
+                            "status": st,
+                            "ttft_s": np.where(np.array(st) == "ok", vals, np.nan),
+                            "tpot_s": np.where(np.array(st) == "ok", 0.05, np.nan),
+                            "e2e_s": vals + 3.0,
+                        }
+                    )
+                )
+    return pd.DataFrame(levels), pd.concat(requests, ignore_index=True)
+
+
+def _pooled(
+    shapes: dict[str, dict[int, str]],
+    tok_s: dict[str, list[float]],
+    *,
+    level_set: str = "chat",
+    repeats: int = 3,
+    n: int = 12,
 ) -> pd.DataFrame:
-    rows = []
-    for engine, (ttft, tpot, tok) in curves.items():
-        for c, a, b, t in zip(users, ttft, tpot, tok, strict=True):
-            rows.append(
-                {
-                    "engine": engine,
-                    "level_set": level_set,
-                    "status": "ok",
-                    "concurrency": c,
-                    "ttft_s_p99": a,
-                    "tpot_s_p50": b,
-                    "output_tok_s": t,
-                }
-            )
-    return pd.DataFrame(rows)
+    levels, requests = _store(shapes, tok_s, level_set=level_set, repeats=repeats, n=n)
+    return pool_repeats(levels, requests, JUDGE)
 
 
-# mixed set measured at 1 and 4 users: vllm TTFT p99 0.5 -> 3.0, llamacpp-serial 0.3 -> 0.9
-MIXED = _levels(
-    {
-        "vllm": ([0.5, 3.0], [0.05, 0.08], [20.0, 70.0]),
-        "llamacpp-serial": ([0.3, 0.9], [0.04] * 2, [50.0] * 2),
-    },
-    users=[1, 4],
-    level_set="mixed",
-)
+CHAT_SHAPES = {
+    "vllm": {1: "fast", 2: "fast", 4: "fast", 8: "slow"},
+    "llamacpp-serial": {1: "fast", 2: "slow", 4: "slow", 8: "slow"},
+}
+CHAT_TOK = {"vllm": [20.0, 40.0, 80.0, 120.0], "llamacpp-serial": [50.0, 50.0, 50.0, 50.0]}
 
 
-def test_interpolate_linear_in_log2_users() -> None:
-    lv = _levels()
-    # 2**1.5 users sits half-way between 2 (40 tok/s) and 4 (80 tok/s) on log2
-    assert interpolate(lv, "vllm", "output_tok_s", 2**1.5) == pytest.approx(60.0)
-    # 3 users: 40 + 40 * (log2(3) - 1) = 63.398
-    assert interpolate(lv, "vllm", "output_tok_s", 3) == pytest.approx(40 + 40 * (math.log2(3) - 1))
-    assert interpolate(lv, "vllm", "ttft_s_p99", 8) == pytest.approx(2.0)
-    assert interpolate(lv, "vllm", "ttft_s_p99", 0.5) == pytest.approx(0.1)  # below: lowest level
-    assert math.isnan(interpolate(lv, "vllm", "ttft_s_p99", 9))  # above: unmeasured
+def test_pool_repeats_medians_ranges_and_verdicts() -> None:
+    pooled = _pooled(CHAT_SHAPES, CHAT_TOK)
+    row = pooled[(pooled.engine == "vllm") & (pooled.concurrency == 4)].iloc[0]
+    assert row.repeats == 3 and row.ok_repeats == 3
+    assert row.output_tok_s == pytest.approx(80.0 * 1.05)  # median of 80, 84, 88
+    assert (row.output_tok_s_min, row.output_tok_s_max) == pytest.approx((80.0, 88.0))
+    assert row.n_submitted == 36 and row.slo_verdict == "meets"
+    assert row.slo_ttft_s_lo <= row.slo_ttft_s <= row.slo_ttft_s_hi <= 0.3
+    assert row.slo_ttft_s_level >= 0.95
+    slow = pooled[(pooled.engine == "vllm") & (pooled.concurrency == 8)].iloc[0]
+    assert slow.slo_verdict == "misses" and slow.slo_ttft_s_lo > 1.0
 
 
-def test_interpolate_bad_inputs() -> None:
-    lv = _levels()
-    with pytest.raises(ValueError, match="nope"):
-        interpolate(lv, "nope", "ttft_s_p99", 2)
-    with pytest.raises(ValueError, match="e2e_s_p99"):
-        interpolate(lv, "vllm", "e2e_s_p99", 2)
-    with pytest.raises(ValueError, match="users"):
-        interpolate(lv, "vllm", "ttft_s_p99", 0)
+def test_cliff_is_a_bracket_of_measured_levels() -> None:
+    cliffs = engine_cliff_details(_pooled(CHAT_SHAPES, CHAT_TOK))
+    v = cliffs["vllm"]
+    assert (v.meets_up_to, v.first_miss, v.at_least) == (4.0, 8.0, False)
+    assert v.text() == "between 4 and 8 users"
+    s = cliffs["llamacpp-serial"]
+    assert (s.meets_up_to, s.first_miss) == (1.0, 2.0)
 
 
-def test_select_levels_drops_failed_and_other_sets() -> None:
-    lv = pd.concat([_levels(), MIXED, _levels(users=USERS).assign(status="failed", level_set="chat")])
-    chat = select_levels(lv)
-    assert set(chat["level_set"]) == {"chat"} and set(chat["status"]) == {"ok"} and len(chat) == 8
-    assert len(select_levels(MIXED)) == 4  # a single-set frame is taken as it is
+def test_at_least_when_no_level_missed() -> None:
+    shapes = {"vllm": dict.fromkeys(USERS, "fast")}
+    c = engine_cliff_details(_pooled(shapes, {"vllm": CHAT_TOK["vllm"]}))["vllm"]
+    assert c.at_least and c.meets_up_to == 8.0
+    assert c.text() == "at least 8 users (no measured level missed)"
 
 
-def test_engine_cliffs_by_hand() -> None:
-    cliffs = engine_cliffs(_levels(), 1.0, 0.2)
-    # vllm: passes at 4 (0.5), fails at 8 (2.0): log2 = 2 + (1 - 0.5) / 1.5 = 7/3
-    assert cliffs["vllm"] == pytest.approx(2 ** (7 / 3))
-    # llamacpp-serial: passes at 2 (0.6), fails at 4 (1.4): log2 = 1 + 0.4 / 0.8 = 1.5
-    assert cliffs["llamacpp-serial"] == pytest.approx(2**1.5)
-    # at its cliff an engine exactly meets the TTFT SLO
-    assert interpolate(_levels(), "vllm", "ttft_s_p99", cliffs["vllm"]) == pytest.approx(1.0)
+def test_top_level_failing_outright_is_a_miss() -> None:
+    shapes = {"vllm": {1: "fast", 2: "fast", 4: "fast", 8: "failed"}}
+    pooled = _pooled(shapes, {"vllm": CHAT_TOK["vllm"]})
+    top = pooled[pooled.concurrency == 8].iloc[0]
+    assert top.status == "failed" and top.failed_repeats == 3 and top.slo_verdict == "misses"
+    c = engine_cliff_details(pooled)["vllm"]
+    assert (c.meets_up_to, c.first_miss, c.at_least) == (4.0, 8.0, False)
+    rec = recommend(pooled, UserProfile(peak_users=8, ttft_slo_s=1, tpot_slo_s=0.2), JUDGE)
+    assert rec.engine is None and not rec.meets_slo
+    assert any("3 repeat(s) failed outright" in e for e in rec.evidence)
 
 
-def test_engine_cliffs_tpot_bound_never_and_always() -> None:
-    curves = {
-        # TTFT fine everywhere, TPOT 0.1 -> 0.3 between 2 and 4: log2 = 1 + 0.1 / 0.2 = 1.5
-        "tpot-bound": ([0.1] * 4, [0.05, 0.1, 0.3, 0.5], [1.0] * 4),
-        "never-fails": ([0.1] * 4, [0.05] * 4, [1.0] * 4),
-        "always-fails": ([5.0] * 4, [0.05] * 4, [1.0] * 4),
-    }
-    details = engine_cliff_details(_levels(curves), 1.0, 0.2)
-    assert details["tpot-bound"].users == pytest.approx(2**1.5)
-    assert details["never-fails"].users == 8 and details["never-fails"].at_least
-    assert details["always-fails"].users == 0 and not details["always-fails"].at_least
+def test_middle_level_failing_outright_ends_the_cliff_there() -> None:
+    shapes = {"vllm": {1: "fast", 2: "failed", 4: "fast", 8: "fast"}}
+    c = engine_cliff_details(_pooled(shapes, {"vllm": CHAT_TOK["vllm"]}))["vllm"]
+    assert (c.meets_up_to, c.first_miss) == (1.0, 2.0)
 
 
-def test_recommend_picks_highest_throughput_meeting_slo() -> None:
-    lv = _levels()
-    # at 2 users both meet; llamacpp-serial 50 tok/s beats vllm 40 tok/s
-    rec = recommend(lv, UserProfile(peak_users=2, ttft_slo_s=1.0, tpot_slo_s=0.2))
-    assert rec.engine == "llamacpp-serial" and rec.meets_slo
-    # at 4 users only vllm meets (llamacpp-serial TTFT p99 1.4 s)
-    rec = recommend(lv, UserProfile(peak_users=4, ttft_slo_s=1.0, tpot_slo_s=0.2))
-    assert rec.engine == "vllm" and rec.meets_slo
-    assert "vllm at 4 users: 80 tok/s, TTFT p99 0.5 s, TPOT p50 0.08 s -> meets SLO" in rec.evidence
-    assert any(e.startswith("llamacpp-serial at 4 users") and "misses SLO" in e for e in rec.evidence)
+def test_rejecting_half_the_requests_misses() -> None:
+    shapes = {"vllm": {1: "fast", 2: "fast", 4: "half-rejected", 8: "fast"}}
+    pooled = _pooled(shapes, {"vllm": CHAT_TOK["vllm"]})
+    row = pooled[pooled.concurrency == 4].iloc[0]
+    # the latencies of the requests it served are fast; the rejected ones count as misses
+    assert row.n_missed_requests == 18 and math.isinf(row.slo_ttft_s)
+    assert row.slo_verdict == "misses"
+    assert engine_cliff_details(pooled)["vllm"].first_miss == 4.0
 
 
-def test_recommend_fallback_and_unmeasured() -> None:
-    lv = _levels()
-    # at 8 users neither meets: the lower TTFT p99 (vllm 2.0 s < 3.0 s) is named
-    rec = recommend(lv, UserProfile(peak_users=8, ttft_slo_s=1.0, tpot_slo_s=0.2))
-    assert rec.engine == "vllm" and not rec.meets_slo
-    assert rec.verdict.startswith("no engine meets the SLO at 8 users on this hardware: scale out")
-    rec = recommend(lv, UserProfile(peak_users=64, ttft_slo_s=1.0, tpot_slo_s=0.2))
-    assert rec.engine is None and "unmeasured" in rec.verdict
-    assert all("unmeasured" in e for e in rec.evidence)
+def test_straddling_interval_is_uncertain_not_a_pass() -> None:
+    shapes = {"vllm": {1: "fast", 2: "straddle"}}
+    pooled = _pooled(shapes, {"vllm": [10.0, 20.0]})
+    row = pooled[pooled.concurrency == 2].iloc[0]
+    assert row.slo_ttft_s_lo <= 1.0 < row.slo_ttft_s_hi and row.slo_verdict == "uncertain"
+    c = engine_cliff_details(pooled)["vllm"]
+    assert (c.meets_up_to, c.first_miss, c.first_miss_verdict) == (1.0, 2.0, "uncertain")
+    assert "straddles" in c.text()
+    lowest = engine_cliff_details(_pooled({"v": {1: "straddle"}}, {"v": [1.0]}))["v"]
+    assert lowest.text().startswith("not shown to meet it even at its lowest measured level (1 user)")
+    rec = recommend(pooled, UserProfile(peak_users=2, ttft_slo_s=1, tpot_slo_s=0.2), JUDGE)
+    assert rec.engine is None and "no engine is shown to meet" in rec.verdict
 
 
-def test_recommend_long_prompts_uses_mixed_ttft() -> None:
-    lv = _levels()
-    short = UserProfile(peak_users=4, ttft_slo_s=1.0, tpot_slo_s=0.2)
-    long = UserProfile(peak_users=4, ttft_slo_s=1.0, tpot_slo_s=0.2, long_prompts=True)
-    assert recommend(lv, short, MIXED).engine == "vllm"
-    # with documents vllm's TTFT p99 is 3.0 s, llamacpp-serial's 0.9 s
-    assert recommend(lv, long, MIXED).engine == "llamacpp-serial"
+def test_too_few_requests_for_an_interval_is_uncertain() -> None:
+    # 2 repeats x 5 requests = 10 < 29, the fewest with a 95 % interval of p90
+    pooled = _pooled({"vllm": {1: "fast"}}, {"vllm": [10.0]}, repeats=2, n=5)
+    row = pooled.iloc[0]
+    assert math.isnan(row.slo_ttft_s_lo) and row.slo_ttft_s_verdict == "uncertain"
+    assert row.slo_verdict == "uncertain"
 
 
-def test_bad_profile_and_empty_levels() -> None:
-    with pytest.raises(ValidationError):
-        UserProfile(peak_users=0, ttft_slo_s=1.0, tpot_slo_s=0.2)
-    with pytest.raises(ValidationError):
-        UserProfile(peak_users=4, ttft_slo_s=-1.0, tpot_slo_s=0.2)
-    with pytest.raises(ValidationError):
-        UserProfile(peak_users=4, ttft_slo_s=1.0, tpot_slo_s=0.2, typo=1)  # type: ignore[call-arg]
-    failed = _levels().assign(status="failed")
-    profile = UserProfile(peak_users=4, ttft_slo_s=1.0, tpot_slo_s=0.2)
-    with pytest.raises(ValueError, match="no successful levels to decide from"):
-        recommend(failed, profile)
-    with pytest.raises(ValueError, match="no successful levels to decide from"):
-        build_tree(_levels().iloc[0:0], 1.0, 0.2)
+def test_recommend_between_measured_levels_is_judged_above() -> None:
+    pooled = _pooled(CHAT_SHAPES, CHAT_TOK)
+    rec = recommend(pooled, UserProfile(peak_users=3, ttft_slo_s=1, tpot_slo_s=0.2), JUDGE)
+    assert rec.engine == "vllm" and rec.judged_at == 4.0 and not rec.measured
+    assert any("3 users lies between measured levels 2 and 4: judged at 4" in e for e in rec.evidence)
+    assert "judged at the measured 4 users" in rec.verdict
+    exact = recommend(pooled, UserProfile(peak_users=4, ttft_slo_s=1, tpot_slo_s=0.2), JUDGE)
+    assert exact.measured and exact.judged_at == 4.0
+    above = recommend(pooled, UserProfile(peak_users=9, ttft_slo_s=1, tpot_slo_s=0.2), JUDGE)
+    assert above.engine is None and "unmeasured" in above.verdict
 
 
-def test_tree_thresholds_are_the_cliffs_and_leaves_follow_recommend() -> None:
-    lv = _levels()
-    tree = build_tree(lv, 1.0, 0.2)
-    assert tree.thresholds == pytest.approx(engine_cliffs(lv, 1.0, 0.2))
-    assert tree.slo == {"ttft_s": 1.0, "tpot_s": 0.2}
-    # cliffs 2.83 and 5.04 round down to 2 and 5; the highest measured level 8 closes the last range
+def test_recommend_picks_highest_median_throughput_among_meeting() -> None:
+    shapes = {"a": dict.fromkeys(USERS, "fast"), "b": dict.fromkeys(USERS, "fast")}
+    pooled = _pooled(shapes, {"a": [10.0, 20, 30, 40], "b": [15.0, 25, 35, 35]})
+    assert recommend(pooled, UserProfile(peak_users=4, ttft_slo_s=1, tpot_slo_s=0.2), JUDGE).engine == "b"
+    assert recommend(pooled, UserProfile(peak_users=8, ttft_slo_s=1, tpot_slo_s=0.2), JUDGE).engine == "a"
+
+
+def test_tree_splits_at_cliffs_and_merges_equal_leaves() -> None:
+    tree = build_tree(_pooled(CHAT_SHAPES, CHAT_TOK), JUDGE)
     labels = [label for label, _ in tree.root.branches]
-    assert labels == ["<= 2 users", "3-5 users", "6-8 users", "> 8 users"]
-    engines = [leaf.engine for _, leaf in tree.root.branches if isinstance(leaf, Leaf)]
-    assert engines == ["llamacpp-serial", "vllm", "vllm", None]
-    last = tree.root.branches[-1][1]
-    assert isinstance(last, Leaf) and "unmeasured, extrapolate with the roofline" in last.verdict
+    # llamacpp-serial (50 tok/s) beats vllm (20 tok/s) at 1 user; vllm alone meets at 2 and 4
+    assert labels == ["<= 1 user", "2-4 users", "5-8 users", "> 8 users"]
+    leaves = [leaf for _, leaf in tree.root.branches]
+    assert all(isinstance(leaf, Leaf) for leaf in leaves)
+    assert [leaf.engine for leaf in leaves if isinstance(leaf, Leaf)] == ["llamacpp-serial", "vllm", None, None]
+    assert tree.thresholds == {"llamacpp-serial": 1.0, "vllm": 4.0}
+    assert tree.slo_text == "TTFT p90 <= 1 s and TPOT p50 <= 0.2 s"
+    one = build_tree(_pooled({"a": dict.fromkeys(USERS, "fast")}, {"a": [1.0, 2, 3, 4]}), JUDGE)
+    assert [label for label, _ in one.root.branches] == ["<= 8 users", "> 8 users"]
 
 
 def test_tree_with_long_documents_branch() -> None:
-    tree = build_tree(_levels(), 1.0, 0.2, mixed_levels=MIXED)
+    chat = _pooled(CHAT_SHAPES, CHAT_TOK)
+    mixed = _pooled(
+        {"vllm": {4: "fast", 16: "slow"}, "llamacpp-serial": {4: "slow", 16: "slow"}},
+        {"vllm": [60.0, 90.0], "llamacpp-serial": [30.0, 30.0]},
+        level_set="mixed",
+    )
+    tree = build_tree(chat, JUDGE, mixed)
     assert tree.root.question == "long documents in the traffic?"
-    assert [label for label, _ in tree.root.branches] == ["no", "yes"]
-    # vllm with documents: TTFT 0.5 at 1 user, 1.75 at 2 (interpolated): log2 = 0.25 / 1.25 = 0.4
-    assert tree.thresholds["vllm (long documents)"] == pytest.approx(2**0.4)
-    # llamacpp-serial meets at every jointly measured level (1, 2, 4)
-    assert tree.thresholds["llamacpp-serial (long documents)"] == pytest.approx(4.0)
-    yes = tree.root.branches[1][1]
-    assert isinstance(yes, DecisionNode)
-    first = yes.branches[0][1]
-    assert isinstance(first, Leaf) and first.engine == "llamacpp-serial"
-
-
-def test_render_tree_text_names_every_leaf() -> None:
-    tree = build_tree(_levels(), 1.0, 0.2, mixed_levels=MIXED)
+    assert tree.cliffs["vllm (long documents)"].text() == "between 4 and 16 users"
+    assert tree.cliffs["llamacpp-serial (long documents)"].text().startswith("below 4 users")
     text = render_tree_text(tree)
-    leaves: list[Leaf] = []
+    assert "vllm (long documents): between 4 and 16 users" in text
+    assert "SLO: TTFT p90 <= 1 s and TPOT p50 <= 0.2 s" in text
 
-    def walk(node: DecisionNode | Leaf) -> None:
-        if isinstance(node, Leaf):
-            leaves.append(node)
-        else:
-            for _, child in node.branches:
-                walk(child)
 
-    walk(tree.root)
-    assert len(leaves) >= 6
-    for leaf in leaves:
-        assert (leaf.engine or "no recommendation") in text
-        assert leaf.verdict in text
-    assert "long documents in the traffic?" in text and "TTFT p99 <= 1 s" in text
+def test_paired_ratio_pairs_repeats() -> None:
+    levels, _ = _store({"a": {8: "fast"}, "b": {8: "fast"}}, {"a": [100.0], "b": [50.0]})
+    levels.loc[(levels.engine == "b") & (levels.repeat == 2), "output_tok_s"] = 25.0
+    r = paired_ratio(levels, "a", "b", "chat", 8)
+    # per repeat: 100/50, 105/52.5, 110/25
+    assert r.pairs == 3 and r.median == pytest.approx(2.0) and r.hi == pytest.approx(4.4)
+    assert r.level == pytest.approx(0.75)
+
+
+def test_interpolate_is_for_estimates_only() -> None:
+    levels, _ = _store(CHAT_SHAPES, CHAT_TOK)
+    assert interpolate(levels, "llamacpp-serial", "output_tok_s", 3) == pytest.approx(52.5)
+    assert math.isnan(interpolate(levels, "vllm", "output_tok_s", 16))
+    with pytest.raises(ValueError, match="users must be > 0"):
+        interpolate(levels, "vllm", "output_tok_s", 0)
+
+
+def test_select_levels_keeps_failed_levels() -> None:
+    levels, requests = _store({"vllm": {1: "fast", 2: "failed"}}, {"vllm": [1.0, 2.0]})
+    assert len(select_levels(pool_repeats(levels, requests, JUDGE))) == 2
+
+
+def test_bad_profile() -> None:
+    with pytest.raises(ValidationError):
+        UserProfile(peak_users=0, ttft_slo_s=1, tpot_slo_s=1)

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from cliffbench.bench.loadgen import RequestRecord
+from cliffbench.bench.progress import LevelTask
 from cliffbench.bench.store import load_results, study_dir
 from cliffbench.bench.study import StudySpec
 from cliffbench.config import InputError
@@ -153,6 +154,8 @@ class _KillAfterFirst:
     def __init__(self) -> None:
         self.server: ManagedServer | None = None
         self.infos: list[Any] = []
+
+    def study_planned(self, tasks: list[LevelTask]) -> None: ...
 
     def level_started(self, key: str, n_requests: int) -> None: ...
 

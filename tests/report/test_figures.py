@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from matplotlib.axes import Axes
 
+from cliffbench.bench.repeats import SloJudge, pool_repeats
 from cliffbench.decide.tree import build_tree
 from cliffbench.report.figures import (
     engine_palette,
@@ -59,8 +60,13 @@ def _study() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
                     "ttft_s_p99": 2 * ttft,
                     "ttft_s_p50_lo": 0.8 * ttft,
                     "ttft_s_p50_hi": 1.2 * ttft,
+                    "ttft_s_p50_ci_level": 0.96,
+                    "ttft_s_p90_lo": 1.3 * ttft,
+                    "ttft_s_p90_hi": 2.0 * ttft,
+                    "ttft_s_p90_ci_level": 0.955,
                     "ttft_s_p99_lo": 1.6 * ttft,
                     "ttft_s_p99_hi": 2.4 * ttft,
+                    "ttft_s_p99_ci_level": 0.951,
                     "tpot_s_p50": 0.02 * (1 + e_i),
                 }
             )
@@ -142,6 +148,21 @@ def test_ttft(ax: Axes) -> None:
     assert {"vllm", "llamacpp-serial", "p50", "p99"} <= set(_legend(ax))
 
 
+def test_ttft_bands_only_where_the_interval_exists(ax: Axes) -> None:
+    levels, *_ = _study()
+    # p99 "n too small" (NaN) everywhere, as at tens of requests per level; an unbounded top (+inf,
+    # failed requests) cannot be drawn either
+    levels = levels.assign(ttft_s_p99_lo=np.nan, ttft_s_p99_hi=np.nan, ttft_s_p99_ci_level=np.nan)
+    levels.loc[levels["concurrency"] == 4, "ttft_s_p50_hi"] = np.inf
+    plot_ttft(ax, levels)
+    # p50 at 1 user only: a lone level, drawn as a bar; no p99 band at all
+    assert [type(c).__name__ for c in ax.collections] == ["LineCollection"] * 2
+    for bar in ax.collections:
+        (segment,) = bar.get_segments()  # type: ignore[attr-defined]
+        assert segment[0][0] == segment[1][0] == 1.0
+    assert len(ax.get_lines()) == 4  # both point-estimate lines still drawn per engine
+
+
 def test_itl(ax: Axes) -> None:
     levels, requests, tokens, _ = _study()
     plot_itl(ax, tokens, requests, levels)
@@ -206,8 +227,10 @@ def test_hol_blocking_without_mixed_set(ax: Axes) -> None:
 
 
 def test_decision_tree(ax: Axes) -> None:
-    levels, *_ = _study()
-    tree = build_tree(levels, ttft_slo_s=0.15, tpot_slo_s=0.1)
+    levels, requests, *_ = _study()
+    # 4 requests per level: an 80 % interval of the median exists (87.5 %), a 95 % one does not
+    judge = SloJudge({"ttft_s": 100.0, "tpot_s": 10.0}, {"ttft_s": 50.0, "tpot_s": 50.0}, level=0.8)
+    tree = build_tree(pool_repeats(levels, requests, judge), judge)
     plot_decision_tree(ax, tree)
     texts = " ".join(t.get_text().replace("\n", " ") for t in ax.texts)
     assert "peak concurrent users?" in texts and "vllm" in texts

@@ -18,6 +18,7 @@ import pandas as pd
 
 from cliffbench.audit.claims import audit_claims, load_claims
 from cliffbench.audit.roofline import MODELS, ModelSize, decode_ceiling_tok_s
+from cliffbench.bench.repeats import pool_repeats
 from cliffbench.bench.store import Results, ok_levels, ok_requests
 from cliffbench.config import fmt_number as fmt
 from cliffbench.hardware import HARDWARE, Hardware
@@ -86,7 +87,7 @@ def _high_users(lv: pd.DataFrame) -> int:
 
 def measured_shapes(res: Results, level_set: str = "chat") -> pd.DataFrame:
     """Per engine: throughput and TTFT at the lowest and the high level, and their growth."""
-    lv = ok_levels(res.levels, level_set)
+    lv = ok_levels(pool_repeats(res.levels, res.requests), level_set)  # medians over repeats
     if lv.empty:
         return pd.DataFrame()
     high = _high_users(lv)
@@ -254,7 +255,7 @@ def efficiency(res: Results, level_set: str = "chat") -> pd.DataFrame:
     and the level's batch (users, capped by slots) at the level's mean context. Empty without a probe.
     """
     hw = local_hardware_of(res)
-    lv = ok_levels(res.levels, level_set)
+    lv = ok_levels(pool_repeats(res.levels, res.requests), level_set)  # medians over repeats
     if hw is None or lv.empty:
         return pd.DataFrame()
     req = ok_requests(res.requests)

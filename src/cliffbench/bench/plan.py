@@ -30,12 +30,15 @@ class Level:
     level_set: LevelSetSpec
     concurrency: int | None
     rate_rps: float | None
+    repeat: int = 0
 
     def key(self, engine: str) -> str:
-        return level_key(engine, self.level_set.name, self.concurrency, self.rate_rps)
+        return level_key(engine, self.level_set.name, self.concurrency, self.rate_rps, self.repeat)
 
 
 def plan_levels(spec: StudySpec) -> list[Level]:
+    """Every level of every repeat, repeat by repeat (repeat r of a level set that asks for fewer
+    repeats is left out). `index` numbers the load levels of one repeat."""
     loads = [
         (ls, c, r)
         for ls in spec.level_sets
@@ -45,7 +48,13 @@ def plan_levels(spec: StudySpec) -> list[Level]:
             else [(None, r) for r in ls.load.rate_rps]
         )
     ]
-    return [Level(i, ls, c, r) for i, (ls, c, r) in enumerate(loads)]
+    rounds = max(ls.load.repeats for ls in spec.level_sets)
+    return [
+        Level(i, ls, c, r, repeat)
+        for repeat in range(rounds)
+        for i, (ls, c, r) in enumerate(loads)
+        if repeat < ls.load.repeats
+    ]
 
 
 def study_tokenizer(spec: StudySpec) -> Tokenizer:
@@ -65,7 +74,9 @@ def _build(
     if load.requests_per_user and level.concurrency:
         n = max(n, load.requests_per_user * level.concurrency)
     wl = level.level_set.workload
-    seed = spec.seed * 1_000_003 + wl.seed * 1009 + level.index
+    # each repeat draws its own requests (the same for every engine within it), so the spread
+    # over repeats includes the workload's sampling, as a user's next hour would
+    seed = spec.seed * 1_000_003 + wl.seed * 1009 + level.index + 100_003 * level.repeat
     reqs = build_requests(wl.model_copy(update={"seed": seed}), n, tok, max_context=max_context)
     warm = (
         build_requests(
@@ -81,7 +92,7 @@ def _build(
     return reqs, warm
 
 
-Plans = dict[int, tuple[list[GenRequest], list[GenRequest]]]
+Plans = dict[tuple[int, int], tuple[list[GenRequest], list[GenRequest]]]  # (index, repeat) ->
 
 
 def preflight(spec: StudySpec, levels: list[Level], tok: Tokenizer) -> Plans:
@@ -93,7 +104,7 @@ def preflight(spec: StudySpec, levels: list[Level], tok: Tokenizer) -> Plans:
     plans: Plans = {}
     for level in levels:
         try:
-            plans[level.index] = _build(spec, level, tok, max_context)
+            plans[level.index, level.repeat] = _build(spec, level, tok, max_context)
         except ValueError as exc:
             raise InputError(
                 f"engines.{smallest.name}.{smallest.context_field} ({max_context} tokens) is too small for "

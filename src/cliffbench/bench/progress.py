@@ -1,18 +1,44 @@
-"""Progress of a running study: the reporter interface the sweep calls, and the notebook's bars."""
+"""Progress of a running study: the reporter interface the sweep calls, the notebook's bars, the
+ETA (`Eta`, `StudyTracker`) and the progress file another process (`cliffbench report`) shows."""
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from cliffbench.bench.eta import Eta, LevelTask, StudyTracker, eta_error
 from cliffbench.bench.loadgen import RequestRecord
 from cliffbench.bench.store import LevelInfo
+from cliffbench.config import RESULTS_DIR
+from cliffbench.files import atomic_file
 
-__all__ = ["LiveStats", "Reporter", "TqdmReporter"]
+__all__ = [
+    "Eta",
+    "LevelTask",
+    "LiveStats",
+    "ProgressFile",
+    "Reporter",
+    "StudyTracker",
+    "TeeReporter",
+    "TqdmReporter",
+    "eta_error",
+    "progress_path",
+]
+
+logger = logging.getLogger(__name__)
 
 
 class Reporter(Protocol):
+    def study_planned(self, tasks: list[LevelTask]) -> None: ...
     def level_started(self, key: str, n_requests: int) -> None: ...
     def request_done(self, record: RequestRecord) -> None: ...
     def level_finished(self, info: LevelInfo) -> None: ...
@@ -37,10 +63,17 @@ class LiveStats:
         self.t0_s = record.t_submit_s if self.t0_s is None else min(self.t0_s, record.t_submit_s)
         self.t1_s = max(self.t1_s, record.token_times_s[-1])
 
-    def text(self) -> str:
+    def tok_s(self) -> float | None:
+        """Output tokens per second of the measured requests so far (None before two timestamps)."""
         if not self.ttfts_s or self.t0_s is None or self.t1_s <= self.t0_s:
+            return None
+        return self.tokens / (self.t1_s - self.t0_s)
+
+    def text(self) -> str:
+        tok_s = self.tok_s()
+        if tok_s is None:
             return ""
-        return f"TTFT p50 {np.median(self.ttfts_s):.3f}s  {self.tokens / (self.t1_s - self.t0_s):.1f} tok/s"
+        return f"TTFT p50 {np.median(self.ttfts_s):.3f}s  {tok_s:.1f} tok/s"
 
 
 class TqdmReporter:
@@ -49,6 +82,9 @@ class TqdmReporter:
     def __init__(self) -> None:
         self.bar: Any = None
         self.live = LiveStats()
+
+    def study_planned(self, tasks: list[LevelTask]) -> None:
+        pass
 
     def level_started(self, key: str, n_requests: int) -> None:
         from tqdm.auto import tqdm
@@ -79,3 +115,168 @@ class TqdmReporter:
         from tqdm.auto import tqdm
 
         tqdm.write(f"{key}: stored, skipped")
+
+
+class TeeReporter:
+    """A reporter that forwards every call to each of `reporters`, in order."""
+
+    def __init__(self, *reporters: Reporter) -> None:
+        self.reporters = reporters
+
+    def study_planned(self, tasks: list[LevelTask]) -> None:
+        for r in self.reporters:
+            r.study_planned(tasks)
+
+    def level_started(self, key: str, n_requests: int) -> None:
+        for r in self.reporters:
+            r.level_started(key, n_requests)
+
+    def request_done(self, record: RequestRecord) -> None:
+        for r in self.reporters:
+            r.request_done(record)
+
+    def level_finished(self, info: LevelInfo) -> None:
+        for r in self.reporters:
+            r.level_finished(info)
+
+    def level_skipped(self, key: str) -> None:
+        for r in self.reporters:
+            r.level_skipped(key)
+
+
+# -- the progress file ---------------------------------------------------------------------------
+
+
+def progress_path(study: str) -> Path:
+    """Where notebook 10 keeps the progress of study `study` (for `cliffbench report` to show)."""
+    return RESULTS_DIR / study / "progress.json"
+
+
+def _r(x: float | None, digits: int = 3) -> float | None:
+    return None if x is None or not math.isfinite(x) else round(x, digits)
+
+
+class ProgressFile:
+    """A reporter that keeps `path` describing where the study stands, for another process to show
+    (`cliffbench report` draws its terminal bar from it). The file is JSON, replaced atomically:
+
+    started_at    ISO time (UTC) the study was planned
+    updated_at    unix time of this write
+    n_levels      levels in the plan (stored ones too); done: how many ended (finished or skipped)
+    running       a level is in progress; if false the level fields describe the next to run
+    index         1-based place of that level in the plan; key, engine, level_set, users
+                  (concurrency), rate_rps, repeat (1-based) of repeats
+    tok_s         live output tok/s of the level in progress (null before it is known)
+    elapsed_s     seconds since the study was planned
+    eta_s         seconds left (`Eta`; null: unknown); level_left_s: the running level's share
+    history       one entry per finished level: key, index, elapsed_s, eta_s_before_next (the
+                  ETA right after it finished), done
+    eta_error     once every level ended: `eta_error(history, elapsed_s)` (null if not computable)
+
+    Written on every level event, and after a request at most once per `min_interval_s`. A failed
+    write is logged once and the study goes on (the file is display only)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        min_interval_s: float = 1.0,
+    ) -> None:
+        self.path = path
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.min_interval_s = min_interval_s
+        self.tracker = StudyTracker()
+        self.live = LiveStats()
+        self.started_at: str | None = None
+        self.history: list[dict[str, Any]] = []
+        self.last_write: float | None = None
+        self.warned = False
+
+    def _begin(self) -> float:
+        now = self.clock()
+        if self.started_at is None:
+            self.started_at = dt.datetime.fromtimestamp(self.wall_clock(), dt.UTC).isoformat(timespec="seconds")
+        return now
+
+    def study_planned(self, tasks: list[LevelTask]) -> None:
+        now = self._begin()
+        self.tracker.planned(tasks, now)
+        self.write(now)
+
+    def level_started(self, key: str, n_requests: int) -> None:
+        now = self._begin()
+        self.tracker.started(key, now)
+        self.live = LiveStats()
+        self.write(now)
+
+    def request_done(self, record: RequestRecord) -> None:
+        self.live.add(record)
+        now = self.clock()
+        if self.last_write is None or now - self.last_write >= self.min_interval_s:
+            self.write(now)
+
+    def level_finished(self, info: LevelInfo) -> None:
+        now = self._begin()
+        tr = self.tracker
+        tr.finished(info.level_key, now)
+        self.history.append(
+            {
+                "key": info.level_key,
+                "index": tr.index(info.level_key),
+                "elapsed_s": _r(tr.elapsed_s(now)),
+                "eta_s_before_next": _r(tr.eta_s(now)),
+                "done": tr.done,
+            }
+        )
+        self.write(now)
+
+    def level_skipped(self, key: str) -> None:
+        now = self._begin()
+        self.tracker.skipped(key, now)
+        self.write(now)
+
+    def state(self, now: float) -> dict[str, Any]:
+        """What the file holds at `now` (the clock's seconds)."""
+        tr = self.tracker
+        task = tr.task()
+        running = tr.current is not None
+        state: dict[str, Any] = {
+            "started_at": self.started_at,
+            "updated_at": round(self.wall_clock(), 3),
+            "n_levels": tr.n,
+            "done": tr.done,
+            "running": running,
+            "index": tr.index(task.key) if task else None,
+            "key": task.key if task else tr.current,
+            "engine": task.engine if task else None,
+            "level_set": task.level_set if task else None,
+            "users": task.concurrency if task else None,
+            "rate_rps": task.rate_rps if task else None,
+            "repeat": task.repeat + 1 if task else None,
+            "repeats": tr.repeats,
+            "tok_s": _r(self.live.tok_s(), 1) if running else None,
+            "elapsed_s": _r(tr.elapsed_s(now)),
+            "eta_s": _r(tr.eta_s(now)),
+            "level_left_s": _r(tr.level_left_s(now)),
+            "history": self.history,
+            "eta_error": None,
+        }
+        if tr.done >= tr.n and self.history:
+            with contextlib.suppress(ValueError):  # no entry with an ETA past a quarter
+                state["eta_error"] = eta_error(self.history, self.history[-1]["elapsed_s"])
+        return state
+
+    def write(self, now: float | None = None) -> None:
+        now = self.clock() if now is None else now
+        self.last_write = now
+        try:
+            text = json.dumps(self.state(now), allow_nan=False)
+            with atomic_file(self.path) as tmp:
+                tmp.write_text(text)
+        except (OSError, ValueError) as exc:
+            if not self.warned:
+                self.warned = True
+                logger.warning("progress file %s not written: %s", self.path, exc)

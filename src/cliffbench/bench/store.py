@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 LEVEL_FILE = "level.json"
-SWEEP_COLUMNS = ["engine", "engine_kind", "level_set", "workload", "concurrency", "rate_rps", "level_key"]
+SWEEP_COLUMNS = ["engine", "engine_kind", "level_set", "workload", "concurrency", "rate_rps", "repeat", "level_key"]
 
 
 class LevelInfo(BaseModel):
@@ -68,6 +68,7 @@ class LevelInfo(BaseModel):
     level_index: int
     concurrency: int | None = None
     rate_rps: float | None = None
+    repeat: int = Field(0, ge=0, description="0-based repeat of the level")
     seed: int
     status: str = Field(description="'ok', or 'failed' when the engine or the level crashed")
     error: str = ""
@@ -79,6 +80,13 @@ class LevelInfo(BaseModel):
     )
     loop_cpu_share: float
     lag_flagged: bool
+    foreign_cores: float = Field(
+        float("nan"), description="CPU used by processes outside the kit during the level, in cores"
+    )
+    steal_cores: float = Field(float("nan"), description="CPU the hypervisor took during the level, in cores")
+    loadavg_1m: float = float("nan")
+    busy_flagged: bool = Field(False, description="foreign_cores above the study's busy.max_foreign_cores")
+    attempts: int = Field(1, ge=1, description="measurements taken (a busy level is measured again)")
     summary: dict[str, float | int | str] = Field(default_factory=dict)
     engine_config: dict[str, Any] = Field(default_factory=dict)
 
@@ -121,9 +129,11 @@ def spec_hash(data: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def level_key(engine: str, level_set: str, concurrency: int | None, rate_rps: float | None) -> str:
+def level_key(engine: str, level_set: str, concurrency: int | None, rate_rps: float | None, repeat: int = 0) -> str:
+    """`<engine>__<set>__c0008`; repeats after the first add `-rep2`, `-rep3`... (1-based), so a
+    study stored before repeats existed reads as its first repeat."""
     load = f"c{concurrency:04d}" if concurrency is not None else f"r{rate_rps:g}"
-    return f"{engine}__{level_set}__{load}"
+    return f"{engine}__{level_set}__{load}" + (f"-rep{repeat + 1}" if repeat else "")
 
 
 def study_dir(study: str, root: Path | None = None) -> Path:

@@ -71,6 +71,12 @@ class LoadSpec(Spec):
     warmup_requests: int = Field(1, ge=0)
     request_timeout_s: float = Field(600.0, gt=0)
     max_lag_s: float = Field(0.005, gt=0, description="event-loop lag p99 above this flags a level")
+    repeats: int = Field(
+        1,
+        ge=1,
+        le=50,
+        description="times every level is measured; repeat r of every engine runs before repeat r+1 starts",
+    )
 
     @field_validator("concurrency", "rate_rps")
     @classmethod
@@ -89,9 +95,29 @@ class LoadSpec(Spec):
 
 
 class SloSpec(Spec):
-    """SLO thresholds in seconds; goodput counts requests meeting every one of them."""
+    """SLO thresholds in seconds; goodput counts requests meeting every one of them. A level meets
+    the SLO when the `percentiles` of its latencies, over every submitted request (a failed one
+    counts as missing), stay within the thresholds; the verdicts judge by the percentile's interval."""
 
     thresholds: dict[str, float] = Field(default_factory=lambda: {"ttft_s": 1.0, "tpot_s": 0.2})
+    percentiles: dict[str, float] = Field(
+        default_factory=lambda: {"ttft_s": 90.0, "tpot_s": 50.0, "e2e_s": 90.0},
+        description="which percentile of each metric the SLO bounds (a 95% interval of p99 needs "
+        ">= 299 requests per level, of p90 >= 29: the default study affords p90)",
+    )
+
+    @field_validator("percentiles")
+    @classmethod
+    def _percentiles(cls, v: dict[str, float]) -> dict[str, float]:
+        for k, q in v.items():
+            if k not in SLO_METRICS:
+                raise ValueError(f"unknown SLO metric {k!r}; allowed: {', '.join(SLO_METRICS)}")
+            if not 0 < q < 100:
+                raise ValueError(f"SLO percentile of {k} must be in (0, 100), got {q}")
+        return v
+
+    def percentile(self, metric: str) -> float:
+        return self.percentiles.get(metric, 50.0)
 
     @field_validator("thresholds")
     @classmethod
@@ -130,6 +156,15 @@ class LevelSetSpec(Spec):
     load: LoadSpec = LoadSpec()
 
 
+class BusySpec(Spec):
+    """The busy-machine guard: CPU used by processes outside the kit during a level, in cores."""
+
+    max_foreign_cores: float = Field(
+        0.5, ge=0, description="a level during which other processes used more than this is flagged"
+    )
+    reruns: int = Field(1, ge=0, le=5, description="times a flagged level is measured again")
+
+
 class StudySpec(Spec):
     """A study: engines x level sets (workload x load levels), with SLOs. YAML round-trips."""
 
@@ -138,6 +173,12 @@ class StudySpec(Spec):
     engines: list[EngineSpec] = Field(min_length=1)
     level_sets: list[LevelSetSpec] = Field(default_factory=lambda: [LevelSetSpec()], min_length=1)
     slo: SloSpec = SloSpec()
+    busy: BusySpec = BusySpec()
+    keep_engines_loaded: bool = Field(
+        True,
+        description="start each engine once and keep it loaded while the others run (an idle engine "
+        "costs no CPU: benchmarks/idle_engines.py); false: start and stop it for every repeat",
+    )
     seed: int = 0
     tokenizer: Literal["model", "fake"] = Field(
         "model",

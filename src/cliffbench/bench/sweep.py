@@ -1,8 +1,12 @@
 """A study, end to end: StudySpec -> levels -> tidy store. Resumable, failure-tolerant.
 
-Each engine is started once per study and stopped on every exit path. Levels already stored are
-skipped unless `force`; an engine that fails to start, or a level that crashes, is stored as a
-failed level with its error text and the sweep goes on.
+Repeats interleave: repeat r of every engine runs before repeat r+1 starts, engines in a seeded
+order rotated per repeat. Each engine is started once per study and kept loaded (an idle engine
+costs the measured one no CPU: benchmarks/idle_engines.py), or once per repeat with
+`keep_engines_loaded: false`; every exit path stops them. Levels already stored are skipped unless
+`force`; an engine that fails to start, or a level that crashes, is stored as a failed level with
+its error text and the sweep goes on. A level during which other processes used more CPU than
+`busy.max_foreign_cores` is measured again (`busy.reruns`) and stored flagged if still busy.
 """
 
 from __future__ import annotations
@@ -11,18 +15,19 @@ import asyncio
 import datetime as dt
 import shutil
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from cliffbench.bench.busy import cpu_snapshot, foreign_since
 from cliffbench.bench.loadgen import LevelRun, run_level
 from cliffbench.bench.metrics import add_request_metrics, summarize_level
 from cliffbench.bench.plan import Level, Plans, model_hashes, plan_levels, preflight, study_tokenizer
 from cliffbench.bench.probes import local_hardware
-from cliffbench.bench.progress import Reporter
+from cliffbench.bench.progress import LevelTask, Reporter
 from cliffbench.bench.provenance import collect_provenance
 from cliffbench.bench.store import (
     LevelInfo,
@@ -41,7 +46,7 @@ from cliffbench.engines.base import Engine
 from cliffbench.engines.specs import EngineSpec
 from cliffbench.models import resolve_model
 
-__all__ = ["run_study", "run_study_async"]
+__all__ = ["engine_order", "run_study", "run_study_async"]
 
 
 def _tables(run: LevelRun) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -81,6 +86,7 @@ def _info(spec: StudySpec, es: EngineSpec, level: Level, **kw: Any) -> LevelInfo
         "level_set": level.level_set.name,
         "workload": level.level_set.workload.kind,
         "level_index": level.index,
+        "repeat": level.repeat,
         "concurrency": level.concurrency,
         "rate_rps": level.rate_rps,
         "seed": spec.seed,
@@ -102,93 +108,135 @@ def _failed(spec: StudySpec, es: EngineSpec, level: Level, error: str, root: Pat
     return info
 
 
-async def _run_engine(
-    spec: StudySpec,
-    es: EngineSpec,
-    todo: list[Level],
-    plans: Plans,
-    reporter: Reporter | None,
-    root: Path | None,
-    manifest: dict[str, Any],
-    started: Engine | None,
-) -> None:
-    engine: Engine | None = started
-    try:
+def engine_order(spec: StudySpec, repeat: int) -> list[EngineSpec]:
+    """The engines of repeat `repeat`: a seeded permutation rotated by one per repeat, so that each
+    engine runs early in one repeat and late in another and slow drift of the machine is shared."""
+    perm = np.random.default_rng(spec.seed).permutation(len(spec.engines))
+    shift = repeat % len(perm)
+    return [spec.engines[int(i)] for i in np.roll(perm, -shift)]
+
+
+def _ordered(spec: StudySpec, levels: list[Level]) -> list[tuple[EngineSpec, Level]]:
+    rounds = max((lv.repeat for lv in levels), default=-1) + 1
+    return [(es, lv) for r in range(rounds) for es in engine_order(spec, r) for lv in levels if lv.repeat == r]
+
+
+async def _measure(
+    spec: StudySpec, es: EngineSpec, engine: Engine, level: Level, plans: Plans, reporter: Reporter | None
+) -> tuple[LevelInfo, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """One level, measured again (up to busy.reruns times) while other processes eat the CPU."""
+    reqs, warm = plans[level.index, level.repeat]
+    load = level.level_set.load
+    config = engine.describe()
+    attempt = 0
+    while True:
+        attempt += 1
+        if reporter:
+            reporter.level_started(level.key(es.name), len(reqs) + len(warm))
+        before = cpu_snapshot()
+        run = await run_level(
+            engine,
+            reqs,
+            concurrency=level.concurrency,
+            rate_rps=level.rate_rps,
+            burstiness=load.burstiness,
+            think_time_s=load.think_time_s,
+            duration_s=load.duration_s,
+            warmup=warm,
+            request_timeout_s=load.request_timeout_s,
+            seed=spec.seed + level.index,
+            on_record=reporter.request_done if reporter else None,
+        )
+        foreign = foreign_since(before)
+        busy = foreign.foreign_cores > spec.busy.max_foreign_cores
+        if not busy or attempt > spec.busy.reruns:
+            break
+    requests, tokens, memory = _tables(run)
+    summary = summarize_level(
+        requests, tokens, slo=spec.slo.thresholds, target_concurrency=level.concurrency, seed=spec.seed
+    )
+    info = _info(
+        spec,
+        es,
+        level,
+        wall_s=run.wall_s,
+        lag_p99_s=run.lag_p99_s,
+        thread_wait_p99_s=run.thread_wait_p99_s,
+        loop_cpu_share=run.loop_cpu_share,
+        lag_flagged=bool(run.lag_p99_s > load.max_lag_s),
+        foreign_cores=foreign.foreign_cores,
+        steal_cores=foreign.steal_cores,
+        loadavg_1m=foreign.loadavg_1m,
+        busy_flagged=busy,
+        attempts=attempt,
+        summary=summary,
+        engine_config=config,
+    )
+    return info, requests, tokens, memory
+
+
+class _Engines:
+    """The study's engines: started on first use, kept loaded (or stopped after each engine's
+    turn in a repeat), and stopped on every exit path. A start that fails is remembered, so the
+    engine's later levels are stored as failed with the same error without trying again."""
+
+    def __init__(self, given: Mapping[str, Engine] | None) -> None:
+        self.given = dict(given or {})
+        self.live: dict[str, Engine] = {}
+        self.broken: dict[str, str] = {}
+        self.described: set[str] = set()
+
+    async def get(self, es: EngineSpec, manifest: dict[str, Any], spec: StudySpec, root: Path | None) -> Engine | None:
+        if es.name in self.broken:
+            return None
+        engine = self.given.get(es.name) or self.live.get(es.name)
         if engine is None:
             engine = make_engine(es)
-            await engine.start()
-    except InputError:
-        raise
-    except Exception as exc:
-        err = f"engine start failed: {type(exc).__name__}: {exc}"
-        for level in todo:
-            info = _failed(spec, es, level, err, root)
-            if reporter:
-                reporter.level_finished(info)
-        if engine is not None and started is None:
-            await engine.stop()
-        return
-    try:
-        config = engine.describe()
-        manifest.setdefault("engines", {})[es.name] = config
-        write_manifest(spec.name, manifest, root)
-        for level in todo:
-            reqs, warm = plans[level.index]
-            load = level.level_set.load
-            if reporter:
-                reporter.level_started(level.key(es.name), len(reqs) + len(warm))
             try:
-                run = await run_level(
-                    engine,
-                    reqs,
-                    concurrency=level.concurrency,
-                    rate_rps=level.rate_rps,
-                    burstiness=load.burstiness,
-                    think_time_s=load.think_time_s,
-                    duration_s=load.duration_s,
-                    warmup=warm,
-                    request_timeout_s=load.request_timeout_s,
-                    seed=spec.seed + level.index,
-                    on_record=reporter.request_done if reporter else None,
-                )
-                requests, tokens, memory = _tables(run)
-                summary = summarize_level(
-                    requests,
-                    tokens,
-                    slo=spec.slo.thresholds,
-                    target_concurrency=level.concurrency,
-                    seed=spec.seed,
-                )
-                lag_p99 = run.lag_p99_s
-                info = _info(
-                    spec,
-                    es,
-                    level,
-                    wall_s=run.wall_s,
-                    lag_p99_s=lag_p99,
-                    thread_wait_p99_s=run.thread_wait_p99_s,
-                    loop_cpu_share=run.loop_cpu_share,
-                    lag_flagged=bool(lag_p99 > load.max_lag_s),
-                    summary=summary,
-                    engine_config=config,
-                )
-                write_level(info, requests, tokens, memory, root)
-            except (asyncio.CancelledError, KeyboardInterrupt):
+                await engine.start()
+            except InputError:
+                await engine.stop()
                 raise
             except Exception as exc:
-                info = _failed(spec, es, level, f"{type(exc).__name__}: {exc} | {traceback.format_exc(limit=3)}", root)
-            if reporter:
-                reporter.level_finished(info)
-    finally:
-        if started is None:
+                self.broken[es.name] = f"engine start failed: {type(exc).__name__}: {exc}"
+                await engine.stop()
+                return None
+            self.live[es.name] = engine
+        if manifest.setdefault("engines", {}).get(es.name) is None or es.name not in self.described:
+            self.described.add(es.name)
+            manifest["engines"][es.name] = engine.describe()
+            write_manifest(spec.name, manifest, root)
+        return engine
+
+    async def release(self, name: str) -> None:
+        engine = self.live.pop(name, None)
+        if engine is not None:
             await engine.stop()
 
+    async def close(self) -> None:
+        for name in list(self.live):
+            await self.release(name)
 
-def _pending(spec: StudySpec, force: bool, root: Path | None) -> Iterator[tuple[EngineSpec, list[Level], list[Level]]]:
-    levels = plan_levels(spec)
-    for es in spec.engines:
-        todo = [lv for lv in levels if force or not level_done(spec.name, lv.key(es.name), root)]
-        yield es, todo, [lv for lv in levels if lv not in todo]
+
+def _tasks(spec: StudySpec, work: list[tuple[EngineSpec, Level]], todo: set[str], plans: Plans) -> list[LevelTask]:
+    out = []
+    for es, lv in work:
+        key = lv.key(es.name)
+        reqs, warm = plans.get((lv.index, lv.repeat), ([], []))
+        out.append(
+            LevelTask(
+                key=key,
+                engine=es.name,
+                level_set=lv.level_set.name,
+                concurrency=lv.concurrency,
+                rate_rps=lv.rate_rps,
+                repeat=lv.repeat,
+                n_requests=len(reqs) + len(warm),
+                planned_tokens=sum(len(r.prompt_token_ids) + r.max_tokens for r in (*reqs, *warm)),
+                stored=key not in todo,
+            )
+        )
+    return out
 
 
 def _ensure_probe(study: str, root: Path | None) -> dict[str, Any]:
@@ -209,7 +257,7 @@ async def run_study_async(
     root: Path | None = None,
     engines: Mapping[str, Engine] | None = None,
 ) -> None:
-    """Run every level of every engine that is not stored yet (all of them with `force`).
+    """Run every level of every repeat of every engine that is not stored yet (all with `force`).
     `engines` maps engine labels to engines the caller already started (and will stop).
     Holds the study's lock throughout: a second run of the same study exits with InputError."""
     with study_lock(spec.name, root):
@@ -223,16 +271,17 @@ async def _run_study_locked(
     root: Path | None,
     engines: Mapping[str, Engine] | None,
 ) -> None:
-    work = list(_pending(spec, force, root))
-    if not any(todo for _, todo, _ in work):
+    work = _ordered(spec, plan_levels(spec))
+    todo = {lv.key(es.name) for es, lv in work if force or not level_done(spec.name, lv.key(es.name), root)}
+    if not todo:
         _ensure_probe(spec.name, root)
-        for es, _, done in work:
-            for lv in done:
-                if reporter:
-                    reporter.level_skipped(lv.key(es.name))
+        if reporter:
+            reporter.study_planned(_tasks(spec, work, todo, {}))
+            for es, lv in work:
+                reporter.level_skipped(lv.key(es.name))
         return
     tok = study_tokenizer(spec)
-    plans = preflight(spec, [lv for _, todo, _ in work for lv in todo], tok)
+    plans = preflight(spec, [lv for es, lv in work if lv.key(es.name) in todo], tok)
     fresh = not study_dir(spec.name, root).exists()
     manifest = {**read_manifest(spec.name, root), **collect_provenance()}
     manifest["study"] = spec.model_dump(mode="json")
@@ -241,20 +290,42 @@ async def _run_study_locked(
     manifest["model_files"] = {e.name: model_hashes(e) for e in served}
     write_manifest(spec.name, manifest, root)
     manifest = _ensure_probe(spec.name, root)
-    for es, todo, done in work:
-        if reporter:
-            for lv in done:
-                reporter.level_skipped(lv.key(es.name))
-        if todo:
-            started = (engines or {}).get(es.name)
+    if reporter:
+        reporter.study_planned(_tasks(spec, work, todo, plans))
+    pool = _Engines(engines)
+    try:
+        for i, (es, level) in enumerate(work):
+            key = level.key(es.name)
+            if key not in todo:
+                if reporter:
+                    reporter.level_skipped(key)
+                continue
             try:
-                await _run_engine(spec, es, todo, plans, reporter, root, manifest, started)
+                engine = await pool.get(es, manifest, spec, root)
             except InputError:
                 # bad input found while starting (a server that never got healthy): a study this
                 # run created holds nothing measured, so nothing half-written is left behind
                 if fresh and not any(study_dir(spec.name, root).glob("levels/*/*")):
                     shutil.rmtree(study_dir(spec.name, root), ignore_errors=True)
                 raise
+            if engine is None:
+                info = _failed(spec, es, level, pool.broken[es.name], root)
+            else:
+                try:
+                    info, requests, tokens, memory = await _measure(spec, es, engine, level, plans, reporter)
+                    write_level(info, requests, tokens, memory, root)
+                except (asyncio.CancelledError, KeyboardInterrupt):
+                    raise
+                except Exception as exc:
+                    err = f"{type(exc).__name__}: {exc} | {traceback.format_exc(limit=3)}"
+                    info = _failed(spec, es, level, err, root)
+            if reporter:
+                reporter.level_finished(info)
+            following = work[i + 1 :]
+            if not spec.keep_engines_loaded and not any(e.name == es.name for e, lv in following[:1]):
+                await pool.release(es.name)
+    finally:
+        await pool.close()
 
 
 def run_study(

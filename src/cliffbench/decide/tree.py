@@ -1,15 +1,14 @@
-"""Which engine for how many users: a decision tree whose thresholds are read off the measured curves.
+"""Which engine for how many users: a decision tree whose thresholds are the measured cliffs.
 
-Nothing here is typed in by hand. An engine's *cliff* is the largest user count at which it still
-meets both SLOs (``ttft_s_p99 <= ttft_slo_s`` and ``tpot_s_p50 <= tpot_slo_s``), found by linear
-interpolation over log2(users) between the last measured level that meets them and the first that
-does not. The tree splits the user count at those cliffs and, for each range, recommends the engine
-that meets the SLOs at the top of the range with the highest output throughput.
-
-Between measured levels metrics are interpolated on log2(users) because the sweep doubles the users
-per level, so neighbouring levels are evenly spaced on that axis. Above the highest measured level
-nothing is claimed (NaN, "unmeasured"); below the lowest the lowest level's value stands in, since a
-lighter load is never slower in a closed loop.
+Nothing here is typed in by hand, and nothing is interpolated into a verdict. Each level is judged
+by `bench.repeats.pool_repeats`: its SLO percentiles over every submitted request of every repeat
+(failures count as misses), decided by their interval. An engine's *cliff* is a bracket: the
+highest measured level that meets the SLO before the first that does not ("between 4 and 8
+users"), or "at least 16 users" when no measured level missed. The tree splits the user count at
+those measured levels and, for each range, recommends the engine that meets the SLO at the top of
+the range (the heaviest load in it) with the highest median throughput; adjacent ranges with the
+same recommendation merge. A user count between two measured levels is judged at the next
+measured level above it, and says so.
 """
 
 from __future__ import annotations
@@ -18,11 +17,11 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 from pydantic import Field
 
-from cliffbench.bench.store import Results, ok_levels
+from cliffbench.bench.repeats import SloJudge, pool_repeats
+from cliffbench.bench.store import Results
 from cliffbench.config import Spec
 
 __all__ = [
@@ -38,36 +37,59 @@ __all__ = [
     "engine_cliffs",
     "fmt_g",
     "interpolate",
+    "pooled_levels",
     "recommend",
+    "recommend_for",
     "select_levels",
 ]
 
-TTFT_METRIC = "ttft_s_p99"
-TPOT_METRIC = "tpot_s_p50"
 THROUGHPUT_METRIC = "output_tok_s"
 _REQUIRED = ("engine", "concurrency")
-# Interpolated cliffs land on floats such as 11.999999999 for an exact 12; round down only past this.
-_FLOOR_EPS = 1e-9
-
-FloatArray = npt.NDArray[np.float64]
+_LONG = " (long documents)"
 
 
 class UserProfile(Spec):
     """The deployment being decided for."""
 
     peak_users: int = Field(gt=0, description="concurrent users at peak")
-    ttft_slo_s: float = Field(gt=0, allow_inf_nan=False, description="TTFT p99 budget in seconds")
-    tpot_slo_s: float = Field(gt=0, allow_inf_nan=False, description="TPOT p50 budget in seconds")
+    ttft_slo_s: float = Field(gt=0, allow_inf_nan=False, description="TTFT budget in seconds")
+    tpot_slo_s: float = Field(gt=0, allow_inf_nan=False, description="TPOT budget in seconds")
     long_prompts: bool = Field(False, description="users send documents near the context limit")
 
 
 @dataclass(frozen=True)
 class Cliff:
-    """An engine's cliff: ``users`` is a lower bound only (``at_least``) when it never failed."""
+    """Where an engine stops meeting the SLO: it meets it at every measured level up to
+    `meets_up_to` (0: not even at the lowest), and `first_miss` is the next measured level (None
+    when none missed: `at_least`). `first_miss_verdict` is 'misses' or 'uncertain' (the interval
+    straddles the budget, or n was too small for one)."""
 
     engine: str
-    users: float
-    at_least: bool
+    meets_up_to: float
+    first_miss: float | None
+    first_miss_verdict: str = ""
+    lowest: float = 1.0
+
+    @property
+    def at_least(self) -> bool:
+        return self.first_miss is None
+
+    @property
+    def users(self) -> float:
+        return self.meets_up_to
+
+    def text(self) -> str:
+        if self.at_least:
+            return f"at least {_users(self.meets_up_to)} (no measured level missed)"
+        assert self.first_miss is not None
+        unsure = self.first_miss_verdict != "misses"
+        because = "the interval straddles the budget, or n is too small for one"
+        why = f" (not shown to meet it there: {because})"
+        if self.meets_up_to <= 0:
+            if unsure:
+                return f"not shown to meet it even at its lowest measured level ({_users(self.first_miss)}): {because}"
+            return f"below {_users(self.first_miss)}: misses at its lowest measured level"
+        return f"between {self.meets_up_to:g} and {_users(self.first_miss)}" + (why if unsure else "")
 
 
 @dataclass(frozen=True)
@@ -77,6 +99,8 @@ class Recommendation:
     meets_slo: bool
     peak_users: int
     evidence: list[str] = field(default_factory=list)
+    judged_at: float | None = None
+    measured: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,138 +122,8 @@ class DecisionTree:
     thresholds: dict[str, float]
     slo: dict[str, float]
     at_least: dict[str, bool] = field(default_factory=dict)
-
-
-def select_levels(levels: pd.DataFrame, level_set: str | None = None, default: str = "chat") -> pd.DataFrame:
-    """The ok, closed-loop levels of one level set.
-
-    ``level_set=None`` takes the frame's only level set, or ``default`` when it holds several, so
-    callers may pass either the whole study table or an already filtered one.
-    """
-    missing = [c for c in _REQUIRED if c not in levels.columns]
-    if missing:
-        raise ValueError(f"levels lacks column(s): {', '.join(missing)}")
-    out = levels
-    if "status" in out.columns:
-        out = ok_levels(out)
-    if "level_set" in out.columns:
-        sets = sorted(str(s) for s in out["level_set"].dropna().unique())
-        chosen = level_set if level_set is not None else (sets[0] if len(sets) == 1 else default)
-        out = out[out["level_set"] == chosen]
-    # open-loop (rate) levels have no user count to place on the curve
-    return out[out["concurrency"].notna()]
-
-
-def _curve(levels: pd.DataFrame, engine: str, metric: str) -> tuple[FloatArray, FloatArray]:
-    """(log2 users, metric) of one engine, one point per measured user count, NaN metrics dropped."""
-    if metric not in levels.columns:
-        raise ValueError(f"levels lacks column(s): {metric}")
-    rows = levels[levels["engine"] == engine]
-    if rows.empty:
-        known = ", ".join(sorted(str(e) for e in levels["engine"].unique())) or "none"
-        raise ValueError(f"no successful levels for engine {engine!r}; engines: {known}")
-    # repeated levels (reruns, seeds) are averaged rather than letting one of them win silently
-    by_users = rows.groupby("concurrency")[metric].mean().dropna().sort_index()
-    x = np.log2(by_users.index.to_numpy(dtype=np.float64))
-    return x, by_users.to_numpy(dtype=np.float64)
-
-
-def _highest_users(levels: pd.DataFrame, engine: str) -> float:
-    return float(levels.loc[levels["engine"] == engine, "concurrency"].max())
-
-
-def interpolate(levels: pd.DataFrame, engine: str, metric: str, users: float) -> float:
-    """``metric`` of ``engine`` at ``users``, linear in log2(users) between measured levels.
-
-    Below the lowest measured level: that level's value. Above the highest: NaN (unmeasured).
-    """
-    if not users > 0:
-        raise ValueError(f"users must be > 0, got {users}")
-    x, y = _curve(select_levels(levels), engine, metric)
-    if x.size == 0:
-        return math.nan
-    u = math.log2(users)
-    if u > x[-1] + _FLOOR_EPS:
-        return math.nan
-    return float(np.interp(u, x, y))
-
-
-def _meets(ttft_p99_s: float, tpot_p50_s: float, ttft_slo_s: float, tpot_slo_s: float) -> bool:
-    # NaN TTFT means nothing was measured there; NaN TPOT means one-token replies, which have no
-    # decode phase to be slow in (the same rule as metrics.summarize_level's goodput)
-    tpot_ok = math.isnan(tpot_p50_s) or tpot_p50_s <= tpot_slo_s
-    return not math.isnan(ttft_p99_s) and ttft_p99_s <= ttft_slo_s and tpot_ok
-
-
-def _crossing(x0: float, x1: float, a: float, b: float, limit: float) -> float:
-    """log2 users where the segment (x0, a) -> (x1, b) reaches ``limit``; x1 when it stays below."""
-    if not b > limit:
-        return x1
-    if math.isnan(a) or b == a:
-        return x0
-    return x0 + (x1 - x0) * (limit - a) / (b - a)
-
-
-def _cliff_on_grid(
-    engine: str, users: FloatArray, ttft: FloatArray, tpot: FloatArray, ttft_slo_s: float, tpot_slo_s: float
-) -> Cliff:
-    ok = [_meets(t, p, ttft_slo_s, tpot_slo_s) for t, p in zip(ttft, tpot, strict=True)]
-    if all(ok):
-        return Cliff(engine, float(users[-1]), at_least=True)
-    first_fail = ok.index(False)
-    if first_fail == 0:
-        return Cliff(engine, 0.0, at_least=False)
-    i, j = first_fail - 1, first_fail
-    x0, x1 = math.log2(users[i]), math.log2(users[j])
-    # both metrics are piecewise linear on this grid, so the earlier of the two crossings is the cliff
-    x = min(
-        _crossing(x0, x1, ttft[i], ttft[j], ttft_slo_s),
-        _crossing(x0, x1, tpot[i], tpot[j], tpot_slo_s) if not math.isnan(tpot[j]) else x1,
-    )
-    return Cliff(engine, float(2.0**x), at_least=False)
-
-
-def _engine_grid(
-    levels: pd.DataFrame, engine: str, ttft_levels: pd.DataFrame | None
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    users = np.sort(levels.loc[levels["engine"] == engine, "concurrency"].unique().astype(np.float64))
-    if ttft_levels is not None:
-        # TTFT from another level set: both curves are piecewise linear on the union of their user
-        # counts, and only the range measured in both can be judged
-        other = ttft_levels.loc[ttft_levels["engine"] == engine, "concurrency"].unique()
-        users = np.union1d(users, np.asarray(other, dtype=np.float64))
-        top = min(_highest_users(levels, engine), _highest_users(ttft_levels, engine))
-        users = users[users <= top]
-    src = levels if ttft_levels is None else ttft_levels
-    ttft = np.array([interpolate(src, engine, TTFT_METRIC, u) for u in users])
-    tpot = np.array([interpolate(levels, engine, TPOT_METRIC, u) for u in users])
-    return users, ttft, tpot
-
-
-def engine_cliff_details(
-    levels: pd.DataFrame,
-    ttft_slo_s: float,
-    tpot_slo_s: float,
-    *,
-    ttft_levels: pd.DataFrame | None = None,
-) -> dict[str, Cliff]:
-    """Each engine's cliff; ``ttft_levels`` (e.g. the mixed set) supplies TTFT p99 instead of ``levels``."""
-    lv = select_levels(levels)
-    if lv.empty:
-        raise ValueError("no successful levels to decide from")
-    tl = None if ttft_levels is None else select_levels(ttft_levels, default="mixed")
-    out: dict[str, Cliff] = {}
-    for engine in sorted(str(e) for e in lv["engine"].unique()):
-        if tl is not None and not (tl["engine"] == engine).any():
-            continue  # no long-prompt measurement for this engine: it cannot be judged there
-        users, ttft, tpot = _engine_grid(lv, engine, tl)
-        out[engine] = _cliff_on_grid(engine, users, ttft, tpot, ttft_slo_s, tpot_slo_s)
-    return out
-
-
-def engine_cliffs(levels: pd.DataFrame, ttft_slo_s: float, tpot_slo_s: float) -> dict[str, float]:
-    """Per engine, the largest user count that still meets both SLOs (see `engine_cliff_details`)."""
-    return {e: c.users for e, c in engine_cliff_details(levels, ttft_slo_s, tpot_slo_s).items()}
+    cliffs: dict[str, Cliff] = field(default_factory=dict)
+    slo_text: str = ""
 
 
 def fmt_g(x: float) -> str:
@@ -241,158 +135,259 @@ def _users(n: float) -> str:
     return f"{n:g} user" if n == 1 else f"{n:g} users"
 
 
-def recommend(levels: pd.DataFrame, profile: UserProfile, mixed_levels: pd.DataFrame | None = None) -> Recommendation:
-    """Among engines meeting the SLOs at ``profile.peak_users``, the one with the most output tok/s.
+def pooled_levels(res: Results, judge: SloJudge) -> pd.DataFrame:
+    """The study's levels, one row per engine x level set x load, judged by `judge`."""
+    return pool_repeats(res.levels, res.requests, judge)
 
-    With ``profile.long_prompts`` and ``mixed_levels``, TTFT p99 comes from the mixed-length set.
-    When none meets them, the engine with the lowest TTFT p99 is named with a "scale out" verdict.
-    """
+
+def select_levels(levels: pd.DataFrame, level_set: str | None = None, default: str = "chat") -> pd.DataFrame:
+    """The closed-loop levels of one level set, failed ones included (they count as misses).
+
+    ``level_set=None`` takes the frame's only level set, or ``default`` when it holds several."""
+    missing = [c for c in _REQUIRED if c not in levels.columns]
+    if missing:
+        raise ValueError(f"levels lacks column(s): {', '.join(missing)}")
+    out = levels
+    if "level_set" in out.columns:
+        sets = sorted(str(s) for s in out["level_set"].dropna().unique())
+        chosen = level_set if level_set is not None else (sets[0] if len(sets) == 1 else default)
+        out = out[out["level_set"] == chosen]
+    return out[out["concurrency"].notna()]
+
+
+def interpolate(levels: pd.DataFrame, engine: str, metric: str, users: float) -> float:
+    """``metric`` of ``engine`` at ``users``, linear in log2(users) between its successful levels
+    (medians over repeats); below the lowest: that level's value; above the highest: NaN. For
+    estimates that say they interpolate (the matrix), never for a verdict."""
+    if not users > 0:
+        raise ValueError(f"users must be > 0, got {users}")
     lv = select_levels(levels)
-    if lv.empty:
-        raise ValueError("no successful levels to decide from")
-    n = profile.peak_users
-    ml = None if mixed_levels is None else select_levels(mixed_levels, default="mixed")
-    long_ttft = profile.long_prompts and ml is not None and not ml.empty
-    tl = ml if long_ttft and ml is not None else lv
-    evidence: list[str] = []
-    if profile.long_prompts and not long_ttft:
-        evidence.append("no mixed-length levels measured: TTFT judged on short prompts only")
-    meeting: list[tuple[float, str]] = []
-    ttfts: list[tuple[float, str]] = []
-    for engine in sorted(str(e) for e in lv["engine"].unique()):
-        if not (tl["engine"] == engine).any():
-            evidence.append(f"{engine} at {_users(n)}: not measured with long documents")
+    rows = lv[(lv["engine"] == engine) & (lv["status"] == "ok")] if "status" in lv else lv[lv["engine"] == engine]
+    if rows.empty:
+        known = ", ".join(sorted(str(e) for e in lv["engine"].unique())) or "none"
+        raise ValueError(f"no successful levels for engine {engine!r}; engines: {known}")
+    by_users = rows.groupby("concurrency")[metric].median().dropna().sort_index()
+    if by_users.empty:
+        return math.nan
+    x = np.log2(by_users.index.to_numpy(dtype=np.float64))
+    u = math.log2(users)
+    if u > x[-1] + 1e-9:
+        return math.nan
+    return float(np.interp(u, x, by_users.to_numpy(dtype=np.float64)))
+
+
+def _verdicts(lv: pd.DataFrame, engine: str) -> pd.Series:
+    rows = lv[lv["engine"] == engine].sort_values("concurrency")
+    return pd.Series(rows["slo_verdict"].to_numpy(), index=rows["concurrency"].to_numpy(dtype=np.float64))
+
+
+def engine_cliff_details(levels: pd.DataFrame) -> dict[str, Cliff]:
+    """Each engine's cliff bracket, from pooled levels of one level set (see `Cliff`)."""
+    if "slo_verdict" not in levels:
+        raise ValueError("levels lack slo_verdict: pool them with bench.repeats.pool_repeats and an SLO")
+    out: dict[str, Cliff] = {}
+    for engine in sorted(str(e) for e in levels["engine"].unique()):
+        v = _verdicts(levels, engine)
+        if v.empty:
             continue
-        tok_s = interpolate(lv, engine, THROUGHPUT_METRIC, n)
-        ttft = interpolate(tl, engine, TTFT_METRIC, n)
-        tpot = interpolate(lv, engine, TPOT_METRIC, n)
-        if math.isnan(tok_s) or math.isnan(ttft):
-            top = min(_highest_users(lv, engine), _highest_users(tl, engine))
-            evidence.append(f"{engine} at {_users(n)}: unmeasured (highest measured level: {_users(top)})")
+        bad = [u for u, x in v.items() if x != "meets"]
+        if not bad:
+            out[engine] = Cliff(engine, float(v.index[-1]), None, lowest=float(v.index[0]))
             continue
-        ok = _meets(ttft, tpot, profile.ttft_slo_s, profile.tpot_slo_s)
-        if ok:
-            meeting.append((tok_s, engine))
-            outcome = "meets SLO"
-        else:
-            misses = [f"TTFT p99 > {fmt_g(profile.ttft_slo_s)} s"] if ttft > profile.ttft_slo_s else []
-            if tpot > profile.tpot_slo_s:
-                misses.append(f"TPOT p50 > {fmt_g(profile.tpot_slo_s)} s")
-            outcome = f"misses SLO ({', '.join(misses)})"
-        ttfts.append((ttft, engine))
-        label = "TTFT p99 (long documents)" if long_ttft else "TTFT p99"
-        evidence.append(
-            f"{engine} at {_users(n)}: {fmt_g(tok_s)} tok/s, {label} {fmt_g(ttft)} s, "
-            f"TPOT p50 {fmt_g(tpot)} s -> {outcome}"
+        first = float(str(bad[0]))
+        below = [float(u) for u in v.index if u < first]
+        out[engine] = Cliff(engine, below[-1] if below else 0.0, first, str(v[first]), lowest=float(v.index[0]))
+    return out
+
+
+def engine_cliffs(levels: pd.DataFrame) -> dict[str, float]:
+    """Per engine, the highest measured level meeting the SLO below its first miss."""
+    return {e: c.meets_up_to for e, c in engine_cliff_details(levels).items()}
+
+
+def _judged_at(users: list[float], n: int) -> tuple[float | None, bool, str]:
+    if n in users:
+        return float(n), True, ""
+    if n < users[0]:
+        return users[0], False, f"{_users(n)} is below the lowest measured level: judged at {_users(users[0])}"
+    above = [u for u in users if u > n]
+    if not above:
+        return None, False, ""
+    below = max(u for u in users if u < n)
+    return (
+        above[0],
+        False,
+        f"{_users(n)} lies between measured levels {below:g} and {above[0]:g}: judged at {above[0]:g}",
+    )
+
+
+def _evidence(row: pd.Series, judge: SloJudge, label: str) -> str:
+    tok = f"{fmt_g(row[THROUGHPUT_METRIC])} tok/s"
+    if row.get("repeats", 1) > 1 and not math.isnan(row.get(f"{THROUGHPUT_METRIC}_min", math.nan)):
+        tok += f" (range {fmt_g(row[THROUGHPUT_METRIC + '_min'])}-{fmt_g(row[THROUGHPUT_METRIC + '_max'])})"
+    parts = [tok]
+    for m in judge.thresholds:
+        pt, lo, hi = row.get(f"slo_{m}", math.nan), row.get(f"slo_{m}_lo", math.nan), row.get(f"slo_{m}_hi", math.nan)
+        ci = (
+            "n too small for an interval"
+            if math.isnan(lo)
+            else f"{100 * row[f'slo_{m}_level']:.0f}% CI {fmt_g(lo)}-{fmt_g(hi)}"
         )
+        parts.append(f"{judge.label(m)} {fmt_g(pt)} s ({ci})")
+    missed = int(row.get("n_missed_requests", 0) or 0)
+    if missed:
+        parts.append(f"{missed} of {int(row['n_submitted'])} requests failed")
+    if int(row.get("failed_repeats", 0) or 0):
+        parts.append(f"{int(row['failed_repeats'])} repeat(s) failed outright")
+    return f"{label}: " + ", ".join(parts) + f" -> {row['slo_verdict']}"
+
+
+def recommend(
+    levels: pd.DataFrame, profile: UserProfile, judge: SloJudge, mixed_levels: pd.DataFrame | None = None
+) -> Recommendation:
+    """Among engines meeting the SLO at ``profile.peak_users`` (judged at the next measured level
+    when it was not measured), the one with the highest median output tok/s. With
+    ``profile.long_prompts`` and ``mixed_levels``, the mixed-length set is judged instead."""
+    lv = select_levels(levels)
+    n = profile.peak_users
+    evidence: list[str] = []
+    if profile.long_prompts and mixed_levels is not None and len(mixed_levels):
+        lv = select_levels(mixed_levels, default="mixed")
+        evidence.append("judged on the mixed-length set (long documents in the traffic)")
+    elif profile.long_prompts:
+        evidence.append("no mixed-length levels measured: judged on short prompts only")
+    if lv.empty:
+        raise ValueError("no levels to decide from")
+    users = sorted(float(u) for u in lv["concurrency"].unique())
+    at, measured, how = _judged_at(users, n)
+    if at is None:
+        verdict = (
+            f"{_users(n)} is above the highest measured level ({_users(users[-1])}): unmeasured, "
+            "extrapolate with the roofline"
+        )
+        return Recommendation(None, verdict, False, n, evidence)
+    if how:
+        evidence.append(how)
+    meeting: list[tuple[float, str]] = []
+    uncertain: list[str] = []
+    for engine in sorted(str(e) for e in lv["engine"].unique()):
+        rows = lv[(lv["engine"] == engine) & (lv["concurrency"] == at)]
+        if rows.empty:
+            evidence.append(f"{engine} at {_users(at)}: not measured")
+            continue
+        row = rows.iloc[0]
+        evidence.append(_evidence(row, judge, f"{engine} at {_users(at)}"))
+        if row["slo_verdict"] == "meets":
+            meeting.append((float(row[THROUGHPUT_METRIC]), engine))
+        elif row["slo_verdict"] == "uncertain":
+            uncertain.append(engine)
+    where = f"at {_users(n)}" if measured else f"at {_users(n)} (judged at the measured {_users(at)})"
     if meeting:
         tok_s, best = max(meeting)
+        verdict = f"meets {judge.text()} {where} with the highest median throughput ({fmt_g(tok_s)} tok/s)"
+        return Recommendation(best, verdict, True, n, evidence, at, measured)
+    if uncertain:
         verdict = (
-            f"meets TTFT p99 <= {fmt_g(profile.ttft_slo_s)} s and TPOT p50 <= {fmt_g(profile.tpot_slo_s)} s "
-            f"at {_users(n)} with the highest throughput ({fmt_g(tok_s)} tok/s)"
+            f"no engine is shown to meet {judge.text()} {where}; {', '.join(uncertain)} may (its interval "
+            "straddles the budget): measure more requests, scale out or relax the SLO"
         )
-        return Recommendation(best, verdict, True, n, evidence)
-    if ttfts:
-        ttft, closest = min(ttfts)
-        verdict = (
-            f"no engine meets the SLO at {_users(n)} on this hardware: scale out or relax the SLO "
-            f"(closest: {closest}, TTFT p99 {fmt_g(ttft)} s)"
-        )
-        return Recommendation(closest, verdict, False, n, evidence)
-    verdict = f"no engine was measured at {_users(n)}: unmeasured, extrapolate with the roofline"
-    return Recommendation(None, verdict, False, n, evidence)
+        return Recommendation(None, verdict, False, n, evidence, at, measured)
+    verdict = f"no engine meets {judge.text()} {where} on this hardware: scale out or relax the SLO"
+    return Recommendation(None, verdict, False, n, evidence, at, measured)
 
 
 def _cliff_evidence(cliffs: dict[str, Cliff]) -> list[str]:
-    lines = []
-    for e, c in cliffs.items():
-        if c.at_least:
-            lines.append(f"{e} meets the SLO at every measured level (cliff at least {_users(c.users)})")
-        elif c.users == 0:
-            lines.append(f"{e} misses the SLO even at its lowest measured level")
-        else:
-            lines.append(f"{e} meets the SLO up to {_users(float(fmt_g(c.users)))}")
-    return lines
+    return [f"{e}: cliff {c.text()}" for e, c in cliffs.items()]
 
 
 def _users_subtree(
-    levels: pd.DataFrame,
-    cliffs: dict[str, Cliff],
-    slo: dict[str, float],
-    mixed_levels: pd.DataFrame | None,
+    lv: pd.DataFrame, cliffs: dict[str, Cliff], judge: SloJudge, mixed: pd.DataFrame | None
 ) -> DecisionNode:
-    if mixed_levels is None:
-        top = float(levels["concurrency"].max())
-    else:
-        # with long documents only the users measured in both sets count as measured
-        top = max(min(_highest_users(levels, e), _highest_users(mixed_levels, e)) for e in cliffs)
-    top_users = math.floor(top + _FLOOR_EPS)
-    splits = {math.floor(c.users + _FLOOR_EPS) for c in cliffs.values()}
-    # a cliff of 0 (fails at the lowest level) opens no range of its own; the top always closes one
-    uppers = sorted(s for s in splits | {top_users} if 1 <= s <= top_users)
-    branches: list[tuple[str, DecisionNode | Leaf]] = []
-    lower = 1
+    src = lv if mixed is None else mixed
+    users = sorted(float(u) for u in src["concurrency"].unique())
+    top = users[-1]
+    splits = {c.meets_up_to for c in cliffs.values() if c.meets_up_to >= users[0]}
+    uppers = sorted(s for s in splits | {top} if s <= top)
+    ranges: list[tuple[float, float, Leaf]] = []
+    lower = 1.0
     for upper in uppers:
         profile = UserProfile(
-            peak_users=upper,
-            ttft_slo_s=slo["ttft_s"],
-            tpot_slo_s=slo["tpot_s"],
-            long_prompts=mixed_levels is not None,
+            peak_users=int(upper),
+            ttft_slo_s=judge.thresholds.get("ttft_s", 1.0),
+            tpot_slo_s=judge.thresholds.get("tpot_s", 1.0),
+            long_prompts=mixed is not None,
         )
-        rec = recommend(levels, profile, mixed_levels)
-        label = f"<= {_users(upper)}" if lower == 1 else f"{lower}-{upper} users"
-        branches.append((label, Leaf(rec.engine, rec.verdict, rec.evidence)))
+        rec = recommend(lv, profile, judge, mixed)
+        leaf = Leaf(rec.engine, rec.verdict, rec.evidence)
+        if ranges and ranges[-1][2].engine == rec.engine:
+            # the same answer for the lighter range: one leaf, judged at the heavier load
+            ranges[-1] = (ranges[-1][0], upper, leaf)
+        else:
+            ranges.append((lower, upper, leaf))
         lower = upper + 1
+    branches: list[tuple[str, DecisionNode | Leaf]] = [
+        (f"<= {_users(hi)}" if lo <= 1 else f"{lo:g}-{_users(hi)}", leaf) for lo, hi, leaf in ranges
+    ]
     beyond = Leaf(
         None,
-        f"above the highest measured level ({_users(top_users)}): unmeasured, extrapolate with the roofline",
+        f"above the highest measured level ({_users(top)}): unmeasured, extrapolate with the roofline",
         _cliff_evidence(cliffs),
     )
-    branches.append((f"> {_users(top_users)}", beyond))
+    branches.append((f"> {_users(top)}", beyond))
     return DecisionNode("peak concurrent users?", branches)
 
 
-def build_tree(
-    levels: pd.DataFrame,
-    ttft_slo_s: float,
-    tpot_slo_s: float,
-    mixed_levels: pd.DataFrame | None = None,
-) -> DecisionTree:
-    """The decision tree: user-count splits at the engines' cliffs; with ``mixed_levels`` a first
-    split on long documents, whose yes-branch judges TTFT on the mixed-length set."""
-    # validates the SLOs once, with the same one-line pydantic errors as a profile
-    UserProfile(peak_users=1, ttft_slo_s=ttft_slo_s, tpot_slo_s=tpot_slo_s)
+def build_tree(levels: pd.DataFrame, judge: SloJudge, mixed_levels: pd.DataFrame | None = None) -> DecisionTree:
+    """The decision tree from pooled, judged levels: user-count splits at the engines' cliffs;
+    with ``mixed_levels`` a first split on long documents, whose yes-branch judges that set."""
     lv = select_levels(levels)
     if lv.empty:
-        raise ValueError("no successful levels to decide from")
-    slo = {"ttft_s": ttft_slo_s, "tpot_s": tpot_slo_s}
-    cliffs = engine_cliff_details(lv, ttft_slo_s, tpot_slo_s)
-    thresholds = {e: c.users for e, c in cliffs.items()}
-    at_least = {e: c.at_least for e, c in cliffs.items()}
-    chat = _users_subtree(lv, cliffs, slo, None)
+        raise ValueError("no levels to decide from")
+    cliffs = engine_cliff_details(lv)
+    chat = _users_subtree(lv, cliffs, judge, None)
+    all_cliffs = dict(cliffs)
     ml = None if mixed_levels is None else select_levels(mixed_levels, default="mixed")
-    if ml is None or ml.empty:
-        return DecisionTree(chat, thresholds, slo, at_least)
-    long_cliffs = engine_cliff_details(lv, ttft_slo_s, tpot_slo_s, ttft_levels=ml)
-    if not long_cliffs:
-        return DecisionTree(chat, thresholds, slo, at_least)
-    for e, c in long_cliffs.items():
-        thresholds[f"{e} (long documents)"] = c.users
-        at_least[f"{e} (long documents)"] = c.at_least
-    root = DecisionNode(
-        "long documents in the traffic?",
-        [("no", chat), ("yes", _users_subtree(lv, long_cliffs, slo, ml))],
+    root = chat
+    if ml is not None and not ml.empty:
+        long_cliffs = engine_cliff_details(ml)
+        all_cliffs.update({f"{e}{_LONG}": c for e, c in long_cliffs.items()})
+        root = DecisionNode(
+            "long documents in the traffic?", [("no", chat), ("yes", _users_subtree(lv, long_cliffs, judge, ml))]
+        )
+    return DecisionTree(
+        root,
+        {e: c.meets_up_to for e, c in all_cliffs.items()},
+        dict(judge.thresholds),
+        {e: c.at_least for e, c in all_cliffs.items()},
+        all_cliffs,
+        judge.text(),
     )
-    return DecisionTree(root, thresholds, slo, at_least)
 
 
 def decision_tree(
     res: Results, level_set: str, mixed_level_set: str, ttft_slo_s: float, tpot_slo_s: float
 ) -> DecisionTree:
-    """The tree of a stored study: `level_set` for throughput and TPOT, `mixed_level_set` (when
-    measured) for TTFT with long documents."""
-    levels = select_levels(res.levels, level_set)
-    mixed = res.levels[res.levels["level_set"] == mixed_level_set]
-    return build_tree(
-        levels, ttft_slo_s, tpot_slo_s, mixed_levels=select_levels(mixed, mixed_level_set) if len(mixed) else None
+    """The tree of a stored study: `level_set` for the chat curves, `mixed_level_set` (when
+    measured) for traffic with long documents; the SLO percentiles are the study's."""
+    UserProfile(peak_users=1, ttft_slo_s=ttft_slo_s, tpot_slo_s=tpot_slo_s)  # one-line errors for bad SLOs
+    judge = SloJudge.of(res.study.slo, ttft_s=ttft_slo_s, tpot_s=tpot_slo_s)
+    pooled = pooled_levels(res, judge)
+    levels = select_levels(pooled, level_set)
+    mixed = pooled[pooled["level_set"] == mixed_level_set]
+    return build_tree(levels, judge, select_levels(mixed, mixed_level_set) if len(mixed) else None)
+
+
+def recommend_for(
+    res: Results, profile: UserProfile, level_set: str = "chat", mixed_level_set: str = "mixed"
+) -> Recommendation:
+    """`recommend` on a stored study, its levels judged by the profile's budgets at the study's
+    SLO percentiles."""
+    judge = SloJudge.of(res.study.slo, ttft_s=profile.ttft_slo_s, tpot_s=profile.tpot_slo_s)
+    pooled = pooled_levels(res, judge)
+    mixed = pooled[pooled["level_set"] == mixed_level_set]
+    return recommend(
+        select_levels(pooled, level_set),
+        profile,
+        judge,
+        select_levels(mixed, mixed_level_set) if len(mixed) and profile.long_prompts else None,
     )

@@ -18,6 +18,7 @@ import pandas as pd
 
 from cliffbench.audit.claims import load_claims
 from cliffbench.audit.estimate import EngineEstimate, estimate_study, target_hardware
+from cliffbench.bench.repeats import SloJudge, pool_repeats
 from cliffbench.bench.store import Results, load_results
 from cliffbench.bench.study import StudySpec, load_study
 from cliffbench.config import PROJECT_ROOT
@@ -60,6 +61,15 @@ class ReportData:
     fidelity_repeats: BenchmarkResult | None = None  # fidelity_repeats.json
     overhead: BenchmarkResult | None = None  # engine_overhead.json: kit vs each engine's raw loop
     gpu_study: GpuStudy | None = None
+    levels: pd.DataFrame | None = None  # pooled over repeats and judged by the study's SLO (None: pool here)
+
+    @property
+    def pooled(self) -> pd.DataFrame:
+        """One row per engine x level set x load: medians over repeats, ranges, SLO verdicts."""
+        if self.levels is not None:
+            return self.levels
+        res = self.results
+        return pool_repeats(res.levels, res.requests, SloJudge.of(res.study.slo))
 
 
 def _benchmark(path: Path) -> BenchmarkResult | None:
@@ -82,9 +92,11 @@ def load_report_data(study: str, root: Path = PROJECT_ROOT) -> ReportData:
     quiet = results / "fidelity_quiet.json"
     # the quiet run (nothing else on the cores, 2 threads) when stored, else the run on shared cores
     fidelity = quiet if quiet.is_file() else results / "fidelity.json"
+    res = load_results(study, root / "data" / "results")
     return ReportData(
         study=study,
-        results=load_results(study, root / "data" / "results"),
+        results=res,
+        levels=pool_repeats(res.levels, res.requests, SloJudge.of(res.study.slo)),
         claims=load_claims(root / "data" / "published" / "claims.csv"),
         tuning=_benchmark(results / "engine_tuning.json"),
         fidelity=_benchmark(fidelity),

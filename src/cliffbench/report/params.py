@@ -67,7 +67,9 @@ class AnalysisParams(Spec):
     level_set: str = Field("chat", description="level set for the concurrency curves")
     mixed_level_set: str = Field("mixed", description="level set with long documents (head-of-line blocking)")
     peak_users: int = Field(25, gt=0, description="your peak concurrent users (decision tree)")
-    ttft_slo_s: float = Field(2.0, gt=0, description="your TTFT p99 objective, seconds")
+    ttft_slo_s: float = Field(
+        2.0, gt=0, description="your TTFT objective, seconds (on the study's SLO percentile: p90 by default)"
+    )
     tpot_slo_s: float = Field(0.25, gt=0, description="your TPOT p50 objective, seconds")
     # the Architecture Decision Matrix (cliffbench.decide.matrix.MatrixParams without the prefix)
     matrix_users: int = Field(25, gt=0, description="decision matrix: concurrent users of your deployment")

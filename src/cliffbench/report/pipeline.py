@@ -2,6 +2,8 @@
 
     cliffbench report --study-file studies/default.yaml [-p name value ...] [-f params.yaml]
 
+While notebook 10 runs the study, its progress file (bench.progress.ProgressFile) is shown on
+the terminal (report.terminal.StudyWatcher: level i/N, engine, users, repeat, tok/s, ETA).
 Executed notebooks go to report/executed/ (sources untouched); the PDF (report/pdf.py) replaces
 report/whitepaper.pdf only when rendering succeeded, so a failed run leaves the previous PDF as it
 was. Every parameter is validated by the models of report/params.py before any notebook runs.
@@ -9,10 +11,12 @@ was. Every parameter is validated by the models of report/params.py before any n
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
 
+from cliffbench.bench.progress import progress_path
 from cliffbench.config import PROJECT_ROOT, REPORT_DIR, InputError
 from cliffbench.report.params import (
     NOTEBOOK_PARAMS,
@@ -26,6 +30,7 @@ from cliffbench.report.params import (
     validate_params,
 )
 from cliffbench.report.pdf import render_pdf
+from cliffbench.report.terminal import StudyWatcher
 
 __all__ = ["build_report", "execute_notebook"]
 
@@ -66,8 +71,13 @@ def build_report(params: dict[str, Any], out_pdf: Path | None = None) -> Path:
     executed = {}
     for name in NOTEBOOKS:
         logger.info("running notebooks/%s.ipynb", name)
+        # notebook 10 runs the study: show its progress file while papermill holds its output
+        watch: contextlib.AbstractContextManager[Any] = (
+            StudyWatcher(progress_path(spec.name)) if name == "10_benchmark" else contextlib.nullcontext()
+        )
         try:
-            executed[name] = execute_notebook(name, params)
+            with watch:
+                executed[name] = execute_notebook(name, params)
         except PapermillExecutionError as exc:
             raise InputError(f"notebook {name}: {exc.ename}: {str(exc.evalue).splitlines()[0]}") from None
     pdf = out_pdf or REPORT_DIR / "whitepaper.pdf"

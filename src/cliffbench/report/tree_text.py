@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cliffbench.decide.tree import DecisionNode, DecisionTree, Leaf, fmt_g
+from cliffbench.decide.tree import DecisionNode, DecisionTree, Leaf
 
 __all__ = ["render_tree_text"]
 
@@ -24,9 +24,7 @@ def _render(node: DecisionNode | Leaf, indent: str, lines: list[str]) -> None:
 
 def render_tree_text(tree: DecisionTree) -> str:
     """Indented plain-text rendering (the CLI's ``cliffbench recommend``)."""
-    slo = tree.slo
-    lines = [f"SLO: TTFT p99 <= {fmt_g(slo['ttft_s'])} s, TPOT p50 <= {fmt_g(slo['tpot_s'])} s"]
-    cliffs = ", ".join(f"{e} {'>= ' if tree.at_least.get(e) else ''}{fmt_g(u)}" for e, u in tree.thresholds.items())
-    lines.append(f"cliffs (users): {cliffs}")
+    lines = [f"SLO: {tree.slo_text} (interval decides; failed requests count as misses)", "cliffs:"]
+    lines += [f"  {e}: {c.text()}" for e, c in tree.cliffs.items()]
     _render(tree.root, "", lines)
     return "\n".join(lines)

@@ -7,6 +7,7 @@ Each function draws into an ``Axes`` it is given from the tidy tables of
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
@@ -15,6 +16,7 @@ from cliffbench.bench.metrics import itl_s
 from cliffbench.bench.store import ok_requests
 from cliffbench.report.figures.style import (
     LEVEL_COLS,
+    Colour,
     boxplot,
     closed_loop_levels,
     engine_legend,
@@ -60,8 +62,28 @@ def plot_throughput(ax: Axes, levels: pd.DataFrame, level_set: str = "chat") -> 
     ax.set_title(f"Throughput ({level_set})")
 
 
+def _band(ax: Axes, x: npt.NDArray[np.float64], lo: pd.Series, hi: pd.Series, color: Colour) -> None:
+    """Shade ``[lo, hi]`` only at the x where the interval exists (finite both ends)."""
+    low = lo.to_numpy(dtype=np.float64)
+    high = hi.to_numpy(dtype=np.float64)
+    # NaN is "n too small" and +inf an unbounded top: neither can be drawn as a band on a log axis
+    has = np.isfinite(low) & np.isfinite(high)
+    paired = has & (np.r_[False, has[:-1]] | np.r_[has[1:], False])
+    if paired.any():
+        ax.fill_between(x, low, high, where=has, color=color, alpha=0.15, linewidth=0)
+    # a lone level (no neighbour with an interval) would be a zero-width sliver of fill: a bar instead
+    alone = has & ~paired
+    if alone.any():
+        ax.vlines(x[alone], low[alone], high[alone], color=color, alpha=0.3, linewidth=4)
+
+
 def plot_ttft(ax: Axes, levels: pd.DataFrame, level_set: str = "chat") -> None:
-    """TTFT p50 (solid) and p99 (dashed) with 95 % bootstrap CI bands, log y."""
+    """TTFT p50 (solid) and p99 (dashed), log y, each with its exact order-statistic 95 % interval.
+
+    A band is drawn only at levels where the interval exists: p50 needs 6 requests, p99 needs 299
+    (:func:`cliffbench.bench.metrics.min_n_for_ci`), so at tens of requests per level the p99 line
+    has no band, and that absence is the finding, not a drawing gap.
+    """
     cols = ["ttft_s_p50", "ttft_s_p99", "ttft_s_p50_lo", "ttft_s_p50_hi", "ttft_s_p99_lo", "ttft_s_p99_hi"]
     require_columns(levels, [*LEVEL_COLS, *cols], "levels", "plot_ttft")
     pal = engine_palette(levels["engine"])
@@ -75,11 +97,11 @@ def plot_ttft(ax: Axes, levels: pd.DataFrame, level_set: str = "chat") -> None:
         x = d.index.to_numpy(dtype=np.float64)
         for q, ls in (("p50", "-"), ("p99", "--")):
             ax.plot(x, d[f"ttft_s_{q}"], color=pal[engine], linestyle=ls, marker="o", markersize=3)
-            ax.fill_between(x, d[f"ttft_s_{q}_lo"], d[f"ttft_s_{q}_hi"], color=pal[engine], alpha=0.15, linewidth=0)
+            _band(ax, x, d[f"ttft_s_{q}_lo"], d[f"ttft_s_{q}_hi"], pal[engine])
     log2_users_axis(ax, lv["concurrency"])
     log_y(ax)
     ax.set_ylabel("TTFT (s)")
-    ax.set_title(f"Time to first token ({level_set}; bands: 95 % CI)")
+    ax.set_title(f"Time to first token ({level_set}; bands: exact 95 % CI where n allows)")
     engine_legend(ax, pal, engines, {"p50": "-", "p99": "--"})
 
 

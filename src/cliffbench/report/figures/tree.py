@@ -85,5 +85,4 @@ def plot_decision_tree(ax: Axes, tree: DecisionTree) -> None:
     ax.set_xlim(-0.5, _depth(tree.root) + 1.6)
     ax.set_ylim(-0.8, n - 0.2)
     ax.axis("off")
-    slo = tree.slo
-    ax.set_title(f"Which engine? (SLO: TTFT p99 <= {slo['ttft_s']:g} s, TPOT p50 <= {slo['tpot_s']:g} s)")
+    ax.set_title(f"Which engine? (SLO: {tree.slo_text})")

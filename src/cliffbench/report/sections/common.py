@@ -23,8 +23,9 @@ def fmt(x: Any, digits: int = 3) -> str:
 
 
 def measured_levels(data: ReportData, level_set: str = "chat") -> pd.DataFrame:
-    """The study's successful levels of `level_set`, by engine then users."""
-    return ok_levels(data.results.levels, level_set).sort_values(["engine", "concurrency"])
+    """The study's levels of `level_set` that ran in at least one repeat, one row per engine and
+    users (medians over repeats, `_min/_max` their range), by engine then users."""
+    return ok_levels(data.pooled, level_set).sort_values(["engine", "concurrency"])
 
 
 def headline_level(lv: pd.DataFrame) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from cliffbench.bench.metrics import min_n_for_ci
+from cliffbench.bench.repeats import SloJudge
 from cliffbench.report.data import ReportData
 from cliffbench.report.sections.common import fmt, measured_levels
 
@@ -70,38 +72,47 @@ def config_table(data: ReportData) -> str:
 
 
 def levels_table(data: ReportData, level_set: str = "chat") -> str:
+    """One row per engine and users: medians over repeats with their range, the pooled SLO
+    percentile with its interval, and the level's verdict."""
     lv = measured_levels(data, level_set)
-    cols = [
-        ("engine", "engine"),
-        ("users", "concurrency"),
-        ("achieved", "achieved_concurrency"),
-        ("out tok/s", "output_tok_s"),
-        ("TTFT p50 s", "ttft_s_p50"),
-        ("TTFT p99 s", "ttft_s_p99"),
-        ("TPOT p50 s", "tpot_s_p50"),
-        ("ok/all", None),
-        ("goodput req/s", "goodput_req_s"),
-    ]
-    head = "| " + " | ".join(c for c, _ in cols) + " |"
-    rows = [head, "|" + "---|" * len(cols)]
+    judge = SloJudge.of(data.results.study.slo)
+    q = judge.percentile("ttft_s")
+    head = (
+        f"| engine | users | repeats | out tok/s median (range) | TTFT p50 s | TTFT p{q:g} s pooled (95% CI) "
+        "| TPOT p50 s | ok/submitted | SLO |"
+    )
+    rows = [head, "|" + "---|" * 9]
+    busy = 0
     for _, r in lv.iterrows():
-        cells = []
-        for _, c in cols:
-            if c is None:
-                cells.append(f"{int(r.n_ok)}/{int(r.n_requests)}")
-            elif c == "engine":
-                cells.append(str(r.engine))
-            elif c == "concurrency":
-                cells.append(str(int(r.concurrency)))
-            else:
-                cells.append(fmt(r[c]))
-        rows.append("| " + " | ".join(cells) + " |")
+        tok = fmt(r.output_tok_s)
+        if int(r.repeats) > 1:
+            tok += f" ({fmt(r.output_tok_s_min)}-{fmt(r.output_tok_s_max)})"
+        ci = "n too small" if pd.isna(r.get("slo_ttft_s_lo")) else f"{fmt(r.slo_ttft_s_lo)}-{fmt(r.slo_ttft_s_hi)}"
+        flags = f", {int(r.busy_repeats)} busy" if int(r.get("busy_repeats", 0)) else ""
+        busy += int(r.get("busy_repeats", 0))
+        rows.append(
+            f"| {r.engine} | {int(r.concurrency)} | {int(r.ok_repeats)}/{int(r.repeats)}{flags} | {tok} "
+            f"| {fmt(r.ttft_s_p50)} | {fmt(r.get('slo_ttft_s'))} ({ci}) | {fmt(r.tpot_s_p50)} "
+            f"| {int(r.n_submitted - r.n_missed_requests)}/{int(r.n_submitted)} | {r.slo_verdict} |"
+        )
+    rows.append("")
+    rows.append(
+        f"SLO: {judge.text()} over every submitted request of every repeat (a failed request counts as a miss); "
+        "`meets` when the interval's upper end is within budget, `misses` when its lower end is above it, "
+        '`uncertain` otherwise ("n too small": no distribution-free 95 % interval exists at that many '
+        f"requests; p{q:g} needs {min_n_for_ci(q)})."
+    )
+    if busy:
+        rows.append(
+            f" {busy} stored repeat(s) ran while other processes used more than "
+            f"{fmt(data.results.study.busy.max_foreign_cores)} cores even after re-running: marked `busy`."
+        )
     levels = data.results.levels
     failed = levels[levels["status"] != "ok"]
     if len(failed):
         rows.append("")
         rows.append(
-            f"{len(failed)} level(s) failed and are excluded: "
+            f"{len(failed)} level run(s) failed and count as SLO misses: "
             + "; ".join(
                 f"{k} ({str(e).splitlines()[0][:120]})" for k, e in zip(failed.level_key, failed.error, strict=True)
             )

@@ -7,20 +7,24 @@ import html
 import pandas as pd
 
 from cliffbench.audit.shape_verdicts import ollama_like
+from cliffbench.bench.repeats import RatioEstimate, median_range_level, paired_ratio
+from cliffbench.decide.tree import Cliff, DecisionTree
 from cliffbench.report.data import ReportData
 from cliffbench.report.sections.common import fmt, headline_level, measured_levels
 from cliffbench.report.sections.overhead import overhead_gap_sentence
 
-__all__ = ["SEED_SOURCE", "SEED_VLLM_OVER_OLLAMA", "executive_summary", "seed_comparison", "title_page_html"]
+__all__ = [
+    "SEED_SOURCE",
+    "SEED_VLLM_OVER_OLLAMA",
+    "cliff_sentence",
+    "executive_summary",
+    "seed_comparison",
+    "title_page_html",
+]
 
 # The seed post's own story (shared/seed): the shapes it argues from, for comparison only.
 SEED_VLLM_OVER_OLLAMA = 1450 / 320
 SEED_SOURCE = "seed post: ~1,450 vs ~320 TPS at 25-32 users, traced to Spheron's H100 table"
-
-
-def _at(lv: pd.DataFrame, engine: str, users: int, col: str) -> float:
-    row = lv[(lv["engine"] == engine) & (lv["concurrency"] == users)]
-    return float(row[col].iloc[0]) if len(row) else float("nan")
 
 
 def title_page_html(data: ReportData) -> str:
@@ -40,66 +44,82 @@ def title_page_html(data: ReportData) -> str:
     )
 
 
-def executive_summary(data: ReportData, ttft_slo_s: float, cliffs: dict[str, float] | None = None) -> str:
+def _tok(row: pd.Series) -> str:
+    """Median output tok/s of a pooled level with its range over repeats."""
+    med = fmt(row.output_tok_s)
+    if int(row.get("repeats", 1)) < 2:
+        return f"{med} tok/s (one repeat)"
+    return f"{med} tok/s (range {fmt(row.output_tok_s_min)}-{fmt(row.output_tok_s_max)})"
+
+
+def _ratio(data: ReportData, a: str, b: str, users: int, level_set: str = "chat") -> RatioEstimate:
+    return paired_ratio(data.results.levels, a, b, level_set, users)
+
+
+def _repeats_note(lv: pd.DataFrame) -> str:
+    n = int(lv["repeats"].min()) if "repeats" in lv and len(lv) else 1
+    if n < 2:
+        return (
+            "Every level of this study was measured once, so no number below carries its run-to-run spread; "
+            "on these machines the same level has moved by +-40 % between runs an hour apart."
+        )
+    return (
+        f"Every level was measured {n} times, interleaved with the other engines (repeat r of every engine "
+        f"before repeat r+1). Numbers are medians over the repeats; a range is min-max over them, which "
+        f"covers the median of the repeat distribution with probability {100 * median_range_level(n):.0f} % "
+        "(distribution-free), and a ratio's range comes from repeats paired in time."
+    )
+
+
+def executive_summary(data: ReportData, tree: DecisionTree | None = None) -> str:
     lv = measured_levels(data)
     if lv.empty:
         return "No level of this study finished successfully, so there is nothing to summarise."
     users = headline_level(lv)
     at = lv[lv["concurrency"] == users].sort_values("output_tok_s", ascending=False)
     best, runner = at.iloc[0], at.iloc[1] if len(at) > 1 else None
-    s = [
-        f"At **{users} concurrent users** the **{best.engine}** engine delivered "
-        f"**{fmt(best.output_tok_s)} output tok/s**"
-        + (
-            f", {fmt(best.output_tok_s / runner.output_tok_s)} times {runner.engine} ({fmt(runner.output_tok_s)} tok/s)"
-            if runner is not None
-            else ""
-        )
-        + f", with a p99 time to first token of {fmt(best.ttft_s_p99)} s."
-    ]
+    s = [_repeats_note(lv)]
+    lead = f"At **{users} concurrent users** the **{best.engine}** engine delivered **{_tok(best)}**"
+    if runner is not None:
+        r = _ratio(data, str(best.engine), str(runner.engine), users)
+        lead += f", {r.text(fmt, str(runner.engine))}: {_tok(runner)}"
+    s.append(lead + f", with a median TTFT p90 of {fmt(best.ttft_s_p90)} s per repeat.")
     one = lv[lv["concurrency"] == lv["concurrency"].min()].sort_values("ttft_s_p50")
     if len(one):
         f = one.iloc[0]
         s.append(
             f"With {int(f.concurrency)} user the fastest first token came from **{f.engine}** "
-            f"(TTFT p50 {fmt(f.ttft_s_p50)} s, {fmt(f.output_tok_s)} tok/s)."
+            f"(TTFT p50 {fmt(f.ttft_s_p50)} s, {_tok(f)})."
         )
     for eng, g in lv.groupby("engine"):
         lo, hi = g.iloc[0], g.iloc[-1]
         s.append(
-            f"{eng}: throughput x{fmt(hi.output_tok_s / lo.output_tok_s)} from {int(lo.concurrency)} to "
-            f"{int(hi.concurrency)} users, while TTFT p99 grew x{fmt(hi.ttft_s_p99 / lo.ttft_s_p99)} "
-            f"({fmt(lo.ttft_s_p99)} s to {fmt(hi.ttft_s_p99)} s)."
+            f"{eng}: throughput x{fmt(hi.output_tok_s / lo.output_tok_s)} (medians) from {int(lo.concurrency)} to "
+            f"{int(hi.concurrency)} users, while TTFT p90 grew x{fmt(hi.ttft_s_p90 / lo.ttft_s_p90)} "
+            f"({fmt(lo.ttft_s_p90)} s to {fmt(hi.ttft_s_p90)} s)."
         )
-    if cliffs:
-        s.append(_cliff_sentence(cliffs, ttft_slo_s, lv))
+    if tree is not None and tree.cliffs:
+        s.append(cliff_sentence(tree))
     s.append(seed_comparison(data))
     return "\n\n".join(s)
 
 
-def _cliff_sentence(cliffs: dict[str, float], ttft_slo_s: float, lv: pd.DataFrame) -> str:
-    top = lv.groupby("engine")["concurrency"].max()
+def cliff_sentence(tree: DecisionTree) -> str:
+    """Each engine's cliff as a bracket of measured levels, long-document cliffs apart."""
+    chat = {e: c for e, c in tree.cliffs.items() if "(long documents)" not in e}
+    docs = {e: c for e, c in tree.cliffs.items() if "(long documents)" in e}
 
-    def say(engine: str, users: float) -> str:
-        base = engine.replace(" (long documents)", "")
-        if users <= 0:
-            return f"{engine} misses it already at the lowest measured level"
-        if base in top and users >= top[base]:
-            return f"{engine} holds it up to the highest measured level ({int(top[base])} users)"
-        return f"{engine} ~{fmt(users, 2)} users"
+    def say(cliffs: dict[str, Cliff]) -> str:
+        order = sorted(cliffs.items(), key=lambda kv: (-kv[1].meets_up_to, kv[0]))
+        return "; ".join(f"{e}: {c.text()}" for e, c in order)
 
-    chat = {e: c for e, c in cliffs.items() if "(long documents)" not in e}
-    docs = {e: c for e, c in cliffs.items() if "(long documents)" in e}
     text = (
-        f"The cliff, the largest user count that still meets the SLO (TTFT p99 <= {fmt(ttft_slo_s)} s and the "
-        "TPOT target): " + "; ".join(say(e, c) for e, c in sorted(chat.items(), key=lambda kv: -kv[1])) + "."
+        f"The cliff of each engine, between the highest measured level that meets the SLO ({tree.slo_text}, "
+        "over every submitted request of every repeat, failures counted as misses, judged by the "
+        f"percentile's 95 % interval rather than its point estimate) and the first that does not: {say(chat)}."
     )
     if docs:
-        text += (
-            " With long documents in the traffic: "
-            + "; ".join(say(e, c) for e, c in sorted(docs.items(), key=lambda kv: -kv[1]))
-            + "."
-        )
+        text += f" With long documents in the traffic (the mixed set): {say(docs)}."
     return text
 
 
@@ -111,29 +131,37 @@ def seed_comparison(data: ReportData) -> str:
     if "vllm" not in engines or ref is None:
         return "The study lacks vLLM or an Ollama-like llama.cpp engine, so the seed's ratio is not checked."
     users = headline_level(lv[lv["engine"].isin(["vllm", ref])])
-    ratio = _at(lv, "vllm", users, "output_tok_s") / _at(lv, ref, users, "output_tok_s")
+    r = _ratio(data, "vllm", ref, users)
+    ratio = r.median
     claimed = SEED_VLLM_OVER_OLLAMA
     best_llama = lv[(lv["concurrency"] == users) & lv["engine"].str.startswith("llamacpp")]
     tuned = best_llama.sort_values("output_tok_s").iloc[-1] if len(best_llama) else None
-    # same order as the claim (at least half of it) = reproduced; vLLM ahead by less = the direction only
-    if ratio >= 0.5 * claimed:
+    # same order as the claim (at least half of it) = reproduced; vLLM ahead by less = the direction
+    # only. The range over paired repeats must agree, or the verdict says it moves with the run.
+    lo, hi = (r.lo, r.hi) if r.pairs >= 2 else (ratio, ratio)
+    if lo >= 0.5 * claimed:
         verdict = "reproduces"
-    elif ratio > 1:
+    elif hi >= 0.5 * claimed and lo > 1:
+        verdict = "reproduces in some repeats and only the direction in others of"
+    elif lo > 1:
         verdict = "reproduces only the direction of"
+    elif hi > 1:
+        verdict = "does not consistently reproduce the direction of"
     else:
         verdict = "does not reproduce"
     text = (
         f"The seed claims vLLM delivers about {fmt(claimed)} times Ollama's throughput at 25-32 users "
-        f"({SEED_SOURCE}). Here, at {users} users, vLLM delivered {fmt(ratio)} times "
-        f"{ref} (the Ollama-like configuration): this run **{verdict}** the seed's ratio."
+        f"({SEED_SOURCE}). Here, at {users} users, vLLM delivered {r.text(fmt, ref)}, the Ollama-like "
+        f"configuration: this run **{verdict}** the seed's ratio."
     )
     if data.overhead is not None:
         text += overhead_gap_sentence(data, "vllm", ref, ratio)
     if tuned is not None and tuned.engine != ref:
-        r2 = _at(lv, "vllm", users, "output_tok_s") / float(tuned.output_tok_s)
-        moved = "narrows the gap substantially" if r2 < 0.75 * ratio else "changes the ratio little"
+        r2 = _ratio(data, "vllm", str(tuned.engine), users)
+        moved = "narrows the gap substantially" if r2.median < 0.75 * ratio else "changes the ratio little"
         text += (
-            f" Against the best llama.cpp configuration in this study ({tuned.engine}) the ratio is {fmt(r2)}: "
+            f" Against the best llama.cpp configuration in this study ({tuned.engine}), vLLM delivered "
+            f"{r2.text(fmt, str(tuned.engine))}: "
             f"tuning llama.cpp's slots {moved} here."
         )
     return text
