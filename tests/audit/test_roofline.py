@@ -12,6 +12,8 @@ from cliffbench.audit.roofline import (
     MODELS,
     ModelSize,
     decode_ceiling_tok_s,
+    decode_roofs,
+    decode_step_flops,
     kv_bytes_per_token,
     kv_capacity_seqs,
     prefill_ceiling_tok_s,
@@ -20,7 +22,7 @@ from cliffbench.audit.roofline import (
 )
 from cliffbench.bench.probes import local_hardware, probe_matmul_tflops, probe_memory_bandwidth_gb_s
 from cliffbench.config import InputError
-from cliffbench.hardware import HARDWARE
+from cliffbench.hardware import HARDWARE, Hardware
 from cliffbench.models.manifest import ModelShapes
 
 A100 = HARDWARE["a100-40gb"]
@@ -52,6 +54,37 @@ def test_batch_ceiling_grows_then_compute_caps() -> None:
     assert decode_ceiling_tok_s(A100, LLAMA8B, "bf16", 32, 1024) < decode_ceiling_tok_s(A100, LLAMA8B, "bf16", 32)
     with pytest.raises(InputError, match="batch"):
         decode_ceiling_tok_s(A100, LLAMA8B, "bf16", batch=0)
+
+
+TOY = ModelSize(name="toy", n_params=100_000_000, n_layers=10, n_kv_heads=2, head_dim=64, hidden_size=512)
+TOY_CPU = Hardware(
+    name="toy-cpu", memory_bandwidth_gb_s=20, bf16_tflops=1.0, fp32_tflops=0.25, memory_gib=16, source="test"
+)
+
+
+def test_decode_roofs_by_hand() -> None:
+    # fp32 weights: 1e8 x 4 B = 400,000,000 B; KV per token: 2 x 10 layers x 2 heads x 64 x 2 B = 5,120 B
+    assert decode_step_flops(TOY, 1, 100) == 2e8 + 4 * 10 * 100 * 512  # 202,048,000 FLOP per token
+    # batch 32 at 100 tokens of context, at a probed 0.25 TFLOP/s:
+    #   memory: 20e9 B/s / (400,000,000 + 32 x 100 x 5,120 = 416,384,000 B) x 32 = 1,537.05 tok/s
+    #   compute: 0.25e12 / (32 x 202,048,000 = 6,465,536,000 FLOP) x 32 = 1,237.33 tok/s -> compute binds
+    roofs = decode_roofs(TOY_CPU, TOY, "fp32", batch=32, context_tokens=100, tflops=0.25)
+    assert roofs.memory_tok_s == pytest.approx(20e9 / 416_384_000 * 32)
+    assert roofs.memory_tok_s == pytest.approx(1537.05, abs=0.01)
+    assert roofs.compute_tok_s == pytest.approx(0.25e12 / 6_465_536_000 * 32)
+    assert roofs.compute_tok_s == pytest.approx(1237.33, abs=0.01)
+    assert roofs.binding == "compute" and roofs.ceiling_tok_s == roofs.compute_tok_s and roofs.tflops == 0.25
+    # batch 1: memory 20e9 / 400,512,000 = 49.94 tok/s against compute 1,237.33 -> memory binds
+    one = decode_roofs(TOY_CPU, TOY, "fp32", batch=1, context_tokens=100, tflops=0.25)
+    assert one.binding == "memory" and one.ceiling_tok_s == pytest.approx(49.94, abs=0.01)
+    assert one.compute_tok_s == pytest.approx(roofs.compute_tok_s)  # per-token FLOPs do not shrink with batch
+    # without a probed rate the datasheet's generous peak (max of bf16 and fp32: 1.0) applies: 4,949 tok/s,
+    # and memory binds at batch 32 too; decode_ceiling_tok_s is that min
+    generous = decode_roofs(TOY_CPU, TOY, "fp32", batch=32, context_tokens=100)
+    assert generous.tflops == 1.0 and generous.binding == "memory"
+    assert decode_ceiling_tok_s(TOY_CPU, TOY, "fp32", 32, 100) == pytest.approx(generous.memory_tok_s)
+    with pytest.raises(InputError, match="tflops"):
+        decode_roofs(TOY_CPU, TOY, "fp32", tflops=0)
 
 
 def test_ttft_floor_and_kv_capacity() -> None:
@@ -191,6 +224,7 @@ def test_audit_known_lengths(tmp_path: Path) -> None:
 def test_probes_positive_on_tiny_sizes() -> None:
     assert probe_memory_bandwidth_gb_s(size_mb=8, runs=1) > 0
     assert probe_matmul_tflops("float32", n=256, runs=1) > 0
+    assert probe_matmul_tflops("int8", n=64, runs=1, budget_s=0.5) > 0  # torch._int_mm on this CPU
     with pytest.raises(InputError, match="dtype"):
         probe_matmul_tflops("int4", n=256, runs=1)
     hw = local_hardware(size_mb=8, n=256, runs=1)

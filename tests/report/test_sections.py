@@ -294,3 +294,79 @@ def test_load_report_data_names_an_unknown_study(tmp_path: Path) -> None:
 
     with pytest.raises(InputError, match="no results for 'nope'"):
         load_report_data("nope", root=tmp_path)
+
+
+# a study reached partly over HTTP, on a machine with a GPU, serving another model, one engine at a
+# precision it reported (q8_0, not its spec's q4_1 GGUF)
+STUDY_HTTP: dict[str, Any] = {
+    "seed": 1,
+    "engines": ("vllm", "llamacpp-slots-4", "remote-server", "vllm-serve"),
+    "failed": None,
+    "gpus": ("NVIDIA H100 80GB HBM3",),
+    "precisions": {"llamacpp-slots-4": "q8_0"},
+    "model": "llama-3.1-8b",
+}
+
+
+def test_methods_and_limitations_follow_the_study(no_files: list[str]) -> None:
+    names = ("methods", "limitations", "title", "summary")
+    p = {k: SECTIONS[k](_data(results=fake_results(0))) for k in names}
+    h = {k: SECTIONS[k](_data("study-http", results=fake_results(**STUDY_HTTP))) for k in names}
+    # the GPUs the manifest lists
+    assert "**2 CPU cores, no GPU.**" in p["limitations"] and "GPU: none" in p["methods"]
+    assert "**3 CPU cores and NVIDIA H100 80GB HBM3.**" in h["limitations"] and "no GPU" not in h["limitations"]
+    assert "GPU: NVIDIA H100 80GB HBM3" in h["methods"] and "NVIDIA H100 80GB HBM3" in h["title"]
+    # in-process only where every engine is
+    assert p["methods"].startswith("Every engine runs in-process in one Python process (vLLM's engine core")
+    assert "measured in-process</p>" in p["title"]
+    assert "Every engine runs in-process" not in h["methods"]
+    assert h["methods"].startswith("vllm, llamacpp-slots-4 run in-process")
+    assert "remote-server is reached over HTTP to an external server (10.1.2.3)" in h["methods"]
+    assert "vllm-serve is reached over HTTP to a vllm server the kit started on this machine" in h["methods"]
+    assert "measured in-process and over HTTP</p>" in h["title"]
+    assert "**remote-server ran on an external server**" in h["limitations"]
+    assert "shares the cores** with vllm, llamacpp-slots-4, vllm-serve;" in h["limitations"]
+    # the model and its size from the manifest
+    assert "**smollm2-135m, 135 M parameters**" in p["limitations"] and "Model smollm2-135m:" in p["methods"]
+    assert "**llama-3.1-8b, 8,030 M parameters**" in h["limitations"] and "Model llama-3.1-8b:" in h["methods"]
+    assert "relatively more here than for an 8B model" in p["limitations"]
+    assert "relatively more here" not in h["limitations"]
+    # each engine's precision as the study ran it: what it reported, else its spec on the stored CPU/GPU
+    assert "vllm fp32, llamacpp-serial q4_1, llamacpp-slots-4 q4_1" in p["limitations"]  # AVX2 only: fp32
+    assert "vllm bf16, llamacpp-slots-4 q8_0, remote-server unknown" in h["limitations"]  # a GPU: bf16
+    assert "weights 16.1 GB at bf16, 8.53 GB at q8_0" in h["limitations"]
+    # the bandwidth the study's probe measured
+    bw = "GB/s of memory bandwidth measured by the study's probe"
+    assert f"10 {bw}" in p["limitations"] and f"11 {bw}" in h["limitations"] and f"10 {bw}" in p["methods"]
+    for text in (p["limitations"], h["limitations"]):
+        assert not any(t in text for t in ("tens of GB/s", "135M-parameter", "Q4_1 GGUF", "as Ollama would"))
+    # the summary carries the seed's sentence for both
+    assert "The seed claims vLLM delivers about 4.53 times" in p["summary"]
+    assert "The seed claims vLLM delivers about 4.53 times" in h["summary"]
+
+
+def test_published_numbers_are_read_not_typed(no_files: list[str]) -> None:
+    changed = CLAIMS.copy()
+    for claim_id, value in (("cplt-c32-vllm-tps", 2900.0), ("rh-ollama-peak-tps", 82.0), ("rh-ollama-p99", 400.0)):
+        changed.loc[changed["claim_id"] == claim_id, "value"] = value
+    before, after = _data(), _data(claims=changed)
+    seed_b, seed_a = nv.seed_comparison(before), nv.seed_comparison(after)
+    assert "about 4.53 times" in seed_b and "vLLM 1,450 tok/s, Ollama 320 tok/s: CPLT_CLAIM" in seed_b
+    assert "about 9.06 times" in seed_a and "vLLM 2,900 tok/s, Ollama 320 tok/s: CPLT_CLAIM" in seed_a
+    # where the seed's numbers came from is found in the data: 2,900 no longer matches Spheron's row
+    assert "the same values as SPH2026's sph-ollama-tps, sph-vllm-tps" in seed_b
+    assert "the same values as SPH2026's sph-ollama-tps, recorded" in seed_a
+    assert "Throughput (H100, 32 concurrent)" in seed_b
+    shapes_b, shapes_a = nv.shapes_section(before), nv.shapes_section(after)
+    assert "x19.3 (vLLM 793 tok/s, Ollama 41 tok/s: RH2025" in shapes_b
+    assert "x9.67 (vLLM 793 tok/s, Ollama 82 tok/s: RH2025" in shapes_a
+    assert "x8.41 (vLLM 80 ms, Ollama 673 ms: RH2025" in shapes_b and "x5 (vLLM 80 ms, Ollama 400 ms" in shapes_a
+    assert "x2.84 (510 -> 1,450 tok/s" in shapes_b and "x5.69 (510 -> 2,900 tok/s" in shapes_a
+    # a p99 against a p99: 5 requests give no interval, and the verdict says so
+    assert "no 95 % interval of a p99 below 299 requests" in shapes_b and "**n too small (" in shapes_b
+
+
+def test_glossary_puts_aiperf_itl_on_tpot() -> None:
+    rows = {line.split("|")[1].strip(): line for line in nv.glossary_table().splitlines() if line.startswith("| `")}
+    assert "Inter Token Latency" in rows["`tpot_s`"] and "our TPOT" in rows["`tpot_s`"]
+    assert "Inter Token Latency" not in rows["`itl_s`"]

@@ -88,14 +88,14 @@ def load_sources(path: str | Path = SOURCES_CSV) -> pd.DataFrame:
 
 
 # Precision an engine serves when a source does not say (the research note's reading).
-_DEFAULT_PRECISION = {
+DEFAULT_PRECISION = {
     "vllm": ("bf16", "vLLM serves the checkpoint dtype, bf16 for Llama 3.x"),
     "ollama": ("q4_k_m", "Ollama's default llama3.1:8b tag is Q4_K_M"),
     "llama.cpp": ("q4_k_m", "the usual GGUF, as Ollama's default tag"),
 }
 
 
-def _find_model(name: str) -> ModelSize | None:
+def find_model(name: str) -> ModelSize | None:
     key = name.lower().split("/")[-1].replace(" ", "-").removesuffix("-instruct")
     return MODELS.get(key)
 
@@ -144,14 +144,14 @@ def _judge(speed: float, upper: float, lower: float, unknown: list[str]) -> str:
 
 
 def _audit(c: Claim) -> tuple[float, str, str]:
-    hw, m = HARDWARE.get(c.hardware), _find_model(c.model)
+    hw, m = HARDWARE.get(c.hardware), find_model(c.model)
     if hw is None or m is None:
         why = [what for what, x in (("hardware", hw), ("model", m)) if x is None]
         return math.nan, f"cannot be checked: {' and '.join(why)} unknown", ""
     notes: list[str] = []
     p: str = c.precision
     if p == "unknown":
-        guess = next((v for k, v in _DEFAULT_PRECISION.items() if k in c.engine.lower()), None)
+        guess = next((v for k, v in DEFAULT_PRECISION.items() if k in c.engine.lower()), None)
         if guess is None:
             return math.nan, "cannot be checked: precision unknown", ""
         p = guess[0]

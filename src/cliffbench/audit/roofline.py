@@ -1,10 +1,12 @@
 """Physical ceilings of LLM serving, and an audit of published numbers against them.
 
 A decode step reads every weight once, plus the KV cache of every running sequence, so output
-tok/s <= bandwidth / bytes per step x batch; every token also costs ~2 FLOP per parameter, so no
-batch beats peak FLOP/s / (2 x n_params). Attention FLOPs, activations and kernel efficiency are
-left out on purpose: the results are upper bounds, so a published number above one is impossible
-as stated, while one below it is only possible. One deliberate exception: weights count every
+tok/s <= bandwidth / bytes per step x batch (the memory roof); every token also costs ~2 FLOP per
+parameter plus its attention over the context (4 x layers x hidden x context FLOP), so output tok/s
+<= FLOP/s / FLOP per token (the compute roof). The decode ceiling is the lower roof (`decode_roofs`
+says which binds); the prefill ceiling counts the 2 FLOP per parameter only. Activations and kernel
+efficiency are left out on purpose: the results are upper bounds, so a published number above one
+is impossible as stated, while one below it is only possible. One deliberate exception: weights count every
 parameter, as usually quoted, though a step reads one row of an untied input-embedding table
 (Llama-3.1-8B: 0.53 of 8.03 B params), so an excess under ~x1.07 there is not proof.
 
@@ -14,6 +16,7 @@ machine; `cliffbench.audit.claims` checks published numbers against these ceilin
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
@@ -27,9 +30,12 @@ if TYPE_CHECKING:
 __all__ = [
     "BITS_PER_PARAM",
     "MODELS",
+    "DecodeRoofs",
     "ModelSize",
     "Precision",
     "decode_ceiling_tok_s",
+    "decode_roofs",
+    "decode_step_flops",
     "kv_bytes_per_token",
     "kv_capacity_seqs",
     "prefill_ceiling_tok_s",
@@ -114,15 +120,63 @@ def prefill_ceiling_tok_s(hw: Hardware, model: ModelSize, precision: str = "bf16
     return hw.compute_tflops(precision) * 1e12 / (2 * model.n_params)
 
 
+def decode_step_flops(model: ModelSize, batch: int = 1, context_tokens: float = 0) -> float:
+    """FLOPs of one decode step of `batch` sequences at `context_tokens` each: per sequence, 2 per
+    parameter (the weight matmuls) plus attention's two products over the context, q.K and p.V, of
+    2 FLOP x hidden_size (taken as heads x head_dim) per cached token in every layer."""
+    return batch * (2 * model.n_params + 2 * 2 * model.n_layers * context_tokens * model.hidden_size)
+
+
+@dataclass(frozen=True)
+class DecodeRoofs:
+    """The two decode ceilings of one batch, in output tok/s; `tflops` is the matmul rate the
+    compute roof used."""
+
+    memory_tok_s: float
+    compute_tok_s: float
+    tflops: float
+
+    @property
+    def ceiling_tok_s(self) -> float:
+        return min(self.memory_tok_s, self.compute_tok_s)
+
+    @property
+    def binding(self) -> Literal["memory", "compute"]:
+        """The lower roof (memory on a tie)."""
+        return "memory" if self.memory_tok_s <= self.compute_tok_s else "compute"
+
+
+def decode_roofs(
+    hw: Hardware,
+    model: ModelSize,
+    precision: str,
+    batch: int = 1,
+    context_tokens: float = 0,
+    tflops: float | None = None,
+) -> DecodeRoofs:
+    """Both roofs of `batch` sequences of `context_tokens` each, per step of `batch` tokens:
+    memory = bandwidth / (weights + every sequence's bf16 KV cache) x batch; compute = FLOP/s /
+    `decode_step_flops` x batch. FLOP/s: `tflops` where given (a rate probed for the precision),
+    else the datasheet's `hw.compute_tflops(precision)`."""
+    if batch < 1 or context_tokens < 0:
+        raise InputError(f"batch/context_tokens: need batch >= 1 and context >= 0, got {batch}, {context_tokens}")
+    if tflops is not None and not tflops > 0:
+        raise InputError(f"tflops: need a rate > 0, got {tflops}")
+    rate = hw.compute_tflops(precision) if tflops is None else tflops
+    step_bytes = weight_bytes(model, precision) + batch * context_tokens * kv_bytes_per_token(model)
+    return DecodeRoofs(
+        memory_tok_s=hw.memory_bandwidth_gb_s * 1e9 / step_bytes * batch,
+        compute_tok_s=rate * 1e12 / decode_step_flops(model, batch, context_tokens) * batch,
+        tflops=rate,
+    )
+
+
 def decode_ceiling_tok_s(
     hw: Hardware, model: ModelSize, precision: str, batch: int = 1, context_tokens: float = 0
 ) -> float:
-    """Output tok/s of `batch` sequences of `context_tokens` each: one step reads the weights and
-    every sequence's KV cache (bf16) and yields `batch` tokens; capped by the compute ceiling."""
-    if batch < 1 or context_tokens < 0:
-        raise InputError(f"batch/context_tokens: need batch >= 1 and context >= 0, got {batch}, {context_tokens}")
-    step_bytes = weight_bytes(model, precision) + batch * context_tokens * kv_bytes_per_token(model)
-    return min(hw.memory_bandwidth_gb_s * 1e9 / step_bytes * batch, prefill_ceiling_tok_s(hw, model, precision))
+    """Output tok/s of `batch` sequences of `context_tokens` each: the lower of `decode_roofs` at
+    the datasheet's compute peak."""
+    return decode_roofs(hw, model, precision, batch, context_tokens).ceiling_tok_s
 
 
 def ttft_floor_s(hw: Hardware, model: ModelSize, precision: str, prompt_tokens: float) -> float:

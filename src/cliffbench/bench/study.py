@@ -10,6 +10,7 @@ import yaml
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from cliffbench.config import InputError, Spec, parse_spec
+from cliffbench.engines.defaults import preset_spec
 from cliffbench.engines.specs import ENGINE_KINDS, EngineSpec, OpenAIHttpSpec
 from cliffbench.hardware import HARDWARE
 
@@ -71,6 +72,11 @@ class LoadSpec(Spec):
     warmup_requests: int = Field(1, ge=0)
     request_timeout_s: float = Field(600.0, gt=0)
     max_lag_s: float = Field(0.005, gt=0, description="event-loop lag p99 above this flags a level")
+    only_at: dict[str, list[int]] = Field(
+        default_factory=dict,
+        description="engine label -> the only user counts of this set it runs (empty list: none); "
+        "engines not named run every level",
+    )
     repeats: int = Field(
         1,
         ge=1,
@@ -190,6 +196,25 @@ class StudySpec(Spec):
         description="hardware the study is meant for (a cliffbench.hardware HARDWARE key, or 'local'): "
         "dry-run estimates and the KV-memory check use it",
     )
+
+    @field_validator("engines", mode="before")
+    @classmethod
+    def _presets(cls, v: Any) -> Any:
+        """An entry naming a `preset` and no `kind` (`{preset: ollama-0.10+, label: ollama}`) becomes
+        the preset's spec, built from data/published/engine_defaults.csv, with the entry's other keys
+        on top. An entry that gives `kind` is taken as written: a stored study keeps what it ran with."""
+        if not isinstance(v, list):
+            return v
+        out = []
+        for i, e in enumerate(v):
+            if isinstance(e, dict) and e.get("preset") is not None and "kind" not in e:
+                rest = {k: x for k, x in e.items() if k != "preset"}
+                try:
+                    e = preset_spec(str(e["preset"]), **rest)
+                except ValueError as exc:
+                    raise ValueError(f"entry {i}: {exc}") from None
+            out.append(e)
+        return out
 
     @field_validator("hardware")
     @classmethod

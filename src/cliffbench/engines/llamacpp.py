@@ -4,7 +4,8 @@
 is reserved up front, every step packs the next token of each generating slot and then as many
 pending prompt tokens as fit in `n_batch` into one `llama_decode`, and requests wait FIFO while
 every slot is busy. `llamacpp-serial` is the same machinery with one slot: one request at a time,
-as llama-cpp-python's own server and Ollama with NUM_PARALLEL=1 serve.
+as llama-cpp-python's own server and Ollama with NUM_PARALLEL=1 serve. With `max_queue` set, a
+request that finds that many already waiting is rejected, as Ollama answers 503 (ErrMaxQueue).
 
 The decode loop runs in one worker thread (ctypes releases the GIL inside llama_decode), and
 tokens cross into asyncio with `call_soon_threadsafe`, so the harness's clock is never blocked.
@@ -29,7 +30,7 @@ from cliffbench.config import InputError
 from cliffbench.engines.base import EngineError, GenRequest, KvMemory, RequestRejected, TokenEvent
 from cliffbench.engines.specs import LlamaCppSpec
 
-__all__ = ["FLASH_ATTN_TYPE", "LlamaCppEngine"]
+__all__ = ["FLASH_ATTN_TYPE", "LlamaCppEngine", "queue_full"]
 
 # llama_context_params.flash_attn_type for each `flash_attn` setting
 FLASH_ATTN_TYPE = {"auto": -1, "off": 0, "on": 1}
@@ -48,6 +49,13 @@ def _quiet_log() -> Any:
 
 # llama.cpp logs every graph input at load; a module-level reference keeps the callback alive
 _QUIET_LOG: Any = None
+
+
+def queue_full(queued: int, free_slots: int, max_queue: int | None) -> bool:
+    """Whether a request arriving now is rejected: of `queued` requests not yet in a slot, up to
+    `free_slots` are about to run, and `max_queue` or more of the rest already wait (Ollama's
+    pending channel of size OLLAMA_MAX_QUEUE is full). None: never."""
+    return max_queue is not None and queued - free_slots >= max_queue
 
 
 @dataclass
@@ -193,6 +201,7 @@ class LlamaCppEngine:
             "n_ctx": self.n_ctx,
             "n_ctx_seq": self.n_ctx_seq,
             "kv_unified": self.kv_unified,
+            "max_queue": self.spec.max_queue,
             "n_batch": self._batch_cap,
             "n_threads": self.n_threads,
             "flash_attn": self.spec.flash_attn,
@@ -224,6 +233,10 @@ class LlamaCppEngine:
         with self._cv:
             if self._stopping or self._thread is None:
                 raise EngineError(f"{self.name} is not running")
+            queued = sum(not p.cancelled for p in self._queue)
+            free = sum(s.job is None for s in self._slots)
+            if queue_full(queued, free, self.spec.max_queue):
+                raise RequestRejected(f"{self.name} is busy: {self.spec.max_queue} requests already wait (max_queue)")
             self._queue.append(job)
             self._cv.notify()
         try:

@@ -72,6 +72,7 @@ def omp_bind(setting: str) -> str | None:
 class _EngineBase(Spec):
     kind: str  # each kind narrows it to its Literal: the discriminator of EngineSpec
     label: str | None = Field(None, description="name in results and figures; defaults to kind")
+    preset: str | None = Field(None, description="the preset this spec was built from (cliffbench.engines.defaults)")
     model: ModelSpec = ModelSpec()
 
     # the field (dotted, from the engine) that sets the per-request context, and the one to name
@@ -176,6 +177,12 @@ class LlamaCppSpec(_EngineBase):
     n_batch: int = Field(512, gt=0, description="prompt tokens per llama_decode call")
     n_gpu_layers: int = Field(0, ge=-1, description="-1 offloads every layer (GPU builds)")
     flash_attn: Literal["auto", "on", "off"] = Field("auto", description="llama.cpp default is auto")
+    max_queue: int | None = Field(
+        None,
+        ge=0,
+        description="requests waiting beyond this are rejected, as Ollama answers 503 past OLLAMA_MAX_QUEUE; "
+        "None: unbounded",
+    )
 
     def threads(self) -> int:
         return self.n_threads or usable_cpus()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from typer.core import TyperCommand
 from cliffbench.config import InputError
 from cliffbench.report.params import NOTEBOOK_PARAMS, check_parameter_names, parameter_lines
 from cliffbench.report.pipeline import build_report
-from cliffbench.report.terminal import fail
+from cliffbench.report.terminal import err, fail
 
 __all__ = ["ReportCommand", "add_report_command", "parameters_help", "report"]
 
@@ -127,10 +128,20 @@ def report(
         params.update({name: _yaml_value(name, text) for name, text in pairs})
         if study_file is not None:
             params["study_file"] = str(study_file)
+        # SIGTERM (a kill, a stopped job) unwinds like Ctrl-C: the running kernel is interrupted
+        # and its engines stop before this process exits
+        signal.signal(signal.SIGTERM, _interrupt)
         with _progress_to_stderr():
             build_report(params, out)
     except InputError as exc:
         fail(str(exc))
+    except KeyboardInterrupt:
+        err.print("interrupted: the kernel was stopped with its engines; finished levels are stored")
+        raise typer.Exit(130) from None
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
 
 
 def add_report_command(app: typer.Typer) -> None:

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from cliffbench.audit.shape_verdicts import normalised_points
+from cliffbench.bench.repeats import SloJudge, pool_repeats
 from cliffbench.bench.store import Results, ok_levels
 from cliffbench.config import FIGURES_DIR, InputError
 from cliffbench.decide.tree import DecisionTree
@@ -29,8 +30,11 @@ __all__ = [
 ]
 
 FIGURE_CAPTIONS = {
-    "throughput": "Output tokens per second vs concurrent users (closed loop), one line per engine.",
-    "ttft": "Time to first token, p50 (solid) and p99 (dashed), with bootstrap 95% confidence bands.",
+    "throughput": "Output tokens per second vs concurrent users (closed loop): median over repeats, band: "
+    "their range (min-max).",
+    "ttft": "Time to first token at the SLO percentile, over every submitted request of every repeat "
+    "(a failed request counts as +inf), with its exact order-statistic 95% interval where the level holds "
+    "enough requests for one; open circles: no finite upper bound. Dotted: median over repeats of TTFT p50.",
     "itl": "Inter-token latency distributions at the lowest and the highest concurrency.",
     "timeline": "Request timelines at the highest level: waiting (queue), prefill and decoding per request.",
     "kv_memory": "KV-cache memory reserved vs holding live tokens, per engine and concurrency.",
@@ -98,7 +102,10 @@ def make_figures(
     fg.plot_throughput(ax, res.levels, level_set)
     save(fig, "throughput")
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    fg.plot_ttft(ax, res.levels, level_set)
+    judge = SloJudge.of(res.study.slo, **({} if tree is None else tree.slo))
+    fg.plot_ttft_slo(
+        ax, pool_repeats(res.levels, res.requests, judge), level_set, judge.label("ttft_s"), judge.thresholds["ttft_s"]
+    )
     save(fig, "ttft")
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     fg.plot_itl(ax, res.tokens, res.requests, res.levels, level_set)

@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
+import threading
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from cliffbench.bench.progress import progress_path
 from cliffbench.config import PROJECT_ROOT, REPORT_DIR, InputError
@@ -35,26 +39,73 @@ from cliffbench.report.terminal import StudyWatcher
 __all__ = ["build_report", "execute_notebook"]
 
 logger = logging.getLogger(__name__)
+_INTERRUPT_GRACE_S = 30.0  # for the engines to stop after the kernel is interrupted
+
+
+def _kernels() -> list[psutil.Process]:
+    out = []
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if any("ipykernel" in part for part in child.cmdline()):
+                out.append(child)
+    return out
+
+
+def _stop_kernels(grace_s: float = _INTERRUPT_GRACE_S) -> None:
+    """Interrupt the running kernels (a KeyboardInterrupt in the cell: the sweep's finally blocks
+    stop the engines, finished levels stay stored); kill those still alive after `grace_s` (the
+    engines' reapers then stop vLLM's processes)."""
+    kernels = _kernels()
+    for k in kernels:
+        with contextlib.suppress(psutil.Error):
+            k.send_signal(signal.SIGINT)
+    _, alive = psutil.wait_procs(kernels, timeout=grace_s)
+    for k in alive:
+        with contextlib.suppress(psutil.Error):
+            k.kill()
 
 
 def execute_notebook(name: str, params: dict[str, Any], out_dir: Path | None = None) -> Path:
     """Run notebooks/`name` under papermill with those of `params` it declares (its params model's
-    fields); the executed copy goes to `out_dir` (report/executed/)."""
+    fields); the executed copy goes to `out_dir` (report/executed/).
+
+    papermill runs in a worker thread: in the main thread nbclient would take SIGINT and SIGTERM
+    for itself and ask a busy kernel to shut down, which a kernel running a study ignores for as
+    long as the study runs. Here Ctrl-C (or SIGTERM) interrupts the kernel instead, waits for the
+    engines to stop, and re-raises KeyboardInterrupt."""
     import papermill as pm
 
     out_dir = out_dir or REPORT_DIR / "executed"
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{name}.ipynb"
     declared = NOTEBOOK_PARAMS[name].model_fields
-    pm.execute_notebook(
-        str(NOTEBOOKS_DIR / f"{name}.ipynb"),
-        str(out),
-        parameters={k: v for k, v in params.items() if k in declared},
-        cwd=str(NOTEBOOKS_DIR),
-        kernel_name="python3",
-        progress_bar=False,
-        report_mode=True,
-    )
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            pm.execute_notebook(
+                str(NOTEBOOKS_DIR / f"{name}.ipynb"),
+                str(out),
+                parameters={k: v for k, v in params.items() if k in declared},
+                cwd=str(NOTEBOOKS_DIR),
+                kernel_name="python3",
+                progress_bar=False,
+                report_mode=True,
+            )
+        except BaseException as exc:  # handed to the main thread, which raises it
+            failure.append(exc)
+
+    worker = threading.Thread(target=work, name=f"papermill-{name}", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except KeyboardInterrupt:
+        _stop_kernels()
+        worker.join(_INTERRUPT_GRACE_S)
+        raise
+    if failure:
+        raise failure[0]
     return out
 
 

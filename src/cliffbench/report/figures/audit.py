@@ -55,7 +55,7 @@ def plot_ceiling_fraction(ax: Axes, points: pd.DataFrame) -> None:
     ax.text(
         0.99,
         1.0,
-        "roofline ceiling",
+        "roofline ceiling (lower of memory and compute roofs)",
         color="firebrick",
         fontsize=7,
         va="bottom",

@@ -28,7 +28,7 @@ from cliffbench.report.figures.style import (
     require_columns,
 )
 
-__all__ = ["plot_itl", "plot_kv_memory", "plot_throughput", "plot_ttft"]
+__all__ = ["plot_itl", "plot_kv_memory", "plot_throughput", "plot_ttft", "plot_ttft_slo"]
 
 
 # a log axis cannot show 0; ITL gaps of 0 (several tokens in one streamed chunk) sit at this floor
@@ -44,7 +44,8 @@ def plot_throughput(ax: Axes, levels: pd.DataFrame, level_set: str = "chat") -> 
     if lv.empty:
         note(ax, f"no successful levels in level set {level_set!r}")
         return
-    data = lv.groupby(["engine", "concurrency"], as_index=False)["output_tok_s"].mean()
+    data = lv[["engine", "concurrency", "output_tok_s"]]
+    # median over repeats; the band is their full range (min-max), not a confidence interval
     sns.lineplot(
         data=data,
         x="concurrency",
@@ -53,7 +54,8 @@ def plot_throughput(ax: Axes, levels: pd.DataFrame, level_set: str = "chat") -> 
         palette=pal,
         marker="o",
         hue_order=sorted(data["engine"].unique(), key=natural_key),
-        errorbar=None,
+        estimator="median",
+        errorbar=("pi", 100),
         ax=ax,
     )
     log2_users_axis(ax, data["concurrency"])
@@ -103,6 +105,38 @@ def plot_ttft(ax: Axes, levels: pd.DataFrame, level_set: str = "chat") -> None:
     ax.set_ylabel("TTFT (s)")
     ax.set_title(f"Time to first token ({level_set}; bands: exact 95 % CI where n allows)")
     engine_legend(ax, pal, engines, {"p50": "-", "p99": "--"})
+
+
+def plot_ttft_slo(ax: Axes, pooled: pd.DataFrame, level_set: str, label: str, limit_s: float) -> None:
+    """TTFT at the SLO percentile over every submitted request of every repeat (failures as +inf),
+    with its exact 95 % interval (band where one exists), the budget as a line, log y; the pooled
+    table of `bench.repeats.pool_repeats`. A level whose interval reaches +inf (failures) or does
+    not exist is marked with an open circle at its point estimate, clipped to the axis."""
+    cols = ["slo_ttft_s", "slo_ttft_s_lo", "slo_ttft_s_hi", "ttft_s_p50"]
+    require_columns(pooled, [*LEVEL_COLS, *cols], "levels", "plot_ttft_slo")
+    pal = engine_palette(pooled["engine"])
+    lv = pooled[(pooled["level_set"] == level_set) & pooled["concurrency"].notna()]
+    if lv.empty:
+        note(ax, f"no levels in level set {level_set!r}")
+        return
+    engines = sorted(lv["engine"].unique(), key=natural_key)
+    finite = lv["slo_ttft_s"].replace(np.inf, np.nan)
+    top = float(np.nanmax([finite.max(), lv["slo_ttft_s_hi"].replace(np.inf, np.nan).max(), limit_s])) * 2
+    for engine in engines:
+        d = lv[lv["engine"] == engine].sort_values("concurrency")
+        x = d["concurrency"].to_numpy(dtype=np.float64)
+        y = d["slo_ttft_s"].clip(upper=top).to_numpy(dtype=np.float64)
+        ax.plot(x, y, color=pal[engine], marker="o", markersize=3)
+        ax.plot(x, d["ttft_s_p50"], color=pal[engine], linestyle=":", linewidth=1)
+        _band(ax, x, d["slo_ttft_s_lo"], d["slo_ttft_s_hi"], pal[engine])
+        open_ = ~np.isfinite(d["slo_ttft_s_hi"].to_numpy(dtype=np.float64))
+        ax.scatter(x[open_], y[open_], facecolors="white", edgecolors=pal[engine], s=28, zorder=3)
+    ax.axhline(limit_s, color="0.3", linewidth=0.8, linestyle="--")
+    log2_users_axis(ax, lv["concurrency"])
+    log_y(ax)
+    ax.set_ylabel("TTFT (s)")
+    ax.set_title(f"{label} per level, all repeats pooled (dotted: p50 median; dashed: the SLO)")
+    engine_legend(ax, pal, engines, {label: "-", "p50": ":"})
 
 
 def plot_itl(

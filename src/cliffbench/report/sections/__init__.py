@@ -14,16 +14,12 @@ from cliffbench.report.sections.methods import glossary_table, limitations_secti
 from cliffbench.report.sections.overhead import engine_overheads, overhead_gap_sentence, overhead_section
 from cliffbench.report.sections.results import config_table, levels_table, memory_section, tuning_section
 from cliffbench.report.sections.summary import (
-    SEED_SOURCE,
-    SEED_VLLM_OVER_OLLAMA,
     executive_summary,
     seed_comparison,
     title_page_html,
 )
 
 __all__ = [
-    "SEED_SOURCE",
-    "SEED_VLLM_OVER_OLLAMA",
     "claims_section",
     "config_table",
     "efficiency_section",

@@ -6,25 +6,43 @@ import html
 
 import pandas as pd
 
+from cliffbench.audit.seed import SEED_HIGH_USERS, comparable_pair, seed_pair
 from cliffbench.audit.shape_verdicts import ollama_like
 from cliffbench.bench.repeats import RatioEstimate, median_range_level, paired_ratio
 from cliffbench.decide.tree import Cliff, DecisionTree
 from cliffbench.report.data import ReportData
 from cliffbench.report.sections.common import fmt, headline_level, measured_levels
+from cliffbench.report.sections.methods import engine_transport
 from cliffbench.report.sections.overhead import overhead_gap_sentence
 
 __all__ = [
-    "SEED_SOURCE",
-    "SEED_VLLM_OVER_OLLAMA",
     "cliff_sentence",
     "executive_summary",
     "seed_comparison",
     "title_page_html",
 ]
 
-# The seed post's own story (shared/seed): the shapes it argues from, for comparison only.
-SEED_VLLM_OVER_OLLAMA = 1450 / 320
-SEED_SOURCE = "seed post: ~1,450 vs ~320 TPS at 25-32 users, traced to Spheron's H100 table"
+# what the title calls each engine kind (an openai-http engine: the server it started, else a generic one)
+_FAMILY = {
+    "vllm": "vLLM",
+    "llamacpp-serial": "llama.cpp",
+    "llamacpp-slots": "llama.cpp",
+    "llama-server": "llama.cpp",
+    "llama-cpp-python": "llama.cpp",
+    "fake": "a fake engine",
+}
+
+
+def _subtitle(data: ReportData) -> str:
+    """'vLLM and llama.cpp under concurrent load, measured in-process' for the engines the study ran."""
+    engines = data.results.study.engines
+    kinds = [getattr(getattr(e, "server", None), "kind", e.kind) for e in engines]
+    families = dict.fromkeys(_FAMILY.get(k, "an OpenAI-compatible server") for k in kinds)
+    ways = {engine_transport(e) == "in-process" for e in engines}
+    how = "in-process" if ways == {True} else "over HTTP" if ways == {False} else "in-process and over HTTP"
+    names = list(families)
+    listed = " and ".join(names) if len(names) < 3 else f"{', '.join(names[:-1])} and {names[-1]}"
+    return f"{listed} under concurrent load, measured {how}"
 
 
 def title_page_html(data: ReportData) -> str:
@@ -35,7 +53,7 @@ def title_page_html(data: ReportData) -> str:
     return (
         '<div class="title-page">'
         '<h1 class="title">Where is the concurrency cliff?</h1>'
-        '<p class="subtitle">vLLM and llama.cpp under concurrent load, measured in-process</p>'
+        f'<p class="subtitle">{html.escape(_subtitle(data))}</p>'
         f'<p class="meta">Study <b>{html.escape(data.study)}</b> &middot; measured {html.escape(created)}</p>'
         f'<p class="meta">{html.escape(str(cpu.get("model", "unknown CPU")))}, '
         f"{cpu.get('usable_cpus', '?')} usable cores, {cpu.get('memory_gib', '?')} GiB, {html.escape(gpus)}</p>"
@@ -56,13 +74,19 @@ def _ratio(data: ReportData, a: str, b: str, users: int, level_set: str = "chat"
     return paired_ratio(data.results.levels, a, b, level_set, users)
 
 
-def _repeats_note(lv: pd.DataFrame) -> str:
+def _repeats_note(lv: pd.DataFrame, data: ReportData) -> str:
     n = int(lv["repeats"].min()) if "repeats" in lv and len(lv) else 1
     if n < 2:
-        return (
-            "Every level of this study was measured once, so no number below carries its run-to-run spread; "
-            "on these machines the same level has moved by +-40 % between runs an hour apart."
-        )
+        text = "Every level of this study was measured once, so no number below carries its run-to-run spread"
+        stored = data.fidelity_repeats
+        runs = [r for r in (stored.data.get("runs", []) if stored else []) if str(r["variant"]).startswith("default")]
+        if stored is not None and len(runs) >= 2:
+            tok = [float(r["server"]["tok_s"]) for r in runs]
+            text += (
+                f"; one configuration run {len(runs)} times as is on this machine gave {fmt(min(tok))}-"
+                f"{fmt(max(tok))} tok/s (`benchmarks/results/{stored.name}`)"
+            )
+        return text + "."
     return (
         f"Every level was measured {n} times, interleaved with the other engines (repeat r of every engine "
         f"before repeat r+1). Numbers are medians over the repeats; a range is min-max over them, which "
@@ -78,7 +102,7 @@ def executive_summary(data: ReportData, tree: DecisionTree | None = None) -> str
     users = headline_level(lv)
     at = lv[lv["concurrency"] == users].sort_values("output_tok_s", ascending=False)
     best, runner = at.iloc[0], at.iloc[1] if len(at) > 1 else None
-    s = [_repeats_note(lv)]
+    s = [_repeats_note(lv, data)]
     lead = f"At **{users} concurrent users** the **{best.engine}** engine delivered **{_tok(best)}**"
     if runner is not None:
         r = _ratio(data, str(best.engine), str(runner.engine), users)
@@ -130,10 +154,15 @@ def seed_comparison(data: ReportData) -> str:
     ref = ollama_like(engines)
     if "vllm" not in engines or ref is None:
         return "The study lacks vLLM or an Ollama-like llama.cpp engine, so the seed's ratio is not checked."
+    pair = seed_pair(data.claims)
+    if pair is None:
+        return (
+            "The claims hold no seed vLLM and Ollama throughputs at its high load, so the seed's ratio is not checked."
+        )
     users = headline_level(lv[lv["engine"].isin(["vllm", ref])])
     r = _ratio(data, "vllm", ref, users)
     ratio = r.median
-    claimed = SEED_VLLM_OVER_OLLAMA
+    claimed = pair.ratio
     best_llama = lv[(lv["concurrency"] == users) & lv["engine"].str.startswith("llamacpp")]
     tuned = best_llama.sort_values("output_tok_s").iloc[-1] if len(best_llama) else None
     # same order as the claim (at least half of it) = reproduced; vLLM ahead by less = the direction
@@ -150,10 +179,18 @@ def seed_comparison(data: ReportData) -> str:
     else:
         verdict = "does not reproduce"
     text = (
-        f"The seed claims vLLM delivers about {fmt(claimed)} times Ollama's throughput at 25-32 users "
-        f"({SEED_SOURCE}). Here, at {users} users, vLLM delivered {r.text(fmt, ref)}, the Ollama-like "
-        f"configuration: this run **{verdict}** the seed's ratio."
+        f"The seed claims vLLM delivers about {fmt(claimed)} times Ollama's throughput at "
+        f"{SEED_HIGH_USERS[0]}-{SEED_HIGH_USERS[1]} users (data/published/claims.csv: {pair.cite()}). Here, at "
+        f"{users} users, vLLM delivered {r.text(fmt, ref)}, the Ollama-like configuration: this run **{verdict}** "
+        "the seed's ratio."
     )
+    a100 = comparable_pair(data.claims, "output_tok_s_total")
+    if a100 is not None and a100 != pair:
+        at = "at each engine's peak" if a100.users is None else f"at {a100.users} users"
+        text += (
+            f" On the {a100.vllm.hardware} the seed states, {a100.vllm.source_id} measured x{fmt(a100.ratio)} {at} "
+            f"({a100.cite()}); the shapes table sets this study beside that."
+        )
     if data.overhead is not None:
         text += overhead_gap_sentence(data, "vllm", ref, ratio)
     if tuned is not None and tuned.engine != ref:
