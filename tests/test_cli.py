@@ -50,7 +50,7 @@ def test_bad_study_file(tmp_path: Path) -> None:
 def test_dry_run_prints_plan() -> None:
     result = runner.invoke(app, ["run", "studies/default.yaml", "--dry-run"])
     assert result.exit_code == 0, result.output
-    assert "4 engine(s) x 8 level(s)" in result.output and "llamacpp-slots-32: chat__c0001" in result.output
+    assert "6 engine(s), 108 level runs" in result.output and "llamacpp-f32-32: chat__c0001" in result.output
 
 
 @pytest.mark.parametrize(
@@ -209,7 +209,7 @@ def test_run_flags_keep_flag_names(args: list[str], needle: str) -> None:
 def test_run_flag_defaults_are_notebook_10s() -> None:
     result = runner.invoke(app, ["run", "--engine", "fake", "--dry-run"])
     assert result.exit_code == 0, result.output
-    assert "1 engine(s) x 3 level(s)" in result.output and "chat__c0004" in result.output
+    assert "1 engine(s), 3 level runs" in result.output and "chat__c0004" in result.output
 
 
 # ---- cliffbench run on `fake` engines: no model, no engine ----------------------------------------
@@ -237,7 +237,7 @@ def test_run_fake_study_needs_no_model(tmp_path: Path, monkeypatch: pytest.Monke
     dry = runner.invoke(app, ["run", str(study), "--dry-run"])
     assert dry.exit_code == 0, dry.output
     text = " ".join(dry.output.split())
-    assert "2 engine(s) x 2 level(s)" in text and "quick: chat__c0001, chat__c0002" in text
+    assert "2 engine(s), 4 level runs" in text and "quick: chat__c0001, chat__c0002" in text
     assert "no estimate: no engine serves a model" in text and not (tmp_path / "results").exists()
     result = runner.invoke(app, ["run", str(study), "--wait-quiet-s", "0"])  # one 1-s look, no wait
     assert result.exit_code == 0, result.output

@@ -84,7 +84,7 @@ def run(
     ] = 60.0,
 ) -> None:
     """Run a study: every engine x level, stored under data/results/<study>/."""
-    from cliffbench.bench.plan import plan_levels
+    from cliffbench.bench.plan import engine_runs, plan_levels
     from cliffbench.bench.sweep import run_study
 
     try:
@@ -101,10 +101,12 @@ def run(
     except InputError as exc:
         _fail(str(exc))
     levels = plan_levels(spec)
-    out.print(f"study [bold]{spec.name}[/]: {len(spec.engines)} engine(s) x {len(levels)} level(s)")
+    runs = sum(engine_runs(e, lv) for e in spec.engines for lv in levels)
+    out.print(f"study [bold]{spec.name}[/]: {len(spec.engines)} engine(s), {runs} level runs (repeats included)")
     if dry_run:
         for e in spec.engines:
-            out.print(f"  {e.name}: " + ", ".join(lv.key(e.name).split("__", 1)[1] for lv in levels))
+            mine = [lv for lv in levels if engine_runs(e, lv)]
+            out.print(f"  {e.name}: " + ", ".join(lv.key(e.name).split("__", 1)[1] for lv in mine))
         _print_estimate(spec)
         return
     # SIGTERM (a kill, a kernel stop) unwinds like Ctrl-C, so every engine's finally-block runs

@@ -44,7 +44,7 @@ def test_dry_run_gpu_study_prints_estimate() -> None:
     result = runner.invoke(app, ["run", str(A100_STUDY), "--dry-run"])
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
-    assert "3 engine(s) x 7 level(s)" in text and "estimate on a100-40gb" in text
+    assert "3 engine(s), 21 level runs" in text and "estimate on a100-40gb" in text
     assert "roofline lower bound for the whole study" in text
 
 

@@ -22,7 +22,14 @@ def _write(tmp_path: Path, data: dict[str, Any]) -> Path:
 
 def test_default_study_validates() -> None:
     spec = load_study(ROOT / "studies" / "default.yaml")
-    assert [e.name for e in spec.engines] == ["vllm", "llamacpp-serial", "llamacpp-slots-4", "llamacpp-slots-32"]
+    assert [e.name for e in spec.engines] == [
+        "vllm",
+        "vllm-as-shipped",
+        "vllm-fp32",
+        "ollama",
+        "llama-server",
+        "llamacpp-f32-32",
+    ]
     assert StudySpec.model_validate(yaml.safe_load(spec.to_yaml())) == spec
 
 

@@ -19,7 +19,7 @@ from cliffbench.models import load_manifest, resolve_model
 from cliffbench.models.manifest import sha256_file
 from cliffbench.models.tokenizer import CharTokenizer, Tokenizer, model_tokenizer
 
-__all__ = ["Level", "Plans", "model_hashes", "plan_levels", "preflight", "study_tokenizer"]
+__all__ = ["Level", "Plans", "engine_runs", "model_hashes", "plan_levels", "preflight", "study_tokenizer"]
 
 _DURATION_POOL = 4096  # requests prepared for duration-bound levels
 
@@ -34,6 +34,12 @@ class Level:
 
     def key(self, engine: str) -> str:
         return level_key(engine, self.level_set.name, self.concurrency, self.rate_rps, self.repeat)
+
+
+def engine_runs(es: EngineSpec, level: Level) -> bool:
+    """Whether engine `es` runs `level` (a level set's `only_at` may restrict it)."""
+    only = level.level_set.load.only_at.get(es.name)
+    return only is None or level.concurrency in only
 
 
 def plan_levels(spec: StudySpec) -> list[Level]:

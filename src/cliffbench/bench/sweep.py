@@ -25,7 +25,7 @@ import pandas as pd
 from cliffbench.bench.busy import cpu_snapshot, foreign_since
 from cliffbench.bench.loadgen import LevelRun, run_level
 from cliffbench.bench.metrics import add_request_metrics, summarize_level
-from cliffbench.bench.plan import Level, Plans, model_hashes, plan_levels, preflight, study_tokenizer
+from cliffbench.bench.plan import Level, Plans, engine_runs, model_hashes, plan_levels, preflight, study_tokenizer
 from cliffbench.bench.probes import local_hardware
 from cliffbench.bench.progress import LevelTask, Reporter
 from cliffbench.bench.provenance import collect_provenance
@@ -117,8 +117,15 @@ def engine_order(spec: StudySpec, repeat: int) -> list[EngineSpec]:
 
 
 def _ordered(spec: StudySpec, levels: list[Level]) -> list[tuple[EngineSpec, Level]]:
+    """(engine, level) in the order they run: repeat by repeat, engines in `engine_order`."""
     rounds = max((lv.repeat for lv in levels), default=-1) + 1
-    return [(es, lv) for r in range(rounds) for es in engine_order(spec, r) for lv in levels if lv.repeat == r]
+    return [
+        (es, lv)
+        for r in range(rounds)
+        for es in engine_order(spec, r)
+        for lv in levels
+        if lv.repeat == r and engine_runs(es, lv)
+    ]
 
 
 async def _measure(
