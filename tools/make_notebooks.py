@@ -124,6 +124,8 @@ NOTEBOOKS = {
             'display(HTML(nv.figure_html(figs["kv_memory"], FIGURE_CAPTIONS["kv_memory"])))'
         ),
         md("## Results"),
+        md("### vLLM against llama.cpp: as shipped, matched precision, best of each"),
+        code("display(Markdown(nv.comparisons_section(data, params.level_set)))"),
         md("### Configuration of every engine"),
         code("display(Markdown(nv.config_table(data)))"),
         md("### Tuning alternatives, measured"),

@@ -13,6 +13,7 @@ import pandas as pd
 
 from cliffbench.audit.roofline import MODELS
 from cliffbench.bench.store import Results
+from cliffbench.engines.defaults import preset_spec
 
 SMOL = MODELS["smollm2-135m"]
 SHAPES = {k: getattr(SMOL, k) for k in ("n_params", "n_layers", "n_kv_heads", "head_dim", "hidden_size")}
@@ -23,6 +24,15 @@ _ENGINE_SPECS: dict[str, dict[str, Any]] = {
     # over HTTP: a server somewhere else, and one the kit starts
     "remote-server": {"kind": "openai-http", "label": "remote-server", "url": "http://10.1.2.3:8080/v1"},
     "vllm-serve": {"kind": "openai-http", "label": "vllm-serve", "server": {"kind": "vllm"}},
+    # the three comparisons: engines built from presets of today's defaults, and F32 weights
+    "vllm-as-shipped": {"preset": "vllm-default", "label": "vllm-as-shipped", "omp_threads_bind": "auto"},
+    "ollama": {"preset": "ollama-0.10+", "label": "ollama"},
+    "llamacpp-f32-32": {
+        "kind": "llamacpp-slots",
+        "label": "llamacpp-f32-32",
+        "slots": 32,
+        "model": {"name": "smollm2-135m", "gguf_variant": "f32"},
+    },
 }
 
 
@@ -38,7 +48,8 @@ def _shapes(model: str) -> dict[str, int]:
 
 
 def _kind(name: str) -> str:
-    return str(_engine_spec(name)["kind"])
+    spec = _engine_spec(name)
+    return str(spec.get("kind") or preset_spec(spec["preset"])["kind"])
 
 
 def fake_results(

@@ -94,6 +94,7 @@ SECTIONS: dict[str, Callable[[ReportData], str]] = {
     "title": nv.title_page_html,
     "summary": lambda d: nv.executive_summary(d, decision_tree(d.results, "chat", "mixed", 2.0, 0.25)),
     "memory": nv.memory_section,
+    "comparisons": nv.comparisons_section,
     "config": nv.config_table,
     "tuning": nv.tuning_section,
     "levels": lambda d: nv.levels_table(d, "chat"),
@@ -370,3 +371,25 @@ def test_glossary_puts_aiperf_itl_on_tpot() -> None:
     rows = {line.split("|")[1].strip(): line for line in nv.glossary_table().splitlines() if line.startswith("| `")}
     assert "Inter Token Latency" in rows["`tpot_s`"] and "our TPOT" in rows["`tpot_s`"]
     assert "Inter Token Latency" not in rows["`itl_s`"]
+
+
+# built at import: expanding the presets reads data/published/engine_defaults.csv, a section may not
+COMPARED = fake_results(
+    0, engines=("vllm", "vllm-as-shipped", "ollama", "llamacpp-slots-4", "llamacpp-f32-32"), users=(1, 32), failed=None
+)
+
+
+def test_three_comparisons_follow_the_specs(no_files: list[str]) -> None:
+    data = _data(results=COMPARED)
+    text = nv.comparisons_section(data)
+    # avx2 only: vLLM's best dtype is fp32, the precision of the F32 GGUF
+    assert "| as shipped | 32 | vllm-as-shipped (fp32, OpenMP bind auto, eager, prefix caching on" in text
+    assert "ollama (q4_1, one request at a time, rejects past 512 waiting, preset ollama-0.10+)" in text
+    assert "| matched precision | 32 | vllm (fp32, OpenMP on every core" in text
+    assert "llamacpp-f32-32 (fp32, 32 slots, KV per slot)" in text
+    assert "| best of each | 1 |" in text and "Not in this study" not in text
+    summary = nv.comparisons_sentence(data)
+    assert summary.startswith("At 32 users, vLLM over llama.cpp in output tok/s: *as shipped*, vllm-as-shipped")
+    assert "*matched precision*, vllm against llamacpp-f32-32" in summary
+    plain = nv.comparisons_section(_data())
+    assert "Not in this study: as shipped, matched precision." in plain

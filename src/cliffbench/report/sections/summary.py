@@ -12,6 +12,7 @@ from cliffbench.bench.repeats import RatioEstimate, median_range_level, paired_r
 from cliffbench.decide.tree import Cliff, DecisionTree
 from cliffbench.report.data import ReportData
 from cliffbench.report.sections.common import fmt, headline_level, measured_levels
+from cliffbench.report.sections.comparisons import comparisons_sentence
 from cliffbench.report.sections.methods import engine_transport
 from cliffbench.report.sections.overhead import overhead_gap_sentence
 
@@ -122,6 +123,9 @@ def executive_summary(data: ReportData, tree: DecisionTree | None = None) -> str
             f"{int(hi.concurrency)} users, while TTFT p90 grew x{fmt(hi.ttft_s_p90 / lo.ttft_s_p90)} "
             f"({fmt(lo.ttft_s_p90)} s to {fmt(hi.ttft_s_p90)} s)."
         )
+    compared = comparisons_sentence(data)
+    if compared:
+        s.append(compared)
     if tree is not None and tree.cliffs:
         s.append(cliff_sentence(tree))
     s.append(seed_comparison(data))
@@ -147,20 +151,33 @@ def cliff_sentence(tree: DecisionTree) -> str:
     return text
 
 
+def _seed_engines(data: ReportData, engines: list[str]) -> tuple[str | None, str | None, str]:
+    """The pair the seed's ratio is checked on, and the comparison it is: vLLM and Ollama as
+    shipped when the study has both presets, else its `vllm` against its Ollama-like engine."""
+    specs = data.results.engine_specs
+    shipped_vllm = [n for n in engines if specs[n].kind == "vllm" and specs[n].preset]
+    ollama = [n for n in engines if (specs[n].preset or "").startswith("ollama")]
+    if shipped_vllm and ollama:
+        preset = specs[ollama[0]].preset
+        return shipped_vllm[0], ollama[0], f"as shipped ({specs[shipped_vllm[0]].preset} against {preset})"
+    ref = ollama[0] if ollama else ollama_like(engines)
+    return ("vllm" if "vllm" in engines else None), ref, f"the study's vllm against {ref}, Ollama-like"
+
+
 def seed_comparison(data: ReportData) -> str:
     """Does the seed's shape (vLLM several times an Ollama-like engine at 25-32 users) hold here?"""
     lv = measured_levels(data)
     engines = sorted(lv["engine"].unique())
-    ref = ollama_like(engines)
-    if "vllm" not in engines or ref is None:
+    vllm, ref, comparison = _seed_engines(data, engines)
+    if vllm is None or ref is None:
         return "The study lacks vLLM or an Ollama-like llama.cpp engine, so the seed's ratio is not checked."
     pair = seed_pair(data.claims)
     if pair is None:
         return (
             "The claims hold no seed vLLM and Ollama throughputs at its high load, so the seed's ratio is not checked."
         )
-    users = headline_level(lv[lv["engine"].isin(["vllm", ref])])
-    r = _ratio(data, "vllm", ref, users)
+    users = headline_level(lv[lv["engine"].isin([vllm, ref])])
+    r = _ratio(data, vllm, ref, users)
     ratio = r.median
     claimed = pair.ratio
     best_llama = lv[(lv["concurrency"] == users) & lv["engine"].str.startswith("llamacpp")]
@@ -181,7 +198,7 @@ def seed_comparison(data: ReportData) -> str:
     text = (
         f"The seed claims vLLM delivers about {fmt(claimed)} times Ollama's throughput at "
         f"{SEED_HIGH_USERS[0]}-{SEED_HIGH_USERS[1]} users (data/published/claims.csv: {pair.cite()}). Here, at "
-        f"{users} users, vLLM delivered {r.text(fmt, ref)}, the Ollama-like configuration: this run **{verdict}** "
+        f"{users} users, *{comparison}*, {vllm} delivered {r.text(fmt, ref)}: this run **{verdict}** "
         "the seed's ratio."
     )
     a100 = comparable_pair(data.claims, "output_tok_s_total")
@@ -192,13 +209,12 @@ def seed_comparison(data: ReportData) -> str:
             f"({a100.cite()}); the shapes table sets this study beside that."
         )
     if data.overhead is not None:
-        text += overhead_gap_sentence(data, "vllm", ref, ratio)
+        text += overhead_gap_sentence(data, vllm, ref, ratio)
     if tuned is not None and tuned.engine != ref:
-        r2 = _ratio(data, "vllm", str(tuned.engine), users)
+        r2 = _ratio(data, vllm, str(tuned.engine), users)
         moved = "narrows the gap substantially" if r2.median < 0.75 * ratio else "changes the ratio little"
         text += (
-            f" Against the best llama.cpp configuration in this study ({tuned.engine}), vLLM delivered "
-            f"{r2.text(fmt, str(tuned.engine))}: "
-            f"tuning llama.cpp's slots {moved} here."
+            f" Against the fastest llama.cpp configuration in this study at {users} users ({tuned.engine}), "
+            f"{vllm} delivered {r2.text(fmt, str(tuned.engine))}: tuning llama.cpp {moved} here."
         )
     return text

@@ -1,0 +1,160 @@
+"""vLLM against llama.cpp in the three comparisons a verdict must name.
+
+- *as shipped*: the engines a study builds from a preset of today's defaults (the preset names the
+  version, `data/published/engine_defaults.csv` sources every value);
+- *matched precision*: a vLLM and a llama.cpp engine serving the same weight precision;
+- *best of each*: at each user count, the fastest vLLM engine of the study against the fastest
+  llama.cpp engine (median output tok/s over repeats).
+
+Which engines take part is read from the study's specs (kind, preset, precision on the stored
+CPU), never from their labels; a comparison the study cannot make says so.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from cliffbench.bench.repeats import RatioEstimate, median_range_level, paired_ratio
+from cliffbench.engines.specs import EngineSpec, LlamaCppSlotsSpec, VllmSpec
+from cliffbench.report.data import ReportData
+from cliffbench.report.sections.common import fmt, measured_levels
+
+__all__ = ["Comparison", "comparisons", "comparisons_section", "comparisons_sentence", "engine_config_text"]
+
+KINDS = ("as shipped", "matched precision", "best of each")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    kind: str  # one of KINDS
+    users: int
+    vllm: str
+    llamacpp: str
+    vllm_tok_s: float
+    llamacpp_tok_s: float
+    ratio: RatioEstimate
+
+
+def _family(es: EngineSpec) -> str | None:
+    if es.kind == "vllm":
+        return "vllm"
+    if es.kind.startswith("llamacpp"):
+        return "llamacpp"
+    return None
+
+
+def _precisions(data: ReportData) -> dict[str, str]:
+    manifest = data.results.manifest
+    flags = (manifest.get("cpu") or {}).get("flags") or []
+    gpu = bool(manifest.get("gpu"))
+    return {name: es.precision(flags, gpu) for name, es in data.results.engine_specs.items()}
+
+
+def engine_config_text(es: EngineSpec, precision: str) -> str:
+    """The settings that decide an engine's speed, as the comparison table prints them."""
+    parts = [precision]
+    if isinstance(es, VllmSpec):
+        parts.append("OpenMP on every core" if es.omp_threads_bind == "all" else f"OpenMP bind {es.omp_threads_bind}")
+        parts.append("eager" if es.enforce_eager else "compiled")
+        parts.append("prefix caching on" if es.enable_prefix_caching else "prefix caching off")
+    elif isinstance(es, LlamaCppSlotsSpec):
+        slots, _, unified = es.slot_layout()
+        parts.append(f"{slots} slots, {'one shared KV cache' if unified else 'KV per slot'}")
+    else:
+        parts.append("one request at a time")
+    if getattr(es, "max_queue", None):
+        parts.append(f"rejects past {es.max_queue} waiting")  # type: ignore[union-attr]
+    if es.preset:
+        parts.append(f"preset {es.preset}")
+    return ", ".join(parts)
+
+
+def _pairs(data: ReportData, lv: pd.DataFrame, users: int) -> list[tuple[str, str, str]]:
+    specs = data.results.engine_specs
+    prec = _precisions(data)
+    here = set(lv.loc[lv["concurrency"] == users, "engine"])
+    fam = {n: _family(es) for n, es in specs.items() if n in here}
+    vl = [n for n, f in fam.items() if f == "vllm"]
+    lc = [n for n, f in fam.items() if f == "llamacpp"]
+    out: list[tuple[str, str, str]] = []
+    out += [("as shipped", a, b) for a in vl if specs[a].preset for b in lc if specs[b].preset]
+    out += [("matched precision", a, b) for a in vl for b in lc if prec[a] == prec[b]]
+    if vl and lc:
+        tok = lv[lv["concurrency"] == users].set_index("engine")["output_tok_s"]
+        out.append(("best of each", max(vl, key=lambda e: tok[e]), max(lc, key=lambda e: tok[e])))
+    return out
+
+
+def comparisons(data: ReportData, level_set: str = "chat") -> list[Comparison]:
+    """Every comparison the study supports, at its lowest and highest user count."""
+    lv = measured_levels(data, level_set)
+    if lv.empty:
+        return []
+    users = sorted({int(u) for u in lv["concurrency"]})
+    out = []
+    for u in dict.fromkeys([users[0], users[-1]]):
+        tok = lv[lv["concurrency"] == u].set_index("engine")["output_tok_s"].astype(float).to_dict()
+        for kind, a, b in _pairs(data, lv, u):
+            r = paired_ratio(data.results.levels, a, b, level_set, u)
+            out.append(Comparison(kind, u, a, b, tok[a], tok[b], r))
+    return out
+
+
+def _ratio_cell(r: RatioEstimate) -> str:
+    if r.pairs < 2:
+        return f"x{fmt(r.median)} (one repeat)"
+    return f"x{fmt(r.median)} (x{fmt(r.lo)}-x{fmt(r.hi)})"
+
+
+def comparisons_section(data: ReportData, level_set: str = "chat") -> str:
+    """The three comparisons as a table, each engine with the configuration it ran."""
+    rows = comparisons(data, level_set)
+    if not rows:
+        return "The study has no level both a vLLM and a llama.cpp engine completed: nothing to compare."
+    specs, prec = data.results.engine_specs, _precisions(data)
+    lines = [
+        "| comparison | users | vLLM engine | llama.cpp engine | vLLM tok/s | llama.cpp tok/s | vLLM / llama.cpp |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in rows:
+        lines.append(
+            f"| {c.kind} | {c.users} | {c.vllm} ({engine_config_text(specs[c.vllm], prec[c.vllm])}) "
+            f"| {c.llamacpp} ({engine_config_text(specs[c.llamacpp], prec[c.llamacpp])}) "
+            f"| {fmt(c.vllm_tok_s)} | {fmt(c.llamacpp_tok_s)} | {_ratio_cell(c.ratio)} |"
+        )
+    n = min((c.ratio.pairs for c in rows), default=0)
+    missing = [k for k in KINDS if k not in {c.kind for c in rows}]
+    lines.append("")
+    lines.append(
+        "Throughput is the median output tok/s over repeats; a ratio is the median of the per-repeat ratios of "
+        f"repeats paired in time, its range min-max over {n} pairs"
+        + (f" (a {100 * median_range_level(n):.0f} % interval of the median)." if n >= 2 else ".")
+        + " *As shipped*: engines built from today's defaults (their preset names the version). *Matched "
+        "precision*: the same weight precision in both. *Best of each*: the fastest engine of each family at "
+        "that user count." + (f" Not in this study: {', '.join(missing)}." if missing else "")
+    )
+    return "\n".join(lines)
+
+
+def comparisons_sentence(data: ReportData, level_set: str = "chat") -> str:
+    """One sentence per comparison at the highest user count, for the executive summary."""
+    rows = comparisons(data, level_set)
+    if not rows:
+        return ""
+    top = max(c.users for c in rows)
+    said = []
+    for kind in KINDS:
+        mine = [c for c in rows if c.kind == kind and c.users == top]
+        for c in mine:
+            r = c.ratio
+            spread = f" (x{fmt(r.lo)}-x{fmt(r.hi)} over {r.pairs} paired repeats)" if r.pairs >= 2 else ""
+            verb = "ahead" if r.median > 1 else "behind" if r.median < 1 else "level"
+            said.append(
+                f"*{kind}*, {c.vllm} against {c.llamacpp}: x{fmt(r.median)}{spread}, vLLM {verb}"
+                if not math.isnan(r.median)
+                else f"*{kind}*, {c.vllm} against {c.llamacpp}: no paired repeats"
+            )
+    return f"At {top} users, vLLM over llama.cpp in output tok/s: " + "; ".join(said) + "."
