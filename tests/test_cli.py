@@ -17,6 +17,21 @@ def _before() -> set[str]:
     return {p.name for p in RESULTS_DIR.glob("*")} if RESULTS_DIR.is_dir() else set()
 
 
+@pytest.mark.engine  # the model's own context length comes from the prepared model
+@pytest.mark.parametrize(
+    ("engine", "field"),
+    [("{kind: vllm, max_model_len: 100000}", "max_model_len"), ("{kind: llamacpp-serial, n_ctx: 65536}", "n_ctx")],
+)
+def test_context_beyond_the_model_is_refused_before_anything_runs(tmp_path: Path, engine: str, field: str) -> None:
+    p = tmp_path / "long.yaml"
+    p.write_text(f"name: too-long\nengines:\n  - {engine}\n")
+    for args in (["run", str(p), "--dry-run"], ["run", str(p), "--wait-quiet-s", "0"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, result.output
+        assert f".{field}: " in result.output and "exceeds the model's context length (8192" in result.output
+    assert not (RESULTS_DIR / "too-long").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [

@@ -75,6 +75,7 @@ def run(
     url: Annotated[str | None, typer.Option(help=_help("url"))] = _default("url"),
     force: Annotated[bool, typer.Option(help=_help("force"))] = _default("force"),
     dry_run: Annotated[bool, typer.Option(help="validate and print the plan; run nothing")] = False,
+    keep_failed: Annotated[bool, typer.Option(help="keep stored failed levels (default: measure them again)")] = False,
     wait_quiet_s: Annotated[
         float,
         typer.Option(
@@ -84,7 +85,7 @@ def run(
     ] = 60.0,
 ) -> None:
     """Run a study: every engine x level, stored under data/results/<study>/."""
-    from cliffbench.bench.plan import engine_runs, plan_levels
+    from cliffbench.bench.plan import check_model_limits, engine_runs, plan_levels
     from cliffbench.bench.sweep import run_study
 
     try:
@@ -104,6 +105,11 @@ def run(
     runs = sum(engine_runs(e, lv) for e in spec.engines for lv in levels)
     out.print(f"study [bold]{spec.name}[/]: {len(spec.engines)} engine(s), {runs} level runs (repeats included)")
     if dry_run:
+        try:
+            check_model_limits(spec)
+        except InputError as exc:
+            if not str(exc).startswith("model"):  # an unprepared model is checked when the study runs
+                _fail(str(exc))
         for e in spec.engines:
             mine = [lv for lv in levels if engine_runs(e, lv)]
             out.print(f"  {e.name}: " + ", ".join(lv.key(e.name).split("__", 1)[1] for lv in mine))
@@ -114,7 +120,7 @@ def run(
     try:
         _wait_quiet(spec, wait_quiet_s)
         with run_progress() as progress:
-            run_study(spec, force=force, reporter=ProgressReporter(progress))
+            run_study(spec, force=force, reporter=ProgressReporter(progress), keep_failed=keep_failed)
     except InputError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:

@@ -207,3 +207,46 @@ def test_a_second_run_of_a_running_study_is_refused_and_a_dead_holder_frees_it(t
         if holder.poll() is None:
             holder.kill()
         holder.communicate()
+
+
+def test_level_without_a_successful_request_is_failed_and_redone(tmp_path: Path) -> None:
+    broken = {**WIDE, "label": "broken", "fail_every": 1}  # every request fails after its first token
+    spec = _spec(WIDE, broken, name="redo")
+    sweep.run_study(spec, root=tmp_path)
+    lv = load_results("redo", root=tmp_path).levels.set_index("level_key")
+    assert (lv.loc[[f"broken__chat__c{u:04d}" for u in USERS], "status"] == "failed").all()
+    assert lv.loc["broken__chat__c0001", "error"].startswith("no request succeeded")
+    assert (lv.loc[[f"wide__chat__c{u:04d}" for u in USERS], "status"] == "ok").all()
+    ok_files = {p: p.read_bytes() for p in (tmp_path / "redo" / "levels").glob("wide__*/*")}
+    again = _Recorder()
+    sweep.run_study(spec, root=tmp_path, reporter=again)
+    # a plain re-run measures the failed levels again and leaves the ok ones byte for byte
+    assert sorted(i.level_key for i in again.finished) == [f"broken__chat__c{u:04d}" for u in sorted(USERS)]
+    assert sorted(again.skipped) == sorted(f"wide__chat__c{u:04d}" for u in USERS)
+    assert {p: p.read_bytes() for p in (tmp_path / "redo" / "levels").glob("wide__*/*")} == ok_files
+    kept = _Recorder()
+    sweep.run_study(spec, root=tmp_path, reporter=kept, keep_failed=True)
+    assert not kept.finished and len(kept.skipped) == 2 * len(USERS)
+
+
+def test_repeats_interleave_engines_in_a_rotated_order(tmp_path: Path) -> None:
+    levels = {**LEVELS, "load": {**LEVELS["load"], "repeats": 3}}
+    spec = StudySpec.model_validate(
+        {"name": "reps", "tokenizer": "fake", "engines": [WIDE, NARROW], "level_sets": [levels], "seed": 1}
+    )
+    rec = _Recorder()
+    sweep.run_study(spec, root=tmp_path, reporter=rec)
+    keys = [i.level_key for i in rec.finished]
+    assert len(keys) == 2 * len(USERS) * 3
+    repeat_of = [i.repeat for i in rec.finished]
+    assert repeat_of == sorted(repeat_of)  # repeat r of every engine before repeat r + 1
+    firsts = [rec.finished[r * 2 * len(USERS)].engine for r in range(3)]
+    assert firsts[0] != firsts[1]  # the engine order rotates by one per repeat
+    assert [e.name for e in sweep.engine_order(spec, 1)] == [e.name for e in sweep.engine_order(spec, 0)][::-1]
+    res = load_results("reps", root=tmp_path)
+    assert sorted(set(res.levels["repeat"])) == [0, 1, 2] and "repeat" in res.requests
+    assert "wide__chat__c0004-rep3" in set(res.levels["level_key"])
+    # each repeat draws its own requests, the same for both engines
+    first = res.requests[(res.requests["level_key"] == "wide__chat__c0001") & ~res.requests["warmup"]]
+    second = res.requests[(res.requests["level_key"] == "narrow__chat__c0001") & ~res.requests["warmup"]]
+    assert list(first["prompt_tokens"]) == list(second["prompt_tokens"])

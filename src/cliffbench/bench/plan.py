@@ -19,7 +19,16 @@ from cliffbench.models import load_manifest, resolve_model
 from cliffbench.models.manifest import sha256_file
 from cliffbench.models.tokenizer import CharTokenizer, Tokenizer, model_tokenizer
 
-__all__ = ["Level", "Plans", "engine_runs", "model_hashes", "plan_levels", "preflight", "study_tokenizer"]
+__all__ = [
+    "Level",
+    "Plans",
+    "check_model_limits",
+    "engine_runs",
+    "model_hashes",
+    "plan_levels",
+    "preflight",
+    "study_tokenizer",
+]
 
 _DURATION_POOL = 4096  # requests prepared for duration-bound levels
 
@@ -118,6 +127,7 @@ def preflight(spec: StudySpec, levels: list[Level], tok: Tokenizer) -> Plans:
             ) from None
     free = psutil.virtual_memory().available
     peak = max((lv.concurrency or 0) for lv in levels) if levels else 0
+    check_model_limits(spec)
     for es in spec.engines:
         if es.serves_model:
             resolve_model(es.model)
@@ -128,6 +138,21 @@ def preflight(spec: StudySpec, levels: list[Level], tok: Tokenizer) -> Plans:
                 f"engines.{es.name}.{es.reserve_field}: {gib} GiB exceeds the {free / 2**30:.1f} GiB of free memory"
             )
     return plans
+
+
+def check_model_limits(spec: StudySpec) -> None:
+    """Each engine's per-request context within its model's own context length (vLLM would fail
+    only when it starts, llama.cpp would run past the positions the model was trained on)."""
+    for es in spec.engines:
+        if not es.serves_model:
+            continue
+        limit = resolve_model(es.model)[2].context_length
+        asked = int(getattr(es, es.context_field))
+        if limit and asked > limit:
+            raise InputError(
+                f"engines.{es.name}.{es.context_field}: {asked} tokens exceeds the model's context length "
+                f"({limit}, {es.model.name}); allowed: 1-{limit}"
+            )
 
 
 def _preflight_http(es: OpenAIHttpSpec, peak_concurrency: int) -> None:

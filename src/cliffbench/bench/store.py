@@ -166,8 +166,18 @@ def study_lock(study: str, root: Path | None = None) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def level_done(study: str, key: str, root: Path | None = None) -> bool:
-    return (study_dir(study, root) / "levels" / key / LEVEL_FILE).is_file()
+def level_done(study: str, key: str, root: Path | None = None, *, keep_failed: bool = False) -> bool:
+    """Stored and ok (or stored at all with `keep_failed`): a resumed run skips it. A failed level,
+    or one whose level.json cannot be read, is measured again."""
+    path = study_dir(study, root) / "levels" / key / LEVEL_FILE
+    if not path.is_file():
+        return False
+    if keep_failed:
+        return True
+    try:
+        return LevelInfo.model_validate_json(path.read_text()).status == "ok"
+    except ValueError:
+        return False
 
 
 def write_level(

@@ -162,6 +162,11 @@ async def _measure(
     summary = summarize_level(
         requests, tokens, slo=spec.slo.thresholds, target_concurrency=level.concurrency, seed=spec.seed
     )
+    # a level in which no request succeeded measured nothing: its engine died or refused all
+    status, error = "ok", ""
+    if not summary["n_ok"]:
+        errors = [e for e in requests.loc[~requests["warmup"].astype(bool), "error"] if e]
+        status, error = "failed", "no request succeeded" + (f": {errors[0]}" if errors else "")
     info = _info(
         spec,
         es,
@@ -176,6 +181,8 @@ async def _measure(
         loadavg_1m=foreign.loadavg_1m,
         busy_flagged=busy,
         attempts=attempt,
+        status=status,
+        error=error,
         summary=summary,
         engine_config=config,
     )
@@ -263,12 +270,14 @@ async def run_study_async(
     reporter: Reporter | None = None,
     root: Path | None = None,
     engines: Mapping[str, Engine] | None = None,
+    keep_failed: bool = False,
 ) -> None:
-    """Run every level of every repeat of every engine that is not stored yet (all with `force`).
-    `engines` maps engine labels to engines the caller already started (and will stop).
-    Holds the study's lock throughout: a second run of the same study exits with InputError."""
+    """Run every level of every repeat of every engine that is not stored as ok yet (all with
+    `force`; failed levels are measured again unless `keep_failed`). `engines` maps engine labels
+    to engines the caller already started (and will stop). Holds the study's lock throughout: a
+    second run of the same study exits with InputError."""
     with study_lock(spec.name, root):
-        await _run_study_locked(spec, force, reporter, root, engines)
+        await _run_study_locked(spec, force, reporter, root, engines, keep_failed)
 
 
 async def _run_study_locked(
@@ -277,9 +286,14 @@ async def _run_study_locked(
     reporter: Reporter | None,
     root: Path | None,
     engines: Mapping[str, Engine] | None,
+    keep_failed: bool = False,
 ) -> None:
     work = _ordered(spec, plan_levels(spec))
-    todo = {lv.key(es.name) for es, lv in work if force or not level_done(spec.name, lv.key(es.name), root)}
+    todo = {
+        lv.key(es.name)
+        for es, lv in work
+        if force or not level_done(spec.name, lv.key(es.name), root, keep_failed=keep_failed)
+    }
     if not todo:
         _ensure_probe(spec.name, root)
         if reporter:
@@ -336,7 +350,12 @@ async def _run_study_locked(
 
 
 def run_study(
-    spec: StudySpec, *, force: bool = False, reporter: Reporter | None = None, root: Path | None = None
+    spec: StudySpec,
+    *,
+    force: bool = False,
+    reporter: Reporter | None = None,
+    root: Path | None = None,
+    keep_failed: bool = False,
 ) -> None:
     """Synchronous wrapper (CLI). In a notebook, `await run_study_async(...)` instead."""
-    asyncio.run(run_study_async(spec, force=force, reporter=reporter, root=root))
+    asyncio.run(run_study_async(spec, force=force, reporter=reporter, root=root, keep_failed=keep_failed))
