@@ -215,7 +215,7 @@ def test_level_without_a_successful_request_is_failed_and_redone(tmp_path: Path)
     sweep.run_study(spec, root=tmp_path)
     lv = load_results("redo", root=tmp_path).levels.set_index("level_key")
     assert (lv.loc[[f"broken__chat__c{u:04d}" for u in USERS], "status"] == "failed").all()
-    assert lv.loc["broken__chat__c0001", "error"].startswith("no request succeeded")
+    assert str(lv.loc["broken__chat__c0001", "error"]).startswith("no request succeeded")
     assert (lv.loc[[f"wide__chat__c{u:04d}" for u in USERS], "status"] == "ok").all()
     ok_files = {p: p.read_bytes() for p in (tmp_path / "redo" / "levels").glob("wide__*/*")}
     again = _Recorder()
