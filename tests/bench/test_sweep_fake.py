@@ -24,7 +24,7 @@ PROMPT, OUTPUT, N, USERS = 16, 10, 8, [1, 4]
 TTFT_S, ITL_S = 0.005, 0.002
 WIDE = {"kind": "fake", "label": "wide", "ttft_s": TTFT_S, "itl_s": ITL_S, "max_batch": 8}
 NARROW = {"kind": "fake", "label": "narrow", "ttft_s": TTFT_S, "itl_s": ITL_S, "max_batch": 1}
-LEVELS = {
+LEVELS: dict[str, Any] = {
     "name": "chat",
     "workload": {"kind": "fixed", "prompt": {"mean": PROMPT}, "output": {"mean": OUTPUT}},
     "load": {"concurrency": USERS, "requests_per_level": N, "warmup_requests": 1},
@@ -230,7 +230,8 @@ def test_level_without_a_successful_request_is_failed_and_redone(tmp_path: Path)
 
 
 def test_repeats_interleave_engines_in_a_rotated_order(tmp_path: Path) -> None:
-    levels = {**LEVELS, "load": {**LEVELS["load"], "repeats": 3}}
+    load = {**LEVELS["load"], "repeats": 3}
+    levels = {**LEVELS, "load": load}
     spec = StudySpec.model_validate(
         {"name": "reps", "tokenizer": "fake", "engines": [WIDE, NARROW], "level_sets": [levels], "seed": 1}
     )
