@@ -174,7 +174,7 @@ def _read(path: Path) -> dict[str, Any]:
 def test_progress_file_fields_and_history(tmp_path: Path) -> None:
     clock = _Clock()
     path = tmp_path / "study" / "progress.json"
-    pf = ProgressFile(path, clock=clock, wall_clock=lambda: 1e9 + clock.t)
+    pf = ProgressFile(path, clock=clock, wall_clock=lambda: 1e9 + clock.t, background=False)
     tasks = _tasks(frozenset({_key("a", 1, 0)}))
     pf.study_planned(tasks)
     state = _read(path)
@@ -210,7 +210,7 @@ def test_progress_file_fields_and_history(tmp_path: Path) -> None:
 def test_progress_file_throttles_request_writes(tmp_path: Path) -> None:
     clock = _Clock()
     path = tmp_path / "progress.json"
-    pf = ProgressFile(path, clock=clock, wall_clock=lambda: 1e9 + clock.t)
+    pf = ProgressFile(path, clock=clock, wall_clock=lambda: 1e9 + clock.t, background=False)
     pf.study_planned(_tasks())
     pf.level_started(_key("a", 1, 0), 4)
     written = _read(path)["updated_at"]
@@ -229,7 +229,7 @@ def test_progress_file_throttles_request_writes(tmp_path: Path) -> None:
 def test_progress_file_reports_eta_error_at_the_end(tmp_path: Path) -> None:
     clock = _Clock()
     path = tmp_path / "progress.json"
-    pf = ProgressFile(path, clock=clock)
+    pf = ProgressFile(path, clock=clock, background=False)
     tasks = _tasks()
     pf.study_planned(tasks)
     for t in tasks:
@@ -246,7 +246,7 @@ def test_progress_file_reports_eta_error_at_the_end(tmp_path: Path) -> None:
 def test_progress_file_survives_an_unwritable_path(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    pf = ProgressFile(blocker / "progress.json")  # its folder is a file
+    pf = ProgressFile(blocker / "progress.json", background=False)  # its folder is a file
     pf.study_planned(_tasks())
     pf.level_started(_key("a", 1, 0), 4)
     assert pf.warned
@@ -307,3 +307,13 @@ def test_eta_error_picks_the_first_entry_past_the_fraction() -> None:
 
 def test_progress_path_is_in_the_study_folder() -> None:
     assert progress_path("tiny") == RESULTS_DIR / "tiny" / "progress.json"
+
+
+def test_background_writer_keeps_the_latest_state(tmp_path: Path) -> None:
+    path = tmp_path / "progress.json"
+    pf = ProgressFile(path)
+    assert pf.writer is not None
+    for i in range(50):  # faster than the disk: older states may be dropped, never the last
+        pf.writer.put(json.dumps({"i": i}))
+    pf.flush()
+    assert json.loads(path.read_text()) == {"i": 49}

@@ -109,7 +109,7 @@ def test_watcher_prints_a_line_per_finished_level_off_a_terminal(tmp_path: Path)
     assert not console.is_terminal
     tasks = [_task("a__chat__c0001", "a"), _task("b__chat__c0001", "b")]
     with StudyWatcher(path, console=console, interval_s=0.01) as watcher:
-        pf = ProgressFile(path)
+        pf = ProgressFile(path, background=False)
         pf.study_planned(tasks)
         for t in tasks:
             pf.level_started(t.key, 2)

@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -173,8 +174,9 @@ class ProgressFile:
                   ETA right after it finished), done
     eta_error     once every level ended: `eta_error(history, elapsed_s)` (null if not computable)
 
-    Written on every level event, and after a request at most once per `min_interval_s`. A failed
-    write is logged once and the study goes on (the file is display only)."""
+    Written on every level event, and after a request at most once per `min_interval_s`, by a
+    writer thread (`background`; else in the caller). A failed write is logged once and the study
+    goes on (the file is display only)."""
 
     def __init__(
         self,
@@ -183,8 +185,10 @@ class ProgressFile:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         min_interval_s: float = 1.0,
+        background: bool = True,
     ) -> None:
         self.path = path
+        self.writer = _LatestWriter(self._store) if background else None
         self.clock = clock
         self.wall_clock = wall_clock
         self.min_interval_s = min_interval_s
@@ -232,6 +236,8 @@ class ProgressFile:
             }
         )
         self.write(now)
+        if tr.done >= tr.n:
+            self.flush()  # the last state must be on disk before the notebook ends
 
     def level_skipped(self, key: str) -> None:
         now = self._begin()
@@ -274,9 +280,63 @@ class ProgressFile:
         self.last_write = now
         try:
             text = json.dumps(self.state(now), allow_nan=False)
+        except ValueError as exc:
+            self._warn(exc)
+            return
+        if self.writer is None:
+            self._store(text)
+            return
+        # off the event loop: a write with its fsyncs took 2-6 ms here, 20 ms beside a busy vLLM,
+        # and once a second that was the harness lag p99 of short levels (benchmarks/progress_lag.py)
+        self.writer.put(text)
+
+    def _store(self, text: str) -> None:
+        try:
             with atomic_file(self.path) as tmp:
                 tmp.write_text(text)
-        except (OSError, ValueError) as exc:
-            if not self.warned:
-                self.warned = True
-                logger.warning("progress file %s not written: %s", self.path, exc)
+        except OSError as exc:
+            self._warn(exc)
+
+    def _warn(self, exc: Exception) -> None:
+        if not self.warned:
+            self.warned = True
+            logger.warning("progress file %s not written: %s", self.path, exc)
+
+    def flush(self) -> None:
+        """Wait until the last state handed to the writer thread is on disk."""
+        if self.writer is not None:
+            self.writer.flush()
+
+
+class _LatestWriter:
+    """A daemon thread that stores the latest text it was given; older pending ones are dropped
+    (the file only ever needs the newest state)."""
+
+    def __init__(self, store: Callable[[str], None]) -> None:
+        self.store = store
+        self.cond = threading.Condition()
+        self.pending: str | None = None
+        self.busy = False
+        threading.Thread(target=self._run, name="cliffbench-progress-file", daemon=True).start()
+
+    def put(self, text: str) -> None:
+        with self.cond:
+            self.pending = text
+            self.cond.notify_all()
+
+    def flush(self) -> None:
+        with self.cond:
+            self.cond.wait_for(lambda: self.pending is None and not self.busy, timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                self.cond.wait_for(lambda: self.pending is not None)
+                text, self.pending, self.busy = self.pending, None, True
+            try:
+                if text is not None:
+                    self.store(text)
+            finally:
+                with self.cond:
+                    self.busy = False
+                    self.cond.notify_all()
