@@ -54,7 +54,7 @@ async def one(variant: str, users: int, n: int, folder: Path) -> float:
 
 
 async def main_async(a: argparse.Namespace) -> dict[str, Any]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(a.reps):
             order = VARIANTS[rep % 3 :] + VARIANTS[: rep % 3]
@@ -62,7 +62,7 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
                 lag = await one(v, a.users, a.requests, Path(tmp))
                 rows.append({"rep": rep, "variant": v, "lag_p99_s": lag})
                 print(f"rep {rep} {v}: lag p99 {1e3 * lag:.2f} ms", flush=True)
-    lags = {v: [r["lag_p99_s"] for r in rows if r["variant"] == v] for v in VARIANTS}
+    lags = {v: [float(r["lag_p99_s"]) for r in rows if r["variant"] == v] for v in VARIANTS}
     med = {v: statistics.median(x) for v, x in lags.items()}
     spread = {v: (min(x), max(x)) for v, x in lags.items()}
     return {
