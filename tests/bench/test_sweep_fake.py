@@ -251,3 +251,25 @@ def test_repeats_interleave_engines_in_a_rotated_order(tmp_path: Path) -> None:
     first = res.requests[(res.requests["level_key"] == "wide__chat__c0001") & ~res.requests["warmup"]]
     second = res.requests[(res.requests["level_key"] == "narrow__chat__c0001") & ~res.requests["warmup"]]
     assert list(first["prompt_tokens"]) == list(second["prompt_tokens"])
+
+
+def test_damaged_level_is_named_left_out_and_measured_again(tmp_path: Path) -> None:
+    spec = _spec(WIDE, NARROW, name="damage")
+    sweep.run_study(spec, root=tmp_path)
+    levels = tmp_path / "damage" / "levels"
+    info = LevelInfo.model_validate_json((levels / "wide__chat__c0001" / "level.json").read_text())
+    assert info.files["requests.parquet"].rows == N + 1  # the warm-up request is stored too
+    truncated = levels / "wide__chat__c0001" / "tokens.parquet"
+    truncated.write_bytes(truncated.read_bytes()[:100])
+    altered = levels / "wide__chat__c0004" / "requests.parquet"
+    data = bytearray(altered.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    altered.write_bytes(bytes(data))
+    res = load_results("damage", root=tmp_path)
+    assert set(res.damaged) == {"wide__chat__c0001", "wide__chat__c0004"}
+    assert "tokens.parquet does not match its checksum" in res.damaged["wide__chat__c0001"]
+    assert sorted(res.levels["level_key"]) == ["narrow__chat__c0001", "narrow__chat__c0004"]
+    rec = _Recorder()
+    sweep.run_study(spec, root=tmp_path, reporter=rec)
+    assert sorted(i.level_key for i in rec.finished) == ["wide__chat__c0001", "wide__chat__c0004"]
+    assert not load_results("damage", root=tmp_path).damaged

@@ -17,9 +17,10 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,10 @@ from cliffbench.files import atomic_dir, atomic_file
 __all__ = [
     "LevelInfo",
     "Results",
+    "StoredFile",
     "level_done",
     "level_key",
+    "level_problem",
     "list_studies",
     "load_results",
     "ok_levels",
@@ -48,8 +51,16 @@ __all__ = [
     "write_manifest",
 ]
 
+logger = logging.getLogger(__name__)
 LEVEL_FILE = "level.json"
 SWEEP_COLUMNS = ["engine", "engine_kind", "level_set", "workload", "concurrency", "rate_rps", "repeat", "level_key"]
+
+
+class StoredFile(BaseModel):
+    """What a level's Parquet file held when it was written: checked on every read."""
+
+    rows: int
+    sha256: str
 
 
 class LevelInfo(BaseModel):
@@ -89,6 +100,9 @@ class LevelInfo(BaseModel):
     attempts: int = Field(1, ge=1, description="measurements taken (a busy level is measured again)")
     summary: dict[str, float | int | str] = Field(default_factory=dict)
     engine_config: dict[str, Any] = Field(default_factory=dict)
+    files: dict[str, StoredFile] = Field(
+        default_factory=dict, description="row count and sha256 of each Parquet file (empty: stored before checks)"
+    )
 
 
 @dataclass
@@ -100,6 +114,7 @@ class Results:
     levels: pd.DataFrame
     memory: pd.DataFrame
     manifest: dict[str, Any]
+    damaged: dict[str, str] = field(default_factory=dict)  # level key -> what is wrong (left out)
 
     @property
     def study(self) -> StudySpec:
@@ -169,15 +184,35 @@ def study_lock(study: str, root: Path | None = None) -> Iterator[None]:
 def level_done(study: str, key: str, root: Path | None = None, *, keep_failed: bool = False) -> bool:
     """Stored and ok (or stored at all with `keep_failed`): a resumed run skips it. A failed level,
     or one whose level.json cannot be read, is measured again."""
-    path = study_dir(study, root) / "levels" / key / LEVEL_FILE
-    if not path.is_file():
+    folder = study_dir(study, root) / "levels" / key
+    if not (folder / LEVEL_FILE).is_file():
         return False
-    if keep_failed:
-        return True
     try:
-        return LevelInfo.model_validate_json(path.read_text()).status == "ok"
+        info = LevelInfo.model_validate_json((folder / LEVEL_FILE).read_text())
     except ValueError:
         return False
+    if level_problem(folder, info):
+        return False  # damaged on disk: measured again
+    return keep_failed or info.status == "ok"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def level_problem(folder: Path, info: LevelInfo) -> str | None:
+    """What is wrong with a stored level's files (missing, truncated, altered), or None."""
+    for name, want in info.files.items():
+        f = folder / name
+        if not f.is_file():
+            return f"{name} is missing"
+        if _sha256(f) != want.sha256:
+            return f"{name} does not match its checksum (truncated or altered)"
+    return None
 
 
 def write_level(
@@ -189,10 +224,13 @@ def write_level(
 ) -> Path:
     """Write one level atomically (temp folder + rename); replaces an older copy of the level."""
     final = study_dir(info.study, root) / "levels" / info.level_key
+    files: dict[str, StoredFile] = {}
     with atomic_dir(final) as tmp:
-        requests.to_parquet(tmp / "requests.parquet", index=False)
-        tokens.to_parquet(tmp / "tokens.parquet", index=False)
-        memory.to_parquet(tmp / "memory.parquet", index=False)
+        for name, df in (("requests", requests), ("tokens", tokens), ("memory", memory)):
+            path = tmp / f"{name}.parquet"
+            df.to_parquet(path, index=False)
+            files[path.name] = StoredFile(rows=len(df), sha256=_sha256(path))
+        info = info.model_copy(update={"files": files})
         (tmp / LEVEL_FILE).write_text(info.model_dump_json(indent=2))
     return final
 
@@ -220,7 +258,7 @@ def list_studies(root: Path | None = None) -> list[str]:
 
 
 def _level_row(info: LevelInfo) -> dict[str, Any]:
-    row = info.model_dump(exclude={"summary", "engine_config"})
+    row = info.model_dump(exclude={"summary", "engine_config", "files"})
     row.update(info.summary)
     for k, v in info.engine_config.items():
         row[f"cfg_{k}"] = v if isinstance(v, str | int | float | bool) or v is None else json.dumps(v)
@@ -234,7 +272,24 @@ def load_results(study: str, root: Path | None = None) -> Results:
     if not folders:
         known = ", ".join(list_studies(root)) or "none"
         raise InputError(f"study: no results for {study!r} under {d.parent}; stored studies: {known}")
-    infos = [LevelInfo.model_validate_json((p / LEVEL_FILE).read_text()) for p in folders]
+    infos, kept, damaged = [], [], {}
+    for p in folders:
+        try:
+            info = LevelInfo.model_validate_json((p / LEVEL_FILE).read_text())
+        except ValueError as exc:
+            damaged[p.name] = f"{LEVEL_FILE} unreadable: {str(exc).splitlines()[0]}"
+            continue
+        problem = level_problem(p, info)
+        if problem:
+            damaged[p.name] = problem
+            continue
+        infos.append(info)
+        kept.append(p)
+    for key, problem in damaged.items():
+        logger.warning("level %s of study %s left out: %s (cliffbench run measures it again)", key, study, problem)
+    if not infos:
+        raise InputError(f"study: every stored level of {study!r} is damaged: {damaged}")
+    folders = kept
     levels = pd.DataFrame([_level_row(i) for i in infos])
     sweep = levels[SWEEP_COLUMNS]
 
@@ -250,4 +305,4 @@ def load_results(study: str, root: Path | None = None) -> Results:
             return pd.DataFrame(columns=SWEEP_COLUMNS)
         return pd.concat(parts, ignore_index=True).merge(sweep, on="level_key", how="left")
 
-    return Results(table("requests"), table("tokens"), levels, table("memory"), read_manifest(study, root))
+    return Results(table("requests"), table("tokens"), levels, table("memory"), read_manifest(study, root), damaged)

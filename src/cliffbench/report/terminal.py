@@ -298,7 +298,8 @@ def levels_table(study: str) -> Table:
     """The levels of a stored study, one row per engine x level set x users."""
     from cliffbench.bench.store import load_results
 
-    lv = load_results(study).levels
+    res = load_results(study)
+    lv = res.levels
     cols = [
         ("engine", "engine"),
         ("set", "level_set"),
@@ -317,7 +318,8 @@ def levels_table(study: str) -> Table:
         ("foreign cores", "foreign_cores"),
         ("busy", "busy_flagged"),
     ]
-    table = Table(title=f"study {study}")
+    damaged = "; ".join(f"{k}: {why}" for k, why in res.damaged.items())
+    table = Table(title=f"study {study}", caption=f"left out, damaged on disk: {damaged}" if damaged else None)
     for title, _ in cols:
         table.add_column(title, justify="right")
     if "repeat" in lv:

@@ -107,6 +107,8 @@ def levels_table(data: ReportData, level_set: str = "chat") -> str:
             f" {busy} stored repeat(s) ran while other processes used more than "
             f"{fmt(data.results.study.busy.max_foreign_cores)} cores even after re-running: marked `busy`."
         )
+    for key, problem in data.results.damaged.items():
+        rows.append(f" Level {key} is damaged on disk and left out ({problem}); `cliffbench run` measures it again.")
     levels = data.results.levels
     failed = levels[levels["status"] != "ok"]
     if len(failed):
