@@ -24,7 +24,7 @@ from cliffbench.bench.store import load_results
 from cliffbench.config import PROJECT_ROOT
 from cliffbench.report.data import ReportData
 from cliffbench.report.sections.common import measured_levels
-from cliffbench.report.sections.comparisons import comparisons
+from cliffbench.report.sections.comparisons import Comparison, comparisons
 
 
 def _data(root: Path, study: str) -> ReportData:
@@ -35,15 +35,23 @@ def _data(root: Path, study: str) -> ReportData:
 
 def rows(a: ReportData, b: ReportData) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    cb = {(c.kind, c.users, c.vllm, c.llamacpp): c for c in comparisons(b)}
+
+    def key(c: Comparison) -> tuple[str, ...]:
+        # the fastest engine of a family may differ between runs: best of each pairs by its users
+        return (c.kind, str(c.users)) if c.kind == "best of each" else (c.kind, str(c.users), c.vllm, c.llamacpp)
+
+    cb = {key(c): c for c in comparisons(b)}
     for c in comparisons(a):
-        other = cb.get((c.kind, c.users, c.vllm, c.llamacpp))
+        other = cb.get(key(c))
         if other is None:
             continue
         r = other.ratio
+        names = f"{c.vllm} / {c.llamacpp}"
+        if (other.vllm, other.llamacpp) != (c.vllm, c.llamacpp):
+            names += f" (B: {other.vllm} / {other.llamacpp})"
         out.append(
             {
-                "number": f"{c.kind} {c.users} users: {c.vllm} / {c.llamacpp}",
+                "number": f"{c.kind} {c.users} users: {names}",
                 "a": c.ratio.median,
                 "a_lo": c.ratio.lo,
                 "a_hi": c.ratio.hi,
