@@ -174,7 +174,8 @@ class BusySpec(Spec):
 class StudySpec(Spec):
     """A study: engines x level sets (workload x load levels), with SLOs. YAML round-trips."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    # a name of dots only would be a path outside data/results/
+    name: str = Field(pattern=r"^(?!\.+$)[A-Za-z0-9_.-]+$")
     description: str = ""
     engines: list[EngineSpec] = Field(min_length=1)
     level_sets: list[LevelSetSpec] = Field(default_factory=lambda: [LevelSetSpec()], min_length=1)
@@ -320,6 +321,8 @@ def load_study(path: str | Path) -> StudySpec:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:
         raise InputError(f"study: {p} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"study: {p} is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     if not isinstance(data, dict):
         raise InputError(f"study: {p} must hold a mapping at top level")
     data.setdefault("name", p.stem)

@@ -5,8 +5,10 @@ order rotated per repeat. Each engine is started once per study and kept loaded 
 costs the measured one no CPU: benchmarks/idle_engines.py), or once per repeat with
 `keep_engines_loaded: false`; every exit path stops them. Levels already stored are skipped unless
 `force`; an engine that fails to start, or a level that crashes, is stored as a failed level with
-its error text and the sweep goes on. A level during which other processes used more CPU than
-`busy.max_foreign_cores` is measured again (`busy.reruns`) and stored flagged if still busy.
+its error text and the sweep goes on; a level that cannot be written (a full disk) stops the sweep
+with an InputError naming it, the finished levels stored. A level during which other processes
+used more CPU than `busy.max_foreign_cores` is measured again (`busy.reruns`) and stored flagged if
+still busy.
 """
 
 from __future__ import annotations
@@ -101,10 +103,28 @@ def _info(spec: StudySpec, es: EngineSpec, level: Level, **kw: Any) -> LevelInfo
     return LevelInfo(**base)
 
 
+class _NotStored(InputError):
+    """A level could not be written (disk full, read-only, over quota): no later level could be
+    either, so the sweep stops with one line instead of storing the level as failed."""
+
+
+def _store(
+    info: LevelInfo, requests: pd.DataFrame, tokens: pd.DataFrame, memory: pd.DataFrame, root: Path | None
+) -> None:
+    try:
+        write_level(info, requests, tokens, memory, root)
+    except OSError as exc:  # write_level leaves no half level behind: the finished ones are intact
+        where = study_dir(info.study, root) / "levels"
+        raise _NotStored(
+            f"results: could not store level {info.level_key} under {where}: {exc.strerror or exc}; "
+            "finished levels are stored"
+        ) from exc
+
+
 def _failed(spec: StudySpec, es: EngineSpec, level: Level, error: str, root: Path | None) -> LevelInfo:
     info = _info(spec, es, level, status="failed", error=error)
     empty = pd.DataFrame()
-    write_level(info, empty, empty, empty, root)
+    _store(info, empty, empty, empty, root)
     return info
 
 
@@ -334,8 +354,8 @@ async def _run_study_locked(
             else:
                 try:
                     info, requests, tokens, memory = await _measure(spec, es, engine, level, plans, reporter)
-                    write_level(info, requests, tokens, memory, root)
-                except (asyncio.CancelledError, KeyboardInterrupt):
+                    _store(info, requests, tokens, memory, root)
+                except (asyncio.CancelledError, KeyboardInterrupt, _NotStored):
                     raise
                 except Exception as exc:
                     err = f"{type(exc).__name__}: {exc} | {traceback.format_exc(limit=3)}"
