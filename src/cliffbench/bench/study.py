@@ -174,8 +174,7 @@ class BusySpec(Spec):
 class StudySpec(Spec):
     """A study: engines x level sets (workload x load levels), with SLOs. YAML round-trips."""
 
-    # a name of dots only would be a path outside data/results/
-    name: str = Field(pattern=r"^(?!\.+$)[A-Za-z0-9_.-]+$")
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
     engines: list[EngineSpec] = Field(min_length=1)
     level_sets: list[LevelSetSpec] = Field(default_factory=lambda: [LevelSetSpec()], min_length=1)
@@ -216,6 +215,14 @@ class StudySpec(Spec):
                     raise ValueError(f"entry {i}: {exc}") from None
             out.append(e)
         return out
+
+    @field_validator("name")
+    @classmethod
+    def _not_dots(cls, v: str) -> str:
+        # a name of dots only would be a path outside data/results/
+        if not v.strip("."):
+            raise ValueError(f"{v!r} is not a study name: use letters, digits, '_', '-' or '.'")
+        return v
 
     @field_validator("hardware")
     @classmethod
