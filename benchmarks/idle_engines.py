@@ -64,12 +64,13 @@ async def idle_cost(seconds: float) -> dict[str, float]:
     return {"wall_s": t1 - t0, "kit_tree_cores": (c1 - c0) / (t1 - t0), "system_cores": system / (t1 - t0)}
 
 
-async def level_tok_s(engine: Engine, reqs: Any, users: int) -> float:
+async def level_tok_s(engine: Engine, reqs: Any, users: int) -> tuple[float, float]:
+    """(output tok/s, event-loop lag p99 s) of one level."""
     run = await run_level(engine, reqs, concurrency=users)
     ok = [r for r in run.records if r.status == "ok" and not r.warmup]
     tokens = sum(len(r.token_times_s) for r in ok)
     span = max(r.token_times_s[-1] for r in ok) - min(r.t_submit_s for r in ok)
-    return tokens / span
+    return tokens / span, float(run.lag_p99_s)
 
 
 async def main_async(a: argparse.Namespace) -> dict[str, Any]:
@@ -101,13 +102,16 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
                     while loaded:
                         await loaded.pop().stop()
                 load1 = os.getloadavg()[0]
-                tok_s = await level_tok_s(engine, reqs, a.users)
-                rows.append({"pair": pair, "others": state, "tok_s": tok_s, "loadavg_1m_before": load1})
-                print(f"pair {pair} others {state}: {tok_s:.1f} tok/s", flush=True)
+                tok_s, lag_s = await level_tok_s(engine, reqs, a.users)
+                rows.append(
+                    {"pair": pair, "others": state, "tok_s": tok_s, "lag_p99_s": lag_s, "loadavg_1m_before": load1}
+                )
+                print(f"pair {pair} others {state}: {tok_s:.1f} tok/s, lag p99 {1e3 * lag_s:.2f} ms", flush=True)
     finally:
         for e in loaded:
             await e.stop()
         await engine.stop()
+    lag = {st: float(np.median([r["lag_p99_s"] for r in rows if r["others"] == st])) for st in ("loaded", "stopped")}
     ratios = []
     for pair in range(a.pairs):
         by = {r["others"]: r["tok_s"] for r in rows if r["pair"] == pair}
@@ -123,6 +127,7 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
         "loaded_over_stopped_min": float(min(ratios)),
         "loaded_over_stopped_max": float(max(ratios)),
         "pairs": a.pairs,
+        "lag_p99_s_median": lag,
         "provenance": collect_provenance(),
     }
 

@@ -1,8 +1,8 @@
 """A study, end to end: StudySpec -> levels -> tidy store. Resumable, failure-tolerant.
 
 Repeats interleave: repeat r of every engine runs before repeat r+1 starts, engines in a seeded
-order rotated per repeat. Each engine is started once per study and kept loaded (an idle engine
-costs the measured one no CPU: benchmarks/idle_engines.py), or once per repeat with
+order rotated per repeat. Each engine is started once per study and kept loaded (idle, the others
+cost vLLM about 5% of its tok/s at 32 users: benchmarks/idle_engines.py), or once per repeat with
 `keep_engines_loaded: false`; every exit path stops them. Levels already stored are skipped unless
 `force`; an engine that fails to start, or a level that crashes, is stored as a failed level with
 its error text and the sweep goes on; a level that cannot be written (a full disk) stops the sweep
