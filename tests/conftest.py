@@ -19,6 +19,10 @@ from typing import Any, NoReturn
 
 import pytest
 
+# The tests' own engines and servers are "other processes" to a `cliffbench run` they start: the
+# CLI must not sit out its 60-s wait for a quiet machine (tests/test_cli.py checks the wait itself)
+os.environ.setdefault("CLIFFBENCH_WAIT_QUIET_S", "0")
+
 from cliffbench.bench.study import StudySpec
 from cliffbench.config import MODELS_DIR
 from cliffbench.engines.registry import ENGINE_CLASSES

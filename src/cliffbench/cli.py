@@ -80,7 +80,8 @@ def run(
         float,
         typer.Option(
             help="at start, wait up to this long for other processes' CPU load to fall below the study's "
-            "busy threshold; 0: do not wait"
+            "busy threshold; 0: do not wait",
+            envvar="CLIFFBENCH_WAIT_QUIET_S",
         ),
     ] = 60.0,
 ) -> None:
@@ -130,16 +131,14 @@ def run(
 
 
 def _wait_quiet(spec: StudySpec, wait_quiet_s: float) -> None:
-    """Start check: a level measured while another process eats a core is worth nothing. One line
-    on stderr with the other processes' load, then a wait (up to `wait_quiet_s`) for it to fall."""
+    """Start check: a level measured while another process eats a core is worth nothing. On a busy
+    machine, one line on stderr with the other processes' load, then a wait (up to `wait_quiet_s`)
+    for it to fall; a quiet machine goes on silently."""
     from cliffbench.bench.busy import measure_foreign, wait_quiet
 
-    # `busy.max_foreign_cores` is a study field being added in bench/study.py; read defensively so
-    # this works before and after it lands (0.5: its default)
-    threshold = float(getattr(getattr(spec, "busy", None), "max_foreign_cores", 0.5))
+    threshold = spec.busy.max_foreign_cores
     first = measure_foreign(1.0)
     if first.foreign_cores <= threshold:
-        err.print(f"other processes use {first.line()}: quiet", highlight=False)
         return
     if wait_quiet_s == 0:
         err.print(

@@ -10,16 +10,20 @@ import time
 
 import psutil
 
-from cliffbench.engines.reaper import Reaper, new_children
+from cliffbench.engines.reaper import Reaper, ensure_reaper
 
-# A stand-in for the kit: it starts a long-lived child (as vLLM starts its engine core), guards it
-# with a Reaper, prints the child's pid and waits to be killed.
+# A stand-in for the kit: it starts its reaper first, then a long-lived child with a grandchild
+# (as vLLM starts its engine core and worker), prints their pids and waits to be killed.
 OWNER = """
 import subprocess, sys, time
 from cliffbench.engines.reaper import Reaper
-child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-Reaper([child.pid], grace_s=1.0)
-print(child.pid, flush=True)
+Reaper(grace_s=1.0)
+child = subprocess.Popen([sys.executable, "-c",
+    "import subprocess, sys, time; g = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']);"
+    " print(g.pid, flush=True); time.sleep(600)"], stdout=subprocess.PIPE, text=True)
+grandchild = int(child.stdout.readline())
+time.sleep(1.0)  # the reaper polls 4 times a second
+print(child.pid, grandchild, flush=True)
 time.sleep(600)
 """
 
@@ -36,43 +40,41 @@ def _gone(pid: int, within_s: float) -> bool:
     return False
 
 
-def test_guarded_child_dies_when_its_owner_is_killed() -> None:
+def test_descendants_die_when_their_owner_is_killed() -> None:
     owner = subprocess.Popen([sys.executable, "-c", OWNER], stdout=subprocess.PIPE, text=True)
-    child = 0
+    pids: list[int] = []
     try:
         assert owner.stdout is not None
-        child = int(owner.stdout.readline())
-        assert not _gone(child, 0.5)  # alive while its owner lives
+        pids = [int(x) for x in owner.stdout.readline().split()]
+        assert len(pids) == 2 and not any(_gone(p, 0.3) for p in pids)  # alive while their owner lives
         owner.send_signal(signal.SIGKILL)
         owner.wait(timeout=10)
-        assert _gone(child, 10.0), "the guarded child outlived its killed owner"
+        assert all(_gone(p, 10.0) for p in pids), "a descendant outlived its killed owner"
     finally:
         owner.kill()
         owner.wait()
         if owner.stdout is not None:
             owner.stdout.close()
-        if child:
+        for pid in pids:
             with contextlib.suppress(psutil.NoSuchProcess):
-                psutil.Process(child).kill()
+                psutil.Process(pid).kill()
 
 
-def test_clean_close_stops_the_reaper_and_spares_the_child() -> None:
-    before = [c.pid for c in psutil.Process().children(recursive=True)]
+def test_clean_close_stops_the_reaper_and_spares_the_children() -> None:
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     try:
-        assert new_children(before) == [child.pid]
-        reaper = Reaper([child.pid])
-        assert reaper.proc is not None
+        reaper = Reaper()
         proc = reaper.proc
+        assert proc is not None and reaper.alive()
+        time.sleep(0.5)
         reaper.close()
-        assert proc.poll() is not None and reaper.proc is None
+        assert proc.poll() is not None and reaper.proc is None and not reaper.alive()
         assert child.poll() is None  # a clean stop is the engine's job, not the reaper's
     finally:
         child.kill()
         child.wait()
 
 
-def test_no_pids_no_reaper() -> None:
-    reaper = Reaper([])
-    assert reaper.proc is None
-    reaper.close()
+def test_one_reaper_per_process() -> None:
+    first = ensure_reaper()
+    assert ensure_reaper() is first and first.alive()

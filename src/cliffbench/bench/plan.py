@@ -146,8 +146,13 @@ def check_model_limits(spec: StudySpec) -> None:
     for es in spec.engines:
         if not es.serves_model:
             continue
+        value: object = es
+        for part in es.context_field.split("."):  # an HTTP engine's server: `server.mirrors.n_ctx`
+            value = getattr(value, part, None)
+        if not isinstance(value, int):
+            continue
         limit = resolve_model(es.model)[2].context_length
-        asked = int(getattr(es, es.context_field))
+        asked = value
         if limit and asked > limit:
             raise InputError(
                 f"engines.{es.name}.{es.context_field}: {asked} tokens exceeds the model's context length "

@@ -18,7 +18,7 @@ from typing import Any
 
 from cliffbench.config import InputError
 from cliffbench.engines.base import EngineError, GenRequest, KvMemory, RequestRejected, TokenEvent
-from cliffbench.engines.reaper import Reaper, new_children
+from cliffbench.engines.reaper import ensure_reaper
 from cliffbench.engines.specs import VllmSpec, omp_bind
 
 __all__ = ["VllmEngine"]
@@ -78,7 +78,6 @@ class VllmEngine:
         self._reserved_bytes = 0
         self._device = "cpu"
         self.omp_bind: str | None = None
-        self._reaper: Reaper | None = None
 
     async def start(self) -> None:
         import psutil
@@ -119,12 +118,12 @@ class VllmEngine:
             load_format=self.load_format,
             seed=0,
         )
-        before = [c.pid for c in psutil.Process().children(recursive=True)]
+        # vLLM's engine core and workers are processes: they must die with the kit even when it is
+        # killed outright (SIGKILL, a kernel killed by its manager), which runs no atexit, and even
+        # while they are still starting: the reaper watches before anything is spawned
+        ensure_reaper()
         self._engine = AsyncLLM.from_engine_args(args, stat_loggers=[self._probe.factory])
         atexit.register(self._shutdown_sync)
-        # vLLM's engine core and workers are processes: they must die with the kit even when it is
-        # killed outright (SIGKILL, a kernel killed by its manager), which runs no atexit
-        self._reaper = Reaper(new_children(before))
         cache = self._engine.vllm_config.cache_config
         blocks = getattr(cache, "num_gpu_blocks", None)
         self._reserved_bytes = int(blocks) * self.spec.block_size * self.kv_bytes_per_token if blocks else want
@@ -133,9 +132,6 @@ class VllmEngine:
         if self._engine is not None:
             engine, self._engine = self._engine, None
             engine.shutdown()
-        if self._reaper is not None:
-            self._reaper.close()
-            self._reaper = None
 
     async def stop(self) -> None:
         self._shutdown_sync()

@@ -94,6 +94,13 @@ def execute_notebook(name: str, params: dict[str, Any], out_dir: Path | None = N
             )
         except BaseException as exc:  # handed to the main thread, which raises it
             failure.append(exc)
+        finally:
+            # nbclient keeps an event loop per thread and never closes it: close this thread's
+            from jupyter_core.utils import ensure_event_loop
+
+            loop = ensure_event_loop()
+            if not loop.is_running():
+                loop.close()
 
     worker = threading.Thread(target=work, name=f"papermill-{name}", daemon=True)
     worker.start()
