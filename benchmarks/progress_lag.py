@@ -49,7 +49,7 @@ async def one(variant: str, users: int, n: int, folder: Path) -> float:
     finally:
         await engine.stop()
     if pf:
-        pf.flush()
+        pf.close()
     return float(run.lag_p99_s)
 
 

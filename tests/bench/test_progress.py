@@ -4,6 +4,7 @@ the tee of reporters and the measured error of the ETA. No engine, no clock: tim
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -315,5 +316,6 @@ def test_background_writer_keeps_the_latest_state(tmp_path: Path) -> None:
     assert pf.writer is not None
     for i in range(50):  # faster than the disk: older states may be dropped, never the last
         pf.writer.put(json.dumps({"i": i}))
-    pf.flush()
+    pf.close()
     assert json.loads(path.read_text()) == {"i": 49}
+    assert pf.writer is None and not [t for t in threading.enumerate() if t.name == "cliffbench-progress-file"]

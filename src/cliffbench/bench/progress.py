@@ -237,7 +237,7 @@ class ProgressFile:
         )
         self.write(now)
         if tr.done >= tr.n:
-            self.flush()  # the last state must be on disk before the notebook ends
+            self.close()  # the last state must be on disk before the notebook ends
 
     def level_skipped(self, key: str) -> None:
         now = self._begin()
@@ -307,6 +307,12 @@ class ProgressFile:
         if self.writer is not None:
             self.writer.flush()
 
+    def close(self) -> None:
+        """Write what is pending and end the writer thread (later writes go straight to disk)."""
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
 
 class _LatestWriter:
     """A daemon thread that stores the latest text it was given; older pending ones are dropped
@@ -317,7 +323,9 @@ class _LatestWriter:
         self.cond = threading.Condition()
         self.pending: str | None = None
         self.busy = False
-        threading.Thread(target=self._run, name="cliffbench-progress-file", daemon=True).start()
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, name="cliffbench-progress-file", daemon=True)
+        self.thread.start()
 
     def put(self, text: str) -> None:
         with self.cond:
@@ -328,10 +336,19 @@ class _LatestWriter:
         with self.cond:
             self.cond.wait_for(lambda: self.pending is None and not self.busy, timeout=10)
 
+    def close(self) -> None:
+        self.flush()
+        with self.cond:
+            self.stopping = True
+            self.cond.notify_all()
+        self.thread.join(timeout=10)
+
     def _run(self) -> None:
         while True:
             with self.cond:
-                self.cond.wait_for(lambda: self.pending is not None)
+                self.cond.wait_for(lambda: self.pending is not None or self.stopping)
+                if self.pending is None:
+                    return
                 text, self.pending, self.busy = self.pending, None, True
             try:
                 if text is not None:
