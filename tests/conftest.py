@@ -179,3 +179,27 @@ def cli_process(*args: str, env: dict[str, str] | None = None) -> subprocess.Pop
         preexec_fn=_deliverable_sigint,
         env=env,
     )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After every fixture has stopped its engine: no vLLM process of this run may be left."""
+    import time
+
+    import psutil
+
+    def left() -> list[str]:
+        out = []
+        for p in psutil.Process().children(recursive=True):
+            try:
+                if "VLLM::" in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE:
+                    out.append(f"{p.pid} {p.name()}")
+            except psutil.Error:
+                continue
+        return out
+
+    deadline = time.monotonic() + 10.0
+    while (still := left()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if still:
+        print(f"\nvLLM processes left running after the tests: {still}", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
