@@ -23,6 +23,7 @@ import pytest
 # CLI must not sit out its 60-s wait for a quiet machine (tests/test_cli.py checks the wait itself)
 os.environ.setdefault("CLIFFBENCH_WAIT_QUIET_S", "0")
 
+from cliffbench.bench.store import LevelInfo
 from cliffbench.bench.study import StudySpec
 from cliffbench.config import MODELS_DIR
 from cliffbench.engines.registry import ENGINE_CLASSES
@@ -178,6 +179,27 @@ def cli_process(*args: str, env: dict[str, str] | None = None) -> subprocess.Pop
         text=True,
         preexec_fn=_deliverable_sigint,
         env=env,
+    )
+
+
+def level_info(key: str) -> LevelInfo:
+    """A finished ok level of a fake engine (the engine is the key's first part): for reporters."""
+    return LevelInfo(
+        study="s",
+        level_key=key,
+        engine=key.split("__")[0],
+        engine_kind="fake",
+        engine_hash="0",
+        level_set="chat",
+        workload="fixed",
+        level_index=0,
+        seed=0,
+        status="ok",
+        started_at="2025-01-01T00:00:00",
+        wall_s=1.0,
+        lag_p99_s=0.0,
+        loop_cpu_share=0.0,
+        lag_flagged=False,
     )
 
 

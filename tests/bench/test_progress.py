@@ -22,6 +22,7 @@ from cliffbench.bench.progress import (
 )
 from cliffbench.bench.store import LevelInfo
 from cliffbench.config import RESULTS_DIR
+from tests.conftest import level_info
 
 ENGINES = ("a", "b", "c")
 USERS = (1, 4)
@@ -138,27 +139,6 @@ def _record(t0: float, n_tokens: int, itl_s: float = 0.1) -> RequestRecord:
     )
 
 
-def _info(key: str) -> LevelInfo:
-    engine = key.split("__")[0]
-    return LevelInfo(
-        study="s",
-        level_key=key,
-        engine=engine,
-        engine_kind="fake",
-        engine_hash="0",
-        level_set="chat",
-        workload="fixed",
-        level_index=0,
-        seed=0,
-        status="ok",
-        started_at="2025-01-01T00:00:00",
-        wall_s=1.0,
-        lag_p99_s=0.0,
-        loop_cpu_share=0.0,
-        lag_flagged=False,
-    )
-
-
 class _Clock:
     def __init__(self) -> None:
         self.t = 0.0
@@ -194,7 +174,7 @@ def test_progress_file_fields_and_history(tmp_path: Path) -> None:
     assert state["tok_s"] == pytest.approx(10.0)
     assert state["elapsed_s"] == pytest.approx(3.0)
     clock.t = 12.0
-    pf.level_finished(_info(_key("a", 4, 0)))
+    pf.level_finished(level_info(_key("a", 4, 0)))
     state = _read(path)
     assert state["done"] == 2 and state["running"] is False and state["tok_s"] is None
     assert state["index"] == 3 and state["engine"] == "b"
@@ -223,7 +203,7 @@ def test_progress_file_throttles_request_writes(tmp_path: Path) -> None:
     pf.request_done(_record(0.0, 5))
     assert _read(path)["updated_at"] == pytest.approx(1e9 + 1.05)
     clock.t = 1.2
-    pf.level_finished(_info(_key("a", 1, 0)))  # level events are always written
+    pf.level_finished(level_info(_key("a", 1, 0)))  # level events are always written
     assert _read(path)["updated_at"] == pytest.approx(1e9 + 1.2)
 
 
@@ -236,7 +216,7 @@ def test_progress_file_reports_eta_error_at_the_end(tmp_path: Path) -> None:
     for t in tasks:
         pf.level_started(t.key, 4)
         clock.t += t.planned_tokens / 10.0  # every level at 10 tok/s: the ETA is exact
-        pf.level_finished(_info(t.key))
+        pf.level_finished(level_info(t.key))
     state = _read(path)
     assert state["done"] == state["n_levels"] == 12 and state["eta_s"] == 0.0
     err = state["eta_error"]
@@ -280,7 +260,7 @@ def test_tee_forwards_every_call_to_each() -> None:
     tee.level_skipped("x")
     tee.level_started("y", 3)
     tee.request_done(_record(0.0, 2))
-    tee.level_finished(_info("y"))
+    tee.level_finished(level_info("y"))
     expected = [("planned", 12), ("skipped", "x"), ("started", ("y", 3)), ("request", 0), ("finished", "y")]
     assert one.calls == two.calls == expected
 

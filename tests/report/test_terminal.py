@@ -12,7 +12,6 @@ from typing import Any
 from rich.console import Console
 
 from cliffbench.bench.progress import LevelTask, ProgressFile
-from cliffbench.bench.store import LevelInfo
 from cliffbench.report.terminal import (
     StudyWatcher,
     clock_text,
@@ -20,6 +19,7 @@ from cliffbench.report.terminal import (
     progress_description,
     read_progress,
 )
+from tests.conftest import level_info
 
 STATE: dict[str, Any] = {
     "started_at": "2025-01-01T00:00:00+00:00",
@@ -79,27 +79,6 @@ def _task(key: str, engine: str) -> LevelTask:
     return LevelTask(key, engine, "chat", 1, None, 0, 2, 100, False)
 
 
-def _info(key: str) -> LevelInfo:
-    engine = key.split("__")[0]
-    return LevelInfo(
-        study="s",
-        level_key=key,
-        engine=engine,
-        engine_kind="fake",
-        engine_hash="0",
-        level_set="chat",
-        workload="fixed",
-        level_index=0,
-        seed=0,
-        status="ok",
-        started_at="2025-01-01T00:00:00",
-        wall_s=1.0,
-        lag_p99_s=0.0,
-        loop_cpu_share=0.0,
-        lag_flagged=False,
-    )
-
-
 def test_watcher_prints_a_line_per_finished_level_off_a_terminal(tmp_path: Path) -> None:
     path = tmp_path / "study" / "progress.json"
     path.parent.mkdir()
@@ -114,7 +93,7 @@ def test_watcher_prints_a_line_per_finished_level_off_a_terminal(tmp_path: Path)
         for t in tasks:
             pf.level_started(t.key, 2)
             time.sleep(0.02)
-            pf.level_finished(_info(t.key))
+            pf.level_finished(level_info(t.key))
         deadline = time.monotonic() + 5
         while watcher.printed < 2 and time.monotonic() < deadline:
             time.sleep(0.01)

@@ -29,7 +29,6 @@ from cliffbench.bench.metrics import quantile_ci
 from cliffbench.bench.study import SloSpec
 
 __all__ = [
-    "VERDICTS",
     "RatioEstimate",
     "SloJudge",
     "median_range_level",
@@ -37,7 +36,6 @@ __all__ = [
     "pool_repeats",
 ]
 
-VERDICTS = ("meets", "misses", "uncertain")
 _KEYS = ["engine", "level_set", "concurrency", "rate_rps"]
 _NAMES = {"ttft_s": "TTFT", "tpot_s": "TPOT", "e2e_s": "E2E"}
 
@@ -183,17 +181,13 @@ def paired_ratio(
 ) -> RatioEstimate:
     """`metric` of engine `a` over engine `b` at `users` in `level_set`, paired by repeat."""
     lv = levels[(levels["level_set"] == level_set) & (levels["concurrency"] == users) & (levels["status"] == "ok")]
-    rep = "repeat" if "repeat" in lv else None
-    sa = (
-        lv[lv["engine"] == a].set_index(rep)[metric]
-        if rep
-        else lv.loc[lv["engine"] == a, metric].reset_index(drop=True)
-    )
-    sb = (
-        lv[lv["engine"] == b].set_index(rep)[metric]
-        if rep
-        else lv.loc[lv["engine"] == b, metric].reset_index(drop=True)
-    )
+
+    def by_repeat(engine: str) -> pd.Series:
+        rows = lv[lv["engine"] == engine]
+        # studies stored before repeats existed have one row per level: pair them by position
+        return rows.set_index("repeat")[metric] if "repeat" in rows else rows[metric].reset_index(drop=True)
+
+    sa, sb = by_repeat(a), by_repeat(b)
     r = (sa / sb).dropna()
     r = r[np.isfinite(r)]
     if r.empty:

@@ -236,9 +236,9 @@ class _Engines:
                 await engine.stop()
                 return None
             self.live[es.name] = engine
-        if manifest.setdefault("engines", {}).get(es.name) is None or es.name not in self.described:
+        if es.name not in self.described:
             self.described.add(es.name)
-            manifest["engines"][es.name] = engine.describe()
+            manifest.setdefault("engines", {})[es.name] = engine.describe()
             write_manifest(spec.name, manifest, root)
         return engine
 

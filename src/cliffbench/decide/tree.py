@@ -34,7 +34,6 @@ __all__ = [
     "build_tree",
     "decision_tree",
     "engine_cliff_details",
-    "engine_cliffs",
     "fmt_g",
     "interpolate",
     "pooled_levels",
@@ -68,7 +67,6 @@ class Cliff:
     meets_up_to: float
     first_miss: float | None
     first_miss_verdict: str = ""
-    lowest: float = 1.0
 
     @property
     def at_least(self) -> bool:
@@ -192,17 +190,12 @@ def engine_cliff_details(levels: pd.DataFrame) -> dict[str, Cliff]:
             continue
         bad = [u for u, x in v.items() if x != "meets"]
         if not bad:
-            out[engine] = Cliff(engine, float(v.index[-1]), None, lowest=float(v.index[0]))
+            out[engine] = Cliff(engine, float(v.index[-1]), None)
             continue
         first = float(str(bad[0]))
         below = [float(u) for u in v.index if u < first]
-        out[engine] = Cliff(engine, below[-1] if below else 0.0, first, str(v[first]), lowest=float(v.index[0]))
+        out[engine] = Cliff(engine, below[-1] if below else 0.0, first, str(v[first]))
     return out
-
-
-def engine_cliffs(levels: pd.DataFrame) -> dict[str, float]:
-    """Per engine, the highest measured level meeting the SLO below its first miss."""
-    return {e: c.meets_up_to for e, c in engine_cliff_details(levels).items()}
 
 
 def _judged_at(users: list[float], n: int) -> tuple[float | None, bool, str]:
