@@ -22,11 +22,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from cliffbench.bench.arrivals import closed_loop_think_times_s, poisson_offsets_s
 from cliffbench.engines.base import Engine, GenRequest, RequestRejected
 
-__all__ = ["LAG_PROBE_INTERVAL_S", "MEMORY_SAMPLE_INTERVAL_S", "LevelRun", "Probes", "RequestRecord", "run_level"]
+__all__ = [
+    "LAG_PROBE_INTERVAL_S",
+    "MEMORY_SAMPLE_INTERVAL_S",
+    "ClientInfo",
+    "LevelRun",
+    "Probes",
+    "RequestRecord",
+    "run_level",
+]
 
 LAG_PROBE_INTERVAL_S = 0.005
 MEMORY_SAMPLE_INTERVAL_S = 0.05
@@ -61,6 +70,30 @@ class RequestRecord:
         return len(self.token_times_s)
 
 
+class ClientInfo(BaseModel):
+    """One client process of a level whose users were split over several (`load.client_processes`):
+    its share of the load, its clock against the parent's, and the harness checks of its own loop."""
+
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
+
+    index: int = Field(ge=0)
+    pid: int
+    host: str
+    users: int | None = Field(None, description="closed loop: the users this client ran")
+    rate_rps: float | None = Field(None, description="open loop: this client's share of the rate")
+    requests: int = Field(description="measured requests given to this client")
+    clock_offset_s: float = Field(description="client perf_counter minus the parent's (min-RTT exchange)")
+    clock_rtt_s: float = Field(description="round trip of the exchange that set the offset: error <= half of it")
+    start_late_s: float = Field(description="the client's level start after the common start time, parent clock")
+    wall_s: float
+    lag_p99_s: float
+    lag_samples: int
+    thread_wait_p99_s: float
+    loop_cpu_share: float
+    achieved_concurrency: float = Field(description="time-weighted requests in flight of this client alone")
+    http_retried: int = 0
+
+
 @dataclass
 class LevelRun:
     records: list[RequestRecord]
@@ -69,18 +102,24 @@ class LevelRun:
     thread_wait_s: np.ndarray
     loop_cpu_s: float
     wall_s: float
+    t0_s: float = float("nan")  # perf_counter when the level started: record times count from it
+    clients: list[ClientInfo] = field(default_factory=list)  # empty: the load ran in this process
 
+    # with several client processes the level is as good as its worst client: a lagging one delays
+    # its own requests whatever the others do, so each check is the worst client's
     @property
     def lag_p99_s(self) -> float:
-        return _p99(self.lag_s)
+        return max(c.lag_p99_s for c in self.clients) if self.clients else _p99(self.lag_s)
 
     @property
     def thread_wait_p99_s(self) -> float:
-        return _p99(self.thread_wait_s)
+        return max(c.thread_wait_p99_s for c in self.clients) if self.clients else _p99(self.thread_wait_s)
 
     @property
     def loop_cpu_share(self) -> float:
         """CPU seconds of the event-loop thread per wall second (1.0 = one core busy)."""
+        if self.clients:
+            return max(c.loop_cpu_share for c in self.clients)
         return self.loop_cpu_s / self.wall_s if self.wall_s > 0 else float("nan")
 
 
@@ -272,7 +311,7 @@ async def run_level(
             lag_probe.stop()
         await asyncio.gather(*samplers, watchdog, return_exceptions=True)
     wall = time.perf_counter() - t0
-    return LevelRun(records, memory, np.asarray(lags), np.asarray(waits), time.thread_time() - cpu0, wall)
+    return LevelRun(records, memory, np.asarray(lags), np.asarray(waits), time.thread_time() - cpu0, wall, t0)
 
 
 async def _closed_loop(

@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from cliffbench.bench.loadgen import ClientInfo
 from cliffbench.bench.study import StudySpec
 from cliffbench.config import RESULTS_DIR, InputError
 from cliffbench.engines.specs import EngineSpec
@@ -102,6 +103,11 @@ class LevelInfo(BaseModel):
     engine_config: dict[str, Any] = Field(default_factory=dict)
     files: dict[str, StoredFile] = Field(
         default_factory=dict, description="row count and sha256 of each Parquet file (empty: stored before checks)"
+    )
+    clients: list[ClientInfo] = Field(
+        default_factory=list,
+        description="one entry per client process (load.client_processes > 1): clock offset and harness "
+        "checks of each; the level's lag, GIL-wait and loop-CPU fields are then the worst client's",
     )
 
 
@@ -258,7 +264,8 @@ def list_studies(root: Path | None = None) -> list[str]:
 
 
 def _level_row(info: LevelInfo) -> dict[str, Any]:
-    row = info.model_dump(exclude={"summary", "engine_config", "files"})
+    row = info.model_dump(exclude={"summary", "engine_config", "files", "clients"})
+    row["client_processes"] = max(1, len(info.clients))
     row.update(info.summary)
     for k, v in info.engine_config.items():
         row[f"cfg_{k}"] = v if isinstance(v, str | int | float | bool) or v is None else json.dumps(v)

@@ -83,6 +83,14 @@ class LoadSpec(Spec):
         le=50,
         description="times every level is measured; repeat r of every engine runs before repeat r+1 starts",
     )
+    client_processes: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="openai-http engines: split each level's users (or rate) over this many client processes "
+        "that start together (one asyncio loop saturates near a few hundred instant requests in flight: "
+        "benchmarks/multi_client.py); their records merge into one level",
+    )
 
     @field_validator("concurrency", "rate_rps")
     @classmethod
@@ -95,6 +103,9 @@ class LoadSpec(Spec):
     def _end_condition(self) -> LoadSpec:
         if self.requests_per_level is None and self.duration_s is None:
             raise ValueError("set requests_per_level or duration_s")
+        if self.client_processes > 1 and self.burstiness != 1.0:
+            # K independent gamma streams do not add up to one gamma stream of that burstiness
+            raise ValueError("client_processes > 1 splits an open loop into Poisson streams: needs burstiness 1")
         if self.arrival == "poisson" and not self.rate_rps:
             raise ValueError("arrival 'poisson' needs rate_rps")
         return self
@@ -241,6 +252,20 @@ class StudySpec(Spec):
             dup = {n for n in names if names.count(n) > 1}
             if dup:
                 raise ValueError(f"{what} must be unique, repeated: {sorted(dup)}")
+        return self
+
+    @model_validator(mode="after")
+    def _clients_drive_http(self) -> StudySpec:
+        """Client processes send HTTP requests; an in-process engine lives in the one process that
+        runs it, so its load cannot be split."""
+        for i, ls in enumerate(self.level_sets):
+            k = ls.load.client_processes
+            inproc = [e.name for e in self.engines if e.kind != "openai-http" and ls.load.only_at.get(e.name) != []]
+            if k > 1 and inproc:
+                raise ValueError(
+                    f"level_sets.{i}.load.client_processes: {k} client processes drive only openai-http "
+                    f"engines, {inproc[0]!r} runs in this process; allowed for it: 1"
+                )
         return self
 
     def to_yaml(self) -> str:

@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from cliffbench.bench.busy import cpu_snapshot, foreign_since
-from cliffbench.bench.loadgen import LevelRun, run_level
+from cliffbench.bench.clients import run_split
+from cliffbench.bench.loadgen import LevelRun
 from cliffbench.bench.metrics import add_request_metrics, summarize_level
 from cliffbench.bench.plan import Level, Plans, engine_runs, model_hashes, plan_levels, preflight, study_tokenizer
 from cliffbench.bench.probes import local_hardware
@@ -161,9 +162,10 @@ async def _measure(
         if reporter:
             reporter.level_started(level.key(es.name), len(reqs) + len(warm))
         before = cpu_snapshot()
-        run = await run_level(
+        run = await run_split(
             engine,
             reqs,
+            processes=load.client_processes,
             concurrency=level.concurrency,
             rate_rps=level.rate_rps,
             burstiness=load.burstiness,
@@ -205,6 +207,7 @@ async def _measure(
         error=error,
         summary=summary,
         engine_config=config,
+        clients=run.clients,
     )
     return info, requests, tokens, memory
 
