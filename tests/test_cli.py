@@ -144,7 +144,7 @@ def test_matrix_ranks_and_writes_csv(tmp_path: Path) -> None:
         (["-p", "matrix_weights", "{speed: 1}"], "parameter matrix_weights: unknown criterion 'speed'; allowed:"),
         (["-p", "matrix_gpu_prices", "{a100-40gb: -1}"], "parameter matrix_gpu_prices: a100-40gb must be a positive"),
         (["-p", "matrix_users", "0"], "parameter matrix_users"),
-        (["-p", "matrix_hardware", "l4"], "parameter matrix_gpu_prices: no price for 'l4'"),
+        (["-p", "matrix_hardware", "l4"], "parameter matrix_gpu_prices: no vm-on-demand price for 'l4'"),
         (["-p", "speed", "1"], "parameter speed: unknown; allowed: concurrency, engine, force, force_prepare"),
         (["-p", "engine", "openai-http"], "parameter url: give it exactly when parameter engine is openai-http"),
         (["-p", "engine", "openai-http", "-p", "url", "ftp://x"], "parameter url: must be an http"),

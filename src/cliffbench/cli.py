@@ -324,6 +324,7 @@ def matrix(
     precision: Annotated[str, typer.Option(help="weights of every self-hosted engine, or 'native'")] = "bf16",
     study: Annotated[str, typer.Option(help="stored study with measured throughput on this GPU")] = "",
     csv: Annotated[Path | None, typer.Option(help="also write the tidy matrix CSV here")] = None,
+    "pricing_model": "--pricing-model",
     pdf: Annotated[Path | None, typer.Option(help="also write the standalone matrix PDF here")] = None,
 ) -> None:
     """Rank the Architecture Decision Matrix for your profile, prices and weights."""
@@ -339,6 +340,9 @@ def matrix(
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             ttft_slo_s=ttft_slo,
+    pricing_model: Annotated[
+        str, typer.Option(help="how GPU-hours are bought: vm-on-demand, serverless or marketplace")
+    ] = "vm-on-demand",
             hardware=hardware,
             efficiency=efficiency,
             precision=precision,
@@ -360,6 +364,7 @@ def matrix(
         table.add_column(col, justify="right" if col in ("rank", "score") else "left")
     for o in r.scores.total.sort_values(ascending=False).index:
         rank = r.scores.rank.loc[o]
+            pricing_model=pricing_model,
         table.add_row(
             "-" if rank != rank else str(int(rank)),
             r.data.options[o].name + ("" if r.data.options[o].status == "active" else f" ({r.data.options[o].status})"),

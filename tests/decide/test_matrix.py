@@ -42,14 +42,41 @@ def test_every_cell_sourced_and_dated(data: mx.MatrixData) -> None:
             assert cell.source_url.startswith("http") and cell.as_of[:4].isdigit()
             assert cell.rationale if cell.known else cell.unknown_reason
     for opt in data.options.values():
-        if opt.kind == "managed" and opt.status != "discontinued":
+        if opt.priced:
             assert opt.currency == "USD" and opt.price_as_of and opt.price_source.startswith("http")
-    for p in data.gpu_prices.values():
-        assert p.currency == "USD" and p.source_url.startswith("http") and p.as_of
+        if opt.status in ("retiring", "retired"):
+            assert opt.shutdown_date and opt.shutdown_source.startswith("http")
+    for p in data.gpu_prices:
+        assert p.currency == "USD" and p.source_url.startswith("http") and p.as_of and p.pricing_model
+
+
+def test_every_hardware_priced_per_pricing_model(data: mx.MatrixData) -> None:
+    from cliffbench.hardware import HARDWARE
+
+    assert {p.hardware for p in data.gpu_prices} == set(HARDWARE)
+    # the serverless per-second rate of the A100 80GB is never offered as an on-demand VM price
+    assert {p.pricing_model for p in data.prices_for("a100-80gb")} == {"serverless"}
+    a100 = mx.gpu_price(mx.MatrixParams(), data)
+    assert (a100.usd_per_hour, a100.pricing_model, a100.as_of) == (1.99, "vm-on-demand", "2026-09")
+    h100 = mx.gpu_price(mx.MatrixParams(hardware="h100-sxm"), data)
+    assert h100.usd_per_hour == 3.99 and h100.provider.startswith("RunPod Secure")  # cheapest on-demand row
+    market = mx.gpu_price(mx.MatrixParams(hardware="h100-sxm", pricing_model="marketplace"), data)
+    assert market.usd_per_hour == 2.69
+
+
+def test_retired_models_shown_not_ranked(data: mx.MatrixData, result: mx.MatrixResult) -> None:
+    assert data.options["anthropic-haiku-3-5"].status == "retired"
+    assert data.options["anthropic-haiku-3-5"].shutdown_date == "2026-02-19"
+    assert data.options["openai-gpt-4o-mini"].shutdown_date == "2027-01-14"
+    for o in ("anthropic-haiku-3-5", "openai-gpt-4o-mini", "anyscale"):
+        assert math.isnan(result.scores.rank.loc[o]) and o not in result.eligible
+    assert "retired 2026-02-19" in mx.exclusion_reason(data.options["anthropic-haiku-3-5"])
+    assert {"anthropic-haiku-4-5", "anthropic-haiku-5-5", "openai-gpt-6-luna"} <= set(result.eligible)
 
 
 def test_required_options_and_criteria(data: mx.MatrixData) -> None:
-    assert {"ollama", "llamacpp", "vllm", "vllm-litellm", "sglang", "tgi", "openai", "anthropic", "together"} <= set(
+    assert {"ollama", "llamacpp", "vllm", "vllm-litellm", "sglang", "tgi", "together"} <= set(data.options)
+    assert {"openai-gpt-4o-mini", "openai-gpt-6-luna", "anthropic-haiku-4-5", "anthropic-haiku-5-5"} <= set(
         data.options
     )
     assert data.options["anyscale"].status == "discontinued"
@@ -91,8 +118,8 @@ def test_missing_cell_is_an_error(tmp_path: Path) -> None:
 
 def test_managed_cost_by_hand(data: mx.MatrixData) -> None:
     # GPT-4o mini: 512 x $0.15 + 256 x $0.60 per 1M, over 256 output tokens = $0.90 per 1M output
-    assert mx.managed_cost_usd_per_1m(data.options["openai"], 512, 256) == pytest.approx(0.90)
-    assert mx.managed_cost_usd_per_1m(data.options["openai"], 0 + 1, 1) == pytest.approx(0.75)
+    assert mx.managed_cost_usd_per_1m(data.options["openai-gpt-4o-mini"], 512, 256) == pytest.approx(0.90)
+    assert mx.managed_cost_usd_per_1m(data.options["openai-gpt-4o-mini"], 0 + 1, 1) == pytest.approx(0.75)
     assert math.isnan(mx.managed_cost_usd_per_1m(data.options["anyscale"], 512, 256))
 
 
@@ -113,14 +140,15 @@ def test_self_hosted_cost_by_hand(data: mx.MatrixData) -> None:
 
 
 def test_slots_queue_by_littles_law(data: mx.MatrixData) -> None:
-    # Ollama's 4 slots with 8 closed-loop users: each request waits one service time for a slot
-    p = mx.MatrixParams(users=8, input_tokens=64, output_tokens=64)
-    four = mx.self_hosted_estimate(data.options["ollama"], p.model_copy(update={"users": 4}))
-    eight = mx.self_hosted_estimate(data.options["ollama"], p)
-    assert four is not None and eight is not None and eight.batch == 4
-    assert eight.output_tok_s == pytest.approx(four.output_tok_s)
-    service = 4 * 64 / four.output_tok_s  # requests/s = tok/s / 64; a slot is held 4 / (req/s)
-    assert eight.ttft_s - four.ttft_s == pytest.approx(service, rel=1e-9)
+    # Ollama's one slot (its default since v0.10.0) with 2 closed-loop users: each request waits one service time
+    assert data.options["ollama"].slots == 1
+    p = mx.MatrixParams(users=2, input_tokens=64, output_tokens=64)
+    one = mx.self_hosted_estimate(data.options["ollama"], p.model_copy(update={"users": 1}))
+    two = mx.self_hosted_estimate(data.options["ollama"], p)
+    assert one is not None and two is not None and two.batch == 1
+    assert two.output_tok_s == pytest.approx(one.output_tok_s)
+    service = 64 / one.output_tok_s  # requests/s = tok/s / 64; the slot is held 1 / (req/s)
+    assert two.ttft_s - one.ttft_s == pytest.approx(service, rel=1e-9)
 
 
 def test_router_adds_replicas_until_slo(data: mx.MatrixData) -> None:
@@ -137,10 +165,10 @@ def test_cost_curve_shapes(data: mx.MatrixData) -> None:
     v = curve[curve["option"] == "vllm"]["usd_per_1m_output"].to_numpy()
     assert (np.diff(v) < 0).all()  # self-hosted: cheaper with load
     o = curve[curve["option"] == "ollama"]["usd_per_1m_output"].to_numpy()
-    assert o[2] == pytest.approx(o[-1])  # flat once its 4 slots are full
-    api = curve[curve["option"] == "openai"]["usd_per_1m_output"]
+    assert o[0] == pytest.approx(o[-1])  # flat from the start: its one slot is full at one user
+    api = curve[curve["option"] == "openai-gpt-6-luna"]["usd_per_1m_output"]
     assert api.nunique() == 1
-    assert "anyscale" not in set(curve["option"])
+    assert not {"anyscale", "anthropic-haiku-3-5", "openai-gpt-4o-mini"} & set(curve["option"])
 
 
 def test_measured_study_used_when_gpu_matches(data: mx.MatrixData, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -212,10 +240,12 @@ def test_sensitivity_finds_known_flip() -> None:
 
 def test_unknowns_flagged_and_discontinued_unranked(result: mx.MatrixResult) -> None:
     assert math.isnan(result.scores.rank.loc["anyscale"])
-    assert "ttft" in result.scores.flagged["openai"]
-    assert result.values.isna().loc["openai", "ttft"]
-    ranked = result.scores.rank.dropna().sort_values()
-    assert ranked.tolist() == list(range(1, len(ranked) + 1))
+    assert "ttft" in result.scores.flagged["openai-gpt-6-luna"]
+    assert result.values.isna().loc["openai-gpt-6-luna", "ttft"]
+    ranked = result.scores.rank.dropna()
+    totals = result.scores.total.loc[ranked.index]
+    # rank = 1 + options with a strictly higher total (ties share a rank)
+    assert ranked.to_dict() == {o: 1 + int((totals > totals[o]).sum()) for o in ranked.index}
 
 
 # ---- bad input ------------------------------------------------------------------------------------
@@ -227,7 +257,8 @@ def test_unknowns_flagged_and_discontinued_unranked(result: mx.MatrixResult) -> 
         ({"weights": {"speed": 1}}, "weights: unknown criterion 'speed'; allowed: deployment, compliance"),
         ({"gpu_prices": {"a100-40gb": -1}}, "gpu_prices: a100-40gb must be a positive USD/hour"),
         ({"gpu_prices": {"tpu-v5": 1}}, "gpu_prices: unknown hardware 'tpu-v5'; allowed: a100-40gb"),
-        ({"hardware": "l4"}, "gpu_prices: no price for 'l4'"),
+        ({"hardware": "l4"}, "gpu_prices: no vm-on-demand price for 'l4' (priced as serverless: set pricing_model)"),
+        ({"pricing_model": "spot"}, "pricing_model: unknown pricing model 'spot'; allowed: vm-on-demand, serverless"),
         ({"weights": {"cost": -1}}, "weights: cost must be >= 0"),
         (
             {

@@ -13,7 +13,7 @@ import pandas as pd
 from cliffbench.config import REPORT_DIR, fmt_number
 from cliffbench.decide.matrix.data import Option
 from cliffbench.decide.matrix.model import cost_curve, gpu_price
-from cliffbench.decide.matrix.score import SENSITIVITY_FACTORS, MatrixResult
+from cliffbench.decide.matrix.score import SENSITIVITY_FACTORS, MatrixResult, exclusion_reason
 from cliffbench.files import atomic_file
 from cliffbench.report.pdf import html_to_pdf
 
@@ -21,10 +21,12 @@ __all__ = [
     "MATRIX_CAPTIONS",
     "make_matrix_figures",
     "managed_source",
+    "matrix_grid_markdown",
     "matrix_markdown",
     "method_markdown",
     "plot_cost_curve",
     "plot_heatmap",
+    "profile_markdown",
     "ranking_markdown",
     "sensitivity_markdown",
     "write_matrix_csv",
@@ -55,15 +57,8 @@ def matrix_markdown(r: MatrixResult) -> str:
             cells.append(f"{_md_escape(str(r.text.loc[o, c]))} [{len(notes)}]")
         status = "" if opt.status == "active" else f" ({opt.status})"
         lines.append(f"| {_md_escape(opt.name)}{status} | " + " | ".join(cells) + " |")
-    p = r.params
-    weights_txt = (
-        "each engine's usual weights" if p.precision == "native" else f"{p.precision} weights for every engine"
-    )
     intro = (
-        f"Profile: {p.users} concurrent users, {p.input_tokens} input and {p.output_tokens} output tokens per "
-        f"request, TTFT SLO {p.ttft_slo_s:g} s; self-hosted on {p.hardware} ({p.model}, "
-        f"{weights_txt}), "
-        f"engines at {p.efficiency:g} x the roofline unless measured. Scores 1 (worst) to 5 (best); prices in USD. "
+        profile_markdown(r) + " Scores 1 (worst) to 5 (best); prices in USD. "
         "Verified: primary = the vendor's own page was read; secondary = a third-party copy was read; "
         "no = from knowledge, not re-verified."
     )
@@ -72,18 +67,70 @@ def matrix_markdown(r: MatrixResult) -> str:
     return f"{intro}\n\n" + "\n".join(lines) + f"\n\n**Notes**\n\n{note_md}\n\n**Sources** {src_md}"
 
 
+def profile_markdown(r: MatrixResult) -> str:
+    """The profile the computed cells are for, in one sentence."""
+    p = r.params
+    weights_txt = (
+        "each engine's usual weights" if p.precision == "native" else f"{p.precision} weights for every engine"
+    )
+    return (
+        f"Profile: {p.users} concurrent users, {p.input_tokens} input and {p.output_tokens} output tokens per "
+        f"request, TTFT SLO {p.ttft_slo_s:g} s; self-hosted on {p.hardware} ({p.model}, {weights_txt}, "
+        f"{p.pricing_model} GPU-hours), engines at {p.efficiency:g} x the roofline unless measured."
+    )
+
+
+def _grid_cell(r: MatrixResult, o: str, c: str, urls: dict[str, int]) -> str:
+    url = str(r.sources.loc[o, c]).split(" | ")[0]
+    key = f" S{urls.setdefault(url, len(urls) + 1)}" if url else ""
+    if r.data.criteria[c].kind == "computed":
+        return (str(r.text.loc[o, c]) + key).replace(" (misses SLO)", " (miss)")
+    v = r.values.loc[o, c]
+    shown = f"{float(v):g}" if isinstance(v, float) and math.isfinite(v) else "?"
+    return shown + key
+
+
+def matrix_grid_markdown(r: MatrixResult) -> str:
+    """The matrix in one page: each cell's score (1-5) or computed value and its source key; the
+    values and rationales of the cells are in the whitepaper's matrix section and the tidy CSV."""
+    crits = list(r.data.criteria)
+    lines = [
+        "| option | " + " | ".join(r.data.criteria[c].name for c in crits) + " |",
+        "|" + "---|" * (len(crits) + 1),
+    ]
+    urls: dict[str, int] = {}
+    for o, opt in r.data.options.items():
+        status = "" if opt.status == "active" else f" ({opt.status})"
+        cells = [_md_escape(_grid_cell(r, o, c, urls)) for c in crits]
+        lines.append(f"| {_md_escape(opt.name)}{status} | " + " | ".join(cells) + " |")
+    src_md = "; ".join(f"[S{k}] {u}" for u, k in urls.items())
+    return (
+        "Scores 1 (worst) to 5 (best), ? = unknown (left out of the ranking); Sn = the cell's source. Each cell's "
+        "value, one-line rationale, as-of date and how it was verified: the whitepaper's matrix section and "
+        "decision_matrix.csv.\n\n" + "\n".join(lines) + f"\n\n**Sources** {src_md}"
+    )
+
+
 def managed_source(option: Option) -> str:
     """Where a managed option's cost comes from, for the 'throughput source' columns."""
     if option.status == "discontinued":
         return "discontinued: no public price"
+    if not option.priced:
+        return "managed: no sourced price"
     return f"managed: list prices ({option.model.split(' (')[0]})"
 
 
 def method_markdown(r: MatrixResult) -> str:
     """How the computed cells were computed, with this run's parameters."""
     p = r.params
-    usd_h, src, as_of, verified = gpu_price(p, r.data)
-    price_txt = "your price" if verified == "user" else f"{src}, {as_of}"
+    price = gpu_price(p, r.data)
+    usd_h = price.usd_per_hour
+    price_txt = (
+        "your price"
+        if price.user
+        else f"{price.provider}, {price.pricing_model}, {price.source}, {price.as_of}; the cheapest stored "
+        f"{price.pricing_model} row, never a row of another pricing model"
+    )
     measured = [o for o, s in r.throughput_source.items() if s.startswith("measured")]
     return (
         f"Options, criteria and every scored cell come from `data/matrix/` (each with a one-line rationale, a "
@@ -117,7 +164,7 @@ def ranking_markdown(r: MatrixResult) -> str:
     order = r.scores.total.sort_values(ascending=False).index
     for o in order:
         rank = r.scores.rank.loc[o]
-        rk = "not ranked (discontinued)" if not math.isfinite(rank) else str(int(rank))
+        rk = f"not ranked ({exclusion_reason(r.data.options[o])})" if not math.isfinite(rank) else str(int(rank))
         lines.append(
             f"| {rk} | {_md_escape(r.data.options[o].name)} | {fmt_number(float(r.scores.total.loc[o]), 2)} | "
             f"{r.text.loc[o, 'cost']} | {_md_escape(r.throughput_source.get(o, managed_source(r.data.options[o])))} | "
@@ -315,6 +362,8 @@ body { font-size: 7.5pt; line-height: 1.25; }
 h1 { font-size: 15pt; margin: 0 0 2mm 0; } h2 { font-size: 11pt; margin-top: 3mm; }
 table { font-size: 6.8pt; margin: 1.5mm 0; } th, td { padding: 0.4mm 1.2mm; }
 ol { font-size: 5.8pt; line-height: 1.12; columns: 3; column-gap: 5mm; margin: 0; padding-left: 6mm; }
+.grid table { font-size: 5.6pt; } .grid th, .grid td { padding: 0.2mm 0.6mm; }
+.grid p { font-size: 5.6pt; }
 .figs { display: flex; gap: 4mm; } .figs figure { width: 50%; margin: 1mm 0; }
 .figs img { max-height: 62mm; object-fit: contain; }
 p { margin: 1mm 0; }
@@ -337,11 +386,11 @@ def write_matrix_pdf(r: MatrixResult, path: Path | None = None) -> Path:
             "<h1>Architecture Decision Matrix</h1>"
             "<p>Generated by cliffbench from data/matrix/ and its cost model: every number is computed, "
             "every cell carries its source. Self-hosted numbers are estimates, not measurements, unless the "
-            "throughput source says 'measured'.</p>"
+            f"throughput source says 'measured'. {html.escape(profile_markdown(r))}</p>"
             f"<h2>Ranking</h2>{_md_html(ranking_markdown(r))}"
             f'<div class="figs">{fig("matrix_heatmap")}{fig("matrix_cost")}</div>'
             f"<h2>Sensitivity</h2>{_md_html(sensitivity_markdown(r))}"
-            f"<h2>The matrix</h2>{_md_html(matrix_markdown(r))}"
+            f'<h2>The matrix</h2><div class="grid">{_md_html(matrix_grid_markdown(r))}</div>'
         )
         html_to_pdf(body, path, Path(d), extra_css=_PDF_CSS)
     return path

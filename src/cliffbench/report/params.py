@@ -80,6 +80,9 @@ class AnalysisParams(Spec):
     matrix_gpu_prices: dict[str, float] = Field(
         default_factory=dict, description='decision matrix: USD per GPU-hour overrides, e.g. {"a100-40gb": 1.29}'
     )
+    matrix_pricing_model: str = Field(
+        "vm-on-demand", description="decision matrix: how GPU-hours are bought: vm-on-demand, serverless, marketplace"
+    )
     matrix_weights: dict[str, float] = Field(
         default_factory=dict, description='decision matrix: criterion weights, e.g. {"cost": 3, "compliance": 2}'
     )
@@ -91,7 +94,9 @@ class AnalysisParams(Spec):
     )
     matrix_study: str = Field("", description="decision matrix: stored study with measured throughput on that GPU")
 
-    @field_validator("matrix_hardware", "matrix_precision", "matrix_gpu_prices", "matrix_weights")
+    @field_validator(
+        "matrix_hardware", "matrix_precision", "matrix_pricing_model", "matrix_gpu_prices", "matrix_weights"
+    )
     @classmethod
     def _matrix_names(cls, v: Any, info: ValidationInfo) -> Any:
         # unknown criteria or hardware fail here, before any notebook runs, not mid-report

@@ -30,24 +30,44 @@ options are shown but never ranked.
 
 from __future__ import annotations
 
-from cliffbench.decide.matrix.data import MATRIX_DIR, Cell, Criterion, GpuPrice, MatrixData, Option, load_matrix
+from cliffbench.decide.matrix.data import (
+    MATRIX_DIR,
+    PRICING_MODELS,
+    Cell,
+    Criterion,
+    GpuPrice,
+    MatrixData,
+    Option,
+    load_matrix,
+)
 from cliffbench.decide.matrix.model import (
+    GpuPriceUsed,
     MatrixParams,
     SelfHostedEstimate,
     check_params,
     cost_curve,
+    gpu_price,
     managed_cost_usd_per_1m,
     param_problem,
     parse_assignments,
     self_hosted_estimate,
 )
-from cliffbench.decide.matrix.score import MatrixResult, Scores, evaluate, score_matrix, sensitivity
+from cliffbench.decide.matrix.score import (
+    MatrixResult,
+    Scores,
+    evaluate,
+    exclusion_reason,
+    score_matrix,
+    sensitivity,
+)
 
 __all__ = [
     "MATRIX_DIR",
+    "PRICING_MODELS",
     "Cell",
     "Criterion",
     "GpuPrice",
+    "GpuPriceUsed",
     "MatrixData",
     "MatrixParams",
     "MatrixResult",
@@ -57,6 +77,8 @@ __all__ = [
     "check_params",
     "cost_curve",
     "evaluate",
+    "exclusion_reason",
+    "gpu_price",
     "load_matrix",
     "managed_cost_usd_per_1m",
     "param_problem",

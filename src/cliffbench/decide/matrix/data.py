@@ -13,6 +13,8 @@ from cliffbench.hardware import HARDWARE
 
 __all__ = [
     "MATRIX_DIR",
+    "PRICING_MODELS",
+    "RANKED_STATUSES",
     "Cell",
     "Criterion",
     "GpuPrice",
@@ -27,6 +29,11 @@ MATRIX_DIR = DATA_DIR / "matrix"
 _DATE = r"^\d{4}-\d{2}(-\d{2})?$"
 _URL = r"^https?://"
 Verified = Literal["primary", "secondary", "no"]
+Status = Literal["active", "maintenance", "retiring", "retired", "discontinued"]
+RANKED_STATUSES = ("active", "maintenance")
+# how a GPU-hour is sold: only rows of one pricing model are compared with each other
+PricingModel = Literal["vm-on-demand", "serverless", "marketplace"]
+PRICING_MODELS: tuple[str, ...] = ("vm-on-demand", "serverless", "marketplace")
 
 
 class Criterion(Spec):
@@ -43,7 +50,7 @@ class Option(Spec):
     option_id: str = Field(pattern=r"^[a-z0-9-]+$")
     name: str = Field(min_length=1)
     kind: Literal["self-hosted", "managed"]
-    status: Literal["active", "maintenance", "discontinued"]
+    status: Status
     engine: Literal["llamacpp-slots", "vllm", "none"]
     slots: int | None = Field(None, gt=0, description="fixed slots; empty = tuned to the users")
     precision: str = ""
@@ -55,18 +62,27 @@ class Option(Spec):
     price_as_of: str = Field("", pattern=r"^(\d{4}-\d{2}(-\d{2})?)?$")
     price_source: str = Field("", pattern=r"^(https?://.*)?$")
     price_verified: Verified | Literal[""] = ""
+    shutdown_date: str = Field("", pattern=r"^(\d{4}-\d{2}-\d{2})?$", description="announced shutdown/retirement")
+    shutdown_source: str = Field("", pattern=r"^(https?://.*)?$")
     note: str = ""
 
     @model_validator(mode="after")
     def _consistent(self) -> Option:
         if self.kind == "self-hosted" and (self.engine == "none" or not self.precision):
             raise ValueError("a self-hosted option needs an engine and a precision")
-        if self.kind == "managed" and self.status != "discontinued":
-            if self.input_usd_per_1m is None or self.output_usd_per_1m is None:
-                raise ValueError("an active managed option needs input and output prices")
-            if not (self.currency and self.price_as_of and self.price_source and self.price_verified):
-                raise ValueError("a price needs its currency, as-of date, source and verified status")
+        if (self.input_usd_per_1m is None) != (self.output_usd_per_1m is None):
+            raise ValueError("a token price needs both input and output prices")
+        if self.input_usd_per_1m is not None and not (
+            self.currency and self.price_as_of and self.price_source and self.price_verified
+        ):
+            raise ValueError("a price needs its currency, as-of date, source and verified status")
+        if self.status in ("retiring", "retired") and not (self.shutdown_date and self.shutdown_source):
+            raise ValueError(f"a {self.status} option needs its shutdown_date and shutdown_source")
         return self
+
+    @property
+    def priced(self) -> bool:
+        return self.input_usd_per_1m is not None and self.output_usd_per_1m is not None
 
 
 class Cell(Spec):
@@ -99,6 +115,7 @@ class GpuPrice(Spec):
     usd_per_hour: float = Field(gt=0)
     currency: Literal["USD"]
     provider: str = Field(min_length=1)
+    pricing_model: PricingModel
     as_of: str = Field(pattern=_DATE)
     source_url: str = Field(pattern=_URL)
     verified: Verified
@@ -110,7 +127,14 @@ class MatrixData:
     criteria: dict[str, Criterion]
     options: dict[str, Option]
     cells: dict[tuple[str, str], Cell]
-    gpu_prices: dict[str, GpuPrice]
+    gpu_prices: tuple[GpuPrice, ...]
+
+    def prices_for(self, hardware: str, pricing_model: str | None = None) -> list[GpuPrice]:
+        """The stored prices of `hardware` (of one pricing model when given), cheapest first."""
+        rows = [p for p in self.gpu_prices if p.hardware == hardware]
+        if pricing_model is not None:
+            rows = [p for p in rows if p.pricing_model == pricing_model]
+        return sorted(rows, key=lambda p: p.usd_per_hour)
 
 
 def load_matrix(root: Path | None = None) -> MatrixData:
@@ -130,7 +154,14 @@ def load_matrix(root: Path | None = None) -> MatrixData:
     missing = [(o, c) for o in options for c, cr in criteria.items() if cr.kind == "score" and (o, c) not in cells]
     if missing:
         raise InputError(f"cells.csv: missing cell(s) {', '.join(f'{o}/{c}' for o, c in missing)}")
-    prices = {p.hardware: p for p in read_csv_specs(d / "gpu_prices.csv", GpuPrice, empty_is_default=True)}
-    if unknown := [h for h in prices if h not in HARDWARE]:
+    for o, opt in options.items():
+        # a managed option is either priced or says why not: never a silent gap in the ranking
+        if opt.kind == "managed" and opt.status in RANKED_STATUSES and not opt.priced and (o, "cost") not in cells:
+            raise InputError(f"options.csv ({o}): no token prices and no 'unknown' cost cell in cells.csv")
+    prices = tuple(read_csv_specs(d / "gpu_prices.csv", GpuPrice, empty_is_default=True))
+    if unknown := [p.hardware for p in prices if p.hardware not in HARDWARE]:
         raise InputError(f"gpu_prices.csv: unknown hardware {unknown[0]!r}; allowed: {', '.join(HARDWARE)}")
+    keys = [(p.hardware, p.provider, p.pricing_model) for p in prices]
+    if dup := next((k for k in keys if keys.count(k) > 1), None):
+        raise InputError(f"gpu_prices.csv: {dup[0]} from {dup[1]} ({dup[2]}) repeats")
     return MatrixData(criteria, options, cells, prices)

@@ -19,10 +19,11 @@ from cliffbench.audit.roofline import (
     prefill_ceiling_tok_s,
 )
 from cliffbench.config import InputError, Spec
-from cliffbench.decide.matrix.data import MatrixData, Option, load_matrix
+from cliffbench.decide.matrix.data import PRICING_MODELS, RANKED_STATUSES, MatrixData, Option, load_matrix
 from cliffbench.hardware import HARDWARE
 
 __all__ = [
+    "GpuPriceUsed",
     "MatrixParams",
     "SelfHostedEstimate",
     "check_params",
@@ -48,9 +49,13 @@ class MatrixParams(Spec):
     input_tokens: int = Field(512, gt=0, description="prompt tokens per request")
     output_tokens: int = Field(256, gt=0, description="output tokens per request")
     ttft_slo_s: float = Field(2.0, gt=0, allow_inf_nan=False, description="TTFT objective, seconds")
-    hardware: str = Field("a100-40gb", description="GPU of the self-hosted options (roofline.HARDWARE key)")
+    hardware: str = Field("a100-40gb", description="GPU of the self-hosted options (hardware.HARDWARE key)")
     model: str = Field("llama-3.1-8b", description="model shape of the self-hosted options (roofline.MODELS key)")
     gpu_prices: dict[str, float] = Field(default_factory=dict, description="USD per GPU-hour overrides")
+    pricing_model: str = Field(
+        "vm-on-demand",
+        description="how the GPU-hour is bought: vm-on-demand, serverless or marketplace (like with like)",
+    )
     weights: dict[str, float] = Field(default_factory=dict, description="criterion weights overriding the defaults")
     efficiency: float = Field(0.5, gt=0, le=1, description="fraction of the roofline an engine reaches")
     precision: str = Field(
@@ -71,6 +76,8 @@ def param_problem(name: str, value: Any, data: MatrixData | None = None) -> str 
         return f"unknown hardware {value!r}; allowed: {', '.join(HARDWARE)}"
     if name == "precision" and value != "native" and value not in BITS_PER_PARAM:
         return f"unknown precision {value!r}; allowed: native, {', '.join(BITS_PER_PARAM)}"
+    if name == "pricing_model" and value not in PRICING_MODELS:
+        return f"unknown pricing model {value!r}; allowed: {', '.join(PRICING_MODELS)}"
     if name == "model" and value not in MODELS:
         return f"unknown model {value!r}; allowed: {', '.join(MODELS)}"
     if name == "gpu_prices":
@@ -96,14 +103,17 @@ def check_params(params: MatrixParams, data: MatrixData | None = None, names: Ma
     """InputError naming the first bad parameter (as `names` spells it: a CLI flag, a notebook parameter)."""
     data = data or load_matrix()
     names = names or {}
-    for name in ("hardware", "model", "precision", "gpu_prices", "weights"):
+    for name in ("hardware", "model", "precision", "pricing_model", "gpu_prices", "weights"):
         if problem := param_problem(name, getattr(params, name), data):
             raise InputError(f"{names.get(name, name)}: {problem}")
-    if params.hardware not in params.gpu_prices and params.hardware not in data.gpu_prices:
-        known = ", ".join(sorted(set(data.gpu_prices) | set(params.gpu_prices)))
+    hw, pm = params.hardware, params.pricing_model
+    if hw not in params.gpu_prices and not data.prices_for(hw, pm):
+        others = sorted({p.pricing_model for p in data.prices_for(hw)})
+        known = ", ".join(sorted({p.hardware for p in data.gpu_prices if p.pricing_model == pm}))
         raise InputError(
-            f"{names.get('gpu_prices', 'gpu_prices')}: no price for {params.hardware!r}; "
-            f"give one ({params.hardware}=USD per hour) or pick a hardware priced in data/matrix: {known}"
+            f"{names.get('gpu_prices', 'gpu_prices')}: no {pm} price for {hw!r}"
+            + (f" (priced as {', '.join(others)}: set {names.get('pricing_model', 'pricing_model')})" if others else "")
+            + f"; give one ({hw}=USD per hour) or pick a hardware with a {pm} price: {known or 'none'}"
         )
 
 
@@ -236,12 +246,31 @@ def managed_cost_usd_per_1m(option: Option, input_tokens: int, output_tokens: in
     return per_request / output_tokens
 
 
-def gpu_price(params: MatrixParams, data: MatrixData) -> tuple[float, str, str, str]:
-    """(USD/h, source, as-of, verified) of the chosen GPU: the user's override or the stored price."""
+@dataclass(frozen=True)
+class GpuPriceUsed:
+    """The GPU-hour price the self-hosted options are costed at, and where it comes from."""
+
+    usd_per_hour: float
+    source: str
+    as_of: str
+    verified: str
+    provider: str
+    pricing_model: str
+
+    @property
+    def user(self) -> bool:
+        return self.verified == "user"
+
+
+def gpu_price(params: MatrixParams, data: MatrixData) -> GpuPriceUsed:
+    """The chosen GPU's price: the user's override, else the cheapest stored row of the chosen
+    pricing model (rows of other pricing models are never mixed in: a serverless per-second rate
+    held for an hour is not an on-demand VM)."""
     if params.hardware in params.gpu_prices:
-        return params.gpu_prices[params.hardware], "parameter gpu_prices (the user's price)", "run time", "user"
-    p = data.gpu_prices[params.hardware]
-    return p.usd_per_hour, p.source_url, p.as_of, p.verified
+        usd = params.gpu_prices[params.hardware]
+        return GpuPriceUsed(usd, "parameter gpu_prices (the user's price)", "run time", "user", "you", "yours")
+    p = data.prices_for(params.hardware, params.pricing_model)[0]
+    return GpuPriceUsed(p.usd_per_hour, p.source_url, p.as_of, p.verified, p.provider, p.pricing_model)
 
 
 def cost_curve(params: MatrixParams, data: MatrixData | None = None, users: list[int] | None = None) -> pd.DataFrame:
@@ -249,10 +278,10 @@ def cost_curve(params: MatrixParams, data: MatrixData | None = None, users: list
     data = data or load_matrix()
     check_params(params, data)
     grid = users or [1, 2, 4, 8, 16, 32, 64, 128, 256]
-    usd_h = gpu_price(params, data)[0]
+    usd_h = gpu_price(params, data).usd_per_hour
     rows = []
     for o, opt in data.options.items():
-        if opt.status == "discontinued":
+        if opt.status not in RANKED_STATUSES:
             continue
         for u in grid:
             if opt.kind == "managed":

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from cliffbench.config import fmt_number
-from cliffbench.decide.matrix.data import MatrixData, load_matrix
+from cliffbench.decide.matrix.data import RANKED_STATUSES, MatrixData, Option, load_matrix
 from cliffbench.decide.matrix.model import (
     MatrixParams,
     check_params,
@@ -25,6 +25,7 @@ __all__ = [
     "MatrixResult",
     "Scores",
     "evaluate",
+    "exclusion_reason",
     "score_matrix",
     "sensitivity",
     "usd_text",
@@ -54,15 +55,18 @@ def score_matrix(
     """Min-max normalise each criterion over the options that know it; weighted mean over known cells.
 
     `values`: options x criteria, NaN where unknown. A criterion whose known values are all equal
-    gives every option 1. `eligible` options are ranked (1 = best); the others get NaN.
+    gives every option 1. `eligible` options are ranked (1 = best); the others get NaN, and the
+    bounds of each criterion come from the eligible options only (clipped to 0..1 for the others), so a
+    retired model's price cannot move the ranking of the options one can still choose.
     """
     norm = pd.DataFrame(index=values.index, columns=values.columns, dtype=float)
     for c in values.columns:
         v = values[c].astype(float)
         if c in log_scale:
             v = pd.Series(np.log10(v.where(v > 0)), index=v.index)
-        lo, hi = v.min(), v.max()
-        s = pd.Series(1.0, index=v.index) if not hi > lo else (v - lo) / (hi - lo)
+        ref = v.loc[eligible] if eligible is not None else v
+        lo, hi = ref.min(), ref.max()
+        s = pd.Series(1.0, index=v.index) if not hi > lo else ((v - lo) / (hi - lo)).clip(0.0, 1.0)
         norm[c] = (1 - s if directions[c] == "lower" else s).where(v.notna())
     w = pd.Series({c: weights.get(c, 0.0) for c in values.columns}, dtype=float)
     known = norm.notna()
@@ -164,7 +168,8 @@ def evaluate(params: MatrixParams | None = None, data: MatrixData | None = None)
     notes = text.copy()
     sources = text.copy()
     how: dict[str, str] = {}
-    gpu_usd_h, gpu_src, gpu_asof, gpu_ver = gpu_price(params, data)
+    price = gpu_price(params, data)
+    gpu_usd_h = price.usd_per_hour
     for o, opt in data.options.items():
         for c in crits:
             cell = data.cells.get((o, c))
@@ -184,7 +189,7 @@ def evaluate(params: MatrixParams | None = None, data: MatrixData | None = None)
             sources.loc[o, "cost"] = f"{opt.price_source} | {opt.price_as_of} | {opt.price_verified}"
         elif opt.kind == "self-hosted":
             est = self_hosted_estimate(opt, params)
-            src = f"{gpu_src} | {gpu_asof} | {gpu_ver}"
+            src = f"{price.source} | {price.as_of} | {price.verified}"
             if est is None:
                 for c in ("cost", "ttft"):
                     text.loc[o, c] = "unknown"
@@ -210,10 +215,21 @@ def evaluate(params: MatrixParams | None = None, data: MatrixData | None = None)
     weights = {c: params.weights.get(c, cr.default_weight) for c, cr in data.criteria.items()}
     directions = {c: cr.direction for c, cr in data.criteria.items()}
     log_scale = tuple(c for c, cr in data.criteria.items() if cr.kind == "computed")
-    eligible = [o for o, opt in data.options.items() if opt.status != "discontinued"]
+    eligible = [o for o, opt in data.options.items() if not exclusion_reason(opt)]
     scores = score_matrix(values, directions, weights, eligible, log_scale)
     grid, thresholds = sensitivity(values, directions, weights, eligible, log_scale)
     return MatrixResult(params, data, values, text, notes, sources, scores, how, grid, thresholds, eligible)
+
+
+def exclusion_reason(option: Option) -> str:
+    """Why `option` is shown but not ranked ("" when it is ranked)."""
+    if option.status in RANKED_STATUSES:
+        return ""
+    if option.status == "retired":
+        return f"retired {option.shutdown_date}: calls fail"
+    if option.status == "retiring":
+        return f"shutdown announced for {option.shutdown_date}: a new deployment would have to migrate"
+    return "discontinued"
 
 
 def usd_text(x: float) -> str:
