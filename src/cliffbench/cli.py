@@ -304,6 +304,7 @@ _MATRIX_FLAGS = {
     "hardware": "--hardware",
     "model": "--model",
     "gpu_prices": "--gpu-price",
+    "pricing_model": "--pricing-model",
     "weights": "--weights",
     "efficiency": "--efficiency",
     "precision": "--precision",
@@ -319,12 +320,14 @@ def matrix(
     ttft_slo: Annotated[float, typer.Option(help="TTFT objective, seconds")] = 2.0,
     hardware: Annotated[str, typer.Option(help="GPU of the self-hosted options")] = "a100-40gb",
     gpu_price: Annotated[list[str] | None, typer.Option(help="USD per GPU-hour, e.g. a100-40gb=1.29")] = None,
+    pricing_model: Annotated[
+        str, typer.Option(help="how GPU-hours are bought: vm-on-demand, serverless or marketplace")
+    ] = "vm-on-demand",
     weights: Annotated[str, typer.Option(help="criterion weights, e.g. cost=3,compliance=2")] = "",
     efficiency: Annotated[float, typer.Option(help="fraction of the roofline engines reach")] = 0.5,
     precision: Annotated[str, typer.Option(help="weights of every self-hosted engine, or 'native'")] = "bf16",
     study: Annotated[str, typer.Option(help="stored study with measured throughput on this GPU")] = "",
     csv: Annotated[Path | None, typer.Option(help="also write the tidy matrix CSV here")] = None,
-    "pricing_model": "--pricing-model",
     pdf: Annotated[Path | None, typer.Option(help="also write the standalone matrix PDF here")] = None,
 ) -> None:
     """Rank the Architecture Decision Matrix for your profile, prices and weights."""
@@ -340,10 +343,8 @@ def matrix(
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             ttft_slo_s=ttft_slo,
-    pricing_model: Annotated[
-        str, typer.Option(help="how GPU-hours are bought: vm-on-demand, serverless or marketplace")
-    ] = "vm-on-demand",
             hardware=hardware,
+            pricing_model=pricing_model,
             efficiency=efficiency,
             precision=precision,
             study=study,
@@ -364,7 +365,6 @@ def matrix(
         table.add_column(col, justify="right" if col in ("rank", "score") else "left")
     for o in r.scores.total.sort_values(ascending=False).index:
         rank = r.scores.rank.loc[o]
-            pricing_model=pricing_model,
         table.add_row(
             "-" if rank != rank else str(int(rank)),
             r.data.options[o].name + ("" if r.data.options[o].status == "active" else f" ({r.data.options[o].status})"),
