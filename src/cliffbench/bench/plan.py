@@ -26,7 +26,9 @@ __all__ = [
     "engine_runs",
     "model_hashes",
     "plan_levels",
+    "plan_requests",
     "preflight",
+    "probe_level",
     "study_tokenizer",
 ]
 
@@ -70,6 +72,23 @@ def plan_levels(spec: StudySpec) -> list[Level]:
         for i, (ls, c, r) in enumerate(loads)
         if repeat < ls.load.repeats
     ]
+
+
+def probe_level(spec: StudySpec, level_set: LevelSetSpec, x: float, repeat: int) -> Level:
+    """The level a cliff search measures at load `x`: the grid's own level where `x` is on the
+    grid (the same requests per repeat), else one numbered past the grid's."""
+    closed = level_set.load.arrival == "closed"
+    for lv in plan_levels(spec):
+        if lv.level_set.name == level_set.name and (lv.concurrency if closed else lv.rate_rps) == x:
+            return Level(lv.index, level_set, lv.concurrency, lv.rate_rps, repeat)
+    if closed:
+        return Level(10_000 + int(x), level_set, int(x), None, repeat)
+    return Level(20_000 + round(x * 1000), level_set, None, float(x), repeat)
+
+
+def plan_requests(spec: StudySpec, level: Level, tok: Tokenizer) -> tuple[list[GenRequest], list[GenRequest]]:
+    """The requests (and warm-up requests) of one level, as `preflight` builds them."""
+    return _build(spec, level, tok, min(e.context_limit() for e in spec.engines))
 
 
 def study_tokenizer(spec: StudySpec) -> Tokenizer:
@@ -127,6 +146,8 @@ def preflight(spec: StudySpec, levels: list[Level], tok: Tokenizer) -> Plans:
             ) from None
     free = psutil.virtual_memory().available
     peak = max((lv.concurrency or 0) for lv in levels) if levels else 0
+    searches = [ls.load.search for ls in spec.level_sets if ls.load.search is not None]
+    peak = max([peak, *(int(s.high) for s in searches if s.over == "users")])
     check_model_limits(spec)
     for es in spec.engines:
         if es.serves_model:

@@ -31,6 +31,7 @@ from cliffbench.bench.study import SloSpec
 __all__ = [
     "RatioEstimate",
     "SloJudge",
+    "judge_requests",
     "median_range_level",
     "paired_ratio",
     "pool_repeats",
@@ -109,6 +110,11 @@ def _judge(reqs: pd.DataFrame, failed_repeats: int, judge: SloJudge) -> dict[str
     return out
 
 
+def judge_requests(reqs: pd.DataFrame, failed_repeats: int, judge: SloJudge) -> dict[str, Any]:
+    """The pooled SLO columns of one level from the measured requests of all its repeats."""
+    return _judge(reqs, failed_repeats, judge)
+
+
 def pool_repeats(levels: pd.DataFrame, requests: pd.DataFrame, judge: SloJudge | None = None) -> pd.DataFrame:
     """One row per engine x level set x load: numeric metrics are medians over the repeats that ran
     ('ok'), with `<metric>_min/_max` for throughput and the latency percentiles; `repeats`,
@@ -121,7 +127,7 @@ def pool_repeats(levels: pd.DataFrame, requests: pd.DataFrame, judge: SloJudge |
         if c not in lv:
             lv[c] = 0
     lv["rate_rps"] = lv.get("rate_rps", np.nan)
-    numeric = [c for c in lv.columns if pd.api.types.is_numeric_dtype(lv[c]) and c not in {*_KEYS, "repeat"}]
+    numeric = [c for c in lv.columns if pd.api.types.is_numeric_dtype(lv[c]) and c not in {*_KEYS, "repeat", "probe"}]
     spread = [c for c in numeric if c == "output_tok_s" or c.startswith(("ttft_s_p", "tpot_s_p", "e2e_s_p"))]
     measured = requests if "status" in requests else requests.iloc[0:0]
     if len(measured) and "warmup" in measured:

@@ -27,11 +27,12 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from cliffbench.bench.faults import pause
 from cliffbench.bench.loadgen import ClientInfo
 from cliffbench.bench.study import StudySpec
 from cliffbench.config import RESULTS_DIR, InputError
 from cliffbench.engines.specs import EngineSpec
-from cliffbench.files import atomic_dir, atomic_file
+from cliffbench.files import atomic_dir, atomic_file, remove_stale
 
 __all__ = [
     "LevelInfo",
@@ -54,7 +55,17 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 LEVEL_FILE = "level.json"
-SWEEP_COLUMNS = ["engine", "engine_kind", "level_set", "workload", "concurrency", "rate_rps", "repeat", "level_key"]
+SWEEP_COLUMNS = [
+    "engine",
+    "engine_kind",
+    "level_set",
+    "workload",
+    "concurrency",
+    "rate_rps",
+    "repeat",
+    "probe",
+    "level_key",
+]
 
 
 class StoredFile(BaseModel):
@@ -81,6 +92,7 @@ class LevelInfo(BaseModel):
     concurrency: int | None = None
     rate_rps: float | None = None
     repeat: int = Field(0, ge=0, description="0-based repeat of the level")
+    probe: bool = Field(False, description="measured by a cliff search (bench/search.py), not the grid")
     seed: int
     status: str = Field(description="'ok', or 'failed' when the engine or the level crashed")
     error: str = ""
@@ -230,6 +242,7 @@ def write_level(
 ) -> Path:
     """Write one level atomically (temp folder + rename); replaces an older copy of the level."""
     final = study_dir(info.study, root) / "levels" / info.level_key
+    remove_stale(final.parent, final.name)  # what a writer killed mid-write left of this level
     files: dict[str, StoredFile] = {}
     with atomic_dir(final) as tmp:
         for name, df in (("requests", requests), ("tokens", tokens), ("memory", memory)):
@@ -238,13 +251,23 @@ def write_level(
             files[path.name] = StoredFile(rows=len(df), sha256=_sha256(path))
         info = info.model_copy(update={"files": files})
         (tmp / LEVEL_FILE).write_text(info.model_dump_json(indent=2))
+        pause("store", info.level_key)
     return final
 
 
 def write_manifest(study: str, manifest: dict[str, Any], root: Path | None = None) -> Path:
+    """Write the manifest atomically. A write that fails (a full disk) leaves the old manifest
+    whole, and no study folder where there was none: InputError, one line."""
     path = study_dir(study, root) / "manifest.json"
-    with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(manifest, indent=2, default=str))
+    created = not path.parent.exists()
+    try:
+        with atomic_file(path) as tmp:
+            tmp.write_text(json.dumps(manifest, indent=2, default=str))
+    except OSError as exc:
+        if created:
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()
+        raise InputError(f"results: could not write {path}: {exc.strerror or exc}") from exc
     return path
 
 
@@ -275,7 +298,8 @@ def _level_row(info: LevelInfo) -> dict[str, Any]:
 def load_results(study: str, root: Path | None = None) -> Results:
     """Read a stored study into tidy DataFrames (sweep parameters as columns of every table)."""
     d = study_dir(study, root) / "levels"
-    folders = sorted(p for p in d.glob("*") if (p / LEVEL_FILE).is_file()) if d.is_dir() else []
+    # a dot-folder is a level being written, or what a killed writer left of one: never a level
+    folders = sorted(p for p in d.glob("[!.]*") if (p / LEVEL_FILE).is_file()) if d.is_dir() else []
     if not folders:
         known = ", ".join(list_studies(root)) or "none"
         raise InputError(f"study: no results for {study!r} under {d.parent}; stored studies: {known}")

@@ -26,12 +26,25 @@ import pandas as pd
 
 from cliffbench.bench.busy import cpu_snapshot, foreign_since
 from cliffbench.bench.clients import run_split
+from cliffbench.bench.faults import pause
 from cliffbench.bench.loadgen import LevelRun
 from cliffbench.bench.metrics import add_request_metrics, summarize_level
-from cliffbench.bench.plan import Level, Plans, engine_runs, model_hashes, plan_levels, preflight, study_tokenizer
+from cliffbench.bench.plan import (
+    Level,
+    Plans,
+    engine_runs,
+    model_hashes,
+    plan_levels,
+    plan_requests,
+    preflight,
+    probe_level,
+    study_tokenizer,
+)
 from cliffbench.bench.probes import local_hardware
 from cliffbench.bench.progress import LevelTask, Reporter
 from cliffbench.bench.provenance import collect_provenance
+from cliffbench.bench.repeats import SloJudge, judge_requests
+from cliffbench.bench.search import CliffFound, CliffSearch, write_search
 from cliffbench.bench.store import (
     LevelInfo,
     level_done,
@@ -42,12 +55,13 @@ from cliffbench.bench.store import (
     write_level,
     write_manifest,
 )
-from cliffbench.bench.study import StudySpec
+from cliffbench.bench.study import LevelSetSpec, StudySpec
 from cliffbench.config import InputError
 from cliffbench.engines import make_engine
-from cliffbench.engines.base import Engine
+from cliffbench.engines.base import Engine, engine_failure
 from cliffbench.engines.specs import EngineSpec
 from cliffbench.models import resolve_model
+from cliffbench.models.tokenizer import Tokenizer
 
 __all__ = ["engine_order", "run_study", "run_study_async"]
 
@@ -122,8 +136,10 @@ def _store(
         ) from exc
 
 
-def _failed(spec: StudySpec, es: EngineSpec, level: Level, error: str, root: Path | None) -> LevelInfo:
-    info = _info(spec, es, level, status="failed", error=error)
+def _failed(
+    spec: StudySpec, es: EngineSpec, level: Level, error: str, root: Path | None, probe: bool = False
+) -> LevelInfo:
+    info = _info(spec, es, level, status="failed", error=error, probe=probe)
     empty = pd.DataFrame()
     _store(info, empty, empty, empty, root)
     return info
@@ -184,9 +200,11 @@ async def _measure(
     summary = summarize_level(
         requests, tokens, slo=spec.slo.thresholds, target_concurrency=level.concurrency, seed=spec.seed
     )
-    # a level in which no request succeeded measured nothing: its engine died or refused all
+    # a level in which the engine died, or no request succeeded, measured nothing to judge by
     status, error = "ok", ""
-    if not summary["n_ok"]:
+    if died := engine_failure(engine):
+        status, error = "failed", f"engine died during the level: {died}"
+    elif not summary["n_ok"]:
         errors = [e for e in requests.loc[~requests["warmup"].astype(bool), "error"] if e]
         status, error = "failed", "no request succeeded" + (f": {errors[0]}" if errors else "")
     info = _info(
@@ -227,18 +245,22 @@ class _Engines:
         if es.name in self.broken:
             return None
         engine = self.given.get(es.name) or self.live.get(es.name)
+        if es.name in self.live and engine_failure(engine):  # died in an earlier level: start afresh
+            await self.release(es.name)
+            engine = None
         if engine is None:
             engine = make_engine(es)
+            self.live[es.name] = engine  # from now on stopped on every exit path, even mid-start
             try:
                 await engine.start()
             except InputError:
-                await engine.stop()
+                await self.release(es.name)
                 raise
             except Exception as exc:
                 self.broken[es.name] = f"engine start failed: {type(exc).__name__}: {exc}"
-                await engine.stop()
+                await self.release(es.name)
                 return None
-            self.live[es.name] = engine
+            pause("engine-start", es.name)
         if es.name not in self.described:
             self.described.add(es.name)
             manifest.setdefault("engines", {})[es.name] = engine.describe()
@@ -317,7 +339,8 @@ async def _run_study_locked(
         for es, lv in work
         if force or not level_done(spec.name, lv.key(es.name), root, keep_failed=keep_failed)
     }
-    if not todo:
+    searching = any(ls.load.search is not None for ls in spec.level_sets)
+    if not todo and not searching:
         _ensure_probe(spec.name, root)
         if reporter:
             reporter.study_planned(_tasks(spec, work, todo, {}))
@@ -368,8 +391,110 @@ async def _run_study_locked(
             following = work[i + 1 :]
             if not spec.keep_engines_loaded and not any(e.name == es.name for e, lv in following[:1]):
                 await pool.release(es.name)
+        for ls in spec.level_sets:
+            for es in engine_order(spec, 0) if ls.load.search is not None else []:
+                if ls.load.only_at.get(es.name) == []:
+                    continue  # the engine sits this level set out
+                await _search(spec, es, ls, pool, manifest, tok, reporter, root, force, keep_failed)
+                if not spec.keep_engines_loaded:
+                    await pool.release(es.name)
     finally:
         await pool.close()
+
+
+def _stored_loads(spec: StudySpec, es: EngineSpec, ls: LevelSetSpec, root: Path | None) -> dict[float, list[LevelInfo]]:
+    """Load -> the stored, undamaged levels of engine `es` in level set `ls`, by repeat."""
+    out: dict[float, list[LevelInfo]] = {}
+    for folder in sorted((study_dir(spec.name, root) / "levels").glob(f"{es.name}__{ls.name}__*")):
+        if not level_done(spec.name, folder.name, root, keep_failed=True):
+            continue
+        info = LevelInfo.model_validate_json((folder / "level.json").read_text())
+        x = info.concurrency if info.concurrency is not None else info.rate_rps
+        if x is not None and info.engine == es.name and info.level_set == ls.name:
+            out.setdefault(float(x), []).append(info)
+    return {x: sorted(v, key=lambda i: i.repeat) for x, v in out.items()}
+
+
+async def _search(
+    spec: StudySpec,
+    es: EngineSpec,
+    ls: LevelSetSpec,
+    pool: _Engines,
+    manifest: dict[str, Any],
+    tok: Tokenizer,
+    reporter: Reporter | None,
+    root: Path | None,
+    force: bool,
+    keep_failed: bool,
+) -> CliffFound:
+    """Search one engine's cliff in level set `ls` (bench/search.py). Every level stored at a load
+    (the grid's, or an earlier run's probes) is a probe already paid for; each new probe is
+    measured `load.repeats` times, and once more per visit while its verdict is uncertain, as
+    stored levels marked `probe`. With `force`, earlier probes are measured again."""
+    search = ls.load.search
+    assert search is not None
+    th, pc = search.judge_terms()
+    judge = SloJudge(th, pc) if th else SloJudge.of(spec.slo)
+    state = CliffSearch(search)
+    t0 = asyncio.get_running_loop().time()
+    measured = 0
+    stored = _stored_loads(spec, es, ls, root)
+    if force:  # the grid phase measured the grid again; the search's own probes are redone
+        for load in list(stored):
+            for info in [i for i in stored[load] if i.probe]:
+                shutil.rmtree(study_dir(spec.name, root) / "levels" / info.level_key, ignore_errors=True)
+            stored[load] = [i for i in stored[load] if not i.probe]
+    if not keep_failed:  # a failed repeat is measured again, like a failed grid level
+        stored = {x: [i for i in v if i.status == "ok"] for x, v in stored.items()}
+    infos: dict[float, list[LevelInfo]] = {x: v for x, v in stored.items() if v}
+
+    def judged(x: float) -> str:
+        parts = []
+        for info in infos.get(x, []):
+            folder = study_dir(spec.name, root) / "levels" / info.level_key
+            if info.status == "ok":
+                parts.append(pd.read_parquet(folder / "requests.parquet"))
+        reqs = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["status"])
+        if len(reqs) and "warmup" in reqs:
+            reqs = reqs[~reqs["warmup"].astype(bool)]
+        failed = sum(i.status != "ok" for i in infos.get(x, []))
+        return str(judge_requests(reqs, failed, judge)["slo_verdict"])
+
+    for g in sorted(infos):
+        state.record(g, judged(g), len(infos[g]), source="probe" if any(i.probe for i in infos[g]) else "grid")
+    while (x := state.next_x()) is not None:
+        have = len(infos.get(x, []))
+        want = ls.load.repeats if have < ls.load.repeats else have + 1
+        taken = {i.repeat for i in infos.get(x, [])}
+        for _ in range(have, min(want, search.max_repeats)):
+            r = min(set(range(search.max_repeats + len(taken) + 1)) - taken)
+            taken.add(r)
+            lv = probe_level(spec, ls, x, r)
+            engine = await pool.get(es, manifest, spec, root)
+            if engine is None:
+                info = _failed(spec, es, lv, pool.broken[es.name], root, probe=True)
+            else:
+                try:
+                    plans = {(lv.index, r): plan_requests(spec, lv, tok)}
+                except ValueError as exc:
+                    raise InputError(f"level_sets.{ls.name}.load.search: {exc}") from None
+                try:
+                    info, reqs, tokens, memory = await _measure(spec, es, engine, lv, plans, reporter)
+                    info = info.model_copy(update={"probe": True})
+                    _store(info, reqs, tokens, memory, root)
+                except (asyncio.CancelledError, KeyboardInterrupt, _NotStored):
+                    raise
+                except Exception as exc:
+                    info = _failed(spec, es, lv, f"{type(exc).__name__}: {exc}", root, probe=True)
+            measured += 1
+            if reporter:
+                reporter.level_finished(info)
+            infos.setdefault(x, []).append(info)
+        state.record(x, judged(x), len(infos.get(x, [])))
+    found = state.result(study=spec.name, engine=es.name, level_set=ls.name, slo=judge.text(), confidence=judge.level)
+    found = found.model_copy(update={"probes_measured": measured, "wall_s": asyncio.get_running_loop().time() - t0})
+    write_search(study_dir(spec.name, root), found)
+    return found
 
 
 def run_study(

@@ -11,6 +11,8 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import numpy as np
+
 from cliffbench.engines.base import EngineError, GenRequest, KvMemory, TokenEvent
 from cliffbench.engines.specs import FakeSpec
 
@@ -31,7 +33,9 @@ class FakeEngine:
     `batched=True` steps like a real batching engine: one timer ticks every `itl_s` and hands
     every due sequence its token at once, instead of one timer per sequence per token. A study's
     `fake` engine also holds at most `max_batch` sequences; the others queue (their wait is
-    `queue_s`) until one finishes."""
+    `queue_s`) until one finishes. Its step takes `itl_s + itl_per_seq_s x batch`, so a search
+    test can compute the batch-bound cliff by hand; `jitter` scales each step and first-token time
+    by a seeded lognormal factor of mean 1."""
 
     def __init__(
         self,
@@ -49,11 +53,21 @@ class FakeEngine:
         self.name = name
         self.ttft_s, self.itl_s, self.fail_every = ttft_s, itl_s, fail_every
         self.batched = batched and itl_s > 0
+        self.itl_per_seq_s = spec.itl_per_seq_s if spec is not None else 0.0
+        jitter = spec.jitter if spec is not None else 0.0
+        self._jitter = jitter
+        self._rng = np.random.default_rng(spec.seed if spec is not None else 0)
+        self.waiting = 0
         self._slots = asyncio.Semaphore(spec.max_batch) if spec is not None else None
         self.in_flight = 0
         self.peak_in_flight = 0
         self._active: list[_Stream] = []
         self._ticker: asyncio.Task[None] | None = None
+
+    def _factor(self) -> float:
+        """A lognormal factor of mean 1 (1.0 without jitter)."""
+        j = self._jitter
+        return float(self._rng.lognormal(-j * j / 2, j)) if j else 1.0
 
     async def start(self) -> None:
         return None
@@ -71,15 +85,23 @@ class FakeEngine:
         }
 
     def memory(self) -> KvMemory:
-        return KvMemory(reserved_bytes=0, live_bytes=0, live_seqs=self.in_flight, waiting=0)
+        return KvMemory(reserved_bytes=0, live_bytes=0, live_seqs=self.in_flight, waiting=self.waiting)
 
     async def stream(self, request: GenRequest) -> AsyncIterator[TokenEvent]:
         if self._slots is not None:
-            await self._slots.acquire()  # the batch is full: wait for a sequence to finish
+            self.waiting += 1
+            try:
+                await self._slots.acquire()  # the batch is full: wait for a sequence to finish
+            finally:
+                self.waiting -= 1
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         t_sched = time.perf_counter()
-        entry = _Stream(asyncio.Queue(), t_sched + self.ttft_s, request.max_tokens) if self.batched else None
+        entry = (
+            _Stream(asyncio.Queue(), t_sched + self.ttft_s * self._factor(), request.max_tokens)
+            if self.batched
+            else None
+        )
         if entry is not None:
             self._active.append(entry)
             if self._ticker is None or self._ticker.done():
@@ -103,12 +125,13 @@ class FakeEngine:
     async def _tick(self) -> None:
         next_s = time.perf_counter()
         while self._active:
-            next_s += self.itl_s  # an absolute grid: a late tick does not delay the ones after it
+            step_s = (self.itl_s + self.itl_per_seq_s * len(self._active)) * self._factor()
+            next_s += step_s  # an absolute grid: a late tick does not delay the ones after it
             await asyncio.sleep(max(0.0, next_s - time.perf_counter()))
             now = time.perf_counter()
             for e in list(self._active):
-                if now + self.itl_s / 2 >= e.due_s:  # half a step of slack: ticks jitter both ways
+                if now + step_s / 2 >= e.due_s:  # half a step of slack: ticks jitter both ways
                     e.queue.put_nowait(now)
-                    e.due_s, e.left = now + self.itl_s, e.left - 1
+                    e.due_s, e.left = now, e.left - 1  # decoding: a token at every step from now on
                     if e.left == 0:
                         self._active.remove(e)
