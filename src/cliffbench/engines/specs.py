@@ -354,6 +354,11 @@ class FakeSpec(_EngineBase):
     kind: Literal["fake"] = "fake"
     ttft_s: float = Field(0.01, ge=0, description="time to the first token")
     itl_s: float = Field(0.002, ge=0, description="time between tokens")
+    itl_per_seq_s: float = Field(
+        0.0, ge=0, description="added to each step per sequence in the batch (a batch-bound decode)"
+    )
+    jitter: float = Field(0.0, ge=0, le=2, description="lognormal sigma on every step and first-token time")
+    seed: int = 0
     max_batch: int = Field(256, gt=0, description="sequences stepped together (one timer)")
     context_tokens: int = Field(2048, gt=0)
     fail_every: int = Field(0, ge=0, description="every n-th request fails after its first token (0: none)")
