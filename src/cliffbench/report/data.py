@@ -19,7 +19,8 @@ import pandas as pd
 from cliffbench.audit.claims import load_claims
 from cliffbench.audit.estimate import EngineEstimate, estimate_study, target_hardware
 from cliffbench.bench.repeats import SloJudge, pool_repeats
-from cliffbench.bench.store import Results, load_results
+from cliffbench.bench.search import CliffFound, read_searches
+from cliffbench.bench.store import Results, load_results, study_dir
 from cliffbench.bench.study import StudySpec, load_study
 from cliffbench.config import PROJECT_ROOT
 from cliffbench.hardware import Hardware
@@ -62,6 +63,7 @@ class ReportData:
     overhead: BenchmarkResult | None = None  # engine_overhead.json: kit vs each engine's raw loop
     gpu_study: GpuStudy | None = None
     levels: pd.DataFrame | None = None  # pooled over repeats and judged by the study's SLO (None: pool here)
+    searches: tuple[CliffFound, ...] = ()  # the study's cliff searches (bench/search.py)
 
     @property
     def pooled(self) -> pd.DataFrame:
@@ -103,4 +105,5 @@ def load_report_data(study: str, root: Path = PROJECT_ROOT) -> ReportData:
         fidelity_repeats=_benchmark(results / "fidelity_repeats.json"),
         overhead=_benchmark(results / "engine_overhead.json"),
         gpu_study=_gpu_study(root),
+        searches=tuple(read_searches(study_dir(study, root / "data" / "results"))),
     )

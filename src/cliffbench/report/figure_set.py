@@ -16,6 +16,7 @@ from cliffbench.audit.shape_verdicts import normalised_points
 from cliffbench.bench.repeats import SloJudge, pool_repeats
 from cliffbench.bench.store import Results, ok_levels
 from cliffbench.config import FIGURES_DIR, InputError
+from cliffbench.decide.causes import latency_components, study_cliffs
 from cliffbench.decide.tree import DecisionTree
 from cliffbench.report import figures as fg
 from cliffbench.report.data import ReportData
@@ -36,6 +37,9 @@ FIGURE_CAPTIONS = {
     "(a failed request counts as +inf), with its exact order-statistic 95% interval where the level holds "
     "enough requests for one; open circles: no finite upper bound. Dotted: median over repeats of TTFT p50.",
     "itl": "Inter-token latency distributions at the lowest and the highest concurrency.",
+    "cliff_causes": "Why the cliff: mean latency per request split into waiting for admission (queue), prefill "
+    "and decode, from the engines' own timestamps, against users; dashed: the engine's cliff (searched where a "
+    "search ran, else the grid's bracket).",
     "timeline": "Request timelines at the highest level: waiting (queue), prefill and decoding per request.",
     "kv_memory": "KV-cache memory reserved vs holding live tokens, per engine and concurrency.",
     "hol_blocking": "Head-of-line blocking: TTFT of short requests with and without a long document in flight.",
@@ -110,6 +114,20 @@ def make_figures(
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     fg.plot_itl(ax, res.tokens, res.requests, res.levels, level_set)
     save(fig, "itl")
+    comp = latency_components(res, level_set)
+    cliffs = study_cliffs(data.pooled, level_set, data.searches)
+    names = sorted(comp["engine"].unique()) if len(comp) else []
+    cols = min(3, max(1, len(names)))
+    rows = max(1, -(-len(names) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(7.5, 2.4 * rows), squeeze=False)
+    for ax, eng in zip(axes.flat, names, strict=False):
+        c = cliffs.get(eng)
+        fg.plot_latency_components(ax, comp, eng, c.meets_up_to if c else None, c.first_miss if c else None)
+    for ax in list(axes.flat)[len(names) :]:
+        ax.set_axis_off()
+    if names:
+        axes.flat[0].legend(fontsize=7)
+    save(fig, "cliff_causes")
     engines, load = timeline_level(res, level_set)
     fig, axes = plt.subplots(len(engines), 1, figsize=(6.5, 1.9 * len(engines)), squeeze=False)
     for ax, eng in zip(axes[:, 0], engines, strict=True):

@@ -8,6 +8,7 @@ notebook displays; none reads a file, so the same sections render any study.
 from __future__ import annotations
 
 from cliffbench.report.sections.audit import claims_section, efficiency_section, gpu_study_section, shapes_section
+from cliffbench.report.sections.cliff import cliff_section
 from cliffbench.report.sections.common import figure_html, fmt, headline_level, measured_levels
 from cliffbench.report.sections.comparisons import comparisons_section, comparisons_sentence
 from cliffbench.report.sections.fidelity import fidelity_sentence
@@ -22,6 +23,7 @@ from cliffbench.report.sections.summary import (
 
 __all__ = [
     "claims_section",
+    "cliff_section",
     "comparisons_section",
     "comparisons_sentence",
     "config_table",
