@@ -190,6 +190,8 @@ NOTEBOOKS = {
             "display(Markdown(mxr.ranking_markdown(matrix)))\n"
             'display(HTML(nv.figure_html(mfigs["matrix_heatmap"], mxr.MATRIX_CAPTIONS["matrix_heatmap"])))'
         ),
+        md("### Freshness of the data"),
+        code("display(Markdown(mxr.freshness_markdown(matrix)))"),
         md("### Sensitivity to the weights"),
         code("display(Markdown(mxr.sensitivity_markdown(matrix)))"),
         md("### Cost per 1M output tokens vs load"),

@@ -309,6 +309,8 @@ _MATRIX_FLAGS = {
     "efficiency": "--efficiency",
     "precision": "--precision",
     "study": "--study",
+    "report_date": "--report-date",
+    "stale_after_months": "--stale-after-months",
 }
 
 
@@ -327,6 +329,18 @@ def matrix(
     efficiency: Annotated[float, typer.Option(help="fraction of the roofline engines reach")] = 0.5,
     precision: Annotated[str, typer.Option(help="weights of every self-hosted engine, or 'native'")] = "bf16",
     study: Annotated[str, typer.Option(help="stored study with measured throughput on this GPU")] = "",
+    report_date: Annotated[
+        str, typer.Option(help="date the matrix is for, YYYY-MM-DD (freshness, shutdowns); default today")
+    ] = "",
+    stale_after_months: Annotated[int, typer.Option(help="cells and prices older than this are stale")] = 6,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="list stale cells and prices and past shutdowns; exit 1 when a ranked option rests on a stale "
+            "price or a model past its shutdown is still marked in service",
+        ),
+    ] = False,
     csv: Annotated[Path | None, typer.Option(help="also write the tidy matrix CSV here")] = None,
     pdf: Annotated[Path | None, typer.Option(help="also write the standalone matrix PDF here")] = None,
 ) -> None:
@@ -348,6 +362,8 @@ def matrix(
             efficiency=efficiency,
             precision=precision,
             study=study,
+            report_date=report_date,
+            stale_after_months=stale_after_months,
             gpu_prices=mx.parse_assignments(gpu_price or [], "--gpu-price"),
             weights=mx.parse_assignments(weights, "--weights"),
         )
@@ -360,6 +376,8 @@ def matrix(
         r = mx.evaluate(params)
     except InputError as exc:
         _fail(str(exc))
+    if check:
+        _matrix_check(r)
     table = Table(title=f"Architecture Decision Matrix: {users} users on {hardware}")
     for col in ("rank", "option", "score", "cost / 1M out", "TTFT", "throughput source", "unknown"):
         table.add_column(col, justify="right" if col in ("rank", "score") else "left")
@@ -380,6 +398,30 @@ def matrix(
         out.print(f"wrote {mxr.write_matrix_csv(r, csv)}")
     if pdf is not None:
         out.print(f"wrote {mxr.write_matrix_pdf(r, pdf)}")
+
+
+def _matrix_check(r: Any) -> None:
+    """`matrix --check`: every stale price, past shutdown and stale cell, one per line; exit 1 when
+    the ranking itself rests on stale data, else 0."""
+    f = r.freshness
+    out.print(f.summary(), highlight=False)
+    for p in f.prices:
+        tag = "STALE PRICE, ranked" if p.ranked else "stale price"
+        out.print(f"  {tag}: {p.option} {p.what}, as of {p.as_of} ({p.source})", highlight=False, soft_wrap=True)
+    for sd in f.shutdowns:
+        tag = "PAST SHUTDOWN, still marked in service" if sd.ranked else "past shutdown, not ranked"
+        out.print(f"  {tag}: {sd.option}, shutdown {sd.as_of} ({sd.source})", highlight=False, soft_wrap=True)
+    for c in f.cells:
+        out.print(f"  stale cell: {c.option}/{c.what}, as of {c.as_of} ({c.source})", highlight=False, soft_wrap=True)
+    if f.failing:
+        err.print(
+            f"matrix check failed: {len(f.failing)} ranked value(s) rest on stale data: "
+            + ", ".join(f"{p.option} {p.what}" for p in f.failing),
+            highlight=False,
+        )
+        raise typer.Exit(1)
+    out.print("matrix check passed: no ranked option rests on a stale price", highlight=False)
+    raise typer.Exit(0)
 
 
 def main() -> None:

@@ -13,12 +13,13 @@ import pandas as pd
 from cliffbench.config import REPORT_DIR, fmt_number
 from cliffbench.decide.matrix.data import Option
 from cliffbench.decide.matrix.model import cost_curve, gpu_price
-from cliffbench.decide.matrix.score import SENSITIVITY_FACTORS, MatrixResult, exclusion_reason
+from cliffbench.decide.matrix.score import SENSITIVITY_FACTORS, MatrixResult
 from cliffbench.files import atomic_file
 from cliffbench.report.pdf import html_to_pdf
 
 __all__ = [
     "MATRIX_CAPTIONS",
+    "freshness_markdown",
     "make_matrix_figures",
     "managed_source",
     "matrix_grid_markdown",
@@ -53,18 +54,71 @@ def matrix_markdown(r: MatrixResult) -> str:
         for c in crits:
             url, as_of, verified = [*str(r.sources.loc[o, c]).split(" | "), "", ""][:3]
             k = urls.setdefault(url, len(urls) + 1)
-            notes.append(f"{r.notes.loc[o, c]!s} (as of {as_of}; verified: {verified}) [S{k}]")
-            cells.append(f"{_md_escape(str(r.text.loc[o, c]))} [{len(notes)}]")
+            old = _stale(r, o, c)
+            when = f"as of {as_of}" + (", STALE" if old else "")
+            notes.append(f"{r.notes.loc[o, c]!s} ({when}; verified: {verified}) [S{k}]")
+            cells.append(f"{_md_escape(str(r.text.loc[o, c]))}{STALE_MARK if old else ''} [{len(notes)}]")
         status = "" if opt.status == "active" else f" ({opt.status})"
         lines.append(f"| {_md_escape(opt.name)}{status} | " + " | ".join(cells) + " |")
     intro = (
-        profile_markdown(r) + " Scores 1 (worst) to 5 (best); prices in USD. "
+        profile_markdown(r) + f" Scores 1 (worst) to 5 (best); prices in USD; {STALE_MARK} = stale "
+        f"(as of more than {r.params.stale_after_months} months before {r.freshness.report_date.isoformat()}). "
         "Verified: primary = the vendor's own page was read; secondary = a third-party copy was read; "
         "no = from knowledge, not re-verified."
     )
     note_md = "\n".join(f"{i}. {_md_escape(n)}" for i, n in enumerate(notes, 1))
     src_md = "; ".join(f"[S{k}] {u}" for u, k in urls.items())
     return f"{intro}\n\n" + "\n".join(lines) + f"\n\n**Notes**\n\n{note_md}\n\n**Sources** {src_md}"
+
+
+STALE_MARK = "†"
+
+
+def _stale(r: MatrixResult, o: str, c: str) -> bool:
+    return r.freshness.stale(o, c, r.data.options[o].kind)
+
+
+def freshness_markdown(r: MatrixResult) -> str:
+    """How old the matrix's numbers are on the report date: stale prices, shutdowns, stale cells."""
+    f = r.freshness
+    name = {o: opt.name for o, opt in r.data.options.items()}
+    out = [
+        f"On {f.report_date.isoformat()}, with a value stale once its as-of date is more than "
+        f"{f.stale_after_months} months old: {f.summary()}."
+    ]
+    if f.failing:
+        items = "; ".join(f"{name.get(p.option, p.option)}: {p.what}, as of {p.as_of}" for p in f.failing)
+        out.append(
+            f"**The ranking rests on stale data** ({items}): re-source it before trusting the order "
+            "(`cliffbench matrix --check` fails)."
+        )
+    else:
+        out.append("No ranked option rests on a stale price, and no model past its shutdown is still ranked.")
+    if f.prices:
+        out.append(
+            "Stale prices: "
+            + "; ".join(
+                f"{name.get(p.option, p.option)} {p.what} as of {p.as_of}" + (" (ranked)" if p.ranked else "")
+                for p in f.prices
+            )
+            + "."
+        )
+    if f.shutdowns:
+        out.append(
+            "Past an announced shutdown (never ranked): "
+            + "; ".join(f"{name[s.option]} on {s.as_of} ({s.source})" for s in f.shutdowns)
+            + "."
+        )
+    if f.cells:
+        per: dict[str, int] = {}
+        for c in f.cells:
+            per[c.option] = per.get(c.option, 0) + 1
+        out.append(
+            f"Stale cells ({STALE_MARK} in the matrix) per option: "
+            + ", ".join(f"{name[o]} {n}" for o, n in per.items())
+            + ". They stay in the ranking, flagged: a judgement of 2025 may still hold, a price rarely does."
+        )
+    return "\n\n".join(out)
 
 
 def profile_markdown(r: MatrixResult) -> str:
@@ -83,11 +137,12 @@ def profile_markdown(r: MatrixResult) -> str:
 def _grid_cell(r: MatrixResult, o: str, c: str, urls: dict[str, int]) -> str:
     url = str(r.sources.loc[o, c]).split(" | ")[0]
     key = f" S{urls.setdefault(url, len(urls) + 1)}" if url else ""
+    mark = STALE_MARK if _stale(r, o, c) else ""
     if r.data.criteria[c].kind == "computed":
-        return (str(r.text.loc[o, c]) + key).replace(" (misses SLO)", " (miss)")
+        return (str(r.text.loc[o, c]) + mark + key).replace(" (misses SLO)", " (miss)")
     v = r.values.loc[o, c]
     shown = f"{float(v):g}" if isinstance(v, float) and math.isfinite(v) else "?"
-    return shown + key
+    return shown + mark + key
 
 
 def matrix_grid_markdown(r: MatrixResult) -> str:
@@ -105,7 +160,8 @@ def matrix_grid_markdown(r: MatrixResult) -> str:
         lines.append(f"| {_md_escape(opt.name)}{status} | " + " | ".join(cells) + " |")
     src_md = "; ".join(f"[S{k}] {u}" for u, k in urls.items())
     return (
-        "Scores 1 (worst) to 5 (best), ? = unknown (left out of the ranking); Sn = the cell's source. Each cell's "
+        f"Scores 1 (worst) to 5 (best), ? = unknown (left out of the ranking), {STALE_MARK} = stale; Sn = the "
+        "cell's source. Each cell's "
         "value, one-line rationale, as-of date and how it was verified: the whitepaper's matrix section and "
         "decision_matrix.csv.\n\n" + "\n".join(lines) + f"\n\n**Sources** {src_md}"
     )
@@ -164,10 +220,11 @@ def ranking_markdown(r: MatrixResult) -> str:
     order = r.scores.total.sort_values(ascending=False).index
     for o in order:
         rank = r.scores.rank.loc[o]
-        rk = f"not ranked ({exclusion_reason(r.data.options[o])})" if not math.isfinite(rank) else str(int(rank))
+        rk = f"not ranked ({r.excluded.get(o, '')})" if not math.isfinite(rank) else str(int(rank))
         lines.append(
             f"| {rk} | {_md_escape(r.data.options[o].name)} | {fmt_number(float(r.scores.total.loc[o]), 2)} | "
-            f"{r.text.loc[o, 'cost']} | {_md_escape(r.throughput_source.get(o, managed_source(r.data.options[o])))} | "
+            f"{r.text.loc[o, 'cost']}{STALE_MARK if _stale(r, o, 'cost') else ''} | "
+            f"{_md_escape(r.throughput_source.get(o, managed_source(r.data.options[o])))} | "
             f"{', '.join(r.scores.flagged.get(o, [])) or '-'} |"
         )
     return "\n".join(lines)
@@ -388,6 +445,7 @@ def write_matrix_pdf(r: MatrixResult, path: Path | None = None) -> Path:
             "every cell carries its source. Self-hosted numbers are estimates, not measurements, unless the "
             f"throughput source says 'measured'. {html.escape(profile_markdown(r))}</p>"
             f"<h2>Ranking</h2>{_md_html(ranking_markdown(r))}"
+            f"<h2>Freshness</h2>{_md_html(freshness_markdown(r))}"
             f'<div class="figs">{fig("matrix_heatmap")}{fig("matrix_cost")}</div>'
             f"<h2>Sensitivity</h2>{_md_html(sensitivity_markdown(r))}"
             f'<h2>The matrix</h2><div class="grid">{_md_html(matrix_grid_markdown(r))}</div>'

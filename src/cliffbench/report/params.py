@@ -93,9 +93,20 @@ class AnalysisParams(Spec):
         "bf16", description='decision matrix: weights of every self-hosted engine, or "native"'
     )
     matrix_study: str = Field("", description="decision matrix: stored study with measured throughput on that GPU")
+    matrix_report_date: str = Field(
+        "", description="decision matrix: date it is for, YYYY-MM-DD (stale cells, shutdowns); empty = today"
+    )
+    matrix_stale_after_months: int = Field(
+        6, gt=0, description="decision matrix: cells and prices older than this many months are flagged stale"
+    )
 
     @field_validator(
-        "matrix_hardware", "matrix_precision", "matrix_pricing_model", "matrix_gpu_prices", "matrix_weights"
+        "matrix_hardware",
+        "matrix_precision",
+        "matrix_pricing_model",
+        "matrix_report_date",
+        "matrix_gpu_prices",
+        "matrix_weights",
     )
     @classmethod
     def _matrix_names(cls, v: Any, info: ValidationInfo) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ __all__ = [
     "managed_cost_usd_per_1m",
     "param_problem",
     "parse_assignments",
+    "report_day",
     "self_hosted_estimate",
 ]
 
@@ -64,6 +66,12 @@ class MatrixParams(Spec):
         "'native' = each option's usual default (Ollama and llama.cpp Q4_K_M)",
     )
     study: str = Field("", description="stored study to read measured throughput from, when its GPU matches")
+    report_date: str = Field(
+        "",
+        pattern=r"^(\d{4}-\d{2}-\d{2})?$",
+        description="date the matrix is for, YYYY-MM-DD (freshness and shutdowns); empty = today",
+    )
+    stale_after_months: int = Field(6, gt=0, description="a cell or price older than this many months is stale")
 
 
 def param_problem(name: str, value: Any, data: MatrixData | None = None) -> str | None:
@@ -76,6 +84,11 @@ def param_problem(name: str, value: Any, data: MatrixData | None = None) -> str 
         return f"unknown hardware {value!r}; allowed: {', '.join(HARDWARE)}"
     if name == "precision" and value != "native" and value not in BITS_PER_PARAM:
         return f"unknown precision {value!r}; allowed: native, {', '.join(BITS_PER_PARAM)}"
+    if name == "report_date" and value:
+        try:
+            dt.date.fromisoformat(value)
+        except ValueError:
+            return f"not a date: {value!r}; expected YYYY-MM-DD (empty: today)"
     if name == "pricing_model" and value not in PRICING_MODELS:
         return f"unknown pricing model {value!r}; allowed: {', '.join(PRICING_MODELS)}"
     if name == "model" and value not in MODELS:
@@ -103,7 +116,7 @@ def check_params(params: MatrixParams, data: MatrixData | None = None, names: Ma
     """InputError naming the first bad parameter (as `names` spells it: a CLI flag, a notebook parameter)."""
     data = data or load_matrix()
     names = names or {}
-    for name in ("hardware", "model", "precision", "pricing_model", "gpu_prices", "weights"):
+    for name in ("hardware", "model", "precision", "pricing_model", "report_date", "gpu_prices", "weights"):
         if problem := param_problem(name, getattr(params, name), data):
             raise InputError(f"{names.get(name, name)}: {problem}")
     hw, pm = params.hardware, params.pricing_model
@@ -132,6 +145,11 @@ def parse_assignments(text: str | list[str], param: str) -> dict[str, float]:
         except ValueError:
             raise InputError(f"{param}: expected name=number pairs, got {part!r}") from None
     return out
+
+
+def report_day(params: MatrixParams) -> dt.date:
+    """The matrix's date: `params.report_date`, else today (read here only, so tests pass a date)."""
+    return dt.date.fromisoformat(params.report_date) if params.report_date else dt.date.today()
 
 
 @dataclass(frozen=True)

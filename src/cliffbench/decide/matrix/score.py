@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from cliffbench.config import fmt_number
 from cliffbench.decide.matrix.data import RANKED_STATUSES, MatrixData, Option, load_matrix
+from cliffbench.decide.matrix.freshness import Freshness, freshness, past_shutdown
 from cliffbench.decide.matrix.model import (
     MatrixParams,
     check_params,
     engine_precision,
     gpu_price,
     managed_cost_usd_per_1m,
+    report_day,
     self_hosted_estimate,
 )
 
@@ -150,7 +153,9 @@ class MatrixResult:
     throughput_source: dict[str, str]
     grid: pd.DataFrame
     thresholds: pd.DataFrame
-    eligible: list[str] = field(default_factory=list)
+    eligible: list[str]
+    excluded: dict[str, str]  # option -> why it is shown but not ranked
+    freshness: Freshness
 
     @property
     def top(self) -> str:
@@ -215,14 +220,23 @@ def evaluate(params: MatrixParams | None = None, data: MatrixData | None = None)
     weights = {c: params.weights.get(c, cr.default_weight) for c, cr in data.criteria.items()}
     directions = {c: cr.direction for c, cr in data.criteria.items()}
     log_scale = tuple(c for c, cr in data.criteria.items() if cr.kind == "computed")
-    eligible = [o for o, opt in data.options.items() if not exclusion_reason(opt)]
+    day = report_day(params)
+    excluded = {o: why for o, opt in data.options.items() if (why := exclusion_reason(opt, day))}
+    eligible = [o for o in data.options if o not in excluded]
     scores = score_matrix(values, directions, weights, eligible, log_scale)
     grid, thresholds = sensitivity(values, directions, weights, eligible, log_scale)
-    return MatrixResult(params, data, values, text, notes, sources, scores, how, grid, thresholds, eligible)
+    gpu = None if price.user else (params.hardware, price.provider, price.pricing_model, price.as_of, price.source)
+    fresh = freshness(data, day, params.stale_after_months, eligible, gpu)
+    return MatrixResult(
+        params, data, values, text, notes, sources, scores, how, grid, thresholds, eligible, excluded, fresh
+    )
 
 
-def exclusion_reason(option: Option) -> str:
-    """Why `option` is shown but not ranked ("" when it is ranked)."""
+def exclusion_reason(option: Option, report_date: dt.date | None = None) -> str:
+    """Why `option` is shown but not ranked ("" when it is ranked); with `report_date`, a model past
+    its announced shutdown is not ranked whatever its status says."""
+    if report_date is not None and past_shutdown(option, report_date) and option.status != "retired":
+        return f"shut down {option.shutdown_date} as announced (its row says {option.status})"
     if option.status in RANKED_STATUSES:
         return ""
     if option.status == "retired":
