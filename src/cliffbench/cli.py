@@ -86,6 +86,7 @@ def run(
     ] = 60.0,
 ) -> None:
     """Run a study: every engine x level, stored under data/results/<study>/."""
+    from cliffbench.bench.faults import pausing
     from cliffbench.bench.plan import check_model_limits, engine_runs, plan_levels
     from cliffbench.bench.sweep import run_study
 
@@ -114,6 +115,13 @@ def run(
         for e in spec.engines:
             mine = [lv for lv in levels if engine_runs(e, lv)]
             out.print(f"  {e.name}: " + ", ".join(lv.key(e.name).split("__", 1)[1] for lv in mine))
+        for ls in spec.level_sets:
+            if (sr := ls.load.search) is not None:
+                who = ", ".join(sr.engines) if sr.engines is not None else "every engine"
+                out.print(
+                    f"  then a cliff search in {ls.name} ({who}): {sr.over} {sr.low:g}..{sr.high:g} to "
+                    f"{sr.step(sr.low):g}; its probes are chosen as it runs (up to {sr.max_repeats} repeats each)"
+                )
         _print_estimate(spec)
         return
     # SIGTERM (a kill, a kernel stop) unwinds like Ctrl-C, so every engine's finally-block runs
@@ -121,13 +129,87 @@ def run(
     try:
         _wait_quiet(spec, wait_quiet_s)
         with run_progress() as progress:
-            run_study(spec, force=force, reporter=ProgressReporter(progress), keep_failed=keep_failed)
+            reporter = pausing(ProgressReporter(progress))  # pausing: a fault test's hook, else as given
+            run_study(spec, force=force, reporter=reporter, keep_failed=keep_failed)
     except InputError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
         err.print("interrupted: engines stopped; finished levels are stored")
         raise typer.Exit(130) from None
     out.print(levels_table(spec.name))
+    _exit_if_failed(spec.name)
+
+
+def _exit_if_failed(study: str) -> None:
+    """Exit 1 when a level of the study is stored failed or damaged: the study ran to its end,
+    but not every level measured something (a plain `cliffbench run` measures those again)."""
+    from cliffbench.bench.store import load_results
+
+    res = load_results(study)
+    bad = [*res.levels.loc[res.levels["status"] != "ok", "level_key"], *res.damaged]
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        err.print(
+            f"{len(bad)} level(s) failed: {shown}; the reasons: cliffbench show {study}; "
+            "a plain `cliffbench run` measures them again",
+            highlight=False,
+        )
+        raise typer.Exit(1)
+
+
+@app.command("find-cliff")
+def find_cliff(
+    engine: Annotated[str, typer.Option(help=_help("engine"))],
+    slo: Annotated[str, typer.Option(help="what the cliff breaks, e.g. ttft_p99=2,tpot_p50=0.25 (seconds)")],
+    slots: Annotated[int | None, typer.Option(help=_help("slots"))] = None,
+    low: Annotated[int, typer.Option(help="users the search starts from (then doubles)")] = 1,
+    high: Annotated[int, typer.Option(help="users the search never exceeds")] = 64,
+    resolution: Annotated[int, typer.Option(help="stop when the bracket is this many users wide")] = 1,
+    repeats: Annotated[int, typer.Option(help="repeats per probe (more when its verdict is uncertain)")] = 3,
+    max_repeats: Annotated[int, typer.Option(help="repeats a probe may take before it is called undecided")] = 6,
+    requests_per_user: Annotated[int, typer.Option(help="requests each user sends per probe")] = 2,
+    workload: Annotated[str, typer.Option(help=_help("workload"))] = _default("workload"),
+    url: Annotated[str | None, typer.Option(help=_help("url"))] = None,
+    name: Annotated[str | None, typer.Option(help="study name (results folder)")] = None,
+    force: Annotated[bool, typer.Option(help="measure every probe again")] = False,
+) -> None:
+    """Search one engine's concurrency cliff: bracket by doubling, bisect to the resolution."""
+    from cliffbench.bench.search import read_searches
+    from cliffbench.bench.store import study_dir
+    from cliffbench.bench.study import parse_slo_terms
+    from cliffbench.bench.sweep import run_study
+    from cliffbench.config import parse_spec
+
+    try:
+        terms = parse_slo_terms(slo, "--slo")
+        if not terms:
+            raise InputError("--slo: give at least one term, e.g. ttft_p99=2,tpot_p50=0.25")
+        base = flag_study(engine, slots, "", 1, workload, name or f"cliff-{engine}", url)
+        search = {"low": low, "high": high, "resolution": resolution, "slo": terms, "max_repeats": max_repeats}
+        ls = base.level_sets[0].model_dump()
+        ls["load"].update(concurrency=[], requests_per_user=requests_per_user, repeats=repeats, search=search)
+        flags = {"low": "--low", "high": "--high", "resolution": "--resolution", "slo": "--slo", "search": "--high"}
+        try:
+            spec = parse_spec(StudySpec, {**base.model_dump(), "level_sets": [ls]})
+        except InputError as exc:
+            field = str(exc).split(":", 1)[0].rsplit(".", 1)[-1]
+            flag = flags.get(field, "--" + field.replace("_", "-"))
+            raise InputError(f"{flag}:{str(exc).split(':', 1)[1]}") from None
+    except InputError as exc:
+        _fail(str(exc))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        with run_progress() as progress:
+            run_study(spec, force=force, reporter=ProgressReporter(progress))
+    except InputError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        err.print("interrupted: engines stopped; finished probes are stored")
+        raise typer.Exit(130) from None
+    for found in read_searches(study_dir(spec.name)):
+        out.print(f"[bold]{found.engine}[/] {found.text()}", highlight=False)
+        out.print(f"  SLO {found.slo}; path: {found.path_text()}", highlight=False)
+        out.print(f"  {found.probes_measured} level runs measured in {found.wall_s:.0f} s", highlight=False)
 
 
 def _wait_quiet(spec: StudySpec, wait_quiet_s: float) -> None:

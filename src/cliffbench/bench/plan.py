@@ -80,7 +80,7 @@ def probe_level(spec: StudySpec, level_set: LevelSetSpec, x: float, repeat: int)
     closed = level_set.load.arrival == "closed"
     for lv in plan_levels(spec):
         if lv.level_set.name == level_set.name and (lv.concurrency if closed else lv.rate_rps) == x:
-            return Level(lv.index, level_set, lv.concurrency, lv.rate_rps, repeat)
+            return Level(lv.index, level_set, lv.concurrency, lv.rate_rps, repeat)  # `level_set`'s own load
     if closed:
         return Level(10_000 + int(x), level_set, int(x), None, repeat)
     return Level(20_000 + round(x * 1000), level_set, None, float(x), repeat)

@@ -78,8 +78,9 @@ class CliffFound(BaseModel):
         """'meets the SLO up to 11 users, is undecided at 12 and fails at 13 (95% intervals)'."""
         u, conf = self.unit(), f"{self.confidence:.0%} intervals"
         if self.meets_up_to is None:
-            first = self.path[0].verdict if self.path else "missed"
-            return f"fails already at {self._x(self.low)} {u}, the search's lowest load ({first}; {conf})"
+            if self.first_miss is None:
+                return f"is undecided already at {self._x(self.low)} {u}, the search's lowest load ({conf})"
+            return f"fails already at {self._x(self.first_miss)} {u}, the search's lowest load ({conf})"
         if self.first_miss is None:
             if self.undecided:
                 cut = ", ".join(self._x(x) for x in self.undecided)

@@ -92,6 +92,9 @@ class SearchSpec(Spec):
         description="metric_pNN -> seconds, e.g. {ttft_p99: 2, tpot_p50: 0.25}; empty: the study's slo",
     )
     max_repeats: int = Field(6, ge=1, le=50, description="repeats a probe may take to decide its verdict")
+    engines: list[str] | None = Field(
+        None, description="engine labels to search (default: every engine that runs the level set)"
+    )
 
     @field_validator("slo")
     @classmethod
@@ -333,6 +336,14 @@ class StudySpec(Spec):
             dup = {n for n in names if names.count(n) > 1}
             if dup:
                 raise ValueError(f"{what} must be unique, repeated: {sorted(dup)}")
+        labels = [e.name for e in self.engines]
+        for ls in self.level_sets:
+            wanted = ls.load.search.engines if ls.load.search is not None else None
+            unknown = sorted(set(wanted or []) - set(labels))
+            if unknown:
+                raise ValueError(
+                    f"level set {ls.name!r}: load.search.engines names no engine: {unknown}; allowed: {labels}"
+                )
         return self
 
     @model_validator(mode="after")

@@ -28,7 +28,7 @@ from cliffbench.bench.busy import cpu_snapshot, foreign_since
 from cliffbench.bench.clients import run_split
 from cliffbench.bench.faults import pause
 from cliffbench.bench.loadgen import LevelRun
-from cliffbench.bench.metrics import add_request_metrics, summarize_level
+from cliffbench.bench.metrics import add_request_metrics, min_n_for_ci, summarize_level
 from cliffbench.bench.plan import (
     Level,
     Plans,
@@ -393,8 +393,9 @@ async def _run_study_locked(
                 await pool.release(es.name)
         for ls in spec.level_sets:
             for es in engine_order(spec, 0) if ls.load.search is not None else []:
-                if ls.load.only_at.get(es.name) == []:
-                    continue  # the engine sits this level set out
+                wanted = ls.load.search.engines if ls.load.search is not None else None
+                if ls.load.only_at.get(es.name) == [] or (wanted is not None and es.name not in wanted):
+                    continue  # the engine sits this level set (or its search) out
                 await _search(spec, es, ls, pool, manifest, tok, reporter, root, force, keep_failed)
                 if not spec.keep_engines_loaded:
                     await pool.release(es.name)
@@ -436,6 +437,11 @@ async def _search(
     th, pc = search.judge_terms()
     judge = SloJudge(th, pc) if th else SloJudge.of(spec.slo)
     state = CliffSearch(search)
+    # each probe's first `load.repeats` repeats hold together enough requests for an interval of
+    # every SLO percentile (p90: 29, p99: 299): fewer could only ever be uncertain
+    need = max(min_n_for_ci(judge.percentile(m), judge.level) for m in judge.thresholds)
+    per_repeat = max(ls.load.requests_per_level or 0, -(-need // ls.load.repeats))
+    probe_set = ls.model_copy(update={"load": ls.load.model_copy(update={"requests_per_level": per_repeat})})
     t0 = asyncio.get_running_loop().time()
     measured = 0
     stored = _stored_loads(spec, es, ls, root)
@@ -469,7 +475,7 @@ async def _search(
         for _ in range(have, min(want, search.max_repeats)):
             r = min(set(range(search.max_repeats + len(taken) + 1)) - taken)
             taken.add(r)
-            lv = probe_level(spec, ls, x, r)
+            lv = probe_level(spec, probe_set, x, r)
             engine = await pool.get(es, manifest, spec, root)
             if engine is None:
                 info = _failed(spec, es, lv, pool.broken[es.name], root, probe=True)
