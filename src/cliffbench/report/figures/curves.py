@@ -45,19 +45,38 @@ def plot_throughput(ax: Axes, levels: pd.DataFrame, level_set: str = "chat") -> 
         note(ax, f"no successful levels in level set {level_set!r}")
         return
     data = lv[["engine", "concurrency", "output_tok_s"]]
+    # an engine measured at two loads only (the end points of a comparison) is drawn as points: a
+    # line would claim the levels between were measured
+    counts = data.groupby("engine")["concurrency"].nunique()
+    sparse = set(counts[counts <= 2].index) if counts.max() > 2 else set()
+    dense = data[~data["engine"].isin(sparse)]
     # median over repeats; the band is their full range (min-max), not a confidence interval
     sns.lineplot(
-        data=data,
+        data=dense,
         x="concurrency",
         y="output_tok_s",
         hue="engine",
         palette=pal,
         marker="o",
-        hue_order=sorted(data["engine"].unique(), key=natural_key),
+        hue_order=sorted(dense["engine"].unique(), key=natural_key),
         estimator="median",
         errorbar=("pi", 100),
         ax=ax,
     )
+    for engine in sorted(sparse, key=natural_key):
+        g = data[data["engine"] == engine].groupby("concurrency")["output_tok_s"]
+        med, lo, hi = g.median(), g.min(), g.max()
+        ax.errorbar(
+            med.index,
+            med,
+            yerr=[med - lo, hi - med],
+            fmt="D",
+            color=pal[engine],
+            ms=5,
+            capsize=3,
+            ls="none",
+            label=f"{engine} (end points only)",
+        )
     log2_users_axis(ax, data["concurrency"])
     ax.legend(title=None, fontsize=7)
     ax.set_ylabel("output tokens/s")
