@@ -204,24 +204,12 @@ def level_info(key: str) -> LevelInfo:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """After every fixture has stopped its engine: no vLLM process of this run may be left."""
-    import time
+    """After every fixture has stopped its engine: no engine, server, CLI or kernel process of the
+    kit may be left, under this process or orphaned since it started (vLLM's EngineCore and
+    workers, llama-server, `vllm serve`: tests.faults.kit_processes)."""
+    from tests.faults import wait_no_kit_processes
 
-    import psutil
-
-    def left() -> list[str]:
-        out = []
-        for p in psutil.Process().children(recursive=True):
-            try:
-                if "VLLM::" in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE:
-                    out.append(f"{p.pid} {p.name()}")
-            except psutil.Error:
-                continue
-        return out
-
-    deadline = time.monotonic() + 10.0
-    while (still := left()) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    still = wait_no_kit_processes(10.0, held=True)
     if still:
-        print(f"\nvLLM processes left running after the tests: {still}", file=sys.stderr)
+        print(f"\nkit processes left running after the tests: {still}", file=sys.stderr)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -1,11 +1,14 @@
 """A disk that fills up mid-study: the Parquet writes of the store raise ENOSPC from the second
 level on. The sweep stops with one line naming the level and the folder (InputError; `cliffbench
 run` exits 2), the level before it stays stored and loadable, no temporary level folder is left,
-and a re-run once there is space again measures only what is missing."""
+and a re-run once there is space again measures only what is missing. The same for a write of the
+study's manifest (at the start, or when an engine starts): one line naming the file, exit 2, the
+manifest as it was, no temporary file, and no study folder where there was none."""
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 from pathlib import Path
@@ -21,7 +24,7 @@ from cliffbench.bench import store, sweep
 from cliffbench.bench.store import load_results, study_lock
 from cliffbench.config import InputError
 from cliffbench.engines import make_engine
-from tests.faults import Recorder, assert_nothing_left, leftovers, level_files, snapshot, study
+from tests.faults import Recorder, assert_nothing_left, fake_engine, leftovers, level_files, snapshot, study
 
 pytestmark = pytest.mark.usefixtures("fixed_probe")
 
@@ -129,4 +132,72 @@ def test_cli_run_on_a_full_disk_exits_2_with_one_line(tmp_path: Path, monkeypatc
     levels = results / "disk-cli" / "levels"
     assert sorted(p.name for p in levels.iterdir()) == KEYS[:1] and not leftovers(levels)
     assert load_results("disk-cli").levels["status"].tolist() == ["ok"]
+    assert_nothing_left(*before)
+
+
+def _fill_disk_for_manifests(monkeypatch: pytest.MonkeyPatch, when: Any = lambda manifest: True) -> None:
+    """A manifest write for which `when(manifest)` holds fails as on a full disk: the temporary
+    file gets its first bytes, then ENOSPC."""
+    real = Path.write_text
+
+    def write_text(self: Path, data: str, *args: Any, **kwargs: Any) -> int:
+        if self.name.startswith(".manifest-") and when(json.loads(data)):
+            real(self, data[:10], *args, **kwargs)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+
+
+def _run_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec: Any) -> Any:
+    monkeypatch.setattr(signal, "signal", lambda *_: None)  # `run` installs a SIGTERM handler: not in pytest
+    monkeypatch.setattr(cli, "_wait_quiet", lambda *_: None)  # the start check sleeps a second
+    path = tmp_path / f"{spec.name}.yaml"
+    path.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+    return CliRunner().invoke(cli.app, ["run", str(path), "--wait-quiet-s", "0"])
+
+
+def test_manifest_on_a_full_disk_at_the_start_exits_2_and_leaves_no_study(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    results = tmp_path / "results"
+    monkeypatch.setattr(store, "RESULTS_DIR", results)
+    before = snapshot()
+    with monkeypatch.context() as mp:
+        _fill_disk_for_manifests(mp)
+        result = _run_cli(tmp_path, mp, study("manifest-start"))
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)  # no traceback
+    path = results / "manifest-start" / "manifest.json"
+    assert result.stderr.strip().splitlines() == [f"error: results: could not write {path}: No space left on device"]
+    assert not (results / "manifest-start").exists()  # nothing half-written: not even the folder
+    with study_lock("manifest-start", results):  # the lock was released on the way out
+        pass
+    assert_nothing_left(*before)
+
+
+def test_manifest_on_a_full_disk_mid_study_exits_2_and_keeps_levels_and_manifest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The manifest is written again when the second engine starts (its description): that write
+    fails. The first engine's levels and the manifest as it was stay whole."""
+    results = tmp_path / "results"
+    monkeypatch.setattr(store, "RESULTS_DIR", results)
+    spec = study("manifest-mid", fake_engine("a"), fake_engine("b"), concurrency=[1, 2])
+    before = snapshot()
+    with monkeypatch.context() as mp:
+        _fill_disk_for_manifests(mp, when=lambda manifest: "b" in manifest.get("engines", {}))
+        result = _run_cli(tmp_path, mp, spec)
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    folder = results / "manifest-mid"
+    assert result.stderr.strip().splitlines() == [
+        f"error: results: could not write {folder / 'manifest.json'}: No space left on device"
+    ]
+    assert sorted(p.name for p in folder.iterdir()) == ["levels", "manifest.json"]  # no temporary manifest
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert list(manifest["engines"]) == ["a"]  # as written before the failed write
+    res = load_results("manifest-mid")
+    assert res.levels["level_key"].tolist() == ["a__chat__c0001", "a__chat__c0002"] and not leftovers(folder / "levels")
+    assert res.levels["status"].eq("ok").all() and not res.damaged
     assert_nothing_left(*before)

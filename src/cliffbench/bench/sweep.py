@@ -5,10 +5,11 @@ order rotated per repeat. Each engine is started once per study and kept loaded 
 cost vLLM about 5% of its tok/s at 32 users: benchmarks/idle_engines.py), or once per repeat with
 `keep_engines_loaded: false`; every exit path stops them. Levels already stored are skipped unless
 `force`; an engine that fails to start, or a level that crashes, is stored as a failed level with
-its error text and the sweep goes on; a level that cannot be written (a full disk) stops the sweep
-with an InputError naming it, the finished levels stored. A level during which other processes
-used more CPU than `busy.max_foreign_cores` is measured again (`busy.reruns`) and stored flagged if
-still busy.
+its error text and the sweep goes on; so is a level during which its engine died (even where some
+requests had finished), and the engine is started afresh for its next level; a level that cannot
+be written (a full disk) stops the sweep with an InputError naming it, the finished levels stored.
+A level during which other processes used more CPU than `busy.max_foreign_cores` is measured again
+(`busy.reruns`) and stored flagged if still busy.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Engine", "EngineError", "GenRequest", "KvMemory", "RequestRejected", "TokenEvent"]
+__all__ = ["Engine", "EngineError", "GenRequest", "KvMemory", "RequestRejected", "TokenEvent", "engine_failure"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,3 +74,12 @@ class Engine(Protocol):
     def describe(self) -> dict[str, object]:
         """Effective configuration (for the manifest and the report)."""
         ...
+
+
+def engine_failure(engine: object) -> str | None:
+    """Why `engine` can serve no more requests (its engine process or worker died, its server is
+    gone), or None while it can. An engine tells through an optional `failure()` method; one
+    without it (a fake) is taken as alive. The sweep stores a level during which its engine died
+    as failed, and starts the engine afresh for the next."""
+    check = getattr(engine, "failure", None)
+    return check() if callable(check) else None

@@ -53,6 +53,7 @@ class OpenAIHttpEngine:
         self._headers: dict[str, str] = {}
         self._tokenizer: Any = None
         self._in_flight = 0
+        self._unreachable = ""  # the last connection refused, until a response comes again
         self.stats: dict[str, int] = {"usage": 0, "chunks": 0, "tokenizer": 0, "retried": 0}
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -124,6 +125,13 @@ class OpenAIHttpEngine:
 
     def max_request_tokens(self) -> int:
         return self.spec.context_limit()
+
+    def failure(self) -> str | None:
+        """Why the engine can serve no more requests, or None: the server it started exited, or
+        its server refused the last connection tried (and none answered since)."""
+        if self._server is not None and not self._server.alive():
+            return f"{self._server.spec.kind} server exited; log: {self._server.log_tail()}"
+        return self._unreachable or None
 
     def memory(self) -> KvMemory:
         # a remote server's KV cache is not observable through the OpenAI API
@@ -198,13 +206,15 @@ class OpenAIHttpEngine:
             async with self._client.stream("POST", url, json=body) as r:
                 # from here on the server has answered: a dropped connection is a failed request
                 answered = True
+                self._unreachable = ""
                 if r.status_code != 200:
                     text = (await r.aread()).decode(errors="replace")
                     raise EngineError(f"HTTP {r.status_code} from {url}: {_message(text)}")
                 async for ev in self._events(r, request):
                     yield ev
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise EngineError(f"cannot connect to {url}: {exc or type(exc).__name__}") from None
+            self._unreachable = f"cannot connect to {url}: {exc or type(exc).__name__}"
+            raise EngineError(self._unreachable) from None
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
             if not answered:  # the pooled connection was dead before the status line
                 raise _Retryable(f"connection to {url} closed before any response: {exc}") from None

@@ -104,6 +104,7 @@ class LlamaCppEngine:
         self._queue: deque[_Pending] = deque()
         self._slots = [_Slot(seq_id=i) for i in range(self.n_slots)]
         self._stopping = False
+        self._crashed = ""  # what killed the worker thread ("" while it lives)
         self._thread: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -231,6 +232,8 @@ class LlamaCppEngine:
 
         job = _Pending(request, emit)
         with self._cv:
+            if self._crashed:
+                raise EngineError(f"{self.name} {self._crashed}")
             if self._stopping or self._thread is None:
                 raise EngineError(f"{self.name} is not running")
             queued = sum(not p.cancelled for p in self._queue)
@@ -250,6 +253,10 @@ class LlamaCppEngine:
                 yield TokenEvent(token_id, time.perf_counter(), t_scheduled_s=t_sched)
         finally:
             job.cancelled = True  # a consumer that walks away frees its slot at the next step
+
+    def failure(self) -> str | None:
+        """Why the engine can serve no more requests (its worker thread died), or None."""
+        return self._crashed or None
 
     def memory(self) -> KvMemory:
         active = [s for s in self._slots if s.job is not None]
@@ -323,8 +330,11 @@ class LlamaCppEngine:
                     continue
                 self._sample(lc)
         except BaseException as exc:  # the worker must never die silently: fail everyone waiting
-            self._fail_all(EngineError(f"{self.name} worker crashed: {exc!r}"))
-            raise
+            # set before the queue is emptied: a request arriving later fails at once, not never
+            with self._cv:
+                self._crashed = f"worker crashed: {exc!r}"
+            self._fail_all(EngineError(f"{self.name} {self._crashed}"))
+            return  # told to every request and by failure(), not as an unhandled thread exception
         self._fail_all(EngineError(f"{self.name} stopped"))
 
     @staticmethod

@@ -164,6 +164,12 @@ class VllmEngine:
     def max_request_tokens(self) -> int:
         return self.spec.max_model_len
 
+    def failure(self) -> str | None:
+        """Why the engine can serve no more requests (its engine core process died), or None."""
+        if self._engine is not None and self._engine.errored:
+            return "vLLM's engine core died (EngineDeadError)"
+        return None
+
     async def stream(self, request: GenRequest) -> AsyncIterator[TokenEvent]:
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind

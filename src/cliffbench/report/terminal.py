@@ -319,7 +319,13 @@ def levels_table(study: str) -> Table:
         ("busy", "busy_flagged"),
     ]
     damaged = "; ".join(f"{k}: {why}" for k, why in res.damaged.items())
-    table = Table(title=f"study {study}", caption=f"left out, damaged on disk: {damaged}" if damaged else None)
+    bad = lv[lv["status"] != "ok"]
+    failed = "\n".join(
+        f"failed {k}: {(str(e).splitlines() or [''])[0][:200]}"
+        for k, e in zip(bad["level_key"], bad["error"], strict=True)
+    )
+    caption = "\n".join(x for x in (failed, f"left out, damaged on disk: {damaged}" if damaged else "") if x)
+    table = Table(title=f"study {study}", caption=caption or None)
     for title, _ in cols:
         table.add_column(title, justify="right")
     if "repeat" in lv:
