@@ -259,7 +259,8 @@ def _print_estimate(spec: StudySpec) -> None:
             return
         _fail(str(exc))
     table = Table(title=f"estimate on {hw.name} ({hw.memory_gib:.0f} GiB, {hw.memory_bandwidth_gb_s:,.0f} GB/s)")
-    for col in ("engine", "precision", "weights GiB", "KV reserved GiB", "KV needed GiB", "batch cap", ">= duration"):
+    cols = ("engine", "precision", "weights GiB", "KV reserved GiB", "KV needed GiB", "GPUs", "GiB/GPU max")
+    for col in (*cols, "batch cap", ">= duration"):
         table.add_column(col, justify="left" if col in ("engine", "precision") else "right")
     for r in rows:
         mins = f"{r.duration_s / 60:.1f} min" if r.duration_s >= 60 else f"{r.duration_s:.0f} s"
@@ -269,6 +270,8 @@ def _print_estimate(spec: StudySpec) -> None:
             f"{r.weights_gib:.2f}",
             f"{r.kv_gib:.2f}",
             f"{r.kv_need_gib:.2f}",
+            str(r.gpus) if r.gpu_gib else "-",
+            f"{max(r.gpu_gib):.2f}" if r.gpu_gib else "-",
             str(r.batch_cap),
             mins,
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from cliffbench.audit.placement import check_gpu_loads, gpu_loads
 from cliffbench.audit.roofline import ModelSize, decode_ceiling_tok_s, prefill_ceiling_tok_s, weight_bytes
 from cliffbench.bench.probes import local_hardware
 from cliffbench.bench.study import LengthDist, LoadSpec, StudySpec, WorkloadSpec
@@ -39,9 +40,13 @@ class EngineEstimate:
     memory_gib: float  # the hardware's
     duration_s: float  # roofline lower bound for every level of the study
     batch_cap: int
+    gpus: int = 1  # GPUs one instance spans (0: a CPU target)
+    gpu_gib: tuple[float, ...] = ()  # weights + KV on each of them (cliffbench.audit.placement)
 
     @property
     def fits(self) -> bool:
+        if self.gpu_gib:
+            return max(self.gpu_gib) <= self.memory_gib
         return self.weights_gib + self.kv_gib <= self.memory_gib
 
 
@@ -122,6 +127,9 @@ def estimate_study(spec: StudySpec, hw: Hardware, max_context: int | None = None
                 n = _n_requests(ls.load, c)
                 decode = decode_ceiling_tok_s(hw, size, precision, batch=batch, context_tokens=prompt + output / 2)
                 duration += n * output / decode + n * prompt / prefill_ceiling_tok_s(hw, size, precision)
+        loads = gpu_loads(es, shapes, weights, reserved, need, hw.memory_gib * _GIB) if gpu else []
+        if len(loads) > 1:  # reserved per GPU: vLLM's budget is each GPU's memory less its weights
+            reserved = sum(g.kv_reserved_bytes for g in loads)
         est = EngineEstimate(
             engine=es.name,
             precision=precision,
@@ -131,7 +139,14 @@ def estimate_study(spec: StudySpec, hw: Hardware, max_context: int | None = None
             memory_gib=hw.memory_gib,
             duration_s=duration,
             batch_cap=cap,
+            gpus=len(loads),
+            gpu_gib=tuple(g.total_bytes / _GIB for g in loads),
         )
+        # spread over GPUs, each GPU is checked; on one, weights beyond it name the split to change
+        if len(loads) > 1 or (loads and es.gpus() and est.weights_gib > hw.memory_gib):
+            check_gpu_loads(es, loads, hw)
+            out.append(est)
+            continue
         total = est.weights_gib + max(est.kv_gib, est.kv_need_gib)
         if total > hw.memory_gib:
             field = es.memory_field

@@ -30,10 +30,37 @@ from cliffbench.config import InputError
 from cliffbench.engines.base import EngineError, GenRequest, KvMemory, RequestRejected, TokenEvent
 from cliffbench.engines.specs import LlamaCppSpec
 
-__all__ = ["FLASH_ATTN_TYPE", "LlamaCppEngine", "queue_full"]
+__all__ = ["FLASH_ATTN_TYPE", "SPLIT_MODE", "LlamaCppEngine", "model_params", "queue_full", "tensor_split_array"]
 
 # llama_context_params.flash_attn_type for each `flash_attn` setting
 FLASH_ATTN_TYPE = {"auto": -1, "off": 0, "on": 1}
+# llama_model_params.split_mode (enum llama_split_mode) for each `split_mode` setting
+SPLIT_MODE = {"none": 0, "layer": 1, "row": 2}
+
+
+def tensor_split_array(shares: list[float], max_devices: int) -> ctypes.Array[ctypes.c_float]:
+    """llama_model_params.tensor_split: a float per device, LLAMA_MAX_DEVICES long (llama.cpp
+    reads that many), the unused ones 0. The caller keeps it alive while the model loads."""
+    if len(shares) > max_devices:
+        raise InputError(f"tensor_split: {len(shares)} shares, this llama.cpp build takes at most {max_devices}")
+    return (ctypes.c_float * max_devices)(*shares)
+
+
+def model_params(spec: LlamaCppSpec) -> tuple[Any, ctypes.Array[ctypes.c_float] | None]:
+    """llama_model_params of `spec` (GPU offload and split), and the tensor_split array they point
+    into, to be kept alive while the model loads."""
+    import llama_cpp as lc
+
+    mparams = lc.llama_model_default_params()
+    mparams.n_gpu_layers = spec.n_gpu_layers if spec.n_gpu_layers >= 0 else 999
+    mparams.split_mode, mparams.main_gpu = SPLIT_MODE[spec.split_mode], spec.main_gpu
+    split = None
+    if spec.tensor_split is not None:
+        split = tensor_split_array(spec.tensor_split, lc.LLAMA_MAX_DEVICES)
+        mparams.tensor_split = split
+    return mparams, split
+
+
 _DONE = object()
 
 
@@ -98,6 +125,7 @@ class LlamaCppEngine:
         self._model: Any = None
         self._ctx: Any = None
         self._batch: Any = None
+        self._tensor_split: Any = None  # llama.cpp holds a pointer into it: kept with the engine
         self._n_vocab = 0
         self._batch_cap = max(spec.n_batch, self.n_slots)
         self._cv = threading.Condition()
@@ -146,8 +174,7 @@ class LlamaCppEngine:
             _QUIET_LOG = _quiet_log()
         lc.llama_backend_init()
         lc.llama_log_set(_QUIET_LOG, ctypes.c_void_p(0))
-        mparams = lc.llama_model_default_params()
-        mparams.n_gpu_layers = self.spec.n_gpu_layers if self.spec.n_gpu_layers >= 0 else 999
+        mparams, self._tensor_split = model_params(self.spec)
         model = lc.llama_model_load_from_file(str(self.gguf_path).encode(), mparams)
         if not model:
             raise EngineError(f"llama.cpp could not load {self.gguf_path}")
@@ -207,6 +234,9 @@ class LlamaCppEngine:
             "n_threads": self.n_threads,
             "flash_attn": self.spec.flash_attn,
             "n_gpu_layers": self.spec.n_gpu_layers,
+            "split_mode": self.spec.split_mode,
+            "tensor_split": self.spec.tensor_split,
+            "main_gpu": self.spec.main_gpu,
             "kv_bytes_per_token": self.kv_bytes_per_token,
             "precision": self.spec.precision(),
         }

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from cliffbench.config import PROJECT_ROOT, InputError
+from cliffbench.engines.llamacpp import SPLIT_MODE
 from cliffbench.engines.specs import LlamaCppSpec, ServerSpec, VllmSpec, omp_bind
 from cliffbench.models import resolve_model
 
@@ -82,6 +83,8 @@ def server_command(spec: ServerSpec, port: int) -> tuple[list[str], dict[str, st
         argv = [str(binary), "-m", str(gguf), *host, "-np", str(slots), "-c", str(ctx)]
         argv += ["-t", str(n), "-tb", str(n), "-b", str(batch), "-ub", str(batch), "-ngl", str(eng.n_gpu_layers)]
         argv += ["-fa", eng.flash_attn, "--kv-unified" if unified else "--no-kv-unified", "--no-webui"]
+        argv += ["-sm", eng.split_mode, "-mg", str(eng.main_gpu)] if eng.gpus() else []
+        argv += ["-ts", ",".join(f"{x:g}" for x in eng.tensor_split)] if eng.tensor_split else []
         # the in-process engine reuses no prompt cache across requests; neither should its reference
         argv += ["--cache-reuse", "0"]
         return [*argv, *spec.extra_args], {}, "/health"
@@ -94,6 +97,9 @@ def server_command(spec: ServerSpec, port: int) -> tuple[list[str], dict[str, st
         argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), *host, "--n_ctx", str(ctx)]
         argv += ["--n_threads", str(n), "--n_threads_batch", str(n), "--n_batch", str(eng.n_batch)]
         argv += ["--n_gpu_layers", str(eng.n_gpu_layers), "--verbose", "false"]
+        if eng.gpus():
+            argv += ["--split_mode", str(SPLIT_MODE[eng.split_mode]), "--main_gpu", str(eng.main_gpu)]
+        argv += ["--tensor_split", *(f"{x:g}" for x in eng.tensor_split)] if eng.tensor_split else []
         # by default a new request cuts off the one streaming (interrupt_requests): queue instead
         argv += ["--interrupt_requests", "false"]
         return [*argv, *spec.extra_args], {}, "/v1/models"
@@ -105,6 +111,10 @@ def server_command(spec: ServerSpec, port: int) -> tuple[list[str], dict[str, st
     argv += ["--max-model-len", str(vllm.max_model_len), "--max-num-seqs", str(vllm.max_num_seqs)]
     argv += ["--block-size", str(vllm.block_size), "--kv-cache-memory-bytes", str(int(vllm.kv_cache_gib * 2**30))]
     argv += ["--seed", "0", "--tensor-parallel-size", str(vllm.tensor_parallel_size)]
+    if vllm.pipeline_parallel_size > 1:
+        argv += ["--pipeline-parallel-size", str(vllm.pipeline_parallel_size)]
+    if vllm.distributed_executor_backend:
+        argv += ["--distributed-executor-backend", vllm.distributed_executor_backend]
     if vllm.max_num_batched_tokens:
         argv += ["--max-num-batched-tokens", str(vllm.max_num_batched_tokens)]
     if vllm.enforce_eager:

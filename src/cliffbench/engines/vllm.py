@@ -9,6 +9,7 @@ the paged pool, running and waiting requests); queue time from the engine's SCHE
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import os
 import time
 import uuid
@@ -21,9 +22,42 @@ from cliffbench.engines.base import EngineError, GenRequest, KvMemory, RequestRe
 from cliffbench.engines.reaper import ensure_reaper
 from cliffbench.engines.specs import VllmSpec, omp_bind
 
-__all__ = ["VllmEngine"]
+__all__ = ["VllmEngine", "check_executor_backend", "engine_args"]
 
 _GIB = 1 << 30
+
+
+def check_executor_backend(spec: VllmSpec) -> None:
+    """Ray is an optional extra: a spec asking for its executor fails with one line before vLLM
+    starts, not deep inside vLLM's start-up."""
+    if spec.distributed_executor_backend == "ray" and importlib.util.find_spec("ray") is None:
+        raise InputError(
+            "distributed_executor_backend: 'ray' needs the ray package (pip install 'cliffbench[cluster]'); "
+            "allowed without it: mp or none"
+        )
+
+
+def engine_args(spec: VllmSpec, model: str, dtype: str, device: str, load_format: str) -> dict[str, Any]:
+    """vLLM's AsyncEngineArgs for `spec` (a function of the spec alone: tests check it without vLLM)."""
+    return {
+        "model": model,
+        "dtype": dtype,
+        "max_model_len": spec.max_model_len,
+        "max_num_seqs": spec.max_num_seqs,
+        "max_num_batched_tokens": spec.max_num_batched_tokens,
+        "block_size": spec.block_size,
+        "enforce_eager": spec.enforce_eager,
+        "enable_prefix_caching": spec.enable_prefix_caching,
+        "tensor_parallel_size": spec.tensor_parallel_size,
+        "pipeline_parallel_size": spec.pipeline_parallel_size,
+        "distributed_executor_backend": spec.distributed_executor_backend,
+        # on CPU the KV budget is a setting; on a GPU vLLM sizes it from gpu_memory_utilization
+        "kv_cache_memory_bytes": int(spec.kv_cache_gib * _GIB) if device == "cpu" else None,
+        "gpu_memory_utilization": spec.gpu_memory_utilization,
+        "disable_log_stats": True,
+        "load_format": load_format,
+        "seed": 0,
+    }
 
 
 class _SchedulerProbe:
@@ -88,6 +122,7 @@ class VllmEngine:
             raise InputError(
                 f"kv_cache_gib: {self.spec.kv_cache_gib} GiB exceeds the {free / _GIB:.1f} GiB of free memory"
             )
+        check_executor_backend(self.spec)
         self.omp_bind = omp_bind(self.spec.omp_threads_bind)
         if self.omp_bind is not None:
             os.environ["VLLM_CPU_OMP_THREADS_BIND"] = self.omp_bind
@@ -102,22 +137,7 @@ class VllmEngine:
         gpu = self._device == "cuda"
         self.dtype = self.spec.dtype_on(gpu=gpu)
         self.kv_bytes_per_token = self._shapes.kv_bytes_per_token(self.spec.kv_dtype_bytes(gpu=gpu))
-        args = AsyncEngineArgs(
-            model=str(self.hf_dir),
-            dtype=self.dtype,  # type: ignore[arg-type]
-            max_model_len=self.spec.max_model_len,
-            max_num_seqs=self.spec.max_num_seqs,
-            max_num_batched_tokens=self.spec.max_num_batched_tokens,
-            block_size=self.spec.block_size,
-            enforce_eager=self.spec.enforce_eager,
-            enable_prefix_caching=self.spec.enable_prefix_caching,
-            tensor_parallel_size=self.spec.tensor_parallel_size,
-            kv_cache_memory_bytes=want if self._device == "cpu" else None,
-            gpu_memory_utilization=self.spec.gpu_memory_utilization,
-            disable_log_stats=True,
-            load_format=self.load_format,
-            seed=0,
-        )
+        args = AsyncEngineArgs(**engine_args(self.spec, str(self.hf_dir), self.dtype, self._device, self.load_format))
         # vLLM's engine core and workers are processes: they must die with the kit even when it is
         # killed outright (SIGKILL, a kernel killed by its manager), which runs no atexit, and even
         # while they are still starting: the reaper watches before anything is spawned
