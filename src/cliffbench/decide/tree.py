@@ -251,42 +251,43 @@ def recommend(
         evidence.append("no mixed-length levels measured: judged on short prompts only")
     if lv.empty:
         raise ValueError("no levels to decide from")
-    users = sorted(float(u) for u in lv["concurrency"].unique())
-    at, measured, how = _judged_at(users, n)
-    if at is None:
+    # each engine is judged at its own next measured level: a cliff search measures some engines
+    # at loads the others never ran (monotone verdicts: meeting at 6 users implies meeting at 5)
+    meeting: list[tuple[float, str, float, bool]] = []
+    uncertain: list[str] = []
+    top = max(float(u) for u in lv["concurrency"])
+    for engine in sorted(str(e) for e in lv["engine"].unique()):
+        mine = lv[lv["engine"] == engine]
+        at, measured, how = _judged_at(sorted(float(u) for u in mine["concurrency"].unique()), n)
+        if at is None:
+            evidence.append(f"{engine}: {_users(n)} is above its highest measured level")
+            continue
+        row = mine[mine["concurrency"] == at].iloc[0]
+        evidence.append(_evidence(row, judge, f"{engine} at {_users(at)}") + (f" ({how})" if how else ""))
+        if row["slo_verdict"] == "meets":
+            meeting.append((float(row[THROUGHPUT_METRIC]), engine, at, measured))
+        elif row["slo_verdict"] == "uncertain":
+            uncertain.append(engine)
+    if not meeting and not uncertain and all("above its highest" in e for e in evidence if ":" in e):
         verdict = (
-            f"{_users(n)} is above the highest measured level ({_users(users[-1])}): unmeasured, "
+            f"{_users(n)} is above the highest measured level ({_users(top)}): unmeasured, "
             "extrapolate with the roofline"
         )
         return Recommendation(None, verdict, False, n, evidence)
-    if how:
-        evidence.append(how)
-    meeting: list[tuple[float, str]] = []
-    uncertain: list[str] = []
-    for engine in sorted(str(e) for e in lv["engine"].unique()):
-        rows = lv[(lv["engine"] == engine) & (lv["concurrency"] == at)]
-        if rows.empty:
-            evidence.append(f"{engine} at {_users(at)}: not measured")
-            continue
-        row = rows.iloc[0]
-        evidence.append(_evidence(row, judge, f"{engine} at {_users(at)}"))
-        if row["slo_verdict"] == "meets":
-            meeting.append((float(row[THROUGHPUT_METRIC]), engine))
-        elif row["slo_verdict"] == "uncertain":
-            uncertain.append(engine)
-    where = f"at {_users(n)}" if measured else f"at {_users(n)} (judged at the measured {_users(at)})"
     if meeting:
-        tok_s, best = max(meeting)
+        tok_s, best, at, measured = max(meeting)
+        where = f"at {_users(n)}" if measured else f"at {_users(n)} (judged at its measured {_users(at)})"
         verdict = f"meets {judge.text()} {where} with the highest median throughput ({fmt_g(tok_s)} tok/s)"
         return Recommendation(best, verdict, True, n, evidence, at, measured)
+    where = f"at {_users(n)}"
     if uncertain:
         verdict = (
             f"no engine is shown to meet {judge.text()} {where}; {', '.join(uncertain)} may (its interval "
             "straddles the budget): measure more requests, scale out or relax the SLO"
         )
-        return Recommendation(None, verdict, False, n, evidence, at, measured)
+        return Recommendation(None, verdict, False, n, evidence)
     verdict = f"no engine meets {judge.text()} {where} on this hardware: scale out or relax the SLO"
-    return Recommendation(None, verdict, False, n, evidence, at, measured)
+    return Recommendation(None, verdict, False, n, evidence)
 
 
 def _cliff_evidence(cliffs: dict[str, Cliff]) -> list[str]:
