@@ -80,16 +80,60 @@ def test_required_options_and_criteria(data: mx.MatrixData) -> None:
         data.options
     )
     assert data.options["anyscale"].status == "discontinued"
+    assert {"tensorrt-llm", "lmdeploy", "gpt-oss", "aws-bedrock", "azure-openai", "groq", "together-dedicated"} <= set(
+        data.options
+    )
     assert set(data.criteria) == {
         "deployment",
         "compliance",
+        "retention",
+        "residency",
         "concurrency",
         "cost",
         "ttft",
         "lockin",
         "ops",
         "model_choice",
+        "structured_output",
+        "prefix_caching",
+        "multi_gpu",
+        "hardware_reach",
+        "licence",
+        "deprecation_risk",
+        "saturation",
     }
+
+
+def test_unknowns_stay_unknown_and_not_applicable_is_not_flagged(data: mx.MatrixData, result: mx.MatrixResult) -> None:
+    # a new managed option with no sourced price: its cost is unknown, left out and listed, never guessed
+    for o in ("aws-bedrock", "azure-openai", "groq", "together-dedicated"):
+        assert data.cells[(o, "cost")].value == "unknown" and not data.options[o].priced
+        assert result.values.isna().loc[o, "cost"] and result.scores.normalised.isna().loc[o, "cost"]
+        assert "cost" in result.scores.flagged[o]
+    # gpt-oss is self-hosted but not modelled (no roofline shape for a mixture of experts): not estimated
+    assert result.values.isna().loc["gpt-oss", "cost"] and "cost" in result.scores.flagged["gpt-oss"]
+    assert "gpt-oss" not in set(mx.cost_curve(mx.MatrixParams(), data, [1, 4])["option"])
+    # multi-GPU does not apply to a managed API: left out of its mean, but not flagged as unknown
+    assert data.cells[("openai-gpt-6-luna", "multi_gpu")].value == "n/a"
+    assert result.scores.normalised.isna().loc["openai-gpt-6-luna", "multi_gpu"]
+    assert "multi_gpu" not in result.scores.flagged.get("openai-gpt-6-luna", [])
+    # every unknown cell says why
+    for (o, c), cell in data.cells.items():
+        if not cell.known:
+            assert cell.unknown_reason, (o, c)
+
+
+def test_hardware_reach_score_is_the_number_of_platforms(data: mx.MatrixData, tmp_path: Path) -> None:
+    from cliffbench.decide.matrix.data import reach
+
+    assert reach(data.cells[("llamacpp", "hardware_reach")]) == {"cuda", "rocm", "cpu", "apple-silicon", "windows"}
+    assert reach(data.cells[("tensorrt-llm", "hardware_reach")]) == {"cuda"}
+    shutil.copytree(mx.MATRIX_DIR, tmp_path / "m")
+    cells = tmp_path / "m" / "cells.csv"
+    text = cells.read_text().replace("tensorrt-llm,hardware_reach,cuda,1,", "tensorrt-llm,hardware_reach,cuda,3,")
+    cells.write_text(text)
+    with pytest.raises(InputError, match=r"\(tensorrt-llm, hardware_reach\): score 3 must be the number of platforms"):
+        mx.load_matrix(tmp_path / "m")
 
 
 def test_bad_cell_names_line(tmp_path: Path) -> None:
@@ -260,14 +304,7 @@ def test_unknowns_flagged_and_discontinued_unranked(result: mx.MatrixResult) -> 
         ({"hardware": "l4"}, "gpu_prices: no vm-on-demand price for 'l4' (priced as serverless: set pricing_model)"),
         ({"pricing_model": "spot"}, "pricing_model: unknown pricing model 'spot'; allowed: vm-on-demand, serverless"),
         ({"weights": {"cost": -1}}, "weights: cost must be >= 0"),
-        (
-            {
-                "weights": dict.fromkeys(
-                    ["deployment", "compliance", "concurrency", "cost", "ttft", "lockin", "ops", "model_choice"], 0
-                )
-            },
-            "weights: at least one weight must be > 0",
-        ),
+        ({"weights": dict.fromkeys(mx.load_matrix().criteria, 0)}, "weights: at least one weight must be > 0"),
     ],
 )
 def test_bad_params(data: mx.MatrixData, params: dict[str, object], needle: str) -> None:

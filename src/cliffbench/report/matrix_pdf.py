@@ -110,13 +110,15 @@ def freshness_markdown(r: MatrixResult) -> str:
             + "."
         )
     if f.cells:
-        per: dict[str, int] = {}
+        by_check: dict[str, int] = {}
         for c in f.cells:
-            per[c.option] = per.get(c.option, 0) + 1
+            v = r.data.cells[(c.option, c.what)].verified
+            by_check[v] = by_check.get(v, 0) + 1
         out.append(
-            f"Stale cells ({STALE_MARK} in the matrix) per option: "
-            + ", ".join(f"{name[o]} {n}" for o, n in per.items())
-            + ". They stay in the ranking, flagged: a judgement of 2025 may still hold, a price rarely does."
+            f"Stale cells ({STALE_MARK} in the matrix), by how they were verified: "
+            + ", ".join(f"{v} {n}" for v, n in sorted(by_check.items()))
+            + ". They stay in the ranking, flagged: a judgement of 2025 may still hold, a price rarely does "
+            "(`cliffbench matrix --check` lists each)."
         )
     return "\n\n".join(out)
 
@@ -142,6 +144,8 @@ def _grid_cell(r: MatrixResult, o: str, c: str, urls: dict[str, int]) -> str:
         return (str(r.text.loc[o, c]) + mark + key).replace(" (misses SLO)", " (miss)")
     v = r.values.loc[o, c]
     shown = f"{float(v):g}" if isinstance(v, float) and math.isfinite(v) else "?"
+    if (cell := r.data.cells.get((o, c))) is not None and not cell.applicable:
+        shown = "-"
     return shown + mark + key
 
 
@@ -158,9 +162,10 @@ def matrix_grid_markdown(r: MatrixResult) -> str:
         status = "" if opt.status == "active" else f" ({opt.status})"
         cells = [_md_escape(_grid_cell(r, o, c, urls)) for c in crits]
         lines.append(f"| {_md_escape(opt.name)}{status} | " + " | ".join(cells) + " |")
-    src_md = "; ".join(f"[S{k}] {u}" for u, k in urls.items())
+    src_md = "; ".join(f"[S{k}] {u.removeprefix('https://')}" for u, k in urls.items())
     return (
-        f"Scores 1 (worst) to 5 (best), ? = unknown (left out of the ranking), {STALE_MARK} = stale; Sn = the "
+        f"Scores 1 (worst) to 5 (best), ? = unknown (left out of the ranking), - = does not apply, {STALE_MARK} = "
+        "stale; Sn = the "
         "cell's source. Each cell's "
         "value, one-line rationale, as-of date and how it was verified: the whitepaper's matrix section and "
         "decision_matrix.csv.\n\n" + "\n".join(lines) + f"\n\n**Sources** {src_md}"
@@ -197,11 +202,12 @@ def method_markdown(r: MatrixResult) -> str:
         f"${usd_h:g}/h ({price_txt}); their throughput is "
         + (f"measured for {', '.join(measured)} (study {p.study}), else " if measured else "")
         + f"the roofline (bandwidth and compute ceilings) x {p.efficiency:g}: a roofline is an upper "
-        f"bound, and the factor is a parameter. Ollama keeps its 4 slots (extra users queue); llama.cpp server gets "
-        f"as many slots as users; vLLM, SGLang and TGI batch continuously (SGLang and TGI are modelled like vLLM: "
-        f"cliffbench cannot run them yet). Behind a LiteLLM router, vLLM replicas are added until the TTFT SLO "
-        f"holds. Scores are min-max normalised per criterion (cost and TTFT on a log scale); an unknown cell is "
-        f"left out of its criterion and of its option's weighted mean, and listed beside the ranking. "
+        f"bound, and the factor is a parameter. Ollama keeps its one slot (its default since v0.10.0: extra users "
+        f"queue); llama.cpp server gets as many slots as users; vLLM, SGLang, TGI, TensorRT-LLM and LMDeploy batch "
+        f"continuously (all but vLLM modelled like vLLM: cliffbench cannot run them yet); gpt-oss is not modelled "
+        f"(no roofline shape for a mixture of experts). Behind a LiteLLM router, vLLM replicas are added until the "
+        f"TTFT SLO holds. Scores are min-max normalised per criterion (cost and TTFT on a log scale); an unknown "
+        f"cell is left out of its criterion and of its option's weighted mean, and listed beside the ranking. "
         "Limits: the 1-5 scores are sourced judgements, not measurements; on a roofline every continuous-"
         "batching engine and llama.cpp with as many slots as users cost the same, since their differences are "
         "kernel and scheduler efficiency, which only a measured study (`matrix_study`) on that GPU shows."
@@ -217,12 +223,15 @@ def ranking_markdown(r: MatrixResult) -> str:
         "| rank | option | weighted score (0-1) | cost / 1M output | throughput source | unknown (left out) |",
         "|---|---|---|---|---|---|",
     ]
-    order = r.scores.total.sort_values(ascending=False).index
+    total = r.scores.total.sort_values(ascending=False)
+    order = [o for o in total.index if o in r.eligible] + [o for o in total.index if o not in r.eligible]
     for o in order:
         rank = r.scores.rank.loc[o]
-        rk = f"not ranked ({r.excluded.get(o, '')})" if not math.isfinite(rank) else str(int(rank))
+        rk = "-" if not math.isfinite(rank) else str(int(rank))
+        why = f" (not ranked: {r.excluded[o].split(':')[0]})" if o in r.excluded else ""
         lines.append(
-            f"| {rk} | {_md_escape(r.data.options[o].name)} | {fmt_number(float(r.scores.total.loc[o]), 2)} | "
+            f"| {rk} | {_md_escape(r.data.options[o].name)}{_md_escape(why)} | "
+            f"{fmt_number(float(r.scores.total.loc[o]), 2)} | "
             f"{r.text.loc[o, 'cost']}{STALE_MARK if _stale(r, o, 'cost') else ''} | "
             f"{_md_escape(r.throughput_source.get(o, managed_source(r.data.options[o])))} | "
             f"{', '.join(r.scores.flagged.get(o, [])) or '-'} |"
@@ -257,15 +266,24 @@ def sensitivity_markdown(r: MatrixResult) -> str:
         "| criterion | " + " | ".join(f"x{f:g}" for f in SENSITIVITY_FACTORS) + " |",
         "|---|" + "---|" * len(SENSITIVITY_FACTORS),
     ]
+    steady = []
     for c in r.data.criteria:
         row = r.grid[r.grid["criterion"] == c]
+        if not row["flips"].any():
+            steady.append(cname[c])
+            continue
         cells = [
             ("**" + name[t] + "**") if fl else "same" if t else "no choice (all weights 0)"
             for t, fl in zip(row["top"], row["flips"], strict=True)
         ]
         out.append(f"| {cname[c]} | " + " | ".join(cells) + " |")
+    if len(steady) == len(r.data.criteria):
+        out = out[:2]
     out.append("")
-    out.append(f"{len(flips)} of {len(r.grid)} single-weight changes flip the top choice (bold: the new top).")
+    out.append(
+        f"{len(flips)} of {len(r.grid)} single-weight changes flip the top choice (bold: the new top)"
+        + (f"; none of {', '.join(steady)} does." if steady else ".")
+    )
     return "\n".join(out)
 
 
@@ -279,7 +297,13 @@ def plot_heatmap(ax: Any, r: MatrixResult) -> None:
     norm = r.scores.normalised.astype(float)
     labels = [r.data.options[o].name for o in norm.index]
     cols = [r.data.criteria[c].name for c in norm.columns]
-    annot = norm.map(lambda v: "?" if not math.isfinite(v) else f"{v:.2f}")
+    na = {(o, c) for (o, c), cell in r.data.cells.items() if not cell.applicable}
+    missing = norm.isna()
+    annot = pd.DataFrame(
+        [["-" if (o, c) in na else "?" if missing.loc[o, c] else "" for c in norm.columns] for o in norm.index],
+        index=norm.index,
+        columns=norm.columns,
+    )
     ax.set_facecolor((0.85, 0.85, 0.85))
     sns.heatmap(
         norm,
@@ -291,10 +315,10 @@ def plot_heatmap(ax: Any, r: MatrixResult) -> None:
         fmt="",
         cbar_kws={"label": "normalised score"},
         linewidths=0.5,
-        annot_kws={"fontsize": 7},
+        annot_kws={"fontsize": 6},
     )
-    ax.set_yticks(np.arange(len(labels)) + 0.5, labels, rotation=0, fontsize=7)
-    ax.set_xticks(np.arange(len(cols)) + 0.5, cols, rotation=30, ha="right", fontsize=7)
+    ax.set_yticks(np.arange(len(labels)) + 0.5, labels, rotation=0, fontsize=6)
+    ax.set_xticks(np.arange(len(cols)) + 0.5, cols, rotation=40, ha="right", fontsize=6)
     ax.set_xlabel("")
     ax.set_ylabel("")
 
@@ -338,8 +362,8 @@ def plot_cost_curve(ax: Any, curve: pd.DataFrame, hardware: str = "") -> None:
 
 
 MATRIX_CAPTIONS = {
-    "matrix_heatmap": "Architecture Decision Matrix: normalised scores per criterion (1 = the best option on it); "
-    "grey = unknown, left out of the normalisation.",
+    "matrix_heatmap": "Architecture Decision Matrix: normalised scores per criterion (1 = the best ranked option on "
+    "it); grey ? = unknown, grey - = does not apply: both left out of the normalisation.",
     "matrix_cost": "Cost per 1M output tokens vs concurrent users: self-hosted curves fall with load until the GPU "
     "saturates; managed APIs are flat list prices.",
 }
@@ -355,7 +379,7 @@ def make_matrix_figures(r: MatrixResult, out_dir: Path) -> dict[str, Path]:
     from cliffbench.report import figures as fg
 
     fg.set_style()
-    fig, ax = plt.subplots(figsize=(7.0, 4.2))
+    fig, ax = plt.subplots(figsize=(7.4, 5.2))
     plot_heatmap(ax, r)
     fig.tight_layout()
     paths = {"matrix_heatmap": fg.save_figure(fig, "matrix_heatmap", out_dir)["svg"]}
@@ -417,12 +441,15 @@ _PDF_CSS = """
 @page { size: A4 landscape; margin: 11mm 12mm 14mm 12mm; }
 body { font-size: 7.5pt; line-height: 1.25; }
 h1 { font-size: 15pt; margin: 0 0 2mm 0; } h2 { font-size: 11pt; margin-top: 3mm; }
-table { font-size: 6.8pt; margin: 1.5mm 0; } th, td { padding: 0.4mm 1.2mm; }
+table { font-size: 6.5pt; margin: 1.5mm 0; } th, td { padding: 0.3mm 1.2mm; }
 ol { font-size: 5.8pt; line-height: 1.12; columns: 3; column-gap: 5mm; margin: 0; padding-left: 6mm; }
+.rank td:nth-child(5) { white-space: nowrap; } .rank td:nth-child(6) { min-width: 45mm; }
+.grid { page-break-before: always; }
 .grid table { font-size: 5.6pt; } .grid th, .grid td { padding: 0.2mm 0.6mm; }
-.grid p { font-size: 5.6pt; }
-.figs { display: flex; gap: 4mm; } .figs figure { width: 50%; margin: 1mm 0; }
-.figs img { max-height: 62mm; object-fit: contain; }
+.grid td { white-space: nowrap; } .grid p { font-size: 5pt; line-height: 1.15; }
+.figs { display: flex; gap: 4mm; page-break-before: always; } .figs figure { margin: 1mm 0; }
+.figs figure:first-child { width: 56%; } .figs figure:last-child { width: 44%; }
+.figs img { max-height: 84mm; object-fit: contain; }
 p { margin: 1mm 0; }
 """
 
@@ -444,11 +471,11 @@ def write_matrix_pdf(r: MatrixResult, path: Path | None = None) -> Path:
             "<p>Generated by cliffbench from data/matrix/ and its cost model: every number is computed, "
             "every cell carries its source. Self-hosted numbers are estimates, not measurements, unless the "
             f"throughput source says 'measured'. {html.escape(profile_markdown(r))}</p>"
-            f"<h2>Ranking</h2>{_md_html(ranking_markdown(r))}"
+            f'<h2>Ranking</h2><div class="rank">{_md_html(ranking_markdown(r))}</div>'
             f"<h2>Freshness</h2>{_md_html(freshness_markdown(r))}"
             f'<div class="figs">{fig("matrix_heatmap")}{fig("matrix_cost")}</div>'
             f"<h2>Sensitivity</h2>{_md_html(sensitivity_markdown(r))}"
-            f'<h2>The matrix</h2><div class="grid">{_md_html(matrix_grid_markdown(r))}</div>'
+            f'<div class="grid"><h2>The matrix</h2>{_md_html(matrix_grid_markdown(r))}</div>'
         )
         html_to_pdf(body, path, Path(d), extra_css=_PDF_CSS)
     return path

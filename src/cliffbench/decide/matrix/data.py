@@ -12,7 +12,9 @@ from cliffbench.config import DATA_DIR, InputError, Spec, read_csv_specs
 from cliffbench.hardware import HARDWARE
 
 __all__ = [
+    "HARDWARE_REACH",
     "MATRIX_DIR",
+    "NOT_APPLICABLE",
     "PRICING_MODELS",
     "RANKED_STATUSES",
     "Cell",
@@ -22,6 +24,7 @@ __all__ = [
     "Option",
     "Verified",
     "load_matrix",
+    "reach",
 ]
 
 
@@ -34,6 +37,9 @@ RANKED_STATUSES = ("active", "maintenance")
 # how a GPU-hour is sold: only rows of one pricing model are compared with each other
 PricingModel = Literal["vm-on-demand", "serverless", "marketplace"]
 PRICING_MODELS: tuple[str, ...] = ("vm-on-demand", "serverless", "marketplace")
+NOT_APPLICABLE = "n/a"
+# the platforms a `hardware_reach` cell lists (comma-separated); its score is how many it reaches
+HARDWARE_REACH: tuple[str, ...] = ("cuda", "rocm", "cpu", "apple-silicon", "windows")
 
 
 class Criterion(Spec):
@@ -98,16 +104,21 @@ class Cell(Spec):
 
     @model_validator(mode="after")
     def _known_or_not(self) -> Cell:
-        if self.value == "unknown":
+        if self.value in ("unknown", NOT_APPLICABLE):
             if self.score is not None or not self.unknown_reason:
-                raise ValueError("an unknown cell has no score and needs an unknown_reason")
+                raise ValueError(f"an {self.value!r} cell has no score and needs an unknown_reason")
         elif self.score is None or not self.rationale:
             raise ValueError("a known cell needs a score and a rationale")
         return self
 
     @property
     def known(self) -> bool:
-        return self.value != "unknown"
+        return self.value not in ("unknown", NOT_APPLICABLE)
+
+    @property
+    def applicable(self) -> bool:
+        """False for 'n/a' (the criterion does not apply: left out like an unknown, but not flagged)."""
+        return self.value != NOT_APPLICABLE
 
 
 class GpuPrice(Spec):
@@ -137,6 +148,23 @@ class MatrixData:
         return sorted(rows, key=lambda p: p.usd_per_hour)
 
 
+def _check_reach(c: Cell) -> None:
+    """A hardware_reach value lists platforms of HARDWARE_REACH, and its score is their number."""
+    platforms = [p.strip() for p in c.value.split(",")]
+    if bad := [p for p in platforms if p not in HARDWARE_REACH]:
+        allowed = ", ".join(HARDWARE_REACH)
+        raise InputError(f"cells.csv: ({c.option_id}, hardware_reach): unknown platform {bad[0]!r}; allowed: {allowed}")
+    if c.score != len(set(platforms)):
+        raise InputError(
+            f"cells.csv: ({c.option_id}, hardware_reach): score {c.score:g} must be the number of platforms listed"
+        )
+
+
+def reach(cell: Cell | None) -> set[str]:
+    """The platforms a hardware_reach cell lists (empty when unknown or not applicable)."""
+    return {p.strip() for p in cell.value.split(",")} if cell is not None and cell.known else set()
+
+
 def load_matrix(root: Path | None = None) -> MatrixData:
     """data/matrix/*.csv validated, with every scored cell present and every reference known."""
     d = root or MATRIX_DIR
@@ -150,6 +178,8 @@ def load_matrix(root: Path | None = None) -> MatrixData:
             raise InputError(f"cells.csv: ({c.option_id}, {c.criterion_id}) is computed; only 'unknown' may be stored")
         if (c.option_id, c.criterion_id) in cells:
             raise InputError(f"cells.csv: ({c.option_id}, {c.criterion_id}) repeats")
+        if c.criterion_id == "hardware_reach" and c.known:
+            _check_reach(c)
         cells[(c.option_id, c.criterion_id)] = c
     missing = [(o, c) for o in options for c, cr in criteria.items() if cr.kind == "score" and (o, c) not in cells]
     if missing:

@@ -40,8 +40,8 @@ __all__ = [
 
 
 _MAX_SCALE_OUT = 64
-# cliffbench has no SGLang or TGI engine: a study's vLLM curve must not stand in for them
-_NOT_MEASURABLE = ("sglang", "tgi")
+# cliffbench has no SGLang, TGI, TensorRT-LLM or LMDeploy engine: a study's vLLM curve must not stand in for them
+_NOT_MEASURABLE = ("sglang", "tgi", "tensorrt-llm", "lmdeploy")
 
 
 class MatrixParams(Spec):
@@ -299,8 +299,8 @@ def cost_curve(params: MatrixParams, data: MatrixData | None = None, users: list
     usd_h = gpu_price(params, data).usd_per_hour
     rows = []
     for o, opt in data.options.items():
-        if opt.status not in RANKED_STATUSES:
-            continue
+        if opt.status not in RANKED_STATUSES or (o, "cost") in data.cells:
+            continue  # not ranked, or its cost is stored as unknown (no price, no model shape)
         for u in grid:
             if opt.kind == "managed":
                 cost, src = managed_cost_usd_per_1m(opt, params.input_tokens, params.output_tokens), "list price"

@@ -62,22 +62,36 @@ def score_matrix(
     bounds of each criterion come from the eligible options only (clipped to 0..1 for the others), so a
     retired model's price cannot move the ranking of the options one can still choose.
     """
-    norm = pd.DataFrame(index=values.index, columns=values.columns, dtype=float)
-    for c in values.columns:
-        v = values[c].astype(float)
-        if c in log_scale:
-            v = pd.Series(np.log10(v.where(v > 0)), index=v.index)
-        ref = v.loc[eligible] if eligible is not None else v
-        lo, hi = ref.min(), ref.max()
-        s = pd.Series(1.0, index=v.index) if not hi > lo else ((v - lo) / (hi - lo)).clip(0.0, 1.0)
-        norm[c] = (1 - s if directions[c] == "lower" else s).where(v.notna())
+    # numpy, not per-column pandas: the sensitivity search calls this a few hundred times
+    v = values.to_numpy(dtype=float, copy=True)
+    logs = np.array([c in log_scale for c in values.columns])
+    if logs.any():
+        with np.errstate(divide="ignore", invalid="ignore"):
+            v[:, logs] = np.where(v[:, logs] > 0, np.log10(np.where(v[:, logs] > 0, v[:, logs], 1.0)), np.nan)
+    names = list(values.index)
+    rows = np.array([names.index(o) for o in eligible] if eligible is not None else range(len(names)), dtype=int)
+    ref = v[rows]
+    known_ref = ~np.isnan(ref)
+    lo = np.where(known_ref.any(axis=0), np.nanmin(np.where(known_ref, ref, np.inf), axis=0), np.nan)
+    hi = np.where(known_ref.any(axis=0), np.nanmax(np.where(known_ref, ref, -np.inf), axis=0), np.nan)
+    span = hi - lo
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = np.clip((v - lo) / np.where(span > 0, span, 1.0), 0.0, 1.0)
+    lower = np.array([directions[c] == "lower" for c in values.columns])
+    s = np.where(lower, 1.0 - s, s)
+    s = np.where(span > 0, s, 1.0)  # every known value equal (or one known): all best
+    s[np.isnan(v)] = np.nan
+    norm = pd.DataFrame(s, index=values.index, columns=values.columns)
     w = pd.Series({c: weights.get(c, 0.0) for c in values.columns}, dtype=float)
-    known = norm.notna()
-    wsum = known.mul(w, axis=1).sum(axis=1)
-    total = norm.fillna(0).mul(w, axis=1).sum(axis=1) / wsum.where(wsum > 0)
+    wv = w.to_numpy()
+    wsum = (~np.isnan(s)) @ wv
+    with np.errstate(divide="ignore", invalid="ignore"):
+        total = pd.Series(np.where(wsum > 0, np.nansum(s * wv, axis=1) / wsum, np.nan), index=values.index)
     ranked = total.loc[eligible] if eligible is not None else total
     rank = ranked.rank(ascending=False, method="min").reindex(values.index)
-    flagged = {o: [c for c in values.columns if not known.loc[o, c] and w[c] > 0] for o in values.index}
+    unknown = np.isnan(s) & (wv > 0)
+    cols = list(values.columns)
+    flagged = {o: [cols[j] for j in np.flatnonzero(unknown[i])] for i, o in enumerate(values.index)}
     return Scores(norm, total, rank, {o: f for o, f in flagged.items() if f}, dict(w))
 
 
@@ -180,8 +194,8 @@ def evaluate(params: MatrixParams | None = None, data: MatrixData | None = None)
             cell = data.cells.get((o, c))
             if cell is not None:
                 values.loc[o, c] = cell.score if cell.known else np.nan
-                text.loc[o, c] = f"{cell.value} ({cell.score:g}/5)" if cell.known else "unknown"
-                notes.loc[o, c] = cell.rationale if cell.known else f"unknown: {cell.unknown_reason}"
+                text.loc[o, c] = f"{cell.value} ({cell.score:g}/5)" if cell.known else cell.value
+                notes.loc[o, c] = cell.rationale if cell.known else f"{cell.value}: {cell.unknown_reason}"
                 sources.loc[o, c] = f"{cell.source_url} | {cell.as_of} | {cell.verified}"
         if opt.kind == "managed" and (o, "cost") not in data.cells:
             cost = managed_cost_usd_per_1m(opt, params.input_tokens, params.output_tokens)
@@ -192,6 +206,8 @@ def evaluate(params: MatrixParams | None = None, data: MatrixData | None = None)
                 f"${opt.output_usd_per_1m:g}) / {params.output_tokens} per 1M, {opt.currency} list prices"
             )
             sources.loc[o, "cost"] = f"{opt.price_source} | {opt.price_as_of} | {opt.price_verified}"
+        elif opt.kind == "self-hosted" and (o, "cost") in data.cells:
+            how[o] = "not modelled (its cost cell says why)"
         elif opt.kind == "self-hosted":
             est = self_hosted_estimate(opt, params)
             src = f"{price.source} | {price.as_of} | {price.verified}"
@@ -224,6 +240,12 @@ def evaluate(params: MatrixParams | None = None, data: MatrixData | None = None)
     excluded = {o: why for o, opt in data.options.items() if (why := exclusion_reason(opt, day))}
     eligible = [o for o in data.options if o not in excluded]
     scores = score_matrix(values, directions, weights, eligible, log_scale)
+    # a criterion that does not apply (multi-GPU of a managed API) is left out, but not flagged as unknown
+    scores.flagged = {
+        o: kept
+        for o, cs in scores.flagged.items()
+        if (kept := [c for c in cs if (cell := data.cells.get((o, c))) is None or cell.applicable])
+    }
     grid, thresholds = sensitivity(values, directions, weights, eligible, log_scale)
     gpu = None if price.user else (params.hardware, price.provider, price.pricing_model, price.as_of, price.source)
     fresh = freshness(data, day, params.stale_after_months, eligible, gpu)
