@@ -196,6 +196,8 @@ NOTEBOOKS = {
         code("display(Markdown(mxr.sensitivity_markdown(matrix)))"),
         md("### Cost per 1M output tokens vs load"),
         code('display(HTML(nv.figure_html(mfigs["matrix_cost"], mxr.MATRIX_CAPTIONS["matrix_cost"])))'),
+        md("### Utilisation: where the ranking flips"),
+        code("display(Markdown(mxr.utilisation_markdown(matrix)))"),
         md("### The matrix, with sources"),
         code("display(Markdown(mxr.matrix_markdown(matrix)))"),
         md("## Methods, environment and provenance"),

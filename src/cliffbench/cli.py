@@ -396,12 +396,29 @@ _MATRIX_FLAGS = {
     "study": "--study",
     "report_date": "--report-date",
     "stale_after_months": "--stale-after-months",
+    "peak_hours": "--peak-hours",
+    "offpeak_users": "--offpeak-users",
+    "utilisation": "--utilisation",
+    "autoscale": "--autoscale",
+    "min_replicas": "--min-replicas",
 }
 
 
 @app.command()
 def matrix(
-    users: Annotated[int, typer.Option(help="concurrent users (closed loop)")] = 25,
+    users: Annotated[int, typer.Option(help="concurrent users at peak (closed loop)")] = 25,
+    peak_hours: Annotated[float, typer.Option(help="hours a day at peak (24: busy around the clock)")] = 24.0,
+    offpeak_users: Annotated[int, typer.Option(help="concurrent users the rest of the day (0: idle)")] = 0,
+    utilisation: Annotated[
+        float | None, typer.Option(help="instead of the two above: fraction of the day at peak, idle otherwise")
+    ] = None,
+    autoscale: Annotated[
+        bool,
+        typer.Option(help="replicas follow the load (options that scale out); else the peak fleet is paid all day"),
+    ] = False,
+    min_replicas: Annotated[
+        int, typer.Option(help="with --autoscale: replicas kept while idle (0: scale to zero)")
+    ] = 1,
     input_tokens: Annotated[int, typer.Option(help="prompt tokens per request")] = 512,
     output_tokens: Annotated[int, typer.Option(help="output tokens per request")] = 256,
     ttft_slo: Annotated[float, typer.Option(help="TTFT objective, seconds")] = 2.0,
@@ -439,6 +456,11 @@ def matrix(
     try:
         fields = dict(
             users=users,
+            peak_hours=peak_hours,
+            offpeak_users=offpeak_users,
+            utilisation=utilisation,
+            autoscale=autoscale,
+            min_replicas=min_replicas,
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             ttft_slo_s=ttft_slo,
@@ -479,6 +501,8 @@ def matrix(
         )
     out.print(table)
     out.print(mxr.sensitivity_markdown(r).split("\n\n")[0].replace("**", ""), highlight=False, soft_wrap=True)
+    flips = mxr.utilisation_markdown(r).split("\n\n")[-1]
+    out.print(f"Load profile: {mxr.load_text(r)}. {flips}".replace("\n", " "), highlight=False, soft_wrap=True)
     if csv is not None:
         out.print(f"wrote {mxr.write_matrix_csv(r, csv)}")
     if pdf is not None:

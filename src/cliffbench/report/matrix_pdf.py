@@ -12,8 +12,8 @@ import pandas as pd
 
 from cliffbench.config import REPORT_DIR, fmt_number
 from cliffbench.decide.matrix.data import Option
-from cliffbench.decide.matrix.model import cost_curve, gpu_price
-from cliffbench.decide.matrix.score import SENSITIVITY_FACTORS, MatrixResult
+from cliffbench.decide.matrix.model import cost_curve, gpu_price, load_profile
+from cliffbench.decide.matrix.score import SENSITIVITY_FACTORS, MatrixResult, usd_text
 from cliffbench.files import atomic_file
 from cliffbench.report.pdf import html_to_pdf
 
@@ -30,6 +30,7 @@ __all__ = [
     "profile_markdown",
     "ranking_markdown",
     "sensitivity_markdown",
+    "utilisation_markdown",
     "write_matrix_csv",
     "write_matrix_pdf",
 ]
@@ -206,8 +207,10 @@ def method_markdown(r: MatrixResult) -> str:
         f"queue); llama.cpp server gets as many slots as users; vLLM, SGLang, TGI, TensorRT-LLM and LMDeploy batch "
         f"continuously (all but vLLM modelled like vLLM: cliffbench cannot run them yet); gpt-oss is not modelled "
         f"(no roofline shape for a mixture of experts). Behind a LiteLLM router, vLLM replicas are added until the "
-        f"TTFT SLO holds. Scores are min-max normalised per criterion (cost and TTFT on a log scale); an unknown "
-        f"cell is left out of its criterion and of its option's weighted mean, and listed beside the ranking. "
+        f"TTFT SLO holds. A self-hosted option's cost is the GPU-hours paid a day x the hourly price / the output "
+        f"tokens served a day, under the load profile: {load_text(r)}. Scores are min-max normalised per "
+        f"criterion (cost and TTFT on a log scale); an unknown cell is left out of its criterion and of its "
+        f"option's weighted mean, and listed beside the ranking. "
         "Limits: the 1-5 scores are sourced judgements, not measurements; on a roofline every continuous-"
         "batching engine and llama.cpp with as many slots as users cost the same, since their differences are "
         "kernel and scheduler efficiency, which only a measured study (`matrix_study`) on that GPU shows."
@@ -284,6 +287,74 @@ def sensitivity_markdown(r: MatrixResult) -> str:
         f"{len(flips)} of {len(r.grid)} single-weight changes flip the top choice (bold: the new top)"
         + (f"; none of {', '.join(steady)} does." if steady else ".")
     )
+    return "\n".join(out)
+
+
+def load_text(r: MatrixResult) -> str:
+    """The load profile in words."""
+    p = r.params
+    peak_h, off = load_profile(p)
+    if p.utilisation is not None:
+        day = f"{p.users} users for {fmt_number(peak_h)} h a day (utilisation {p.utilisation:g}), idle the rest"
+    elif peak_h >= 24:
+        day = f"{p.users} users around the clock (the GPU never idles: the cheapest case for self-hosting)"
+    else:
+        day = f"{p.users} users for {fmt_number(peak_h)} h a day, " + (
+            f"{off} users the rest" if off else "idle the rest"
+        )
+    fleet = (
+        f"replicas follow the load (at least {p.min_replicas} while idle) where an option scales out"
+        if p.autoscale
+        else "the fleet sized for the peak is paid all day"
+    )
+    return f"{day}; {fleet}"
+
+
+def utilisation_markdown(r: MatrixResult) -> str:
+    """Where the ranking flips as utilisation falls: self-hosted GPU-hours are paid whether used or not."""
+    name = {o: opt.name for o, opt in r.data.options.items()}
+    unknown_cost = {o for o in r.eligible if not math.isfinite(float(r.values.loc[o, "cost"]))}  # type: ignore[arg-type]
+
+    def nm(o: str) -> str:
+        return name.get(o, "none") + (" (cost unknown, left out)" if o in unknown_cost else "")
+
+    out = [
+        f"Load profile: {load_text(r)}. A self-hosted option costs GPU-hours paid a day x the hourly price / "
+        "output tokens served a day; a managed API costs the same per token at any load. Below, the profile's "
+        "peak for a fraction u of the day and idle the rest:",
+        "",
+    ]
+    u = r.utilisation
+    out.append("| utilisation u | " + " | ".join(fmt_number(float(x), 2) for x in u["utilisation"]) + " |")
+    out.append("|---|" + "---|" * len(u))
+    short = {o: name[o].removeprefix("Self-hosted ") for o in name}
+    for label, col in (("top choice", "top"), ("cheapest", "cheapest")):
+        out.append(f"| {label} | " + " | ".join(_md_escape(short.get(str(x), "none")) for x in u[col]) + " |")
+    for label, col in (
+        ("cheapest self-hosted / 1M", "self_hosted_usd_per_1m"),
+        ("cheapest managed / 1M", "managed_usd_per_1m"),
+    ):
+        out.append(f"| {label} | " + " | ".join(usd_text(float(x)) for x in u[col]) + " |")
+    out.append("")
+    lo, hi = (
+        fmt_number(float(r.utilisation["utilisation"].min()), 2),
+        fmt_number(float(r.utilisation["utilisation"].max()), 2),
+    )
+    for what, label in (("top", "The top choice"), ("cheapest", "The cheapest option")):
+        flips = [f for f in r.utilisation_flips if f.what == what]
+        if not flips:
+            first = str(r.utilisation[what].iloc[0])
+            out.append(f"{label} is {nm(first)} at every utilisation from {hi} down to {lo}.")
+            continue
+        out.append(
+            f"{label} changes "
+            + "; then ".join(
+                f"below u = {fmt_number(f.below, 2)} (about {fmt_number(24 * f.below, 2)} h a day) from "
+                f"{nm(f.before)} to {nm(f.after)}"
+                for f in flips
+            )
+            + "."
+        )
     return "\n".join(out)
 
 
@@ -364,8 +435,8 @@ def plot_cost_curve(ax: Any, curve: pd.DataFrame, hardware: str = "") -> None:
 MATRIX_CAPTIONS = {
     "matrix_heatmap": "Architecture Decision Matrix: normalised scores per criterion (1 = the best ranked option on "
     "it); grey ? = unknown, grey - = does not apply: both left out of the normalisation.",
-    "matrix_cost": "Cost per 1M output tokens vs concurrent users: self-hosted curves fall with load until the GPU "
-    "saturates; managed APIs are flat list prices.",
+    "matrix_cost": "Cost per 1M output tokens vs peak concurrent users, under the load profile's hours: "
+    "self-hosted curves fall with load until the GPU saturates; managed APIs are flat list prices.",
 }
 
 
@@ -449,7 +520,7 @@ ol { font-size: 5.8pt; line-height: 1.12; columns: 3; column-gap: 5mm; margin: 0
 .grid td { white-space: nowrap; } .grid p { font-size: 5pt; line-height: 1.15; }
 .figs { display: flex; gap: 4mm; page-break-before: always; } .figs figure { margin: 1mm 0; }
 .figs figure:first-child { width: 56%; } .figs figure:last-child { width: 44%; }
-.figs img { max-height: 84mm; object-fit: contain; }
+.figs img { max-height: 74mm; object-fit: contain; }
 p { margin: 1mm 0; }
 """
 
@@ -475,6 +546,7 @@ def write_matrix_pdf(r: MatrixResult, path: Path | None = None) -> Path:
             f"<h2>Freshness</h2>{_md_html(freshness_markdown(r))}"
             f'<div class="figs">{fig("matrix_heatmap")}{fig("matrix_cost")}</div>'
             f"<h2>Sensitivity</h2>{_md_html(sensitivity_markdown(r))}"
+            f"<h2>Utilisation</h2>{_md_html(utilisation_markdown(r))}"
             f'<div class="grid"><h2>The matrix</h2>{_md_html(matrix_grid_markdown(r))}</div>'
         )
         html_to_pdf(body, path, Path(d), extra_css=_PDF_CSS)

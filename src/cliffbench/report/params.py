@@ -72,7 +72,18 @@ class AnalysisParams(Spec):
     )
     tpot_slo_s: float = Field(0.25, gt=0, description="your TPOT p50 objective, seconds")
     # the Architecture Decision Matrix (cliffbench.decide.matrix.MatrixParams without the prefix)
-    matrix_users: int = Field(25, gt=0, description="decision matrix: concurrent users of your deployment")
+    matrix_users: int = Field(25, gt=0, description="decision matrix: concurrent users of your deployment at peak")
+    matrix_peak_hours: float = Field(
+        24.0, gt=0, le=24, description="decision matrix: hours a day at peak (24: the GPU busy around the clock)"
+    )
+    matrix_offpeak_users: int = Field(0, ge=0, description="decision matrix: concurrent users the rest of the day")
+    matrix_utilisation: float | None = Field(
+        None, gt=0, le=1, description="decision matrix: instead: the fraction of the day at peak, idle otherwise"
+    )
+    matrix_autoscale: bool = Field(
+        False, description="decision matrix: replicas follow the load; else the peak fleet is paid all day"
+    )
+    matrix_min_replicas: int = Field(1, ge=0, description="decision matrix: with autoscale, replicas kept while idle")
     matrix_input_tokens: int = Field(512, gt=0, description="decision matrix: prompt tokens per request")
     matrix_output_tokens: int = Field(256, gt=0, description="decision matrix: output tokens per request")
     matrix_ttft_slo_s: float = Field(2.0, gt=0, description="decision matrix: TTFT objective, seconds")

@@ -24,6 +24,7 @@ from cliffbench.decide.matrix.data import PRICING_MODELS, RANKED_STATUSES, Matri
 from cliffbench.hardware import HARDWARE
 
 __all__ = [
+    "DailyCost",
     "GpuPriceUsed",
     "MatrixParams",
     "SelfHostedEstimate",
@@ -31,10 +32,12 @@ __all__ = [
     "cost_curve",
     "engine_precision",
     "gpu_price",
+    "load_profile",
     "managed_cost_usd_per_1m",
     "param_problem",
     "parse_assignments",
     "report_day",
+    "self_hosted_daily",
     "self_hosted_estimate",
 ]
 
@@ -47,7 +50,22 @@ _NOT_MEASURABLE = ("sglang", "tgi", "tensorrt-llm", "lmdeploy")
 class MatrixParams(Spec):
     """The user's profile and preferences (papermill `matrix_*` parameters, `cliffbench matrix` flags)."""
 
-    users: int = Field(25, gt=0, description="concurrent users, closed loop")
+    users: int = Field(25, gt=0, description="concurrent users at peak, closed loop")
+    peak_hours: float = Field(
+        24.0, gt=0, le=24, allow_inf_nan=False, description="hours a day at peak (24: the GPU busy around the clock)"
+    )
+    offpeak_users: int = Field(0, ge=0, description="concurrent users the rest of the day (0: idle)")
+    utilisation: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        allow_inf_nan=False,
+        description="shorthand for the load profile: the fraction of the day at peak, idle otherwise",
+    )
+    autoscale: bool = Field(
+        False, description="replicas follow the load (options that scale out); else the peak fleet is paid all day"
+    )
+    min_replicas: int = Field(1, ge=0, description="with autoscale: replicas kept while idle (0 = scale to zero)")
     input_tokens: int = Field(512, gt=0, description="prompt tokens per request")
     output_tokens: int = Field(256, gt=0, description="output tokens per request")
     ttft_slo_s: float = Field(2.0, gt=0, allow_inf_nan=False, description="TTFT objective, seconds")
@@ -119,6 +137,16 @@ def check_params(params: MatrixParams, data: MatrixData | None = None, names: Ma
     for name in ("hardware", "model", "precision", "pricing_model", "report_date", "gpu_prices", "weights"):
         if problem := param_problem(name, getattr(params, name), data):
             raise InputError(f"{names.get(name, name)}: {problem}")
+    if params.offpeak_users > params.users:
+        raise InputError(
+            f"{names.get('offpeak_users', 'offpeak_users')}: {params.offpeak_users} exceeds the peak "
+            f"{names.get('users', 'users')} {params.users}"
+        )
+    if params.utilisation is not None and (params.peak_hours != 24 or params.offpeak_users):
+        raise InputError(
+            f"{names.get('utilisation', 'utilisation')}: give either a utilisation or a load profile "
+            f"({names.get('peak_hours', 'peak_hours')}, {names.get('offpeak_users', 'offpeak_users')}), not both"
+        )
     hw, pm = params.hardware, params.pricing_model
     if hw not in params.gpu_prices and not data.prices_for(hw, pm):
         others = sorted({p.pricing_model for p in data.prices_for(hw)})
@@ -231,15 +259,20 @@ def _measured(option: Option, params: MatrixParams, users: int) -> SelfHostedEst
     return None
 
 
-def self_hosted_estimate(option: Option, params: MatrixParams, users: int | None = None) -> SelfHostedEstimate | None:
-    """Throughput and TTFT of a self-hosted option at `users` (default params.users), measured or roofline."""
+def self_hosted_estimate(
+    option: Option, params: MatrixParams, users: int | None = None, replicas: int | None = None
+) -> SelfHostedEstimate | None:
+    """Throughput and TTFT of a self-hosted option at `users` (default params.users), measured or roofline;
+    `replicas` fixes the fleet (an idle hour of a fleet sized for the peak), else replicas are added until
+    the TTFT SLO holds (options that scale out)."""
     users = users or params.users
     if (m := _measured(option, params, users)) is not None:
         return m
     limit = option.max_replicas or _MAX_SCALE_OUT
     best: tuple[float, float, int] | None = None
     n = 1
-    for n in range(1, limit + 1):
+    fixed = range(min(replicas, users), min(replicas, users) + 1) if replicas else None
+    for n in fixed or range(1, limit + 1):
         best = _per_replica(option, params, math.ceil(users / n))
         if best is None or best[1] <= params.ttft_slo_s:
             break
@@ -254,6 +287,64 @@ def self_hosted_estimate(option: Option, params: MatrixParams, users: int | None
     # replicas serve ceil(users / n) each, so the fleet's throughput counts only the users that exist
     total = tok_s * n * min(1.0, users / (n * math.ceil(users / n)))
     return SelfHostedEstimate(total, ttft_s, n, batch, ttft_s <= params.ttft_slo_s, how)
+
+
+def load_profile(params: MatrixParams) -> tuple[float, int]:
+    """(hours a day at peak, users the rest of the day): from `utilisation` when given (peak for that
+    fraction of the day, idle otherwise), else `peak_hours` and `offpeak_users`."""
+    if params.utilisation is not None:
+        return 24.0 * params.utilisation, 0
+    return params.peak_hours, params.offpeak_users
+
+
+@dataclass(frozen=True)
+class DailyCost:
+    """A self-hosted option over one day of the load profile: GPU-hours paid and tokens served."""
+
+    usd_per_1m: float
+    gpu_hours: float
+    tokens: float
+    peak: SelfHostedEstimate
+    offpeak: SelfHostedEstimate | None
+    autoscaled: bool
+
+    def text(self, usd_per_hour: float) -> str:
+        return (
+            f"{fmt_g(self.gpu_hours)} GPU-h x ${usd_per_hour:g}/h / {fmt_g(self.tokens / 1e6)}M output tokens a day"
+            + (" (replicas follow the load)" if self.autoscaled else "")
+        )
+
+
+def fmt_g(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def self_hosted_daily(
+    option: Option, params: MatrixParams, usd_per_hour: float, users: int | None = None
+) -> DailyCost | None:
+    """Cost per 1M output tokens = GPU-hours paid a day x hourly price / output tokens served a day.
+
+    The peak hours run `users` (default params.users) closed-loop users; the other hours run the
+    off-peak users (none: the GPU idles, paid all the same). Without autoscaling the fleet sized for
+    the peak is paid for 24 hours; with it (options that scale out), each period pays the replicas
+    its own load needs, at least `min_replicas`.
+    """
+    users = users or params.users
+    peak_h, off_users = load_profile(params)
+    off_users, off_h = min(off_users, users), 24.0 - peak_h
+    peak = self_hosted_estimate(option, params, users)
+    if peak is None:
+        return None
+    scales = params.autoscale and option.max_replicas != 1
+    off = None
+    if off_users and off_h > 0:
+        off = self_hosted_estimate(option, params, off_users, None if scales else peak.replicas)
+    tokens = 3600 * (peak.output_tok_s * peak_h + (off.output_tok_s * off_h if off else 0.0))
+    if scales:
+        gpu_hours = peak.replicas * peak_h + max(params.min_replicas, off.replicas if off else 0) * off_h
+    else:
+        gpu_hours = peak.replicas * 24.0
+    return DailyCost(gpu_hours * usd_per_hour / tokens * 1e6, gpu_hours, tokens, peak, off, scales)
 
 
 def managed_cost_usd_per_1m(option: Option, input_tokens: int, output_tokens: int) -> float:
@@ -305,10 +396,10 @@ def cost_curve(params: MatrixParams, data: MatrixData | None = None, users: list
             if opt.kind == "managed":
                 cost, src = managed_cost_usd_per_1m(opt, params.input_tokens, params.output_tokens), "list price"
             else:
-                est = self_hosted_estimate(opt, params, u)
-                if est is None:
+                day = self_hosted_daily(opt, params, usd_h, u)
+                if day is None:
                     continue
-                cost, src = est.replicas * usd_h / (est.output_tok_s * 3600) * 1e6, est.source
+                cost, src = day.usd_per_1m, day.peak.source
             rows.append(
                 {"option": o, "name": opt.name, "kind": opt.kind, "users": u, "usd_per_1m_output": cost, "source": src}
             )

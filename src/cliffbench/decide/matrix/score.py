@@ -18,13 +18,15 @@ from cliffbench.decide.matrix.model import (
     check_params,
     engine_precision,
     gpu_price,
+    load_profile,
     managed_cost_usd_per_1m,
     report_day,
-    self_hosted_estimate,
+    self_hosted_daily,
 )
 
 __all__ = [
     "SENSITIVITY_FACTORS",
+    "Flip",
     "MatrixResult",
     "Scores",
     "evaluate",
@@ -32,6 +34,7 @@ __all__ = [
     "score_matrix",
     "sensitivity",
     "usd_text",
+    "utilisation_sweep",
 ]
 
 SENSITIVITY_FACTORS = (0.0, 0.5, 2.0, 5.0)
@@ -170,72 +173,160 @@ class MatrixResult:
     eligible: list[str]
     excluded: dict[str, str]  # option -> why it is shown but not ranked
     freshness: Freshness
+    utilisation: pd.DataFrame  # utilisation_sweep's table
+    utilisation_flips: list[Flip]
 
     @property
     def top(self) -> str:
         return str(self.scores.total.loc[self.eligible].idxmax())
 
 
-def evaluate(params: MatrixParams | None = None, data: MatrixData | None = None) -> MatrixResult:
-    """The whole matrix for `params`: values, scores, ranking and sensitivity."""
-    params = params or MatrixParams()
-    data = data or load_matrix()
-    check_params(params, data)
+@dataclass
+class _Values:
+    values: pd.DataFrame
+    text: pd.DataFrame
+    notes: pd.DataFrame
+    sources: pd.DataFrame
+    how: dict[str, str]
+
+
+def _values(params: MatrixParams, data: MatrixData) -> _Values:
+    """Every cell's number, printed text, note and source for `params` (checked), before scoring."""
     opts, crits = list(data.options), list(data.criteria)
-    values = pd.DataFrame(np.nan, index=opts, columns=crits)
-    text = pd.DataFrame("", index=opts, columns=crits)
-    notes = text.copy()
-    sources = text.copy()
+    # plain dicts, framed once at the end: pandas' per-cell assignment made this the sweep's cost
+    values: dict[str, dict[str, float]] = {o: dict.fromkeys(crits, np.nan) for o in opts}
+    text: dict[str, dict[str, str]] = {o: dict.fromkeys(crits, "") for o in opts}
+    notes: dict[str, dict[str, str]] = {o: dict.fromkeys(crits, "") for o in opts}
+    sources: dict[str, dict[str, str]] = {o: dict.fromkeys(crits, "") for o in opts}
     how: dict[str, str] = {}
     price = gpu_price(params, data)
-    gpu_usd_h = price.usd_per_hour
+    src = f"{price.source} | {price.as_of} | {price.verified}"
+    peak_h, off_users = load_profile(params)
     for o, opt in data.options.items():
         for c in crits:
             cell = data.cells.get((o, c))
             if cell is not None:
-                values.loc[o, c] = cell.score if cell.known else np.nan
-                text.loc[o, c] = f"{cell.value} ({cell.score:g}/5)" if cell.known else cell.value
-                notes.loc[o, c] = cell.rationale if cell.known else f"{cell.value}: {cell.unknown_reason}"
-                sources.loc[o, c] = f"{cell.source_url} | {cell.as_of} | {cell.verified}"
+                values[o][c] = cell.score if cell.known and cell.score is not None else np.nan
+                text[o][c] = f"{cell.value} ({cell.score:g}/5)" if cell.known else cell.value
+                notes[o][c] = cell.rationale if cell.known else f"{cell.value}: {cell.unknown_reason}"
+                sources[o][c] = f"{cell.source_url} | {cell.as_of} | {cell.verified}"
         if opt.kind == "managed" and (o, "cost") not in data.cells:
             cost = managed_cost_usd_per_1m(opt, params.input_tokens, params.output_tokens)
-            values.loc[o, "cost"] = cost
-            text.loc[o, "cost"] = usd_text(cost)
-            notes.loc[o, "cost"] = (
+            values[o]["cost"] = cost
+            text[o]["cost"] = usd_text(cost)
+            notes[o]["cost"] = (
                 f"{opt.model}: ({params.input_tokens} x ${opt.input_usd_per_1m:g} + {params.output_tokens} x "
                 f"${opt.output_usd_per_1m:g}) / {params.output_tokens} per 1M, {opt.currency} list prices"
             )
-            sources.loc[o, "cost"] = f"{opt.price_source} | {opt.price_as_of} | {opt.price_verified}"
+            sources[o]["cost"] = f"{opt.price_source} | {opt.price_as_of} | {opt.price_verified}"
         elif opt.kind == "self-hosted" and (o, "cost") in data.cells:
             how[o] = "not modelled (its cost cell says why)"
         elif opt.kind == "self-hosted":
-            est = self_hosted_estimate(opt, params)
-            src = f"{price.source} | {price.as_of} | {price.verified}"
-            if est is None:
+            day = self_hosted_daily(opt, params, price.usd_per_hour)
+            if day is None:
                 for c in ("cost", "ttft"):
-                    text.loc[o, c] = "unknown"
-                    notes.loc[o, c] = (
+                    text[o][c] = "unknown"
+                    notes[o][c] = (
                         f"unknown: {params.model} {engine_precision(opt, params)} does not fit {params.hardware}"
                     )
-                    sources.loc[o, c] = src
+                    sources[o][c] = src
                 how[o] = "does not fit"
                 continue
+            est = day.peak
             how[o] = est.source
-            cost = est.replicas * gpu_usd_h / (est.output_tok_s * 3600) * 1e6
-            values.loc[o, ["cost", "ttft"]] = [cost, est.ttft_s]
-            text.loc[o, "cost"] = usd_text(cost)
-            text.loc[o, "ttft"] = f"{fmt_number(est.ttft_s)} s" + ("" if est.meets_slo else " (misses SLO)")
-            base = f"{est.replicas} x ${gpu_usd_h:g}/h / {fmt_number(est.output_tok_s)} output tok/s; {est.source}"
-            notes.loc[o, "cost"] = base
-            notes.loc[o, "ttft"] = (
+            values[o]["cost"], values[o]["ttft"] = day.usd_per_1m, est.ttft_s
+            text[o]["cost"] = usd_text(day.usd_per_1m)
+            text[o]["ttft"] = f"{fmt_number(est.ttft_s)} s" + ("" if est.meets_slo else " (misses SLO)")
+            load = f"{params.users} users {fmt_number(peak_h)} h/day" + (
+                f", {off_users} users the rest" if off_users else (", idle the rest" if peak_h < 24 else "")
+            )
+            notes[o]["cost"] = f"{day.text(price.usd_per_hour)} ({load}); peak: {est.source}"
+            notes[o]["ttft"] = (
                 f"{params.users} users vs TTFT SLO {params.ttft_slo_s:g} s: "
                 + ("met" if est.meets_slo else "missed")
                 + f"; {est.source}"
             )
-            sources.loc[o, ["cost", "ttft"]] = [src, src]
+            sources[o]["cost"] = sources[o]["ttft"] = src
+
+    def frame(d: Mapping[str, Mapping[str, object]]) -> pd.DataFrame:
+        return pd.DataFrame([[d[o][c] for c in crits] for o in opts], index=opts, columns=crits)
+
+    return _Values(frame(values).astype(float), frame(text), frame(notes), frame(sources), how)
+
+
+def _scoring(params: MatrixParams, data: MatrixData) -> tuple[dict[str, float], Mapping[str, str], tuple[str, ...]]:
     weights = {c: params.weights.get(c, cr.default_weight) for c, cr in data.criteria.items()}
     directions = {c: cr.direction for c, cr in data.criteria.items()}
     log_scale = tuple(c for c, cr in data.criteria.items() if cr.kind == "computed")
+    return weights, directions, log_scale
+
+
+UTILISATION_GRID = (1.0, 0.75, 0.5, 1 / 3, 0.25, 0.1, 0.05, 0.02)
+
+
+@dataclass(frozen=True)
+class Flip:
+    """Below utilisation `below`, the `what` ('top' or 'cheapest') changes from `before` to `after`."""
+
+    what: str
+    below: float
+    before: str
+    after: str
+
+
+def utilisation_sweep(
+    params: MatrixParams, data: MatrixData, eligible: list[str], grid: tuple[float, ...] = UTILISATION_GRID
+) -> tuple[pd.DataFrame, list[Flip]]:
+    """The ranking as utilisation falls: the fleet at the profile's peak for a fraction u of the day,
+    idle otherwise (autoscaling as the profile says). Returns (table, flips): one row per u with the
+    top option, the cheapest option and the cheapest self-hosted and managed costs; and for the top
+    and the cheapest, each u (found by bisection between grid points) below which the choice changes."""
+    weights, directions, log_scale = _scoring(params, data)
+
+    def at(u: float) -> tuple[str, str, pd.Series]:
+        p = params.model_copy(update={"utilisation": u, "peak_hours": 24.0, "offpeak_users": 0})
+        v = _values(p, data).values
+        total = score_matrix(v, directions, weights, eligible, log_scale).total.loc[eligible]
+        cost = v.loc[eligible, "cost"].dropna()
+        return (str(total.idxmax()) if total.notna().any() else ""), (str(cost.idxmin()) if len(cost) else ""), cost
+
+    rows: list[dict[str, object]] = []
+    flips: list[Flip] = []
+    prev: tuple[float, str, str] | None = None
+    for u in grid:
+        top, cheapest, cost = at(u)
+        kinds = pd.Series({o: data.options[o].kind for o in cost.index}, dtype=object)
+        rows.append(
+            {
+                "utilisation": u,
+                "top": top,
+                "cheapest": cheapest,
+                "self_hosted_usd_per_1m": float(cost[kinds == "self-hosted"].min()) if len(cost) else math.nan,
+                "managed_usd_per_1m": float(cost[kinds == "managed"].min()) if len(cost) else math.nan,
+            }
+        )
+        if prev is not None:
+            for what, before, now in (("top", prev[1], top), ("cheapest", prev[2], cheapest)):
+                if before == now:
+                    continue
+                hi, lo = prev[0], u  # `before` holds at hi, `now` at lo
+                for _ in range(10):
+                    mid = math.sqrt(hi * lo)
+                    choice = at(mid)[0 if what == "top" else 1]
+                    hi, lo = (mid, lo) if choice == before else (hi, mid)
+                flips.append(Flip(what, hi, before, now))
+        prev = (u, top, cheapest)
+    return pd.DataFrame(rows), flips
+
+
+def evaluate(params: MatrixParams | None = None, data: MatrixData | None = None) -> MatrixResult:
+    """The whole matrix for `params`: values, scores, ranking and sensitivity (weights, utilisation)."""
+    params = params or MatrixParams()
+    data = data or load_matrix()
+    check_params(params, data)
+    vals = _values(params, data)
+    values = vals.values
+    weights, directions, log_scale = _scoring(params, data)
     day = report_day(params)
     excluded = {o: why for o, opt in data.options.items() if (why := exclusion_reason(opt, day))}
     eligible = [o for o in data.options if o not in excluded]
@@ -247,10 +338,26 @@ def evaluate(params: MatrixParams | None = None, data: MatrixData | None = None)
         if (kept := [c for c in cs if (cell := data.cells.get((o, c))) is None or cell.applicable])
     }
     grid, thresholds = sensitivity(values, directions, weights, eligible, log_scale)
+    price = gpu_price(params, data)
     gpu = None if price.user else (params.hardware, price.provider, price.pricing_model, price.as_of, price.source)
     fresh = freshness(data, day, params.stale_after_months, eligible, gpu)
+    sweep, flips = utilisation_sweep(params, data, eligible)
     return MatrixResult(
-        params, data, values, text, notes, sources, scores, how, grid, thresholds, eligible, excluded, fresh
+        params,
+        data,
+        values,
+        vals.text,
+        vals.notes,
+        vals.sources,
+        scores,
+        vals.how,
+        grid,
+        thresholds,
+        eligible,
+        excluded,
+        fresh,
+        sweep,
+        flips,
     )
 
 
