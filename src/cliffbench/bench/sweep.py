@@ -195,7 +195,7 @@ async def _measure(
         )
         foreign = foreign_since(before)
         busy = foreign.foreign_cores > spec.busy.max_foreign_cores
-        if not busy or attempt > spec.busy.reruns:
+        if not busy or attempt > spec.busy.reruns or engine_failure(engine):  # a dead engine: no rerun
             break
     requests, tokens, memory = _tables(run)
     summary = summarize_level(
