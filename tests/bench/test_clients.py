@@ -19,7 +19,16 @@ import pytest
 from typer.testing import CliRunner
 
 from cliffbench.bench import sweep
-from cliffbench.bench.clients import _Clients, _Job, _merge_memory, run_split, split_requests, split_users
+from cliffbench.bench.clients import (
+    _Clients,
+    _Job,
+    _merge_memory,
+    _Pool,
+    close_clients,
+    run_split,
+    split_requests,
+    split_users,
+)
 from cliffbench.bench.store import LevelInfo, load_results
 from cliffbench.bench.study import StudySpec
 from cliffbench.cli import app
@@ -154,9 +163,9 @@ def _study(url: str, root: Path, processes: int, users: list[int], **load: objec
 
 
 def _no_client_left() -> None:
-    left = [
-        p for p in psutil.Process().children(recursive=True) if p.is_running() and "spawn_main" in " ".join(p.cmdline())
-    ]
+    close_clients()  # the pooled ones (idle clients also end by themselves)
+    tree = psutil.Process().children(recursive=True)
+    left = [p for p in tree if p.is_running() and "spawn_main" in " ".join(p.cmdline())]
     assert not left, f"client processes left: {left}"
 
 
@@ -177,10 +186,10 @@ def test_split_gives_every_user_and_request_to_one_client(users: int, k: int) ->
 
 
 def test_memory_of_clients_is_summed_as_step_functions() -> None:
-    a = [(0.0, 0, 0, 1, 0), (1.0, 0, 0, 3, 0)]
-    b = [(0.5, 0, 0, 2, 0), (2.0, 0, 0, 0, 0)]
+    a = [(0.0, 0, 0, 1, 0, 0, 0, 0), (1.0, 0, 0, 3, 0, 0, 0, 0)]
+    b = [(0.5, 0, 0, 2, 0, 0, 0, 0), (2.0, 0, 0, 0, 0, 0, 0, 0)]
     merged = _merge_memory([a, b, []])
-    assert [(t, seqs) for t, _, _, seqs, _ in merged] == [(0.0, 1), (0.5, 3), (1.0, 5), (2.0, 3)]
+    assert [(s[0], s[3]) for s in merged] == [(0.0, 1), (0.5, 3), (1.0, 5), (2.0, 3)]
 
 
 # -- bad input ------------------------------------------------------------------------------------
@@ -219,15 +228,15 @@ def test_open_loop_split_needs_poisson_arrivals() -> None:
 
 
 def test_two_clients_merge_into_one_level(stub: Stub, tmp_path: Path) -> None:
-    sweep.run_study(_study(stub.url, tmp_path, 2, [4]), root=tmp_path)
+    sweep.run_study(_study(stub.url, tmp_path, 2, [4, 2]), root=tmp_path)
     res = load_results("clients", tmp_path)
     info = LevelInfo.model_validate_json((tmp_path / "clients/levels/stub__chat__c0004/level.json").read_text())
     assert info.status == "ok", info.error
-    req = res.requests
+    req = res.requests[res.requests["level_key"] == info.level_key]
     measured = req[~req["warmup"]]
     assert len(measured) == 24 and measured["request_id"].is_unique and (measured["status"] == "ok").all()
-    assert req["warmup"].sum() == 2 and stub.bodies == 26  # each request sent once, by one client
-    assert len(res.tokens) == 26 * 10
+    assert req["warmup"].sum() == 2 and stub.bodies == 2 * 26  # each request sent once, by one client
+    assert (res.tokens["level_key"] == info.level_key).sum() == 26 * 10
     # two clients of two users each, on this host's one clock: offsets within the round trip
     assert [c.users for c in info.clients] == [2, 2] and len({c.pid for c in info.clients}) == 2
     assert sum(c.requests for c in info.clients) == 24
@@ -239,8 +248,10 @@ def test_two_clients_merge_into_one_level(stub: Stub, tmp_path: Path) -> None:
     assert measured["t_submit_s"].min() >= 0 and req["t_done_s"].max() <= info.wall_s + 1e-6
     assert 2.0 <= float(info.summary["achieved_concurrency"]) <= 4.05
     assert info.lag_p99_s == max(c.lag_p99_s for c in info.clients)
-    levels = res.levels
-    assert levels.loc[0, "client_processes"] == 2 and "clients" not in levels
+    assert (res.levels["client_processes"] == 2).all() and "clients" not in res.levels
+    # the second level ran in the same two processes: clients start once, not per level
+    other = LevelInfo.model_validate_json((tmp_path / "clients/levels/stub__chat__c0002/level.json").read_text())
+    assert other.status == "ok" and {c.pid for c in other.clients} == {c.pid for c in info.clients}
     _no_client_left()
 
 
@@ -269,14 +280,15 @@ def test_a_client_that_fails_fails_the_level_and_leaves_no_process() -> None:
     bad = OpenAIHttpSpec(url="http://127.0.0.1:9/v1", served_model="m", flavor="generic").model_dump(mode="json")
     bad["url"] = "not a url"  # the client's own validation fails: as a client crashing at start
     good = {**bad, "url": "http://127.0.0.1:9/v1"}
-    clients = _Clients([_Job(0, good, [], [], {"concurrency": 1}), _Job(1, bad, [], [], {"concurrency": 1})])
+    pool = _Pool()
+    jobs = [_Job(0, good, [], [], {"concurrency": 1}), _Job(1, bad, [], [], {"concurrency": 1})]
+    clients = _Clients(jobs, pool)
     try:
         with pytest.raises(EngineError, match=r"client process 1: ValidationError"):
             clients.drive()
     finally:
-        clients.kill()
-        clients.close()
-    assert all(p.exitcode is not None for p in clients.procs)
+        clients.kill()  # what run_split does with a failed level's clients
+    assert all(p.exitcode is not None for p in clients.procs) and pool.members == []
     _no_client_left()
 
 

@@ -14,8 +14,11 @@ start, are shifted onto the parent's clock and merged into one level (request id
 requests are split, not copied). Each client's harness checks (loop lag, GIL wait, loop CPU,
 achieved concurrency) are kept per client in `LevelRun.clients`.
 
+The client processes are spawned on the first such level and kept for the next ones (a spawned
+client imports the kit: seconds, more with K of them on 2 cores); each level builds its own HTTP
+client in them. Idle ones end after IDLE_EXIT_S, with this process, or by `close_clients()`.
 A client that fails, or dies, fails the level (the sweep stores it failed with the message); a
-cancelled level (Ctrl-C) terminates the clients.
+failed or cancelled level (Ctrl-C) terminates its clients.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import os
 import resource
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,17 +41,17 @@ from typing import Any
 
 import numpy as np
 
-from cliffbench.bench.loadgen import ClientInfo, LevelRun, RequestRecord, run_level
-from cliffbench.bench.metrics import achieved_concurrency
+from cliffbench.bench.loadgen import MEMORY_COLUMNS, ClientInfo, LevelRun, MemorySample, RequestRecord, run_level
 from cliffbench.config import InputError
 from cliffbench.engines.base import Engine, EngineError, GenRequest
 from cliffbench.engines.http import OpenAIHttpEngine
 from cliffbench.engines.specs import OpenAIHttpSpec
 
-__all__ = ["CLOCK_PINGS", "run_split", "split_requests", "split_users"]
+__all__ = ["CLOCK_PINGS", "close_clients", "run_split", "split_requests", "split_users"]
 
 CLOCK_PINGS = 16  # round trips per client; the least one sets the offset
 READY_TIMEOUT_S = 120.0  # a spawned client imports the kit (seconds on a busy 2-core machine)
+IDLE_EXIT_S = 120.0  # a pooled client that gets no level for this long ends
 START_MARGIN_S = 0.05  # the common start lies this far after the last client was told it
 _JOIN_S = 10.0
 
@@ -117,16 +121,27 @@ def _enough_files(connections: int) -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def _client_main(conn: Connection, job: _Job) -> None:
+def _client_main(conn: Connection) -> None:
+    """A pooled client: runs one level per job until told to exit, left idle IDLE_EXIT_S, or its
+    parent is gone; a client that failed or was called off mid-level exits (never reused)."""
     # Ctrl-C reaches the whole process group; the parent ends its clients itself
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        result = asyncio.run(_client(conn, job))
-        if result is not None:
+        while conn.poll(IDLE_EXIT_S):
+            msg = conn.recv()
+            if msg[0] != "job":
+                return
+            job: _Job = msg[1]
+            try:
+                result = asyncio.run(_client(conn, job))
+            except BaseException as exc:  # every failure goes back to the parent, which fails the level
+                conn.send(("error", f"client process {job.index}: {type(exc).__name__}: {exc}"))
+                return
+            if result is None:
+                return
             conn.send(("result", result))
-    except BaseException as exc:  # every failure goes back to the parent, which fails the level
-        with contextlib.suppress(OSError):
-            conn.send(("error", f"client process {job.index}: {type(exc).__name__}: {exc}"))
+    except (EOFError, OSError):
+        pass  # the parent is gone
     finally:
         conn.close()
 
@@ -161,16 +176,81 @@ async def _client(conn: Connection, job: _Job) -> _Result | None:
 # -- the parent -------------------------------------------------------------------------------
 
 
+@dataclass
+class _Member:
+    proc: BaseProcess
+    conn: Connection
+
+
+class _Pool:
+    """Client processes kept from one level to the next: a spawned client imports the kit, which
+    takes seconds (more with K of them on 2 cores), so each is started once, not per level. Each
+    level builds its own HTTP client in them from the level's job."""
+
+    def __init__(self) -> None:
+        self.members: list[_Member] = []
+        self.lock = threading.Lock()  # one level at a time uses the pool
+
+    def take(self, k: int) -> list[_Member]:
+        for m in [m for m in self.members if not m.proc.is_alive()]:
+            self.discard([m])
+        ctx = mp.get_context("spawn")  # fork would copy a parent's threads' locks mid-use
+        while len(self.members) < k:
+            parent_end, child_end = ctx.Pipe()
+            proc = ctx.Process(target=_client_main, args=(child_end,), name="cliffbench-client", daemon=True)
+            proc.start()
+            child_end.close()
+            self.members.append(_Member(proc, parent_end))
+        return self.members[:k]
+
+    def discard(self, members: list[_Member]) -> None:
+        """End `members` now (a failed or cancelled level leaves them in an unknown state)."""
+        for m in members:
+            if m.proc.is_alive():
+                m.proc.terminate()
+        for m in members:
+            m.proc.join(_JOIN_S)
+            if m.proc.is_alive():
+                m.proc.kill()
+                m.proc.join()
+            m.conn.close()
+            if m in self.members:
+                self.members.remove(m)
+
+    def close(self) -> None:
+        for m in self.members:
+            with contextlib.suppress(OSError):
+                m.conn.send(("exit",))
+        for m in self.members:
+            m.proc.join(_JOIN_S)
+        self.discard(list(self.members))
+
+
+_POOL = _Pool()
+
+
+def close_clients() -> None:
+    """End the pooled client processes now (idle ones also end by themselves after IDLE_EXIT_S,
+    and with this process)."""
+    with _POOL.lock:
+        _POOL.close()
+
+
 class _Clients:
     """The client processes of one level, driven from a worker thread of the parent."""
 
-    def __init__(self, jobs: list[_Job]) -> None:
+    def __init__(self, jobs: list[_Job], pool: _Pool) -> None:
         self.jobs = jobs
-        self.procs: list[BaseProcess] = []
-        self.conns: list[Connection] = []
+        self.pool = pool
+        self.members: list[_Member] = []
+        self.cancelled = False
+
+    @property
+    def procs(self) -> list[BaseProcess]:
+        return [m.proc for m in self.members]
 
     def _recv(self, i: int, timeout_s: float | None, what: str) -> Any:
-        proc, conn = self.procs[i], self.conns[i]
+        proc, conn = self.members[i].proc, self.members[i].conn
         ready = wait([conn, proc.sentinel], timeout_s)
         if conn in ready:
             try:
@@ -189,22 +269,18 @@ class _Clients:
     def drive(self) -> tuple[float, list[tuple[float, float]], list[_Result]]:
         """Start, synchronize and run the clients: (common start in the parent's clock,
         (clock offset, round trip) per client, results in client order)."""
-        ctx = mp.get_context("spawn")  # fork would copy a parent's threads' locks mid-use
-        for job in self.jobs:
-            parent_end, child_end = ctx.Pipe()
-            proc = ctx.Process(
-                target=_client_main, args=(child_end, job), name=f"cliffbench-client-{job.index}", daemon=True
-            )
-            proc.start()
-            child_end.close()
-            self.procs.append(proc)
-            self.conns.append(parent_end)
-        info = [self._recv(i, READY_TIMEOUT_S, "starting") for i in range(len(self.jobs))]
-        del info  # pid and host come back with the results
+        self.members = self.pool.take(len(self.jobs))
+        if self.cancelled:  # called off while they were starting
+            self.pool.discard(self.members)
+            raise EngineError("the level was called off")
+        for m, job in zip(self.members, self.jobs, strict=True):
+            m.conn.send(("job", job))
+        for i in range(len(self.jobs)):
+            self._recv(i, READY_TIMEOUT_S, "starting")  # ("ready", pid, host): both come back with the result
         clocks = [self._clock(i) for i in range(len(self.jobs))]
         start = time.perf_counter() + START_MARGIN_S
-        for conn, (offset, _) in zip(self.conns, clocks, strict=True):
-            conn.send(("go", start + offset))
+        for m, (offset, _) in zip(self.members, clocks, strict=True):
+            m.conn.send(("go", start + offset))
         return start, clocks, self._results()
 
     def _results(self) -> list[_Result]:
@@ -213,9 +289,9 @@ class _Clients:
         out: dict[int, _Result] = {}
         while len(out) < len(self.jobs):
             pending = [i for i in range(len(self.jobs)) if i not in out]
-            wait([h for i in pending for h in (self.conns[i], self.procs[i].sentinel)])
+            wait([h for i in pending for h in (self.members[i].conn, self.members[i].proc.sentinel)])
             for i in pending:
-                if self.conns[i].poll() or not self.procs[i].is_alive():
+                if self.members[i].conn.poll() or not self.members[i].proc.is_alive():
                     out[i] = self._recv(i, 0, "running the level")[1]
         return [out[i] for i in range(len(self.jobs))]
 
@@ -224,33 +300,17 @@ class _Clients:
         best = (math.nan, math.inf)
         for _ in range(CLOCK_PINGS):
             t1 = time.perf_counter()
-            self.conns[i].send(("ping",))
+            self.members[i].conn.send(("ping",))
             _, t_client = self._recv(i, READY_TIMEOUT_S, "timing its clock")
             t2 = time.perf_counter()
             if t2 - t1 < best[1]:
                 best = (t_client - (t1 + t2) / 2, t2 - t1)
         return best
 
-    def close(self) -> None:
-        for conn in self.conns:
-            with contextlib.suppress(OSError):
-                conn.send(("stop",))
-        for proc in self.procs:
-            proc.join(_JOIN_S if proc.exitcode is None else 0)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(_JOIN_S)
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-        for conn in self.conns:
-            conn.close()
-
     def kill(self) -> None:
-        """End every client now (a cancelled level): the worker thread then sees them gone."""
-        for proc in self.procs:
-            if proc.is_alive():
-                proc.terminate()
+        """End this level's clients now (a failed or cancelled level)."""
+        self.cancelled = True
+        self.pool.discard(list(self.members))
 
 
 def _shifted(rec: RequestRecord, by_s: float) -> RequestRecord:
@@ -274,24 +334,27 @@ def _client_concurrency(records: list[RequestRecord]) -> float:
     ends = [r.token_times_s[-1] for r in measured if r.status == "ok" and r.token_times_s]
     if not measured or not ends:
         return math.nan
+    # imported here: scipy (through metrics) would add a second to every client process's start
+    from cliffbench.bench.metrics import achieved_concurrency
+
     w0 = min(r.t_submit_s for r in measured)
     return achieved_concurrency([r.t_submit_s for r in measured], [r.t_done_s for r in measured], (w0, max(ends)))
 
 
-def _merge_memory(parts: list[list[tuple[float, int, int, int, int]]]) -> list[tuple[float, int, int, int, int]]:
+def _merge_memory(parts: list[list[MemorySample]]) -> list[MemorySample]:
     """Each client samples its own in-flight count; the level's is their sum at every sample time
     (each client's last sample at or before it, 0 before its first)."""
     parts = [p for p in parts if p]
     if not parts:
         return []
     times = np.unique(np.concatenate([np.asarray([s[0] for s in p]) for p in parts]))
-    total = np.zeros((times.size, 4), dtype=np.int64)
+    total = np.zeros((times.size, len(MEMORY_COLUMNS) - 1), dtype=np.int64)
     for p in parts:
         arr = np.asarray(p, dtype=np.float64)
         at = np.searchsorted(arr[:, 0], times, side="right") - 1
         vals = np.where(at[:, None] >= 0, arr[np.maximum(at, 0), 1:], 0.0)
         total += vals.astype(np.int64)
-    return [(float(t), int(a), int(b), int(c), int(d)) for t, (a, b, c, d) in zip(times, total, strict=True)]
+    return [(float(t), *(int(v) for v in row)) for t, row in zip(times, total, strict=True)]  # type: ignore[misc]
 
 
 def _merge(
@@ -302,7 +365,7 @@ def _merge(
     rates: list[float] | None,
 ) -> LevelRun:
     records: list[RequestRecord] = []
-    memory: list[list[tuple[float, int, int, int, int]]] = []
+    memory: list[list[MemorySample]] = []
     infos: list[ClientInfo] = []
     end_s = 0.0
     for res, (offset, rtt) in zip(results, clocks, strict=True):
@@ -311,7 +374,7 @@ def _merge(
         late = run.t0_s - offset - start_s
         mine = [_shifted(r, late) for r in run.records]
         records.extend(mine)
-        memory.append([(t + late, a, b, c, d) for t, a, b, c, d in run.memory])
+        memory.append([(s[0] + late, *s[1:]) for s in run.memory])
         end_s = max(end_s, late + run.wall_s)
         infos.append(
             ClientInfo(
@@ -394,14 +457,20 @@ async def run_split(
         )
         for i in range(len(shares))
     ]
-    clients = _Clients(jobs)
+    # another level of this process holds the pool (two sweeps at once): this one starts its own
+    own = not _POOL.lock.acquire(blocking=False)
+    pool = _Pool() if own else _POOL
+    clients = _Clients(jobs, pool)
     try:
         start_s, clocks, results = await asyncio.to_thread(clients.drive)
     except BaseException:
-        clients.kill()
+        await asyncio.to_thread(clients.kill)
         raise
     finally:
-        await asyncio.to_thread(clients.close)
+        if own:
+            await asyncio.to_thread(pool.close)
+        else:
+            _POOL.lock.release()
     run = _merge(start_s, clocks, results, users, rates)
     if on_record is not None:
         for rec in run.records:
