@@ -105,7 +105,6 @@ class _Http(asyncio.Protocol):
 
 
 def _server_main(port: int, conn: Connection) -> None:
-    import uvloop
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -115,7 +114,12 @@ def _server_main(port: int, conn: Connection) -> None:
         server.close()
         conn.send(_Http.served)
 
-    uvloop.run(main())
+    try:  # uvloop (vLLM's and uvicorn's dependency) serves faster; plain asyncio otherwise
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())
 
 
 @contextlib.contextmanager
