@@ -19,16 +19,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cliffbench.bench import sweep
-from cliffbench.bench.clients import (
-    _Clients,
-    _Job,
-    _merge_memory,
-    _Pool,
-    close_clients,
-    run_split,
-    split_requests,
-    split_users,
-)
+from cliffbench.bench.client_pool import ClientPool, Clients, Job, close_clients
+from cliffbench.bench.clients import _merge_memory, run_split, split_requests, split_users
 from cliffbench.bench.store import LevelInfo, load_results
 from cliffbench.bench.study import StudySpec
 from cliffbench.cli import app
@@ -280,9 +272,9 @@ def test_a_client_that_fails_fails_the_level_and_leaves_no_process() -> None:
     bad = OpenAIHttpSpec(url="http://127.0.0.1:9/v1", served_model="m", flavor="generic").model_dump(mode="json")
     bad["url"] = "not a url"  # the client's own validation fails: as a client crashing at start
     good = {**bad, "url": "http://127.0.0.1:9/v1"}
-    pool = _Pool()
-    jobs = [_Job(0, good, [], [], {"concurrency": 1}), _Job(1, bad, [], [], {"concurrency": 1})]
-    clients = _Clients(jobs, pool)
+    pool = ClientPool()
+    jobs = [Job(0, good, [], [], {"concurrency": 1}), Job(1, bad, [], [], {"concurrency": 1})]
+    clients = Clients(jobs, pool)
     try:
         with pytest.raises(EngineError, match=r"client process 1: ValidationError"):
             clients.drive()

@@ -65,7 +65,10 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_components_add_up_to_the_latency(stored: dict[str, Any]) -> None:
     _, res, _ = stored["slots2"]
     comp = latency_components(res, "chat")
-    assert {"queue_s", "prefill_s", "decode_s", "running", "waiting"} <= set(comp.columns)
+    assert {"queue_s", "prefill_s", "decode_s", "running", "waiting", "step_batch"} <= set(comp.columns)
+    # two slots: from 2 users on both decode at most steps (a step can fall while a request awaits its first token)
+    batch = comp.set_index("concurrency")["step_batch"]
+    assert 0.8 <= batch.loc[1] <= 1.0 and batch.loc[batch.index.max()] > 1.5
     ok = res.requests[(res.requests["status"] == "ok")]
     mean_e2e = ok.groupby("concurrency")["e2e_s"].mean()
     parts = comp.set_index("concurrency")[["queue_s", "prefill_s", "decode_s"]].sum(axis=1)

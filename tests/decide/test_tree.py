@@ -187,7 +187,7 @@ def test_recommend_between_measured_levels_is_judged_above() -> None:
     rec = recommend(pooled, UserProfile(peak_users=3, ttft_slo_s=1, tpot_slo_s=0.2), JUDGE)
     assert rec.engine == "vllm" and rec.judged_at == 4.0 and not rec.measured
     assert any("3 users lies between measured levels 2 and 4: judged at 4" in e for e in rec.evidence)
-    assert "judged at the measured 4 users" in rec.verdict
+    assert "judged at its measured 4 users" in rec.verdict
     exact = recommend(pooled, UserProfile(peak_users=4, ttft_slo_s=1, tpot_slo_s=0.2), JUDGE)
     assert exact.measured and exact.judged_at == 4.0
     above = recommend(pooled, UserProfile(peak_users=9, ttft_slo_s=1, tpot_slo_s=0.2), JUDGE)

@@ -197,7 +197,7 @@ def _engine(spec: LlamaCppSerialSpec | LlamaCppSlotsSpec, queued: int, busy: int
     eng.spec, eng.name = spec, spec.name
     eng.n_slots, per_slot, eng.kv_unified = spec.slot_layout()
     eng.n_ctx, eng.n_ctx_seq = eng.n_slots * per_slot, per_slot
-    eng._cv, eng._stopping = threading.Condition(), False
+    eng._cv, eng._stopping, eng._crashed = threading.Condition(), False, ""
     eng._thread = threading.current_thread()  # stands in for a running worker
     eng._slots = [_Slot(seq_id=i) for i in range(eng.n_slots)]
     waiting = [_Pending(GenRequest(i, (1, 2), 1), lambda item: None) for i in range(queued + busy)]

@@ -29,9 +29,11 @@ from cliffbench.engines.base import Engine, GenRequest, RequestRejected
 
 __all__ = [
     "LAG_PROBE_INTERVAL_S",
+    "MEMORY_COLUMNS",
     "MEMORY_SAMPLE_INTERVAL_S",
     "ClientInfo",
     "LevelRun",
+    "MemorySample",
     "Probes",
     "RequestRecord",
     "run_level",
@@ -39,6 +41,7 @@ __all__ = [
 
 LAG_PROBE_INTERVAL_S = 0.005
 MEMORY_SAMPLE_INTERVAL_S = 0.05
+MEMORY_COLUMNS = ["t_s", "reserved_bytes", "live_bytes", "live_seqs", "waiting", "steps", "decode_seqs", "preemptions"]
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,7 @@ class ClientInfo(BaseModel):
 @dataclass
 class LevelRun:
     records: list[RequestRecord]
-    memory: list[tuple[float, int, int, int, int]]  # t_s, reserved, live, live_seqs, waiting
+    memory: list[MemorySample]
     lag_s: np.ndarray
     thread_wait_s: np.ndarray
     loop_cpu_s: float
@@ -241,12 +244,24 @@ class _LagProbe:
         self._thread.join()
 
 
-async def _memory_probe(
-    engine: Engine, t0: float, out: list[tuple[float, int, int, int, int]], stop: asyncio.Event
-) -> None:
+MemorySample = tuple[float, int, int, int, int, int, int, int]  # MEMORY_COLUMNS
+
+
+async def _memory_probe(engine: Engine, t0: float, out: list[MemorySample], stop: asyncio.Event) -> None:
     while not stop.is_set():
         m = engine.memory()
-        out.append((time.perf_counter() - t0, m.reserved_bytes, m.live_bytes, m.live_seqs, m.waiting))
+        out.append(
+            (
+                time.perf_counter() - t0,
+                m.reserved_bytes,
+                m.live_bytes,
+                m.live_seqs,
+                m.waiting,
+                m.steps,
+                m.decode_seqs,
+                m.preemptions,
+            )
+        )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), MEMORY_SAMPLE_INTERVAL_S)
 
@@ -272,7 +287,7 @@ async def run_level(
         raise ValueError("give exactly one of concurrency or rate_rps")
     rng = np.random.default_rng(seed)
     records: list[RequestRecord] = []
-    memory: list[tuple[float, int, int, int, int]] = []
+    memory: list[MemorySample] = []
     lags: list[float] = []
     waits: list[float] = []
     stop = asyncio.Event()

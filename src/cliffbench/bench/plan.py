@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import psutil
 
 from cliffbench.bench.store import level_key
@@ -23,8 +24,10 @@ __all__ = [
     "Level",
     "Plans",
     "check_model_limits",
+    "engine_order",
     "engine_runs",
     "model_hashes",
+    "ordered_work",
     "plan_levels",
     "plan_requests",
     "preflight",
@@ -89,6 +92,26 @@ def probe_level(spec: StudySpec, level_set: LevelSetSpec, x: float, repeat: int)
 def plan_requests(spec: StudySpec, level: Level, tok: Tokenizer) -> tuple[list[GenRequest], list[GenRequest]]:
     """The requests (and warm-up requests) of one level, as `preflight` builds them."""
     return _build(spec, level, tok, min(e.context_limit() for e in spec.engines))
+
+
+def engine_order(spec: StudySpec, repeat: int) -> list[EngineSpec]:
+    """The engines of repeat `repeat`: a seeded permutation rotated by one per repeat, so that each
+    engine runs early in one repeat and late in another and slow drift of the machine is shared."""
+    perm = np.random.default_rng(spec.seed).permutation(len(spec.engines))
+    shift = repeat % len(perm)
+    return [spec.engines[int(i)] for i in np.roll(perm, -shift)]
+
+
+def ordered_work(spec: StudySpec, levels: list[Level]) -> list[tuple[EngineSpec, Level]]:
+    """(engine, level) in the order they run: repeat by repeat, engines in `engine_order`."""
+    rounds = max((lv.repeat for lv in levels), default=-1) + 1
+    return [
+        (es, lv)
+        for r in range(rounds)
+        for es in engine_order(spec, r)
+        for lv in levels
+        if lv.repeat == r and engine_runs(es, lv)
+    ]
 
 
 def study_tokenizer(spec: StudySpec) -> Tokenizer:

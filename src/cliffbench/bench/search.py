@@ -28,7 +28,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cliffbench.bench.study import SearchSpec
+from cliffbench.bench.search_spec import SearchSpec
 from cliffbench.files import atomic_file
 
 __all__ = ["CliffFound", "CliffSearch", "SearchStep", "read_searches", "search_path", "write_search"]

@@ -22,30 +22,26 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from cliffbench.bench.busy import cpu_snapshot, foreign_since
 from cliffbench.bench.clients import run_split
 from cliffbench.bench.faults import pause
-from cliffbench.bench.loadgen import LevelRun
-from cliffbench.bench.metrics import add_request_metrics, min_n_for_ci, summarize_level
+from cliffbench.bench.metrics import summarize_level
 from cliffbench.bench.plan import (
     Level,
     Plans,
-    engine_runs,
+    engine_order,
     model_hashes,
+    ordered_work,
     plan_levels,
-    plan_requests,
     preflight,
-    probe_level,
     study_tokenizer,
 )
 from cliffbench.bench.probes import local_hardware
 from cliffbench.bench.progress import LevelTask, Reporter
 from cliffbench.bench.provenance import collect_provenance
-from cliffbench.bench.repeats import SloJudge, judge_requests
-from cliffbench.bench.search import CliffFound, CliffSearch, write_search
+from cliffbench.bench.search_run import ProbeRunner, search_cliff
 from cliffbench.bench.store import (
     LevelInfo,
     level_done,
@@ -56,42 +52,15 @@ from cliffbench.bench.store import (
     write_level,
     write_manifest,
 )
-from cliffbench.bench.study import LevelSetSpec, StudySpec
+from cliffbench.bench.study import StudySpec
+from cliffbench.bench.tables import level_tables
 from cliffbench.config import InputError
 from cliffbench.engines import make_engine
 from cliffbench.engines.base import Engine, engine_failure
 from cliffbench.engines.specs import EngineSpec
 from cliffbench.models import resolve_model
-from cliffbench.models.tokenizer import Tokenizer
 
 __all__ = ["engine_order", "run_study", "run_study_async"]
-
-
-def _tables(run: LevelRun) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    rows, toks = [], []
-    for r in run.records:
-        t = r.token_times_s
-        rows.append(
-            {
-                "request_id": r.request_id,
-                "warmup": r.warmup,
-                "status": r.status,
-                "error": r.error,
-                "prompt_tokens": r.prompt_tokens,
-                "max_tokens": r.max_tokens,
-                "output_tokens": len(t),
-                "t_submit_s": r.t_submit_s,
-                "t_first_s": t[0] if t else np.nan,
-                "t_end_s": t[-1] if t else np.nan,
-                "t_done_s": r.t_done_s,
-                "queue_s": r.t_scheduled_s - r.t_submit_s,
-            }
-        )
-        toks.append(pd.DataFrame({"request_id": r.request_id, "k": np.arange(len(t)), "t_s": t}))
-    requests = add_request_metrics(pd.DataFrame(rows))
-    tokens = pd.concat(toks, ignore_index=True) if toks else pd.DataFrame(columns=["request_id", "k", "t_s"])
-    memory = pd.DataFrame(run.memory, columns=["t_s", "reserved_bytes", "live_bytes", "live_seqs", "waiting"])
-    return requests, tokens, memory
 
 
 def _info(spec: StudySpec, es: EngineSpec, level: Level, **kw: Any) -> LevelInfo:
@@ -146,26 +115,6 @@ def _failed(
     return info
 
 
-def engine_order(spec: StudySpec, repeat: int) -> list[EngineSpec]:
-    """The engines of repeat `repeat`: a seeded permutation rotated by one per repeat, so that each
-    engine runs early in one repeat and late in another and slow drift of the machine is shared."""
-    perm = np.random.default_rng(spec.seed).permutation(len(spec.engines))
-    shift = repeat % len(perm)
-    return [spec.engines[int(i)] for i in np.roll(perm, -shift)]
-
-
-def _ordered(spec: StudySpec, levels: list[Level]) -> list[tuple[EngineSpec, Level]]:
-    """(engine, level) in the order they run: repeat by repeat, engines in `engine_order`."""
-    rounds = max((lv.repeat for lv in levels), default=-1) + 1
-    return [
-        (es, lv)
-        for r in range(rounds)
-        for es in engine_order(spec, r)
-        for lv in levels
-        if lv.repeat == r and engine_runs(es, lv)
-    ]
-
-
 async def _measure(
     spec: StudySpec, es: EngineSpec, engine: Engine, level: Level, plans: Plans, reporter: Reporter | None
 ) -> tuple[LevelInfo, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -197,7 +146,7 @@ async def _measure(
         busy = foreign.foreign_cores > spec.busy.max_foreign_cores
         if not busy or attempt > spec.busy.reruns or engine_failure(engine):  # a dead engine: no rerun
             break
-    requests, tokens, memory = _tables(run)
+    requests, tokens, memory = level_tables(run)
     summary = summarize_level(
         requests, tokens, slo=spec.slo.thresholds, target_concurrency=level.concurrency, seed=spec.seed
     )
@@ -334,7 +283,7 @@ async def _run_study_locked(
     engines: Mapping[str, Engine] | None,
     keep_failed: bool = False,
 ) -> None:
-    work = _ordered(spec, plan_levels(spec))
+    work = ordered_work(spec, plan_levels(spec))
     todo = {
         lv.key(es.name)
         for es, lv in work
@@ -397,111 +346,42 @@ async def _run_study_locked(
                 wanted = ls.load.search.engines if ls.load.search is not None else None
                 if ls.load.only_at.get(es.name) == [] or (wanted is not None and es.name not in wanted):
                     continue  # the engine sits this level set (or its search) out
-                await _search(spec, es, ls, pool, manifest, tok, reporter, root, force, keep_failed)
+                measure = _prober(spec, es, pool, manifest, reporter, root)
+                await search_cliff(spec, es, ls, tok, root, force=force, keep_failed=keep_failed, measure=measure)
                 if not spec.keep_engines_loaded:
                     await pool.release(es.name)
     finally:
         await pool.close()
 
 
-def _stored_loads(spec: StudySpec, es: EngineSpec, ls: LevelSetSpec, root: Path | None) -> dict[float, list[LevelInfo]]:
-    """Load -> the stored, undamaged levels of engine `es` in level set `ls`, by repeat."""
-    out: dict[float, list[LevelInfo]] = {}
-    for folder in sorted((study_dir(spec.name, root) / "levels").glob(f"{es.name}__{ls.name}__*")):
-        if not level_done(spec.name, folder.name, root, keep_failed=True):
-            continue
-        info = LevelInfo.model_validate_json((folder / "level.json").read_text())
-        x = info.concurrency if info.concurrency is not None else info.rate_rps
-        if x is not None and info.engine == es.name and info.level_set == ls.name:
-            out.setdefault(float(x), []).append(info)
-    return {x: sorted(v, key=lambda i: i.repeat) for x, v in out.items()}
-
-
-async def _search(
+def _prober(
     spec: StudySpec,
     es: EngineSpec,
-    ls: LevelSetSpec,
     pool: _Engines,
     manifest: dict[str, Any],
-    tok: Tokenizer,
     reporter: Reporter | None,
     root: Path | None,
-    force: bool,
-    keep_failed: bool,
-) -> CliffFound:
-    """Search one engine's cliff in level set `ls` (bench/search.py). Every level stored at a load
-    (the grid's, or an earlier run's probes) is a probe already paid for; each new probe is
-    measured `load.repeats` times, and once more per visit while its verdict is uncertain, as
-    stored levels marked `probe`. With `force`, earlier probes are measured again."""
-    search = ls.load.search
-    assert search is not None
-    th, pc = search.judge_terms()
-    judge = SloJudge(th, pc) if th else SloJudge.of(spec.slo)
-    state = CliffSearch(search)
-    # each probe's first `load.repeats` repeats hold together enough requests for an interval of
-    # every SLO percentile (p90: 29, p99: 299): fewer could only ever be uncertain
-    need = max(min_n_for_ci(judge.percentile(m), judge.level) for m in judge.thresholds)
-    per_repeat = max(ls.load.requests_per_level or 0, -(-need // ls.load.repeats))
-    probe_set = ls.model_copy(update={"load": ls.load.model_copy(update={"requests_per_level": per_repeat})})
-    t0 = asyncio.get_running_loop().time()
-    measured = 0
-    stored = _stored_loads(spec, es, ls, root)
-    if force:  # the grid phase measured the grid again; the search's own probes are redone
-        for load in list(stored):
-            for info in [i for i in stored[load] if i.probe]:
-                shutil.rmtree(study_dir(spec.name, root) / "levels" / info.level_key, ignore_errors=True)
-            stored[load] = [i for i in stored[load] if not i.probe]
-    if not keep_failed:  # a failed repeat is measured again, like a failed grid level
-        stored = {x: [i for i in v if i.status == "ok"] for x, v in stored.items()}
-    infos: dict[float, list[LevelInfo]] = {x: v for x, v in stored.items() if v}
+) -> ProbeRunner:
+    """Measure and store one probe level of engine `es` (as the grid's levels are), marked `probe`."""
 
-    def judged(x: float) -> str:
-        parts = []
-        for info in infos.get(x, []):
-            folder = study_dir(spec.name, root) / "levels" / info.level_key
-            if info.status == "ok":
-                parts.append(pd.read_parquet(folder / "requests.parquet"))
-        reqs = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["status"])
-        if len(reqs) and "warmup" in reqs:
-            reqs = reqs[~reqs["warmup"].astype(bool)]
-        failed = sum(i.status != "ok" for i in infos.get(x, []))
-        return str(judge_requests(reqs, failed, judge)["slo_verdict"])
+    async def measure(lv: Level, plans: Plans) -> LevelInfo:
+        engine = await pool.get(es, manifest, spec, root)
+        if engine is None:
+            info = _failed(spec, es, lv, pool.broken[es.name], root, probe=True)
+        else:
+            try:
+                info, reqs, tokens, memory = await _measure(spec, es, engine, lv, plans, reporter)
+                info = info.model_copy(update={"probe": True})
+                _store(info, reqs, tokens, memory, root)
+            except (asyncio.CancelledError, KeyboardInterrupt, _NotStored):
+                raise
+            except Exception as exc:
+                info = _failed(spec, es, lv, f"{type(exc).__name__}: {exc}", root, probe=True)
+        if reporter:
+            reporter.level_finished(info)
+        return info
 
-    for g in sorted(infos):
-        state.record(g, judged(g), len(infos[g]), source="probe" if any(i.probe for i in infos[g]) else "grid")
-    while (x := state.next_x()) is not None:
-        have = len(infos.get(x, []))
-        want = ls.load.repeats if have < ls.load.repeats else have + 1
-        taken = {i.repeat for i in infos.get(x, [])}
-        for _ in range(have, min(want, search.max_repeats)):
-            r = min(set(range(search.max_repeats + len(taken) + 1)) - taken)
-            taken.add(r)
-            lv = probe_level(spec, probe_set, x, r)
-            engine = await pool.get(es, manifest, spec, root)
-            if engine is None:
-                info = _failed(spec, es, lv, pool.broken[es.name], root, probe=True)
-            else:
-                try:
-                    plans = {(lv.index, r): plan_requests(spec, lv, tok)}
-                except ValueError as exc:
-                    raise InputError(f"level_sets.{ls.name}.load.search: {exc}") from None
-                try:
-                    info, reqs, tokens, memory = await _measure(spec, es, engine, lv, plans, reporter)
-                    info = info.model_copy(update={"probe": True})
-                    _store(info, reqs, tokens, memory, root)
-                except (asyncio.CancelledError, KeyboardInterrupt, _NotStored):
-                    raise
-                except Exception as exc:
-                    info = _failed(spec, es, lv, f"{type(exc).__name__}: {exc}", root, probe=True)
-            measured += 1
-            if reporter:
-                reporter.level_finished(info)
-            infos.setdefault(x, []).append(info)
-        state.record(x, judged(x), len(infos.get(x, [])))
-    found = state.result(study=spec.name, engine=es.name, level_set=ls.name, slo=judge.text(), confidence=judge.level)
-    found = found.model_copy(update={"probes_measured": measured, "wall_s": asyncio.get_running_loop().time() - t0})
-    write_search(study_dir(spec.name, root), found)
-    return found
+    return measure
 
 
 def run_study(

@@ -13,6 +13,7 @@ the level. At an engine's cliff the metric that broke names the mechanism:
   documents in the level set: their prefill blocks the short requests behind them).
 - TPOT broke: each decode step serves a bigger batch: "TPOT grows x3.1 from 1 to 8 users:
   batch-bound".
+- Sequences were preempted: the KV pool is full, and evicted sequences are recomputed.
 - Requests failed: the engine refused or dropped them (a queue limit's 503, a timeout).
 """
 
@@ -58,6 +59,13 @@ def latency_components(res: Results, level_set: str) -> pd.DataFrame:
         m = m[m["level_set"] == level_set]
         out["running"] = m.groupby(_KEYS)["live_seqs"].mean()
         out["waiting"] = m.groupby(_KEYS)["waiting"].mean()
+        if {"steps", "decode_seqs", "preemptions"} <= set(m.columns):
+            # the counters are cumulative per engine: a level's share is last minus first sample
+            counters = m.groupby([*_KEYS, "level_key"])[["steps", "decode_seqs", "preemptions"]]
+            per = counters.max() - counters.min()
+            tot = per.groupby(level=list(range(len(_KEYS)))).sum()
+            out["step_batch"] = (tot["decode_seqs"] / tot["steps"].where(tot["steps"] > 0)).astype(float)
+            out["preemptions"] = tot["preemptions"]
     first_error = r[r["failed"]].groupby(_KEYS)["error"].first() if r["failed"].any() else None
     out = out.reset_index()
     if first_error is not None:
@@ -68,7 +76,7 @@ def latency_components(res: Results, level_set: str) -> pd.DataFrame:
 @dataclass(frozen=True)
 class CliffCause:
     engine: str
-    mechanism: str  # 'queue', 'prefill', 'decode', 'failures', 'none' (no cliff in range)
+    mechanism: str  # 'queue', 'prefill', 'decode', 'kv', 'failures', 'none' (no cliff in range)
     text: str
 
 
@@ -131,6 +139,14 @@ def cliff_cause(
             f"{n_failed} of {n} requests failed {where}" + (f": {err.splitlines()[0][:120]}" if err else ""),
         )
     slo_txt = " and ".join(judge.label(m) for m in broke) or f"the SLO ({judge.text()})"
+    preempted = float(at.get("preemptions", 0) or 0)
+    if preempted > 0:
+        return CliffCause(
+            engine,
+            "kv",
+            f"{slo_txt} breaks {where}: the KV pool is full: {preempted:.0f} sequences preempted (evicted and "
+            f"recomputed) during the level",
+        )
     if "ttft_s" in broke or not broke:
         share = float(at["queue_share"])
         waiting = float(at.get("waiting", math.nan))
@@ -168,8 +184,13 @@ def cliff_cause(
         )
     tpot = float(at["tpot_p50_s"])
     ratio = tpot / float(low["tpot_p50_s"]) if low["tpot_p50_s"] > 0 else math.nan
+    step = float(at.get("step_batch", np.nan))
     running = float(at.get("running", np.nan))
-    batch = f" (mean batch {running:.1f})" if not math.isnan(running) else ""
+    batch = (
+        f" ({step:.1f} sequences per step on average)"
+        if not math.isnan(step)
+        else (f" (mean batch {running:.1f})" if not math.isnan(running) else "")
+    )
     return CliffCause(
         engine,
         "decode",

@@ -49,6 +49,10 @@ class KvMemory:
     live_bytes: int
     live_seqs: int
     waiting: int
+    # cumulative since the engine started: differences over a level give its mean batch per step
+    steps: int = 0  # forward passes (llama_decode calls, vLLM engine steps)
+    decode_seqs: int = 0  # sequences that decoded a token, summed over steps
+    preemptions: int = 0  # sequences evicted from the KV cache to be recomputed (vLLM)
 
 
 class EngineError(RuntimeError):

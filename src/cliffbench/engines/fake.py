@@ -58,6 +58,8 @@ class FakeEngine:
         self._jitter = jitter
         self._rng = np.random.default_rng(spec.seed if spec is not None else 0)
         self.waiting = 0
+        self.steps = 0
+        self.decode_seqs = 0
         self._slots = asyncio.Semaphore(spec.max_batch) if spec is not None else None
         self.in_flight = 0
         self.peak_in_flight = 0
@@ -85,7 +87,14 @@ class FakeEngine:
         }
 
     def memory(self) -> KvMemory:
-        return KvMemory(reserved_bytes=0, live_bytes=0, live_seqs=self.in_flight, waiting=self.waiting)
+        return KvMemory(
+            reserved_bytes=0,
+            live_bytes=0,
+            live_seqs=self.in_flight,
+            waiting=self.waiting,
+            steps=self.steps,
+            decode_seqs=self.decode_seqs,
+        )
 
     async def stream(self, request: GenRequest) -> AsyncIterator[TokenEvent]:
         if self._slots is not None:
@@ -129,6 +138,8 @@ class FakeEngine:
             next_s += step_s  # an absolute grid: a late tick does not delay the ones after it
             await asyncio.sleep(max(0.0, next_s - time.perf_counter()))
             now = time.perf_counter()
+            self.steps += 1
+            self.decode_seqs += sum(1 for e in self._active if now + step_s / 2 >= e.due_s)
             for e in list(self._active):
                 if now + step_s / 2 >= e.due_s:  # half a step of slack: ticks jitter both ways
                     e.queue.put_nowait(now)

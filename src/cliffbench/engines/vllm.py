@@ -67,6 +67,9 @@ class _SchedulerProbe:
         self.kv_cache_usage = 0.0
         self.running = 0
         self.waiting = 0
+        self.steps = 0
+        self.decode_seqs = 0
+        self.preemptions = 0
 
     def factory(self, vllm_config: Any, engine_index: int = 0) -> Any:
         from vllm.v1.metrics.loggers import StatLoggerBase
@@ -82,6 +85,10 @@ class _SchedulerProbe:
                     probe.kv_cache_usage = float(scheduler_stats.kv_cache_usage)
                     probe.running = int(scheduler_stats.num_running_reqs)
                     probe.waiting = int(scheduler_stats.num_waiting_reqs)
+                if iteration_stats is not None:
+                    probe.steps += 1
+                    probe.decode_seqs += int(getattr(iteration_stats, "num_generation_tokens", 0))
+                    probe.preemptions += int(getattr(iteration_stats, "num_preempted_reqs", 0))
 
             def log_engine_initialized(self) -> None:
                 pass
@@ -240,4 +247,7 @@ class VllmEngine:
             live_bytes=int(p.kv_cache_usage * self._reserved_bytes),
             live_seqs=p.running,
             waiting=p.waiting,
+            steps=p.steps,
+            decode_seqs=p.decode_seqs,
+            preemptions=p.preemptions,
         )

@@ -1,0 +1,117 @@
+"""The cliff search run against an engine: stored levels first, then probes (bench/search.py).
+
+The state machine in `bench.search` decides where to look; this drives it. Every level stored at
+a load of the engine's level set (the grid's repeats, or an earlier run's probes) is a probe
+already paid for; each new probe is measured `load.repeats` times (with enough requests for an
+interval of every SLO percentile) and once more per visit while its verdict is uncertain, through
+the `measure` callable the sweep passes in, so a probe is measured and stored exactly as a grid
+level is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pandas as pd
+
+from cliffbench.bench.metrics import min_n_for_ci
+from cliffbench.bench.plan import Level, Plans, plan_requests, probe_level
+from cliffbench.bench.repeats import SloJudge, judge_requests
+from cliffbench.bench.search import CliffFound, CliffSearch, write_search
+from cliffbench.bench.store import LevelInfo, level_done, study_dir
+from cliffbench.bench.study import LevelSetSpec, StudySpec
+from cliffbench.config import InputError
+from cliffbench.engines.specs import EngineSpec
+from cliffbench.models.tokenizer import Tokenizer
+
+__all__ = ["ProbeRunner", "search_cliff"]
+
+ProbeRunner = Callable[[Level, Plans], Awaitable[LevelInfo]]
+
+
+def _stored_loads(spec: StudySpec, es: EngineSpec, ls: LevelSetSpec, root: Path | None) -> dict[float, list[LevelInfo]]:
+    """Load -> the stored, undamaged levels of engine `es` in level set `ls`, by repeat."""
+    out: dict[float, list[LevelInfo]] = {}
+    for folder in sorted((study_dir(spec.name, root) / "levels").glob(f"{es.name}__{ls.name}__*")):
+        if not level_done(spec.name, folder.name, root, keep_failed=True):
+            continue
+        info = LevelInfo.model_validate_json((folder / "level.json").read_text())
+        x = info.concurrency if info.concurrency is not None else info.rate_rps
+        if x is not None and info.engine == es.name and info.level_set == ls.name:
+            out.setdefault(float(x), []).append(info)
+    return {x: sorted(v, key=lambda i: i.repeat) for x, v in out.items()}
+
+
+async def search_cliff(
+    spec: StudySpec,
+    es: EngineSpec,
+    ls: LevelSetSpec,
+    tok: Tokenizer,
+    root: Path | None,
+    *,
+    force: bool,
+    keep_failed: bool,
+    measure: ProbeRunner,
+) -> CliffFound:
+    """Search one engine's cliff in level set `ls` (bench/search.py). Every level stored at a load
+    (the grid's, or an earlier run's probes) is a probe already paid for; each new probe is
+    measured `load.repeats` times, and once more per visit while its verdict is uncertain, as
+    stored levels marked `probe`. With `force`, earlier probes are measured again."""
+    search = ls.load.search
+    assert search is not None
+    th, pc = search.judge_terms()
+    judge = SloJudge(th, pc) if th else SloJudge.of(spec.slo)
+    state = CliffSearch(search)
+    # each probe's first `load.repeats` repeats hold together enough requests for an interval of
+    # every SLO percentile (p90: 29, p99: 299): fewer could only ever be uncertain
+    need = max(min_n_for_ci(judge.percentile(m), judge.level) for m in judge.thresholds)
+    per_repeat = max(ls.load.requests_per_level or 0, -(-need // ls.load.repeats))
+    probe_set = ls.model_copy(update={"load": ls.load.model_copy(update={"requests_per_level": per_repeat})})
+    t0 = asyncio.get_running_loop().time()
+    measured = 0
+    stored = _stored_loads(spec, es, ls, root)
+    if force:  # the grid phase measured the grid again; the search's own probes are redone
+        for load in list(stored):
+            for info in [i for i in stored[load] if i.probe]:
+                shutil.rmtree(study_dir(spec.name, root) / "levels" / info.level_key, ignore_errors=True)
+            stored[load] = [i for i in stored[load] if not i.probe]
+    if not keep_failed:  # a failed repeat is measured again, like a failed grid level
+        stored = {x: [i for i in v if i.status == "ok"] for x, v in stored.items()}
+    infos: dict[float, list[LevelInfo]] = {x: v for x, v in stored.items() if v}
+
+    def judged(x: float) -> str:
+        parts = []
+        for info in infos.get(x, []):
+            folder = study_dir(spec.name, root) / "levels" / info.level_key
+            if info.status == "ok":
+                parts.append(pd.read_parquet(folder / "requests.parquet"))
+        reqs = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["status"])
+        if len(reqs) and "warmup" in reqs:
+            reqs = reqs[~reqs["warmup"].astype(bool)]
+        failed = sum(i.status != "ok" for i in infos.get(x, []))
+        return str(judge_requests(reqs, failed, judge)["slo_verdict"])
+
+    for g in sorted(infos):
+        state.record(g, judged(g), len(infos[g]), source="probe" if any(i.probe for i in infos[g]) else "grid")
+    while (x := state.next_x()) is not None:
+        have = len(infos.get(x, []))
+        want = ls.load.repeats if have < ls.load.repeats else have + 1
+        taken = {i.repeat for i in infos.get(x, [])}
+        for _ in range(have, min(want, search.max_repeats)):
+            r = min(set(range(search.max_repeats + len(taken) + 1)) - taken)
+            taken.add(r)
+            lv = probe_level(spec, probe_set, x, r)
+            try:
+                plans = {(lv.index, r): plan_requests(spec, lv, tok)}
+            except ValueError as exc:
+                raise InputError(f"level_sets.{ls.name}.load.search: {exc}") from None
+            infos.setdefault(x, []).append(await measure(lv, plans))
+            measured += 1
+        state.record(x, judged(x), len(infos.get(x, [])))
+    found = state.result(study=spec.name, engine=es.name, level_set=ls.name, slo=judge.text(), confidence=judge.level)
+    found = found.model_copy(update={"probes_measured": measured, "wall_s": asyncio.get_running_loop().time() - t0})
+    write_search(study_dir(spec.name, root), found)
+    return found
