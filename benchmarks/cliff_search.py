@@ -74,7 +74,7 @@ def _study(name: str, engine: dict[str, Any], high: int, search: bool, repeats: 
     )
 
 
-async def _one(spec: StudySpec, root: Path) -> tuple[float, list[float | None], int]:
+async def _one(spec: StudySpec, root: Path) -> tuple[float, list[float | None], int, list[float]]:
     engine = make_engine(spec.engines[0])
     await engine.start()
     try:
@@ -87,10 +87,16 @@ async def _one(spec: StudySpec, root: Path) -> tuple[float, list[float | None], 
     searches = read_searches(study_dir(spec.name, root))
     if searches:
         s = searches[0]
-        return wall, [s.meets_up_to, s.first_miss], len(res.levels)
+        return wall, [s.meets_up_to, s.first_miss], len(res.levels), s.undecided
     pooled = pool_repeats(res.levels, res.requests, SloJudge.of(spec.slo))
     c = engine_cliff_details(pooled)[spec.engines[0].name]
-    return wall, [c.meets_up_to or None, c.first_miss], len(res.levels)
+    return wall, [c.meets_up_to or None, c.first_miss], len(res.levels), []
+
+
+def _overlap(a: list[float | None], b: list[float | None]) -> bool:
+    lo = max(x or 0.0 for x in (a[0], b[0]))
+    hi = min(x if x is not None else float("inf") for x in (a[1], b[1]))
+    return lo < hi
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
@@ -103,8 +109,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             got: dict[str, Any] = {}
             for how in order:
                 spec = _study(f"{name}-{how}", ENGINES[name], args.high, how == "search", args.repeats)
-                wall, cliff, n_levels = await _one(spec, root)
-                got[how] = {"wall_s": round(wall, 1), "cliff": cliff, "level_runs": n_levels}
+                wall, cliff, n_levels, undecided = await _one(spec, root)
+                got[how] = {"wall_s": round(wall, 1), "cliff": cliff, "level_runs": n_levels, "undecided": undecided}
                 print(f"{name:14s} {how:6s} {wall:7.1f} s  cliff {cliff}  ({n_levels} level runs)", flush=True)
             rows.append(
                 {
@@ -114,6 +120,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     **{f"{k}_{how}": v for how, d in got.items() for k, v in d.items()},
                     "time_ratio_search_over_grid": round(got["search"]["wall_s"] / got["grid"]["wall_s"], 3),
                     "same_cliff": got["search"]["cliff"] == got["grid"]["cliff"],
+                    # both brackets contain a common cliff: [last meeting, first missing) overlap
+                    "consistent": _overlap(got["search"]["cliff"], got["grid"]["cliff"]),
                 }
             )
     finally:
@@ -143,7 +151,7 @@ def main() -> None:
     for r in out["rows"]:
         print(
             f"{r['engine']}: search/grid time x{r['time_ratio_search_over_grid']}, cliffs search {r['cliff_search']} "
-            f"grid {r['cliff_grid']}, same: {r['same_cliff']}"
+            f"grid {r['cliff_grid']}, same: {r['same_cliff']}, consistent: {r['consistent']}"
         )
 
 
