@@ -12,7 +12,7 @@ import pytest
 
 from cliffbench.config import InputError, parse_spec
 from cliffbench.engines import vllm as vllm_engine
-from cliffbench.engines.llamacpp import model_params, tensor_split_array
+from cliffbench.engines.parallel import model_params, tensor_split_array
 from cliffbench.engines.servers import server_command
 from cliffbench.engines.specs import LlamaCppSerialSpec, LlamaCppSlotsSpec, ServerSpec, VllmSpec
 from cliffbench.models.spec import ModelSpec

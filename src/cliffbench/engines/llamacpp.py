@@ -28,39 +28,13 @@ import numpy as np
 
 from cliffbench.config import InputError
 from cliffbench.engines.base import EngineError, GenRequest, KvMemory, RequestRejected, TokenEvent
+from cliffbench.engines.parallel import model_params
 from cliffbench.engines.specs import LlamaCppSpec
 
-__all__ = ["FLASH_ATTN_TYPE", "SPLIT_MODE", "LlamaCppEngine", "model_params", "queue_full", "tensor_split_array"]
+__all__ = ["FLASH_ATTN_TYPE", "LlamaCppEngine", "queue_full"]
 
 # llama_context_params.flash_attn_type for each `flash_attn` setting
 FLASH_ATTN_TYPE = {"auto": -1, "off": 0, "on": 1}
-# llama_model_params.split_mode (enum llama_split_mode) for each `split_mode` setting
-SPLIT_MODE = {"none": 0, "layer": 1, "row": 2}
-
-
-def tensor_split_array(shares: list[float], max_devices: int) -> ctypes.Array[ctypes.c_float]:
-    """llama_model_params.tensor_split: a float per device, LLAMA_MAX_DEVICES long (llama.cpp
-    reads that many), the unused ones 0. The caller keeps it alive while the model loads."""
-    if len(shares) > max_devices:
-        raise InputError(f"tensor_split: {len(shares)} shares, this llama.cpp build takes at most {max_devices}")
-    return (ctypes.c_float * max_devices)(*shares)
-
-
-def model_params(spec: LlamaCppSpec) -> tuple[Any, ctypes.Array[ctypes.c_float] | None]:
-    """llama_model_params of `spec` (GPU offload and split), and the tensor_split array they point
-    into, to be kept alive while the model loads."""
-    import llama_cpp as lc
-
-    mparams = lc.llama_model_default_params()
-    mparams.n_gpu_layers = spec.n_gpu_layers if spec.n_gpu_layers >= 0 else 999
-    mparams.split_mode, mparams.main_gpu = SPLIT_MODE[spec.split_mode], spec.main_gpu
-    split = None
-    if spec.tensor_split is not None:
-        split = tensor_split_array(spec.tensor_split, lc.LLAMA_MAX_DEVICES)
-        mparams.tensor_split = split
-    return mparams, split
-
-
 _DONE = object()
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from cliffbench.config import PROJECT_ROOT, InputError
-from cliffbench.engines.llamacpp import SPLIT_MODE
+from cliffbench.engines.parallel import SPLIT_MODE
 from cliffbench.engines.specs import LlamaCppSpec, ServerSpec, VllmSpec, omp_bind
 from cliffbench.models import resolve_model
 

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 
 from cliffbench.config import InputError, Spec
+from cliffbench.engines.parallel import LlamaCppGpuSplit, VllmParallel
 from cliffbench.hardware import cpu_info, usable_cpus
 from cliffbench.models.spec import ModelSpec
 
@@ -117,7 +118,7 @@ class _EngineBase(Spec):
         return 1
 
 
-class VllmSpec(_EngineBase):
+class VllmSpec(VllmParallel, _EngineBase):
     """vLLM's async engine in-process. Defaults follow vLLM's CPU docs for this 2-core machine:
     the OpenMP threads bind to every core (`omp_threads_bind="all"`) instead of vLLM's default of
     reserving one core for the front end, which halves throughput here (FIELD_NOTES)."""
@@ -136,13 +137,6 @@ class VllmSpec(_EngineBase):
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     enforce_eager: bool = True
     enable_prefix_caching: bool = False
-    tensor_parallel_size: int = Field(1, gt=0)
-    pipeline_parallel_size: int = Field(1, gt=0, description="pipeline stages: layers split over this many GPUs")
-    distributed_executor_backend: Literal["mp", "ray"] | None = Field(
-        None,
-        description="how vLLM runs its workers: 'mp' processes on this node, 'ray' a Ray cluster (engines "
-        "spanning nodes; needs the `cluster` extra); None: vLLM's choice (mp on one node)",
-    )
     omp_threads_bind: str = Field(
         "all", description="VLLM_CPU_OMP_THREADS_BIND: 'all' = every core, 'auto' = vLLM default, or '0-1'"
     )
@@ -179,26 +173,12 @@ class VllmSpec(_EngineBase):
     def host_reserve_gib(self) -> float:
         return 0.0 if self.device == "cuda" else self.kv_cache_gib
 
-    def gpus(self) -> int:
-        """GPUs the engine spans: every tensor-parallel rank of every pipeline stage."""
-        return self.tensor_parallel_size * self.pipeline_parallel_size
 
-
-class LlamaCppSpec(_EngineBase):
+class LlamaCppSpec(LlamaCppGpuSplit, _EngineBase):
     """What both llama.cpp kinds share; `slot_layout()` is where they differ."""
 
     n_threads: int | None = Field(None, gt=0, description="decode threads; default = all cores")
     n_batch: int = Field(512, gt=0, description="prompt tokens per llama_decode call")
-    n_gpu_layers: int = Field(0, ge=-1, description="-1 offloads every layer (GPU builds)")
-    split_mode: Literal["none", "layer", "row"] = Field(
-        "layer",
-        description="llama.cpp's multi-GPU split: 'none' one GPU (main_gpu), 'layer' layers and their KV "
-        "over the GPUs, 'row' each weight matrix's rows over the GPUs with the KV on main_gpu",
-    )
-    tensor_split: list[float] | None = Field(
-        None, description="share of the offloaded model per GPU, e.g. [3, 1]; None: llama.cpp's default"
-    )
-    main_gpu: int = Field(0, ge=0, description="the GPU of split_mode 'none', and of the KV with 'row'")
     flash_attn: Literal["auto", "on", "off"] = Field("auto", description="llama.cpp default is auto")
     max_queue: int | None = Field(
         None,
@@ -206,28 +186,6 @@ class LlamaCppSpec(_EngineBase):
         description="requests waiting beyond this are rejected, as Ollama answers 503 past OLLAMA_MAX_QUEUE; "
         "None: unbounded",
     )
-
-    @model_validator(mode="after")
-    def _gpu_split(self) -> LlamaCppSpec:
-        ts = self.tensor_split
-        if ts is not None:
-            if not ts or any(x < 0 for x in ts) or sum(ts) <= 0:
-                raise ValueError(f"tensor_split: shares must be >= 0 with a positive sum, got {ts}")
-            if self.split_mode == "none":
-                raise ValueError("tensor_split: split_mode 'none' uses one GPU; set split_mode layer or row")
-            if self.n_gpu_layers == 0:
-                raise ValueError("tensor_split: n_gpu_layers is 0, nothing is offloaded to split")
-            if self.main_gpu >= len(ts):
-                raise ValueError(f"main_gpu: {self.main_gpu} is not one of the {len(ts)} GPUs of tensor_split")
-        return self
-
-    def gpus(self) -> int:
-        """GPUs the engine spans: one per tensor_split share (one without it), none without offload."""
-        if self.n_gpu_layers == 0:
-            return 0
-        if self.split_mode == "none" or self.tensor_split is None:
-            return 1
-        return len(self.tensor_split)
 
     def threads(self) -> int:
         return self.n_threads or usable_cpus()
