@@ -10,7 +10,7 @@ from __future__ import annotations
 from cliffbench.report.sections.audit import claims_section, efficiency_section, gpu_study_section, shapes_section
 from cliffbench.report.sections.cliff import cliff_section
 from cliffbench.report.sections.common import figure_html, fmt, headline_level, measured_levels
-from cliffbench.report.sections.comparisons import comparisons_section, comparisons_sentence
+from cliffbench.report.sections.comparisons import comparisons_section, comparisons_sentence, engine_roles_table
 from cliffbench.report.sections.fidelity import fidelity_sentence
 from cliffbench.report.sections.methods import glossary_table, limitations_section, methods_section
 from cliffbench.report.sections.overhead import engine_overheads, overhead_gap_sentence, overhead_section
@@ -29,6 +29,7 @@ __all__ = [
     "config_table",
     "efficiency_section",
     "engine_overheads",
+    "engine_roles_table",
     "executive_summary",
     "fidelity_sentence",
     "figure_html",

@@ -22,7 +22,14 @@ from cliffbench.engines.specs import EngineSpec, LlamaCppSlotsSpec, VllmSpec
 from cliffbench.report.data import ReportData
 from cliffbench.report.sections.common import fmt, measured_levels
 
-__all__ = ["Comparison", "comparisons", "comparisons_section", "comparisons_sentence", "engine_config_text"]
+__all__ = [
+    "Comparison",
+    "comparisons",
+    "comparisons_section",
+    "comparisons_sentence",
+    "engine_config_text",
+    "engine_roles_table",
+]
 
 KINDS = ("as shipped", "matched precision", "best of each")
 
@@ -158,3 +165,22 @@ def comparisons_sentence(data: ReportData, level_set: str = "chat") -> str:
                 else f"*{kind}*, {c.vllm} against {c.llamacpp}: no paired repeats"
             )
     return f"At {top} users, vLLM over llama.cpp in output tok/s: " + "; ".join(said) + "."
+
+
+def engine_roles_table(data: ReportData, level_set: str = "chat") -> str:
+    """Which comparison each engine of the study stands for (at the highest user count), with its
+    configuration: the legend that makes every leaf of the decision tree name its comparison."""
+    specs, prec = data.results.engine_specs, _precisions(data)
+    rows = comparisons(data, level_set)
+    top = max((c.users for c in rows), default=0)
+    roles: dict[str, list[str]] = {name: [] for name in specs}
+    for c in rows:
+        if c.users == top:
+            for engine in (c.vllm, c.llamacpp):
+                if c.kind not in roles[engine]:
+                    roles[engine].append(c.kind)
+    lines = ["| engine | comparison it stands for | configuration |", "|---|---|---|"]
+    for name, es in specs.items():
+        role = ", ".join(roles[name]) or "none of the three (" + ("preset " + es.preset if es.preset else "tuned") + ")"
+        lines.append(f"| {name} | {role} | {engine_config_text(es, prec[name])} |")
+    return "\n".join(lines)
