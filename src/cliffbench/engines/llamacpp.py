@@ -99,6 +99,8 @@ class LlamaCppEngine:
         self._model: Any = None
         self._ctx: Any = None
         self._batch: Any = None
+        self._steps = 0  # llama_decode calls, and sequences that decoded a token in them
+        self._decode_seqs = 0
         self._tensor_split: Any = None  # llama.cpp holds a pointer into it: kept with the engine
         self._n_vocab = 0
         self._batch_cap = max(spec.n_batch, self.n_slots)
@@ -269,6 +271,8 @@ class LlamaCppEngine:
             live_bytes=sum(s.n_past for s in active) * self.kv_bytes_per_token,
             live_seqs=len(active),
             waiting=len(self._queue),
+            steps=self._steps,
+            decode_seqs=self._decode_seqs,
         )
 
     # -- worker thread ---------------------------------------------------------------------
@@ -327,6 +331,8 @@ class LlamaCppEngine:
                         slot.batch_idx = n - 1
                 if n == 0:
                     continue
+                self._steps += 1
+                self._decode_seqs += sum(1 for s in self._slots if s.job is not None and s.batch_idx >= 0)
                 batch.n_tokens = n
                 rc = lc.llama_decode(self._ctx, batch)
                 if rc != 0:
