@@ -176,6 +176,15 @@ NOTEBOOKS = {
             "**{rec.engine or 'no engine'}**: {rec.verdict}\\n\\n\" + "
             '"\\n".join(f"- {e}" for e in rec.evidence)))'
         ),
+        md("### From your constraints to an option of the matrix"),
+        code(
+            "from cliffbench.decide.constraints import constraint_tree, measured_study\n"
+            "from cliffbench.report.constraints_text import constraint_markdown, readers_markdown\n"
+            "measured = measured_study(res, params.level_set, params.ttft_slo_s, params.tpot_slo_s)\n"
+            "path = constraint_tree(params.reader_constraints(), params.matrix_params(), study=measured)\n"
+            "display(Markdown(constraint_markdown(path)))\n"
+            "display(Markdown(readers_markdown(params.matrix_params(), measured)))"
+        ),
         md("## Architecture Decision Matrix"),
         code(
             "from cliffbench.decide import matrix as mx\nfrom cliffbench.report import matrix_pdf as mxr\n"

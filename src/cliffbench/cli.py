@@ -352,8 +352,19 @@ def recommend(
     ] = 0.25,
     long_prompts: Annotated[bool, typer.Option(help="traffic includes documents near the context limit")] = False,
     level_set: Annotated[str, typer.Option(help="level set of the concurrency curves")] = "chat",
+    data: Annotated[
+        str, typer.Option(help="where prompts may go: any, own-hardware (no managed API) or in-region")
+    ] = "any",
+    gpu: Annotated[
+        str, typer.Option(help="none (a CPU box), rent (no GPU of your own) or the GPU you own, e.g. a100-40gb")
+    ] = "rent",
+    ops_team: Annotated[bool, typer.Option(help="an ops team can run GPU servers (drivers, upgrades, on-call)")] = True,
+    traffic: Annotated[
+        str, typer.Option(help="one, team or service (a service needs replicas); auto: 1 user is one, more a team")
+    ] = "auto",
 ) -> None:
-    """Print the decision tree of a stored study and the engine it recommends for your profile."""
+    """Print the decision tree of a stored study and the engine it recommends for your profile, then the
+    tree from your constraints (data, GPU, ops team, traffic) to an option of the matrix and its cost."""
     from pydantic import ValidationError
 
     from cliffbench.bench.store import load_results
@@ -367,10 +378,19 @@ def recommend(
         flags = {"peak_users": "users", "ttft_slo_s": "ttft-slo", "tpot_slo_s": "tpot-slo"}
         field = str(exc.errors()[0]["loc"][0])
         _fail(one_line_error(exc, "--").replace(f"--{field}", f"--{flags.get(field, field)}", 1))
+    from cliffbench.decide.constraints import ReaderConstraints, constraint_problem, constraint_tree, measured_study
+    from cliffbench.decide.matrix import MatrixParams
+    from cliffbench.report.constraints_text import constraint_text
+
+    for name, value in (("data", data), ("gpu", gpu), ("traffic", traffic)):
+        if problem := constraint_problem(name, value):
+            _fail(f"--{name}: {problem}")
+    reader = ReaderConstraints(data=data, gpu=gpu, ops_team=ops_team, traffic=traffic, users=users)
     try:
         res = load_results(study)
         tree = decision_tree(res, level_set, "mixed", ttft_slo, tpot_slo)
         rec = recommend_for(res, profile, level_set, "mixed")
+        measured = measured_study(res, level_set, ttft_slo, tpot_slo)
     except InputError as exc:
         _fail(str(exc))
     except ValueError as exc:
@@ -379,6 +399,12 @@ def recommend(
     out.print(f"\n[bold]For {users} users:[/] {rec.verdict}", highlight=False)
     for line in rec.evidence:
         out.print(f"  {line}", highlight=False)
+    try:
+        path = constraint_tree(reader, MatrixParams(ttft_slo_s=ttft_slo), study=measured)
+    except InputError as exc:
+        _fail(str(exc))
+    out.print("\n[bold]From your constraints to an option of the matrix:[/]", highlight=False)
+    out.print(constraint_text(path), highlight=False, soft_wrap=True)
 
 
 _MATRIX_FLAGS = {

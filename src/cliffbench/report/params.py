@@ -18,6 +18,7 @@ from cliffbench.config import PROJECT_ROOT, InputError, Spec, parse_spec
 from cliffbench.engines.specs import ENGINE_KINDS
 
 if TYPE_CHECKING:
+    from cliffbench.decide.constraints import ReaderConstraints
     from cliffbench.decide.matrix import MatrixParams
 
 __all__ = [
@@ -71,6 +72,11 @@ class AnalysisParams(Spec):
         2.0, gt=0, description="your TTFT objective, seconds (on the study's SLO percentile: p90 by default)"
     )
     tpot_slo_s: float = Field(0.25, gt=0, description="your TPOT p50 objective, seconds")
+    # the tree from the reader's constraints (cliffbench.decide.constraints; peak_users is its traffic)
+    reader_data: str = Field("any", description="constraint tree: where prompts may go: any, own-hardware, in-region")
+    reader_gpu: str = Field("rent", description="constraint tree: none (a CPU box), rent, or the GPU you own")
+    reader_ops_team: bool = Field(True, description="constraint tree: an ops team can run GPU servers")
+    reader_traffic: str = Field("auto", description="constraint tree: one, team, service, or auto (from peak_users)")
     # the Architecture Decision Matrix (cliffbench.decide.matrix.MatrixParams without the prefix)
     matrix_users: int = Field(25, gt=0, description="decision matrix: concurrent users of your deployment at peak")
     matrix_peak_hours: float = Field(
@@ -127,6 +133,27 @@ class AnalysisParams(Spec):
         if problem := param_problem(str(info.field_name).removeprefix("matrix_"), v):
             raise ValueError(problem)
         return v
+
+    @field_validator("reader_data", "reader_gpu", "reader_traffic")
+    @classmethod
+    def _reader_choices(cls, v: Any, info: ValidationInfo) -> Any:
+        from cliffbench.decide.constraints import constraint_problem
+
+        if problem := constraint_problem(str(info.field_name).removeprefix("reader_"), v):
+            raise ValueError(problem)
+        return v
+
+    def reader_constraints(self) -> ReaderConstraints:
+        """The reader's answers to the constraint tree, with `peak_users` as the traffic."""
+        from cliffbench.decide.constraints import ReaderConstraints
+
+        return ReaderConstraints(
+            data=self.reader_data,
+            gpu=self.reader_gpu,
+            ops_team=self.reader_ops_team,
+            traffic=self.reader_traffic,
+            users=self.peak_users,
+        )
 
     def matrix_params(self) -> MatrixParams:
         """The matrix's MatrixParams from the `matrix_*` parameters, checked against data/matrix/."""

@@ -24,6 +24,7 @@ from cliffbench.decide.matrix.data import PRICING_MODELS, RANKED_STATUSES, Matri
 from cliffbench.hardware import HARDWARE
 
 __all__ = [
+    "NOT_MEASURABLE",
     "DailyCost",
     "GpuPriceUsed",
     "MatrixParams",
@@ -44,7 +45,7 @@ __all__ = [
 
 _MAX_SCALE_OUT = 64
 # cliffbench has no SGLang, TGI, TensorRT-LLM or LMDeploy engine: a study's vLLM curve must not stand in for them
-_NOT_MEASURABLE = ("sglang", "tgi", "tensorrt-llm", "lmdeploy")
+NOT_MEASURABLE = ("sglang", "tgi", "tensorrt-llm", "lmdeploy")
 
 
 class MatrixParams(Spec):
@@ -230,7 +231,7 @@ def _load_study(study: str) -> Any:
 
 def _measured(option: Option, params: MatrixParams, users: int) -> SelfHostedEstimate | None:
     """Throughput and TTFT p50 of a matching engine in `params.study`, when its GPU is `params.hardware`."""
-    if not params.study or option.option_id in _NOT_MEASURABLE:
+    if not params.study or option.option_id in NOT_MEASURABLE:
         return None
     from cliffbench.decide.tree import interpolate
 
