@@ -16,8 +16,9 @@ import pytest
 from cliffbench.bench import sweep
 from cliffbench.bench.repeats import SloJudge, judge_requests
 from cliffbench.bench.search import CliffSearch, read_searches
+from cliffbench.bench.search_spec import SearchSpec, parse_slo_terms
 from cliffbench.bench.store import load_results, study_dir
-from cliffbench.bench.study import SearchSpec, StudySpec, parse_slo_terms
+from cliffbench.bench.study import StudySpec
 from cliffbench.config import InputError, parse_spec
 
 pytestmark = pytest.mark.usefixtures("fixed_probe")

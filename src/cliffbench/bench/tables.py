@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cliffbench.bench.loadgen import LevelRun
+from cliffbench.bench.loadgen import MEMORY_COLUMNS, LevelRun
 from cliffbench.bench.metrics import add_request_metrics
 
 __all__ = ["level_tables"]
@@ -35,5 +35,5 @@ def level_tables(run: LevelRun) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFram
         toks.append(pd.DataFrame({"request_id": r.request_id, "k": np.arange(len(t)), "t_s": t}))
     requests = add_request_metrics(pd.DataFrame(rows))
     tokens = pd.concat(toks, ignore_index=True) if toks else pd.DataFrame(columns=["request_id", "k", "t_s"])
-    memory = pd.DataFrame(run.memory, columns=["t_s", "reserved_bytes", "live_bytes", "live_seqs", "waiting"])
+    memory = pd.DataFrame(run.memory, columns=MEMORY_COLUMNS)
     return requests, tokens, memory
