@@ -6,12 +6,12 @@ import pandas as pd
 from matplotlib.axes import Axes
 
 from cliffbench.report.figures.style import note, require_columns
-from cliffbench.report.figures.timeline import _PHASES
+from cliffbench.report.figures.timeline import PHASE_COLOURS
 
 __all__ = ["plot_latency_components"]
 
-_PARTS = {"queue_s": ("waiting", _PHASES["waiting"]), "prefill_s": ("prefill", _PHASES["prefill"])}
-_PARTS["decode_s"] = ("decoding", _PHASES["decoding"])
+_PARTS = {"queue_s": ("waiting", PHASE_COLOURS["waiting"]), "prefill_s": ("prefill", PHASE_COLOURS["prefill"])}
+_PARTS["decode_s"] = ("decoding", PHASE_COLOURS["decoding"])
 
 
 def plot_latency_components(

@@ -25,7 +25,7 @@ from cliffbench.report.figures.style import (
 __all__ = ["plot_hol_blocking", "plot_timeline"]
 
 
-_PHASES: dict[str, Colour] = {
+PHASE_COLOURS: dict[str, Colour] = {
     "waiting": COLORBLIND[1],
     "prefill": COLORBLIND[3],
     "waiting + prefill": COLORBLIND[4],
@@ -59,8 +59,8 @@ def plot_timeline(ax: Axes, requests: pd.DataFrame, engine: str, level_key: str)
     handles = []
     for label, (m, start, end) in segments.items():
         if m.any():
-            ax.barh(y[m], end[m] - start[m], left=start[m], height=0.8, color=_PHASES[label], linewidth=0)
-            handles.append(Patch(color=_PHASES[label], label=label))
+            ax.barh(y[m], end[m] - start[m], left=start[m], height=0.8, color=PHASE_COLOURS[label], linewidth=0)
+            handles.append(Patch(color=PHASE_COLOURS[label], label=label))
     failed = ~ok
     if failed.any():
         # a failed request may lack its end stamp: draw it to the last moment anything happened
