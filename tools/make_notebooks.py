@@ -136,6 +136,11 @@ NOTEBOOKS = {
             "    display(HTML(nv.figure_html(figs[name], FIGURE_CAPTIONS[name])))\n"
             "display(Markdown(nv.levels_table(data, params.level_set)))"
         ),
+        md("### Where each engine's cliff is, and why"),
+        code(
+            "display(Markdown(nv.cliff_section(data, params.level_set)))\n"
+            'display(HTML(nv.figure_html(figs["cliff_causes"], FIGURE_CAPTIONS["cliff_causes"])))'
+        ),
         md("### Queueing made visible"),
         code(
             'for name in ["timeline", "hol_blocking"]:\n'
@@ -176,6 +181,8 @@ NOTEBOOKS = {
             "**{rec.engine or 'no engine'}**: {rec.verdict}\\n\\n\" + "
             '"\\n".join(f"- {e}" for e in rec.evidence)))'
         ),
+        md("Every engine in the tree stands for one of the three comparisons (or none), configured as shown:"),
+        code("display(Markdown(nv.engine_roles_table(data, params.level_set)))"),
         md("### From your constraints to an option of the matrix"),
         code(
             "from cliffbench.decide.constraints import constraint_tree, measured_study\n"
