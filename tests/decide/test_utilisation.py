@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from cliffbench.cli import app
 from cliffbench.config import InputError
 from cliffbench.decide import matrix as mx
-from cliffbench.decide.matrix.model import self_hosted_daily
+from cliffbench.decide.matrix.daily import self_hosted_daily
 
 runner = CliRunner()
 DAY = "2026-12-02"

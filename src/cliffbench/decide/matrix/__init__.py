@@ -5,7 +5,10 @@ option x scored criterion, and GPU hourly prices. Two criteria are computed for 
 profile instead of typed in:
 
 - cost, USD per 1M output tokens. Managed: (input x input price + output x output price) / output,
-  per request, so the input mix counts. Self-hosted: replicas x GPU USD/h / output tokens per hour.
+  per request, so the input mix counts. Self-hosted: GPU-hours paid a day x USD/h / output tokens
+  served a day, under a daily load profile (peak users for some hours, off-peak users the rest, or a
+  utilisation fraction; autoscaling replicas optional): idle hours are paid (daily.py). The GPU-hour
+  is the cheapest stored price of one pricing model (on-demand VM, serverless, marketplace).
 - ttft, seconds. Self-hosted only; managed APIs publish no TTFT guarantee, so their cells say so.
 
 Self-hosted throughput comes from a stored study when its GPU matches the hardware ("measured:
@@ -22,14 +25,17 @@ users, prompt I and output O tokens, prefill rate P and batched decode rate D(B)
 where X is requests/s and service the time a request holds its slot; wait is 0 while every user
 has a slot. Options that may scale out (vLLM behind LiteLLM) add replicas until the TTFT SLO holds.
 
-Scores: each criterion is min-max normalised to 0..1 over the options that know it (computed
-criteria on a log scale: half the price counts the same at any price); an unknown cell is left out
-of that criterion's normalisation and of its option's weighted mean, and flagged. Discontinued
-options are shown but never ranked.
+Scores: each criterion is min-max normalised to 0..1 over the ranked options that know it
+(computed criteria on a log scale: half the price counts the same at any price); an unknown cell
+is left out of that criterion's normalisation and of its option's weighted mean, and flagged; an
+'n/a' cell is left out unflagged. Retired, retiring and discontinued options, and any past an
+announced shutdown, are shown but never ranked. Every cell and price is dated; freshness.py flags
+what is older than `stale_after_months` on the report date.
 """
 
 from __future__ import annotations
 
+from cliffbench.decide.matrix.daily import DailyCost, cost_curve, load_profile, self_hosted_daily
 from cliffbench.decide.matrix.data import (
     MATRIX_DIR,
     PRICING_MODELS,
@@ -45,7 +51,6 @@ from cliffbench.decide.matrix.model import (
     MatrixParams,
     SelfHostedEstimate,
     check_params,
-    cost_curve,
     gpu_price,
     managed_cost_usd_per_1m,
     param_problem,
@@ -66,6 +71,7 @@ __all__ = [
     "PRICING_MODELS",
     "Cell",
     "Criterion",
+    "DailyCost",
     "GpuPrice",
     "GpuPriceUsed",
     "MatrixData",
@@ -80,10 +86,12 @@ __all__ = [
     "exclusion_reason",
     "gpu_price",
     "load_matrix",
+    "load_profile",
     "managed_cost_usd_per_1m",
     "param_problem",
     "parse_assignments",
     "score_matrix",
+    "self_hosted_daily",
     "self_hosted_estimate",
     "sensitivity",
 ]

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from cliffbench.config import fmt_number
+from cliffbench.decide.matrix.daily import load_profile, self_hosted_daily
 from cliffbench.decide.matrix.data import RANKED_STATUSES, MatrixData, Option, load_matrix
 from cliffbench.decide.matrix.freshness import Freshness, freshness, past_shutdown
 from cliffbench.decide.matrix.model import (
@@ -18,10 +19,8 @@ from cliffbench.decide.matrix.model import (
     check_params,
     engine_precision,
     gpu_price,
-    load_profile,
     managed_cost_usd_per_1m,
     report_day,
-    self_hosted_daily,
 )
 
 __all__ = [
