@@ -70,10 +70,7 @@ def freshness_markdown(r: MatrixResult) -> str:
     """How old the matrix's numbers are on the report date: stale prices, shutdowns, stale cells."""
     f = r.freshness
     name = {o: opt.name for o, opt in r.data.options.items()}
-    out = [
-        f"On {f.report_date.isoformat()}, with a value stale once its as-of date is more than "
-        f"{f.stale_after_months} months old: {f.summary()}."
-    ]
+    out = [f"A value is stale once its as-of date is more than {f.stale_after_months} months old: {f.summary()}."]
     if f.failing:
         items = "; ".join(f"{name.get(p.option, p.option)}: {p.what}, as of {p.as_of}" for p in f.failing)
         out.append(
