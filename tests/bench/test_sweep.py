@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from cliffbench.bench import plan, sweep
-from cliffbench.bench.loadgen import run_level
+from cliffbench.bench.clients import run_split
 from cliffbench.bench.store import load_results
 from cliffbench.bench.study import StudySpec
 
@@ -62,7 +62,7 @@ def test_vllm_sweep(vllm_session: Any, tmp_path: Path) -> None:
 
 def test_resume_after_crash(model: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = _spec([{"kind": "llamacpp-serial", "n_ctx": 128}])
-    real = run_level
+    real = run_split
     calls = {"n": 0}
 
     async def dies_on_second(*a: Any, **k: Any) -> Any:
@@ -71,14 +71,14 @@ def test_resume_after_crash(model: Any, tmp_path: Path, monkeypatch: pytest.Monk
             raise KeyboardInterrupt  # Ctrl-C in the middle of level 2
         return await real(*a, **k)
 
-    monkeypatch.setattr(sweep, "run_level", dies_on_second)
+    monkeypatch.setattr(sweep, "run_split", dies_on_second)
     with pytest.raises(KeyboardInterrupt):
         sweep.run_study(spec, root=tmp_path)
     first = tmp_path / "t" / "levels" / "llamacpp-serial__chat__c0001" / "level.json"
     assert first.is_file()
     assert not (tmp_path / "t" / "levels" / "llamacpp-serial__chat__c0002").exists()
     mtime = first.stat().st_mtime_ns
-    monkeypatch.setattr(sweep, "run_level", real)
+    monkeypatch.setattr(sweep, "run_split", real)
     sweep.run_study(spec, root=tmp_path)
     assert first.stat().st_mtime_ns == mtime  # the finished level was kept, not redone
     _check(load_results("t", root=tmp_path), "llamacpp-serial")

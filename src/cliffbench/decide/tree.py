@@ -275,7 +275,10 @@ def recommend(
         )
         return Recommendation(None, verdict, False, n, evidence)
     if meeting:
-        tok_s, best, at, measured = max(meeting)
+        # throughput is compared at the same load: engines judged at the load nearest the user's
+        # come first (one measured only at 32 users does not win at 4 on its 32-user throughput)
+        nearest = min(m[2] for m in meeting)
+        tok_s, best, at, measured = max(m for m in meeting if m[2] == nearest)
         where = f"at {_users(n)}" if measured else f"at {_users(n)} (judged at its measured {_users(at)})"
         verdict = f"meets {judge.text()} {where} with the highest median throughput ({fmt_g(tok_s)} tok/s)"
         return Recommendation(best, verdict, True, n, evidence, at, measured)
