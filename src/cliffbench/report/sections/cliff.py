@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from cliffbench.bench.repeats import SloJudge
+from cliffbench.bench.search import CliffFound
 from cliffbench.decide.causes import cliff_cause, latency_components, study_cliffs
 from cliffbench.report.data import ReportData
 
 __all__ = ["cliff_section"]
+
+
+def _unit(s: CliffFound) -> str:
+    return "user" if s.over == "users" and s.resolution == 1 else s.unit()
 
 
 def cliff_section(data: ReportData, level_set: str = "chat") -> str:
@@ -43,7 +48,7 @@ def cliff_section(data: ReportData, level_set: str = "chat") -> str:
         for s in searched:
             wall = f"{s.wall_s / 60:.1f} min" if s.wall_s == s.wall_s else "time not stored"
             out.append(
-                f"- **{s.engine}** ({s.slo}; resolution {s.resolution:g} {s.unit()}; {s.probes_measured} level "
+                f"- **{s.engine}** ({s.slo}; resolution {s.resolution:g} {_unit(s)}; {s.probes_measured} level "
                 f"runs measured by the search, {wall}): {s.path_text()}"
             )
     return "\n".join(out)
