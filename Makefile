@@ -14,7 +14,7 @@ export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
 help:
 	@echo "make report   prepare the model, run the default study, render report/whitepaper.pdf"
 	@echo "make test     run the test suite (real engines on the bundled model)"
-	@echo "make test-fast  the fast tier (< 60 s): no engine started, no model needed"
+	@echo "make test-fast  the fast tier (about a minute): no engine started, no model needed"
 	@echo "make lint     ruff + mypy (src, tests, benchmarks, tools) + the import layers (import-linter)"
 	@echo "make reference-servers  build llama-server from the pinned llama-cpp-python sdist (~30 min on 2 cores, cached)"
 

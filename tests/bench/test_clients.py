@@ -219,6 +219,7 @@ def test_open_loop_split_needs_poisson_arrivals() -> None:
 # -- through the sweep ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # spawns two client interpreters
 def test_two_clients_merge_into_one_level(stub: Stub, tmp_path: Path) -> None:
     sweep.run_study(_study(stub.url, tmp_path, 2, [4, 2]), root=tmp_path)
     res = load_results("clients", tmp_path)

@@ -9,6 +9,7 @@ import sys
 import time
 
 import psutil
+import pytest
 
 from cliffbench.engines.reaper import Reaper, ensure_reaper
 
@@ -40,6 +41,7 @@ def _gone(pid: int, within_s: float) -> bool:
     return False
 
 
+@pytest.mark.slow  # spawns an owner process and its children
 def test_descendants_die_when_their_owner_is_killed() -> None:
     owner = subprocess.Popen([sys.executable, "-c", OWNER], stdout=subprocess.PIPE, text=True)
     pids: list[int] = []
