@@ -79,6 +79,28 @@ class Recorder:
         self.skipped.append(key)
 
 
+def run_study_on_thread(
+    spec: StudySpec, root: Path, reporter: Any, timeout_s: float
+) -> tuple[float, list[BaseException], threading.Thread]:
+    """Run the study on a thread, waiting at most `timeout_s`: (seconds waited, what the run raised,
+    the thread, still alive if it outran the timeout) so that a hang fails a test instead of it."""
+    from cliffbench.bench import sweep
+
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            sweep.run_study(spec, root=root, reporter=reporter)
+        except BaseException as exc:  # handed to the test thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="sweep")
+    t0 = time.monotonic()
+    thread.start()
+    thread.join(timeout=timeout_s)
+    return time.monotonic() - t0, errors, thread
+
+
 def level_files(folder: Path) -> dict[str, bytes]:
     """Every file of a stored level, by name: to check that a level stays byte for byte."""
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}

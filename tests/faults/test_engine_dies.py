@@ -18,7 +18,6 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,16 @@ from cliffbench.bench.study import StudySpec
 from cliffbench.config import PROJECT_ROOT
 from cliffbench.engines.llamacpp import LlamaCppEngine
 from tests.conftest import FIXED_PROBE
-from tests.faults import NO_RERUNS, PausedCli, Recorder, assert_nothing_left, level_files, project_root, snapshot
+from tests.faults import (
+    NO_RERUNS,
+    PausedCli,
+    Recorder,
+    assert_nothing_left,
+    level_files,
+    project_root,
+    run_study_on_thread,
+    snapshot,
+)
 
 
 def _levels(load: dict[str, Any], **extra: Any) -> list[dict[str, Any]]:
@@ -208,20 +216,8 @@ def test_http_server_killed_mid_level(tmp_path: Path, fixed_probe: None) -> None
             }
         )
         rec = _KillServer(server)
-        errors: list[BaseException] = []
-
-        def go() -> None:
-            try:
-                sweep.run_study(spec, root=tmp_path, reporter=rec)
-            except BaseException as exc:  # handed to the test thread
-                errors.append(exc)
-
-        thread = threading.Thread(target=go, name="sweep")
-        t0 = time.monotonic()
-        thread.start()
-        thread.join(timeout=60)
+        took_s, errors, thread = run_study_on_thread(spec, tmp_path, rec, 60)
         assert not thread.is_alive(), "the study still ran 60 s after its server was killed"
-        took_s = time.monotonic() - t0
     finally:
         if server.poll() is None:
             server.kill()

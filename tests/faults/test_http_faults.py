@@ -32,7 +32,15 @@ import pytest
 from cliffbench.bench import sweep
 from cliffbench.bench.store import LevelInfo, load_results
 from cliffbench.bench.study import StudySpec
-from tests.faults import NO_RERUNS, Recorder, assert_nothing_left, leftovers, level_files, snapshot
+from tests.faults import (
+    NO_RERUNS,
+    Recorder,
+    assert_nothing_left,
+    leftovers,
+    level_files,
+    run_study_on_thread,
+    snapshot,
+)
 
 pytestmark = pytest.mark.usefixtures("fixed_probe")
 
@@ -232,19 +240,7 @@ def _wait_closed(server: StubServer, timeout_s: float = 5.0) -> int:
 def _run_bounded(spec: StudySpec, root: Path, rec: Recorder, server: StubServer) -> float:
     """Run the study on a thread and return its seconds. A study still running after LIMIT_S fails
     the test instead of hanging it: the server is stopped (which ends every stream) first."""
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            sweep.run_study(spec, root=root, reporter=rec)
-        except BaseException as exc:  # handed to the test thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, name="sweep")
-    t0 = time.monotonic()
-    thread.start()
-    thread.join(timeout=LIMIT_S)
-    took_s = time.monotonic() - t0
+    took_s, errors, thread = run_study_on_thread(spec, root, rec, LIMIT_S)
     if thread.is_alive():
         server.__exit__()
         thread.join(timeout=30)

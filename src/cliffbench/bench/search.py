@@ -24,7 +24,6 @@ import itertools
 import json
 import math
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,8 +31,6 @@ from cliffbench.bench.search_spec import SearchSpec
 from cliffbench.files import atomic_file
 
 __all__ = ["CliffFound", "CliffSearch", "SearchStep", "read_searches", "search_path", "write_search"]
-
-Verdict = Literal["meets", "misses", "uncertain", "undecided"]
 
 
 class SearchStep(BaseModel):
@@ -43,7 +40,6 @@ class SearchStep(BaseModel):
     verdict: str
     repeats: int
     source: str = Field(description="'grid': measured by the level set's grid; 'probe': by the search")
-    detail: str = ""
 
 
 class CliffFound(BaseModel):
@@ -116,11 +112,11 @@ class CliffSearch:
         self.repeats: dict[float, int] = {}
         self.path: list[SearchStep] = []
 
-    def record(self, x: float, verdict: str, repeats: int, source: str = "probe", detail: str = "") -> None:
+    def record(self, x: float, verdict: str, repeats: int, source: str = "probe") -> None:
         if verdict == "uncertain" and repeats >= self.spec.max_repeats:
             verdict = "undecided"
         self.verdicts[x], self.repeats[x] = verdict, repeats
-        self.path.append(SearchStep(x=x, verdict=verdict, repeats=repeats, source=source, detail=detail))
+        self.path.append(SearchStep(x=x, verdict=verdict, repeats=repeats, source=source))
 
     def _in_range(self) -> dict[float, str]:
         return {x: v for x, v in self.verdicts.items() if self.spec.low <= x <= self.spec.high}

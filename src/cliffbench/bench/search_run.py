@@ -82,12 +82,16 @@ async def search_cliff(
         stored = {x: [i for i in v if i.status == "ok"] for x, v in stored.items()}
     infos: dict[float, list[LevelInfo]] = {x: v for x, v in stored.items() if v}
 
-    def judged(x: float) -> str:
-        parts = []
-        for info in infos.get(x, []):
+    read: dict[str, pd.DataFrame] = {}  # level key -> its requests: a load is judged on every visit
+
+    def requests_of(info: LevelInfo) -> pd.DataFrame:
+        if info.level_key not in read:
             folder = study_dir(spec.name, root) / "levels" / info.level_key
-            if info.status == "ok":
-                parts.append(pd.read_parquet(folder / "requests.parquet"))
+            read[info.level_key] = pd.read_parquet(folder / "requests.parquet")
+        return read[info.level_key]
+
+    def judged(x: float) -> str:
+        parts = [requests_of(i) for i in infos.get(x, []) if i.status == "ok"]
         reqs = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["status"])
         if len(reqs) and "warmup" in reqs:
             reqs = reqs[~reqs["warmup"].astype(bool)]
