@@ -134,8 +134,10 @@ def test_batch_bound_cliff_found_within_one_user(tmp_path: Path) -> None:
     levels = load_results(spec.name, tmp_path).levels
     assert levels["probe"].all() and set(levels["concurrency"]) == {p.x for p in found.path}
     # resume: a second run measures nothing and finds the same cliff
+    # resume: a second run measures nothing, and the first run's record (path, probes, wall) stays
     again = _run(spec, tmp_path)
-    assert again.probes_measured == 0 and (again.meets_up_to, again.first_miss) == (cliff, cliff + 1)
+    assert len(load_results(spec.name, tmp_path).levels) == len(levels)
+    assert again == found and (again.meets_up_to, again.first_miss) == (cliff, cliff + 1)
 
 
 def _queue_ttfts(users: int, slots: int, per_user: int, ttft_s: float, service_s: float) -> np.ndarray:

@@ -20,7 +20,7 @@ import pandas as pd
 from cliffbench.bench.metrics import min_n_for_ci
 from cliffbench.bench.plan import Level, Plans, plan_requests, probe_level
 from cliffbench.bench.repeats import SloJudge, judge_requests
-from cliffbench.bench.search import CliffFound, CliffSearch, write_search
+from cliffbench.bench.search import CliffFound, CliffSearch, read_searches, write_search
 from cliffbench.bench.store import LevelInfo, level_done, study_dir
 from cliffbench.bench.study import LevelSetSpec, StudySpec
 from cliffbench.config import InputError
@@ -117,5 +117,14 @@ async def search_cliff(
         state.record(x, judged(x), len(infos.get(x, [])))
     found = state.result(study=spec.name, engine=es.name, level_set=ls.name, slo=judge.text(), confidence=judge.level)
     found = found.model_copy(update={"probes_measured": measured, "wall_s": asyncio.get_running_loop().time() - t0})
+    # a resumed search that measured nothing keeps the record of the run that did: its path in the
+    # order it was walked, its probe count and wall time (the interval is the same by construction)
+    before = {(s.engine, s.level_set): s for s in read_searches(study_dir(spec.name, root))}.get((es.name, ls.name))
+    if (
+        measured == 0
+        and before is not None
+        and (before.meets_up_to, before.first_miss) == (found.meets_up_to, found.first_miss)
+    ):
+        return before
     write_search(study_dir(spec.name, root), found)
     return found
