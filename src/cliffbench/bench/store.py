@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from cliffbench.bench.cluster_node import NodeInfo
 from cliffbench.bench.faults import pause
 from cliffbench.bench.loadgen import ClientInfo
 from cliffbench.bench.study import StudySpec
@@ -121,6 +122,7 @@ class LevelInfo(BaseModel):
         description="one entry per client process (load.client_processes > 1): clock offset and harness "
         "checks of each; the level's lag, GIL-wait and loop-CPU fields are then the worst client's",
     )
+    node: NodeInfo | None = Field(None, description="the Ray node it ran on (`run --cluster`); None: a local run")
 
 
 @dataclass
@@ -287,7 +289,8 @@ def list_studies(root: Path | None = None) -> list[str]:
 
 
 def _level_row(info: LevelInfo) -> dict[str, Any]:
-    row = info.model_dump(exclude={"summary", "engine_config", "files", "clients"})
+    row = info.model_dump(exclude={"summary", "engine_config", "files", "clients", "node"})
+    row["node_host"] = info.node.host if info.node else None
     row["client_processes"] = max(1, len(info.clients))
     row.update(info.summary)
     for k, v in info.engine_config.items():

@@ -18,7 +18,7 @@ import asyncio
 import datetime as dt
 import shutil
 import traceback
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,7 @@ from cliffbench.engines.base import Engine, engine_failure
 from cliffbench.engines.specs import EngineSpec
 from cliffbench.models import resolve_model
 
-__all__ = ["engine_order", "run_study", "run_study_async"]
+__all__ = ["engine_order", "level_tasks", "run_study", "run_study_async", "store_failed", "store_level"]
 
 
 def _info(spec: StudySpec, es: EngineSpec, level: Level, **kw: Any) -> LevelInfo:
@@ -93,7 +93,7 @@ class _NotStored(InputError):
     either, so the sweep stops with one line instead of storing the level as failed."""
 
 
-def _store(
+def store_level(
     info: LevelInfo, requests: pd.DataFrame, tokens: pd.DataFrame, memory: pd.DataFrame, root: Path | None
 ) -> None:
     try:
@@ -106,12 +106,12 @@ def _store(
         ) from exc
 
 
-def _failed(
+def store_failed(
     spec: StudySpec, es: EngineSpec, level: Level, error: str, root: Path | None, probe: bool = False
 ) -> LevelInfo:
     info = _info(spec, es, level, status="failed", error=error, probe=probe)
     empty = pd.DataFrame()
-    _store(info, empty, empty, empty, root)
+    store_level(info, empty, empty, empty, root)
     return info
 
 
@@ -227,7 +227,7 @@ class _Engines:
             await self.release(name)
 
 
-def _tasks(spec: StudySpec, work: list[tuple[EngineSpec, Level]], todo: set[str], plans: Plans) -> list[LevelTask]:
+def level_tasks(spec: StudySpec, work: list[tuple[EngineSpec, Level]], todo: set[str], plans: Plans) -> list[LevelTask]:
     out = []
     for es, lv in work:
         key = lv.key(es.name)
@@ -266,13 +266,14 @@ async def run_study_async(
     root: Path | None = None,
     engines: Mapping[str, Engine] | None = None,
     keep_failed: bool = False,
+    only: Collection[str] | None = None,
 ) -> None:
     """Run every level of every repeat of every engine that is not stored as ok yet (all with
-    `force`; failed levels are measured again unless `keep_failed`). `engines` maps engine labels
-    to engines the caller already started (and will stop). Holds the study's lock throughout: a
-    second run of the same study exits with InputError."""
+    `force`; failed levels are measured again unless `keep_failed`), of the level keys in `only`
+    if given (a cluster's engine block). `engines` maps engine labels to engines the caller
+    already started (and will stop). Holds the study's lock: a second run of it gets InputError."""
     with study_lock(spec.name, root):
-        await _run_study_locked(spec, force, reporter, root, engines, keep_failed)
+        await _run_study_locked(spec, force, reporter, root, engines, keep_failed, only)
 
 
 async def _run_study_locked(
@@ -282,18 +283,16 @@ async def _run_study_locked(
     root: Path | None,
     engines: Mapping[str, Engine] | None,
     keep_failed: bool = False,
+    only: Collection[str] | None = None,
 ) -> None:
     work = ordered_work(spec, plan_levels(spec))
-    todo = {
-        lv.key(es.name)
-        for es, lv in work
-        if force or not level_done(spec.name, lv.key(es.name), root, keep_failed=keep_failed)
-    }
+    keys = [lv.key(es.name) for es, lv in work if only is None or lv.key(es.name) in only]
+    todo = {k for k in keys if force or not level_done(spec.name, k, root, keep_failed=keep_failed)}
     searching = any(ls.load.search is not None for ls in spec.level_sets)
     if not todo and not searching:
         _ensure_probe(spec.name, root)
         if reporter:
-            reporter.study_planned(_tasks(spec, work, todo, {}))
+            reporter.study_planned(level_tasks(spec, work, todo, {}))
             for es, lv in work:
                 reporter.level_skipped(lv.key(es.name))
         return
@@ -308,7 +307,7 @@ async def _run_study_locked(
     write_manifest(spec.name, manifest, root)
     manifest = _ensure_probe(spec.name, root)
     if reporter:
-        reporter.study_planned(_tasks(spec, work, todo, plans))
+        reporter.study_planned(level_tasks(spec, work, todo, plans))
     pool = _Engines(engines)
     try:
         for i, (es, level) in enumerate(work):
@@ -326,16 +325,16 @@ async def _run_study_locked(
                     shutil.rmtree(study_dir(spec.name, root), ignore_errors=True)
                 raise
             if engine is None:
-                info = _failed(spec, es, level, pool.broken[es.name], root)
+                info = store_failed(spec, es, level, pool.broken[es.name], root)
             else:
                 try:
                     info, requests, tokens, memory = await _measure(spec, es, engine, level, plans, reporter)
-                    _store(info, requests, tokens, memory, root)
+                    store_level(info, requests, tokens, memory, root)
                 except (asyncio.CancelledError, KeyboardInterrupt, _NotStored):
                     raise
                 except Exception as exc:
                     err = f"{type(exc).__name__}: {exc} | {traceback.format_exc(limit=3)}"
-                    info = _failed(spec, es, level, err, root)
+                    info = store_failed(spec, es, level, err, root)
             if reporter:
                 reporter.level_finished(info)
             following = work[i + 1 :]
@@ -367,16 +366,16 @@ def _prober(
     async def measure(lv: Level, plans: Plans) -> LevelInfo:
         engine = await pool.get(es, manifest, spec, root)
         if engine is None:
-            info = _failed(spec, es, lv, pool.broken[es.name], root, probe=True)
+            info = store_failed(spec, es, lv, pool.broken[es.name], root, probe=True)
         else:
             try:
                 info, reqs, tokens, memory = await _measure(spec, es, engine, lv, plans, reporter)
                 info = info.model_copy(update={"probe": True})
-                _store(info, reqs, tokens, memory, root)
+                store_level(info, reqs, tokens, memory, root)
             except (asyncio.CancelledError, KeyboardInterrupt, _NotStored):
                 raise
             except Exception as exc:
-                info = _failed(spec, es, lv, f"{type(exc).__name__}: {exc}", root, probe=True)
+                info = store_failed(spec, es, lv, f"{type(exc).__name__}: {exc}", root, probe=True)
         if reporter:
             reporter.level_finished(info)
         return info

@@ -1,0 +1,315 @@
+"""`cliffbench run STUDY --cluster ray://HOST:PORT | HOST:PORT | auto | local`: a study on a Ray cluster.
+
+Each engine's block of levels (its level sets, levels and repeats, in the local sweep's order)
+runs as one Ray task (bench/cluster_task.py) on a node with the resources its spec needs: GPUs by
+count, their type where the study names its hardware, and one unit of the custom resource
+`cliffbench_bench` that every node the kit may use advertises once (`ray start
+--resources='{"cliffbench_bench": 1}'`): at most one benchmark per node at a time, so no level
+shares a machine with another. `local` starts a one-node cluster on this machine.
+
+The driver decides what is left to run (stored ok levels are skipped, as locally), holds the
+study's lock, and stores each level as its task hands it back (the store's atomic writes): a
+level already back stays stored whatever happens to the node later. A task that is lost (its
+worker or node dies) leaves the level it was measuring stored failed with the reason, as an
+engine that dies mid-level does locally, and the block's later levels run as a fresh task. Ctrl-C
+or SIGTERM on the driver cancels every task (KeyboardInterrupt in the task, so the sweep stops its
+engine; the worker is killed after `cancel_grace_s` if it has not stopped by then); each task's
+worker exits when its task ends (`max_calls=1`), so no engine outlives its block. Ray is imported
+only here, inside functions: the package imports without the `cluster` extra.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cliffbench.bench.cluster_node import NodeInfo
+from cliffbench.bench.cluster_task import LevelStarted, LevelStored, Outbox, run_block
+from cliffbench.bench.faults import ENV as PAUSE_ENV
+from cliffbench.bench.plan import Level, engine_order, ordered_work, plan_levels
+from cliffbench.bench.progress import Reporter
+from cliffbench.bench.provenance import collect_provenance
+from cliffbench.bench.store import level_done, read_manifest, study_lock, write_manifest
+from cliffbench.bench.study import StudySpec
+from cliffbench.bench.sweep import store_failed, store_level
+from cliffbench.config import InputError
+from cliffbench.engines.parallel import LlamaCppGpuSplit
+from cliffbench.engines.specs import EngineSpec
+
+__all__ = ["BENCH_RESOURCE", "block_resources", "block_task", "connect", "parse_target", "run_study_cluster"]
+
+BENCH_RESOURCE = "cliffbench_bench"
+INSTALL_HINT = "pip install -e '.[cluster]'"
+# the study's `hardware` key -> the accelerator type Ray detects on a node (resource
+# `accelerator_type:<type>`); keys not here place a block on any node with enough GPUs
+ACCELERATOR_TYPE = {
+    "a100-40gb": "A100",
+    "a100-80gb": "A100",
+    "h100-sxm": "H100",
+    "h100-pcie": "H100",
+    "h200": "H200",
+    "l4": "L4",
+    "l40s": "L40S",
+}
+_ADDRESS = re.compile(r"^(ray://)?[A-Za-z0-9_.\-\[\]:]+:(\d{1,5})$")
+
+
+def parse_target(value: str) -> str:
+    """The `--cluster` value, checked: 'local', 'auto', 'ray://HOST:PORT' (a Ray client server, port
+    10001 by default) or 'HOST:PORT' (the head's GCS, from a driver inside the cluster)."""
+    value = value.strip()
+    m = _ADDRESS.match(value)
+    if value in ("local", "auto") or (m and 0 < int(m.group(2)) < 65536):
+        return value
+    raise InputError(f"--cluster: must be local, auto, ray://HOST:PORT or HOST:PORT, not {value!r}")
+
+
+def ray_module() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise InputError(f"--cluster: Ray is not installed; {INSTALL_HINT}") from None
+    return ray
+
+
+@contextlib.contextmanager
+def connect(target: str, local_cpus: int = 2) -> Iterator[Any]:
+    """Ray, connected to `target` (reused if this process is already connected; a connection made
+    here is closed on the way out, and with it the cluster `local` started)."""
+    ray = ray_module()
+    if ray.is_initialized():
+        yield ray
+        return
+    quiet: dict[str, Any] = {"include_dashboard": False, "logging_level": "warning"}
+    try:
+        if target == "local":
+            ray.init(num_cpus=local_cpus, resources={BENCH_RESOURCE: 1}, **quiet)
+        else:
+            ray.init(address=target, logging_level="warning")
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise InputError(f"--cluster: could not connect to {target}: {str(exc).splitlines()[0]}") from None
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def _gpus(es: Any, cluster_gpus: float) -> int:
+    """GPUs one instance of engine `es` takes on a node ('auto' vLLM: CUDA where the cluster has GPUs)."""
+    if es.kind == "openai-http":
+        return _gpus(es.server.engine, cluster_gpus) if es.server is not None else 0
+    if es.kind == "vllm":
+        return int(es.gpus()) if es.device == "cuda" or (es.device == "auto" and cluster_gpus > 0) else 0
+    return es.gpus() if isinstance(es, LlamaCppGpuSplit) else 0
+
+
+def block_resources(spec: StudySpec, es: EngineSpec, cluster_gpus: float) -> dict[str, float]:
+    """What engine `es`'s block asks a node for: one `cliffbench_bench` (the node to itself), a
+    CPU for the harness, its GPUs (and their type where the study names its hardware), and the
+    host memory it reserves by a setting, in bytes."""
+    need = {BENCH_RESOURCE: 1.0, "CPU": 1.0}
+    if gpus := _gpus(es, cluster_gpus):
+        need["GPU"] = float(gpus)
+        if (kind := ACCELERATOR_TYPE.get(spec.hardware or "")) is not None:
+            need[f"accelerator_type:{kind}"] = 0.001
+    if reserve_gib := es.host_reserve_gib():
+        need["memory"] = reserve_gib * 2**30
+    return need
+
+
+def _check_fits(ray: Any, name: str, need: dict[str, float]) -> None:
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    if not any(all(res.get(k, 0.0) >= v for k, v in need.items()) for res in nodes):
+        have = "; ".join(", ".join(f"{k}={v:g}" for k, v in sorted(r.items()) if "node:" not in k) for r in nodes)
+        raise InputError(
+            f"--cluster: no node has what engine {name} needs ({need}); nodes: {have or 'none'}. Start each "
+            f"node with ray start --resources='{{\"{BENCH_RESOURCE}\": 1}}'"
+        )
+
+
+def block_task(
+    spec_data: dict[str, Any], keys: list[str], outbox: Outbox, block: int, hardware_probe: dict[str, Any] | None
+) -> int:
+    """The Ray task of one engine block (runs on the node): `cluster_task.run_block`."""
+    import ray
+
+    node_id = ray.get_runtime_context().get_node_id()
+    return run_block(spec_data, keys, outbox, block, hardware_probe, ray_node_id=node_id)
+
+
+@dataclass
+class _Block:
+    es: EngineSpec
+    todo: list[Level]  # in the sweep's order; a level leaves it when it is stored
+    ref: Any = None
+    node: NodeInfo | None = None
+    tries: int = 0
+    keys: list[str] = field(default_factory=list)
+
+
+class _Driver:
+    def __init__(self, ray: Any, spec: StudySpec, root: Path | None, reporter: Reporter | None, probe: Any) -> None:
+        self.ray, self.spec, self.root, self.reporter, self.probe = ray, spec, root, reporter, probe
+        self.blocks: dict[int, _Block] = {}
+        self.manifest = read_manifest(spec.name, root)
+        gpus = float(ray.cluster_resources().get("GPU", 0.0))
+        self.need = {es.name: block_resources(spec, es, gpus) for es in spec.engines}
+        env = {k: v for k, v in os.environ.items() if k.startswith(PAUSE_ENV)}  # a fault test's pause
+        self.remote = ray.remote(max_calls=1, max_retries=0)(block_task)
+        if env:
+            self.remote = self.remote.options(runtime_env={"env_vars": env})
+        from ray.util.queue import Queue
+
+        self.queue = Queue(actor_options={"num_cpus": 0})
+
+    def submit(self, bid: int) -> None:
+        b = self.blocks[bid]
+        b.tries += 1
+        b.keys = [lv.key(b.es.name) for lv in b.todo]
+        data = self.spec.model_copy(update={"engines": [b.es]}).model_dump(mode="json")
+        need = dict(self.need[b.es.name])
+        opts: dict[str, Any] = {"num_cpus": need.pop("CPU"), "num_gpus": need.pop("GPU", 0.0)}
+        if "memory" in need:
+            opts["memory"] = need.pop("memory")
+        b.ref = self.remote.options(**opts, resources=need).remote(data, b.keys, self.queue, bid, self.probe)
+
+    def handle(self, msg: Any) -> None:
+        b = self.blocks[msg.block]
+        if isinstance(msg, LevelStarted):
+            if self.reporter:
+                self.reporter.level_started(msg.key, msg.n_requests)
+            return
+        assert isinstance(msg, LevelStored)
+        info = msg.info
+        requests, tokens, memory = (msg.tables[n] for n in ("requests", "tokens", "memory"))
+        store_level(info, requests, tokens, memory, self.root)
+        b.todo = [lv for lv in b.todo if lv.key(b.es.name) != info.level_key]
+        b.node = info.node
+        self._merge(msg.manifest, info.node)
+        if self.reporter:
+            self.reporter.level_finished(info)
+
+    def _merge(self, node_manifest: dict[str, Any], node: NodeInfo | None) -> None:
+        m = self.manifest
+        for key in ("engines", "models", "model_files"):
+            m.setdefault(key, {}).update(node_manifest.get(key, {}))
+        probe = node_manifest.get("hardware_probe")
+        if node is not None:
+            nodes = m.setdefault("cluster_nodes", {})
+            nodes[node.ray_node_id or node.host] = {**node.model_dump(mode="json"), "hardware_probe": probe}
+        if probe is not None:
+            m.setdefault("hardware_probe", probe)  # the report's roofline: the first node's
+        write_manifest(self.spec.name, m, self.root)
+
+    def drain(self, wait_s: float) -> None:
+        from ray.util.queue import Empty
+
+        with contextlib.suppress(Empty):
+            self.handle(self.queue.get(block=True, timeout=wait_s))
+            while True:
+                self.handle(self.queue.get_nowait())
+
+    def ended(self, bid: int) -> None:
+        """Block `bid`'s task ended: every level it stored is handled (drain() first)."""
+        b = self.blocks[bid]
+        ref, b.ref, lost = b.ref, None, None
+        try:
+            self.ray.get(ref)
+        except InputError as exc:  # bad input found on the node (a model that does not fit)
+            raise InputError(str(getattr(exc, "cause", exc)).splitlines()[0]) from None
+        except Exception as exc:  # the worker or its node died
+            lost = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300]}"
+        if not b.todo:
+            return
+        level = b.todo.pop(0)
+        where = f" on node {b.node.host}" if b.node else ""
+        why = lost or "the task ended without it"
+        info = store_failed(self.spec, b.es, level, f"engine block lost{where} during the level: {why}", self.root)
+        if self.reporter:
+            self.reporter.level_finished(info)
+        if b.todo:
+            self.submit(bid)  # its later levels on a fresh worker, as locally on a fresh engine
+
+    def run(self) -> None:
+        for bid in self.blocks:
+            self.submit(bid)
+        while running := {b.ref: bid for bid, b in self.blocks.items() if b.ref is not None}:
+            self.drain(0.5)
+            done, _ = self.ray.wait(list(running), num_returns=len(running), timeout=0)
+            if done:
+                self.drain(0.0)  # what the ended tasks put before they ended
+                for ref in done:
+                    self.ended(running[ref])
+
+    def cancel(self, grace_s: float) -> None:
+        refs = [b.ref for b in self.blocks.values() if b.ref is not None]
+        for ref in refs:
+            self.ray.cancel(ref, force=False)  # KeyboardInterrupt in the task: the sweep stops its engine
+        _, left = self.ray.wait(refs, num_returns=len(refs), timeout=grace_s)
+        for ref in left:
+            self.ray.cancel(ref, force=True)  # the worker killed (its engine with it)
+        if left:
+            self.ray.wait(left, num_returns=len(left), timeout=10.0)
+        with contextlib.suppress(Exception):
+            self.drain(0.0)  # levels finished just before the cancel stay stored
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.queue.shutdown(force=True)
+
+
+def run_study_cluster(
+    spec: StudySpec,
+    target: str,
+    *,
+    force: bool = False,
+    reporter: Reporter | None = None,
+    root: Path | None = None,
+    keep_failed: bool = False,
+    hardware_probe: dict[str, Any] | None = None,
+    cancel_grace_s: float = 30.0,
+) -> None:
+    """Run the study's levels not stored yet (as `sweep.run_study`) on the Ray cluster `target`
+    (`parse_target`), one task per engine block. `hardware_probe`: the roofline the nodes store
+    instead of probing themselves (tests)."""
+    target = parse_target(target)
+    searching = [ls.name for ls in spec.level_sets if ls.load.search is not None]
+    if searching:
+        raise InputError(f"--cluster: level set {searching[0]} has a cliff search, which runs locally only")
+    ray_module()
+    with study_lock(spec.name, root):
+        work = ordered_work(spec, plan_levels(spec))
+        stored = {
+            lv.key(es.name)
+            for es, lv in work
+            if not force and level_done(spec.name, lv.key(es.name), root, keep_failed=keep_failed)
+        }
+        for key in sorted(stored):
+            if reporter:
+                reporter.level_skipped(key)
+        blocks = [
+            _Block(es, [lv for e, lv in work if e.name == es.name and lv.key(es.name) not in stored])
+            for es in engine_order(spec, 0)
+        ]
+        if not any(b.todo for b in blocks):
+            return
+        with connect(target) as ray:
+            driver = _Driver(ray, spec, root, reporter, hardware_probe)
+            driver.blocks = {i: b for i, b in enumerate(b for b in blocks if b.todo)}
+            for b in driver.blocks.values():
+                _check_fits(ray, b.es.name, driver.need[b.es.name])
+            driver.manifest.update(collect_provenance())
+            driver.manifest.update(study=spec.model_dump(mode="json"), cluster=target)
+            write_manifest(spec.name, driver.manifest, root)
+            try:
+                driver.run()
+            except BaseException:
+                driver.cancel(cancel_grace_s)
+                raise
+            finally:
+                driver.close()
