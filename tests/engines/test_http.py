@@ -51,6 +51,8 @@ def test_real_server_streams_exact_tokens(lcp_server: Any, prompts: list[list[in
     assert times[-1] - times[0] > 0.05  # streamed token by token, not delivered in one burst
     d = engine.describe()
     assert d["flavor"] == "llama-cpp-python" and "argv" in d["server"]
+    # its server has no Prometheus endpoint: no server state, recorded as such, not an error
+    assert d["server_metrics"] == "HTTP 404" and engine.memory().source == "none"
 
 
 @pytest.mark.engine
@@ -149,6 +151,10 @@ def stub(behaviour: Callable[[int, str, bytes], bytes | None]) -> Handler:
                 path, body = await _read_request(reader)
                 if path.endswith("/models"):
                     writer.write(_response("200 OK", MODELS))
+                    await writer.drain()
+                    continue
+                if path == "/metrics":  # a server without a Prometheus endpoint
+                    writer.write(_response("404 Not Found", b"not found"))
                     await writer.drain()
                     continue
                 raw = behaviour(next(count), path, body)

@@ -223,6 +223,8 @@ def test_llama_server_matches_in_process_slots(model: Any, prompts: list[list[in
         await engine.start()
         try:
             outs = await asyncio.gather(*(_collect(engine, r) for r in reqs))
+            if isinstance(spec, OpenAIHttpSpec):  # started with --metrics: its state is scraped
+                assert engine.describe()["server_metrics"] == "ok" and engine.memory().source == "metrics"
         finally:
             await engine.stop()
         if isinstance(spec, OpenAIHttpSpec):

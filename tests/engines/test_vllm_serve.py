@@ -10,7 +10,7 @@ from typing import Any
 import psutil
 import pytest
 
-from cliffbench.bench.loadgen import LevelRun, run_level
+from cliffbench.bench.loadgen import MEMORY_COLUMNS, LevelRun, run_level
 from cliffbench.engines import GenRequest, make_engine
 from cliffbench.engines.http import OpenAIHttpEngine
 from cliffbench.engines.specs import OpenAIHttpSpec
@@ -35,18 +35,29 @@ def test_vllm_serve_level_matches_in_process(vllm_session: Any, prompts: list[li
     engine = make_engine(SERVE)
     assert isinstance(engine, OpenAIHttpEngine)
 
+    scraped: dict[str, Any] = {}
+
     async def served() -> tuple[LevelRun, list[str], list[int]]:
         before = {p.pid for p in psutil.Process().children(recursive=True)}  # the in-process vLLM's
         await engine.start()
         try:
             pids = [p.pid for p in psutil.Process().children(recursive=True) if p.pid not in before]
+            queued0 = engine.memory().queue_wait_count
             run = await run_level(engine, reqs, concurrency=2)
             texts = ["".join([e.text async for e in engine.stream(r)]) for r in reqs[:2]]
+            await asyncio.sleep(1.0)  # a scrape after the last request ended
+            m = engine.memory()
+            scraped.update(status=engine.describe()["server_metrics"], source=m.source)
+            scraped.update(queued=m.queue_wait_count - queued0, kv=m.kv_usage)
             return run, texts, pids
         finally:
             await engine.stop()
 
     run, texts, pids = asyncio.run(served())
+    # the server's /metrics scraped during the level: its state, and a queue time for each request
+    assert scraped["status"] == "ok" and scraped["source"] == "metrics", scraped
+    assert scraped["queued"] >= 6 and 0 <= scraped["kv"] <= 1, scraped
+    assert {s[MEMORY_COLUMNS.index("state_source")] for s in run.memory} == {"metrics"}
     assert [r.status for r in run.records] == ["ok"] * 4, [r.error for r in run.records]
     assert all(r.output_tokens == 16 for r in run.records)  # ignore_eos + min_tokens: exact lengths
     assert engine.stats["usage"] >= 4 and engine.stats["tokenizer"] == 0  # counted by the server

@@ -99,18 +99,24 @@ def _client_concurrency(records: list[RequestRecord]) -> float:
 def _merge_memory(parts: list[list[Any]]) -> list[Any]:
     """Each client samples its own engine's counters (t_s first, then counts: in flight...); the
     level's are their sums at every sample time (each client's last sample at or before it, 0
-    before its first)."""
+    before its first). A server's /metrics is the same whichever client reads it: one client's
+    readings, not their sum."""
     parts = [p for p in parts if p]
     if not parts:
         return []
+    scraped = [p for p in parts if p[0][-1] == "metrics"]
+    if scraped:
+        return list(scraped[0])
+    counts = 8  # t_s and the engine's counts; the scraped columns follow (loadgen.MEMORY_COLUMNS)
     times = np.unique(np.concatenate([np.asarray([s[0] for s in p]) for p in parts]))
-    total = np.zeros((times.size, len(parts[0][0]) - 1), dtype=np.int64)
+    total = np.zeros((times.size, counts - 1), dtype=np.int64)
     for p in parts:
-        arr = np.asarray(p, dtype=np.float64)
+        arr = np.asarray([s[:counts] for s in p], dtype=np.float64)
         at = np.searchsorted(arr[:, 0], times, side="right") - 1
         vals = np.where(at[:, None] >= 0, arr[np.maximum(at, 0), 1:], 0.0)
         total += vals.astype(np.int64)
-    return [(float(t), *(int(v) for v in row)) for t, row in zip(times, total, strict=True)]
+    rest = (math.nan, math.nan, 0, parts[0][0][-1])
+    return [(float(t), *(int(v) for v in row), *rest) for t, row in zip(times, total, strict=True)]
 
 
 def _merge(

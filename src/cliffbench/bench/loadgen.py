@@ -41,7 +41,9 @@ __all__ = [
 
 LAG_PROBE_INTERVAL_S = 0.005
 MEMORY_SAMPLE_INTERVAL_S = 0.05
+# the engine's state, then what a server scraped over HTTP adds (engines/server_metrics.py)
 MEMORY_COLUMNS = ["t_s", "reserved_bytes", "live_bytes", "live_seqs", "waiting", "steps", "decode_seqs", "preemptions"]
+MEMORY_COLUMNS += ["kv_usage", "queue_wait_sum_s", "queue_wait_count", "state_source"]
 
 
 @dataclass(frozen=True)
@@ -244,24 +246,14 @@ class _LagProbe:
         self._thread.join()
 
 
-MemorySample = tuple[float, int, int, int, int, int, int, int]  # MEMORY_COLUMNS
+MemorySample = tuple[float, int, int, int, int, int, int, int, float, float, int, str]  # MEMORY_COLUMNS
 
 
 async def _memory_probe(engine: Engine, t0: float, out: list[MemorySample], stop: asyncio.Event) -> None:
     while not stop.is_set():
         m = engine.memory()
-        out.append(
-            (
-                time.perf_counter() - t0,
-                m.reserved_bytes,
-                m.live_bytes,
-                m.live_seqs,
-                m.waiting,
-                m.steps,
-                m.decode_seqs,
-                m.preemptions,
-            )
-        )
+        counts = (m.reserved_bytes, m.live_bytes, m.live_seqs, m.waiting, m.steps, m.decode_seqs, m.preemptions)
+        out.append((time.perf_counter() - t0, *counts, m.kv_usage, m.queue_wait_sum_s, m.queue_wait_count, m.source))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), MEMORY_SAMPLE_INTERVAL_S)
 

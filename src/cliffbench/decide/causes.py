@@ -31,7 +31,7 @@ from cliffbench.bench.search import CliffFound
 from cliffbench.bench.store import Results
 from cliffbench.decide.tree import engine_cliff_details
 
-__all__ = ["CliffCause", "EngineCliff", "cliff_cause", "latency_components", "study_cliffs"]
+__all__ = ["CliffCause", "EngineCliff", "cliff_cause", "latency_components", "queue_estimates", "study_cliffs"]
 
 _KEYS = ["engine", "level_set", "concurrency"]
 
@@ -46,12 +46,21 @@ def latency_components(res: Results, level_set: str) -> pd.DataFrame:
         return pd.DataFrame(columns=[*_KEYS, "queue_s", "prefill_s", "decode_s"])
     r = r.assign(failed=r["status"] != "ok")
     ok = r[~r["failed"]].copy()
+    ok["queue_source"] = np.where(ok["queue_s"].notna(), "engine", "")
+    est = queue_estimates(res.memory, ok, level_set)
+    if len(est):
+        ok = ok.merge(est, on="level_key", how="left")
+        fill = ok["queue_s"].isna() & ok["queue_est_s"].notna()
+        # one mean wait for every request of the level, never more than the request's own TTFT
+        ok.loc[fill, "queue_s"] = np.minimum(ok.loc[fill, "queue_est_s"], ok.loc[fill, "ttft_s"])
+        ok.loc[fill, "queue_source"] = ok.loc[fill, "queue_method"]
     ok["queue_s"] = ok["queue_s"].clip(lower=0)
     ok["prefill_s"] = (ok["ttft_s"] - ok["queue_s"]).clip(lower=0)
     ok["decode_s"] = (ok["e2e_s"] - ok["ttft_s"]).clip(lower=0)
     out = ok.groupby(_KEYS)[["queue_s", "prefill_s", "decode_s", "ttft_s", "tpot_s"]].mean()
     out["tpot_p50_s"] = ok.groupby(_KEYS)["tpot_s"].median()
     out["queue_share"] = ok.groupby(_KEYS)["queue_s"].sum() / ok.groupby(_KEYS)["ttft_s"].sum()
+    out["queue_source"] = ok.groupby(_KEYS)["queue_source"].first()
     out["n"] = r.groupby(_KEYS).size()
     out["n_failed"] = r.groupby(_KEYS)["failed"].sum()
     m = res.memory
@@ -59,6 +68,8 @@ def latency_components(res: Results, level_set: str) -> pd.DataFrame:
         m = m[m["level_set"] == level_set]
         out["running"] = m.groupby(_KEYS)["live_seqs"].mean()
         out["waiting"] = m.groupby(_KEYS)["waiting"].mean()
+        if "state_source" in m:
+            out["state_source"] = m.groupby(_KEYS)["state_source"].first()
         if {"steps", "decode_seqs", "preemptions"} <= set(m.columns):
             # the counters are cumulative per engine: a level's share is last minus first sample
             counters = m.groupby([*_KEYS, "level_key"])[["steps", "decode_seqs", "preemptions"]]
@@ -71,6 +82,37 @@ def latency_components(res: Results, level_set: str) -> pd.DataFrame:
     if first_error is not None:
         out = out.merge(first_error.rename("first_error").reset_index(), on=_KEYS, how="left")
     return out.sort_values(_KEYS).reset_index(drop=True)
+
+
+def queue_estimates(memory: pd.DataFrame, ok: pd.DataFrame, level_set: str) -> pd.DataFrame:
+    """Per level whose engine was scraped over HTTP (`state_source` 'metrics'): its mean queue
+    wait, `queue_est_s`, which no request of a served engine carries. From vLLM's queue-time
+    histogram where the server has one (its sum over its count, both as deltas over the level);
+    else by Little's law: the time-averaged number of requests waiting over the rate at which the
+    level completed requests. `queue_method` names which ('histogram' or 'little')."""
+    cols = ["level_key", "queue_est_s", "queue_method"]
+    if memory.empty or "state_source" not in memory:
+        return pd.DataFrame(columns=cols)
+    m = memory[(memory["level_set"] == level_set) & (memory["state_source"] == "metrics")]
+    rows = []
+    for key, g in m.groupby("level_key"):
+        g = g.sort_values("t_s")
+        d_count = float(g["queue_wait_count"].iloc[-1] - g["queue_wait_count"].iloc[0])
+        d_sum = float(g["queue_wait_sum_s"].iloc[-1] - g["queue_wait_sum_s"].iloc[0])
+        if d_count > 0 and math.isfinite(d_sum):
+            rows.append((key, max(d_sum, 0.0) / d_count, "histogram"))
+            continue
+        done = int((ok["level_key"] == key).sum())
+        span_s = float(g["t_s"].iloc[-1] - g["t_s"].iloc[0])
+        if done and span_s > 0:
+            rows.append((key, float(g["waiting"].mean()) / (done / span_s), "little"))
+    return pd.DataFrame(rows, columns=cols)
+
+
+_ESTIMATED = {
+    "histogram": "estimated from the server's /metrics: its queue-time histogram over the level",
+    "little": "estimated from the server's /metrics: mean requests waiting over the completion rate, Little's law",
+}
 
 
 @dataclass(frozen=True)
@@ -156,6 +198,11 @@ def cliff_cause(
             if not (math.isnan(running) or math.isnan(waiting))
             else "engine state not sampled"
         )
+        if str(at.get("state_source", "")) == "none":
+            state = "no server state: the server has no /metrics"
+        how = _ESTIMATED.get(str(at.get("queue_source", "")))
+        if how:  # a served engine's requests carry no queue time: the level's mean is an estimate
+            state += f"; queue wait {how}"
         if share >= 0.5:
             if slots and running >= 0.9 * slots:
                 cap = "its one slot busy" if slots == 1 else f"all {slots} slots busy"

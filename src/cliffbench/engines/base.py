@@ -53,6 +53,12 @@ class KvMemory:
     steps: int = 0  # forward passes (llama_decode calls, vLLM engine steps)
     decode_seqs: int = 0  # sequences that decoded a token, summed over steps
     preemptions: int = 0  # sequences evicted from the KV cache to be recomputed (vLLM)
+    # a server scraped over HTTP (engines/server_metrics.py) reports its KV pool as a fraction, not
+    # bytes, and vLLM's cumulative queue-time histogram; NaN / 0 where the engine does not tell
+    kv_usage: float = float("nan")
+    queue_wait_sum_s: float = float("nan")
+    queue_wait_count: int = 0
+    source: str = "engine"  # 'engine' (in-process), 'metrics' (a server's /metrics), 'none' (no state)
 
 
 class EngineError(RuntimeError):

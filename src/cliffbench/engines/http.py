@@ -13,6 +13,10 @@ Kept-alive connections the server closed (llama-server does under load, FIELD_NO
 request fails before *any* byte of a response arrived, it is retried once on a fresh
 connection (nothing was generated for it, so nothing is double-counted) and the retry is
 counted in `stats["retried"]`; a failure after the first byte is a failed request.
+
+The server's own state (running and waiting requests, KV use, preemptions, vLLM's queue-time
+histogram) comes from its `/metrics`, scraped on a task of the engine's own while it runs
+(engines/server_metrics.py); a server without one gives `memory()` the client's in-flight count.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 
 from cliffbench.config import InputError
 from cliffbench.engines.base import EngineError, GenRequest, KvMemory, RequestRejected, TokenEvent
+from cliffbench.engines.server_metrics import MetricsScraper, metrics_url
 from cliffbench.engines.specs import OpenAIHttpSpec
 
 __all__ = ["OpenAIHttpEngine", "detect_flavor"]
@@ -53,6 +58,7 @@ class OpenAIHttpEngine:
         self._headers: dict[str, str] = {}
         self._tokenizer: Any = None
         self._in_flight = 0
+        self._scraper: MetricsScraper | None = None
         self._unreachable = ""  # the last connection refused, until a response comes again
         self.stats: dict[str, int] = {"usage": 0, "chunks": 0, "tokenizer": 0, "retried": 0}
 
@@ -76,6 +82,8 @@ class OpenAIHttpEngine:
         )
         try:
             await self._discover()
+            self._scraper = MetricsScraper(metrics_url(self.url))
+            await self._scraper.start(self._headers)
         except BaseException:
             await self.stop()
             raise
@@ -101,6 +109,9 @@ class OpenAIHttpEngine:
             self.served_model = str(data[0]["id"])
 
     async def stop(self) -> None:
+        scraper, self._scraper = self._scraper, None
+        if scraper is not None:
+            await scraper.stop()
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
@@ -118,6 +129,7 @@ class OpenAIHttpEngine:
             "prompt_format": self._prompt_format(),
             "max_connections": self.spec.max_connections,
             "api_key_env": self.spec.api_key_env,  # the variable's name only, never its value
+            "server_metrics": self._scraper.status if self._scraper is not None else "not started",
         }
         if self._server is not None:
             d["server"] = {"kind": self.spec.server.kind if self.spec.server else "", "argv": self._server.argv}
@@ -134,8 +146,10 @@ class OpenAIHttpEngine:
         return self._unreachable or None
 
     def memory(self) -> KvMemory:
-        # a remote server's KV cache is not observable through the OpenAI API
-        return KvMemory(reserved_bytes=0, live_bytes=0, live_seqs=self._in_flight, waiting=0)
+        # the OpenAI API shows no server state: its /metrics does, where it has one
+        if self._scraper is None:
+            return KvMemory(reserved_bytes=0, live_bytes=0, live_seqs=self._in_flight, waiting=0, source="none")
+        return self._scraper.memory(self._in_flight)
 
     # -- requests --------------------------------------------------------------------------
     def _prompt_format(self) -> str:

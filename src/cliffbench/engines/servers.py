@@ -87,6 +87,7 @@ def server_command(spec: ServerSpec, port: int) -> tuple[list[str], dict[str, st
         argv += ["-ts", ",".join(f"{x:g}" for x in eng.tensor_split)] if eng.tensor_split else []
         # the in-process engine reuses no prompt cache across requests; neither should its reference
         argv += ["--cache-reuse", "0"]
+        argv.append("--metrics")  # its Prometheus endpoint: the engine's state during a level (server_metrics.py)
         return [*argv, *spec.extra_args], {}, "/health"
     if spec.kind == "llama-cpp-python":
         eng = _mirrored(spec, LlamaCppSpec)

@@ -38,7 +38,8 @@ def cliff_section(data: ReportData, level_set: str = "chat") -> str:
         f"Level set `{level_set}`, SLO {judge.text()} (each verdict by the {judge.level:.0%} interval of the "
         "percentile, pooled over repeats). A *search* bracketed by doubling and bisected to its resolution; "
         "*grid* reads the bracket off the grid. Latency split per request from the engine's own timestamps "
-        "(queue: submitted to scheduled; prefill: scheduled to first token; decode: first to last token); "
+        "(queue: submitted to scheduled; prefill: scheduled to first token; decode: first to last token; "
+        "a served engine's queue wait is the level's mean, estimated from the server's /metrics); "
         "running and waiting sequences sampled from the engine during each level.",
         "",
         *rows,
