@@ -63,10 +63,55 @@ def test_uncertain_probe_takes_repeats_then_is_undecided() -> None:
 
     s = _drive(SearchSpec(low=1, high=16, max_repeats=4), truth)
     found = s.result(study="t", engine="e", level_set="chat", slo="x", confidence=0.95)
-    assert (found.meets_up_to, found.first_miss) == (5, 7)
-    assert found.undecided == [6.0]
+    # 1, 2, 4 meet, 8 misses; 6 and then 5 uncertain: each in turn the bracket's upper edge. 5
+    # meets on its third repeat, so 6 becomes the edge and takes repeats until it is undecided;
+    # 7 is never needed: the cliff is at 5 or 6 whatever 7 gives
+    assert [p.x for p in s.path] == [1, 2, 4, 8, 6, 5, 5, 5, 6, 6, 6]
+    assert (found.meets_up_to, found.first_miss) == (5, 8)
+    assert found.undecided == [6.0] and found.extra_repeats == 5
     assert s.repeats[6] == 4 and s.repeats[5] == 3
-    assert "up to 5 users, is undecided at 6 and fails at 7" in found.text()
+    assert "up to 5 users, is undecided at 6 and fails at 8" in found.text()
+
+
+def _plateau(x: float, reps: int) -> str:
+    """Meets up to 4 users, within noise of the budget from 5 to 7 however often measured, misses
+    from 8: the TTFT p90 plateau of a slot-bound server near its budget."""
+    return "meets" if x <= 4 else ("uncertain" if x <= 7 else "misses")
+
+
+def test_plateau_repeats_only_the_final_edge() -> None:
+    s = _drive(SearchSpec(low=1, high=16, max_repeats=6), _plateau)
+    found = s.result(study="t", engine="e", level_set="chat", slo="x", confidence=0.95)
+    assert (found.meets_up_to, found.first_miss) == (4, 8) and found.undecided == [5.0, 6.0]
+    # the edge 5 took every repeat; 6, met on the way down, took one: no load on the plateau
+    # but the edge is measured again (bisecting to it asks 6, then 5)
+    assert s.repeats == {1: 1, 2: 1, 4: 1, 8: 1, 6: 1, 5: 6}
+    assert found.extra_repeats == 5 and not found.not_monotone
+
+
+def test_edge_that_meets_moves_the_bracket_up() -> None:
+    def truth(x: float, reps: int) -> str:
+        if x == 6:
+            return "meets" if reps >= 2 else "uncertain"
+        return "meets" if x < 6 else "misses"
+
+    s = _drive(SearchSpec(low=1, high=16), truth)
+    assert s.bracket() == (6, 7) and s.repeats[6] == 2 and s.repeats[7] == 1
+
+
+def test_budget_of_extra_repeats_ends_undecided() -> None:
+    s = _drive(SearchSpec(low=1, high=16, max_repeats=6, extra_repeats=2), _plateau)
+    found = s.result(study="t", engine="e", level_set="chat", slo="x", confidence=0.95)
+    assert s.repeats[5] == 3 and found.extra_repeats == 2 and found.budget_spent
+    assert (found.meets_up_to, found.first_miss, found.undecided) == (4, 8, [5.0, 6.0])
+    assert "is undecided at 5, 6 and fails at 8" in found.text() and "2 extra repeats were spent" in found.text()
+
+
+def test_lowest_load_uncertain_is_settled_first() -> None:
+    s = _drive(SearchSpec(low=1, high=16, max_repeats=3), lambda x, r: "uncertain" if x == 1 else "misses")
+    found = s.result(study="t", engine="e", level_set="chat", slo="x", confidence=0.95)
+    assert [p.x for p in s.path] == [1, 1, 1] and found.meets_up_to is None and found.undecided == [1.0]
+    assert "is undecided already at 1 users" in found.text()
 
 
 def test_rate_search_resolution_is_five_percent() -> None:

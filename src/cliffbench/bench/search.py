@@ -9,9 +9,16 @@ this is kept in the path and named in the result, never hidden.
 
 Each probe is judged like any level (`repeats.SloJudge`): by the interval of the SLO percentile
 over every submitted request of all its repeats. A probe whose interval straddles the budget is
-measured again, one repeat at a time, up to `max_repeats`; one still straddling it is
-*undecided*: its percentile is within noise of the budget, so the cliff is at that load, and the
-search treats it as not meeting (the bracket's upper end) and names it in the result.
+*uncertain*. Repeats are spent only where they move the answer: while bracketing and bisecting, an
+uncertain load is provisionally taken as not meeting (the bracket's upper end moves down to it),
+and only the final bracket's upper edge is measured again, one repeat at a time, up to
+`max_repeats` and within the search's `extra_repeats` budget. An edge that then meets moves the
+bracket up (the search goes on above it); one that misses ends it; one still uncertain is
+*undecided*: its percentile is within noise of the budget, so the cliff is at that load or just
+below ("meets up to 5 users, is undecided at 6 and fails at 8"). Uncertain loads met on the way
+that never became the edge are listed as undecided too, never hidden. On a plateau near the
+budget (a TTFT p90 within noise of 2 s over several loads) this measures one edge again instead
+of every load on the plateau.
 
 Levels measured already (the grid of the same level set, or the stored probes of an earlier
 run) are probes the search does not pay for: doubling from 1 user visits 1, 2, 4, 8, ... which is
@@ -20,7 +27,6 @@ the default grid. The state machine here measures nothing; `bench.sweep` drives 
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 from pathlib import Path
@@ -62,6 +68,8 @@ class CliffFound(BaseModel):
     not_monotone: list[float] = Field(default_factory=list, description="loads that met above one that missed")
     path: list[SearchStep] = Field(default_factory=list)
     probes_measured: int = Field(0, description="level runs the search itself measured (repeats included)")
+    extra_repeats: int = Field(0, description="repeats taken beyond each load's first visit (to settle an edge)")
+    budget_spent: bool = Field(False, description="the search's extra_repeats budget ran out on an uncertain edge")
     wall_s: float = math.nan
 
     def unit(self) -> str:
@@ -73,25 +81,21 @@ class CliffFound(BaseModel):
     def text(self) -> str:
         """'meets the SLO up to 11 users, is undecided at 12 and fails at 13 (95% intervals)'."""
         u, conf = self.unit(), f"{self.confidence:.0%} intervals"
+        if self.budget_spent:
+            conf += f"; the search's {self.extra_repeats} extra repeats were spent"
+        cut = ", ".join(self._x(x) for x in self.undecided)
+        fails = f" and fails at {self._x(self.first_miss)}" if self.first_miss is not None else ""
         if self.meets_up_to is None:
-            if self.first_miss is None:
-                return f"is undecided already at {self._x(self.low)} {u}, the search's lowest load ({conf})"
-            return f"fails already at {self._x(self.first_miss)} {u}, the search's lowest load ({conf})"
+            if self.undecided:
+                return f"is undecided already at {cut} {u}{fails}, from the search's lowest load ({conf})"
+            return f"fails already at {self._x(self.first_miss or self.low)} {u}, the search's lowest load ({conf})"
+        up = f"meets the SLO up to {self._x(self.meets_up_to)} {u}"
         if self.first_miss is None:
             if self.undecided:
-                cut = ", ".join(self._x(x) for x in self.undecided)
-                return (
-                    f"meets the SLO up to {self._x(self.meets_up_to)} {u} and is undecided at {cut}, up to the "
-                    f"search's ceiling ({conf})"
-                )
-            top = self._x(self.meets_up_to)
-            return f"meets the SLO up to {top} {u}, the search's ceiling: the cliff is higher ({conf})"
-        between = [x for x in self.undecided if x < self.first_miss]
-        undecided = f", is undecided at {', '.join(self._x(x) for x in between)}" if between else ""
-        return (
-            f"meets the SLO up to {self._x(self.meets_up_to)} {u}{undecided} and fails at "
-            f"{self._x(self.first_miss)} ({conf})"
-        )
+                return f"{up} and is undecided at {cut}, no load above it measured ({conf})"
+            return f"{up}, the search's ceiling: the cliff is higher ({conf})"
+        undecided = f", is undecided at {cut}" if self.undecided else ""
+        return f"{up}{undecided}{fails} ({conf})"
 
     def path_text(self) -> str:
         """'1 meets, 2 meets, 4 misses, 3 meets' (grid levels marked g)."""
@@ -104,28 +108,35 @@ class CliffFound(BaseModel):
 
 class CliffSearch:
     """Bracket, then bisect. `record` what a load gave; `next_x` says where to look next (None:
-    done). A load recorded 'uncertain' with fewer than `max_repeats` repeats is asked again."""
+    done). Only the final bracket's upper edge, when uncertain, is asked again (see the module)."""
 
     def __init__(self, spec: SearchSpec) -> None:
         self.spec = spec
         self.verdicts: dict[float, str] = {}
         self.repeats: dict[float, int] = {}
+        self.first_repeats: dict[float, int] = {}
         self.path: list[SearchStep] = []
+        self.budget_spent = False
 
     def record(self, x: float, verdict: str, repeats: int, source: str = "probe") -> None:
         if verdict == "uncertain" and repeats >= self.spec.max_repeats:
             verdict = "undecided"
+        self.first_repeats.setdefault(x, repeats)
         self.verdicts[x], self.repeats[x] = verdict, repeats
         self.path.append(SearchStep(x=x, verdict=verdict, repeats=repeats, source=source))
+
+    def extra_repeats(self) -> int:
+        """Repeats taken beyond each load's first visit: what the `extra_repeats` budget counts."""
+        return sum(self.repeats[x] - self.first_repeats[x] for x in self.repeats)
 
     def _in_range(self) -> dict[float, str]:
         return {x: v for x, v in self.verdicts.items() if self.spec.low <= x <= self.spec.high}
 
     def bracket(self) -> tuple[float | None, float | None]:
-        """(highest load that meets below the lowest that misses, lowest that misses); undecided
-        loads lie between them: the cliff is at one of them."""
+        """(highest load that meets below the lowest that does not, the lowest that does not: a
+        load that misses, or one still uncertain or undecided)."""
         seen = self._in_range()
-        down = [x for x, v in seen.items() if v == "misses"]
+        down = [x for x, v in seen.items() if v != "meets"]
         hi = min(down) if down else None
         up = [x for x, v in seen.items() if v == "meets" and (hi is None or x < hi)]
         return (max(up) if up else None), hi
@@ -136,29 +147,41 @@ class CliffSearch:
     def next_x(self) -> float | None:
         lo, hi = self.bracket()
         seen = self._in_range()
-        inside = sorted(x for x in seen if (lo is None or x > lo) and (hi is None or x < hi))
-        pending = [x for x in inside if seen[x] == "uncertain"]
-        if pending:  # a load in the bracket whose verdict is still open is decided first
-            return pending[0]
         if lo is None:
-            return None if self.spec.low in seen else self.spec.low
+            if self.spec.low not in seen:
+                return self.spec.low
+            return self._settle(self.spec.low)  # the lowest load is the edge
         if hi is None:  # no load missed yet: double from the highest load seen
             top = max(seen)
             return None if top >= self.spec.high else min(self._round(2 * top), self.spec.high)
-        # bisect the widest gap left between the loads seen from `lo` to `hi` (undecided ones between)
-        points = [lo, *inside, hi]
-        gaps = [(b - a, a, b) for a, b in itertools.pairwise(points) if b - a > self.spec.step(a) + 1e-9]
-        if not gaps:
+        if hi - lo > self.spec.step(lo) + 1e-9:
+            mid = self._round((lo + hi) / 2)
+            if mid not in (lo, hi) and mid not in seen:
+                return mid
+        return self._settle(hi)
+
+    def _settle(self, edge: float) -> float | None:
+        """The final bracket's upper edge: measured again while uncertain, within `max_repeats`
+        (`record` turns it undecided there) and the search's `extra_repeats` budget."""
+        if self.verdicts[edge] != "uncertain":
             return None
-        _, a, b = max(gaps)
-        mid = self._round((a + b) / 2)
-        return None if mid in (a, b) else mid
+        budget = self.spec.extra_repeats
+        if budget is not None and self.extra_repeats() >= budget:
+            self.verdicts[edge], self.budget_spent = "undecided", True
+            return None
+        return edge
 
     def result(self, *, study: str, engine: str, level_set: str, slo: str, confidence: float) -> CliffFound:
-        lo, hi = self.bracket()
+        lo, _ = self.bracket()
         seen = self._in_range()
-        first_bad = min((x for x, v in seen.items() if v != "meets"), default=None)
-        not_monotone = sorted(x for x, v in seen.items() if v == "meets" and first_bad is not None and x > first_bad)
+        above = {x: v for x, v in seen.items() if lo is None or x > lo}
+        first_miss = min((x for x, v in above.items() if v == "misses"), default=None)
+
+        def not_above(x: float) -> bool:
+            return first_miss is None or x < first_miss
+
+        # meeting above a load that missed breaks the monotone assumption; above an uncertain one it is noise
+        not_monotone = sorted(x for x, v in seen.items() if v == "meets" and first_miss is not None and x > first_miss)
         return CliffFound(
             study=study,
             engine=engine,
@@ -170,11 +193,13 @@ class CliffSearch:
             slo=slo,
             confidence=confidence,
             meets_up_to=lo,
-            first_miss=hi,
-            undecided=sorted(x for x, v in seen.items() if v == "undecided" and (lo is None or x > lo)),
+            first_miss=first_miss,
+            undecided=sorted(x for x, v in above.items() if v != "meets" and x != first_miss and not_above(x)),
             not_monotone=not_monotone,
             path=list(self.path),
             probes_measured=0,
+            extra_repeats=self.extra_repeats(),
+            budget_spent=self.budget_spent,
         )
 
 

@@ -33,8 +33,9 @@ def parse_slo_terms(text: str, where: str = "slo") -> dict[str, float]:
 class SearchSpec(Spec):
     """Search for the cliff instead of (or after) a grid: bracket by doubling from `low`, then
     bisect between the last level that meets the SLO and the first that misses it, down to
-    `resolution`. A probe whose verdict is uncertain is measured again, up to `max_repeats`
-    repeats, then called undecided. Levels of the grid of the same level set count as probes."""
+    `resolution`. An uncertain probe counts as not meeting until it is the final bracket's upper
+    edge; that one is measured again, up to `max_repeats` repeats and `extra_repeats` in all, then
+    called undecided. Levels of the grid of the same level set count as probes."""
 
     over: Literal["users", "rate_rps"] = "users"
     low: float = Field(1, gt=0)
@@ -47,6 +48,12 @@ class SearchSpec(Spec):
         description="metric_pNN -> seconds, e.g. {ttft_p99: 2, tpot_p50: 0.25}; empty: the study's slo",
     )
     max_repeats: int = Field(6, ge=1, le=50, description="repeats a probe may take to decide its verdict")
+    extra_repeats: int | None = Field(
+        None,
+        ge=0,
+        description="repeats the whole search may add beyond each load's first visit to settle its bracket's edge "
+        "(None: no budget beyond max_repeats); spent: the edge is reported undecided",
+    )
     engines: list[str] | None = Field(
         None, description="engine labels to search (default: every engine that runs the level set)"
     )

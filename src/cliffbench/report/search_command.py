@@ -34,6 +34,9 @@ def find_cliff(
     resolution: Annotated[int, typer.Option(help="stop when the bracket is this many users wide")] = 1,
     repeats: Annotated[int, typer.Option(help="repeats per probe (more when its verdict is uncertain)")] = 3,
     max_repeats: Annotated[int, typer.Option(help="repeats a probe may take before it is called undecided")] = 6,
+    extra_repeats: Annotated[
+        int | None, typer.Option(help="repeats the whole search may add to settle its bracket's edge (default: no cap)")
+    ] = None,
     requests_per_user: Annotated[int, typer.Option(help="requests each user sends per probe")] = 2,
     workload: Annotated[str, typer.Option(help=_help("workload"))] = field_default(BenchmarkParams, "workload"),
     url: Annotated[str | None, typer.Option(help=_help("url"))] = None,
@@ -47,6 +50,7 @@ def find_cliff(
             raise InputError("--slo: give at least one term, e.g. ttft_p99=2,tpot_p50=0.25")
         base = flag_study(engine, slots, "", 1, workload, name or f"cliff-{engine}", url)
         search = {"low": low, "high": high, "resolution": resolution, "slo": terms, "max_repeats": max_repeats}
+        search["extra_repeats"] = extra_repeats
         ls = base.level_sets[0].model_dump()
         ls["load"].update(concurrency=[], requests_per_user=requests_per_user, repeats=repeats, search=search)
         flags = {"low": "--low", "high": "--high", "resolution": "--resolution", "slo": "--slo", "search": "--high"}
