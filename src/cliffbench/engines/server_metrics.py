@@ -44,6 +44,20 @@ _QUEUE_COUNT = ("vllm:request_queue_time_seconds_count",)
 _STEPS = ("llamacpp:n_decode_total",)
 _BUSY_PER_STEP = ("llamacpp:n_busy_slots_per_decode",)
 _COUNTERS = ("preemptions", "queue_sum_s", "queue_count", "steps", "decode_seqs")
+_WANTED = frozenset((*_RUNNING, *_WAITING, *_KV, *_PREEMPT, *_QUEUE_SUM, *_QUEUE_COUNT, *_STEPS, *_BUSY_PER_STEP))
+
+
+def _wanted_lines(text: str) -> str:
+    """The sample lines of the metrics read here. vLLM's page holds ~1,000 lines of histogram
+    buckets: parsed whole it takes ~15 ms of the event loop per scrape, this keeps it to ~1 ms. The
+    comment lines go too: untyped samples parse to the same names and values."""
+    keep = []
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name = line.split("{", 1)[0].split(" ", 1)[0]
+            if name in _WANTED:
+                keep.append(line)
+    return "\n".join(keep) + "\n"
 
 
 @dataclass(frozen=True)
@@ -74,7 +88,7 @@ def parse_metrics(text: str) -> ServerReading:
 
     values: dict[str, float] = {}
     try:
-        for family in text_string_to_metric_families(text):
+        for family in text_string_to_metric_families(_wanted_lines(text)):
             for s in family.samples:
                 if not math.isnan(s.value):
                     values[s.name] = values.get(s.name, 0.0) + float(s.value)
