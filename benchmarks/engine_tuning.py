@@ -1,92 +1,235 @@
-"""Engine tuning alternatives, measured side by side (the study files keep the chosen tuning).
+"""Engine tuning sweep: each engine family's configurations, measured through `cliffbench run`'s path.
 
-vLLM on CPU: OpenMP binding (vLLM's default `auto` keeps one core for the front end vs `all`),
-fp32 vs bf16, eager vs compiled (start-up time too). llama.cpp: Q4_1 vs F32 weights, unified KV
-on/off for slots. Each variant serves the same closed-loop load (c users x 2 requests, 32-token
-prompts, 64-token outputs). Writes benchmarks/results/engine_tuning.json.
+llama.cpp (`llamacpp-slots`): weights in Q4_1, Q8_0, F16, BF16 and F32 (the last three quantised
+locally from the F32 GGUF, models/variants.py) x 8, 16 and 32 slots at 32 users; one slot count
+(32) per precision at 1 user. vLLM: fp32 and bf16 x eager and compiled, and bf16 eager with
+vLLM's own OpenMP binding (`auto`, which keeps one core for its front end) against `all`.
 
-    .venv/bin/python benchmarks/engine_tuning.py [--concurrency 1,8,32] [--skip-compiled]
+Each configuration is a one-engine study of the default study's `chat` level set (same prompt and
+output lengths, requests per level and per user, warm-up, SLO) at 1 and 32 users (the ends of the
+default study's curve), run by `run_study_async` on an engine this script starts (its start time
+is timed). Repeats are interleaved: round r measures every configuration once, in an order
+rotated by r, so slow drift of the machine hits all alike; repeat r of the study is measured in
+round r (`only=`). Busy levels are flagged, not rerun.
+
+Writes benchmarks/results/engine_tuning.json (bench/tuning.py's TuningSweep: per configuration the
+per-repeat output tok/s, TTFT p50 and start time, the engine's describe(), the machine's CPU model
+and flags), then prints each configuration beside its family's best and the cross-family ratios.
+
+Duration on the 2-core Xeon (estimate from --quick and the default study's levels): about 6 min a
+round without the compiled vLLM configurations (15 llama.cpp starts of ~2 s, 20 levels of 5-25 s,
+3 vLLM eager starts of ~35 s), so about 18 min for 3 repeats with --skip-compiled; each compiled
+configuration adds 2-3 min of start per round (about +14 min for 3 repeats).
+
+    .venv/bin/python benchmarks/engine_tuning.py --skip-compiled       # the sweep, ~18 min
+    .venv/bin/python benchmarks/engine_tuning.py                       # with compiled, ~32 min
+    .venv/bin/python benchmarks/engine_tuning.py --quick               # smoke run, < 3 min
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import os
+import statistics
+import tempfile
 import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cliffbench.bench.loadgen import run_level
+from cliffbench.bench.plan import ordered_work, plan_levels
 from cliffbench.bench.provenance import collect_provenance
-from cliffbench.bench.study import WorkloadSpec
-from cliffbench.bench.workload import build_requests
+from cliffbench.bench.store import load_results
+from cliffbench.bench.study import StudySpec, load_study
+from cliffbench.bench.sweep import run_study_async
+from cliffbench.bench.tuning import TuningRun, TuningSweep, family_of
+from cliffbench.config import PROJECT_ROOT
 from cliffbench.engines import make_engine
-from cliffbench.engines.specs import LlamaCppSlotsSpec, VllmSpec
 from cliffbench.models import prepare_model
-from cliffbench.models.spec import ModelSpec
-from cliffbench.models.tokenizer import model_tokenizer
 
 OUT = Path(__file__).parent / "results" / "engine_tuning.json"
+QUICK_OUT = Path(__file__).parent / "results" / "engine_tuning_quick.json"
+DEFAULT_STUDY = PROJECT_ROOT / "studies" / "default.yaml"
+PRECISIONS = ("q4_1", "q8_0", "f16", "bf16", "f32")
+SLOTS = (8, 16, 32)
+TOP_USERS = 32
+_VLLM = {"kind": "vllm", "max_model_len": 1024, "max_num_seqs": 256, "kv_cache_gib": 1.0}
 
 
-async def measure(spec: Any, levels: list[int], reqs: dict[int, list[Any]]) -> list[dict[str, Any]]:
-    engine = make_engine(spec)
+def configurations(skip_compiled: bool, quick: bool) -> list[tuple[dict[str, Any], list[int]]]:
+    """(engine spec, user counts) per configuration; labels name every setting that differs."""
+    out: list[tuple[dict[str, Any], list[int]]] = []
+    precisions, slots = (("q8_0", "bf16"), (32,)) if quick else (PRECISIONS, SLOTS)
+    for p in precisions:
+        for s in slots:
+            spec = {
+                "kind": "llamacpp-slots",
+                "label": f"llamacpp-{p}-{s}",
+                "slots": s,
+                "ctx_per_slot": 1024,
+                "model": {"name": "smollm2-135m", "gguf_variant": p},
+            }
+            out.append((spec, [1, TOP_USERS] if s == max(slots) else [TOP_USERS]))
+    for dtype, short in (("float32", "fp32"), ("bfloat16", "bf16")):
+        if quick and short == "fp32":
+            continue
+        for eager in (True, False):
+            if not eager and (skip_compiled or quick):
+                continue
+            label = f"vllm-{short}-{'eager' if eager else 'compiled'}"
+            spec = {**_VLLM, "label": label, "dtype": dtype, "enforce_eager": eager, "omp_threads_bind": "all"}
+            out.append((spec, [1, TOP_USERS]))
+    if not quick:
+        spec = {**_VLLM, "label": "vllm-bf16-eager-bind-auto", "dtype": "bfloat16", "omp_threads_bind": "auto"}
+        out.append((spec, [1, TOP_USERS]))
+    return out
+
+
+def _study(engine: dict[str, Any], users: list[int], repeats: int, quick: bool) -> StudySpec:
+    base = load_study(DEFAULT_STUDY)
+    chat = next(ls for ls in base.level_sets if ls.name == "chat")
+    load = chat.load.model_copy(update={"concurrency": users, "repeats": repeats, "only_at": {}, "search": None})
+    workload = chat.workload
+    if quick:  # tiny requests: a smoke run of the path, not a measurement
+        workload = workload.model_copy(update={"output": workload.output.model_copy(update={"mean": 8})})
+        load = load.model_copy(update={"requests_per_level": 4, "requests_per_user": 1})
+    return StudySpec.model_validate(
+        {
+            "name": f"tuning-{engine['label']}",
+            "engines": [engine],
+            "level_sets": [{"name": "chat", "workload": workload.model_dump(), "load": load.model_dump()}],
+            "slo": base.slo.model_dump(),
+            "busy": {"max_foreign_cores": base.busy.max_foreign_cores, "reruns": 0},
+        }
+    )
+
+
+async def _round(spec: StudySpec, r: int, root: Path, starts: dict[str, list[float]], describe: dict[str, Any]) -> None:
+    es = spec.engines[0]
+    keys = [lv.key(e.name) for e, lv in ordered_work(spec, plan_levels(spec)) if lv.repeat == r]
+    engine = make_engine(es)
     t0 = time.perf_counter()
-    await engine.start()
-    start_s = time.perf_counter() - t0
-    rows = []
     try:
-        await run_level(engine, reqs[1][:1], concurrency=1)  # warm-up
-        for c in levels:
-            run = await run_level(engine, reqs[c], concurrency=c)
-            toks = sum(r.output_tokens for r in run.records if r.status == "ok")
-            first = min(r.t_submit_s for r in run.records)
-            last = max(r.token_times_s[-1] for r in run.records if r.token_times_s)
-            rows.append(
-                {
-                    "variant": spec.name,
-                    "concurrency": c,
-                    "output_tok_s": toks / (last - first),
-                    "start_s": start_s,
-                    "config": engine.describe(),
-                }
-            )
-            print(f"{spec.name:28s} c={c:3d}: {toks / (last - first):7.1f} tok/s  (start {start_s:.0f} s)", flush=True)
+        await engine.start()
+        starts.setdefault(es.name, []).append(time.perf_counter() - t0)
+        describe.setdefault(es.name, engine.describe())
+        await run_study_async(spec, root=root, engines={es.name: engine}, only=keys)
     finally:
         await engine.stop()
-    return rows
+
+
+def _runs(
+    specs: Sequence[StudySpec], root: Path, starts: dict[str, list[float]], describe: dict[str, Any]
+) -> list[TuningRun]:
+    out = []
+    for spec in specs:
+        es = spec.engines[0]
+        levels = load_results(spec.name, root).levels.sort_values("repeat")
+        family = family_of(es.kind)
+        assert family is not None  # configurations() builds only llama.cpp and vLLM specs
+        for users in sorted(int(u) for u in levels["concurrency"].unique()):
+            g = levels[levels["concurrency"] == users]
+            ok = g[g["status"] == "ok"]
+            out.append(
+                TuningRun(
+                    config=es.name,
+                    family=family,
+                    users=users,
+                    spec=es.model_dump(mode="json", exclude_defaults=True),
+                    precision=es.precision(),
+                    output_tok_s=[float(x) for x in ok["output_tok_s"]],
+                    ttft_p50_s=[float(x) for x in ok["ttft_s_p50"]],
+                    start_s=[round(s, 2) for s in starts.get(es.name, [])],
+                    busy_levels=int(g["busy_flagged"].sum()),
+                    failed_levels=int((g["status"] != "ok").sum()),
+                    engine_config=describe.get(es.name, {}),
+                )
+            )
+    return out
+
+
+async def sweep(args: argparse.Namespace) -> TuningSweep:
+    prepare_model()  # and the GGUF variants the configurations name
+    configs = configurations(args.skip_compiled, args.quick)
+    if args.only:
+        wanted = set(args.only.split(","))
+        configs = [c for c in configs if c[0]["label"] in wanted]
+    repeats = 1 if args.quick else args.repeats
+    specs = [_study(engine, users, repeats, args.quick) for engine, users in configs]
+    starts: dict[str, list[float]] = {}
+    describe: dict[str, Any] = {}
+    load0, t0 = os.getloadavg()[0], time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="engine-tuning-") as tmp:
+        root = Path(tmp)
+        for r in range(repeats):
+            order = specs[r % len(specs) :] + specs[: r % len(specs)]
+            for spec in order:
+                t = time.monotonic()
+                await _round(spec, r, root, starts, describe)
+                print(f"round {r + 1}/{repeats} {spec.engines[0].name:28s} {time.monotonic() - t:6.1f} s", flush=True)
+        runs = _runs(specs, root, starts, describe)
+    chat = specs[0].level_sets[0]
+    return TuningSweep(
+        created_at=datetime.now(UTC),
+        quick=args.quick,
+        repeats=repeats,
+        users=sorted({u for _, users in configs for u in users}),
+        workload={"level_set": "chat", "workload": chat.workload.model_dump(mode="json"), **_load_fields(chat)},
+        wall_s=round(time.monotonic() - t0, 1),
+        loadavg_1m_before=load0,
+        loadavg_1m_after=os.getloadavg()[0],
+        machine=collect_provenance(),
+        runs=runs,
+    )
+
+
+def _load_fields(chat: Any) -> dict[str, Any]:
+    ld = chat.load
+    keep = ("requests_per_level", "requests_per_user", "warmup_requests", "arrival")
+    return {k: getattr(ld, k) for k in keep}
+
+
+def print_table(sw: TuningSweep) -> None:
+    for users in sw.users:
+        best = {f: sw.winner(f, users) for f in ("llama.cpp", "vllm")}
+        print(f"\n{users} users: median output tok/s (min-max over {sw.repeats} repeats), x its family's best")
+        for run in sw.at(users):
+            lo, hi = run.range_tok_s
+            top = best[run.family]
+            rel = run.median_tok_s / top.median_tok_s if top else float("nan")
+            print(
+                f"  {run.config:28s} {run.median_tok_s:7.1f} ({lo:6.1f}-{hi:6.1f})  x{rel:4.2f}  "
+                f"TTFT p50 {run.median_ttft_p50_s * 1000:6.0f} ms  start {statistics.median(run.start_s):5.1f} s"
+            )
+        pairs = [
+            ("best of each", best["vllm"], best["llama.cpp"]),
+            ("matched fp32", sw.run("vllm-fp32-eager", users), sw.run(f"llamacpp-f32-{max(SLOTS)}", users)),
+            ("matched bf16", sw.run("vllm-bf16-eager", users), sw.run(f"llamacpp-bf16-{max(SLOTS)}", users)),
+        ]
+        for what, a, b in pairs:
+            if a and b:
+                mid, lo, hi = sw.ratio(a, b)
+                print(f"  {what:13s} {a.config} / {b.config}: x{mid:.2f} ({lo:.2f}-{hi:.2f})")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--concurrency", default="1,8,32")
-    ap.add_argument("--skip-compiled", action="store_true", help="skip the compiled vLLM variant (~2 min start)")
-    a = ap.parse_args()
-    levels = [int(x) for x in a.concurrency.split(",")]
-    prepare_model()
-    tok = model_tokenizer([ModelSpec()])
-    wl = WorkloadSpec(kind="fixed", prompt={"mean": 32}, output={"mean": 64})
-    reqs = {c: build_requests(wl.model_copy(update={"seed": c}), 2 * c, tok) for c in sorted({1, *levels})}
-    base = {"max_model_len": 512, "kv_cache_gib": 1.0}
-    variants: list[Any] = [
-        VllmSpec(label="vllm-fp32-bind-all-eager", omp_threads_bind="all", **base),
-        VllmSpec(label="vllm-fp32-bind-auto-eager", omp_threads_bind="auto", **base),
-        VllmSpec(label="vllm-bf16-bind-all-eager", dtype="bfloat16", omp_threads_bind="all", **base),
-    ]
-    if not a.skip_compiled:
-        variants.append(VllmSpec(label="vllm-fp32-bind-all-compiled", enforce_eager=False, **base))
-    variants += [
-        LlamaCppSlotsSpec(label="slots32-q4_1", slots=32, ctx_per_slot=256),
-        LlamaCppSlotsSpec(label="slots32-f32", slots=32, ctx_per_slot=256, model=ModelSpec(gguf_variant="f32")),
-        LlamaCppSlotsSpec(label="slots32-q4_1-kv-unified", slots=32, ctx_per_slot=256, kv_unified=True),
-    ]
-    rows: list[dict[str, Any]] = []
-    for spec in variants:
-        rows += asyncio.run(measure(spec, levels, reqs))
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps({"machine": collect_provenance(), "rows": rows}, indent=2, default=str))
-    print(f"wrote {OUT}")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved rounds (default 3)")
+    ap.add_argument("--skip-compiled", action="store_true", help="leave out compiled vLLM (2-3 min a start)")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 1 round, 3 configurations, 8-token answers")
+    ap.add_argument("--only", default="", help="comma-separated configuration labels to measure (default: all)")
+    ap.add_argument("--out", type=Path, default=None, help=f"default {OUT.name} ({QUICK_OUT.name} with --quick)")
+    args = ap.parse_args()
+    result = asyncio.run(sweep(args))
+    out = args.out or (QUICK_OUT if args.quick else OUT)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(result.model_dump_json(indent=2) + "\n")
+    tmp.replace(out)
+    print(f"wrote {out} ({result.wall_s / 60:.1f} min)")
+    print_table(result)
 
 
 if __name__ == "__main__":
