@@ -24,7 +24,7 @@ import contextlib
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -110,26 +110,25 @@ def _gpus(es: Any, cluster_gpus: float) -> int:
 
 def block_resources(spec: StudySpec, es: EngineSpec, cluster_gpus: float) -> dict[str, float]:
     """What engine `es`'s block asks a node for: one `cliffbench_bench` (the node to itself), a
-    CPU for the harness, its GPUs (and their type where the study names its hardware), and the
-    host memory it reserves by a setting, in bytes."""
+    CPU for the harness, its GPUs (and their type where the study names its hardware), and, on a
+    CPU, the host memory it reserves by a setting, in bytes."""
     need = {BENCH_RESOURCE: 1.0, "CPU": 1.0}
     if gpus := _gpus(es, cluster_gpus):
         need["GPU"] = float(gpus)
         if (kind := ACCELERATOR_TYPE.get(spec.hardware or "")) is not None:
             need[f"accelerator_type:{kind}"] = 0.001
-    if reserve_gib := es.host_reserve_gib():
+    if not gpus and (reserve_gib := es.host_reserve_gib()):  # vLLM's CPU KV cache; on a GPU it is GPU memory
         need["memory"] = reserve_gib * 2**30
     return need
 
 
-def _check_fits(ray: Any, name: str, need: dict[str, float]) -> None:
+def _misfit(ray: Any, name: str, need: dict[str, float]) -> str | None:
+    """Why no live node can take engine `name`'s block (None: one can)."""
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
-    if not any(all(res.get(k, 0.0) >= v for k, v in need.items()) for res in nodes):
-        have = "; ".join(", ".join(f"{k}={v:g}" for k, v in sorted(r.items()) if "node:" not in k) for r in nodes)
-        raise InputError(
-            f"--cluster: no node has what engine {name} needs ({need}); nodes: {have or 'none'}. Start each "
-            f"node with ray start --resources='{{\"{BENCH_RESOURCE}\": 1}}'"
-        )
+    if any(all(res.get(k, 0.0) >= v for k, v in need.items()) for res in nodes):
+        return None
+    have = "; ".join(", ".join(f"{k}={v:g}" for k, v in sorted(r.items()) if "node:" not in k) for r in nodes)
+    return f"no node has what engine {name} needs ({need}); nodes: {have or 'none'}"
 
 
 def block_task(
@@ -148,8 +147,6 @@ class _Block:
     todo: list[Level]  # in the sweep's order; a level leaves it when it is stored
     ref: Any = None
     node: NodeInfo | None = None
-    tries: int = 0
-    keys: list[str] = field(default_factory=list)
 
 
 class _Driver:
@@ -161,22 +158,22 @@ class _Driver:
         self.need = {es.name: block_resources(spec, es, gpus) for es in spec.engines}
         env = {k: v for k, v in os.environ.items() if k.startswith(PAUSE_ENV)}  # a fault test's pause
         self.remote = ray.remote(max_calls=1, max_retries=0)(block_task)
-        if env:
-            self.remote = self.remote.options(runtime_env={"env_vars": env})
+        self.runtime_env = {"env_vars": env} if env else None
         from ray.util.queue import Queue
 
         self.queue = Queue(actor_options={"num_cpus": 0})
 
     def submit(self, bid: int) -> None:
         b = self.blocks[bid]
-        b.tries += 1
-        b.keys = [lv.key(b.es.name) for lv in b.todo]
+        keys = [lv.key(b.es.name) for lv in b.todo]
         data = self.spec.model_copy(update={"engines": [b.es]}).model_dump(mode="json")
         need = dict(self.need[b.es.name])
         opts: dict[str, Any] = {"num_cpus": need.pop("CPU"), "num_gpus": need.pop("GPU", 0.0)}
+        if self.runtime_env:
+            opts["runtime_env"] = self.runtime_env
         if "memory" in need:
             opts["memory"] = need.pop("memory")
-        b.ref = self.remote.options(**opts, resources=need).remote(data, b.keys, self.queue, bid, self.probe)
+        b.ref = self.remote.options(**opts, resources=need).remote(data, keys, self.queue, bid, self.probe)
 
     def handle(self, msg: Any) -> None:
         b = self.blocks[msg.block]
@@ -232,6 +229,12 @@ class _Driver:
         info = store_failed(self.spec, b.es, level, f"engine block lost{where} during the level: {why}", self.root)
         if self.reporter:
             self.reporter.level_finished(info)
+        if b.todo and (gone := _misfit(self.ray, b.es.name, self.need[b.es.name])):
+            for level in b.todo:  # the node died and no other can take the block: nothing to wait for
+                info = store_failed(self.spec, b.es, level, f"engine block lost: {gone}", self.root)
+                if self.reporter:
+                    self.reporter.level_finished(info)
+            b.todo = []
         if b.todo:
             self.submit(bid)  # its later levels on a fresh worker, as locally on a fresh engine
 
@@ -302,7 +305,9 @@ def run_study_cluster(
             driver = _Driver(ray, spec, root, reporter, hardware_probe)
             driver.blocks = {i: b for i, b in enumerate(b for b in blocks if b.todo)}
             for b in driver.blocks.values():
-                _check_fits(ray, b.es.name, driver.need[b.es.name])
+                if why := _misfit(ray, b.es.name, driver.need[b.es.name]):
+                    start = f"ray start --resources='{{\"{BENCH_RESOURCE}\": 1}}'"
+                    raise InputError(f"--cluster: {why}. Start each node with {start}")
             driver.manifest.update(collect_provenance())
             driver.manifest.update(study=spec.model_dump(mode="json"), cluster=target)
             write_manifest(spec.name, driver.manifest, root)

@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -44,7 +45,7 @@ out = Console(width=None if sys.stdout.isatty() else 200)
 
 def fail(msg: str) -> NoReturn:
     """Bad input: one line on stderr, exit code 2."""
-    err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)  # `.[cluster]` is no markup
     raise typer.Exit(2)
 
 
