@@ -51,7 +51,7 @@ def rows(a: ReportData, b: ReportData) -> list[dict[str, Any]]:
             names += f" (B: {other.vllm} / {other.llamacpp})"
         out.append(
             {
-                "number": f"{c.kind} {c.users} users: {names}",
+                "number": f"{c.label} {c.users} users: {names}",
                 "a": c.ratio.median,
                 "a_lo": c.ratio.lo,
                 "a_hi": c.ratio.hi,

@@ -128,8 +128,8 @@ NOTEBOOKS = {
         code("display(Markdown(nv.comparisons_section(data, params.level_set)))"),
         md("### Configuration of every engine"),
         code("display(Markdown(nv.config_table(data)))"),
-        md("### Tuning alternatives, measured"),
-        code("display(Markdown(nv.tuning_section(data)))"),
+        md("### The tuning sweep: each family's fastest configuration"),
+        code("display(Markdown(nv.tuning_section(data, params.level_set)))"),
         md("### Throughput and latency vs concurrency"),
         code(
             'for name in ["throughput", "ttft", "itl"]:\n'

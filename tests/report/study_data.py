@@ -33,6 +33,17 @@ _ENGINE_SPECS: dict[str, dict[str, Any]] = {
         "slots": 32,
         "model": {"name": "smollm2-135m", "gguf_variant": "f32"},
     },
+    # matched bf16 and the tuning sweep's candidates
+    "vllm-fp32": {"kind": "vllm", "label": "vllm-fp32", "dtype": "float32"},
+    **{
+        f"llamacpp-{v}-32": {
+            "kind": "llamacpp-slots",
+            "label": f"llamacpp-{v}-32",
+            "slots": 32,
+            "model": {"name": "smollm2-135m", "gguf_variant": v},
+        }
+        for v in ("bf16", "q8_0")
+    },
 }
 
 
@@ -218,3 +229,45 @@ def fake_results(
         memory=pd.DataFrame(memory),
         manifest=manifest,
     )
+
+
+def tuning_sweep(
+    cpu_model: str = "Tuning CPU", flags: tuple[str, ...] = ("avx2",), quick: bool = False
+) -> dict[str, Any]:
+    """A stored tuning sweep (bench/tuning.TuningSweep as JSON) with made-up numbers: at 32 users
+    llama.cpp's Q8_0 with 32 slots wins over F32, vLLM's bf16 eager over fp32 eager."""
+
+    def run(config: str, spec: dict[str, Any], precision: str, users: int, tok: list[float]) -> dict[str, Any]:
+        family = "vllm" if spec["kind"] == "vllm" else "llama.cpp"
+        ttft = [0.1 * users / 8] * len(tok)
+        return {"config": config, "family": family, "users": users, "spec": spec, "precision": precision,
+                "output_tok_s": tok, "ttft_p50_s": ttft, "start_s": [1.5] * len(tok)}  # fmt: skip
+
+    def lc(v: str, slots: int) -> dict[str, Any]:
+        return {"kind": "llamacpp-slots", "label": f"llamacpp-{v}-{slots}", "slots": slots, "ctx_per_slot": 1024,
+                "model": {"name": "smollm2-135m", "gguf_variant": v}}  # fmt: skip
+
+    def vl(dtype: str) -> dict[str, Any]:
+        return {"kind": "vllm", "label": f"vllm-{dtype}-eager", "dtype": dtype, "max_model_len": 1024}
+
+    runs = [
+        run("llamacpp-q8_0-32", lc("q8_0", 32), "q8_0", 32, [300.0, 290.0, 310.0]),
+        run("llamacpp-f32-32", lc("f32", 32), "fp32", 32, [250.0, 240.0, 270.0]),
+        run("llamacpp-q8_0-8", lc("q8_0", 8), "q8_0", 32, [120.0, 110.0, 125.0]),
+        run("llamacpp-q8_0-32", lc("q8_0", 32), "q8_0", 1, [30.0, 29.0, 31.0]),
+        run("vllm-bfloat16-eager", vl("bfloat16"), "bf16", 32, [450.0, 400.0, 500.0]),
+        run("vllm-float32-eager", vl("float32"), "fp32", 32, [220.0, 200.0, 230.0]),
+        run("vllm-bfloat16-eager", vl("bfloat16"), "bf16", 1, [20.0, 19.0, 21.0]),
+    ]
+    return {
+        "created_at": "2026-12-01T05:06:07Z",
+        "quick": quick,
+        "repeats": 3,
+        "users": [1, 32],
+        "workload": {"level_set": "chat", "workload": {"output": {"mean": 32}}, "requests_per_level": 10},
+        "wall_s": 1080.0,
+        "loadavg_1m_before": 0.2,
+        "loadavg_1m_after": 1.5,
+        "machine": {"cpu": {"model": cpu_model, "flags": list(flags)}, "created_at": "2026-12-01T05:06:07Z"},
+        "runs": runs,
+    }

@@ -24,18 +24,11 @@ from cliffbench.decide.tree import decision_tree
 from cliffbench.hardware import HARDWARE
 from cliffbench.report import sections as nv
 from cliffbench.report.data import BenchmarkResult, GpuStudy, ReportData, load_report_data
-from tests.report.study_data import fake_results
+from tests.report.study_data import fake_results, tuning_sweep
 
 CLAIMS = load_claims()
 
-TUNING = {
-    "rows": [
-        {"variant": v, "concurrency": c, "output_tok_s": tps * c, "start_s": s}
-        for v, tps, s in [("llamacpp slots=4", 40.0, 1.5), ("llamacpp slots=8", 45.0, 1.7)]
-        for c in (1, 8)
-    ],
-    "machine": {"cpu": {"model": "Tuning CPU", "usable_cpus": 2, "flags": ["avx2"]}, "created_at": "2025-03-04T05"},
-}
+TUNING = tuning_sweep()
 _FIDELITY_ROW = {"ttft_p99_ratio": 1.0, "same_text": True}
 FIDELITY = {
     "tolerance": 0.1,
@@ -152,7 +145,8 @@ def test_every_section_renders_from_the_bundle_alone(no_files: list[str]) -> Non
         "1 level run(s) failed and count as SLO misses: llamacpp-serial__chat__c0064 (EngineError: out of memory)"
         in (text["levels"])
     )
-    assert "| llamacpp slots=4 | 40 | 320 | 1.5 |" in text["tuning"] and "Tuning CPU" in text["tuning"]
+    assert "| 32 | llama.cpp | llamacpp-q8_0-32 (q8_0) | 300 (290-310) |" in text["tuning"]
+    assert "Tuning CPU" in text["tuning"]
     assert "`benchmarks/results/fidelity_quiet.json`, 2 compute thread(s)" in text["fidelity"]
     assert "`studies/gpu.yaml` reproduces the published setup on a100-40gb" in text["gpu"]
     assert "| vllm | bf16 | 15 | 21 | 256 | 2.37 min |" in text["gpu"]
@@ -168,9 +162,10 @@ def test_two_studies_render_two_texts(no_files: list[str]) -> None:
     a = _render(_data("study-a", results=fake_results(0)))
     b = _render(_data("study-b", results=fake_results(**STUDY_B)))
     study_dependent = ["title", "summary", "memory", "config", "levels", "seed", "shapes", "efficiency", "methods"]
-    for name in study_dependent:
+    # the tuning sweep is the same file beside both, judged against each study's CPU and engines
+    for name in [*study_dependent, "tuning"]:
         assert a[name] != b[name], name
-    for name in ("tuning", "fidelity", "claims", "gpu", "glossary"):  # the same files beside both studies
+    for name in ("fidelity", "claims", "gpu", "glossary"):  # the same files beside both studies
         assert a[name] == b[name], name
     assert "llamacpp-slots-8" in b["config"] and "llamacpp-slots-8" not in a["config"]
     assert "Study <b>study-b</b>" in b["title"] and "Other CPU" in b["title"]
@@ -182,7 +177,7 @@ def test_two_studies_render_two_texts(no_files: list[str]) -> None:
 
 def test_missing_files_are_said_not_raised(no_files: list[str]) -> None:
     data = _data(tuning=None, fidelity=None, fidelity_repeats=None, gpu_study=None)
-    assert nv.tuning_section(data) == "No tuning benchmark stored (run `benchmarks/engine_tuning.py`)."
+    assert nv.tuning_section(data).startswith("No tuning sweep is stored beside the study; run `benchmarks/engine")
     assert nv.fidelity_sentence(data) == "No fidelity benchmark stored (run `benchmarks/fidelity.py`)."
     assert "`studies/a100-published.yaml` is missing" in nv.gpu_study_section(data)
     # the repeats extend the fidelity sentence only when stored
@@ -387,11 +382,11 @@ def test_three_comparisons_follow_the_specs(no_files: list[str]) -> None:
     # avx2 only: vLLM's best dtype is fp32, the precision of the F32 GGUF
     assert "| as shipped | 32 | vllm-as-shipped (fp32, OpenMP bind auto, eager, prefix caching on" in text
     assert "ollama (q4_1, one request at a time, rejects past 512 waiting, preset ollama-0.10+)" in text
-    assert "| matched precision | 32 | vllm (fp32, OpenMP on every core" in text
+    assert "| matched precision (fp32) | 32 | vllm (fp32, OpenMP on every core" in text
     assert "llamacpp-f32-32 (fp32, 32 slots, KV per slot)" in text
     assert "| best of each | 1 |" in text and "Not in this study" not in text
     summary = nv.comparisons_sentence(data)
     assert summary.startswith("At 32 users, vLLM over llama.cpp in output tok/s: *as shipped*, vllm-as-shipped")
-    assert "*matched precision*, vllm against llamacpp-f32-32" in summary
+    assert "*matched precision (fp32)*, vllm against llamacpp-f32-32" in summary
     plain = nv.comparisons_section(_data())
     assert "Not in this study: as shipped, matched precision." in plain

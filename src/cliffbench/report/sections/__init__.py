@@ -14,12 +14,13 @@ from cliffbench.report.sections.comparisons import comparisons_section, comparis
 from cliffbench.report.sections.fidelity import fidelity_sentence
 from cliffbench.report.sections.methods import glossary_table, limitations_section, methods_section
 from cliffbench.report.sections.overhead import engine_overheads, overhead_gap_sentence, overhead_section
-from cliffbench.report.sections.results import config_table, levels_table, memory_section, tuning_section
+from cliffbench.report.sections.results import config_table, levels_table, memory_section
 from cliffbench.report.sections.summary import (
     executive_summary,
     seed_comparison,
     title_page_html,
 )
+from cliffbench.report.sections.tuning import tuning_section
 
 __all__ = [
     "claims_section",

@@ -1,4 +1,4 @@
-"""The result tables: engine configuration, the tuning benchmark, every level, KV memory."""
+"""The result tables: engine configuration, every level, KV memory (the tuning sweep: tuning.py)."""
 
 from __future__ import annotations
 
@@ -9,32 +9,7 @@ from cliffbench.bench.repeats import SloJudge
 from cliffbench.report.data import ReportData
 from cliffbench.report.sections.common import fmt, measured_levels
 
-__all__ = ["config_table", "levels_table", "memory_section", "tuning_section"]
-
-
-def tuning_section(data: ReportData) -> str:
-    """The tuning alternatives measured side by side by benchmarks/engine_tuning.py."""
-    if data.tuning is None:
-        return "No tuning benchmark stored (run `benchmarks/engine_tuning.py`)."
-    tuning = data.tuning.data
-    df = pd.DataFrame(tuning["rows"])
-    wide = df.pivot_table(index="variant", columns="concurrency", values="output_tok_s", sort=False)
-    start = df.groupby("variant", sort=False)["start_s"].first()
-    cols = list(wide.columns)
-    rows = [
-        "| variant | " + " | ".join(f"{c} users tok/s" for c in cols) + " | engine start s |",
-        "|---|" + "---|" * (len(cols) + 1),
-    ]
-    for v, r in wide.iterrows():
-        rows.append(f"| {v} | " + " | ".join(fmt(r[c]) for c in cols) + f" | {fmt(start[str(v)])} |")
-    cpu = tuning.get("machine", {}).get("cpu", {})
-    rows.append("")
-    rows.append(
-        f"Measured on {cpu.get('model', 'this machine')} ({cpu.get('usable_cpus', '?')} cores; flags "
-        f"{', '.join(cpu.get('flags', []))}), {str(tuning.get('machine', {}).get('created_at', ''))[:10]}. "
-        "The study files keep the chosen tuning; this table is why."
-    )
-    return "\n".join(rows)
+__all__ = ["config_table", "levels_table", "memory_section"]
 
 
 def config_table(data: ReportData) -> str:
