@@ -16,14 +16,16 @@ Writes benchmarks/results/engine_tuning.json (bench/tuning.py's TuningSweep: per
 per-repeat output tok/s, TTFT p50 and start time, the engine's describe(), the machine's CPU model
 and flags), then prints each configuration beside its family's best and the cross-family ratios.
 
-Duration on the 2-core Xeon (estimate from --quick and the default study's levels): about 6 min a
-round without the compiled vLLM configurations (15 llama.cpp starts of ~2 s, 20 levels of 5-25 s,
-3 vLLM eager starts of ~35 s), so about 18 min for 3 repeats with --skip-compiled; each compiled
-configuration adds 2-3 min of start per round (about +14 min for 3 repeats).
+Duration on the 2-core Xeon, estimated from the default study's stored level times (llama.cpp
+at 32 users 10-25 s a level, at 1 user ~15 s; vLLM 35 s a start, 6-20 s a level) and the --quick
+run (~3 s of overhead a configuration and round): about 5.5 min a round for the 20 llama.cpp
+levels and 3.5 min for the 3 vLLM eager configurations, so **about 26 min for 3 repeats with
+--skip-compiled** (the 20-minute aim is missed: --repeats 2 takes about 18 min). The two compiled
+vLLM configurations add 2-3 min of start each per round: about 45 min in all without the flag.
 
-    .venv/bin/python benchmarks/engine_tuning.py --skip-compiled       # the sweep, ~18 min
-    .venv/bin/python benchmarks/engine_tuning.py                       # with compiled, ~32 min
-    .venv/bin/python benchmarks/engine_tuning.py --quick               # smoke run, < 3 min
+    .venv/bin/python benchmarks/engine_tuning.py --skip-compiled       # the sweep, ~26 min
+    .venv/bin/python benchmarks/engine_tuning.py                       # with compiled, ~45 min
+    .venv/bin/python benchmarks/engine_tuning.py --quick               # smoke run, < 2 min
 """
 
 from __future__ import annotations
@@ -40,8 +42,9 @@ from pathlib import Path
 from typing import Any
 
 from cliffbench.bench.plan import ordered_work, plan_levels
+from cliffbench.bench.probes import local_hardware
 from cliffbench.bench.provenance import collect_provenance
-from cliffbench.bench.store import load_results
+from cliffbench.bench.store import load_results, write_manifest
 from cliffbench.bench.study import StudySpec, load_study
 from cliffbench.bench.sweep import run_study_async
 from cliffbench.bench.tuning import TuningRun, TuningSweep, family_of
@@ -137,7 +140,7 @@ def _runs(
                     config=es.name,
                     family=family,
                     users=users,
-                    spec=es.model_dump(mode="json", exclude_defaults=True),
+                    spec={"kind": es.kind, **es.model_dump(mode="json", exclude_defaults=True)},
                     precision=es.precision(),
                     output_tok_s=[float(x) for x in ok["output_tok_s"]],
                     ttft_p50_s=[float(x) for x in ok["ttft_s_p50"]],
@@ -163,6 +166,10 @@ async def sweep(args: argparse.Namespace) -> TuningSweep:
     load0, t0 = os.getloadavg()[0], time.monotonic()
     with tempfile.TemporaryDirectory(prefix="engine-tuning-") as tmp:
         root = Path(tmp)
+        # one hardware probe for the sweep: each study would otherwise spend ~4 s probing the same CPU
+        probe = local_hardware().model_dump(mode="json")
+        for spec in specs:
+            write_manifest(spec.name, {"hardware_probe": probe}, root)
         for r in range(repeats):
             order = specs[r % len(specs) :] + specs[: r % len(specs)]
             for spec in order:
@@ -222,6 +229,11 @@ def main() -> None:
     ap.add_argument("--only", default="", help="comma-separated configuration labels to measure (default: all)")
     ap.add_argument("--out", type=Path, default=None, help=f"default {OUT.name} ({QUICK_OUT.name} with --quick)")
     args = ap.parse_args()
+    if args.repeats < 1:
+        ap.error(f"--repeats: {args.repeats} is not allowed; allowed: 1 or more")
+    known = [spec["label"] for spec, _ in configurations(args.skip_compiled, args.quick)]
+    if unknown := [c for c in args.only.split(",") if c and c not in known]:
+        ap.error(f"--only: unknown configuration {unknown[0]!r}; allowed: {', '.join(known)}")
     result = asyncio.run(sweep(args))
     out = args.out or (QUICK_OUT if args.quick else OUT)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -79,9 +79,16 @@ def test_tuning_sweep_names_its_winners_and_whether_the_study_has_them(no_files:
         assert "smoke run" not in text
     # same CPU, and the study has both winners under its own labels
     assert "another machine" not in x
-    assert "llama.cpp's winner llamacpp-q8_0-32 is in the study as llamacpp-q8_0-32" in x
-    assert "vllm's winner vllm-bfloat16-eager is in the study as vllm;" not in x  # the last clause ends with '.'
-    assert "vllm's winner vllm-bfloat16-eager is in the study as vllm." in x
+    best = {c.llamacpp: c for c in comparisons(xeon) if c.kind == "best of each" and c.users == 32}
+    said = "its best of each there" if "llamacpp-q8_0-32" in best else "not its fastest llama.cpp engine there"
+    assert f"llama.cpp's winner llamacpp-q8_0-32 is in the study as llamacpp-q8_0-32, {said}" in x
+    assert "vllm's winner vllm-bfloat16-eager is in the study as vllm, " in x
+    # an engine of the study with nothing stored yet (a study resumed for its new engines)
+    res = _study(0, "Xeon with AMX", BF16_FLAGS)
+    res.levels = res.levels[res.levels["engine"] != "llamacpp-q8_0-32"]
+    pending = nv.tuning_section(_with_sweep(res, sweep))
+    assert "llamacpp-q8_0-32 is in the study as llamacpp-q8_0-32, with no level at 32 users stored yet" in pending
+    assert "No chat level of llamacpp-q8_0-32 is stored yet" in nv.comparisons_section(_with_sweep(res, sweep))
     # another CPU, without the Q8_0 engine; `vllm` is fp32 there, so bf16 eager is not in it either
     assert "It was measured on another machine (Xeon with AMX; flags amx_bf16, avx2, avx512_bf16, avx512f)" in e
     assert "than this study (EPYC AVX2; flags avx2, fma)" in e

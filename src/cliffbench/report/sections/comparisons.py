@@ -161,6 +161,16 @@ def _ratio_cell(r: RatioEstimate) -> str:
     return f"x{fmt(r.median)} (x{fmt(r.lo)}-x{fmt(r.hi)})"
 
 
+def _unmeasured_sentence(data: ReportData, level_set: str) -> str:
+    ran = set(measured_levels(data, level_set)["engine"])
+    sets = [ls for ls in data.results.study.level_sets if ls.name == level_set]
+    skipped = {n for ls in sets for n, at in ls.load.only_at.items() if not at}  # not planned in this set
+    absent = [n for n, es in data.results.engine_specs.items() if _family(es) and n not in ran | skipped]
+    if not absent:
+        return ""
+    return f" No {level_set} level of {', '.join(absent)} is stored yet: the comparisons they stand for are left out."
+
+
 def comparisons_section(data: ReportData, level_set: str = "chat") -> str:
     """The three comparisons as a table, each engine with the configuration it ran."""
     rows = comparisons(data, level_set)
@@ -189,6 +199,7 @@ def comparisons_section(data: ReportData, level_set: str = "chat") -> str:
         "engine of each family at that user count."
         + (f" Not in this study: {', '.join(missing)}." if missing else "")
         + _unmatched_sentence(data, level_set)
+        + _unmeasured_sentence(data, level_set)
     )
     return "\n".join(lines)
 

@@ -15,7 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 from cliffbench.bench.tuning import TuningRun, TuningSweep
 from cliffbench.engines.specs import EngineSpec, LlamaCppSpec, VllmSpec
 from cliffbench.report.data import ReportData
-from cliffbench.report.sections.common import fmt
+from cliffbench.report.sections.common import fmt, measured_levels
 from cliffbench.report.sections.comparisons import comparisons
 
 __all__ = ["config_key", "sweep_of", "tuning_section"]
@@ -35,8 +35,10 @@ def config_key(es: EngineSpec, precision: str) -> tuple[Any, ...] | None:
 
 
 def _run_key(run: TuningRun) -> tuple[Any, ...] | None:
+    # a spec stored without its defaults may lack `kind`, the default of each kind's own field
+    kind = "vllm" if run.family == "vllm" else "llamacpp-slots"
     try:
-        es = _SPEC.validate_python(run.spec)
+        es = _SPEC.validate_python({"kind": kind, **run.spec})
     except ValidationError:
         return None
     return config_key(es, run.precision)
@@ -57,6 +59,11 @@ def sweep_of(data: ReportData) -> tuple[TuningSweep | None, str]:
 def _cpu(manifest: dict[str, Any]) -> tuple[str, list[str]]:
     cpu = manifest.get("cpu") or {}
     return str(cpu.get("model", "an unrecorded CPU")), sorted(cpu.get("flags") or [])
+
+
+def _and(items: list[int]) -> str:
+    words = [str(i) for i in items]
+    return " and ".join([", ".join(words[:-1]), words[-1]] if len(words) > 1 else words)
 
 
 def _range(run: TuningRun) -> str:
@@ -106,6 +113,9 @@ def _includes(data: ReportData, sw: TuningSweep, level_set: str) -> str:
     users = max((c.users for c in best), default=max(sw.users))
     if users not in sw.users:
         users = max(sw.users)
+    study_best = next((c for c in best if c.users == users), None)
+    fastest = {"vllm": study_best.vllm, "llama.cpp": study_best.llamacpp} if study_best else {}
+    ran = set(measured_levels(data, level_set).query("concurrency == @users")["engine"])
     said = []
     for family in ("llama.cpp", "vllm"):
         win = sw.winner(family, users)
@@ -113,12 +123,15 @@ def _includes(data: ReportData, sw: TuningSweep, level_set: str) -> str:
             continue
         key = _run_key(win)
         engine = keys.get(key) if key is not None else None
-        said.append(
-            f"{family}'s winner {win.config} is in the study as {engine}"
-            if engine
-            else f"{family}'s winner {win.config} is not in the study (no engine has its configuration)"
-        )
-    study_best = next((c for c in best if c.users == users), None)
+        where = f"{family}'s winner {win.config}"
+        if engine is None:
+            said.append(f"{where} is not in the study (no engine has its configuration)")
+        elif engine not in ran:
+            said.append(f"{where} is in the study as {engine}, with no level at {users} users stored yet")
+        elif engine == fastest.get(family):
+            said.append(f"{where} is in the study as {engine}, its best of each there")
+        else:
+            said.append(f"{where} is in the study as {engine}, not its fastest {family} engine there")
     head = (
         f"At {users} users the study's best of each is {study_best.vllm} against {study_best.llamacpp}; "
         if study_best
@@ -142,9 +155,9 @@ def tuning_section(data: ReportData, level_set: str = "chat") -> str:
         f"The tuning sweep stored beside the study (`{data.tuning.name if data.tuning else ''}`, "
         f"{sw.created_at:%Y-%m-%d}, on {cpu}) measured {len(configs)} configurations through the path "
         f"`cliffbench run` takes, with the study's {sw.workload.get('level_set', 'chat')} workload "
-        f"({out_tokens} output tokens a request) at {', '.join(map(str, sw.users))} users, "
-        f"{sw.repeats} repeat{'s' if sw.repeats != 1 else ''} interleaved configuration by configuration, "
-        f"in {fmt(sw.wall_s / 60)} min (load average {fmt(sw.loadavg_1m_before)} before, "
+        f"({out_tokens} output tokens a request) at {_and(sw.users)} users, "
+        + (f"{sw.repeats} repeats interleaved round by round" if sw.repeats > 1 else "one repeat")
+        + f", in {fmt(sw.wall_s / 60)} min (load average {fmt(sw.loadavg_1m_before)} before, "
         f"{fmt(sw.loadavg_1m_after)} after)."
     ]
     if sw.quick:
