@@ -65,7 +65,8 @@ def test_bad_study_file(tmp_path: Path) -> None:
 def test_dry_run_prints_plan() -> None:
     result = runner.invoke(app, ["run", "studies/default.yaml", "--dry-run"])
     assert result.exit_code == 0, result.output
-    assert "6 engine(s), 108 level runs" in result.output and "llamacpp-f32-32: chat__c0001" in result.output
+    assert "8 engine(s), 120 level runs" in result.output and "llamacpp-f32-32: chat__c0001" in result.output
+    assert "llamacpp-bf16-32: chat__c0001, chat__c0032, chat__c0001-rep2" in result.output
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,8 @@ def test_default_study_validates() -> None:
         "ollama",
         "llama-server",
         "llamacpp-f32-32",
+        "llamacpp-bf16-32",
+        "llamacpp-q8_0-32",
     ]
     assert StudySpec.model_validate(yaml.safe_load(spec.to_yaml())) == spec
 
