@@ -5,14 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from cliffbench.audit.claims import load_claims
 from cliffbench.bench.store import Results
 from cliffbench.report import sections as nv
-from cliffbench.report.data import BenchmarkResult
+from cliffbench.report.data import BenchmarkResult, ReportData
 from cliffbench.report.sections.comparisons import comparisons, unmatched_precisions
 from tests.report.study_data import fake_results, tuning_sweep
-from tests.report.test_sections import _data, no_files
-
-__all__ = ["no_files"]  # the fixture, used by name
 
 ENGINES = ("vllm", "vllm-fp32", "llamacpp-f32-32", "llamacpp-bf16-32", "llamacpp-q8_0-32")
 BF16_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
@@ -24,10 +22,12 @@ def _study(seed: int, cpu_model: str, flags: tuple[str, ...], engines: tuple[str
     return res
 
 
-def _with_sweep(res: Results, sweep: dict[str, Any] | None) -> Any:
-    return _data(results=res, tuning=BenchmarkResult("engine_tuning.json", sweep) if sweep else None)
+def _with_sweep(res: Results, sweep: dict[str, Any] | None) -> ReportData:
+    tuning = BenchmarkResult("engine_tuning.json", sweep) if sweep else None
+    return ReportData(study=f"study-{res.manifest['cpu']['model']}", results=res, claims=CLAIMS, tuning=tuning)
 
 
+CLAIMS = load_claims()
 # built at import: expanding the presets reads data/published/engine_defaults.csv, a section may not
 XEON = _study(0, "Xeon with AMX", BF16_FLAGS)
 EPYC = _study(1, "EPYC AVX2", ("avx2", "fma"), engines=ENGINES[:4])
