@@ -7,7 +7,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Eta", "LevelTask", "StudyTracker", "eta_error"]
+__all__ = ["STAND_IN", "Eta", "LevelTask", "StudyTracker", "eta_error"]
+
+STAND_IN = "__search~"  # in the key of a search probe's stand-in: <engine>__<set>__search~<n>
 
 
 @dataclass(frozen=True)
@@ -159,9 +161,25 @@ class StudyTracker:
     def finished(self, key: str, now: float) -> None:
         self._begin(now)
         t0 = self.level_t0 if key == self.current else self.mark
+        key = self._stand_in(key)
         self.eta.finished(key, now - t0)
         self.ended.add(key)
         self.current, self.mark = None, now
+
+    def _stand_in(self, key: str) -> str:
+        """A search's probe (not in the plan) ends the next stand-in of its engine and level set
+        (`bench.search_plan`); any other key is itself."""
+        if key in self.position:
+            return key
+        prefix = key.rsplit("__", 1)[0] + STAND_IN
+        return next((t.key for t in self.tasks if t.key.startswith(prefix) and t.key not in self.ended), key)
+
+    def search_finished(self, engine: str, level_set: str, now: float) -> None:
+        """`engine`'s search of `level_set` ended: its stand-ins left are dropped from the plan."""
+        prefix = f"{engine}__{level_set}{STAND_IN}"
+        for t in self.tasks:
+            if t.key.startswith(prefix) and t.key not in self.ended:
+                self.skipped(t.key, now)
 
     def skipped(self, key: str, now: float) -> None:
         self._begin(now)

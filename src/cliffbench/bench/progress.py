@@ -33,6 +33,7 @@ __all__ = [
     "TqdmReporter",
     "eta_error",
     "progress_path",
+    "search_finished",
 ]
 
 logger = logging.getLogger(__name__)
@@ -144,6 +145,18 @@ class TeeReporter:
         for r in self.reporters:
             r.level_skipped(key)
 
+    def search_finished(self, engine: str, level_set: str) -> None:
+        for r in self.reporters:
+            search_finished(r, engine, level_set)
+
+
+def search_finished(reporter: object, engine: str, level_set: str) -> None:
+    """Tell `reporter` that `engine`'s search of `level_set` ended (its probes' stand-ins left in
+    the plan are dropped), where it has the optional `search_finished` method."""
+    hook = getattr(reporter, "search_finished", None)
+    if callable(hook):
+        hook(engine, level_set)
+
 
 # -- the progress file ---------------------------------------------------------------------------
 
@@ -242,6 +255,11 @@ class ProgressFile:
     def level_skipped(self, key: str) -> None:
         now = self._begin()
         self.tracker.skipped(key, now)
+        self.write(now)
+
+    def search_finished(self, engine: str, level_set: str) -> None:
+        now = self._begin()
+        self.tracker.search_finished(engine, level_set, now)
         self.write(now)
 
     def state(self, now: float) -> dict[str, Any]:

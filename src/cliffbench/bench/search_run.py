@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from cliffbench.bench.metrics import min_n_for_ci
 from cliffbench.bench.plan import Level, Plans, plan_requests, probe_level
-from cliffbench.bench.repeats import SloJudge, judge_requests
+from cliffbench.bench.repeats import judge_requests
 from cliffbench.bench.search import CliffFound, CliffSearch, read_searches, write_search
+from cliffbench.bench.search_plan import probe_set, search_judge
 from cliffbench.bench.store import LevelInfo, level_done, study_dir
 from cliffbench.bench.study import LevelSetSpec, StudySpec
 from cliffbench.config import InputError
@@ -62,14 +62,9 @@ async def search_cliff(
     stored levels marked `probe`. With `force`, earlier probes are measured again."""
     search = ls.load.search
     assert search is not None
-    th, pc = search.judge_terms()
-    judge = SloJudge(th, pc) if th else SloJudge.of(spec.slo)
+    judge = search_judge(spec, search)
     state = CliffSearch(search)
-    # each probe's first `load.repeats` repeats hold together enough requests for an interval of
-    # every SLO percentile (p90: 29, p99: 299): fewer could only ever be uncertain
-    need = max(min_n_for_ci(judge.percentile(m), judge.level) for m in judge.thresholds)
-    per_repeat = max(ls.load.requests_per_level or 0, -(-need // ls.load.repeats))
-    probe_set = ls.model_copy(update={"load": ls.load.model_copy(update={"requests_per_level": per_repeat})})
+    pset = probe_set(ls, judge)
     t0 = asyncio.get_running_loop().time()
     measured = 0
     stored = _stored_loads(spec, es, ls, root)
@@ -107,7 +102,7 @@ async def search_cliff(
         for _ in range(have, min(want, search.max_repeats)):
             r = min(set(range(search.max_repeats + len(taken) + 1)) - taken)
             taken.add(r)
-            lv = probe_level(spec, probe_set, x, r)
+            lv = probe_level(spec, pset, x, r)
             try:
                 plans = {(lv.index, r): plan_requests(spec, lv, tok)}
             except ValueError as exc:

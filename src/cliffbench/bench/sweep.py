@@ -39,8 +39,9 @@ from cliffbench.bench.plan import (
     study_tokenizer,
 )
 from cliffbench.bench.probes import local_hardware
-from cliffbench.bench.progress import LevelTask, Reporter
+from cliffbench.bench.progress import LevelTask, Reporter, search_finished
 from cliffbench.bench.provenance import collect_provenance
+from cliffbench.bench.search_plan import searched_engines, stand_in_tasks
 from cliffbench.bench.search_run import ProbeRunner, search_cliff
 from cliffbench.bench.store import (
     LevelInfo,
@@ -306,8 +307,8 @@ async def _run_study_locked(
     manifest["model_files"] = {e.name: model_hashes(e) for e in served}
     write_manifest(spec.name, manifest, root)
     manifest = _ensure_probe(spec.name, root)
-    if reporter:
-        reporter.study_planned(level_tasks(spec, work, todo, plans))
+    if reporter:  # the searches' expected probes too: the ETA covers them (bench/search_plan.py)
+        reporter.study_planned(level_tasks(spec, work, todo, plans) + stand_in_tasks(spec, engine_order(spec, 0), tok))
     pool = _Engines(engines)
     try:
         for i, (es, level) in enumerate(work):
@@ -341,12 +342,10 @@ async def _run_study_locked(
             if not spec.keep_engines_loaded and not any(e.name == es.name for e, lv in following[:1]):
                 await pool.release(es.name)
         for ls in spec.level_sets:
-            for es in engine_order(spec, 0) if ls.load.search is not None else []:
-                wanted = ls.load.search.engines if ls.load.search is not None else None
-                if ls.load.only_at.get(es.name) == [] or (wanted is not None and es.name not in wanted):
-                    continue  # the engine sits this level set (or its search) out
+            for es in searched_engines(spec, ls, engine_order(spec, 0)):
                 measure = _prober(spec, es, pool, manifest, reporter, root)
                 await search_cliff(spec, es, ls, tok, root, force=force, keep_failed=keep_failed, measure=measure)
+                search_finished(reporter, es.name, ls.name)
                 if not spec.keep_engines_loaded:
                     await pool.release(es.name)
     finally:

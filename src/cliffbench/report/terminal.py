@@ -133,6 +133,9 @@ class ProgressReporter:
         self.tracker.skipped(key, self.clock())
         out.print(f"[dim]{key}: stored, skipped (use --force to redo)[/]")
 
+    def search_finished(self, engine: str, level_set: str) -> None:
+        self.tracker.search_finished(engine, level_set, self.clock())  # its probes' stand-ins left go
+
 
 # -- a study run by another process (notebook 10 under papermill), from its progress file ---------
 
