@@ -1,4 +1,5 @@
-"""The engine tuning sweep as stored (benchmarks/engine_tuning.py writes it, the report reads it).
+"""The engine tuning sweep as stored (benchmarks/engine_tuning.py writes benchmarks/results/
+engine_tuning.json; the report reads it beside the study).
 
 Each configuration of each engine family is measured over several interleaved repeats at the top
 and bottom user counts of the default study; `TuningSweep.winner` is a family's fastest
@@ -10,16 +11,12 @@ from __future__ import annotations
 
 import statistics
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
-from cliffbench.config import PROJECT_ROOT
+__all__ = ["Family", "TuningRun", "TuningSweep", "family_of"]
 
-__all__ = ["TUNING_FILE", "Family", "TuningRun", "TuningSweep", "family_of", "load_tuning"]
-
-TUNING_FILE = PROJECT_ROOT / "benchmarks" / "results" / "engine_tuning.json"
 Family = Literal["llama.cpp", "vllm"]
 
 
@@ -108,13 +105,3 @@ class TuningSweep(BaseModel):
         pairs = [a / b for a, b in zip(num.output_tok_s, den.output_tok_s, strict=False) if b > 0]
         mid = num.median_tok_s / den.median_tok_s if den.median_tok_s > 0 else float("nan")
         return (mid, min(pairs), max(pairs)) if pairs else (mid, mid, mid)
-
-
-def load_tuning(path: Path = TUNING_FILE) -> tuple[TuningSweep | None, str]:
-    """The stored sweep, or None and one line saying why not (missing, or an older format)."""
-    if not path.is_file():
-        return None, f"no tuning sweep is stored at {path.name}"
-    try:
-        return TuningSweep.model_validate_json(path.read_bytes()), ""
-    except ValidationError:
-        return None, f"{path.name} holds a sweep in an older format (single runs, before repeats)"
