@@ -16,14 +16,15 @@ Writes benchmarks/results/engine_tuning.json (bench/tuning.py's TuningSweep: per
 per-repeat output tok/s, TTFT p50 and start time, the engine's describe(), the machine's CPU model
 and flags), then prints each configuration beside its family's best and the cross-family ratios.
 
-Duration on the 2-core Xeon, estimated from the default study's stored level times (llama.cpp
-at 32 users 10-25 s a level, at 1 user ~15 s; vLLM 35 s a start, 6-20 s a level) and the --quick
-run (~3 s of overhead a configuration and round): about 5.5 min a round for the 20 llama.cpp
-levels and 3.5 min for the 3 vLLM eager configurations, so **about 26 min for 3 repeats with
---skip-compiled** (the 20-minute aim is missed: --repeats 2 takes about 18 min). The two compiled
-vLLM configurations add 2-3 min of start each per round: about 45 min in all without the flag.
+Duration on the 2-core Xeon, from a calibration round (2026-12-02, other work on the machine, load
+average 2.5-5.7): a 32-slot llama.cpp configuration at 1 and 32 users took 37 s a round, an 8-slot
+one at 32 users 35 s; the default study's stored levels give 25-30 s for 16 slots and ~65 s for a
+vLLM eager configuration (a 35 s start, then its two levels). That is 9-11 min a round, so **about
+30 min for 3 repeats with --skip-compiled** (26-34; the 20-minute aim is missed: --repeats 2 takes
+about 20 min). The two compiled vLLM configurations add 2-3 min of start each per round: about
+45 min in all without the flag.
 
-    .venv/bin/python benchmarks/engine_tuning.py --skip-compiled       # the sweep, ~26 min
+    .venv/bin/python benchmarks/engine_tuning.py --skip-compiled       # the sweep, ~30 min
     .venv/bin/python benchmarks/engine_tuning.py                       # with compiled, ~45 min
     .venv/bin/python benchmarks/engine_tuning.py --quick               # smoke run, < 2 min
 """
