@@ -18,8 +18,8 @@ and flags), then prints each configuration beside its family's best and the cros
 
 Duration on the 2-core Xeon, from a calibration round (2026-12-02, other work on the machine, load
 average 2.5-5.7): a 32-slot llama.cpp configuration at 1 and 32 users took 37 s a round, an 8-slot
-one at 32 users 35 s; the default study's stored levels give 25-30 s for 16 slots and ~65 s for a
-vLLM eager configuration (a 35 s start, then its two levels). That is 9-11 min a round, so **about
+one at 32 users 35 s; 16 slots should fall between (25-30 s, not timed), and the default study's
+stored vLLM levels with a 35 s start give ~65 s a vLLM eager configuration. That is 9-11 min a round, so **about
 30 min for 3 repeats with --skip-compiled** (26-34; the 20-minute aim is missed: --repeats 2 takes
 about 20 min). The two compiled vLLM configurations add 2-3 min of start each per round: about
 45 min in all without the flag.
