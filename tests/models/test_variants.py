@@ -90,6 +90,16 @@ def test_a_variant_without_its_f32_source_is_a_clear_error(model: ModelManifest,
         resolve_model(ModelSpec(gguf_variant="q8_0"), models_dir=tmp_path)
 
 
+def test_a_folder_it_cannot_write_is_a_clear_error(model: ModelManifest, tmp_path: Path) -> None:
+    copy = _copy_without(model, tmp_path, {"f16"})
+    # the lock cannot be opened, as in a read-only folder (mode bits do not stop root: a folder does)
+    (copy / ".variants.lock").unlink(missing_ok=True)
+    (copy / ".variants.lock").mkdir()
+    with pytest.raises(InputError, match=r"model\.gguf_variant: cannot add a GGUF variant to .*smollm2-135m \("):
+        resolve_model(ModelSpec(gguf_variant="f16"), models_dir=tmp_path)
+    assert not (copy / "gguf" / "model-f16.gguf").exists()
+
+
 def test_parse_variants() -> None:
     assert parse_variants(" Q8_0, bf16 ,") == ("q8_0", "bf16")
     with pytest.raises(

@@ -72,7 +72,14 @@ def parse_variants(text: str, param: str = "--variants") -> tuple[GgufVariant, .
 
 @contextlib.contextmanager
 def _folder_lock(folder: Path) -> Iterator[None]:
-    with (folder / ".variants.lock").open("a") as f:
+    try:
+        lock = (folder / ".variants.lock").open("a")
+    except OSError as exc:  # a read-only models folder: say where, not a traceback
+        raise InputError(
+            f"model.gguf_variant: cannot add a GGUF variant to {display_path(folder)} ({exc.strerror}); "
+            "run 'cliffbench prepare-model' where that folder is writable"
+        ) from None
+    with lock as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
