@@ -210,11 +210,12 @@ def main() -> None:
     ap.add_argument("--extra-repeats", type=int, default=4, help="the search's budget of repeats to settle its edge")
     ap.add_argument("--engines", default="ollama,llama-server")
     ap.add_argument("--quick", action="store_true", help="the fake engine only: a check of the harness, no claim")
+    ap.add_argument("--out", type=Path, default=None, help="write the JSON here instead (a check of a small range)")
     args = ap.parse_args()
     if args.quick:
         args.engines = "fake"
     out = asyncio.run(main_async(args))
-    path = QUICK_OUT if args.quick else OUT
+    path = args.out or (QUICK_OUT if args.quick else OUT)
     path.write_text(json.dumps(out, indent=2, default=str))
     print(f"wrote {path}")
     for r in out["rows"]:
