@@ -67,6 +67,24 @@ def test_without_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.exit_code == 2 and "pip install -e '.[cluster]'" in result.output
 
 
+@pytest.mark.parametrize("target", ["127.0.0.1:1", "ray://127.0.0.1:1"])
+def test_unreachable_cluster_one_line_nothing_stored(tmp_path: Path, target: str) -> None:
+    pytest.importorskip("ray")
+    spec = StudySpec(name="nowhere", engines=[{"kind": "fake"}], tokenizer="fake")
+    with pytest.raises(InputError, match=rf"^--cluster: could not connect to {target}: Connection refused$"):
+        run_study_cluster(spec, target, root=tmp_path)
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_cliff_search_runs_locally_only(tmp_path: Path) -> None:
+    spec = StudySpec.model_validate(
+        {"name": "s", "engines": [{"kind": "fake"}], "level_sets": [{"name": "edge", "load": {"search": {}}}]}
+    )
+    with pytest.raises(InputError, match=r"^--cluster: level set edge has a cliff search, which runs locally only$"):
+        run_study_cluster(spec, "local", root=tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
 def test_block_resources() -> None:
     spec = StudySpec(name="s", engines=[{"kind": "fake"}], hardware="h100-sxm")
     assert block_resources(spec, FakeSpec(), 8.0) == {"cliffbench_bench": 1.0, "CPU": 1.0}
@@ -273,28 +291,32 @@ def _gone(pid: int, within_s: float) -> bool:
 def _write(tmp_path: Path, spec: StudySpec) -> tuple[Path, Path]:
     root = project_root(tmp_path)
     results = root / "data" / "results"
-    (results / spec.name).mkdir()  # the hardware probe, stored: the nodes do not probe
-    (results / spec.name / "manifest.json").write_text(
-        json.dumps({"hardware_probe": FIXED_PROBE.model_dump(mode="json")})
-    )
+    ray = pytest.importorskip("ray")
+    probe = FIXED_PROBE.model_dump(mode="json")
+    nodes = {n["NodeID"]: {"hardware_probe": probe} for n in ray.nodes() if n["Alive"]}
+    (results / spec.name).mkdir()  # each node's hardware probe, stored: the nodes do not probe
+    (results / spec.name / "manifest.json").write_text(json.dumps({"hardware_probe": probe, "cluster_nodes": nodes}))
     study = root / "study.yaml"
     study.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
     return study, results / spec.name / "levels"
 
 
 @pytest.mark.engine
-def test_ctrl_c_on_the_driver_stops_the_block(cluster: str, model: object, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("sig", "exit_code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_on_the_driver_stops_the_block(
+    cluster: str, model: object, tmp_path: Path, sig: signal.Signals, exit_code: int
+) -> None:
     spec = _study("cluster-cancel", ["a"], [1, 2])
     study, levels = _write(tmp_path, spec)
-    run = _PausedClusterCli(tmp_path / "root", cluster, study, "level@a__chat__c0002", pause_s=6.0)
+    run = _PausedClusterCli(tmp_path / "root", cluster, study, "level@a__chat__c0002", pause_s=4.0)
     worker = run.wait_paused(timeout_s=120.0)
     before = level_files(levels / "a__chat__c0001")
     assert psutil.pid_exists(worker)
-    run.proc.send_signal(signal.SIGINT)
+    run.proc.send_signal(sig)
     code = run.finish(timeout_s=90.0)
     out = run.output()[-4000:]
-    assert code == 130, out
-    assert "interrupted: engines stopped; finished levels are stored" in out
+    assert code == exit_code, out
+    assert sig == signal.SIGTERM or "interrupted: engines stopped; finished levels are stored" in out
     assert _gone(worker, 20.0), f"the block's worker {worker} is still running"
     assert level_files(levels / "a__chat__c0001") == before
     assert sorted(p.name for p in levels.iterdir()) == ["a__chat__c0001"]  # the level cut short: absent

@@ -23,6 +23,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
+import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,18 +84,29 @@ def ray_module() -> Any:
 def connect(target: str, local_cpus: int = 2) -> Iterator[Any]:
     """Ray, connected to `target` (reused if this process is already connected; a connection made
     here is closed on the way out, and with it the cluster `local` started)."""
+    if (m := _ADDRESS.match(target)) is not None:  # Ray waits a minute or more on an address that is not there
+        host = target.removeprefix("ray://").rsplit(":", 1)[0].strip("[]")
+        try:
+            socket.create_connection((host, int(m.group(2))), timeout=10.0).close()
+        except OSError as exc:
+            raise InputError(f"--cluster: could not connect to {target}: {exc.strerror or exc}") from None
     ray = ray_module()
     if ray.is_initialized():
         yield ray
         return
-    quiet: dict[str, Any] = {"include_dashboard": False, "logging_level": "warning"}
+    on_term = signal.getsignal(signal.SIGTERM)
     try:
         if target == "local":
-            ray.init(num_cpus=local_cpus, resources={BENCH_RESOURCE: 1}, **quiet)
+            ray.init(
+                num_cpus=local_cpus, resources={BENCH_RESOURCE: 1}, include_dashboard=False, logging_level="warning"
+            )
         else:
             ray.init(address=target, logging_level="warning")
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise InputError(f"--cluster: could not connect to {target}: {str(exc).splitlines()[0]}") from None
+    finally:
+        if on_term is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, on_term)  # ray.init's own handler exits 15: the CLI's exits 143
     try:
         yield ray
     finally:
@@ -132,13 +146,20 @@ def _misfit(ray: Any, name: str, need: dict[str, float]) -> str | None:
 
 
 def block_task(
-    spec_data: dict[str, Any], keys: list[str], outbox: Outbox, block: int, hardware_probe: dict[str, Any] | None
+    spec_data: dict[str, Any],
+    keys: list[str],
+    outbox: Outbox,
+    block: int,
+    probes: dict[str, dict[str, Any]],
+    hardware_probe: dict[str, Any] | None,
 ) -> int:
-    """The Ray task of one engine block (runs on the node): `cluster_task.run_block`."""
+    """The Ray task of one engine block (runs on the node): `cluster_task.run_block`, with the
+    node's hardware probe from `probes` (node id -> probe, those the study stored) if it has one."""
     import ray
 
     node_id = ray.get_runtime_context().get_node_id()
-    return run_block(spec_data, keys, outbox, block, hardware_probe, ray_node_id=node_id)
+    probe = hardware_probe or probes.get(node_id)
+    return run_block(spec_data, keys, outbox, block, probe, ray_node_id=node_id)
 
 
 @dataclass
@@ -173,11 +194,15 @@ class _Driver:
             opts["runtime_env"] = self.runtime_env
         if "memory" in need:
             opts["memory"] = need.pop("memory")
-        b.ref = self.remote.options(**opts, resources=need).remote(data, keys, self.queue, bid, self.probe)
+        probes = {
+            k: v["hardware_probe"] for k, v in self.manifest.get("cluster_nodes", {}).items() if v.get("hardware_probe")
+        }
+        b.ref = self.remote.options(**opts, resources=need).remote(data, keys, self.queue, bid, probes, self.probe)
 
     def handle(self, msg: Any) -> None:
         b = self.blocks[msg.block]
         if isinstance(msg, LevelStarted):
+            b.node = msg.node  # where the block runs now (a lost block's level names it)
             if self.reporter:
                 self.reporter.level_started(msg.key, msg.n_requests)
             return

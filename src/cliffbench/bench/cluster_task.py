@@ -36,6 +36,7 @@ class LevelStarted:
     block: int
     key: str
     n_requests: int
+    node: NodeInfo
 
 
 @dataclass
@@ -59,7 +60,7 @@ class _Shipper:
     def study_planned(self, tasks: list[LevelTask]) -> None: ...
 
     def level_started(self, key: str, n_requests: int) -> None:
-        self.outbox.put(LevelStarted(self.block, key, n_requests))
+        self.outbox.put(LevelStarted(self.block, key, n_requests, self.node))
 
     def request_done(self, record: RequestRecord) -> None: ...
 
