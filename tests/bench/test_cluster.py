@@ -33,6 +33,7 @@ from cliffbench.bench.sweep import run_study
 from cliffbench.cli import app
 from cliffbench.config import InputError
 from cliffbench.engines.specs import FakeSpec, LlamaCppSerialSpec, VllmSpec
+from cliffbench.report.params import BenchmarkParams, validate_params
 from tests.conftest import FIXED_PROBE, cli_process, fix_probe
 from tests.faults import Recorder, level_files, project_root
 
@@ -74,6 +75,13 @@ def test_unreachable_cluster_one_line_nothing_stored(tmp_path: Path, target: str
     with pytest.raises(InputError, match=rf"^--cluster: could not connect to {target}: Connection refused$"):
         run_study_cluster(spec, target, root=tmp_path)
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_report_parameter_cluster_is_checked_before_any_notebook() -> None:
+    assert validate_params(BenchmarkParams, {"cluster": "ray://head:10001"}).cluster == "ray://head:10001"
+    assert validate_params(BenchmarkParams, {}).cluster == ""  # this machine
+    with pytest.raises(InputError, match=r"^parameter cluster: .*must be local, auto, ray://HOST:PORT or HOST:PORT"):
+        validate_params(BenchmarkParams, {"cluster": "head"})
 
 
 def test_cliff_search_runs_locally_only(tmp_path: Path) -> None:

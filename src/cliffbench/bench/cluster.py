@@ -39,7 +39,7 @@ from cliffbench.bench.progress import Reporter
 from cliffbench.bench.provenance import collect_provenance
 from cliffbench.bench.store import level_done, read_manifest, study_lock, write_manifest
 from cliffbench.bench.study import StudySpec
-from cliffbench.bench.sweep import store_failed, store_level
+from cliffbench.bench.sweep import level_tasks, store_failed, store_level
 from cliffbench.config import InputError
 from cliffbench.engines.parallel import LlamaCppGpuSplit
 from cliffbench.engines.specs import EngineSpec
@@ -317,9 +317,11 @@ def run_study_cluster(
             for es, lv in work
             if not force and level_done(spec.name, lv.key(es.name), root, keep_failed=keep_failed)
         }
-        for key in sorted(stored):
-            if reporter:
-                reporter.level_skipped(key)
+        if reporter:  # the plan without its requests (the nodes build them): level counts, no token-based ETA
+            reporter.study_planned(level_tasks(spec, work, {lv.key(es.name) for es, lv in work} - stored, {}))
+            for es, lv in work:
+                if lv.key(es.name) in stored:
+                    reporter.level_skipped(lv.key(es.name))
         blocks = [
             _Block(es, [lv for e, lv in work if e.name == es.name and lv.key(es.name) not in stored])
             for es in engine_order(spec, 0)

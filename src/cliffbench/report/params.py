@@ -59,6 +59,19 @@ class BenchmarkParams(Spec):
     requests_per_level: int = Field(8, gt=0, description="flag form: measured requests per level")
     seed: int = Field(0, description="overrides the study's seed when not 0")
     force: bool = Field(False, description="redo levels already stored")
+    cluster: str = Field(
+        "", description="run on a Ray cluster: ray://HOST:PORT, HOST:PORT, auto or local ('': this machine)"
+    )
+
+    @field_validator("cluster")
+    @classmethod
+    def _cluster(cls, v: str) -> str:
+        from cliffbench.bench.cluster import parse_target
+
+        try:
+            return parse_target(v) if v else v
+        except InputError as exc:
+            raise ValueError(str(exc).removeprefix("--cluster: ")) from None
 
 
 class AnalysisParams(Spec):
