@@ -122,7 +122,7 @@ def _ray_processes(since: float) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[str]:
+def ray_cluster() -> Iterator[Any]:
     """A head and one more node, each `{"cliffbench_bench": 1}` and one CPU; this process connected."""
     ray = pytest.importorskip("ray")
     from ray.cluster_utils import Cluster
@@ -134,7 +134,7 @@ def cluster() -> Iterator[str]:
         c.add_node(num_cpus=1, resources={"cliffbench_bench": 1})
         c.wait_for_nodes()
         ray.init(address=c.address, logging_level="warning")
-        yield c.address
+        yield c
     finally:
         ray.shutdown()
         c.shutdown()
@@ -142,6 +142,12 @@ def cluster() -> Iterator[str]:
     while (left := _ray_processes(t0)) and time.monotonic() < end:
         time.sleep(0.2)
     assert not left, f"Ray processes left running: {left}"
+
+
+@pytest.fixture
+def cluster(ray_cluster: Any) -> str:
+    """The module cluster's address."""
+    return str(ray_cluster.address)
 
 
 def _study(name: str, engines: list[str], concurrency: list[int]) -> StudySpec:
@@ -230,6 +236,15 @@ def test_cluster_run_equals_local_and_keeps_one_block_per_node(
     again = Recorder()  # resumed: every level stored, nothing submitted
     run_study_cluster(spec, cluster, reporter=again, root=tmp_path / "ray", hardware_probe=probe)
     assert sorted(again.skipped) == sorted(local) and not again.finished
+
+
+@pytest.mark.engine
+def test_bad_input_found_on_a_node_is_one_line_nothing_stored(cluster: str, model: object, tmp_path: Path) -> None:
+    spec = _study("cluster-too-long", ["a"], [1])
+    spec = spec.model_copy(update={"engines": [LlamaCppSerialSpec(label="a", n_ctx=65536, n_threads=1)]})
+    with pytest.raises(InputError, match=r"n_ctx: .*exceeds the model's context length \(8192"):
+        run_study_cluster(spec, cluster, root=tmp_path, hardware_probe=FIXED_PROBE.model_dump(mode="json"))
+    assert not (tmp_path / spec.name).exists()
 
 
 class _PausedClusterCli:
@@ -347,3 +362,59 @@ def test_worker_killed_mid_level_stores_it_failed(cluster: str, model: object, t
     assert lv["status"].to_dict() == {"a__chat__c0001": "ok", "a__chat__c0002": "failed", "a__chat__c0003": "ok"}
     assert str(lv.loc["a__chat__c0002", "error"]).startswith("engine block lost on node ")
     assert lv.loc["a__chat__c0001", "node_host"] and lv.loc["a__chat__c0003", "node_host"]
+
+
+@pytest.mark.engine
+def test_node_lost_mid_level(ray_cluster: Any, model: object, tmp_path: Path) -> None:
+    """The node running a block dies mid-level (its raylet and workers killed: the module's last
+    test, the cluster is one node after it): that level is stored failed naming the node, the
+    level before stays stored, and the block's last level runs on the node that is left."""
+    ray = pytest.importorskip("ray")
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    head_id = next(n["NodeID"] for n in ray.nodes() if n["Alive"] and "node:__internal_head__" in n["Resources"])
+    other = next(n for n in ray_cluster.worker_nodes)
+
+    class _Holder:  # defined here: pickled by value, the workers need not import the tests
+        def ready(self) -> bool:
+            return True
+
+    # the head's benchmark slot held, so the block starts on the other node
+    hold = (
+        ray.remote(num_cpus=0, resources={"cliffbench_bench": 1})(_Holder)
+        .options(scheduling_strategy=NodeAffinitySchedulingStrategy(head_id, soft=False))
+        .remote()
+    )
+    ray.get(hold.ready.remote())
+    spec = _study("cluster-node-lost", ["a"], [1, 2, 3])
+    started = threading.Event()
+
+    class _Watch(Recorder):
+        def level_started(self, key: str, n_requests: int) -> None:
+            if key == "a__chat__c0002":
+                started.set()
+
+    seen = _Watch()
+    probe = FIXED_PROBE.model_dump(mode="json")
+    errors: list[BaseException] = []
+
+    def drive() -> None:
+        try:
+            run_study_cluster(spec, ray_cluster.address, reporter=seen, root=tmp_path, hardware_probe=probe)
+        except BaseException as exc:  # handed to the test's thread
+            errors.append(exc)
+
+    driver = threading.Thread(target=drive)
+    driver.start()
+    try:
+        assert started.wait(120.0), "level a__chat__c0002 never started"
+        ray_cluster.remove_node(other)
+        ray.kill(hold)  # the head may take the block's last level now
+    finally:
+        driver.join(timeout=150.0)
+    assert not driver.is_alive() and not errors, errors
+    lv = load_results(spec.name, root=tmp_path).levels.set_index("level_key")
+    assert lv["status"].to_dict() == {"a__chat__c0001": "ok", "a__chat__c0002": "failed", "a__chat__c0003": "ok"}
+    assert str(lv.loc["a__chat__c0002", "error"]).startswith("engine block lost on node ")
+    nodes = {i.level_key: i.node.ray_node_id for i in seen.finished if i.node is not None}
+    assert nodes["a__chat__c0001"] != head_id and nodes["a__chat__c0003"] == head_id

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import threading
@@ -37,7 +38,7 @@ from cliffbench.bench.faults import ENV as PAUSE_ENV
 from cliffbench.bench.plan import Level, engine_order, ordered_work, plan_levels
 from cliffbench.bench.progress import Reporter
 from cliffbench.bench.provenance import collect_provenance
-from cliffbench.bench.store import level_done, read_manifest, study_lock, write_manifest
+from cliffbench.bench.store import level_done, read_manifest, study_dir, study_lock, write_manifest
 from cliffbench.bench.study import StudySpec
 from cliffbench.bench.sweep import level_tasks, store_failed, store_level
 from cliffbench.config import InputError
@@ -47,6 +48,7 @@ from cliffbench.engines.specs import EngineSpec
 __all__ = ["BENCH_RESOURCE", "block_resources", "block_task", "connect", "parse_target", "run_study_cluster"]
 
 BENCH_RESOURCE = "cliffbench_bench"
+HEAD_RESOURCE = "node:__internal_head__"  # every Ray head node has one
 INSTALL_HINT = "pip install -e '.[cluster]'"
 # the study's `hardware` key -> the accelerator type Ray detects on a node (resource
 # `accelerator_type:<type>`); keys not here place a block on any node with enough GPUs
@@ -182,7 +184,9 @@ class _Driver:
         self.runtime_env = {"env_vars": env} if env else None
         from ray.util.queue import Queue
 
-        self.queue = Queue(actor_options={"num_cpus": 0})
+        # on the head node, which lives as long as the cluster: a lost node must not take the
+        # levels in flight to the driver with it (Ray Train pins its state actor the same way)
+        self.queue = Queue(actor_options={"num_cpus": 0, "resources": {HEAD_RESOURCE: 0.001}})
 
     def submit(self, bid: int) -> None:
         b = self.blocks[bid]
@@ -328,20 +332,28 @@ def run_study_cluster(
         ]
         if not any(b.todo for b in blocks):
             return
+        fresh = not study_dir(spec.name, root).exists()
         with connect(target) as ray:
             driver = _Driver(ray, spec, root, reporter, hardware_probe)
-            driver.blocks = {i: b for i, b in enumerate(b for b in blocks if b.todo)}
-            for b in driver.blocks.values():
-                if why := _misfit(ray, b.es.name, driver.need[b.es.name]):
-                    start = f"ray start --resources='{{\"{BENCH_RESOURCE}\": 1}}'"
-                    raise InputError(f"--cluster: {why}. Start each node with {start}")
-            driver.manifest.update(collect_provenance())
-            driver.manifest.update(study=spec.model_dump(mode="json"), cluster=target)
-            write_manifest(spec.name, driver.manifest, root)
             try:
-                driver.run()
-            except BaseException:
-                driver.cancel(cancel_grace_s)
+                driver.blocks = {i: b for i, b in enumerate(b for b in blocks if b.todo)}
+                for b in driver.blocks.values():
+                    if why := _misfit(ray, b.es.name, driver.need[b.es.name]):
+                        start = f"ray start --resources='{{\"{BENCH_RESOURCE}\": 1}}'"
+                        raise InputError(f"--cluster: {why}. Start each node with {start}")
+                driver.manifest.update(collect_provenance())
+                driver.manifest.update(study=spec.model_dump(mode="json"), cluster=target)
+                write_manifest(spec.name, driver.manifest, root)
+                try:
+                    driver.run()
+                except BaseException:
+                    driver.cancel(cancel_grace_s)
+                    raise
+            except InputError:
+                # bad input found on a node (a model that does not fit): as locally, a study this run
+                # created holds nothing measured, so nothing half-written is left behind
+                if fresh and not any(study_dir(spec.name, root).glob("levels/*/*")):
+                    shutil.rmtree(study_dir(spec.name, root), ignore_errors=True)
                 raise
             finally:
                 driver.close()
