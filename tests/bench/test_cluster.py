@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -362,6 +363,8 @@ def test_worker_killed_mid_level_stores_it_failed(cluster: str, model: object, t
     assert lv["status"].to_dict() == {"a__chat__c0001": "ok", "a__chat__c0002": "failed", "a__chat__c0003": "ok"}
     assert str(lv.loc["a__chat__c0002", "error"]).startswith("engine block lost on node ")
     assert lv.loc["a__chat__c0001", "node_host"] and lv.loc["a__chat__c0003", "node_host"]
+    # the killed worker's block folder, removed by the block that ran next on this machine
+    assert not list(Path(tempfile.gettempdir()).glob(f"cliffbench-block-{worker}-*"))
 
 
 @pytest.mark.engine

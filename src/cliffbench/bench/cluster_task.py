@@ -7,12 +7,15 @@ here imports Ray: the queue is anything with `put`."""
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import pandas as pd
+import psutil
 
 from cliffbench.bench.cluster_node import NodeInfo, this_node
 from cliffbench.bench.faults import pausing
@@ -25,6 +28,7 @@ from cliffbench.bench.sweep import run_study_async
 __all__ = ["TABLES", "LevelStarted", "LevelStored", "Outbox", "run_block"]
 
 TABLES = ("requests", "tokens", "memory")
+PREFIX = "cliffbench-block-"  # + the worker's pid: a folder whose worker is gone is an orphan
 
 
 class Outbox(Protocol):
@@ -75,6 +79,14 @@ class _Shipper:
         self.sent += 1
 
 
+def _remove_orphans() -> None:
+    """The block folders of workers killed mid-block (a cancel, a lost task): no one else removes them."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{PREFIX}*-*"):
+        pid = folder.name.removeprefix(PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def run_block(
     spec_data: dict[str, Any],
     keys: list[str],
@@ -87,7 +99,8 @@ def run_block(
     engine only) in the sweep's order; returns how many it handed on. `hardware_probe`: the
     roofline to use instead of probing this node (tests); None probes it once per block."""
     spec = StudySpec.model_validate(spec_data)
-    with tempfile.TemporaryDirectory(prefix="cliffbench-block-") as tmp:
+    _remove_orphans()
+    with tempfile.TemporaryDirectory(prefix=f"{PREFIX}{os.getpid()}-") as tmp:
         root = Path(tmp)
         shipper = _Shipper(outbox, block, root, this_node(ray_node_id))
         if hardware_probe is not None:
