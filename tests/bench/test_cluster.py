@@ -28,6 +28,8 @@ from typer.testing import CliRunner
 
 from cliffbench.bench.cluster import block_resources, parse_target, ray_module, run_study_cluster
 from cliffbench.bench.faults import ENV as PAUSE_ENV
+from cliffbench.bench.search import read_searches
+from cliffbench.bench.search_spec import SearchSpec
 from cliffbench.bench.store import LevelInfo, load_results
 from cliffbench.bench.study import StudySpec
 from cliffbench.bench.sweep import run_study
@@ -83,15 +85,6 @@ def test_report_parameter_cluster_is_checked_before_any_notebook() -> None:
     assert validate_params(BenchmarkParams, {}).cluster == ""  # this machine
     with pytest.raises(InputError, match=r"^parameter cluster: .*must be local, auto, ray://HOST:PORT or HOST:PORT"):
         validate_params(BenchmarkParams, {"cluster": "head"})
-
-
-def test_cliff_search_runs_locally_only(tmp_path: Path) -> None:
-    spec = StudySpec.model_validate(
-        {"name": "s", "engines": [{"kind": "fake"}], "level_sets": [{"name": "edge", "load": {"search": {}}}]}
-    )
-    with pytest.raises(InputError, match=r"^--cluster: level set edge has a cliff search, which runs locally only$"):
-        run_study_cluster(spec, "local", root=tmp_path)
-    assert not list(tmp_path.iterdir())
 
 
 def test_block_resources() -> None:
@@ -169,6 +162,15 @@ def _study(name: str, engines: list[str], concurrency: list[int]) -> StudySpec:
     )
 
 
+def _search_study(name: str) -> StudySpec:
+    """Engine `a` at 1 and 4 users, then its cliff searched from 1 to 4 users (every load meets)."""
+    spec = _study(name, ["a"], [1, 4])
+    chat = spec.level_sets[0]
+    search = {"low": 1, "high": 4, "slo": {"ttft_p50": 60.0}, "max_repeats": 2}
+    load = chat.load.model_copy(update={"search": SearchSpec.model_validate(search)})
+    return spec.model_copy(update={"level_sets": [chat.model_copy(update={"load": load})]})
+
+
 class _Timeline(Recorder):
     """The driver's view: (event, key, node id) in the order the levels came back."""
 
@@ -237,6 +239,38 @@ def test_cluster_run_equals_local_and_keeps_one_block_per_node(
     again = Recorder()  # resumed: every level stored, nothing submitted
     run_study_cluster(spec, cluster, reporter=again, root=tmp_path / "ray", hardware_probe=probe)
     assert sorted(again.skipped) == sorted(local) and not again.finished
+
+
+@pytest.mark.engine
+def test_cliff_search_runs_on_the_cluster_and_resumes(
+    cluster: str, model: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The block's search runs on the node after its grid: its probes come back stored and marked
+    like a local run's, its record lands in the driver's searches/; a resumed run sends the stored
+    levels to the node, which measures nothing and leaves the record as it was."""
+    spec = _search_study("cluster-search")
+    fix_probe(monkeypatch)
+    run_study(spec, root=tmp_path / "local")
+    probe = FIXED_PROBE.model_dump(mode="json")
+    seen = _Timeline()
+    run_study_cluster(spec, cluster, reporter=seen, root=tmp_path / "ray", hardware_probe=probe)
+
+    local, remote = _schema(tmp_path / "local", spec.name), _schema(tmp_path / "ray", spec.name)
+    assert remote == local  # the grid (1, 4 users) and the probe at 2 users, the same files and fields
+    assert "a__chat__c0002" in remote
+    probes = [i for i in seen.finished if i.probe]
+    # the grid's 3 requests a level hold no interval of p50: the search adds repeats to 1 and 4 users too
+    assert "a__chat__c0002" in {i.level_key for i in probes} and all(i.node is not None for i in probes)
+    (found,) = read_searches(tmp_path / "ray" / spec.name)
+    (mine,) = read_searches(tmp_path / "local" / spec.name)
+    assert (found.engine, found.meets_up_to, found.first_miss) == ("a", 4.0, None) == (mine.engine, 4.0, None)
+    assert found.probes_measured == len(probes) == mine.probes_measured
+    record = next((tmp_path / "ray" / spec.name / "searches").glob("*.json")).read_text()
+
+    again = Recorder()
+    run_study_cluster(spec, cluster, reporter=again, root=tmp_path / "ray", hardware_probe=probe)
+    assert not again.finished and len(_schema(tmp_path / "ray", spec.name)) == len(remote)
+    assert next((tmp_path / "ray" / spec.name / "searches").glob("*.json")).read_text() == record
 
 
 @pytest.mark.engine
@@ -365,6 +399,26 @@ def test_worker_killed_mid_level_stores_it_failed(cluster: str, model: object, t
     assert lv.loc["a__chat__c0001", "node_host"] and lv.loc["a__chat__c0003", "node_host"]
     # the killed worker's block folder, removed by the block that ran next on this machine
     assert not list(Path(tempfile.gettempdir()).glob(f"cliffbench-block-{worker}-*"))
+
+
+@pytest.mark.engine
+def test_worker_killed_mid_probe_stores_it_failed_and_the_search_goes_on(
+    cluster: str, model: object, tmp_path: Path
+) -> None:
+    """A search's probe (2 users, between the grid's 1 and 4) loses its worker: the probe is stored
+    failed (marked `probe`), the search goes on in a fresh task, counts it as a miss and ends."""
+    spec = _search_study("cluster-killed-probe")
+    study, levels = _write(tmp_path, spec)
+    run = _PausedClusterCli(tmp_path / "root", cluster, study, "level@a__chat__c0002", pause_s=120.0)
+    worker = run.wait_paused(timeout_s=120.0)
+    psutil.Process(worker).kill()
+    code = run.finish(timeout_s=150.0)
+    out = run.output()[-4000:]
+    assert code == 1 and "a__chat__c0002" in out, out
+    info = LevelInfo.model_validate_json((levels / "a__chat__c0002" / "level.json").read_text())
+    assert (info.status, info.probe) == ("failed", True) and info.error.startswith("engine block lost on node ")
+    (found,) = read_searches(levels.parent)
+    assert (found.meets_up_to, found.first_miss) == (1.0, 2.0), found.path_text()
 
 
 @pytest.mark.engine

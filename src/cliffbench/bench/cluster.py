@@ -33,11 +33,22 @@ from pathlib import Path
 from typing import Any
 
 from cliffbench.bench.cluster_node import NodeInfo
-from cliffbench.bench.cluster_task import LevelStarted, LevelStored, Outbox, run_block
+from cliffbench.bench.cluster_task import (
+    LevelStarted,
+    LevelStored,
+    Outbox,
+    SearchStored,
+    Seed,
+    probe_of,
+    run_block,
+    search_seeds,
+)
 from cliffbench.bench.faults import ENV as PAUSE_ENV
 from cliffbench.bench.plan import Level, engine_order, ordered_work, plan_levels
-from cliffbench.bench.progress import Reporter
+from cliffbench.bench.progress import Reporter, search_finished
 from cliffbench.bench.provenance import collect_provenance
+from cliffbench.bench.search import write_search
+from cliffbench.bench.search_plan import searched_engines
 from cliffbench.bench.store import level_done, read_manifest, study_dir, study_lock, write_manifest
 from cliffbench.bench.study import StudySpec
 from cliffbench.bench.sweep import level_tasks, store_failed, store_level
@@ -154,22 +165,30 @@ def block_task(
     block: int,
     probes: dict[str, dict[str, Any]],
     hardware_probe: dict[str, Any] | None,
+    seed: Seed | None = None,
+    flags: tuple[bool, bool] = (False, False),
 ) -> int:
     """The Ray task of one engine block (runs on the node): `cluster_task.run_block`, with the
-    node's hardware probe from `probes` (node id -> probe, those the study stored) if it has one."""
+    node's hardware probe from `probes` (node id -> probe, those the study stored) if it has one;
+    `flags`: force, keep_failed."""
     import ray
 
     node_id = ray.get_runtime_context().get_node_id()
     probe = hardware_probe or probes.get(node_id)
-    return run_block(spec_data, keys, outbox, block, probe, ray_node_id=node_id)
+    force, keep_failed = flags
+    return run_block(spec_data, keys, outbox, block, probe, node_id, seed, force, keep_failed)
 
 
 @dataclass
 class _Block:
     es: EngineSpec
     todo: list[Level]  # in the sweep's order; a level leaves it when it is stored
+    searches: set[str]  # the level sets whose cliff search has not come back yet
+    flags: tuple[bool, bool] = (False, False)  # force, keep_failed for its next task
     ref: Any = None
     node: NodeInfo | None = None
+    started: str | None = None  # the level in flight on the node
+    losses: int = 0
 
 
 class _Driver:
@@ -191,6 +210,7 @@ class _Driver:
     def submit(self, bid: int) -> None:
         b = self.blocks[bid]
         keys = [lv.key(b.es.name) for lv in b.todo]
+        seed = search_seeds(self.spec, b.es, self.root, keys) if b.searches else None
         data = self.spec.model_copy(update={"engines": [b.es]}).model_dump(mode="json")
         need = dict(self.need[b.es.name])
         opts: dict[str, Any] = {"num_cpus": need.pop("CPU"), "num_gpus": need.pop("GPU", 0.0)}
@@ -201,12 +221,19 @@ class _Driver:
         probes = {
             k: v["hardware_probe"] for k, v in self.manifest.get("cluster_nodes", {}).items() if v.get("hardware_probe")
         }
-        b.ref = self.remote.options(**opts, resources=need).remote(data, keys, self.queue, bid, probes, self.probe)
+        task = self.remote.options(**opts, resources=need)
+        b.ref = task.remote(data, keys, self.queue, bid, probes, self.probe, seed, b.flags)
+        b.flags = (False, True)  # a resubmitted block keeps what it measured, failed levels too (as locally)
 
     def handle(self, msg: Any) -> None:
         b = self.blocks[msg.block]
+        if isinstance(msg, SearchStored):
+            write_search(study_dir(self.spec.name, self.root), msg.found)
+            b.searches.discard(msg.found.level_set)
+            search_finished(self.reporter, b.es.name, msg.found.level_set)
+            return
         if isinstance(msg, LevelStarted):
-            b.node = msg.node  # where the block runs now (a lost block's level names it)
+            b.node, b.started = msg.node, msg.key  # where the block runs now (a lost block's level names it)
             if self.reporter:
                 self.reporter.level_started(msg.key, msg.n_requests)
             return
@@ -215,7 +242,7 @@ class _Driver:
         requests, tokens, memory = (msg.tables[n] for n in ("requests", "tokens", "memory"))
         store_level(info, requests, tokens, memory, self.root)
         b.todo = [lv for lv in b.todo if lv.key(b.es.name) != info.level_key]
-        b.node = info.node
+        b.node, b.started = info.node, None
         self._merge(msg.manifest, info.node)
         if self.reporter:
             self.reporter.level_finished(info)
@@ -250,21 +277,27 @@ class _Driver:
             raise InputError(str(getattr(exc, "cause", exc)).splitlines()[0]) from None
         except Exception as exc:  # the worker or its node died
             lost = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300]}"
-        if not b.todo:
+        if not b.todo and not b.searches:
             return
-        level = b.todo.pop(0)
         where = f" on node {b.node.host}" if b.node else ""
-        why = lost or "the task ended without it"
-        info = store_failed(self.spec, b.es, level, f"engine block lost{where} during the level: {why}", self.root)
-        if self.reporter:
-            self.reporter.level_finished(info)
-        if b.todo and (gone := _misfit(self.ray, b.es.name, self.need[b.es.name])):
+        why = f"engine block lost{where} during the level: {lost or 'the task ended without it'}"
+        probe = probe_of(self.spec, b.es, b.started) if not b.todo and b.started else None
+        if b.todo or probe is not None:
+            lost_level = b.todo.pop(0) if b.todo else probe
+            assert lost_level is not None
+            info = store_failed(self.spec, b.es, lost_level, why, self.root, probe=probe is not None)
+            if self.reporter:
+                self.reporter.level_finished(info)
+        b.started, b.losses = None, b.losses + 1
+        if not b.todo and b.losses > 2:  # a search whose probes keep losing their node: give up on it
+            b.searches = set()
+        if (b.todo or b.searches) and (gone := _misfit(self.ray, b.es.name, self.need[b.es.name])):
             for level in b.todo:  # the node died and no other can take the block: nothing to wait for
                 info = store_failed(self.spec, b.es, level, f"engine block lost: {gone}", self.root)
                 if self.reporter:
                     self.reporter.level_finished(info)
-            b.todo = []
-        if b.todo:
+            b.todo, b.searches = [], set()
+        if b.todo or b.searches:
             self.submit(bid)  # its later levels on a fresh worker, as locally on a fresh engine
 
     def run(self) -> None:
@@ -310,9 +343,6 @@ def run_study_cluster(
     (`parse_target`), one task per engine block. `hardware_probe`: the roofline the nodes store
     instead of probing themselves (tests)."""
     target = parse_target(target)
-    searching = [ls.name for ls in spec.level_sets if ls.load.search is not None]
-    if searching:
-        raise InputError(f"--cluster: level set {searching[0]} has a cliff search, which runs locally only")
     ray_module()
     with study_lock(spec.name, root):
         work = ordered_work(spec, plan_levels(spec))
@@ -327,16 +357,21 @@ def run_study_cluster(
                 if lv.key(es.name) in stored:
                     reporter.level_skipped(lv.key(es.name))
         blocks = [
-            _Block(es, [lv for e, lv in work if e.name == es.name and lv.key(es.name) not in stored])
+            _Block(
+                es,
+                [lv for e, lv in work if e.name == es.name and lv.key(es.name) not in stored],
+                {ls.name for ls in spec.level_sets if searched_engines(spec, ls, [es])},
+                (force, keep_failed),
+            )
             for es in engine_order(spec, 0)
         ]
-        if not any(b.todo for b in blocks):
+        if not any(b.todo or b.searches for b in blocks):
             return
         fresh = not study_dir(spec.name, root).exists()
         with connect(target) as ray:
             driver = _Driver(ray, spec, root, reporter, hardware_probe)
             try:
-                driver.blocks = {i: b for i, b in enumerate(b for b in blocks if b.todo)}
+                driver.blocks = {i: b for i, b in enumerate(b for b in blocks if b.todo or b.searches)}
                 for b in driver.blocks.values():
                     if why := _misfit(ray, b.es.name, driver.need[b.es.name]):
                         start = f"ray start --resources='{{\"{BENCH_RESOURCE}\": 1}}'"
