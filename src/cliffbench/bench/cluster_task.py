@@ -29,13 +29,20 @@ from cliffbench.bench.plan import Level, probe_level
 from cliffbench.bench.progress import LevelTask
 from cliffbench.bench.search import CliffFound, read_searches, write_search
 from cliffbench.bench.search_plan import probe_set, search_judge, searched_engines
-from cliffbench.bench.store import LevelInfo, level_done, read_manifest, study_dir, write_level, write_manifest
+from cliffbench.bench.store import (
+    LevelInfo,
+    read_level_tables,
+    read_manifest,
+    stored_levels,
+    study_dir,
+    write_level,
+    write_manifest,
+)
 from cliffbench.bench.study import StudySpec
 from cliffbench.bench.sweep import run_study_async
 from cliffbench.engines.specs import EngineSpec
 
 __all__ = [
-    "TABLES",
     "LevelStarted",
     "LevelStored",
     "Outbox",
@@ -46,7 +53,6 @@ __all__ = [
     "search_seeds",
 ]
 
-TABLES = ("requests", "tokens", "memory")
 PREFIX = "cliffbench-block-"  # + the worker's pid: a folder whose worker is gone is an orphan
 
 
@@ -96,12 +102,12 @@ def search_seeds(spec: StudySpec, es: EngineSpec, root: Path | None, measure: Co
     sets = [ls.name for ls in spec.level_sets if searched_engines(spec, ls, [es])]
     if not sets:
         return None
-    levels = []
-    for name in sets:
-        for folder in sorted((study_dir(spec.name, root) / "levels").glob(f"{es.name}__{name}__*")):
-            if folder.name not in measure and level_done(spec.name, folder.name, root, keep_failed=True):
-                info = LevelInfo.model_validate_json((folder / "level.json").read_text())
-                levels.append((info, {n: pd.read_parquet(folder / f"{n}.parquet") for n in TABLES}))
+    levels = [
+        (info, read_level_tables(spec.name, info.level_key, root))
+        for name in sets
+        for info in stored_levels(spec.name, es.name, name, root)
+        if info.level_key not in measure
+    ]
     found = [f for f in read_searches(study_dir(spec.name, root)) if f.engine == es.name and f.level_set in sets]
     return Seed(levels, found)
 
@@ -138,8 +144,7 @@ class _Shipper:
     def level_skipped(self, key: str) -> None: ...
 
     def level_finished(self, info: LevelInfo) -> None:
-        folder = study_dir(info.study, self.root) / "levels" / info.level_key
-        tables = {name: pd.read_parquet(folder / f"{name}.parquet") for name in TABLES}
+        tables = read_level_tables(info.study, info.level_key, self.root)
         info = info.model_copy(update={"node": self.node, "files": {}})
         # put returns once the queue holds the level: a task lost after it has it stored
         self.outbox.put(LevelStored(self.block, info, tables, read_manifest(info.study, self.root)))

@@ -21,7 +21,7 @@ from cliffbench.bench.plan import Level, Plans, plan_requests, probe_level
 from cliffbench.bench.repeats import judge_requests
 from cliffbench.bench.search import CliffFound, CliffSearch, read_searches, write_search
 from cliffbench.bench.search_plan import probe_set, search_judge
-from cliffbench.bench.store import LevelInfo, level_done, study_dir
+from cliffbench.bench.store import LevelInfo, stored_levels, study_dir
 from cliffbench.bench.study import LevelSetSpec, StudySpec
 from cliffbench.config import InputError
 from cliffbench.engines.specs import EngineSpec
@@ -35,12 +35,9 @@ ProbeRunner = Callable[[Level, Plans], Awaitable[LevelInfo]]
 def _stored_loads(spec: StudySpec, es: EngineSpec, ls: LevelSetSpec, root: Path | None) -> dict[float, list[LevelInfo]]:
     """Load -> the stored, undamaged levels of engine `es` in level set `ls`, by repeat."""
     out: dict[float, list[LevelInfo]] = {}
-    for folder in sorted((study_dir(spec.name, root) / "levels").glob(f"{es.name}__{ls.name}__*")):
-        if not level_done(spec.name, folder.name, root, keep_failed=True):
-            continue
-        info = LevelInfo.model_validate_json((folder / "level.json").read_text())
+    for info in stored_levels(spec.name, es.name, ls.name, root):
         x = info.concurrency if info.concurrency is not None else info.rate_rps
-        if x is not None and info.engine == es.name and info.level_set == ls.name:
+        if x is not None:
             out.setdefault(float(x), []).append(info)
     return {x: sorted(v, key=lambda i: i.repeat) for x, v in out.items()}
 

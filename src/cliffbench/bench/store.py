@@ -46,8 +46,10 @@ __all__ = [
     "load_results",
     "ok_levels",
     "ok_requests",
+    "read_level_tables",
     "read_manifest",
     "spec_hash",
+    "stored_levels",
     "study_dir",
     "study_lock",
     "write_level",
@@ -255,6 +257,23 @@ def write_level(
         (tmp / LEVEL_FILE).write_text(info.model_dump_json(indent=2))
         pause("store", info.level_key)
     return final
+
+
+def stored_levels(study: str, engine: str, level_set: str, root: Path | None = None) -> list[LevelInfo]:
+    """The stored, undamaged levels (ok or failed) of `engine` in `level_set`, in key order."""
+    out = []
+    for folder in sorted((study_dir(study, root) / "levels").glob(f"{engine}__{level_set}__*")):
+        if level_done(study, folder.name, root, keep_failed=True):
+            info = LevelInfo.model_validate_json((folder / LEVEL_FILE).read_text())
+            if info.engine == engine and info.level_set == level_set:
+                out.append(info)
+    return out
+
+
+def read_level_tables(study: str, key: str, root: Path | None = None) -> dict[str, pd.DataFrame]:
+    """A stored level's tables, by name (requests, tokens, memory)."""
+    folder = study_dir(study, root) / "levels" / key
+    return {name: pd.read_parquet(folder / f"{name}.parquet") for name in ("requests", "tokens", "memory")}
 
 
 def write_manifest(study: str, manifest: dict[str, Any], root: Path | None = None) -> Path:
