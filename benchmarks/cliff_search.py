@@ -199,7 +199,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "loadavg_1m_before": load0,
         "loadavg_1m_after": os.getloadavg()[0],
         "rows": rows,
-        "machine": collect_provenance(),
+        "machine": collect_provenance().model_dump(mode="json"),
     }
 
 

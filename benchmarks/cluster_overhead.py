@@ -82,7 +82,7 @@ def main() -> None:
         "median_wall_ratio_cluster_over_local": float(
             np.median([y["wall_s"] / x["wall_s"] for x, y in zip(local, ray, strict=True)])
         ),
-        "provenance": collect_provenance(),
+        "provenance": collect_provenance().model_dump(mode="json"),
     }
     a.out.write_text(json.dumps(out, indent=2, default=str))
     print(f"cluster/local wall: x{out['median_wall_ratio_cluster_over_local']:.2f}; wrote {a.out}")

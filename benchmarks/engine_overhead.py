@@ -349,7 +349,7 @@ def main() -> None:
         "specs": {n: specs[n].model_dump(mode="json") for n in a.engines.split(",")},
         "reps": a.reps,
         "wall_s": time.time() - started,
-        "machine": collect_provenance(),
+        "machine": collect_provenance().model_dump(mode="json"),
         "summary": summary,
         "runs": rows,
     }

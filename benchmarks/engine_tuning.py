@@ -44,7 +44,7 @@ from typing import Any
 
 from cliffbench.bench.plan import ordered_work, plan_levels
 from cliffbench.bench.probes import local_hardware
-from cliffbench.bench.provenance import collect_provenance
+from cliffbench.bench.provenance import StudyManifest, collect_provenance
 from cliffbench.bench.store import load_results, write_manifest
 from cliffbench.bench.study import StudySpec, load_study
 from cliffbench.bench.sweep import run_study_async
@@ -168,9 +168,9 @@ async def sweep(args: argparse.Namespace) -> TuningSweep:
     with tempfile.TemporaryDirectory(prefix="engine-tuning-") as tmp:
         root = Path(tmp)
         # one hardware probe for the sweep: each study would otherwise spend ~4 s probing the same CPU
-        probe = local_hardware().model_dump(mode="json")
+        probe = local_hardware()
         for spec in specs:
-            write_manifest(spec.name, {"hardware_probe": probe}, root)
+            write_manifest(spec.name, StudyManifest(hardware_probe=probe), root)
         for r in range(repeats):
             order = specs[r % len(specs) :] + specs[: r % len(specs)]
             for spec in order:

@@ -313,7 +313,7 @@ def write(rows: list[dict[str, Any]], a: argparse.Namespace, wall_s: float) -> N
     out.write_text(
         json.dumps(
             {
-                "machine": collect_provenance(),
+                "machine": collect_provenance().model_dump(mode="json"),
                 "workload": {"prompt_tokens": a.prompt_tokens, "output_tokens": a.output_tokens},
                 "threads": a.threads or len(os.sched_getaffinity(0)),
                 "runs": runs,

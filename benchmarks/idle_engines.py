@@ -128,7 +128,7 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
         "loaded_over_stopped_max": float(max(ratios)),
         "pairs": a.pairs,
         "lag_p99_s_median": lag,
-        "provenance": collect_provenance(),
+        "provenance": collect_provenance().model_dump(mode="json"),
     }
 
 

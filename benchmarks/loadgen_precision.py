@@ -164,7 +164,7 @@ def main() -> None:
     OUT.write_text(
         json.dumps(
             {
-                "machine": {**cpu_info(), "python": platform.python_version()},
+                "machine": {**cpu_info().model_dump(), "python": platform.python_version()},
                 "load_average_1m": {"before": load_before, "after": os.getloadavg()[0]},
                 "criteria": criteria,
                 "closed_loop": rows,

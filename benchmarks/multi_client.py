@@ -50,7 +50,7 @@ import psutil
 
 from cliffbench.bench.loadgen import RequestRecord
 from cliffbench.bench.progress import LevelTask
-from cliffbench.bench.store import LevelInfo, load_results
+from cliffbench.bench.store import LevelInfo, load_results, read_level
 from cliffbench.bench.study import StudySpec
 from cliffbench.bench.sweep import run_study
 from cliffbench.hardware import cpu_info
@@ -234,9 +234,10 @@ class ServerCpu:
     def level_finished(self, info: LevelInfo) -> None:
         self.used[info.level_key] = self._cpu() - self.start.get(info.level_key, float("nan"))
         s = info.summary
+        n_ok, request_s = (s.counts.n_ok, s.throughput.request_s) if s else (0, float("nan"))
         print(
             f"{time.perf_counter() - self.t0:6.0f} s  {info.level_key:28s} {info.status:6s} {info.wall_s:5.1f} s, "
-            f"{s.get('n_ok', 0):>6} ok, {s.get('request_s', float('nan')):6.0f} req/s, "
+            f"{n_ok:>6} ok, {request_s:6.0f} req/s, "
             f"foreign {info.foreign_cores:.2f} cores",
             flush=True,
         )
@@ -264,7 +265,7 @@ def cells(root: Path, server_cpu: dict[str, float]) -> list[dict[str, Any]]:
     out = []
     for _, lv in res.levels.iterrows():
         folder = root / "multi-client" / "levels" / str(lv["level_key"])
-        info = LevelInfo.model_validate_json((folder / "level.json").read_text())
+        info = read_level(folder)
         k, users = int(lv["level_set"][1 : lv["level_set"].index("-")]), int(lv["concurrency"])
         req = res.requests[res.requests["level_key"] == lv["level_key"]]
         ok = req[(req["status"] == "ok") & ~req["warmup"]]
@@ -274,17 +275,18 @@ def cells(root: Path, server_cpu: dict[str, float]) -> list[dict[str, Any]]:
         else:
             loop_cpu_s = info.loop_cpu_share * info.wall_s
         s = info.summary
+        assert s is not None, f"{info.level_key} never ran: {info.error}"
         out.append(
             {
                 "k": k,
                 "users": users,
                 "repeat": int(lv["repeat"]),
                 "status": info.status,
-                "n_ok": int(s.get("n_ok", 0)),
-                "n_failed": int(s.get("n_failed", 0)) + int(s.get("n_timeout", 0)),
-                "achieved_over_target": float(s["achieved_concurrency"]) / users,
+                "n_ok": s.counts.n_ok,
+                "n_failed": s.counts.n_failed + s.counts.n_timeout,
+                "achieved_over_target": s.achieved_concurrency / users,
                 "steady_achieved_over_target": _steady(req, users) / users,
-                "request_s": float(s["request_s"]),
+                "request_s": s.throughput.request_s,
                 "e2e_p50_ms": float(np.percentile(e2e, 50) * 1e3) if e2e.size else float("nan"),
                 "e2e_p99_ms": float(np.percentile(e2e, 99) * 1e3) if e2e.size else float("nan"),
                 "client_loop_cpu_us_per_request": loop_cpu_s / max(1, len(ok)) * 1e6,
@@ -372,7 +374,7 @@ def main() -> None:
                 "what": __doc__,
                 "machine": {
                     "platform": platform.platform(),
-                    "cpu": cpu_info().get("model", ""),
+                    "cpu": cpu_info().model or "",
                     "cores": os.cpu_count(),
                     "loadavg_before": load_before,
                     "loadavg_after": load_after,

@@ -74,7 +74,7 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
         "runs": rows,
         "lag_p99_s_median": med,
         "lag_p99_s_range": spread,
-        "provenance": collect_provenance(),
+        "provenance": collect_provenance().model_dump(mode="json"),
     }
 
 

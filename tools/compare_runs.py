@@ -104,8 +104,8 @@ def main() -> None:
     print(f"{n_in} of {len(table)} numbers of run A lie inside run B's interval")
     if a.out:
         meta = {
-            "a": {"root": str(a.results_a), "created_at": da.results.manifest.get("created_at")},
-            "b": {"root": str(a.results_b), "created_at": db.results.manifest.get("created_at")},
+            "a": {"root": str(a.results_a), "created_at": da.results.manifest.created_at},
+            "b": {"root": str(a.results_b), "created_at": db.results.manifest.created_at},
         }
         a.out.write_text(json.dumps({"runs": meta, "rows": table, "inside": n_in, "total": len(table)}, indent=2))
 

@@ -7,13 +7,12 @@ import os
 import platform
 import shutil
 import subprocess
-from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from cliffbench.config import Spec
 
-__all__ = ["HARDWARE", "QUANTISED", "Hardware", "cpu_info", "gpu_info", "usable_cpus"]
+__all__ = ["HARDWARE", "QUANTISED", "CpuInfo", "GpuInfo", "Hardware", "cpu_info", "gpu_info", "usable_cpus"]
 
 _FLAGS = ("avx", "avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "fma", "f16c", "neon", "sve")
 QUANTISED = ("q8_0", "q4_k_m", "q4_1")
@@ -27,7 +26,31 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def cpu_info() -> dict[str, Any]:
+class CpuInfo(BaseModel):
+    """This machine's CPU as detected (a field is None where a stored record did not hold it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str | None = None
+    machine: str | None = None
+    logical_cpus: int | None = None
+    usable_cpus: int | None = None
+    flags: list[str] = Field(default_factory=list, description="the SIMD/matrix flags the roofline asks about")
+    memory_gib: float | None = None
+    os: str | None = None
+
+
+class GpuInfo(BaseModel):
+    """One GPU as nvidia-smi names it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    memory: str = ""
+    driver: str = ""
+
+
+def cpu_info() -> CpuInfo:
     model, flags = platform.processor() or "unknown", set[str]()
     try:
         with open("/proc/cpuinfo") as f:
@@ -47,18 +70,18 @@ def cpu_info() -> dict[str, Any]:
         mem_gib = round(psutil.virtual_memory().total / 2**30, 1)
     except ImportError:
         pass
-    return {
-        "model": model,
-        "machine": platform.machine(),
-        "logical_cpus": os.cpu_count(),
-        "usable_cpus": usable,
-        "flags": sorted(f for f in _FLAGS if f in flags),
-        "memory_gib": mem_gib,
-        "os": platform.platform(),
-    }
+    return CpuInfo(
+        model=model,
+        machine=platform.machine(),
+        logical_cpus=os.cpu_count(),
+        usable_cpus=usable,
+        flags=sorted(f for f in _FLAGS if f in flags),
+        memory_gib=mem_gib,
+        os=platform.platform(),
+    )
 
 
-def gpu_info() -> list[dict[str, str]]:
+def gpu_info() -> list[GpuInfo]:
     """GPUs from nvidia-smi (no torch import: it is slow and may pick a CUDA build)."""
     if shutil.which("nvidia-smi") is None:
         return []
@@ -75,7 +98,7 @@ def gpu_info() -> list[dict[str, str]]:
     gpus = []
     for line in out.strip().splitlines():
         name, mem, driver = (x.strip() for x in line.split(",")[:3])
-        gpus.append({"name": name, "memory": mem, "driver": driver})
+        gpus.append(GpuInfo(name=name, memory=mem, driver=driver))
     return gpus
 
 

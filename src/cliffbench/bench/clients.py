@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from cliffbench.bench.client_pool import ClientResult, Clients, Job, level_pool
-from cliffbench.bench.loadgen import ClientInfo, LevelRun, RequestRecord, run_level
+from cliffbench.bench.loadgen import ENGINE_COUNTS, ClientInfo, LevelRun, MemorySample, RequestRecord, run_level
 from cliffbench.config import InputError
 from cliffbench.engines.base import Engine, GenRequest
 from cliffbench.engines.http import OpenAIHttpEngine
@@ -96,27 +96,34 @@ def _client_concurrency(records: list[RequestRecord]) -> float:
     return achieved_concurrency([r.t_submit_s for r in measured], [r.t_done_s for r in measured], (w0, max(ends)))
 
 
-def _merge_memory(parts: list[list[Any]]) -> list[Any]:
-    """Each client samples its own engine's counters (t_s first, then counts: in flight...); the
-    level's are their sums at every sample time (each client's last sample at or before it, 0
-    before its first). A server's /metrics is the same whichever client reads it: one client's
-    readings, not their sum."""
+def _merge_memory(parts: list[list[MemorySample]]) -> list[MemorySample]:
+    """Each client samples its own engine's counters (in flight...); the level's are their sums at
+    every sample time (each client's last sample at or before it, 0 before its first). A server's
+    /metrics is the same whichever client reads it: one client's readings, not their sum."""
     parts = [p for p in parts if p]
     if not parts:
         return []
-    scraped = [p for p in parts if p[0][-1] == "metrics"]
+    scraped = [p for p in parts if p[0].state_source == "metrics"]
     if scraped:
         return list(scraped[0])
-    counts = 8  # t_s and the engine's counts; the scraped columns follow (loadgen.MEMORY_COLUMNS)
-    times = np.unique(np.concatenate([np.asarray([s[0] for s in p]) for p in parts]))
-    total = np.zeros((times.size, counts - 1), dtype=np.int64)
+    times = np.unique(np.concatenate([np.asarray([s.t_s for s in p]) for p in parts]))
+    total = np.zeros((times.size, len(ENGINE_COUNTS)), dtype=np.int64)
     for p in parts:
-        arr = np.asarray([s[:counts] for s in p], dtype=np.float64)
-        at = np.searchsorted(arr[:, 0], times, side="right") - 1
-        vals = np.where(at[:, None] >= 0, arr[np.maximum(at, 0), 1:], 0.0)
+        t_s = np.asarray([s.t_s for s in p], dtype=np.float64)
+        arr = np.asarray([[getattr(s, c) for c in ENGINE_COUNTS] for s in p], dtype=np.float64)
+        at = np.searchsorted(t_s, times, side="right") - 1
+        vals = np.where(at[:, None] >= 0, arr[np.maximum(at, 0)], 0.0)
         total += vals.astype(np.int64)
-    rest = (math.nan, math.nan, 0, parts[0][0][-1])
-    return [(float(t), *(int(v) for v in row), *rest) for t, row in zip(times, total, strict=True)]
+    source = parts[0][0].state_source
+    out = []
+    for t, row in zip(times, total, strict=True):
+        reserved, live, seqs, waiting, steps, decoding, preempted = (int(v) for v in row)  # ENGINE_COUNTS
+        # the scraped fields have no sum: NaN and 0, as a sampler with no server to scrape leaves them
+        nan = math.nan
+        out.append(
+            MemorySample(float(t), reserved, live, seqs, waiting, steps, decoding, preempted, nan, nan, 0, source)
+        )
+    return out
 
 
 def _merge(
@@ -127,7 +134,7 @@ def _merge(
     rates: list[float] | None,
 ) -> LevelRun:
     records: list[RequestRecord] = []
-    memory: list[list[Any]] = []
+    memory: list[list[MemorySample]] = []
     infos: list[ClientInfo] = []
     end_s = 0.0
     for res, (offset, rtt) in zip(results, clocks, strict=True):
@@ -136,7 +143,7 @@ def _merge(
         late = run.t0_s - offset - start_s
         mine = [_shifted(r, late) for r in run.records]
         records.extend(mine)
-        memory.append([(s[0] + late, *s[1:]) for s in run.memory])
+        memory.append([s._replace(t_s=s.t_s + late) for s in run.memory])
         end_s = max(end_s, late + run.wall_s)
         infos.append(
             ClientInfo(

@@ -45,8 +45,9 @@ from cliffbench.bench.cluster_task import (
 )
 from cliffbench.bench.faults import ENV as PAUSE_ENV
 from cliffbench.bench.plan import Level, engine_order, ordered_work, plan_levels
+from cliffbench.bench.probes import LocalHardware
 from cliffbench.bench.progress import Reporter, search_finished
-from cliffbench.bench.provenance import collect_provenance
+from cliffbench.bench.provenance import ClusterNode, StudyManifest, collect_provenance
 from cliffbench.bench.search import write_search
 from cliffbench.bench.search_plan import searched_engines
 from cliffbench.bench.store import level_done, read_manifest, study_dir, study_lock, write_manifest
@@ -163,8 +164,8 @@ def block_task(
     keys: list[str],
     outbox: Outbox,
     block: int,
-    probes: dict[str, dict[str, Any]],
-    hardware_probe: dict[str, Any] | None,
+    probes: dict[str, LocalHardware],
+    hardware_probe: LocalHardware | None,
     seed: Seed | None = None,
     flags: tuple[bool, bool] = (False, False),
 ) -> int:
@@ -218,9 +219,7 @@ class _Driver:
             opts["runtime_env"] = self.runtime_env
         if "memory" in need:
             opts["memory"] = need.pop("memory")
-        probes = {
-            k: v["hardware_probe"] for k, v in self.manifest.get("cluster_nodes", {}).items() if v.get("hardware_probe")
-        }
+        probes = {k: v.hardware_probe for k, v in self.manifest.cluster_nodes.items() if v.hardware_probe}
         task = self.remote.options(**opts, resources=need)
         b.ref = task.remote(data, keys, self.queue, bid, probes, self.probe, seed, b.flags)
         b.flags = (False, True)  # a resubmitted block keeps what it measured, failed levels too (as locally)
@@ -247,16 +246,16 @@ class _Driver:
         if self.reporter:
             self.reporter.level_finished(info)
 
-    def _merge(self, node_manifest: dict[str, Any], node: NodeInfo | None) -> None:
+    def _merge(self, node_manifest: StudyManifest, node: NodeInfo | None) -> None:
         m = self.manifest
-        for key in ("engines", "models", "model_files"):
-            m.setdefault(key, {}).update(node_manifest.get(key, {}))
-        probe = node_manifest.get("hardware_probe")
+        m.engines.update(node_manifest.engines)
+        m.models.update(node_manifest.models)
+        m.model_files.update(node_manifest.model_files)
+        probe = node_manifest.hardware_probe
         if node is not None:
-            nodes = m.setdefault("cluster_nodes", {})
-            nodes[node.ray_node_id or node.host] = {**node.model_dump(mode="json"), "hardware_probe": probe}
-        if probe is not None:
-            m.setdefault("hardware_probe", probe)  # the report's roofline: the first node's
+            m.cluster_nodes[node.ray_node_id or node.host] = ClusterNode(**node.model_dump(), hardware_probe=probe)
+        if m.hardware_probe is None:
+            m.hardware_probe = probe  # the report's roofline: the first node's
         write_manifest(self.spec.name, m, self.root)
 
     def drain(self, wait_s: float) -> None:
@@ -336,7 +335,7 @@ def run_study_cluster(
     reporter: Reporter | None = None,
     root: Path | None = None,
     keep_failed: bool = False,
-    hardware_probe: dict[str, Any] | None = None,
+    hardware_probe: LocalHardware | None = None,
     cancel_grace_s: float = 30.0,
 ) -> None:
     """Run the study's levels not stored yet (as `sweep.run_study`) on the Ray cluster `target`
@@ -376,8 +375,8 @@ def run_study_cluster(
                     if why := _misfit(ray, b.es.name, driver.need[b.es.name]):
                         start = f"ray start --resources='{{\"{BENCH_RESOURCE}\": 1}}'"
                         raise InputError(f"--cluster: {why}. Start each node with {start}")
-                driver.manifest.update(collect_provenance())
-                driver.manifest.update(study=spec.model_dump(mode="json"), cluster=target)
+                driver.manifest = driver.manifest.stamped(collect_provenance())
+                driver.manifest.study, driver.manifest.cluster = spec, target
                 write_manifest(spec.name, driver.manifest, root)
                 try:
                     driver.run()

@@ -30,8 +30,8 @@ def this_node(ray_node_id: str = "") -> NodeInfo:
     return NodeInfo(
         host=socket.gethostname(),
         ray_node_id=ray_node_id,
-        cpu_model=str(cpu.get("model", "")),
-        cpus=int(cpu.get("logical_cpus", 0) or 0),
-        gpus=[f"{g['name']} ({g['memory']})" for g in gpus],
-        gpu_driver=gpus[0]["driver"] if gpus else "",
+        cpu_model=cpu.model or "",
+        cpus=cpu.logical_cpus or 0,
+        gpus=[f"{g.name} ({g.memory})" for g in gpus],
+        gpu_driver=gpus[0].driver if gpus else "",
     )

@@ -26,7 +26,9 @@ from cliffbench.bench.cluster_node import NodeInfo, this_node
 from cliffbench.bench.faults import pausing
 from cliffbench.bench.loadgen import RequestRecord
 from cliffbench.bench.plan import Level, probe_level
+from cliffbench.bench.probes import LocalHardware
 from cliffbench.bench.progress import LevelTask
+from cliffbench.bench.provenance import StudyManifest
 from cliffbench.bench.search import CliffFound, read_searches, write_search
 from cliffbench.bench.search_plan import probe_set, search_judge, searched_engines
 from cliffbench.bench.store import (
@@ -76,7 +78,7 @@ class LevelStored:
     block: int
     info: LevelInfo
     tables: dict[str, pd.DataFrame]
-    manifest: dict[str, Any]
+    manifest: StudyManifest
 
 
 @dataclass
@@ -164,7 +166,7 @@ def run_block(
     keys: list[str],
     outbox: Outbox,
     block: int,
-    hardware_probe: dict[str, Any] | None = None,
+    hardware_probe: LocalHardware | None = None,
     ray_node_id: str = "",
     seed: Seed | None = None,
     force: bool = False,
@@ -180,7 +182,7 @@ def run_block(
         root = Path(tmp)
         shipper = _Shipper(outbox, block, root, this_node(ray_node_id))
         if hardware_probe is not None:
-            write_manifest(spec.name, {"hardware_probe": hardware_probe}, root)
+            write_manifest(spec.name, StudyManifest(hardware_probe=hardware_probe), root)
         folder = study_dir(spec.name, root)
         for info, tables in seed.levels if seed else []:
             write_level(info, tables["requests"], tables["tokens"], tables["memory"], root)

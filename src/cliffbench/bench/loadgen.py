@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,6 +29,7 @@ from cliffbench.engines.base import Engine, GenRequest, RequestRejected
 
 __all__ = [
     "LAG_PROBE_INTERVAL_S",
+    "ENGINE_COUNTS",
     "MEMORY_COLUMNS",
     "MEMORY_SAMPLE_INTERVAL_S",
     "ClientInfo",
@@ -41,9 +42,30 @@ __all__ = [
 
 LAG_PROBE_INTERVAL_S = 0.005
 MEMORY_SAMPLE_INTERVAL_S = 0.05
-# the engine's state, then what a server scraped over HTTP adds (engines/server_metrics.py)
-MEMORY_COLUMNS = ["t_s", "reserved_bytes", "live_bytes", "live_seqs", "waiting", "steps", "decode_seqs", "preemptions"]
-MEMORY_COLUMNS += ["kv_usage", "queue_wait_sum_s", "queue_wait_count", "state_source"]
+
+
+class MemorySample(NamedTuple):
+    """One reading of the engine's state during a level (a row of the level's memory table): its
+    counts, then what a server scraped over HTTP adds (engines/server_metrics.py)."""
+
+    t_s: float  # since the level started
+    reserved_bytes: int
+    live_bytes: int
+    live_seqs: int
+    waiting: int
+    steps: int
+    decode_seqs: int
+    preemptions: int
+    kv_usage: float
+    queue_wait_sum_s: float
+    queue_wait_count: int
+    state_source: str
+
+
+#: the memory table's columns, in order
+MEMORY_COLUMNS = list(MemorySample._fields)
+#: the engine's own counts: what the samples of several client processes add up
+ENGINE_COUNTS = ("reserved_bytes", "live_bytes", "live_seqs", "waiting", "steps", "decode_seqs", "preemptions")
 
 
 @dataclass(frozen=True)
@@ -246,14 +268,25 @@ class _LagProbe:
         self._thread.join()
 
 
-MemorySample = tuple[float, int, int, int, int, int, int, int, float, float, int, str]  # MEMORY_COLUMNS
-
-
 async def _memory_probe(engine: Engine, t0: float, out: list[MemorySample], stop: asyncio.Event) -> None:
     while not stop.is_set():
         m = engine.memory()
-        counts = (m.reserved_bytes, m.live_bytes, m.live_seqs, m.waiting, m.steps, m.decode_seqs, m.preemptions)
-        out.append((time.perf_counter() - t0, *counts, m.kv_usage, m.queue_wait_sum_s, m.queue_wait_count, m.source))
+        out.append(
+            MemorySample(
+                t_s=time.perf_counter() - t0,
+                reserved_bytes=m.reserved_bytes,
+                live_bytes=m.live_bytes,
+                live_seqs=m.live_seqs,
+                waiting=m.waiting,
+                steps=m.steps,
+                decode_seqs=m.decode_seqs,
+                preemptions=m.preemptions,
+                kv_usage=m.kv_usage,
+                queue_wait_sum_s=m.queue_wait_sum_s,
+                queue_wait_count=m.queue_wait_count,
+                state_source=m.source,
+            )
+        )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), MEMORY_SAMPLE_INTERVAL_S)
 

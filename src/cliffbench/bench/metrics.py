@@ -36,6 +36,16 @@ import pandas as pd
 from scipy.stats import binom
 
 from cliffbench.bench.study import SLO_METRICS
+from cliffbench.bench.summary import (
+    LATENCY_METRICS,
+    Interval,
+    Latencies,
+    LatencyStats,
+    LevelSummary,
+    Percentile,
+    RequestCounts,
+    Throughput,
+)
 
 __all__ = [
     "LATENCY_METRICS",
@@ -51,9 +61,8 @@ __all__ = [
 ]
 
 STATUSES = ("ok", "failed", "timeout", "rejected")
-#: Metrics summarised per level; each gets ``_mean`` and ``_p50``..``_p99``; all but ``itl_s`` also
-#: get p50/p90/p99 intervals (see :func:`summarize_level` for why ITL has none).
-LATENCY_METRICS = ("ttft_s", "tpot_s", "e2e_s", "queue_s", "itl_s")
+# LATENCY_METRICS (bench/summary.py): each gets a mean and p50..p99; all but ``itl_s`` also get
+# p50/p90/p99 intervals (see :func:`summarize_level` for why ITL has none).
 
 _QS = (50.0, 90.0, 95.0, 99.0)
 _CI_QS = (50.0, 90.0, 99.0)
@@ -240,17 +249,19 @@ def _mean(arr: FloatArray) -> float:
     return float(arr.mean()) if arr.size else math.nan
 
 
-def _latency_block(name: str, values: npt.ArrayLike, *, with_ci: bool) -> dict[str, float]:
+def _latency_block(values: npt.ArrayLike, *, with_ci: bool) -> LatencyStats:
     arr = _finite(values)
-    out: dict[str, float] = {f"{name}_mean": _mean(arr)}
-    out.update({f"{name}_{k}": v for k, v in percentiles(arr).items()})
-    if with_ci:
-        for q in _CI_QS:
-            ci = quantile_ci(arr, q, _CI_LEVEL)
-            out[f"{name}_p{q:g}_lo"] = ci.lo
-            out[f"{name}_p{q:g}_hi"] = ci.hi
-            out[f"{name}_p{q:g}_ci_level"] = ci.level
-    return out
+    points = percentiles(arr)
+
+    def at(q: float) -> Percentile:
+        value = points[f"p{q:g}"]
+        if not with_ci or q not in _CI_QS:
+            return Percentile(value=value)
+        ci = quantile_ci(arr, q, _CI_LEVEL)
+        return Percentile(value=value, ci=Interval(lo=ci.lo, hi=ci.hi, level=ci.level))
+
+    p50, p90, p95, p99 = (at(q) for q in _QS)
+    return LatencyStats(mean=_mean(arr), p50=p50, p90=p90, p95=p95, p99=p99)
 
 
 def _meets_slo(ok: pd.DataFrame, slo: Mapping[str, float]) -> npt.NDArray[np.bool_]:
@@ -272,8 +283,10 @@ def summarize_level(
     slo: Mapping[str, float],
     target_concurrency: int | None = None,
     seed: int = 0,
-) -> dict[str, float | int | str]:
-    """Flat summary of one load level; warmup requests and their tokens are excluded throughout.
+) -> LevelSummary:
+    """Summary of one load level; warmup requests and their tokens are excluded throughout. The
+    names below are the flat columns of the `levels` table (`LevelSummary.columns`); the record
+    holds them by attribute (`counts.n_ok`, `throughput.output_tok_s`, `latency.ttft_s.p90.lo`).
 
     Window ``[w0, w1]``: ``w0`` = min ``t_submit_s`` of measured requests, ``w1`` = max ``t_end_s`` of
     measured ok requests; ``duration_s = w1 - w0``. Over that duration:
@@ -309,13 +322,13 @@ def summarize_level(
         raise ValueError(f"unknown request status {unknown}; allowed: {', '.join(STATUSES)}")
     ok = measured[status == "ok"]
     n_ok = len(ok)
-    counts: dict[str, float | int | str] = {
-        "n_requests": len(measured),
-        "n_ok": n_ok,
-        "n_failed": int((status == "failed").sum()),
-        "n_timeout": int((status == "timeout").sum()),
-        "n_rejected": int((status == "rejected").sum()),
-    }
+    counts = RequestCounts(
+        n_requests=len(measured),
+        n_ok=n_ok,
+        n_failed=int((status == "failed").sum()),
+        n_timeout=int((status == "timeout").sum()),
+        n_rejected=int((status == "rejected").sum()),
+    )
 
     w0 = math.nan
     w1 = math.nan
@@ -334,17 +347,12 @@ def summarize_level(
     else:
         held = measured[status.isin(["ok", "failed"]) & measured["t_end_s"].notna()]
         span = (held["t_submit_s"].to_numpy(), held["t_end_s"].to_numpy())
-    out: dict[str, float | int | str] = {
-        **counts,
-        "duration_s": duration_s,
-        "output_tok_s": float(ok["output_tokens"].sum()) / rate_base_s,
-        "total_tok_s": float(ok["prompt_tokens"].sum() + ok["output_tokens"].sum()) / rate_base_s,
-        "request_s": n_ok / rate_base_s,
-        "goodput_req_s": n_good / rate_base_s,
-        "slo_attainment": n_good / len(measured) if len(measured) else math.nan,
-        "achieved_concurrency": achieved_concurrency(*span, (w0, w1)),
-        "target_concurrency": math.nan if target_concurrency is None else int(target_concurrency),
-    }
+    throughput = Throughput(
+        output_tok_s=float(ok["output_tokens"].sum()) / rate_base_s,
+        total_tok_s=float(ok["prompt_tokens"].sum() + ok["output_tokens"].sum()) / rate_base_s,
+        request_s=n_ok / rate_base_s,
+        goodput_req_s=n_good / rate_base_s,
+    )
 
     ok_tokens = tokens[tokens["request_id"].isin(ok["request_id"])]
     series: dict[str, npt.ArrayLike] = {
@@ -354,7 +362,14 @@ def summarize_level(
         "queue_s": ok["queue_s"].to_numpy(dtype=np.float64),
         "itl_s": itl_s(ok_tokens),
     }
-    for name in LATENCY_METRICS:
-        out.update(_latency_block(name, series[name], with_ci=name not in _NO_CI_METRICS))
-    out["note"] = "" if n_ok else "no successful request"
-    return out
+    latency = {name: _latency_block(series[name], with_ci=name not in _NO_CI_METRICS) for name in LATENCY_METRICS}
+    return LevelSummary(
+        counts=counts,
+        duration_s=duration_s,
+        throughput=throughput,
+        slo_attainment=n_good / len(measured) if len(measured) else math.nan,
+        achieved_concurrency=achieved_concurrency(*span, (w0, w1)),
+        target_concurrency=None if target_concurrency is None else int(target_concurrency),
+        latency=Latencies(**latency),
+        note="" if n_ok else "no successful request",
+    )

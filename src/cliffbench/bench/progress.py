@@ -108,10 +108,9 @@ class TqdmReporter:
 
         s = info.summary
         state = "ok" if info.status == "ok" else f"FAILED: {info.error.splitlines()[0][:200]}"
-        tqdm.write(
-            f"{info.level_key}: {state} {s.get('output_tok_s', float('nan')):.1f} tok/s, "
-            f"TTFT p50 {s.get('ttft_s_p50', float('nan')):.3f}s"
-        )
+        tok_s = s.throughput.output_tok_s if s else float("nan")
+        ttft_s = s.latency.ttft_s.p50.value if s else float("nan")
+        tqdm.write(f"{info.level_key}: {state} {tok_s:.1f} tok/s, TTFT p50 {ttft_s:.3f}s")
 
     def level_skipped(self, key: str) -> None:
         from tqdm.auto import tqdm

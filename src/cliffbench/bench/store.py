@@ -30,7 +30,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from cliffbench.bench.cluster_node import NodeInfo
 from cliffbench.bench.faults import pause
 from cliffbench.bench.loadgen import ClientInfo
+from cliffbench.bench.provenance import StudyManifest
+from cliffbench.bench.stored_schema import SCHEMA_VERSION, upgrade_level, upgrade_manifest
 from cliffbench.bench.study import StudySpec
+from cliffbench.bench.summary import LevelSummary
 from cliffbench.config import RESULTS_DIR, InputError
 from cliffbench.engines.specs import EngineSpec
 from cliffbench.files import atomic_dir, atomic_file, remove_stale
@@ -46,6 +49,7 @@ __all__ = [
     "load_results",
     "ok_levels",
     "ok_requests",
+    "read_level",
     "read_level_tables",
     "read_manifest",
     "spec_hash",
@@ -84,6 +88,7 @@ class LevelInfo(BaseModel):
     # NaN is data here (a level with no successful request): keep it NaN on disk, not null
     model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
 
+    schema_version: int = SCHEMA_VERSION
     study: str
     level_key: str
     engine: str
@@ -114,7 +119,7 @@ class LevelInfo(BaseModel):
     loadavg_1m: float = float("nan")
     busy_flagged: bool = Field(False, description="foreign_cores above the study's busy.max_foreign_cores")
     attempts: int = Field(1, ge=1, description="measurements taken (a busy level is measured again)")
-    summary: dict[str, float | int | str] = Field(default_factory=dict)
+    summary: LevelSummary | None = Field(None, description="None: the level never ran (its engine did not start)")
     engine_config: dict[str, Any] = Field(default_factory=dict)
     files: dict[str, StoredFile] = Field(
         default_factory=dict, description="row count and sha256 of each Parquet file (empty: stored before checks)"
@@ -135,13 +140,13 @@ class Results:
     tokens: pd.DataFrame
     levels: pd.DataFrame
     memory: pd.DataFrame
-    manifest: dict[str, Any]
+    manifest: StudyManifest
     damaged: dict[str, str] = field(default_factory=dict)  # level key -> what is wrong (left out)
 
     @property
     def study(self) -> StudySpec:
         """The study as it was run (from the manifest)."""
-        return StudySpec.model_validate(self.manifest["study"])
+        return self.manifest.spec
 
     @property
     def engine_specs(self) -> dict[str, EngineSpec]:
@@ -210,12 +215,18 @@ def level_done(study: str, key: str, root: Path | None = None, *, keep_failed: b
     if not (folder / LEVEL_FILE).is_file():
         return False
     try:
-        info = LevelInfo.model_validate_json((folder / LEVEL_FILE).read_text())
+        info = read_level(folder)
     except ValueError:
         return False
     if level_problem(folder, info):
         return False  # damaged on disk: measured again
     return keep_failed or info.status == "ok"
+
+
+def read_level(folder: Path) -> LevelInfo:
+    """A stored level's `level.json`, whatever version of the kit wrote it (bench/stored_schema.py).
+    ValueError (pydantic's, json's, or InputError) where it cannot be read."""
+    return LevelInfo.model_validate(upgrade_level((folder / LEVEL_FILE).read_text()))
 
 
 def _sha256(path: Path) -> str:
@@ -264,7 +275,7 @@ def stored_levels(study: str, engine: str, level_set: str, root: Path | None = N
     out = []
     for folder in sorted((study_dir(study, root) / "levels").glob(f"{engine}__{level_set}__*")):
         if level_done(study, folder.name, root, keep_failed=True):
-            info = LevelInfo.model_validate_json((folder / LEVEL_FILE).read_text())
+            info = read_level(folder)
             if info.engine == engine and info.level_set == level_set:
                 out.append(info)
     return out
@@ -276,14 +287,14 @@ def read_level_tables(study: str, key: str, root: Path | None = None) -> dict[st
     return {name: pd.read_parquet(folder / f"{name}.parquet") for name in ("requests", "tokens", "memory")}
 
 
-def write_manifest(study: str, manifest: dict[str, Any], root: Path | None = None) -> Path:
+def write_manifest(study: str, manifest: StudyManifest, root: Path | None = None) -> Path:
     """Write the manifest atomically. A write that fails (a full disk) leaves the old manifest
     whole, and no study folder where there was none: InputError, one line."""
     path = study_dir(study, root) / "manifest.json"
     created = not path.parent.exists()
     try:
         with atomic_file(path) as tmp:
-            tmp.write_text(json.dumps(manifest, indent=2, default=str))
+            tmp.write_text(json.dumps(manifest.model_dump(mode="json"), indent=2))
     except OSError as exc:
         if created:
             with contextlib.suppress(OSError):
@@ -292,12 +303,13 @@ def write_manifest(study: str, manifest: dict[str, Any], root: Path | None = Non
     return path
 
 
-def read_manifest(study: str, root: Path | None = None) -> dict[str, Any]:
+def read_manifest(study: str, root: Path | None = None) -> StudyManifest:
+    """The study's manifest, whatever version of the kit wrote it (bench/stored_schema.py); an
+    empty one where none is stored yet."""
     p = study_dir(study, root) / "manifest.json"
     if not p.is_file():
-        return {}
-    data: dict[str, Any] = json.loads(p.read_text())
-    return data
+        return StudyManifest()
+    return StudyManifest.model_validate(upgrade_manifest(p.read_text()))
 
 
 def list_studies(root: Path | None = None) -> list[str]:
@@ -307,11 +319,15 @@ def list_studies(root: Path | None = None) -> list[str]:
     return sorted(p.name for p in base.iterdir() if (p / "levels").is_dir())
 
 
-def _level_row(info: LevelInfo) -> dict[str, Any]:
-    row = info.model_dump(exclude={"summary", "engine_config", "files", "clients", "node"})
+def _level_row(info: LevelInfo) -> dict[str, object]:
+    """The `levels` table's row of a level: its fields, then its summary's flat columns (the one
+    place the table is built from the typed records)."""
+    row: dict[str, object] = info.model_dump(
+        exclude={"schema_version", "summary", "engine_config", "files", "clients", "node"}
+    )
     row["node_host"] = info.node.host if info.node else None
     row["client_processes"] = max(1, len(info.clients))
-    row.update(info.summary)
+    row.update(info.summary.columns() if info.summary else {})
     for k, v in info.engine_config.items():
         row[f"cfg_{k}"] = v if isinstance(v, str | int | float | bool) or v is None else json.dumps(v)
     return row
@@ -328,7 +344,7 @@ def load_results(study: str, root: Path | None = None) -> Results:
     infos, kept, damaged = [], [], {}
     for p in folders:
         try:
-            info = LevelInfo.model_validate_json((p / LEVEL_FILE).read_text())
+            info = read_level(p)
         except ValueError as exc:
             damaged[p.name] = f"{LEVEL_FILE} unreadable: {str(exc).splitlines()[0]}"
             continue

@@ -40,7 +40,7 @@ from cliffbench.bench.plan import (
 )
 from cliffbench.bench.probes import local_hardware
 from cliffbench.bench.progress import LevelTask, Reporter, search_finished
-from cliffbench.bench.provenance import collect_provenance
+from cliffbench.bench.provenance import StudyManifest, collect_provenance
 from cliffbench.bench.search_plan import searched_engines, stand_in_tasks
 from cliffbench.bench.search_run import ProbeRunner, search_cliff
 from cliffbench.bench.store import (
@@ -65,7 +65,7 @@ __all__ = ["engine_order", "level_tasks", "run_study", "run_study_async", "store
 
 
 def _info(spec: StudySpec, es: EngineSpec, level: Level, **kw: Any) -> LevelInfo:
-    base: dict[str, Any] = {
+    base: dict[str, object] = {
         "study": spec.name,
         "level_key": level.key(es.name),
         "engine": es.name,
@@ -86,7 +86,7 @@ def _info(spec: StudySpec, es: EngineSpec, level: Level, **kw: Any) -> LevelInfo
         "status": "ok",
     }
     base.update(kw)
-    return LevelInfo(**base)
+    return LevelInfo.model_validate(base)
 
 
 class _NotStored(InputError):
@@ -155,7 +155,7 @@ async def _measure(
     status, error = "ok", ""
     if died := engine_failure(engine):
         status, error = "failed", f"engine died during the level: {died}"
-    elif not summary["n_ok"]:
+    elif not summary.counts.n_ok:
         errors = [e for e in requests.loc[~requests["warmup"].astype(bool), "error"] if e]
         status, error = "failed", "no request succeeded" + (f": {errors[0]}" if errors else "")
     info = _info(
@@ -192,7 +192,7 @@ class _Engines:
         self.broken: dict[str, str] = {}
         self.described: set[str] = set()
 
-    async def get(self, es: EngineSpec, manifest: dict[str, Any], spec: StudySpec, root: Path | None) -> Engine | None:
+    async def get(self, es: EngineSpec, manifest: StudyManifest, spec: StudySpec, root: Path | None) -> Engine | None:
         if es.name in self.broken:
             return None
         engine = self.given.get(es.name) or self.live.get(es.name)
@@ -214,7 +214,7 @@ class _Engines:
             pause("engine-start", es.name)
         if es.name not in self.described:
             self.described.add(es.name)
-            manifest.setdefault("engines", {})[es.name] = engine.describe()
+            manifest.engines[es.name] = engine.describe()
             write_manifest(spec.name, manifest, root)
         return engine
 
@@ -249,12 +249,12 @@ def level_tasks(spec: StudySpec, work: list[tuple[EngineSpec, Level]], todo: set
     return out
 
 
-def _ensure_probe(study: str, root: Path | None) -> dict[str, Any]:
+def _ensure_probe(study: str, root: Path | None) -> StudyManifest:
     """Probe this machine's bandwidth and matmul rate once per study (before any engine runs, so
     the engines do not disturb it) and keep it in the manifest: the roofline of every level."""
     manifest = read_manifest(study, root)
-    if "hardware_probe" not in manifest:
-        manifest["hardware_probe"] = local_hardware().model_dump(mode="json")
+    if manifest.hardware_probe is None:
+        manifest.hardware_probe = local_hardware()
         write_manifest(study, manifest, root)
     return manifest
 
@@ -300,11 +300,11 @@ async def _run_study_locked(
     tok = study_tokenizer(spec)
     plans = preflight(spec, [lv for es, lv in work if lv.key(es.name) in todo], tok)
     fresh = not study_dir(spec.name, root).exists()
-    manifest = {**read_manifest(spec.name, root), **collect_provenance()}
-    manifest["study"] = spec.model_dump(mode="json")
+    manifest = read_manifest(spec.name, root).stamped(collect_provenance())
+    manifest.study = spec
     served = [e for e in spec.engines if e.serves_model]
-    manifest["models"] = {e.name: resolve_model(e.model)[2].model_dump(mode="json") for e in served}
-    manifest["model_files"] = {e.name: model_hashes(e) for e in served}
+    manifest.models = {e.name: resolve_model(e.model)[2] for e in served}
+    manifest.model_files = {e.name: model_hashes(e) for e in served}
     write_manifest(spec.name, manifest, root)
     manifest = _ensure_probe(spec.name, root)
     if reporter:  # the searches' expected probes too: the ETA covers them (bench/search_plan.py)
@@ -356,7 +356,7 @@ def _prober(
     spec: StudySpec,
     es: EngineSpec,
     pool: _Engines,
-    manifest: dict[str, Any],
+    manifest: StudyManifest,
     reporter: Reporter | None,
     root: Path | None,
 ) -> ProbeRunner:

@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from cliffbench.bench.provenance import Provenance
+
 __all__ = ["Family", "TuningRun", "TuningSweep", "family_of"]
 
 Family = Literal["llama.cpp", "vllm"]
@@ -76,16 +78,16 @@ class TuningSweep(BaseModel):
     wall_s: float
     loadavg_1m_before: float
     loadavg_1m_after: float
-    machine: dict[str, Any]  # the kit's provenance: versions, cpu (model, flags), gpu, git sha
+    machine: Provenance  # the kit's provenance: versions, cpu (model, flags), gpu, git sha
     runs: list[TuningRun]
 
     @property
     def cpu_model(self) -> str:
-        return str(self.machine.get("cpu", {}).get("model", "unknown CPU"))
+        return self.machine.cpu.model or "unknown CPU"
 
     @property
     def cpu_flags(self) -> list[str]:
-        return list(self.machine.get("cpu", {}).get("flags", []))
+        return list(self.machine.cpu.flags)
 
     def at(self, users: int, family: Family | None = None) -> list[TuningRun]:
         """Runs at `users` with data, fastest first."""

@@ -112,9 +112,9 @@ def measured_study(res: Results, level_set: str, ttft_slo_s: float, tpot_slo_s: 
     """`res`'s levels of `level_set`, judged by the reader's budgets at the study's SLO percentiles."""
     judge = SloJudge.of(res.study.slo, ttft_s=ttft_slo_s, tpot_s=tpot_slo_s)
     levels = select_levels(pooled_levels(res, judge), level_set)
-    gpus = [str(g.get("name", "")) for g in res.manifest.get("gpu", []) or []]
-    cpu = res.manifest.get("cpu", {}) or {}
-    machine = ", ".join(gpus) if gpus else f"{cpu.get('usable_cpus', '?')} CPU cores ({cpu.get('model', '?')}), no GPU"
+    gpus = [g.name for g in res.manifest.gpu]
+    cpu = res.manifest.cpu
+    machine = ", ".join(gpus) if gpus else f"{cpu.usable_cpus or '?'} CPU cores ({cpu.model or '?'}), no GPU"
     return MeasuredStudy(res.study.name, machine, levels, judge)
 
 

@@ -57,7 +57,7 @@ def resolve_dtype(dtype: str, device: str, cpu_flags: Collection[str] | None = N
         return dtype
     if device == "cuda":
         return "bfloat16"
-    flags = set(cpu_info()["flags"] if cpu_flags is None else cpu_flags)
+    flags = set(cpu_info().flags if cpu_flags is None else cpu_flags)
     return "bfloat16" if flags & {"avx512_bf16", "amx_bf16"} else "float32"
 
 

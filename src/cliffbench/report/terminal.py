@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from cliffbench.bench.progress import LevelTask, LiveStats, StudyTracker
+from cliffbench.bench.store import LevelInfo
 
 __all__ = [
     "ProgressReporter",
@@ -108,7 +109,7 @@ class ProgressReporter:
         self.live.add(rec)
         self.p.update(self.task, advance=1, stats="  ".join(x for x in (self.live.text(), self._eta()) if x))
 
-    def level_finished(self, info: Any) -> None:
+    def level_finished(self, info: LevelInfo) -> None:
         self.tracker.finished(info.level_key, self.clock())
         if info.status != "ok":
             err.print(f"[yellow]level {info.level_key} failed:[/] {info.error.splitlines()[0][:300]}")
@@ -118,11 +119,12 @@ class ProgressReporter:
         s = info.summary
         i = self.tracker.index(info.level_key)
         where = f"  [level {i}/{self.tracker.n}, {self._eta()}]" if i is not None else ""
-        if info.status == "ok":
+        if info.status == "ok" and s is not None:
+            ttft = s.latency.ttft_s
             out.print(
-                f"{info.level_key}: {s.get('output_tok_s', float('nan')):.1f} out tok/s, "
-                f"TTFT p50 {s.get('ttft_s_p50', float('nan')):.3f}s p90 {s.get('ttft_s_p90', float('nan')):.3f}s, "
-                f"ok {s.get('n_ok')}/{s.get('n_requests')}"
+                f"{info.level_key}: {s.throughput.output_tok_s:.1f} out tok/s, "
+                f"TTFT p50 {ttft.p50.value:.3f}s p90 {ttft.p90.value:.3f}s, "
+                f"ok {s.counts.n_ok}/{s.counts.n_requests}"
                 + ("  [harness lag flagged]" if info.lag_flagged else "")
                 + where,
                 soft_wrap=True,

@@ -232,7 +232,7 @@ def _measured(option: Option, params: MatrixParams, users: int) -> SelfHostedEst
     from cliffbench.decide.tree import interpolate
 
     res = _load_study(params.study)
-    gpus = " ".join(str(g.get("name", "")) for g in res.manifest.get("gpu", []) or []).lower()
+    gpus = " ".join(g.name for g in res.manifest.gpu).lower()
     family, _, size = params.hardware.partition("-")
     if family not in gpus or (size.endswith("gb") and size.upper() not in gpus.upper()):
         return None
@@ -249,9 +249,9 @@ def _measured(option: Option, params: MatrixParams, users: int) -> SelfHostedEst
         tok_s = interpolate(lv, eng, "output_tok_s", users)
         ttft_s = interpolate(lv, eng, "ttft_s_p50", users)
         if math.isfinite(tok_s) and tok_s > 0:
-            # the study's own model, which may differ from params.model: the label says which was measured
-            model = (res.manifest.get("models") or {}).get(eng, {}).get("name", "as stored")
-            how = f"measured: study {params.study}, engine {eng}, model {model}"
+            # the study's own model, which may differ from params.model. The stored shapes name no
+            # model (they never did: the label has always read "as stored")
+            how = f"measured: study {params.study}, engine {eng}, model as stored"
             return SelfHostedEstimate(tok_s, ttft_s, 1, users, ttft_s <= params.ttft_slo_s, how)
     return None
 

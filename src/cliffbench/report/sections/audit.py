@@ -130,7 +130,7 @@ def gpu_study_section(data: ReportData) -> str:
     if gpu is None:
         return f"No GPU study stored (`{GPU_STUDY.as_posix()}` is missing), so the published setup is not estimated."
     hw, ls = gpu.hardware, gpu.spec.level_sets[0]
-    gpus = data.results.manifest.get("gpu", [])
+    gpus = data.results.manifest.gpu
     rows = [
         f"`{gpu.path}` reproduces the "
         f"published setup on {hw.name} ({fmt(hw.memory_gib)} GiB, {fmt(hw.memory_bandwidth_gb_s)} GB/s): "
@@ -140,7 +140,7 @@ def gpu_study_section(data: ReportData) -> str:
         "weights) unless real weights are given. It validates and dry-runs on any machine and runs where "
         "a CUDA GPU exists; "
         + (
-            f"the study's machine has {', '.join(str(g.get('name')) for g in gpus)}, but its "
+            f"the study's machine has {', '.join(g.name for g in gpus)}, but its "
             "results are not in this report."
             if gpus
             else "the study's machine has none, so its results are not in this report."

@@ -68,8 +68,8 @@ def _family(es: EngineSpec) -> str | None:
 
 def _precisions(data: ReportData) -> dict[str, str]:
     manifest = data.results.manifest
-    flags = (manifest.get("cpu") or {}).get("flags") or []
-    gpu = bool(manifest.get("gpu"))
+    flags = manifest.cpu.flags
+    gpu = bool(manifest.gpu)
     return {name: es.precision(flags, gpu) for name, es in data.results.engine_specs.items()}
 
 
@@ -129,7 +129,7 @@ def _unmatched_sentence(data: ReportData, level_set: str) -> str:
     missing = unmatched_precisions(data, level_set)
     if not missing:
         return ""
-    flags = sorted((data.results.manifest.get("cpu") or {}).get("flags") or [])
+    flags = sorted(data.results.manifest.cpu.flags)
     bf16 = {"avx512_bf16", "amx_bf16"} & set(flags)
     why = (
         f"this study's CPU has {', '.join(sorted(bf16))}, yet no vLLM engine of the study was set to that dtype"

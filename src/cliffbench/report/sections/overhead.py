@@ -34,7 +34,7 @@ def engine_overheads(data: ReportData) -> pd.DataFrame:
     bench = data.overhead
     if bench is None:
         return pd.DataFrame(columns=cols)
-    same_cpu = bench.data["machine"]["cpu"].get("model") == data.results.manifest.get("cpu", {}).get("model")
+    same_cpu = bench.data["machine"]["cpu"].get("model") == data.results.manifest.cpu.model
     summary = pd.DataFrame(bench.data["summary"])
     kit = summary[summary["variant"] == _KIT]
     rows = []

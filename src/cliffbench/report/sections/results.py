@@ -14,7 +14,7 @@ __all__ = ["config_table", "levels_table", "memory_section"]
 
 def config_table(data: ReportData) -> str:
     """Engine configuration as measured (from the manifest): shown beside every result."""
-    engines = data.results.manifest.get("engines", {})
+    engines = data.results.manifest.engines
     keys = [
         "kind",
         "engine_version",

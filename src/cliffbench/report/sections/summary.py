@@ -48,17 +48,17 @@ def _subtitle(data: ReportData) -> str:
 
 def title_page_html(data: ReportData) -> str:
     manifest = data.results.manifest
-    cpu = manifest.get("cpu", {})
-    gpus = ", ".join(g["name"] for g in manifest.get("gpu", [])) or "no GPU"
-    created = str(manifest.get("created_at", ""))[:10]
+    cpu = manifest.cpu
+    gpus = ", ".join(g.name for g in manifest.gpu) or "no GPU"
+    created = manifest.created_at[:10]
     return (
         '<div class="title-page">'
         '<h1 class="title">Where is the concurrency cliff?</h1>'
         f'<p class="subtitle">{html.escape(_subtitle(data))}</p>'
         f'<p class="meta">Study <b>{html.escape(data.study)}</b> &middot; measured {html.escape(created)}</p>'
-        f'<p class="meta">{html.escape(str(cpu.get("model", "unknown CPU")))}, '
-        f"{cpu.get('usable_cpus', '?')} usable cores, {cpu.get('memory_gib', '?')} GiB, {html.escape(gpus)}</p>"
-        f'<p class="meta">git {html.escape(str(manifest.get("git_sha", "unknown"))[:12])}</p>'
+        f'<p class="meta">{html.escape(cpu.model or "unknown CPU")}, '
+        f"{cpu.usable_cpus or '?'} usable cores, {cpu.memory_gib or '?'} GiB, {html.escape(gpus)}</p>"
+        f'<p class="meta">git {html.escape(manifest.git_sha[:12])}</p>'
         "</div>"
     )
 

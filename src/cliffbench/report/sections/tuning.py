@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from cliffbench.bench.provenance import Provenance
 from cliffbench.bench.tuning import TuningRun, TuningSweep
 from cliffbench.engines.specs import EngineSpec, LlamaCppSpec, VllmSpec
 from cliffbench.report.data import ReportData
@@ -56,9 +57,9 @@ def sweep_of(data: ReportData) -> tuple[TuningSweep | None, str]:
         )
 
 
-def _cpu(manifest: dict[str, Any]) -> tuple[str, list[str]]:
-    cpu = manifest.get("cpu") or {}
-    return str(cpu.get("model", "an unrecorded CPU")), sorted(cpu.get("flags") or [])
+def _cpu(provenance: Provenance) -> tuple[str, list[str]]:
+    cpu = provenance.cpu
+    return cpu.model or "an unrecorded CPU", sorted(cpu.flags)
 
 
 def _and(items: list[int]) -> str:
@@ -96,8 +97,8 @@ def _winners_table(sw: TuningSweep) -> list[str]:
 
 def _study_keys(data: ReportData) -> dict[tuple[Any, ...], str]:
     manifest = data.results.manifest
-    flags = (manifest.get("cpu") or {}).get("flags") or []
-    gpu = bool(manifest.get("gpu"))
+    flags = manifest.cpu.flags
+    gpu = bool(manifest.gpu)
     out: dict[tuple[Any, ...], str] = {}
     for name, es in data.results.engine_specs.items():
         key = config_key(es, es.precision(flags, gpu))
