@@ -23,13 +23,13 @@ import pytest
 # CLI must not sit out its 60-s wait for a quiet machine (tests/test_cli.py checks the wait itself)
 os.environ.setdefault("CLIFFBENCH_WAIT_QUIET_S", "0")
 
+from cliffbench.bench.probes import LocalHardware
 from cliffbench.bench.store import LevelInfo
 from cliffbench.bench.study import StudySpec
 from cliffbench.config import MODELS_DIR
 from cliffbench.engines.registry import ENGINE_CLASSES
 from cliffbench.engines.servers import ManagedServer
 from cliffbench.engines.specs import VllmSpec
-from cliffbench.hardware import Hardware
 
 # -- the tiers: markers and the guard of the fast tier ---------------------------------------------
 
@@ -93,7 +93,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 # -- fixtures --------------------------------------------------------------------------------------
 
 
-FIXED_PROBE = Hardware(
+FIXED_PROBE = LocalHardware(
     name="local", memory_bandwidth_gb_s=10.0, bf16_tflops=0.1, fp32_tflops=0.1, memory_gib=8.0, source="test"
 )
 

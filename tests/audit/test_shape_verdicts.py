@@ -22,6 +22,7 @@ from cliffbench.audit.shape_verdicts import (
     shape_verdicts,
 )
 from cliffbench.bench.probes import local_hardware
+from cliffbench.bench.provenance import StudyManifest
 from cliffbench.bench.store import Results
 
 SMOL = MODELS["smollm2-135m"]
@@ -76,15 +77,19 @@ def _results(probe: dict[str, Any] | None = PROBE) -> Results:
         "engines": [{"kind": "vllm"}, {"kind": "llamacpp-slots", "label": "llamacpp-slots-4", "slots": 4}],
     }
     # the study ran on a CPU with bf16 kernels: vLLM's 'best' dtype was bf16 there, whatever this machine has
+    shapes = {**SHAPES, "architecture": "LlamaForCausalLM", "n_heads": 9, "ffn_size": 1536}
+    shapes |= {"vocab_size": 49152, "context_length": 8192}  # read by no verdict, held by every stored manifest
     manifest: dict[str, Any] = {
-        "models": {"vllm": SHAPES, "llamacpp-slots-4": SHAPES},
+        "models": {"vllm": shapes, "llamacpp-slots-4": shapes},
         "study": study,
         "cpu": {"flags": ["avx512_bf16"]},
     }
     if probe is not None:
         manifest["hardware_probe"] = probe
     empty = pd.DataFrame()
-    return Results(requests=requests, tokens=empty, levels=levels, memory=empty, manifest=manifest)
+    return Results(
+        requests=requests, tokens=empty, levels=levels, memory=empty, manifest=StudyManifest.model_validate(manifest)
+    )
 
 
 @pytest.mark.parametrize(("factor", "cls"), [(0.5, "falls"), (1.2, "flat"), (3.0, "grows"), (20.0, "grows >10x")])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from typer.testing import CliRunner
 from cliffbench.bench import sweep
 from cliffbench.bench.client_pool import ClientPool, Clients, Job, close_clients
 from cliffbench.bench.clients import _merge_memory, run_split, split_requests, split_users
+from cliffbench.bench.loadgen import MemorySample
 from cliffbench.bench.store import LevelInfo, load_results
 from cliffbench.bench.study import StudySpec
 from cliffbench.cli import app
@@ -177,11 +179,23 @@ def test_split_gives_every_user_and_request_to_one_client(users: int, k: int) ->
     assert max(per_user) - min(per_user) <= 1.0
 
 
+def _seqs(t_s: float, live_seqs: int, source: str = "engine") -> MemorySample:
+    return MemorySample(t_s, 0, 0, live_seqs, 0, 0, 0, 0, 0.5, 1.0, 3, source)
+
+
 def test_memory_of_clients_is_summed_as_step_functions() -> None:
-    a = [(0.0, 0, 0, 1, 0, 0, 0, 0), (1.0, 0, 0, 3, 0, 0, 0, 0)]
-    b = [(0.5, 0, 0, 2, 0, 0, 0, 0), (2.0, 0, 0, 0, 0, 0, 0, 0)]
+    a = [_seqs(0.0, 1), _seqs(1.0, 3)]
+    b = [_seqs(0.5, 2), _seqs(2.0, 0)]
     merged = _merge_memory([a, b, []])
-    assert [(s[0], s[3]) for s in merged] == [(0.0, 1), (0.5, 3), (1.0, 5), (2.0, 3)]
+    assert [(s.t_s, s.live_seqs) for s in merged] == [(0.0, 1), (0.5, 3), (1.0, 5), (2.0, 3)]
+    # the scraped fields are not summed: left as a sampler with no server leaves them
+    assert all(math.isnan(s.kv_usage) and s.queue_wait_count == 0 and s.state_source == "engine" for s in merged)
+
+
+def test_memory_scraped_from_a_server_is_one_clients_readings() -> None:
+    a = [_seqs(0.0, 4, "metrics"), _seqs(1.0, 6, "metrics")]
+    b = [_seqs(0.5, 4, "metrics")]
+    assert _merge_memory([a, b]) == a  # every client reads the same /metrics: not a sum
 
 
 # -- bad input ------------------------------------------------------------------------------------
@@ -239,7 +253,7 @@ def test_two_clients_merge_into_one_level(stub: Stub, tmp_path: Path) -> None:
         assert 1.0 <= c.achieved_concurrency <= 2.05 and c.lag_samples > 0
     # merged onto one clock: the level's timeline starts at 0 and holds every token
     assert measured["t_submit_s"].min() >= 0 and req["t_done_s"].max() <= info.wall_s + 1e-6
-    assert 2.0 <= float(info.summary["achieved_concurrency"]) <= 4.05
+    assert info.summary is not None and 2.0 <= info.summary.achieved_concurrency <= 4.05
     assert info.lag_p99_s == max(c.lag_p99_s for c in info.clients)
     assert (res.levels["client_processes"] == 2).all() and "clients" not in res.levels
     # the second level ran in the same two processes: clients start once, not per level

@@ -212,7 +212,7 @@ def test_cluster_run_equals_local_and_keeps_one_block_per_node(
     fix_probe(monkeypatch)
     run_study(spec, root=tmp_path / "local")
     seen = _Timeline()
-    probe = FIXED_PROBE.model_dump(mode="json")
+    probe = FIXED_PROBE
     run_study_cluster(spec, cluster, reporter=seen, root=tmp_path / "ray", hardware_probe=probe)
 
     local, remote = _schema(tmp_path / "local", spec.name), _schema(tmp_path / "ray", spec.name)
@@ -251,7 +251,7 @@ def test_cliff_search_runs_on_the_cluster_and_resumes(
     spec = _search_study("cluster-search")
     fix_probe(monkeypatch)
     run_study(spec, root=tmp_path / "local")
-    probe = FIXED_PROBE.model_dump(mode="json")
+    probe = FIXED_PROBE
     seen = _Timeline()
     run_study_cluster(spec, cluster, reporter=seen, root=tmp_path / "ray", hardware_probe=probe)
 
@@ -278,7 +278,7 @@ def test_bad_input_found_on_a_node_is_one_line_nothing_stored(cluster: str, mode
     spec = _study("cluster-too-long", ["a"], [1])
     spec = spec.model_copy(update={"engines": [LlamaCppSerialSpec(label="a", n_ctx=65536, n_threads=1)]})
     with pytest.raises(InputError, match=r"n_ctx: .*exceeds the model's context length \(8192"):
-        run_study_cluster(spec, cluster, root=tmp_path, hardware_probe=FIXED_PROBE.model_dump(mode="json"))
+        run_study_cluster(spec, cluster, root=tmp_path, hardware_probe=FIXED_PROBE)
     assert not (tmp_path / spec.name).exists()
 
 
@@ -351,7 +351,7 @@ def _write(tmp_path: Path, spec: StudySpec) -> tuple[Path, Path]:
     results = root / "data" / "results"
     ray = pytest.importorskip("ray")
     probe = FIXED_PROBE.model_dump(mode="json")
-    nodes = {n["NodeID"]: {"hardware_probe": probe} for n in ray.nodes() if n["Alive"]}
+    nodes = {n["NodeID"]: {"host": "node", "hardware_probe": probe} for n in ray.nodes() if n["Alive"]}
     (results / spec.name).mkdir()  # each node's hardware probe, stored: the nodes do not probe
     (results / spec.name / "manifest.json").write_text(json.dumps({"hardware_probe": probe, "cluster_nodes": nodes}))
     study = root / "study.yaml"
@@ -452,7 +452,7 @@ def test_node_lost_mid_level(ray_cluster: Any, model: object, tmp_path: Path) ->
                 started.set()
 
     seen = _Watch()
-    probe = FIXED_PROBE.model_dump(mode="json")
+    probe = FIXED_PROBE
     errors: list[BaseException] = []
 
     def drive() -> None:

@@ -15,6 +15,7 @@ from cliffbench.bench.metrics import (
     percentiles,
     summarize_level,
 )
+from cliffbench.bench.summary import LevelSummary
 
 NAN = math.nan
 
@@ -121,35 +122,51 @@ def test_percentiles_keys_nan_and_empty() -> None:
 
 def test_summarize_level_by_hand(level: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     s = summarize_level(*level, slo={}, target_concurrency=4)
-    assert (s["n_requests"], s["n_ok"], s["n_failed"], s["n_timeout"], s["n_rejected"]) == (6, 3, 1, 1, 1)
+    n = s.counts
+    assert (n.n_requests, n.n_ok, n.n_failed, n.n_timeout, n.n_rejected) == (6, 3, 1, 1, 1)
     # window [0.0 (first measured submit), 2.0 (last ok end)]; warmup's -10 ignored
-    assert s["duration_s"] == pytest.approx(2.0)
-    assert s["output_tok_s"] == pytest.approx((3 + 1 + 3) / 2.0)
-    assert s["total_tok_s"] == pytest.approx((10 + 5 + 20 + 7) / 2.0)
-    assert s["request_s"] == pytest.approx(1.5)
-    assert s["goodput_req_s"] == pytest.approx(1.5)  # no SLO: every ok request counts
+    assert s.duration_s == pytest.approx(2.0)
+    assert s.throughput.output_tok_s == pytest.approx((3 + 1 + 3) / 2.0)
+    assert s.throughput.total_tok_s == pytest.approx((10 + 5 + 20 + 7) / 2.0)
+    assert s.throughput.request_s == pytest.approx(1.5)
+    assert s.throughput.goodput_req_s == pytest.approx(1.5)  # no SLO: every ok request counts
     # ok + failed intervals: [0,1] [.2,.6] [.5,2] [.1,.3] -> (1 + .4 + 1.5 + .2) / 2
-    assert s["achieved_concurrency"] == pytest.approx(1.55)
-    assert s["target_concurrency"] == 4
+    assert s.achieved_concurrency == pytest.approx(1.55)
+    assert s.target_concurrency == 4
     # latencies from ok rows only: failed/timeout/warmup never averaged in
-    assert s["ttft_s_mean"] == pytest.approx((0.5 + 0.4 + 1.0) / 3)
-    assert s["ttft_s_p50"] == pytest.approx(0.5)
-    assert s["tpot_s_mean"] == pytest.approx(0.25)  # 1-token NaN dropped
-    assert s["e2e_s_p50"] == pytest.approx(1.0)
-    assert s["queue_s_mean"] == pytest.approx(0.4 / 3)  # warmup's 9.0 excluded
+    lat = s.latency
+    assert lat.ttft_s.mean == pytest.approx((0.5 + 0.4 + 1.0) / 3)
+    assert lat.ttft_s.p50.value == pytest.approx(0.5)
+    assert lat.tpot_s.mean == pytest.approx(0.25)  # 1-token NaN dropped
+    assert lat.e2e_s.p50.value == pytest.approx(1.0)
+    assert lat.queue_s.mean == pytest.approx(0.4 / 3)  # warmup's 9.0 excluded
     # ITL: [.2, .3] twice; the timeout's and warmup's 1.0 s gaps are excluded
-    assert s["itl_s_mean"] == pytest.approx(0.25)
-    assert float(s["itl_s_p99"]) <= 0.3 + 1e-12
-    assert s["note"] == ""
+    assert lat.itl_s.mean == pytest.approx(0.25)
+    assert lat.itl_s.p99.value <= 0.3 + 1e-12
+    assert s.note == ""
+    for m, stats in lat.metrics():
+        for q, p in stats.percentiles():
+            # ITL gaps cluster by request and by batched step: no per-gap interval at all; p95 has none
+            assert (p.ci is not None) == (m != "itl_s" and q != "p95")
+            # 3 ok requests: below min_n_for_ci(50) = 6, so every interval is "n too small"
+            assert p.ci is None or all(math.isnan(v) for v in (p.ci.lo, p.ci.hi, p.ci.level))
+
+
+def test_summary_columns_are_the_levels_table_names(level: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    """The flat columns the `levels` table gets, named as before the summary was typed, and read
+    back into the same record."""
+    s = summarize_level(*level, slo={}, target_concurrency=4)
+    cols = s.columns()
     cis = [f"{q}_{end}" for q in ("p50", "p90", "p99") for end in ("lo", "hi", "ci_level")]
     for m in ("ttft_s", "tpot_s", "e2e_s", "queue_s", "itl_s"):
         for suffix in ("mean", "p50", "p90", "p95", "p99"):
-            assert f"{m}_{suffix}" in s
+            assert f"{m}_{suffix}" in cols
         for suffix in cis:
-            # ITL gaps cluster by request and by batched step: no per-gap interval at all
-            assert (f"{m}_{suffix}" in s) == (m != "itl_s")
-            # 3 ok requests: below min_n_for_ci(50) = 6, so every interval is "n too small"
-            assert m == "itl_s" or math.isnan(float(s[f"{m}_{suffix}"]))
+            assert (f"{m}_{suffix}" in cols) == (m != "itl_s")
+    assert cols["n_ok"] == s.counts.n_ok and cols["ttft_s_p50"] == s.latency.ttft_s.p50.value
+    assert list(cols)[:6] == ["n_requests", "n_ok", "n_failed", "n_timeout", "n_rejected", "duration_s"]
+    assert list(cols)[-1] == "note"
+    np.testing.assert_equal(LevelSummary.from_columns(cols).columns(), cols)  # NaN == NaN here
 
 
 def test_achieved_concurrency_counts_every_request_until_its_stream_closed(
@@ -162,74 +179,76 @@ def test_achieved_concurrency_counts_every_request_until_its_stream_closed(
     s = summarize_level(requests, tokens, slo={}, target_concurrency=4)
     # window [0.0, 2.0] (last ok token, as before); spans clipped to it:
     # [0,1.05] [.2,.65] [.5,2.0] [.1,.3] [.3,1.95] [.4,.41] -> (1.05 + .45 + 1.5 + .2 + 1.65 + .01) / 2
-    assert s["achieved_concurrency"] == pytest.approx(4.86 / 2)
-    assert s["e2e_s_mean"] == pytest.approx((1.0 + 0.4 + 1.5) / 3)  # E2E still ends at the last token
+    assert s.achieved_concurrency == pytest.approx(4.86 / 2)
+    assert s.latency.e2e_s.mean == pytest.approx((1.0 + 0.4 + 1.5) / 3)  # E2E still ends at the last token
 
 
 def test_summarize_level_is_reproducible(level: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     a = summarize_level(*level, slo={"ttft_s": 1.0}, seed=5)
     b = summarize_level(*level, slo={"ttft_s": 1.0}, seed=5)
-    np.testing.assert_equal(a, b)  # NaN == NaN here
-    np.testing.assert_equal(a, summarize_level(*level, slo={"ttft_s": 1.0}))  # seed is accepted, unused
-    assert math.isnan(float(a["target_concurrency"]))
+    np.testing.assert_equal(a.columns(), b.columns())  # NaN == NaN here
+    # seed is accepted, unused
+    np.testing.assert_equal(a.columns(), summarize_level(*level, slo={"ttft_s": 1.0}).columns())
+    assert a.target_concurrency is None
+    assert math.isnan(float(a.columns()["target_concurrency"]))  # NaN in the table, as before
 
 
 def test_goodput_half_meet_slo() -> None:
     # four ok requests submitted at 0, first token at .2/.4/.8/1.6, done .1 s later
     rows = [_row(i, "ok", 0.0, [t, t + 0.1]) for i, t in enumerate([0.2, 0.4, 0.8, 1.6])]
     s = summarize_level(*_tables(rows), slo={"ttft_s": 0.5})
-    assert s["duration_s"] == pytest.approx(1.7)
-    assert s["slo_attainment"] == pytest.approx(0.5)
-    assert s["goodput_req_s"] == pytest.approx(2 / 1.7)
-    assert s["request_s"] == pytest.approx(4 / 1.7)
+    assert s.duration_s == pytest.approx(1.7)
+    assert s.slo_attainment == pytest.approx(0.5)
+    assert s.throughput.goodput_req_s == pytest.approx(2 / 1.7)
+    assert s.throughput.request_s == pytest.approx(4 / 1.7)
 
 
 def test_one_token_request_meets_tpot_slo(level: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     # tpot: .25, NaN (1 token), .25 -> only the 1-token request passes a 0.1 s budget;
     # 6 measured requests were submitted (3 ok, 1 failed, 1 timeout, 1 rejected)
     s = summarize_level(*level, slo={"tpot_s": 0.1})
-    assert s["slo_attainment"] == pytest.approx(1 / 6)
-    assert s["goodput_req_s"] == pytest.approx(0.5)
+    assert s.slo_attainment == pytest.approx(1 / 6)
+    assert s.throughput.goodput_req_s == pytest.approx(0.5)
 
 
 def test_slo_attainment_counts_failed_requests(level: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     # every ok request meets a loose budget, yet the 3 failed/timed-out/rejected ones missed it:
     # 3 / 6 submitted, not 3 / 3 ok (which would reward an engine for dropping slow requests)
     s = summarize_level(*level, slo={"ttft_s": 10.0})
-    assert s["slo_attainment"] == pytest.approx(0.5)
-    assert s["goodput_req_s"] == pytest.approx(3 / 2.0)  # goodput still counts ok requests only
+    assert s.slo_attainment == pytest.approx(0.5)
+    assert s.throughput.goodput_req_s == pytest.approx(3 / 2.0)  # goodput still counts ok requests only
     requests, tokens = level
     ok_only = summarize_level(requests[requests["status"] == "ok"], tokens, slo={"ttft_s": 10.0})
-    assert ok_only["slo_attainment"] == pytest.approx(1.0)
+    assert ok_only.slo_attainment == pytest.approx(1.0)
 
 
 def test_slo_attainment_nan_only_when_nothing_submitted() -> None:
     empty = summarize_level(*_tables([_row(0, "ok", 0.0, [0.5], warmup=True)]), slo={"ttft_s": 1.0})
-    assert math.isnan(float(empty["slo_attainment"]))  # nothing measured was submitted
+    assert math.isnan(empty.slo_attainment)  # nothing measured was submitted
 
 
 def test_summarize_level_intervals_at_small_n() -> None:
     # 8 ok requests with ttft .1 .. .8 s: the p50 interval exists (ranks 2 and 8, exact coverage
     # 1 - 10/256), p90 needs n >= 29 and p99 n >= 299, so those are NaN, "n too small"
     rows = [_row(i, "ok", 0.0, [0.1 * (i + 1), 0.1 * (i + 1) + 0.05]) for i in range(8)]
-    s = summarize_level(*_tables(rows), slo={})
-    assert (s["ttft_s_p50_lo"], s["ttft_s_p50_hi"]) == pytest.approx((0.2, 0.8))
-    assert s["ttft_s_p50_ci_level"] == pytest.approx(1 - 10 / 256)
-    for q in ("p90", "p99"):
-        assert all(math.isnan(float(s[f"ttft_s_{q}_{end}"])) for end in ("lo", "hi", "ci_level"))
-    assert not any(k.startswith("itl_s_") and k.endswith(("_lo", "_hi", "_ci_level")) for k in s)
+    ttft = summarize_level(*_tables(rows), slo={}).latency.ttft_s
+    assert ttft.p50.ci is not None and ttft.p90.ci is not None and ttft.p99.ci is not None
+    assert (ttft.p50.ci.lo, ttft.p50.ci.hi) == pytest.approx((0.2, 0.8))
+    assert ttft.p50.ci.level == pytest.approx(1 - 10 / 256)
+    for ci in (ttft.p90.ci, ttft.p99.ci):
+        assert all(math.isnan(v) for v in (ci.lo, ci.hi, ci.level))
 
 
 def test_all_failed_level_is_nan_with_note() -> None:
     rows = [_row(0, "failed", 0.0, [], t_end=0.5), _row(1, "timeout", 0.1, [0.4, 0.6], t_end=NAN)]
     s = summarize_level(*_tables(rows), slo={"ttft_s": 1.0}, target_concurrency=2)
-    assert s["note"] == "no successful request"
-    assert (s["n_requests"], s["n_ok"], s["n_failed"], s["n_timeout"]) == (2, 0, 1, 1)
+    assert s.note == "no successful request"
+    assert (s.counts.n_requests, s.counts.n_ok, s.counts.n_failed, s.counts.n_timeout) == (2, 0, 1, 1)
     counts = {"n_requests", "n_ok", "n_failed", "n_timeout", "n_rejected", "target_concurrency", "note"}
-    rest = {k: v for k, v in s.items() if k not in counts | {"slo_attainment"}}
+    rest = {k: v for k, v in s.columns().items() if k not in counts | {"slo_attainment"}}
     assert "output_tok_s" in rest and "ttft_s_p99_hi" in rest
     assert all(math.isnan(float(v)) for v in rest.values()), rest  # NaN, never 0
-    assert s["slo_attainment"] == 0.0  # a real 0: two were submitted and none met the SLO
+    assert s.slo_attainment == 0.0  # a real 0: two were submitted and none met the SLO
 
 
 def test_unknown_slo_key_raises(level: tuple[pd.DataFrame, pd.DataFrame]) -> None:

@@ -7,7 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from cliffbench.bench.provenance import StudyManifest
 from cliffbench.bench.store import LevelInfo, level_done, load_results, write_level, write_manifest
+from cliffbench.bench.summary import LevelSummary
 from cliffbench.config import InputError
 
 
@@ -29,7 +31,7 @@ def _info(key: str, engine: str, c: int) -> LevelInfo:
         lag_p99_s=0.001,
         loop_cpu_share=0.1,
         lag_flagged=False,
-        summary={"output_tok_s": 10.0 * c, "note": ""},
+        summary=LevelSummary.from_columns({"output_tok_s": 10.0 * c, "note": ""}),
         engine_config={"slots": 4},
     )
 
@@ -40,14 +42,14 @@ def test_round_trip(tmp_path: Path) -> None:
         tok = pd.DataFrame({"request_id": [0, 0], "k": [0, 1], "t_s": [0.1, 0.2]})
         mem = pd.DataFrame({"t_s": [0.0], "reserved_bytes": [10], "live_bytes": [2], "live_seqs": [1], "waiting": [0]})
         write_level(_info(f"e__chat__c{c:04d}", "e", c), req, tok, mem, root=tmp_path)
-    write_manifest("s", {"git_sha": "x"}, root=tmp_path)
+    write_manifest("s", StudyManifest(git_sha="x"), root=tmp_path)
     res = load_results("s", root=tmp_path)
     assert len(res.levels) == 2 and sorted(res.levels["concurrency"]) == [1, 2]
     assert list(res.levels.sort_values("concurrency")["output_tok_s"]) == [10.0, 20.0]
     assert res.levels["cfg_slots"].tolist() == [4, 4]
     assert set(res.requests["concurrency"]) == {1, 2} and (res.requests["engine"] == "e").all()
     assert len(res.tokens) == 4 and "level_set" in res.tokens
-    assert res.manifest["git_sha"] == "x"
+    assert res.manifest.git_sha == "x"
 
 
 def test_level_is_atomic(tmp_path: Path) -> None:

@@ -75,8 +75,8 @@ def test_tables_have_the_sweep_columns_and_every_level(study: tuple[Path, Any]) 
     assert (lv["engine_kind"] == "fake").all() and (lv["n_ok"] == N).all()
     for table in (res.requests, res.tokens, res.memory):
         assert set(SWEEP_COLUMNS) <= set(table.columns)
-    assert res.manifest["study"]["tokenizer"] == "fake" and res.manifest["models"] == {}
-    assert res.manifest["hardware_probe"]["source"] == "test"
+    assert res.study.tokenizer == "fake" and res.manifest.models == {}
+    assert res.manifest.hardware_probe is not None and res.manifest.hardware_probe.source == "test"
 
 
 def test_every_request_ok_with_exact_lengths(study: tuple[Path, Any]) -> None:

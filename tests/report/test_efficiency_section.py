@@ -16,7 +16,9 @@ from tests.report.study_data import fake_results
 
 def _with_rates(res: Results, **rates: float) -> Results:
     """The bundle's probe as a new one stores it: per-dtype matmul rates."""
-    res.manifest["hardware_probe"]["matmul_tflops_by_dtype"] = rates
+    probe = res.manifest.hardware_probe
+    assert probe is not None
+    res.manifest.hardware_probe = probe.model_copy(update={"matmul_tflops_by_dtype": rates})
     return res
 
 

@@ -14,8 +14,10 @@ import pytest
 
 from cliffbench.audit.claims import load_claims
 from cliffbench.audit.estimate import EngineEstimate
+from cliffbench.bench.provenance import StudyManifest
 from cliffbench.bench.store import LevelInfo, ok_levels, write_level, write_manifest
 from cliffbench.bench.study import StudySpec
+from cliffbench.bench.summary import LevelSummary
 from cliffbench.config import PROJECT_ROOT, fmt_number
 from cliffbench.decide.tree import decision_tree
 from cliffbench.hardware import HARDWARE
@@ -227,13 +229,14 @@ def _store_study(root: Path) -> None:
         "lag_p99_s": 0.001,
         "loop_cpu_share": 0.1,
         "lag_flagged": False,
-        "summary": {"output_tok_s": 10.0},
+        "summary": LevelSummary.from_columns({"output_tok_s": 10.0}),
     }
     empty = pd.DataFrame({"x": [0]})
     for i, c in enumerate((1, 2)):
         info = LevelInfo(**base, level_key=f"vllm__chat__c000{c}", level_index=i, concurrency=c, status="ok")
         write_level(info, empty, empty, empty, root=root / "data" / "results")
-    write_manifest("s", {"study": {"name": "s", "engines": [{"kind": "vllm"}]}}, root=root / "data" / "results")
+    manifest = StudyManifest.model_validate({"study": {"name": "s", "engines": [{"kind": "vllm"}]}})
+    write_manifest("s", manifest, root=root / "data" / "results")
 
 
 def test_load_report_data_reads_the_files_beside_the_study(tmp_path: Path) -> None:

@@ -18,13 +18,13 @@ BF16_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 
 def _study(seed: int, cpu_model: str, flags: tuple[str, ...], engines: tuple[str, ...] = ENGINES) -> Results:
     res = fake_results(seed, engines=engines, users=(1, 32), failed=None, cpu_model=cpu_model)
-    res.manifest["cpu"]["flags"] = list(flags)
+    res.manifest.cpu = res.manifest.cpu.model_copy(update={"flags": list(flags)})
     return res
 
 
 def _with_sweep(res: Results, sweep: dict[str, Any] | None) -> ReportData:
     tuning = BenchmarkResult("engine_tuning.json", sweep) if sweep else None
-    return ReportData(study=f"study-{res.manifest['cpu']['model']}", results=res, claims=CLAIMS, tuning=tuning)
+    return ReportData(study=f"study-{res.manifest.cpu.model}", results=res, claims=CLAIMS, tuning=tuning)
 
 
 CLAIMS = load_claims()

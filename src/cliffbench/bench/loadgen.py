@@ -28,8 +28,8 @@ from cliffbench.bench.arrivals import closed_loop_think_times_s, poisson_offsets
 from cliffbench.engines.base import Engine, GenRequest, RequestRejected
 
 __all__ = [
-    "LAG_PROBE_INTERVAL_S",
     "ENGINE_COUNTS",
+    "LAG_PROBE_INTERVAL_S",
     "MEMORY_COLUMNS",
     "MEMORY_SAMPLE_INTERVAL_S",
     "ClientInfo",

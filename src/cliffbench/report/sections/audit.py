@@ -140,8 +140,7 @@ def gpu_study_section(data: ReportData) -> str:
         "weights) unless real weights are given. It validates and dry-runs on any machine and runs where "
         "a CUDA GPU exists; "
         + (
-            f"the study's machine has {', '.join(g.name for g in gpus)}, but its "
-            "results are not in this report."
+            f"the study's machine has {', '.join(g.name for g in gpus)}, but its results are not in this report."
             if gpus
             else "the study's machine has none, so its results are not in this report."
         )
