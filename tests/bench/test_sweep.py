@@ -42,8 +42,8 @@ def test_llamacpp_slots_sweep(model: Any, tmp_path: Path) -> None:
     sweep.run_study(spec, root=tmp_path)
     res = load_results("t", root=tmp_path)
     _check(res, "llamacpp-slots")
-    assert res.manifest["engines"]["llamacpp-slots"]["slots"] == 4
-    assert res.manifest["versions"]["llama-cpp-python"]
+    assert res.manifest.engines["llamacpp-slots"]["slots"] == 4
+    assert res.manifest.versions["llama-cpp-python"]
     mem = res.memory[res.memory.engine == "llamacpp-slots"]
     assert (mem["reserved_bytes"] == 4 * 128 * 2 * 30 * 3 * 64 * 2).all()
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cliffbench.bench.provenance import StudyManifest
 from cliffbench.bench.repeats import SloJudge
 from cliffbench.bench.store import Results
 from cliffbench.decide.causes import cliff_cause, latency_components, queue_estimates
@@ -80,7 +81,7 @@ def test_estimate_fills_the_components_and_is_labelled_in_the_cause() -> None:
         ],
         ignore_index=True,
     )
-    res = Results(reqs, pd.DataFrame(), pd.DataFrame(), mem, {})
+    res = Results(reqs, pd.DataFrame(), pd.DataFrame(), mem, StudyManifest())
     comp = latency_components(res, "chat")
     hi = comp[comp["concurrency"] == 8].iloc[0]
     assert hi["queue_s"] == pytest.approx(1.5) and hi["prefill_s"] == pytest.approx(0.5)

@@ -11,9 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cliffbench.bench.provenance import StudyManifest
 from cliffbench.bench.store import Results
 from cliffbench.config import InputError
 from cliffbench.decide import matrix as mx
+from cliffbench.hardware import GpuInfo
 from cliffbench.report import matrix_pdf as mxr
 
 A100_40_GBS, A100_TFLOPS = 1555e9, 312e12
@@ -227,7 +229,13 @@ def test_measured_study_used_when_gpu_matches(data: mx.MatrixData, monkeypatch: 
             "ttft_s_p50": [0.1, 0.3],
         }
     )
-    res = Results(pd.DataFrame(), pd.DataFrame(), levels, pd.DataFrame(), {"gpu": [{"name": "NVIDIA A100-SXM4-40GB"}]})
+    res = Results(
+        pd.DataFrame(),
+        pd.DataFrame(),
+        levels,
+        pd.DataFrame(),
+        StudyManifest(gpu=[GpuInfo(name="NVIDIA A100-SXM4-40GB")]),
+    )
     monkeypatch.setattr("cliffbench.bench.store.load_results", lambda study: res)
     p = mx.MatrixParams(users=16, study="gpu-study", gpu_prices={"a100-40gb": 3.6})
     r = mx.evaluate(p, data)
