@@ -206,7 +206,7 @@ def _queue_cliff_by_hand() -> int:
     def verdict(users: int) -> str:
         t = np.tile(_queue_ttfts(users, SLOTS, PER_USER, TTFT_S, SERVICE_S), REPEATS)
         reqs = pd.DataFrame({"status": "ok", "ttft_s": t})
-        return str(judge_requests(reqs, 0, judge)["slo_verdict"])
+        return judge_requests(reqs, 0, judge).verdict
 
     by_hand = {u: verdict(u) for u in range(1, 17)}
     assert "uncertain" not in by_hand.values(), by_hand  # the test's parameters decide every level

@@ -163,7 +163,7 @@ def shape_verdicts(res: Results, level_set: str = "chat", claims: pd.DataFrame |
     ref = ollama_like(list(ms["engine"]))
     if ref is None:
         return []
-    by_engine: dict[str, Any] = {str(r["engine"]): _Row(r) for r in ms.to_dict("records")}
+    by_engine: dict[str, _Row] = {str(r["engine"]): _Row(r) for r in ms.to_dict("records")}
     v, o = by_engine["vllm"], by_engine[ref]
     users, slots, hi = seed_users(c), OLLAMA_SLOTS, int(v.users_high)
     band = f"1 -> {SEED_HIGH_USERS[0]}-{SEED_HIGH_USERS[1]} users"

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -29,8 +29,10 @@ from cliffbench.bench.metrics import quantile_ci
 from cliffbench.bench.study import SloSpec
 
 __all__ = [
+    "MetricVerdict",
     "RatioEstimate",
     "SloJudge",
+    "SloJudgement",
     "judge_requests",
     "median_range_level",
     "paired_ratio",
@@ -79,9 +81,46 @@ def _slo_values(reqs: pd.DataFrame, metric: str) -> np.ndarray:
     return np.where(ok, vals, np.inf)
 
 
-def _judge(reqs: pd.DataFrame, failed_repeats: int, judge: SloJudge) -> dict[str, Any]:
-    out: dict[str, Any] = {"n_submitted": len(reqs), "n_missed_requests": int((reqs["status"] != "ok").sum())}
-    verdicts = []
+Verdict = Literal["meets", "misses", "uncertain"]
+
+
+@dataclass(frozen=True)
+class MetricVerdict:
+    """One SLO metric of a level: its SLO percentile over the pooled requests (`point`), that
+    percentile's exact interval `[lo, hi]` of coverage `level` (NaN: n too small), and the verdict."""
+
+    point: float
+    lo: float
+    hi: float
+    level: float
+    verdict: Verdict
+
+
+@dataclass(frozen=True)
+class SloJudgement:
+    """A level's SLO judged on the measured requests of all its repeats."""
+
+    n_submitted: int
+    n_missed_requests: int  # failed, timed out or rejected: they miss every budget
+    metrics: dict[str, MetricVerdict]  # by SLO metric, in the judge's order
+    verdict: Verdict
+
+    def columns(self) -> dict[str, float | int | str]:
+        """The pooled table's columns: `n_submitted`, `n_missed_requests`, `slo_<metric>` with
+        `_lo`, `_hi`, `_level`, `_verdict` per metric, then `slo_verdict`."""
+        out: dict[str, float | int | str] = {
+            "n_submitted": self.n_submitted,
+            "n_missed_requests": self.n_missed_requests,
+        }
+        for metric, m in self.metrics.items():
+            out.update({f"slo_{metric}": m.point, f"slo_{metric}_lo": m.lo, f"slo_{metric}_hi": m.hi})
+            out.update({f"slo_{metric}_level": m.level, f"slo_{metric}_verdict": m.verdict})
+        out["slo_verdict"] = self.verdict
+        return out
+
+
+def _judge(reqs: pd.DataFrame, failed_repeats: int, judge: SloJudge) -> SloJudgement:
+    metrics: dict[str, MetricVerdict] = {}
     for metric, limit in judge.thresholds.items():
         q = judge.percentile(metric)
         vals = _slo_values(reqs, metric)
@@ -89,15 +128,16 @@ def _judge(reqs: pd.DataFrame, failed_repeats: int, judge: SloJudge) -> dict[str
         point = float(np.quantile(vals, q / 100.0, method="inverted_cdf")) if vals.size else math.nan
         ci = quantile_ci(vals, q, judge.level) if vals.size else None
         lo, hi, lvl = (ci.lo, ci.hi, ci.level) if ci is not None else (math.nan, math.nan, math.nan)
+        v: Verdict
         if not math.isnan(hi) and hi <= limit:
             v = "meets"
         elif not math.isnan(lo) and lo > limit:
             v = "misses"
         else:
             v = "uncertain"
-        out.update({f"slo_{metric}": point, f"slo_{metric}_lo": lo, f"slo_{metric}_hi": hi})
-        out.update({f"slo_{metric}_level": lvl, f"slo_{metric}_verdict": v})
-        verdicts.append(v)
+        metrics[metric] = MetricVerdict(point, lo, hi, lvl, v)
+    verdicts = [m.verdict for m in metrics.values()]
+    verdict: Verdict
     if failed_repeats or not len(reqs):
         verdict = "misses"  # a run that failed outright served nobody
     elif "misses" in verdicts:
@@ -106,12 +146,12 @@ def _judge(reqs: pd.DataFrame, failed_repeats: int, judge: SloJudge) -> dict[str
         verdict = "meets"
     else:
         verdict = "uncertain"
-    out["slo_verdict"] = verdict
-    return out
+    missed = int((reqs["status"] != "ok").sum())
+    return SloJudgement(len(reqs), missed, metrics, verdict)
 
 
-def judge_requests(reqs: pd.DataFrame, failed_repeats: int, judge: SloJudge) -> dict[str, Any]:
-    """The pooled SLO columns of one level from the measured requests of all its repeats."""
+def judge_requests(reqs: pd.DataFrame, failed_repeats: int, judge: SloJudge) -> SloJudgement:
+    """The SLO judgement of one level from the measured requests of all its repeats."""
     return _judge(reqs, failed_repeats, judge)
 
 
@@ -155,7 +195,7 @@ def pool_repeats(levels: pd.DataFrame, requests: pd.DataFrame, judge: SloJudge |
         if judge is not None:
             parts = [by_key[k] for k in g["level_key"] if k in by_key]
             reqs = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["status"])
-            row.update(_judge(reqs, row["failed_repeats"], judge))
+            row.update(_judge(reqs, row["failed_repeats"], judge).columns())
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -88,7 +88,7 @@ async def search_cliff(
         if len(reqs) and "warmup" in reqs:
             reqs = reqs[~reqs["warmup"].astype(bool)]
         failed = sum(i.status != "ok" for i in infos.get(x, []))
-        return str(judge_requests(reqs, failed, judge)["slo_verdict"])
+        return judge_requests(reqs, failed, judge).verdict
 
     for g in sorted(infos):
         state.record(g, judged(g), len(infos[g]), source="probe" if any(i.probe for i in infos[g]) else "grid")

@@ -19,10 +19,9 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
@@ -120,7 +119,7 @@ class LevelInfo(BaseModel):
     busy_flagged: bool = Field(False, description="foreign_cores above the study's busy.max_foreign_cores")
     attempts: int = Field(1, ge=1, description="measurements taken (a busy level is measured again)")
     summary: LevelSummary | None = Field(None, description="None: the level never ran (its engine did not start)")
-    engine_config: dict[str, Any] = Field(default_factory=dict)
+    engine_config: dict[str, object] = Field(default_factory=dict, description="the engine's `describe()`")
     files: dict[str, StoredFile] = Field(
         default_factory=dict, description="row count and sha256 of each Parquet file (empty: stored before checks)"
     )
@@ -167,7 +166,7 @@ def ok_requests(requests: pd.DataFrame) -> pd.DataFrame:
     return requests[(requests["status"] == "ok") & ~requests["warmup"].astype(bool)]
 
 
-def spec_hash(data: dict[str, Any]) -> str:
+def spec_hash(data: Mapping[str, object]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

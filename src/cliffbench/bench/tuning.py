@@ -46,7 +46,7 @@ class TuningRun(BaseModel):
     start_s: list[float]  # engine start before each repeat
     busy_levels: int = 0  # levels flagged busy (other processes used the CPU)
     failed_levels: int = 0
-    engine_config: dict[str, Any] = {}  # the engine's describe() at its first start
+    engine_config: dict[str, object] = {}  # the engine's describe() at its first start
 
     @property
     def median_tok_s(self) -> float:
