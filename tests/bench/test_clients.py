@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from cliffbench.bench import sweep
 from cliffbench.bench.client_pool import ClientPool, Clients, Job, close_clients
 from cliffbench.bench.clients import _merge_memory, run_split, split_requests, split_users
-from cliffbench.bench.loadgen import MemorySample
+from cliffbench.bench.memory_probe import MemorySample
 from cliffbench.bench.store import LevelInfo, load_results
 from cliffbench.bench.study import StudySpec
 from cliffbench.cli import app

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from cliffbench.bench.client_pool import ClientResult, Clients, Job, level_pool
-from cliffbench.bench.loadgen import ENGINE_COUNTS, ClientInfo, LevelRun, MemorySample, RequestRecord, run_level
+from cliffbench.bench.loadgen import ClientInfo, LevelRun, RequestRecord, run_level
+from cliffbench.bench.memory_probe import ENGINE_COUNTS, MemorySample
 from cliffbench.config import InputError
 from cliffbench.engines.base import Engine, GenRequest
 from cliffbench.engines.http import OpenAIHttpEngine

@@ -14,58 +14,29 @@ achieved concurrency (from metrics).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from cliffbench.bench.arrivals import closed_loop_think_times_s, poisson_offsets_s
+from cliffbench.bench.memory_probe import MemorySample, sample_memory
 from cliffbench.engines.base import Engine, GenRequest, RequestRejected
 
 __all__ = [
-    "ENGINE_COUNTS",
     "LAG_PROBE_INTERVAL_S",
-    "MEMORY_COLUMNS",
-    "MEMORY_SAMPLE_INTERVAL_S",
     "ClientInfo",
     "LevelRun",
-    "MemorySample",
     "Probes",
     "RequestRecord",
     "run_level",
 ]
 
 LAG_PROBE_INTERVAL_S = 0.005
-MEMORY_SAMPLE_INTERVAL_S = 0.05
-
-
-class MemorySample(NamedTuple):
-    """One reading of the engine's state during a level (a row of the level's memory table): its
-    counts, then what a server scraped over HTTP adds (engines/server_metrics.py)."""
-
-    t_s: float  # since the level started
-    reserved_bytes: int
-    live_bytes: int
-    live_seqs: int
-    waiting: int
-    steps: int
-    decode_seqs: int
-    preemptions: int
-    kv_usage: float
-    queue_wait_sum_s: float
-    queue_wait_count: int
-    state_source: str
-
-
-#: the memory table's columns, in order
-MEMORY_COLUMNS = list(MemorySample._fields)
-#: the engine's own counts: what the samples of several client processes add up
-ENGINE_COUNTS = ("reserved_bytes", "live_bytes", "live_seqs", "waiting", "steps", "decode_seqs", "preemptions")
 
 
 @dataclass(frozen=True)
@@ -268,29 +239,6 @@ class _LagProbe:
         self._thread.join()
 
 
-async def _memory_probe(engine: Engine, t0: float, out: list[MemorySample], stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        m = engine.memory()
-        out.append(
-            MemorySample(
-                t_s=time.perf_counter() - t0,
-                reserved_bytes=m.reserved_bytes,
-                live_bytes=m.live_bytes,
-                live_seqs=m.live_seqs,
-                waiting=m.waiting,
-                steps=m.steps,
-                decode_seqs=m.decode_seqs,
-                preemptions=m.preemptions,
-                kv_usage=m.kv_usage,
-                queue_wait_sum_s=m.queue_wait_sum_s,
-                queue_wait_count=m.queue_wait_count,
-                state_source=m.source,
-            )
-        )
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), MEMORY_SAMPLE_INTERVAL_S)
-
-
 async def run_level(
     engine: Engine,
     requests: Sequence[GenRequest],
@@ -319,7 +267,7 @@ async def run_level(
     t0 = time.perf_counter()
     cpu0 = time.thread_time()
     deadlines = _Deadlines(request_timeout_s)
-    samplers = [asyncio.create_task(_memory_probe(engine, t0, memory, stop))] if probes.memory else []
+    samplers = [asyncio.create_task(sample_memory(engine, t0, memory, stop))] if probes.memory else []
     watchdog = asyncio.create_task(deadlines.watch())
     lag_probe = _LagProbe(asyncio.get_running_loop(), lags, waits) if probes.lag else None
     if lag_probe is not None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cliffbench.bench.loadgen import MEMORY_COLUMNS, LevelRun
+from cliffbench.bench.loadgen import LevelRun
+from cliffbench.bench.memory_probe import MEMORY_COLUMNS
 from cliffbench.bench.metrics import add_request_metrics
 
 __all__ = ["level_tables"]
