@@ -48,7 +48,7 @@ from cliffbench.bench.provenance import collect_provenance
 from cliffbench.bench.store import load_results, write_manifest
 from cliffbench.bench.study import StudySpec, load_study
 from cliffbench.bench.sweep import run_study_async
-from cliffbench.bench.tuning import TuningRun, TuningSweep, family_of
+from cliffbench.bench.tuning import TuningRun, TuningSweep
 from cliffbench.config import PROJECT_ROOT
 from cliffbench.engines import make_engine
 from cliffbench.models import prepare_model
@@ -131,7 +131,7 @@ def _runs(
     for spec in specs:
         es = spec.engines[0]
         levels = load_results(spec.name, root).levels.sort_values("repeat")
-        family = family_of(es.kind)
+        family = es.family
         assert family is not None  # configurations() builds only llama.cpp and vLLM specs
         for users in sorted(int(u) for u in levels["concurrency"].unique()):
             g = levels[levels["concurrency"] == users]

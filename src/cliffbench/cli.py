@@ -267,15 +267,9 @@ def serve(
 
     from cliffbench.config import parse_spec
     from cliffbench.engines.servers import ManagedServer
-    from cliffbench.engines.specs import ServerSpec
+    from cliffbench.engines.specs import ServerSpec, serve_mirror
 
-    mirrors: dict[str, Any]
-    if kind == "vllm":
-        mirrors = {"kind": "vllm"}
-    elif kind == "llama-cpp-python":
-        mirrors = {"kind": "llamacpp-serial", "n_ctx": ctx_per_slot}
-    else:
-        mirrors = {"kind": "llamacpp-slots", "slots": slots, "ctx_per_slot": ctx_per_slot, "kv_unified": kv_unified}
+    mirrors = serve_mirror(kind, slots, ctx_per_slot, kv_unified)
     try:
         spec = parse_spec(
             ServerSpec, {"kind": kind, "mirrors": mirrors, "startup_timeout_s": startup_timeout_s}, prefix="--"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from cliffbench.bench.tuning import TuningRun, TuningSweep, family_of
+from cliffbench.bench.tuning import TuningRun, TuningSweep
 from tests.report.study_data import tuning_sweep
 
 
@@ -27,13 +27,3 @@ def test_a_configuration_without_data_is_never_a_winner() -> None:
                       ttft_p50_s=[], start_s=[])  # fmt: skip
     sw = TuningSweep.model_validate({**tuning_sweep(), "runs": [empty.model_dump()]})
     assert sw.winner("vllm", 32) is None and math.isnan(empty.median_tok_s)
-
-
-def test_family_of() -> None:
-    assert [family_of(k) for k in ("vllm", "llamacpp-slots", "llamacpp-serial", "openai-http", "fake")] == [
-        "vllm",
-        "llama.cpp",
-        "llama.cpp",
-        None,
-        None,
-    ]

@@ -53,7 +53,6 @@ from cliffbench.bench.store import level_done, read_manifest, study_dir, study_l
 from cliffbench.bench.study import StudySpec
 from cliffbench.bench.sweep import level_tasks, store_failed, store_level
 from cliffbench.config import InputError
-from cliffbench.engines.parallel import LlamaCppGpuSplit
 from cliffbench.engines.specs import EngineSpec
 
 __all__ = ["BENCH_RESOURCE", "block_resources", "block_task", "connect", "parse_target", "run_study_cluster"]
@@ -126,21 +125,12 @@ def connect(target: str, local_cpus: int = 2) -> Iterator[Any]:
         ray.shutdown()
 
 
-def _gpus(es: Any, cluster_gpus: float) -> int:
-    """GPUs one instance of engine `es` takes on a node ('auto' vLLM: CUDA where the cluster has GPUs)."""
-    if es.kind == "openai-http":
-        return _gpus(es.server.engine, cluster_gpus) if es.server is not None else 0
-    if es.kind == "vllm":
-        return int(es.gpus()) if es.device == "cuda" or (es.device == "auto" and cluster_gpus > 0) else 0
-    return es.gpus() if isinstance(es, LlamaCppGpuSplit) else 0
-
-
 def block_resources(spec: StudySpec, es: EngineSpec, cluster_gpus: float) -> dict[str, float]:
     """What engine `es`'s block asks a node for: one `cliffbench_bench` (the node to itself), a
     CPU for the harness, its GPUs (and their type where the study names its hardware), and, on a
     CPU, the host memory it reserves by a setting, in bytes."""
     need = {BENCH_RESOURCE: 1.0, "CPU": 1.0}
-    if gpus := _gpus(es, cluster_gpus):
+    if gpus := es.node_gpus(cluster_gpus):
         need["GPU"] = float(gpus)
         if (kind := ACCELERATOR_TYPE.get(spec.hardware or "")) is not None:
             need[f"accelerator_type:{kind}"] = 0.001

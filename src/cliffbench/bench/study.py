@@ -12,7 +12,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from cliffbench.bench.search_spec import SearchSpec
 from cliffbench.config import InputError, Spec, parse_spec
 from cliffbench.engines.defaults import preset_spec
-from cliffbench.engines.specs import ENGINE_KINDS, EngineSpec, OpenAIHttpSpec
+from cliffbench.engines.specs import ENGINE_KINDS, EngineSpec, OpenAIHttpSpec, kinds_with
 from cliffbench.hardware import HARDWARE
 
 SLO_METRICS = ("ttft_s", "tpot_s", "e2e_s")
@@ -275,7 +275,7 @@ class StudySpec(Spec):
         runs it, so its load cannot be split."""
         for i, ls in enumerate(self.level_sets):
             k = ls.load.client_processes
-            inproc = [e.name for e in self.engines if e.kind != "openai-http" and ls.load.only_at.get(e.name) != []]
+            inproc = [e.name for e in self.engines if e.in_process and ls.load.only_at.get(e.name) != []]
             if k > 1 and inproc:
                 raise ValueError(
                     f"level_sets.{i}.load.client_processes: {k} client processes drive only openai-http "
@@ -330,11 +330,13 @@ def flag_study(
     except ValueError:
         raise InputError(f"{label('concurrency')}: expected comma-separated integers, got {concurrency!r}") from None
     eng: dict[str, Any] = {"kind": engine}
-    if (url is not None) != (engine == "openai-http"):
-        raise InputError(f"{label('url')}: give it exactly when {label('engine')} is openai-http")
+    # a flag applies to the kinds whose spec has its setting
+    url_kinds, slot_kinds = kinds_with("url"), kinds_with("slots")
+    if (url is not None) != (engine in url_kinds):
+        raise InputError(f"{label('url')}: give it exactly when {label('engine')} is {' or '.join(url_kinds)}")
     if slots is not None:
-        if engine != "llamacpp-slots":
-            raise InputError(f"{label('slots')}: only for {label('engine')} llamacpp-slots")
+        if engine not in slot_kinds:
+            raise InputError(f"{label('slots')}: only for {label('engine')} {' or '.join(slot_kinds)}")
         eng["slots"] = slots
     try:
         if url is not None:

@@ -11,22 +11,13 @@ from __future__ import annotations
 
 import statistics
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["Family", "TuningRun", "TuningSweep", "family_of"]
+from cliffbench.engines.specs import Family
 
-Family = Literal["llama.cpp", "vllm"]
-
-
-def family_of(kind: str) -> Family | None:
-    """The family an engine kind belongs to (None: neither, e.g. an HTTP server or the fake)."""
-    if kind.startswith("llamacpp"):
-        return "llama.cpp"
-    if kind == "vllm":
-        return "vllm"
-    return None
+__all__ = ["TuningRun", "TuningSweep"]
 
 
 class TuningRun(BaseModel):

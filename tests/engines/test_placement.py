@@ -1,4 +1,4 @@
-"""Multi-GPU engine specs in the dry run: memory per GPU (cliffbench.audit.placement) and the
+"""Multi-GPU engine specs in the dry run: memory per GPU (cliffbench.engines.placement) and the
 refusal that names the field, on a 70B-class model described by its config.json and a
 header-only safetensors file (its parameter count; no weights exist, nothing is loaded)."""
 
@@ -12,10 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from cliffbench.audit.estimate import estimate_study
-from cliffbench.audit.placement import llamacpp_layer_gpus
 from cliffbench.bench.study import StudySpec
 from cliffbench.cli import app
 from cliffbench.config import InputError
+from cliffbench.engines.placement import llamacpp_layer_gpus
 from cliffbench.hardware import HARDWARE
 
 GIB = 2**30
@@ -83,7 +83,7 @@ def test_vllm_weights_and_kv_split_over_tensor_and_pipeline_ranks(big_model: Pat
 
 def test_vllm_replicates_kv_heads_beyond_tensor_parallel(big_model: Path) -> None:
     # 128 users x (32 + 64) tokens: tp 2 holds 4 of 8 KV heads per GPU, tp 16 one (replicated), not 1/2
-    from cliffbench.audit.placement import gpu_loads
+    from cliffbench.engines.placement import gpu_loads
     from cliffbench.engines.specs import VllmSpec
     from cliffbench.models.manifest import shapes_from_hf
 
