@@ -130,7 +130,8 @@ def kind_decisions(source: str) -> list[tuple[int, str, str]]:
     def visit(node: ast.AST, function: str) -> None:
         for child in ast.iter_child_nodes(node):
             here = child.name if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef) else function
-            line = getattr(child, "lineno", None) or getattr(getattr(child, "pattern", None), "lineno", 0)
+            at = child.pattern if isinstance(child, ast.match_case) else child  # a case has no line of its own
+            line = int(getattr(at, "lineno", 0))
             out.extend((line, here, hit) for hit in _node_hits(child))
             visit(child, here)
 
