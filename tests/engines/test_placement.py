@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cliffbench.audit.estimate import estimate_study
-from cliffbench.bench.study import StudySpec
+from cliffbench.bench.spec.study import StudySpec
 from cliffbench.cli import app
 from cliffbench.config import InputError
 from cliffbench.engines.placement import llamacpp_layer_gpus

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from cliffbench.audit.roofline import ModelSize, decode_ceiling_tok_s, prefill_ceiling_tok_s, weight_bytes
 from cliffbench.bench.probes import local_hardware
-from cliffbench.bench.study import LengthDist, LoadSpec, StudySpec, WorkloadSpec
+from cliffbench.bench.spec.study import LengthDist, LoadSpec, StudySpec, WorkloadSpec
 from cliffbench.config import InputError
 from cliffbench.engines.placement import check_gpu_loads, gpu_loads
 from cliffbench.hardware import HARDWARE, Hardware

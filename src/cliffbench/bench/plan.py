@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from cliffbench.bench.store import level_key
-from cliffbench.bench.study import LevelSetSpec, StudySpec
-from cliffbench.bench.workload import build_requests
+from cliffbench.bench.spec.study import LevelSetSpec, StudySpec
+from cliffbench.bench.store.levels import level_key
+from cliffbench.bench.workload.requests import build_requests
 from cliffbench.config import InputError
 from cliffbench.engines.base import GenRequest
 from cliffbench.engines.servers import engine_preflight

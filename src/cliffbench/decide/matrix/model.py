@@ -216,7 +216,7 @@ _STUDIES: dict[tuple[str, int], Any] = {}
 
 def _load_study(study: str) -> Any:
     """load_results, read once per study and state on disk: a cost curve asks for it per option x user count."""
-    from cliffbench.bench import store
+    from cliffbench.bench.store import levels as store
 
     levels = store.study_dir(study) / "levels"
     key = (study, levels.stat().st_mtime_ns if levels.is_dir() else -1)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from cliffbench.bench.repeats import RatioEstimate, median_range_level, paired_ratio
+from cliffbench.bench.metrics.repeats import RatioEstimate, median_range_level, paired_ratio
 from cliffbench.engines.specs import LLAMACPP, VLLM, EngineSpec
 from cliffbench.report.data import ReportData
 from cliffbench.report.sections.common import fmt, measured_levels

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from cliffbench.audit.roofline import BITS_PER_PARAM, MODELS, ModelSize, kv_bytes_per_token, weight_bytes
-from cliffbench.bench.metrics import min_n_for_ci
-from cliffbench.bench.repeats import SloJudge
+from cliffbench.bench.metrics.level import min_n_for_ci
+from cliffbench.bench.metrics.repeats import SloJudge
 from cliffbench.engines.specs import EngineSpec
 from cliffbench.hardware import HARDWARE
 from cliffbench.report.data import ReportData

@@ -8,7 +8,7 @@ import pandas as pd
 
 from cliffbench.audit.seed import SEED_HIGH_USERS, comparable_pair, seed_pair
 from cliffbench.audit.shape_verdicts import ollama_like
-from cliffbench.bench.repeats import RatioEstimate, median_range_level, paired_ratio
+from cliffbench.bench.metrics.repeats import RatioEstimate, median_range_level, paired_ratio
 from cliffbench.decide.tree import Cliff, DecisionTree
 from cliffbench.engines.specs import VLLM
 from cliffbench.report.data import ReportData

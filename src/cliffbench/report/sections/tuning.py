@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from cliffbench.bench.tuning import TuningRun, TuningSweep
+from cliffbench.bench.store.tuning import TuningRun, TuningSweep
 from cliffbench.engines.specs import EngineSpec, family_kind
 from cliffbench.report.data import ReportData
 from cliffbench.report.sections.common import fmt, measured_levels
