@@ -22,8 +22,8 @@ from cliffbench.audit.shape_verdicts import (
     shape_verdicts,
 )
 from cliffbench.bench.probes import local_hardware
-from cliffbench.bench.provenance import StudyManifest
-from cliffbench.bench.store import Results
+from cliffbench.bench.store.levels import Results
+from cliffbench.bench.store.provenance import StudyManifest
 
 SMOL = MODELS["smollm2-135m"]
 SHAPES = {k: getattr(SMOL, k) for k in ("n_params", "n_layers", "n_kv_heads", "head_dim", "hidden_size")}

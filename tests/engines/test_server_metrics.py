@@ -9,8 +9,8 @@ import asyncio
 import math
 from typing import Any
 
-from cliffbench.bench.loadgen import run_level
-from cliffbench.bench.memory_probe import MemorySample
+from cliffbench.bench.load.driver import run_level
+from cliffbench.bench.load.memory_probe import MemorySample
 from cliffbench.engines import GenRequest
 from cliffbench.engines.server_metrics import MetricsScraper, metrics_url, parse_metrics
 from tests.engines.test_http import _response, _sse, _sse_response, _tok, serving
