@@ -89,10 +89,7 @@ def _mean_lengths(wl: WorkloadSpec, max_context: int) -> tuple[float, float]:
 
 
 def _n_requests(load: LoadSpec, users: int) -> int:
-    n = load.requests_per_level or 0
-    if load.requests_per_user:
-        n = max(n, load.requests_per_user * users)
-    return n + load.warmup_requests
+    return (load.requests_at(users) or 0) + load.warmup_requests
 
 
 def estimate_study(spec: StudySpec, hw: Hardware, max_context: int | None = None) -> list[EngineEstimate]:

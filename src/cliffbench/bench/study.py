@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, ValidationInfo, field_validator, model_validator
@@ -69,6 +69,18 @@ class LoadSpec(Spec):
     requests_per_user: int | None = Field(
         None, gt=0, description="closed loop: at least this many requests per user at every level"
     )
+    steady_requests: int | None = Field(
+        None,
+        gt=0,
+        description="closed loop: at least this + 2 x users requests per level, about this many in its steady "
+        "window (each user's first request falls in the ramp, its last in the drain: bench/phases.py); "
+        "open loop: at least this many requests",
+    )
+    ramp_s: Annotated[float, Field(ge=0)] | Literal["auto"] = Field(
+        "auto",
+        description="closed loop: users start spread over this many seconds (seeded jitter); open loop: the ramp "
+        "phase. 'auto': the median wall of the level's warm-up requests (no warm-up: 0, every user at once)",
+    )
     duration_s: float | None = Field(None, gt=0)
     warmup_requests: int = Field(1, ge=0)
     request_timeout_s: float = Field(600.0, gt=0)
@@ -102,6 +114,15 @@ class LoadSpec(Spec):
         if any(x <= 0 for x in v):
             raise ValueError(f"every {info.field_name} must be > 0, got {v}")
         return v
+
+    def requests_at(self, users: int | None) -> int | None:
+        """Measured requests of a level at `users` (None: open loop); None for a duration-bound level."""
+        n = self.requests_per_level
+        if self.requests_per_user and users:
+            n = max(n or 0, self.requests_per_user * users)
+        if self.steady_requests:
+            n = max(n or 0, self.steady_requests + 2 * (users or 0))
+        return n
 
     @model_validator(mode="after")
     def _end_condition(self) -> LoadSpec:
