@@ -222,7 +222,7 @@ def _evidence(row: pd.Series, judge: SloJudge, label: str) -> str:
     for m in judge.thresholds:
         pt, lo, hi = row.get(f"slo_{m}", math.nan), row.get(f"slo_{m}_lo", math.nan), row.get(f"slo_{m}_hi", math.nan)
         ci = (
-            "n too small for an interval"
+            (row.get("slo_note") or "n too small for an interval")
             if math.isnan(lo)
             else f"{100 * row[f'slo_{m}_level']:.0f}% CI {fmt_g(lo)}-{fmt_g(hi)}"
         )
