@@ -208,8 +208,9 @@ def _choose(meeting: list[AtLoad]) -> AtLoad:
 
 
 def _headroom_text(a: AtLoad, cliff: Cliff) -> str:
-    more = "at least " if cliff.at_least else ""
-    return f"meets it up to {more}{users_text(cliff.meets_up_to)} ({more}{a.headroom:.2g}x the users)"
+    if cliff.at_least:
+        return f"meets it at every measured level, up to {users_text(cliff.meets_up_to)}"
+    return f"meets it up to {users_text(cliff.meets_up_to)} ({a.headroom:.2g}x the users)"
 
 
 def recommend(
