@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
-from cliffbench.bench.repeats import SloJudge, pool_repeats
+from cliffbench.bench.metrics.repeats import SloJudge, pool_repeats
 from cliffbench.config import PROJECT_ROOT
 from cliffbench.decide.tree import build_tree
 from cliffbench.report.figure_set import overhead_figure, timeline_figure, tree_figure

@@ -78,7 +78,7 @@ def _verdicts(lv: pd.DataFrame, engine: str) -> pd.Series:
 def engine_cliff_details(levels: pd.DataFrame) -> dict[str, Cliff]:
     """Each engine's cliff bracket, from pooled levels of one level set (see `Cliff`)."""
     if "slo_verdict" not in levels:
-        raise ValueError("levels lack slo_verdict: pool them with bench.repeats.pool_repeats and an SLO")
+        raise ValueError("levels lack slo_verdict: pool them with bench.metrics.repeats.pool_repeats and an SLO")
     out: dict[str, Cliff] = {}
     for engine in sorted(str(e) for e in levels["engine"].unique()):
         v = _verdicts(levels, engine)

@@ -1,6 +1,6 @@
 """Which engine for how many users: a decision tree that agrees with the study's tables.
 
-Nothing here is typed in by hand. Each level is judged by `bench.repeats.pool_repeats`: its SLO
+Nothing here is typed in by hand. Each level is judged by `bench.metrics.repeats.pool_repeats`: its SLO
 percentiles over every submitted request of every repeat (failures count as misses), decided by
 their interval. An engine's *cliff* is a bracket: the highest measured level that meets the SLO
 before the first that does not ("between 4 and 8 users"), or "at least 16 users" when no measured
@@ -38,8 +38,8 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from cliffbench.bench.repeats import SloJudge, pool_repeats
-from cliffbench.bench.store import Results
+from cliffbench.bench.metrics.repeats import SloJudge, pool_repeats
+from cliffbench.bench.store.levels import Results
 from cliffbench.config import Spec
 from cliffbench.decide.at_load import AtLoad, Cliff, engine_at_load, engine_cliff_details, users_text
 
