@@ -31,9 +31,19 @@ def md(src: str) -> nbf.NotebookNode:
     return nbf.v4.new_markdown_cell(src.strip())
 
 
+def papermill_line(line: str) -> str:
+    """`line` as papermill can read it: papermill takes a parameter line with a second '=', even in
+    its comment, for one it cannot parse and warns on every run ("Unable to parse line 27
+    'matrix_report_date = ...; empty = today'"), so '=' in a comment becomes ':'."""
+    assignment, sep, comment = line.partition("  # ")
+    if assignment.count("=") != 1:
+        raise ValueError(f"parameter line papermill cannot parse (one '=' before the comment): {line!r}")
+    return assignment + sep + comment.replace(" = ", ": ").replace("=", ":")
+
+
 def parameters(cls: type[Spec]) -> nbf.NotebookNode:
     """A notebook's `parameters` cell, written from its model: `name = default  # description`."""
-    return code("\n".join(parameter_lines(cls)), ["parameters"])
+    return code("\n".join(papermill_line(line) for line in parameter_lines(cls)), ["parameters"])
 
 
 NOTEBOOKS = {

@@ -48,9 +48,11 @@ def _through_parquet(df: pd.DataFrame) -> pd.DataFrame:
 
 def _same_json(new: object, old: object) -> bool:
     """`new` holds every field `old` held, with the same value (NaN equal to NaN); a field only
-    `new` has is one the typed record adds with its default."""
+    `new` has is one the typed record (or a spec grown since) adds with its default."""
     if isinstance(old, dict) and isinstance(new, dict):
         return all(k in new and _same_json(new[k], v) for k, v in old.items())
+    if isinstance(old, list) and isinstance(new, list):
+        return len(new) == len(old) and all(_same_json(n, o) for n, o in zip(new, old, strict=True))
     if isinstance(old, float) and isinstance(new, float) and math.isnan(old):
         return math.isnan(new)
     return new == old

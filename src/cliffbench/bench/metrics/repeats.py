@@ -13,6 +13,9 @@ an SLO by dropping the requests it would have served late; a level whose run fai
 misses. The verdict is decided by the interval of the SLO percentile (`metrics.quantile_ci`), not
 its point estimate: `meets` when the interval's upper end is within the budget, `misses` when its
 lower end is above it, `uncertain` otherwise, including "n too small" for an interval at all.
+Only the steady requests of a level are judged (bench/metrics/phases.py: the ramp and the drain are the
+starting gun and the finish, not the load); a level whose steady requests are too few for the
+interval says "too short to reach steady state" (`slo_note`) and stays uncertain.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from cliffbench.bench.metrics.level import quantile_ci
+from cliffbench.bench.metrics.level import min_n_for_ci, quantile_ci
+from cliffbench.bench.metrics.phases import TOO_SHORT, steady_only
 from cliffbench.bench.spec.study import SloSpec
 
 __all__ = [
@@ -86,8 +90,8 @@ Verdict = Literal["meets", "misses", "uncertain"]
 
 @dataclass(frozen=True)
 class MetricVerdict:
-    """One SLO metric of a level: its SLO percentile over the pooled requests (`point`), that
-    percentile's exact interval `[lo, hi]` of coverage `level` (NaN: n too small), and the verdict."""
+    """One SLO metric of a level: its SLO percentile over the pooled steady requests (`point`),
+    that percentile's exact interval `[lo, hi]` of coverage `level` (NaN: n too small), the verdict."""
 
     point: float
     lo: float
@@ -98,19 +102,22 @@ class MetricVerdict:
 
 @dataclass(frozen=True)
 class SloJudgement:
-    """A level's SLO judged on the measured requests of all its repeats."""
+    """A level's SLO judged on the steady requests of all its repeats (`note`: TOO_SHORT where too
+    few of them reached steady state for the percentile's interval; the verdict is then uncertain)."""
 
     n_submitted: int
     n_missed_requests: int  # failed, timed out or rejected: they miss every budget
+    note: str
     metrics: dict[str, MetricVerdict]  # by SLO metric, in the judge's order
     verdict: Verdict
 
     def columns(self) -> dict[str, float | int | str]:
-        """The pooled table's columns: `n_submitted`, `n_missed_requests`, `slo_<metric>` with
-        `_lo`, `_hi`, `_level`, `_verdict` per metric, then `slo_verdict`."""
+        """The pooled table's columns: `n_submitted`, `n_missed_requests`, `slo_note`, `slo_<metric>`
+        with `_lo`, `_hi`, `_level`, `_verdict` per metric, then `slo_verdict`."""
         out: dict[str, float | int | str] = {
             "n_submitted": self.n_submitted,
             "n_missed_requests": self.n_missed_requests,
+            "slo_note": self.note,
         }
         for metric, m in self.metrics.items():
             out.update({f"slo_{metric}": m.point, f"slo_{metric}_lo": m.lo, f"slo_{metric}_hi": m.hi})
@@ -119,7 +126,12 @@ class SloJudgement:
         return out
 
 
-def _judge(reqs: pd.DataFrame, failed_repeats: int, judge: SloJudge) -> SloJudgement:
+def _judge(measured: pd.DataFrame, failed_repeats: int, judge: SloJudge) -> SloJudgement:
+    reqs = steady_only(measured)
+    # a level too short for the percentile's interval over its steady requests is left undecided,
+    # not judged on its transient; one that ran no request at all still misses below
+    need = max((min_n_for_ci(judge.percentile(m), judge.level) for m in judge.thresholds), default=0)
+    short = len(reqs) < need and len(reqs) < len(measured)
     metrics: dict[str, MetricVerdict] = {}
     for metric, limit in judge.thresholds.items():
         q = judge.percentile(metric)
@@ -138,8 +150,10 @@ def _judge(reqs: pd.DataFrame, failed_repeats: int, judge: SloJudge) -> SloJudge
         metrics[metric] = MetricVerdict(point, lo, hi, lvl, v)
     verdicts = [m.verdict for m in metrics.values()]
     verdict: Verdict
-    if failed_repeats or not len(reqs):
+    if failed_repeats or not len(measured):
         verdict = "misses"  # a run that failed outright served nobody
+    elif short:
+        verdict = "uncertain"
     elif "misses" in verdicts:
         verdict = "misses"
     elif all(v == "meets" for v in verdicts):
@@ -147,11 +161,12 @@ def _judge(reqs: pd.DataFrame, failed_repeats: int, judge: SloJudge) -> SloJudge
     else:
         verdict = "uncertain"
     missed = int((reqs["status"] != "ok").sum())
-    return SloJudgement(len(reqs), missed, metrics, verdict)
+    return SloJudgement(len(reqs), missed, TOO_SHORT if short else "", metrics, verdict)
 
 
 def judge_requests(reqs: pd.DataFrame, failed_repeats: int, judge: SloJudge) -> SloJudgement:
-    """The SLO judgement of one level from the measured requests of all its repeats."""
+    """The SLO judgement of one level from the measured requests of all its repeats, judged over
+    their steady requests (bench/metrics/phases.py)."""
     return _judge(reqs, failed_repeats, judge)
 
 

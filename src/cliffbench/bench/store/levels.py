@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cliffbench.bench.faults import pause
 from cliffbench.bench.load.driver import ClientInfo
+from cliffbench.bench.metrics.phases import TRANSIENT_COLUMNS, SteadyWindow
 from cliffbench.bench.metrics.summary import LevelSummary
 from cliffbench.bench.spec.study import StudySpec
 from cliffbench.bench.store.node import NodeInfo
@@ -118,7 +119,15 @@ class LevelInfo(BaseModel):
     loadavg_1m: float = float("nan")
     busy_flagged: bool = Field(False, description="foreign_cores above the study's busy.max_foreign_cores")
     attempts: int = Field(1, ge=1, description="measurements taken (a busy level is measured again)")
-    summary: LevelSummary | None = Field(None, description="None: the level never ran (its engine did not start)")
+    summary: LevelSummary | None = Field(
+        None,
+        description="over the steady window (bench/metrics/phases.py); the whole level when `steady` is None; "
+        "None: the level never ran (its engine did not start)",
+    )
+    steady: SteadyWindow | None = Field(None, description="the steady window; None: stored before phases existed")
+    transient: LevelSummary | None = Field(
+        None, description="the summary over the ramp and drain requests (None: no phases)"
+    )
     engine_config: dict[str, object] = Field(default_factory=dict, description="the engine's `describe()`")
     files: dict[str, StoredFile] = Field(
         default_factory=dict, description="row count and sha256 of each Parquet file (empty: stored before checks)"
@@ -319,14 +328,17 @@ def list_studies(root: Path | None = None) -> list[str]:
 
 
 def _level_row(info: LevelInfo) -> dict[str, object]:
-    """The `levels` table's row of a level: its fields, then its summary's flat columns (the one
+    """The `levels` table's row of a level: its fields, then its summaries' flat columns (the one
     place the table is built from the typed records)."""
-    row: dict[str, object] = info.model_dump(
-        exclude={"schema_version", "summary", "engine_config", "files", "clients", "node"}
-    )
+    nested = {"schema_version", "summary", "engine_config", "files", "clients", "node", "steady", "transient"}
+    row: dict[str, object] = info.model_dump(exclude=nested)
     row["node_host"] = info.node.host if info.node else None
     row["client_processes"] = max(1, len(info.clients))
     row.update(info.summary.columns() if info.summary else {})
+    if info.steady is not None:
+        row.update(info.steady.columns())
+        transient = info.transient.columns() if info.transient else {}
+        row.update({f"transient_{k}": transient.get(k, float("nan")) for k in TRANSIENT_COLUMNS})
     for k, v in info.engine_config.items():
         row[f"cfg_{k}"] = v if isinstance(v, str | int | float | bool) or v is None else json.dumps(v)
     return row

@@ -2,10 +2,10 @@
 are upgraded to today's shape before they are validated.
 
 Version 1 (no `schema_version` field; everything stored before the records were typed): a level's
-summary is a flat dict of the `levels` table's columns (`ttft_s_p90`, `ttft_s_p90_lo`...), `{}` for a
-level that never ran; a manifest holds today's fields as plain JSON.
-Version 2: the summary is a `LevelSummary` (None for a level that never ran); the manifest a
-`StudyManifest`. A file of a later version than this code knows is refused, not guessed at.
+summary (and its transient's, once phases existed) is a flat dict of the `levels` table's columns
+(`ttft_s_p90`, `ttft_s_p90_lo`...), `{}` where there is none; a manifest holds today's fields as plain
+JSON. Version 2: the summaries are `LevelSummary` records (None where there is none); the manifest
+a `StudyManifest`. A file of a later version than this code knows is refused, not guessed at.
 """
 
 from __future__ import annotations
@@ -45,12 +45,21 @@ def upgrade_level(text: str) -> JsonObject:
     """A stored `level.json`, as today's `LevelInfo` reads it."""
     data = _object(text, "level.json")
     if _version(data, "level.json") < 2:
-        flat = data.get("summary") or {}
-        if not isinstance(flat, dict):
-            raise InputError("level.json: summary is not an object")
-        summary = LevelSummary.from_columns(flat) if flat else None
-        data = {**data, "summary": summary, "schema_version": 2}
+        data = {
+            **data,
+            "summary": _summary(data, "summary"),
+            "transient": _summary(data, "transient"),
+            "schema_version": 2,
+        }
     return data
+
+
+def _summary(data: JsonObject, key: str) -> LevelSummary | None:
+    """A version 1 summary (flat columns; empty: none) as a record."""
+    flat = data.get(key) or {}
+    if not isinstance(flat, dict):
+        raise InputError(f"level.json: {key} is not an object")
+    return LevelSummary.from_columns(flat) if flat else None
 
 
 def upgrade_manifest(text: str) -> JsonObject:
