@@ -133,3 +133,17 @@ def test_a_file_of_a_later_schema_is_refused_not_guessed(root: Path) -> None:
     manifest.write_text(json.dumps({"schema_version": SCHEMA_VERSION + 1}))
     with pytest.raises(InputError, match=r"manifest\.json: stored by a newer cliffbench"):
         read_manifest(STUDY, root)
+
+
+def test_a_version_1_level_with_phases_reads_its_transient_too(root: Path) -> None:
+    """Studies stored after phases existed, before the records were typed: the transient's summary
+    is a flat dict as the summary is, and upgrades the same way."""
+    folder = root / STUDY / "levels" / "wide__chat__c0004"
+    data = json.loads((folder / LEVEL_FILE).read_text())
+    window = {"ramp_s": 0.0, "users": 4, "start_s": 0.01, "end_s": 0.05, "n_ramp": 3, "n_steady": 2, "n_drain": 3}
+    (folder / LEVEL_FILE).write_text(json.dumps({**data, "steady": window, "transient": data["summary"]}))
+    info = read_level(folder)
+    assert info.steady is not None and info.steady.n_steady == 2
+    assert info.transient is not None and _same_json(info.transient.columns(), data["summary"])
+    row = load_results(STUDY, root).levels.set_index("level_key").loc[folder.name]
+    assert row["transient_n_requests"] == data["summary"]["n_requests"] and row["n_steady"] == 2
