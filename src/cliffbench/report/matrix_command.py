@@ -161,7 +161,10 @@ def matrix(
 def _matrix_check(r: Any) -> None:
     """`matrix --check`: every stale price, past shutdown and stale cell, one per line; exit 1 when
     the ranking itself rests on stale data, else 0."""
+    from cliffbench.report.matrix_cto import verified_markdown
+
     f = r.freshness
+    out.print(verified_markdown(r.data).replace("**", ""), highlight=False, soft_wrap=True)
     out.print(f.summary(), highlight=False)
     for p in f.prices:
         tag = "STALE PRICE, ranked" if p.ranked else "stale price"

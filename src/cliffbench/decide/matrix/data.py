@@ -199,6 +199,13 @@ class MatrixData:
     costs: dict[str, CostDefault]
     certifications: dict[str, Certification]
 
+    def verified_counts(self) -> dict[str, int]:
+        """Cells per `verified` status (primary, secondary, no): the share `matrix --check` reports."""
+        out = dict.fromkeys(("primary", "secondary", "no"), 0)
+        for c in self.cells.values():
+            out[c.verified] += 1
+        return out
+
     def prices_for(self, hardware: str, pricing_model: str | None = None) -> list[GpuPrice]:
         """The stored prices of `hardware` (of one pricing model when given), cheapest first."""
         rows = [p for p in self.gpu_prices if p.hardware == hardware]
