@@ -58,9 +58,7 @@ def gpu_study(gpu: str = "NVIDIA A100-SXM4-40GB", model: str = "llama-3.1-8b") -
                     }
                 )
                 requests.append(
-                    pd.DataFrame(
-                        {"level_key": key, "warmup": False, "status": "ok", "ttft_s": ttft, "tpot_s": 0.05}
-                    )
+                    pd.DataFrame({"level_key": key, "warmup": False, "status": "ok", "ttft_s": ttft, "tpot_s": 0.05})
                 )
     manifest = {
         "study": yaml.safe_load(STUDY),

@@ -209,7 +209,7 @@ def test_rendered_path_and_readers_table(data: mx.MatrixData, study: MeasuredStu
     table = readers_markdown(BASE, study, data)
     assert "| on-prem only, a CPU box, 2 users | 15 | 4 | Self-hosted llama.cpp server | unknown |" in table
     at3 = mx.evaluate(BASE.model_copy(update={"users": 3}), data)
-    assert "| no ops team, 3 users |" in table and f"| {leaf} | {at3.text.loc['managed-vllm', 'cost']} |" in table
+    assert "| no ops team, 3 users |" in table and f"| {leaf} | {at3.text.loc['managed-vllm', 'cost']!s} |" in table
 
 
 def test_cli_recommend_takes_the_questions(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -223,6 +223,8 @@ def test_cli_recommend_takes_the_questions(monkeypatch: pytest.MonkeyPatch) -> N
     assert "From your constraints to an option of the matrix:" in text
     assert "Leaf: Self-hosted llama.cpp server" in text
     no_ops = runner.invoke(app, ["recommend", "--users", "3", "--study", "cpu-box", "--no-ops-team"])
-    assert no_ops.exit_code == 0 and "Leaf: Managed self-hosted vLLM (consultancy-run)" in " ".join(no_ops.output.split())
+    assert no_ops.exit_code == 0 and "Leaf: Managed self-hosted vLLM (consultancy-run)" in " ".join(
+        no_ops.output.split()
+    )
     bad = runner.invoke(app, ["recommend", "--users", "3", "--study", "cpu-box", "--gpu", "tpu"])
     assert bad.exit_code == 2 and "--gpu: unknown value 'tpu'; allowed: none, rent" in bad.output

@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cliffbench.bench.store import Results
 from cliffbench.config import InputError
 from cliffbench.decide import matrix as mx
 from cliffbench.report import matrix_pdf as mxr
@@ -286,10 +285,10 @@ def test_study_on_other_hardware_is_projected(data: mx.MatrixData) -> None:
     p = mx.MatrixParams(report_date="2026-12-06", ttft_slo_s=0.5)
     r = mx.evaluate(p, data, study=res)
     fam = r.measured["vllm"]
-    assert not fam.same_target and fam.projectable and 0 < fam.efficiency
+    assert not fam.same_target and fam.projectable and fam.efficiency > 0
     eff = min(fam.efficiency, 1.0)
     src = r.throughput_source["vllm"]
-    assert src.startswith(f"projected: a100-40gb, llama-3.1-8b bf16") and f"x{eff:.3g} efficiency" in src
+    assert src.startswith("projected: a100-40gb, llama-3.1-8b bf16") and f"x{eff:.3g} efficiency" in src
     assert "from study fake, engine vllm on 3 CPU cores (Test CPU 9000), no GPU" in src
     # the projection is the roofline cost model at the measured efficiency, not at the default 0.5
     at_eff = mx.self_hosted_estimate(data.options["vllm"], p.model_copy(update={"efficiency": eff}))
@@ -364,7 +363,9 @@ def test_a_tie_is_called_a_tie(data: mx.MatrixData) -> None:
     # a lead that survives every weight within the band is one top choice, with what would flip it
     clear = choice({"cost": 3.0, "ops": 1.0})
     assert not clear.tie and clear.top == "vllm" and clear.runner_up == "together" and clear.pivot_factor > 1.25
-    assert choice_sentence(data, clear, weights | {"cost": 3.0}).startswith("**Top choice: Self-hosted vLLM**; it holds")
+    assert choice_sentence(data, clear, weights | {"cost": 3.0}).startswith(
+        "**Top choice: Self-hosted vLLM**; it holds"
+    )
     # equal totals are a tie whatever the bisection finds
     even = choice({"cost": 1.0, "ops": 1.0})
     assert even.tie and even.margin == pytest.approx(0.0)
@@ -380,12 +381,16 @@ def test_recommendation_says_cost_first(data: mx.MatrixData) -> None:
     assert v.cost_warning and v.cost_ratio > 2
     cheapest_cost = float(r.values.loc[v.cheapest, "cost"])  # type: ignore[arg-type]
     known = r.values.loc[r.eligible, "cost"].dropna()
-    assert cheapest_cost == min(known[[o for o in known.index if r.data.options[o].kind == "managed" or r.meets_slo[o]]])
+    assert cheapest_cost == min(
+        known[[o for o in known.index if r.data.options[o].kind == "managed" or r.meets_slo[o]]]
+    )
     first = recommendation_markdown(r, v).split("\n\n")[0]
     assert first.startswith(f"**Cost first: the top choice, {data.options[v.choice.top].name}, costs")
     assert data.options[v.cheapest].name in first
     # where the top choice is the cheapest, no warning
-    cheap = mx.evaluate(mx.MatrixParams(report_date="2026-12-06", weights={c: 0.0 for c in data.criteria} | {"cost": 1.0}), data)
+    cheap = mx.evaluate(
+        mx.MatrixParams(report_date="2026-12-06", weights={c: 0.0 for c in data.criteria} | {"cost": 1.0}), data
+    )
     assert not verdict(cheap).cost_warning and not recommendation_markdown(cheap, verdict(cheap)).startswith("**Cost")
 
 

@@ -22,7 +22,9 @@ def data() -> mx.MatrixData:
 
 
 def _cost(data: mx.MatrixData, option: str, **profile: object) -> float:
-    r = mx.evaluate(mx.MatrixParams(report_date=DAY, gpu_prices={"a100-40gb": 2.0}, engineer_usd_per_year=0.0, **profile), data)
+    r = mx.evaluate(
+        mx.MatrixParams(report_date=DAY, gpu_prices={"a100-40gb": 2.0}, engineer_usd_per_year=0.0, **profile), data
+    )
     return float(r.values.at[option, "cost"])  # type: ignore[arg-type]
 
 

@@ -73,7 +73,9 @@ def matrix(
     stale_after_months: Annotated[int, typer.Option(help="cells and prices older than this are stale")] = 6,
     engineer_usd_per_year: Annotated[
         float | None,
-        typer.Option(help="an engineer's yearly cost for staff and exit costs (default: data/matrix/costs.csv; 0: none)"),
+        typer.Option(
+            help="an engineer's yearly cost for staff and exit costs (default: data/matrix/costs.csv; 0: none)"
+        ),
     ] = None,
     staff_fte: Annotated[
         str, typer.Option(help="ops fraction of an engineer per option, e.g. vllm=0.5,managed-vllm=0.6")

@@ -44,9 +44,9 @@ def recommendation_markdown(r: MatrixResult, v: Verdict, path: ConstraintPath | 
     cost = r.values["cost"]
     if v.cost_warning:
         out.append(
-            f"**Cost first: the top choice, {_name(r, c.top)}, costs {usd_text(float(cost.loc[c.top]))} per 1M "  # type: ignore[arg-type]
+            f"**Cost first: the top choice, {_name(r, c.top)}, costs {usd_text(float(cost.loc[c.top]))} per 1M "
             f"output tokens at your load, {fmt_number(v.cost_ratio, 3)} times the cheapest option that meets "
-            f"every hard constraint ({_name(r, v.cheapest)}, {usd_text(float(cost.loc[v.cheapest]))}; more "  # type: ignore[arg-type]
+            f"every hard constraint ({_name(r, v.cheapest)}, {usd_text(float(cost.loc[v.cheapest]))}; more "
             f"than x{COST_WARNING_RATIO:g}). The weights below rank it first anyway; lower them or raise cost's "
             "weight if cost decides.**"
         )
@@ -122,7 +122,9 @@ def certifications_markdown(r: MatrixResult) -> str:
             f"| {_esc(_name(r, o))} | " + " | ".join(marks) + f" | {_esc(cert.regions)} | "
             f"{cert.source_url.removeprefix('https://')} ({cert.as_of}, {cert.verified}) |"
         )
-    own = [_name(r, o) for o in r.eligible if r.data.options[o].kind == "self-hosted" and o not in r.data.certifications]
+    own = [
+        _name(r, o) for o in r.eligible if r.data.options[o].kind == "self-hosted" and o not in r.data.certifications
+    ]
     return (
         "yes / no = what the source says; unknown = not read in any source (never guessed); n/a = the hosts are "
         "yours. Self-hosted options carry no vendor certificate: the audit is of your own controls ("
@@ -144,7 +146,7 @@ def capacity_markdown(r: MatrixResult) -> str:
     for o, (n, how) in r.capacity.items():
         meets = "yes" if r.meets_slo.get(o) else "no"
         lines.append(
-            f"| {_esc(_name(r, o))} | {n} | {r.text.loc[o, 'cost']} | {meets} | {_esc(how)}; at {p.users} users: "
+            f"| {_esc(_name(r, o))} | {n} | {r.text.loc[o, 'cost']!s} | {meets} | {_esc(how)}; at {p.users} users: "
             f"{_esc(r.throughput_source.get(o, ''))} |"
         )
     studied = sorted({f.study for f in r.measured.values()})
@@ -174,8 +176,9 @@ def cost_markdown(r: MatrixResult) -> str:
         t = r.costs[o]
         fte = p.staff_fte.get(o, data.options[o].ops_fte)
         lines.append(
-            f"| {_esc(_name(r, o))} | {usd_text(t.compute)} | {usd_text(t.staff)} ({fte:g}, ${t.staff_usd_per_month:,.0f}) "
-            f"| {usd_text(t.exit)} ({fmt_number(t.exit_weeks)}, ${t.exit_usd:,.0f}) | **{usd_text(t.total)}** |"
+            f"| {_esc(_name(r, o))} | {usd_text(t.compute)} | {usd_text(t.staff)} ({fte:g}, "
+            f"${t.staff_usd_per_month:,.0f}) | {usd_text(t.exit)} ({fmt_number(t.exit_weeks)}, "
+            f"${t.exit_usd:,.0f}) | **{usd_text(t.total)}** |"
         )
     demand = r.demand_tokens_per_day
     return (
@@ -183,7 +186,8 @@ def cost_markdown(r: MatrixResult) -> str:
         f"Demand: {fmt_number(demand / 1e6, 3)}M output tokens a day (the most a self-hosted option serves within "
         f"the SLO), the same for every option, so fixed costs compare like with like. Compute: GPU-hours paid a "
         f"day at ${price.usd_per_hour:g}/h ({price.provider}, {price.as_of}, {price.verified}) / tokens served, or "
-        f"list prices. Staff: ops fraction of an engineer at ${year:,.0f} a year ({src.note}; {src.source_url or 'a parameter'}). "
+        f"list prices. Staff: ops fraction of an engineer at ${year:,.0f} a year ({src.note}; "
+        f"{src.source_url or 'a parameter'}). "
         f"Exit: engineer-weeks to leave, spread over {fmt_number(cost_setting(p, data, 'horizon_months'))} months "
         "(lock-in page). Unknown costs stay unknown and are left out of the cost ranking.\n\n" + "\n".join(lines)
     )
@@ -191,13 +195,18 @@ def cost_markdown(r: MatrixResult) -> str:
 
 def exit_markdown(r: MatrixResult) -> str:
     """What leaving each ranked option takes: the three lock-in facts and the exit cost they add up to."""
-    lines = ["| options | API | weights | logs and fine-tunes | engineer-weeks | exit cost |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| options | API | weights | logs and fine-tunes | engineer-weeks | exit cost |",
+        "|---|---|---|---|---|---|",
+    ]
     year = cost_setting(r.params, r.data, "engineer_usd_per_year")
     groups: dict[tuple[str, str, str], list[str]] = {}
     for o in r.eligible:
         opt = r.data.options[o]
         groups.setdefault((opt.exit_api, opt.exit_weights, opt.exit_data), []).append(o)
-    for (api, weights, held), opts in sorted(groups.items(), key=lambda g: exit_weeks(r.data.options[g[1][0]], r.params, r.data)):
+    for (api, weights, held), opts in sorted(
+        groups.items(), key=lambda g: exit_weeks(r.data.options[g[1][0]], r.params, r.data)
+    ):
         weeks = exit_weeks(r.data.options[opts[0]], r.params, r.data)
         names = "; ".join(_esc(_name(r, o)) for o in opts)
         lines.append(f"| {names} | {api} | {weights} | {held} | {fmt_number(weeks)} | ${weeks * year / 52:,.0f} |")

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 from cliffbench.config import REPORT_DIR
+from cliffbench.decide.constraints import ConstraintPath
 from cliffbench.decide.matrix.daily import cost_curve
 from cliffbench.decide.matrix.score import MatrixResult
-from cliffbench.decide.constraints import ConstraintPath
 from cliffbench.files import atomic_file
 from cliffbench.report.matrix_cto import (
     capacity_markdown,

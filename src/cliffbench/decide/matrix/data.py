@@ -14,6 +14,7 @@ from cliffbench.hardware import HARDWARE
 __all__ = [
     "CERTIFICATIONS",
     "COST_PARAMETERS",
+    "GROUPS",
     "HARDWARE_REACH",
     "MATRIX_DIR",
     "NOT_APPLICABLE",
@@ -23,7 +24,6 @@ __all__ = [
     "Certification",
     "CostDefault",
     "Criterion",
-    "GROUPS",
     "GpuPrice",
     "MatrixData",
     "Option",
@@ -171,7 +171,12 @@ class CostDefault(Spec):
 
 
 CertStatus = Literal["yes", "no", "unknown", "n/a"]
-CERTIFICATIONS = {"soc2_type2": "SOC 2 Type II", "iso27001": "ISO 27001", "hipaa_baa": "HIPAA BAA", "gdpr_dpa": "GDPR DPA"}
+CERTIFICATIONS = {
+    "soc2_type2": "SOC 2 Type II",
+    "iso27001": "ISO 27001",
+    "hipaa_baa": "HIPAA BAA",
+    "gdpr_dpa": "GDPR DPA",
+}
 
 
 class Certification(Spec):
@@ -260,7 +265,9 @@ def load_matrix(root: Path | None = None) -> MatrixData:
     keys = [(p.hardware, p.provider, p.pricing_model) for p in prices]
     if dup := next((k for k in keys if keys.count(k) > 1), None):
         raise InputError(f"gpu_prices.csv: {dup[0]} from {dup[1]} ({dup[2]}) repeats")
-    costs = {c.parameter: c for c in read_csv_specs(d / "costs.csv", CostDefault, empty_is_default=True)}
+    costs: dict[str, CostDefault] = {
+        c.parameter: c for c in read_csv_specs(d / "costs.csv", CostDefault, empty_is_default=True)
+    }
     if missing_costs := [p for p in COST_PARAMETERS if p not in costs]:
         raise InputError(f"costs.csv: missing parameter(s) {', '.join(missing_costs)}")
     certs = {c.option_id: c for c in read_csv_specs(d / "certifications.csv", Certification, empty_is_default=True)}

@@ -209,7 +209,9 @@ def self_hosted_estimate(
             how = f"measured: {fam.text()}; at {users} users it {verdict}{judged}"
             return SelfHostedEstimate(tok_s, ttft_s, 1, users, verdict == "meets", how)
     if not fam.projectable:
-        est = roofline_estimate(option, params, users, replicas, label="roofline (no probe in the study to project from)")
+        est = roofline_estimate(
+            option, params, users, replicas, label="roofline (no probe in the study to project from)"
+        )
         return None if est is None else dataclasses.replace(est, source=f"{est.source}; measured: {fam.text()}")
     est = roofline_estimate(option, params, users, replicas, min(fam.efficiency, 1.0), "projected")
     return None if est is None else dataclasses.replace(est, source=f"{est.source}, from {fam.text()}")

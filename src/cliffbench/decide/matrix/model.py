@@ -152,7 +152,16 @@ def check_params(params: MatrixParams, data: MatrixData | None = None, names: Ma
     """InputError naming the first bad parameter (as `names` spells it: a CLI flag, a notebook parameter)."""
     data = data or load_matrix()
     names = names or {}
-    for name in ("hardware", "model", "precision", "pricing_model", "report_date", "gpu_prices", "staff_fte", "weights"):
+    for name in (
+        "hardware",
+        "model",
+        "precision",
+        "pricing_model",
+        "report_date",
+        "gpu_prices",
+        "staff_fte",
+        "weights",
+    ):
         if problem := param_problem(name, getattr(params, name), data):
             raise InputError(f"{names.get(name, name)}: {problem}")
     if params.offpeak_users > params.users:

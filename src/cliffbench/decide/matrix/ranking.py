@@ -133,7 +133,6 @@ def sensitivity(
     return grid, pd.DataFrame(th)
 
 
-
 # a top choice must survive every single weight moved by up to a quarter: weights are judgements,
 # and a reader's x0.8 or x1.25 is within the noise of anyone's judgement
 TIE_BAND = (0.8, 1.25)
@@ -159,7 +158,9 @@ class TopChoice:
         return self.flips_to or self.runner_up
 
 
-def top_choice(total: pd.Series, thresholds: pd.DataFrame, eligible: list[str], band: tuple[float, float] = TIE_BAND) -> TopChoice:
+def top_choice(
+    total: pd.Series, thresholds: pd.DataFrame, eligible: list[str], band: tuple[float, float] = TIE_BAND
+) -> TopChoice:
     """The top choice of `total` (weighted totals) among `eligible`, judged by `sensitivity`'s
     thresholds: a single top only if no weight moved within `band` changes it."""
     ranked = total.loc[eligible].dropna().sort_values(ascending=False, kind="stable")

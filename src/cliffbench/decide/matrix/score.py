@@ -38,6 +38,7 @@ __all__ = [
     "utilisation_sweep",
 ]
 
+
 @dataclass
 class MatrixResult:
     params: MatrixParams
@@ -201,4 +202,3 @@ def exclusion_reason(option: Option, report_date: dt.date | None = None) -> str:
     if option.status == "retiring":
         return f"shutdown announced for {option.shutdown_date}: a new deployment would have to migrate"
     return "discontinued"
-

@@ -181,9 +181,7 @@ def cell_values(
         return pd.DataFrame([[d[o][c] for c in crits] for o in opts], index=opts, columns=crits)
 
     meets = {o: d.peak.meets_slo for o, d in days.items()}
-    return CellValues(
-        frame(values).astype(float), frame(text), frame(notes), frame(sources), how, costs, demand, meets
-    )
+    return CellValues(frame(values).astype(float), frame(text), frame(notes), frame(sources), how, costs, demand, meets)
 
 
 def scoring_inputs(

@@ -45,10 +45,9 @@ def verdict(r: MatrixResult, allowed: list[str] | None = None) -> Verdict:
     meeting = [
         o
         for o in left
-        if math.isfinite(float(cost.loc[o]))  # type: ignore[arg-type]
-        and (r.data.options[o].kind == "managed" or r.meets_slo.get(o, False))
+        if math.isfinite(float(cost.loc[o])) and (r.data.options[o].kind == "managed" or r.meets_slo.get(o, False))
     ]
-    cheapest = min(meeting, key=lambda o: float(cost.loc[o])) if meeting else ""  # type: ignore[arg-type]
-    top_cost = float(cost.loc[choice.top]) if choice.top else math.nan  # type: ignore[arg-type]
-    ratio = top_cost / float(cost.loc[cheapest]) if cheapest else math.nan  # type: ignore[arg-type]
+    cheapest = min(meeting, key=lambda o: float(cost.loc[o])) if meeting else ""
+    top_cost = float(cost.loc[choice.top]) if choice.top else math.nan
+    ratio = top_cost / float(cost.loc[cheapest]) if cheapest else math.nan
     return Verdict(choice, left, cheapest, ratio)
