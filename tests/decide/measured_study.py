@@ -9,7 +9,7 @@ import pandas as pd
 import yaml
 
 from cliffbench.audit.roofline import MODELS
-from cliffbench.bench.store import Results
+from cliffbench.bench.store.levels import Results
 
 USERS = [1, 2, 4, 8, 32]
 # engine -> (kind, first level it misses at (None: never), output tok/s per level)

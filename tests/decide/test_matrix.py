@@ -247,7 +247,7 @@ def test_cost_curve_shapes(data: mx.MatrixData) -> None:
 
 
 def test_measured_verdict_reaches_the_matrix(data: mx.MatrixData) -> None:
-    from cliffbench.bench.repeats import SloJudge
+    from cliffbench.bench.metrics.repeats import SloJudge
     from cliffbench.decide.tree import engine_cliff_details, pooled_levels, select_levels
     from tests.decide.measured_study import USERS, gpu_study
 

@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 from pydantic import Field
 
-from cliffbench.bench.repeats import SloJudge
-from cliffbench.bench.store import Results
+from cliffbench.bench.metrics.repeats import SloJudge
+from cliffbench.bench.store.levels import Results
 from cliffbench.config import InputError, Spec
 from cliffbench.decide.matrix import MatrixData, MatrixParams, MatrixResult, evaluate, load_matrix
 from cliffbench.decide.matrix.data import Cell, reach

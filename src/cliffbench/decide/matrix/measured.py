@@ -33,8 +33,8 @@ import pandas as pd
 
 from cliffbench.audit.roofline import MODELS
 from cliffbench.audit.shape_verdicts import efficiency as roofline_efficiency
-from cliffbench.bench.repeats import SloJudge
-from cliffbench.bench.store import Results
+from cliffbench.bench.metrics.repeats import SloJudge
+from cliffbench.bench.store.levels import Results
 from cliffbench.decide.matrix.data import MatrixData, Option
 from cliffbench.decide.matrix.model import (
     NOT_MEASURABLE,
@@ -44,6 +44,7 @@ from cliffbench.decide.matrix.model import (
     roofline_estimate,
 )
 from cliffbench.decide.tree import Cliff, engine_cliff_details, interpolate, pooled_levels, select_levels
+from cliffbench.engines.specs import stands_for
 
 __all__ = [
     "MeasuredFamily",
@@ -65,13 +66,9 @@ def option_engines(levels: pd.DataFrame, data: MatrixData) -> dict[str, list[str
     for engine, kind in kinds.items():
         opts = []
         for o, opt in data.options.items():
-            if opt.kind != "self-hosted" or opt.engine == "none" or o in NOT_MEASURABLE or (o, "cost") in data.cells:
+            if opt.kind != "self-hosted" or o in NOT_MEASURABLE or (o, "cost") in data.cells:
                 continue
-            if (
-                (kind == "vllm" and opt.engine == "vllm")
-                or (kind == "llamacpp-slots" and opt.engine == "llamacpp-slots" and opt.slots != 1)
-                or (kind == "llamacpp-serial" and opt.engine == "llamacpp-slots" and opt.slots == 1)
-            ):
+            if stands_for(str(kind), opt.engine, opt.slots):
                 opts.append(o)
         out[str(engine)] = opts
     return out
@@ -124,7 +121,7 @@ _STUDIES: dict[tuple[str, int], Results] = {}
 
 def load_study(study: str) -> Results:
     """load_results, read once per study and state on disk: the sweeps ask for it per utilisation."""
-    from cliffbench.bench import store
+    from cliffbench.bench.store import levels as store
 
     levels = store.study_dir(study) / "levels"
     key = (study, levels.stat().st_mtime_ns if levels.is_dir() else -1)

@@ -19,6 +19,7 @@ from cliffbench.audit.roofline import (
 )
 from cliffbench.config import InputError, Spec
 from cliffbench.decide.matrix.data import PRICING_MODELS, MatrixData, Option, load_matrix
+from cliffbench.engines.specs import slot_bound
 from cliffbench.hardware import HARDWARE
 
 __all__ = [
@@ -230,7 +231,7 @@ def _per_replica(option: Option, params: MatrixParams, users: int) -> tuple[floa
     capacity = kv_capacity_seqs(hw, model, prec, i + o)
     if capacity < 1:
         return None
-    cap = min(option.slots or users, capacity) if option.engine == "llamacpp-slots" else capacity
+    cap = min(option.slots or users, capacity) if slot_bound(option.engine) else capacity
     batch = min(users, cap)
     prefill_tok_s = prefill_ceiling_tok_s(hw, model, prec) * eff
     step_s = batch / (decode_ceiling_tok_s(hw, model, prec, batch, i + o / 2) * eff)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from cliffbench.bench.store import Results
+from cliffbench.bench.store.levels import Results
 from cliffbench.decide.matrix.data import RANKED_STATUSES, MatrixData, Option, load_matrix
 from cliffbench.decide.matrix.freshness import Freshness, freshness, past_shutdown
 from cliffbench.decide.matrix.measured import MeasuredFamily, capacity_text, load_study, measured_families
