@@ -214,7 +214,8 @@ _PDF_CSS = """
 @page { size: A4 landscape; margin: 11mm 12mm 14mm 12mm; }
 body { font-size: 7.6pt; line-height: 1.25; }
 h1 { font-size: 15pt; margin: 0 0 2mm 0; } h2 { font-size: 11.5pt; margin-top: 2mm; }
-table { font-size: 6.4pt; margin: 1.5mm 0; } th, td { padding: 0.3mm 1.1mm; }
+table { font-size: 6.1pt; margin: 1.5mm 0; } th, td { padding: 0.25mm 1mm; }
+tr { break-inside: avoid; page-break-inside: avoid; }
 .page { page-break-before: always; } .page:first-child { page-break-before: auto; }
 .lead p:first-child { font-size: 9pt; }
 .grid table { font-size: 5.6pt; } .grid th, .grid td { padding: 0.2mm 0.6mm; }
