@@ -209,27 +209,11 @@ NOTEBOOKS = {
         md("## Architecture Decision Matrix"),
         code(
             "from cliffbench.decide import matrix as mx\nfrom cliffbench.report import matrix_pdf as mxr\n"
-            "from cliffbench.report.figure_set import figure_dir\n"
+            "from cliffbench.report.matrix_cto import summary_markdown\n"
             "matrix = mx.evaluate(params.matrix_params())\n"
-            "mfigs = mxr.make_matrix_figures(matrix, figure_dir(params.study))\n"
-            "mxr.write_matrix_csv(matrix)\nmxr.write_matrix_pdf(matrix)\n"
-            "display(Markdown(mxr.method_markdown(matrix)))"
+            "mxr.write_matrix_csv(matrix)\nmxr.write_matrix_pdf(matrix, constraints=path)\n"
+            "display(Markdown(summary_markdown(matrix, path)))"
         ),
-        md("### Ranking under the chosen weights"),
-        code(
-            "display(Markdown(mxr.ranking_markdown(matrix)))\n"
-            'display(HTML(nv.figure_html(mfigs["matrix_heatmap"], mxr.MATRIX_CAPTIONS["matrix_heatmap"])))'
-        ),
-        md("### Freshness of the data"),
-        code("display(Markdown(mxr.freshness_markdown(matrix)))"),
-        md("### Sensitivity to the weights"),
-        code("display(Markdown(mxr.sensitivity_markdown(matrix)))"),
-        md("### Cost per 1M output tokens vs load"),
-        code('display(HTML(nv.figure_html(mfigs["matrix_cost"], mxr.MATRIX_CAPTIONS["matrix_cost"])))'),
-        md("### Utilisation: where the ranking flips"),
-        code("display(Markdown(mxr.utilisation_markdown(matrix)))"),
-        md("### The matrix, with sources"),
-        code("display(Markdown(mxr.matrix_markdown(matrix)))"),
         md("## Methods, environment and provenance"),
         code("display(Markdown(nv.methods_section(data)))"),
         md("## Limitations"),
