@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from cliffbench.report.figures.audit import plot_ceiling_fraction, plot_serving_overhead
 from cliffbench.report.figures.cliff import plot_latency_components
+from cliffbench.report.figures.pareto import pareto_panels, plot_pareto
 from cliffbench.report.figures.curves import plot_itl, plot_kv_memory, plot_throughput, plot_ttft, plot_ttft_slo
 from cliffbench.report.figures.style import engine_palette, save_figure, set_style
 from cliffbench.report.figures.timeline import plot_hol_blocking, plot_timeline
@@ -24,7 +25,9 @@ __all__ = [
     "plot_hol_blocking",
     "plot_itl",
     "plot_kv_memory",
+    "pareto_panels",
     "plot_latency_components",
+    "plot_pareto",
     "plot_serving_overhead",
     "plot_throughput",
     "plot_timeline",
