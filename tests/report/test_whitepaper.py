@@ -8,10 +8,11 @@ WeasyPrint), without papermill or engines. Set CLIFFBENCH_PAGES_DIR to keep each
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
-import nbformat
 import pytest
 
 from cliffbench.audit.claims import load_claims
@@ -41,19 +42,26 @@ MAX_BODY_PAGES = 12
 pytestmark = pytest.mark.slow  # renders a 40-page PDF: about 3 minutes on 2 cores
 
 
-def _notebook(blocks: list[Block]) -> nbformat.NotebookNode:
+def _notebook(blocks: list[Block]) -> dict[str, Any]:
+    """A notebook whose one cell displayed `blocks`, as the executed 30_whitepaper holds them."""
     outputs = [
-        nbformat.v4.new_output("display_data", data={"text/markdown" if b.kind == "md" else "text/html": b.text})
+        {
+            "output_type": "display_data",
+            "metadata": {},
+            "data": {"text/markdown" if b.kind == "md" else "text/html": b.text},
+        }
         for b in blocks
     ]
-    cell = nbformat.v4.new_code_cell("", outputs=outputs)
-    return nbformat.v4.new_notebook(cells=[cell], metadata={"language_info": {"name": "python"}})
+    cell = {"cell_type": "code", "id": "wp", "execution_count": 1, "metadata": {}, "source": "", "outputs": outputs}
+    return {"nbformat": 4, "nbformat_minor": 5, "metadata": {"language_info": {"name": "python"}}, "cells": [cell]}
 
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], NumberLog, Path]:
     out = tmp_path_factory.mktemp("whitepaper")
-    res = fake_results(1, engines=ENGINES, users=(1, 2, 4, 8, 16, 32), mixed_users=(4, 16), failed=None, requests_per_level=31)
+    res = fake_results(
+        1, engines=ENGINES, users=(1, 2, 4, 8, 16, 32), mixed_users=(4, 16), failed=None, requests_per_level=31
+    )
     data = ReportData(
         study="whitepaper-fixture",
         results=res,
@@ -73,7 +81,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], Numbe
     with recording() as log:
         blocks = whitepaper_blocks(data, params, tree, figs, matrix, mfigs)
     nb_path = out / "30_whitepaper.ipynb"
-    nbformat.write(_notebook(blocks), str(nb_path))
+    nb_path.write_text(json.dumps(_notebook(blocks)))
     pdf = render_pdf(nb_path, out / "whitepaper.pdf", PROJECT_ROOT / "notebooks")
 
     import pypdfium2 as pdfium

@@ -137,15 +137,15 @@ def ollama_like(engines: list[str], specs: Mapping[str, EngineSpec] | None = Non
     the default since v0.10.0), else the first llama.cpp engine by name. Without specs the labels
     `llamacpp-slots-4` and `llamacpp-serial` stand for those."""
     if specs is not None:
-        mine = [e for e in engines if e in specs]
-        for want in (
-            lambda s: (s.preset or "").startswith("ollama"),
-            lambda s: isinstance(s, LlamaCppSlotsSpec) and s.slot_layout()[0] == OLLAMA_SLOTS,
-            lambda s: isinstance(s, LlamaCppSerialSpec),
-        ):
-            hit = [e for e in mine if want(specs[e])]
+        mine = sorted(e for e in engines if e in specs)
+        preset = [e for e in mine if (specs[e].preset or "").startswith("ollama")]
+        slots = [
+            e for e in mine if isinstance(specs[e], LlamaCppSlotsSpec) and specs[e].batch_capacity() == OLLAMA_SLOTS
+        ]
+        serial = [e for e in mine if isinstance(specs[e], LlamaCppSerialSpec)]
+        for hit in (preset, slots, serial):
             if hit:
-                return sorted(hit)[0]
+                return hit[0]
     for pref in (f"llamacpp-slots-{OLLAMA_SLOTS}", "llamacpp-serial"):
         if pref in engines:
             return pref
@@ -233,8 +233,8 @@ def shape_verdicts(res: Results, level_set: str = "chat", claims: pd.DataFrame |
         reason = (
             "continuous batching admits a new request at the next step, so TTFT grows only with the batch's step time"
             if key == "vllm"
-            else f"{users} users on {slots} slots leave {fmt(round(ahead))} requests ahead in each slot's queue; at the "
-            f"{hw} {prec['ollama']} ceiling of {fmt(per_slot)} tok/s per slot, a published TTFT of "
+            else f"{users} users on {slots} slots leave {fmt(round(ahead))} requests ahead in each slot's queue; at "
+            f"the {hw} {prec['ollama']} ceiling of {fmt(per_slot)} tok/s per slot, a published TTFT of "
             f"{fmt(si(many) * 1e3)} ms leaves at most {fmt(si(many) * per_slot / ahead)} output tokens per request, "
             "so the published figure implies very short answers or more slots than Ollama's default"
         )

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from cliffbench.audit.seed import OLLAMA_SLOTS, SEED_HIGH_USERS
 from cliffbench.audit.roofline import MODELS
+from cliffbench.audit.seed import OLLAMA_SLOTS, SEED_HIGH_USERS
 from cliffbench.bench.repeats import SloJudge
 from cliffbench.decide.constraints import constraint_tree, measured_study
 from cliffbench.decide.matrix.score import MatrixResult
@@ -197,4 +197,8 @@ def whitepaper_blocks(
     page1 = answer.answer_html(
         data, tree, figs["pareto"], FIGURE_CAPTIONS["pareto"], profiles, nv.seed_engines(data, params.level_set)
     )
-    return [_html(page1), *_body(data, params, tree, figs, matrix), *_appendices(data, params, tree, figs, matrix, mfigs)]
+    return [
+        _html(page1),
+        *_body(data, params, tree, figs, matrix),
+        *_appendices(data, params, tree, figs, matrix, mfigs),
+    ]

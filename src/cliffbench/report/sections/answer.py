@@ -12,6 +12,7 @@ import html
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -38,6 +39,7 @@ __all__ = [
     "seed_sentence",
     "spread_sentence",
 ]
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -80,7 +82,9 @@ def _cliff_cell(c: EngineCliff | None, level_set: str, engine: str) -> str:
         return f"none (misses at {n(c.first_miss, 'first miss')})" if c.first_miss else "none"
     if c.first_miss is None:
         return f"{n(c.meets_up_to, 'meets up to')} or more (none missed)"
-    return f"{n(c.meets_up_to, 'meets up to')} (cliff {n(c.meets_up_to, 'meets up to')}-{n(c.first_miss, 'first miss')})"
+    return (
+        f"{n(c.meets_up_to, 'meets up to')} (cliff {n(c.meets_up_to, 'meets up to')}-{n(c.first_miss, 'first miss')})"
+    )
 
 
 def _tok_at(lv: pd.DataFrame, engine: str, users: float | None, level_set: str) -> str:
@@ -97,7 +101,7 @@ def _setup_line(data: ReportData, judge: SloJudge) -> str:
     cpu = m.get("cpu", {})
     gpus = ", ".join(str(g.get("name")) for g in m.get("gpu", [])) or "no GPU"
     models = dict.fromkeys(es.model.name for es in data.results.study.engines)
-    shapes = next(iter(m.get("models", {}).values()), {})
+    shapes: dict[str, Any] = next(iter(m.get("models", {}).values()), {})
     model = ", ".join(MODELS[k].name if k in MODELS else k for k in models)
     size = (
         f" ({fmt(shapes['n_params'] / 1e6, src=Source('manifest', 'models.n_params'))} M parameters)"
@@ -209,14 +213,12 @@ def answer_html(
     head = "".join(f"<th>{html.escape(p.heading)}</th>" for p in present)
     rows = []
     for e in engines:
-        cells = "".join(
-            f"<td>{_cliff_cell(cliffs[p.level_set].get(e), p.level_set, e)}</td>" for p in present
-        )
+        cells = "".join(f"<td>{_cliff_cell(cliffs[p.level_set].get(e), p.level_set, e)}</td>" for p in present)
         c = cliffs.get(first, {}).get(e)
         tok = _tok_at(judged, e, c.meets_up_to if c else None, first)
+        weights = _weights(res.engine_specs[e], prec.get(e, "?"))
         rows.append(
-            f"<tr><td>{html.escape(names.get(e, e))}</td><td>{html.escape(_weights(res.engine_specs[e], prec.get(e, '?')))}</td>"
-            f"{cells}<td>{tok}</td></tr>"
+            f"<tr><td>{html.escape(names.get(e, e))}</td><td>{html.escape(weights)}</td>{cells}<td>{tok}</td></tr>"
         )
     table = (
         '<table class="answer-table"><caption>Users each engine serves within the SLO, per traffic profile '
@@ -245,5 +247,7 @@ def _weights(es: EngineSpec, precision: str) -> str:
 
 def _families(data: ReportData) -> str:
     kinds = {es.kind for es in data.results.study.engines}
-    fam = [f for f, on in (("vLLM", "vllm" in kinds), ("llama.cpp", any(k.startswith("llamacpp") for k in kinds))) if on]
+    fam = [
+        f for f, on in (("vLLM", "vllm" in kinds), ("llama.cpp", any(k.startswith("llamacpp") for k in kinds))) if on
+    ]
     return " against ".join(fam) or "the study's engines"

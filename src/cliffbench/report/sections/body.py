@@ -53,9 +53,7 @@ def comparison_table(data: ReportData, level_set: str = "chat") -> str:
     for c in rows:
         src = Source("levels", "output_tok_s median over repeats", f"{c.vllm}/{c.llamacpp}, {c.users}")
         paired = Source("levels", "output_tok_s ratio per paired repeat", f"{c.vllm}/{c.llamacpp}, {c.users}")
-        spread = (
-            f"x{fmt(c.ratio.lo, 2, paired)}-x{fmt(c.ratio.hi, 2, paired)}" if c.ratio.pairs >= 2 else "one repeat"
-        )
+        spread = f"x{fmt(c.ratio.lo, 2, paired)}-x{fmt(c.ratio.hi, 2, paired)}" if c.ratio.pairs >= 2 else "one repeat"
         out.append(
             f"| {c.label} | {fmt(c.users, src=src)} | {_cell(names[c.vllm])} | {_cell(names[c.llamacpp])} "
             f"| {fmt(c.vllm_tok_s, 2, src)} | {fmt(c.llamacpp_tok_s, 2, src)} "
@@ -103,8 +101,9 @@ def cliff_table(data: ReportData, judged: pd.DataFrame, judge: SloJudge, level_s
     out += [
         "",
         f"SLO: {record(judge.text(), Source('study', 'slo'))}, each percentile pooled over every request of every "
-        f"repeat and judged by its {fmt(100 * judge.level, src=Source('study', 'slo confidence'))} % interval. Where a search ran, the cliff is its bisection to one user; else the grid's bracket. Each "
-        "cause in full, with the search paths: Appendix D.",
+        f"repeat and judged by its {fmt(100 * judge.level, src=Source('study', 'slo confidence'))} % interval. "
+        "Where a search ran, the cliff is its bisection to one user; else the grid's bracket. Each cause in full, "
+        "with the search paths: Appendix D.",
     ]
     return "\n".join(out)
 
@@ -167,6 +166,6 @@ def matrix_summary(r: MatrixResult, top: int = 3) -> str:
     return (
         "Beyond this machine, the architecture decision matrix scores every way to serve the model (self-hosted "
         "engines, managed APIs) on cost, speed, operations and risk, each cell sourced. Under the chosen weights "
-        f"the top options are {', '.join(parts)} (weighted score, higher is better). Weights, sources, sensitivity and the "
-        "full matrix: Appendix M."
+        f"the top options are {', '.join(parts)} (weighted score, higher is better). Weights, sources, "
+        "sensitivity and the full matrix: Appendix M."
     )
