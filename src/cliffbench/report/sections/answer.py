@@ -137,7 +137,7 @@ def choice_sentence(tree: DecisionTree | None, names: dict[str, str]) -> str:
     for label, leaf in _leaves(tree, long_docs=False):
         users = fmt_label(label)
         if leaf.engine is None:
-            parts.append(f"{users}: nothing measured meets the SLO")
+            parts.append(f"{users}: {'not measured' if label.startswith('>') else 'nothing measured meets the SLO'}")
         else:
             parts.append(f"{users}: {names.get(leaf.engine, leaf.engine)}")
     return "Choose by peak users (the decision tree below): " + "; ".join(parts) + "."

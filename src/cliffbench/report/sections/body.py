@@ -113,9 +113,17 @@ def seed_claims_table(data: ReportData, level_set: str = "chat") -> str:
     shapes = shape_verdicts(data.results, level_set, data.claims)
     if not shapes:
         return "The study lacks vLLM or an Ollama-like engine at a common load, so no claim of the seed is checked."
+    names = engine_names(data)
+
+    def named(text: str) -> str:  # the audit names the study's stand-in by label: '(ollama here)'
+        for label, name in names.items():
+            text = text.replace(f"({label} here)", f"({name} here)")
+        return _cell(text)
+
     out = ["| claim (published) | measured here | verdict | why, with the roofline |", "|---|---|---|---|"]
     out += [
-        f"| {_cell(s.shape)}: {_cell(s.published)} | {_cell(s.measured)} | **{s.verdict}** | {_cell(s.reason)} |"
+        f"| {named(s.shape)}: {_cell(s.published)} | {_cell(s.measured)} | **{s.verdict or 'not judged'}** "
+        f"| {_cell(s.reason)} |"
         for s in shapes
     ]
     out += [
@@ -143,7 +151,8 @@ def tree_ranges(tree: DecisionTree, names: dict[str, str]) -> str:
             if not isinstance(leaf, Leaf):
                 continue
             users = fmt_label(label)
-            choice = names.get(leaf.engine, leaf.engine) if leaf.engine else "nothing measured meets the SLO"
+            nothing = "not measured" if label.startswith(">") else "nothing measured meets the SLO"
+            choice = names.get(leaf.engine, leaf.engine) if leaf.engine else nothing
             rows.append(f"| {traffic} | {users} | {_cell(choice)} |")
     return "\n".join(rows)
 

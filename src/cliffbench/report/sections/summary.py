@@ -204,18 +204,19 @@ def seed_comparison(data: ReportData) -> str:
         verdict = "does not consistently reproduce the direction of"
     else:
         verdict = "does not reproduce"
+    # short sentences: the claim, its source, the measurement, the verdict
     text = (
         f"The seed claims vLLM delivers about {fmt(claimed)} times Ollama's throughput at "
-        f"{SEED_HIGH_USERS[0]}-{SEED_HIGH_USERS[1]} users (data/published/claims.csv: {pair.cite()}). Here, at "
-        f"{users} users, *{comparison}*, {names[vllm]} delivered {r.text(fmt, names[ref])}: this run **{verdict}** "
-        "the seed's ratio."
+        f"{SEED_HIGH_USERS[0]}-{SEED_HIGH_USERS[1]} users. Source, data/published/claims.csv: {pair.cite()}. "
+        f"Here, at {users} users, *{comparison}*, {names[vllm]} delivered {r.text(fmt, names[ref])}. "
+        f"This run **{verdict}** the seed's ratio."
     )
     a100 = comparable_pair(data.claims, "output_tok_s_total")
     if a100 is not None and a100 != pair:
         at = "at each engine's peak" if a100.users is None else f"at {a100.users} users"
         text += (
-            f" On the {a100.vllm.hardware} the seed states, {a100.vllm.source_id} measured x{fmt(a100.ratio)} {at} "
-            f"({a100.cite()}); the shapes table sets this study beside that."
+            f" On the {a100.vllm.hardware} the seed states, {a100.vllm.source_id} measured x{fmt(a100.ratio)} {at}. "
+            f"Source: {a100.cite()}. The table below sets this study beside it."
         )
     if data.overhead is not None:
         text += overhead_gap_sentence(data, vllm, ref, ratio, names)
@@ -224,7 +225,7 @@ def seed_comparison(data: ReportData) -> str:
         moved = "narrows the gap substantially" if r2.median < 0.75 * ratio else "changes the ratio little"
         text += (
             f" Against the fastest llama.cpp configuration in this study at {users} users "
-            f"({names[str(tuned.engine)]}), {names[vllm]} delivered {r2.text(fmt, names[str(tuned.engine)])}: "
-            f"tuning llama.cpp {moved} here."
+            f"({names[str(tuned.engine)]}), {names[vllm]} delivered {r2.text(fmt, names[str(tuned.engine)])}. "
+            f"Tuning llama.cpp {moved} here."
         )
     return text
