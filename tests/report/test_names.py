@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cliffbench.bench.study import load_study
+from cliffbench.bench.spec.study import load_study
 from cliffbench.config import PROJECT_ROOT
 from cliffbench.engines.specs import LlamaCppSlotsSpec
 from cliffbench.report.names import display_name, display_names

@@ -7,7 +7,9 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
+from matplotlib.patches import Rectangle
 
 from cliffbench.report.figures import pareto_panels, plot_pareto
 
@@ -44,11 +46,13 @@ def test_one_curve_per_engine_named_for_people_with_the_budget_shaded() -> None:
     lv = _levels()
     fig, ax = plt.subplots()
     plot_pareto(ax, lv, "chat", 0.25, ["vllm", "ollama"], {"vllm": "vLLM, bf16, tuned"})
-    labels = [line.get_label() for line in ax.get_lines() if not line.get_label().startswith("_")]
+    labels = [str(line.get_label()) for line in ax.get_lines() if not str(line.get_label()).startswith("_")]
     assert labels == ["vLLM, bf16, tuned", "ollama"]
     vllm = next(line for line in ax.get_lines() if line.get_label() == "vLLM, bf16, tuned")
     g = lv[lv["engine"] == "vllm"].sort_values("concurrency")
-    assert list(vllm.get_xdata()) == list(1 / g["tpot_s_p50"]) and list(vllm.get_ydata()) == list(g["output_tok_s"])
+    assert np.allclose(np.asarray(vllm.get_xdata(), dtype=float), 1 / g["tpot_s_p50"])
+    assert np.allclose(np.asarray(vllm.get_ydata(), dtype=float), g["output_tok_s"])
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
-    assert len(ax.patches) == 1 and ax.patches[0].get_x() == 4.0  # shaded from 1 / 0.25 s per token up
+    (span,) = ax.patches
+    assert isinstance(span, Rectangle) and span.get_x() == 4.0  # shaded from 1 / 0.25 s per token up
     plt.close(fig)

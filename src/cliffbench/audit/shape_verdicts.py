@@ -36,12 +36,12 @@ from cliffbench.audit.seed import (
     trace_text,
 )
 from cliffbench.audit.shape_rules import GROWTH_CLASSES, class_verdict, growth_class, pooled_p99, ratio_verdict
-from cliffbench.bench.metrics import min_n_for_ci
+from cliffbench.bench.metrics.level import min_n_for_ci
+from cliffbench.bench.metrics.repeats import pool_repeats
 from cliffbench.bench.probes import LocalHardware, compute_roof
-from cliffbench.bench.repeats import pool_repeats
-from cliffbench.bench.store import Results, ok_levels, ok_requests
+from cliffbench.bench.store.levels import Results, ok_levels, ok_requests
 from cliffbench.config import fmt_number as fmt
-from cliffbench.engines.specs import EngineSpec, LlamaCppSerialSpec, LlamaCppSlotsSpec
+from cliffbench.engines.specs import EngineSpec
 
 __all__ = [
     "GROWTH_CLASSES",
@@ -139,10 +139,8 @@ def ollama_like(engines: list[str], specs: Mapping[str, EngineSpec] | None = Non
     if specs is not None:
         mine = sorted(e for e in engines if e in specs)
         preset = [e for e in mine if (specs[e].preset or "").startswith("ollama")]
-        slots = [
-            e for e in mine if isinstance(specs[e], LlamaCppSlotsSpec) and specs[e].batch_capacity() == OLLAMA_SLOTS
-        ]
-        serial = [e for e in mine if isinstance(specs[e], LlamaCppSerialSpec)]
+        slots = [e for e in mine if specs[e].static_slots and specs[e].batch_capacity() == OLLAMA_SLOTS]
+        serial = [e for e in mine if specs[e].static_slots and specs[e].batch_capacity() == 1]
         for hit in (preset, slots, serial):
             if hit:
                 return hit[0]

@@ -7,46 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
-from cliffbench.engines.specs import EngineSpec, LlamaCppSlotsSpec, LlamaCppSpec, OpenAIHttpSpec, VllmSpec
+from cliffbench.engines.specs import EngineSpec
 from cliffbench.report.data import ReportData
 
-__all__ = ["display_name", "display_names", "engine_names", "engine_precisions", "gguf_name", "named"]
-
-# what a preset's product is called, by the prefix of the preset's name
-_PRODUCTS = {"ollama": "Ollama", "llama-server": "llama-server", "vllm": "vLLM"}
-# the default a study tunes away from: vLLM keeping a core for its front end
-_VLLM_SHIPPED_BIND = "auto"
-
-
-def gguf_name(precision: str) -> str:
-    """llama.cpp's own name of a weight type: F32, BF16, Q8_0."""
-    return {"fp32": "F32", "fp16": "F16"}.get(precision, precision.upper())
-
-
-def _preset_name(preset: str) -> str:
-    product = next((name for key, name in _PRODUCTS.items() if preset.startswith(key)), preset)
-    version = preset.removeprefix(next((k for k in _PRODUCTS if preset.startswith(k)), "")).strip("-")
-    return f"{product} {version} as shipped" if version and version != "default" else f"{product} as shipped"
+__all__ = ["display_name", "display_names", "engine_names", "engine_precisions", "named"]
 
 
 def display_name(es: EngineSpec, precision: str) -> str:
-    """One engine's name for people, from its spec and the precision it served."""
-    if es.preset:
-        return _preset_name(es.preset)
-    if isinstance(es, VllmSpec):
-        tuned = "tuned" if es.omp_threads_bind != _VLLM_SHIPPED_BIND else "default core binding"
-        return f"vLLM, {precision}, {tuned}" + ("" if es.enforce_eager else ", compiled")
-    if isinstance(es, LlamaCppSlotsSpec):
-        slots, _, unified = es.slot_layout()
-        shared = ", shared KV" if unified else ""
-        return f"llama.cpp, {slots} slot{'s' * (slots != 1)}{shared}, {gguf_name(precision)}"
-    if isinstance(es, LlamaCppSpec):
-        return f"llama.cpp, one request at a time, {gguf_name(precision)}"
-    if isinstance(es, OpenAIHttpSpec):
-        if es.server is not None:
-            return f"{es.server.kind} server over HTTP"
-        return "an external server over HTTP"
-    return f"{es.kind} engine"
+    """One engine's name for people, from its spec (`people_name`, a fact of each kind) and the
+    precision it served."""
+    return es.people_name(precision)
 
 
 def display_names(specs: Mapping[str, EngineSpec], precisions: Mapping[str, str]) -> dict[str, str]:
@@ -78,7 +48,7 @@ def engine_precisions(data: ReportData) -> dict[str, str]:
             out[es.name] = str(stored[0])
         elif described:
             out[es.name] = str(described)
-        elif isinstance(es, OpenAIHttpSpec) and es.server is None:
+        elif es.external:
             out[es.name] = "unknown (an external server's)"
         else:
             out[es.name] = es.precision(cpu_flags=flags, gpu=gpu)

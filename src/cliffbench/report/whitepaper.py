@@ -16,7 +16,7 @@ from typing import Literal
 
 from cliffbench.audit.roofline import MODELS
 from cliffbench.audit.seed import OLLAMA_SLOTS, SEED_HIGH_USERS
-from cliffbench.bench.repeats import SloJudge
+from cliffbench.bench.metrics.repeats import SloJudge
 from cliffbench.decide.constraints import constraint_tree, measured_study
 from cliffbench.decide.matrix.score import MatrixResult
 from cliffbench.decide.tree import DecisionTree, UserProfile, recommend_for

@@ -19,13 +19,12 @@ import pandas as pd
 from cliffbench.audit.roofline import MODELS
 from cliffbench.audit.seed import SEED_HIGH_USERS, seed_pair
 from cliffbench.audit.shape_verdicts import shape_verdicts
-from cliffbench.bench.repeats import SloJudge, paired_ratio, pool_repeats
-from cliffbench.bench.store import ok_levels
+from cliffbench.bench.metrics.repeats import SloJudge, paired_ratio, pool_repeats
+from cliffbench.bench.store.levels import ok_levels
 from cliffbench.decide.causes import EngineCliff, study_cliffs
 from cliffbench.decide.tree import DecisionNode, DecisionTree, Leaf
-from cliffbench.engines.specs import EngineSpec, LlamaCppSpec
 from cliffbench.report.data import ReportData
-from cliffbench.report.names import engine_names, engine_precisions, gguf_name
+from cliffbench.report.names import engine_names, engine_precisions
 from cliffbench.report.sections.body import fmt_label
 from cliffbench.report.sections.common import figure_html, fmt, headline_level
 from cliffbench.trace import Source, record
@@ -216,7 +215,7 @@ def answer_html(
         cells = "".join(f"<td>{_cliff_cell(cliffs[p.level_set].get(e), p.level_set, e)}</td>" for p in present)
         c = cliffs.get(first, {}).get(e)
         tok = _tok_at(judged, e, c.meets_up_to if c else None, first)
-        weights = _weights(res.engine_specs[e], prec.get(e, "?"))
+        weights = res.engine_specs[e].weights_text(prec.get(e, "?"))
         rows.append(
             f"<tr><td>{html.escape(names.get(e, e))}</td><td>{html.escape(weights)}</td>{cells}<td>{tok}</td></tr>"
         )
@@ -240,14 +239,6 @@ def answer_html(
     )
 
 
-def _weights(es: EngineSpec, precision: str) -> str:
-    """The weights as each engine's own docs name them: F32, Q8_0 for llama.cpp; fp32, bf16 for vLLM."""
-    return gguf_name(precision) if isinstance(es, LlamaCppSpec) else precision
-
-
 def _families(data: ReportData) -> str:
-    kinds = {es.kind for es in data.results.study.engines}
-    fam = [
-        f for f, on in (("vLLM", "vllm" in kinds), ("llama.cpp", any(k.startswith("llamacpp") for k in kinds))) if on
-    ]
-    return " against ".join(fam) or "the study's engines"
+    titles = dict.fromkeys(es.title() for es in data.results.study.engines)
+    return " against ".join(titles) or "the study's engines"

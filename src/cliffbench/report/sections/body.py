@@ -12,7 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from cliffbench.audit.shape_verdicts import shape_verdicts
-from cliffbench.bench.repeats import SloJudge
+from cliffbench.bench.metrics.repeats import SloJudge
 from cliffbench.decide.causes import cliff_cause, latency_components, study_cliffs
 from cliffbench.decide.matrix.score import MatrixResult
 from cliffbench.decide.tree import DecisionNode, DecisionTree, Leaf
