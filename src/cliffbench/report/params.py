@@ -112,12 +112,23 @@ class AnalysisParams(Spec):
     matrix_precision: str = Field(
         "bf16", description='decision matrix: weights of every self-hosted engine, or "native"'
     )
-    matrix_study: str = Field("", description="decision matrix: stored study with measured throughput on that GPU")
+    matrix_study: str = Field(
+        "", description="decision matrix: stored study its self-hosted rows come from (empty: the analysed study)"
+    )
     matrix_report_date: str = Field(
         "", description="decision matrix: date it is for, YYYY-MM-DD (stale cells, shutdowns); empty = today"
     )
     matrix_stale_after_months: int = Field(
         6, gt=0, description="decision matrix: cells and prices older than this many months are flagged stale"
+    )
+    matrix_engineer_usd_per_year: float | None = Field(
+        None, ge=0, description="decision matrix: an engineer's yearly cost (staff, exit); empty: data/matrix/costs.csv"
+    )
+    matrix_staff_fte: dict[str, float] = Field(
+        default_factory=dict, description='decision matrix: ops fraction of an engineer per option, e.g. {"vllm": 0.5}'
+    )
+    matrix_horizon_months: float | None = Field(
+        None, gt=0, description="decision matrix: months an exit cost is spread over; empty: data/matrix/costs.csv"
     )
 
     @field_validator(
@@ -127,6 +138,7 @@ class AnalysisParams(Spec):
         "matrix_report_date",
         "matrix_gpu_prices",
         "matrix_weights",
+        "matrix_staff_fte",
     )
     @classmethod
     def _matrix_names(cls, v: Any, info: ValidationInfo) -> Any:
@@ -163,7 +175,7 @@ class AnalysisParams(Spec):
         from cliffbench.decide.matrix import MatrixParams, check_params
 
         fields = {k.removeprefix("matrix_"): v for k, v in self.model_dump().items() if k.startswith("matrix_")}
-        params = MatrixParams(**fields)
+        params = MatrixParams(**(fields | {"study": fields["study"] or self.study}))
         check_params(params, names={k: f"parameter matrix_{k}" for k in fields})
         return params
 
