@@ -17,6 +17,7 @@ from rich.table import Table
 from cliffbench.bench.study import StudySpec, flag_study, load_study
 from cliffbench.config import InputError
 from cliffbench.report.command import add_report_command
+from cliffbench.report.compare_command import add_compare_command
 from cliffbench.report.matrix_command import add_matrix_command
 from cliffbench.report.params import BenchmarkParams, field_default
 from cliffbench.report.search_command import add_find_cliff_command
@@ -29,6 +30,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 add_report_command(app)
 add_matrix_command(app)
 add_find_cliff_command(app)
+add_compare_command(app)
 
 
 @app.command("prepare-model")
