@@ -220,6 +220,11 @@ NOTEBOOKS = {
         code("display(Markdown(mxr.utilisation_markdown(matrix)))"),
         md("### The matrix, with sources"),
         code("display(Markdown(mxr.matrix_markdown(matrix)))"),
+        code(
+            "if params.compare_to:  # cliffbench report --compare-to B\n"
+            "    from cliffbench.report.compare_report import comparison_section\n\n"
+            "    display(Markdown(comparison_section(params.study, params.compare_to, params.level_set)))"
+        ),
         md("## Methods, environment and provenance"),
         code("display(Markdown(nv.methods_section(data)))"),
         md("## Limitations"),

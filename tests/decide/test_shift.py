@@ -6,9 +6,10 @@ Simulated noise: each repeat's metric is the true value times a lognormal factor
 output tok/s and TPOT p50 and 0.10 for TTFT p90: the medians of the per-repeat log-sds measured by
 the tuning sweep on the 2-core build machine (benchmarks/results/engine_tuning.json: tok/s 0.05,
 TTFT p50 0.09, 3 repeats per configuration), at the default study's grid (1-32 users) and its 3
-repeats. Measured rates: same engine 100/100 "same within noise"; slowed by 20 % (every time x1.2)
-100/100 "slower"; with a disturbed repeat one time in ten (x0.4-0.9, as run_to_run.json's 183 among
-440 tok/s) 99/100 and 100/100."""
+repeats. Measured rates (engine verdict at the default 99 % over its three metrics): same engine
+100/100 "same within noise"; slowed by 20 % (every time x1.2) 100/100 "slower". With a disturbed
+repeat one time in ten (x0.4-0.9, as run_to_run.json's 183 among 440 tok/s): 100/100 and 95/100.
+At 1 repeat per level every verdict is "undecided" (6 levels cannot reach 99.7 % per metric)."""
 
 from __future__ import annotations
 

@@ -113,6 +113,7 @@ class EngineShift(BaseModel):
     verdict: str
     regressions: list[str]
     levels: list[LevelShift]
+    level_notes: list[str] = []  # levels that read faster or slower at their own coverage
 
 
 class StudyRef(BaseModel):
@@ -297,6 +298,18 @@ def _regressions(engine: str, metrics: list[MetricShift], cliffs: list[CliffShif
     return out
 
 
+def _level_notes(lines: list[LevelShift]) -> list[str]:
+    """'slower at chat 4 users (output tok/s, TTFT p90)': where the pooled verdict hides a level
+    that differs (the pooled interval assumes one factor for every level)."""
+    out = []
+    for lv in lines:
+        for v in ("slower", "faster"):
+            which = [m.label for m in lv.metrics if m.verdict == v]
+            if which:
+                out.append(f"{v} at {lv.level_set} {lv.load} ({', '.join(which)}; {100 * lv.metrics[0].level:.3g} % level interval)")
+    return out
+
+
 def _ref(res: Results, side: str, path: str) -> StudyRef:
     m = res.manifest
     cpu = m.get("cpu") or {}
@@ -355,6 +368,7 @@ def compare_studies(
                 verdict=verdict,
                 regressions=_regressions(p.a, pooled, cliffs, tolerance),
                 levels=lines,
+                level_notes=_level_notes(lines),
             )
         )
     return StudyComparison(

@@ -54,7 +54,8 @@ def _header(c: StudyComparison) -> list[str]:
 
 
 def _cliff_lines(e: EngineShift) -> list[str]:
-    return [f"cliff in {x.level_set}: A {x.a}, B {x.b}: {x.moved}" for x in e.cliffs]
+    lines = [f"cliff in {x.level_set}: A {x.a}, B {x.b}: {x.moved}" for x in e.cliffs]
+    return lines + [f"level: {n}" for n in e.level_notes]
 
 
 def _verdict_line(c: StudyComparison) -> str:
@@ -82,8 +83,9 @@ def comparison_renderables(c: StudyComparison) -> list[RenderableType]:
 def comparison_markdown(c: StudyComparison, title_a: str = "A", title_b: str = "B") -> str:
     """The whitepaper's comparison section: who is A and B, what differs, per engine its verdict,
     cliffs and level table."""
-    md = [f"Ratios are {title_b} / {title_a}. " + " ".join(f"{x}." for x in _header(c)[2:]), ""]
-    md += [f"- **{title_a}**: {_header(c)[0][3:]}", f"- **{title_b}**: {_header(c)[1][3:]}", ""]
+    head = _header(c)
+    md = [f"- **A**, {title_a}: {head[0][3:]}", f"- **B**, {title_b}: {head[1][3:]}", ""]
+    md += [" ".join(f"{x}." for x in head[2:]), ""]
     for e in c.engines:
         md += [f"**{engine_line(e)}**", ""]
         md += [f"- {x}" for x in _cliff_lines(e) + [f"differs: {d}" for d in e.differs]]
