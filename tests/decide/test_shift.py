@@ -45,7 +45,10 @@ def test_coverage_is_what_it_says() -> None:
         hits, seen = 0, []
         for _ in range(1000):
             # heavy tails (t with 2 degrees of freedom, in log scale): ranks hold for any distribution
-            strata = [(np.exp(rng.standard_t(2, repeats) * 0.05), np.exp(rng.standard_t(2, repeats) * 0.05)) for _ in range(levels)]
+            strata = [
+                (np.exp(rng.standard_t(2, repeats) * 0.05), np.exp(rng.standard_t(2, repeats) * 0.05))
+                for _ in range(levels)
+            ]
             iv = shift_interval(strata, want)
             seen.append(iv.level)
             hits += iv.lo <= 1.0 <= iv.hi

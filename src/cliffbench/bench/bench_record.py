@@ -23,7 +23,16 @@ from cliffbench.bench.provenance import collect_provenance
 from cliffbench.config import InputError
 from cliffbench.files import atomic_file
 
-__all__ = ["REQUIRED", "BenchmarkRecord", "RepeatedNumber", "audit_results", "loadavg", "new_record", "read_record", "write_result"]
+__all__ = [
+    "REQUIRED",
+    "BenchmarkRecord",
+    "RepeatedNumber",
+    "audit_results",
+    "loadavg",
+    "new_record",
+    "read_record",
+    "write_result",
+]
 
 REQUIRED = ("date", "git_sha", "versions", "cpu", "loadavg", "repeats")
 # where files stored before the envelope keep the same facts (top level, or under `machine` or
@@ -56,7 +65,10 @@ class RepeatedNumber(BaseModel):
     def text(self) -> str:
         """'178 tok/s (173-179, 3 repeats)'."""
         rng = f"{min(self.values):.3g}-{max(self.values):.3g}, " if len(self.values) > 1 else ""
-        return f"{self.median:.3g} {self.unit}".rstrip() + f" ({rng}{len(self.values)} repeat{'s' * (len(self.values) > 1)})"
+        return (
+            f"{self.median:.3g} {self.unit}".rstrip()
+            + f" ({rng}{len(self.values)} repeat{'s' * (len(self.values) > 1)})"
+        )
 
 
 class BenchmarkRecord(BaseModel):

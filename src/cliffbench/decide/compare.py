@@ -35,16 +35,14 @@ from pydantic import BaseModel
 from cliffbench.bench.repeats import SloJudge, pool_repeats
 from cliffbench.bench.store import Results, load_results
 from cliffbench.config import RESULTS_DIR, InputError
+from cliffbench.decide.compare_cliff import CliffShift, cliff_shifts
 from cliffbench.decide.compare_match import (
     Difference,
-    EnginePair,
-    SetPair,
     match_engines,
     match_level_sets,
     study_differences,
 )
 from cliffbench.decide.shift import ShiftInterval, shift_interval, shift_verdict
-from cliffbench.decide.tree import select_levels
 
 __all__ = [
     "CliffShift",
@@ -91,17 +89,6 @@ class LevelShift(BaseModel):
     rate_rps: float | None
     metrics: list[MetricShift]
     differs: list[str] = []
-
-
-class CliffShift(BaseModel):
-    """An engine's cliff in one level set: each side's text and bracket `(lo, hi]` in users."""
-
-    level_set: str
-    a: str
-    b: str
-    a_bracket: tuple[float, float]
-    b_bracket: tuple[float, float]
-    moved: str  # 'moved up', 'moved down', 'not moved (brackets overlap)'
 
 
 class EngineShift(BaseModel):
@@ -151,7 +138,9 @@ def open_study(ref: str, side: str = "A", root: Path | None = None) -> Results:
         return load_results(folder.name, folder.parent, tables=("requests",))
     if (((root or RESULTS_DIR) / ref) / "levels").is_dir() and "/" not in ref:
         return load_results(ref, root, tables=("requests",))
-    raise InputError(f"{side}: no stored study {ref!r}: give a study name under {root or RESULTS_DIR} or a study folder")
+    raise InputError(
+        f"{side}: no stored study {ref!r}: give a study name under {root or RESULTS_DIR} or a study folder"
+    )
 
 
 def metrics_of(judge: SloJudge) -> list[Metric]:
@@ -169,7 +158,9 @@ def _load_text(load: Load) -> str:
     return f"{rate:g} req/s"
 
 
-def _by_load(levels: pd.DataFrame, engine: str, level_set: str, columns: list[str]) -> dict[Load, dict[str, np.ndarray]]:
+def _by_load(
+    levels: pd.DataFrame, engine: str, level_set: str, columns: list[str]
+) -> dict[Load, dict[str, np.ndarray]]:
     """Each load's repeats that ran ('ok'), as one array per metric column (NaN where absent)."""
     rows = levels[(levels["engine"] == engine) & (levels["level_set"] == level_set) & (levels["status"] == "ok")]
     nan = np.full(len(rows), np.nan)
@@ -182,17 +173,20 @@ def _by_load(levels: pd.DataFrame, engine: str, level_set: str, columns: list[st
     return {k: {c: v[idx] for c, v in cols.items()} for k, idx in where.items()}
 
 
+def _median(x: np.ndarray) -> float:
+    return float(np.nanmedian(x)) if x.size and np.isfinite(x).any() else math.nan
+
+
 def _shift(metric: Metric, strata: list[tuple[np.ndarray, np.ndarray]], iv: ShiftInterval) -> MetricShift:
     col, label, higher = metric
     a = np.concatenate([s[0] for s in strata]) if strata else np.array([])
     b = np.concatenate([s[1] for s in strata]) if strata else np.array([])
-    med = lambda x: float(np.nanmedian(x)) if x.size and np.isfinite(x).any() else math.nan  # noqa: E731
     return MetricShift(
         metric=col,
         label=label,
         higher_is_better=higher,
-        a=med(a),
-        b=med(b),
+        a=_median(a),
+        b=_median(b),
         ratio=iv.ratio,
         lo=iv.lo,
         hi=iv.hi,
@@ -238,54 +232,15 @@ def compare_engine_levels(
                 pair = (va[m[0]], rb[load][m[0]])
                 strata[m[0]].append(pair)
                 shifts.append(_shift(m, [pair], shift_interval([pair], confidence, widest_if_short=True)))
-            lines.append(LevelShift(level_set=set_a, load=_load_text(load), concurrency=load[0], rate_rps=load[1], metrics=shifts))
+            lines.append(
+                LevelShift(
+                    level_set=set_a, load=_load_text(load), concurrency=load[0], rate_rps=load[1], metrics=shifts
+                )
+            )
     lines.sort(key=lambda x: (x.level_set, x.concurrency or 0.0, x.rate_rps or 0.0))
     each = 1.0 - (1.0 - confidence) / max(1, len(metrics))
     pooled = [_shift(m, strata[m[0]], shift_interval(strata[m[0]], each)) for m in metrics]
     return lines, pooled, combined_verdict(pooled)
-
-
-def _bracket(pooled: pd.DataFrame, engine: str) -> tuple[float, float] | None:
-    rows = pooled[pooled["engine"] == engine].sort_values("concurrency")
-    if rows.empty:
-        return None
-    users = rows["concurrency"].to_numpy(dtype=np.float64)
-    verdicts = rows["slo_verdict"].astype(str).to_numpy()
-    bad = np.flatnonzero(verdicts != "meets")
-    if not bad.size:
-        return (float(users[-1]), math.inf)
-    lo = float(users[bad[0] - 1]) if bad[0] else 0.0
-    # an uncertain level may yet meet the SLO: the bracket closes at the first level shown to miss
-    misses = [float(u) for u, v in zip(users[bad[0] :], verdicts[bad[0] :], strict=True) if v == "misses"]
-    return (lo, misses[0] if misses else math.inf)
-
-
-def _users(x: float) -> str:
-    return "any load" if math.isinf(x) else f"{x:g}"
-
-
-def _bracket_text(b: tuple[float, float]) -> str:
-    lo, hi = b
-    if math.isinf(hi):
-        return f"above {lo:g} users (no level shown to miss)"
-    return f"{lo:g}-{hi:g} users" if lo else f"at or below {hi:g} users"
-
-
-def _cliffs(pa: pd.DataFrame, pb: pd.DataFrame, pair: EnginePair, sets: list[SetPair]) -> list[CliffShift]:
-    out = []
-    for s in sets:
-        la, lb = select_levels(pa, s.a), select_levels(pb, s.b)
-        ba, bb = _bracket(la, pair.a), _bracket(lb, pair.b)
-        if ba is None or bb is None:
-            continue
-        if ba[1] <= bb[0]:
-            moved = "moved up"
-        elif bb[1] <= ba[0]:
-            moved = "moved down"
-        else:
-            moved = "not moved (brackets overlap)"
-        out.append(CliffShift(level_set=s.a, a=_bracket_text(ba), b=_bracket_text(bb), a_bracket=ba, b_bracket=bb, moved=moved))
-    return out
 
 
 def _regressions(engine: str, metrics: list[MetricShift], cliffs: list[CliffShift], tol: float) -> list[str]:
@@ -293,7 +248,8 @@ def _regressions(engine: str, metrics: list[MetricShift], cliffs: list[CliffShif
     for m in metrics:
         beyond = m.ratio < 1 - tol if m.higher_is_better else m.ratio > 1 / (1 - tol)
         if m.verdict == "slower" and beyond:
-            out.append(f"{engine}: {m.label} {ShiftInterval(m.ratio, m.lo, m.hi, m.level, 0, 0, 0).text()}, beyond the tolerance {tol:g}")
+            shown = m.interval_text()
+            out.append(f"{engine}: {m.label} {shown}, beyond the tolerance {tol:g}")
     out += [f"{engine}: cliff in {c.level_set} moved down, {c.a} -> {c.b}" for c in cliffs if c.moved == "moved down"]
     return out
 
@@ -306,7 +262,8 @@ def _level_notes(lines: list[LevelShift]) -> list[str]:
         for v in ("slower", "faster"):
             which = [m.label for m in lv.metrics if m.verdict == v]
             if which:
-                out.append(f"{v} at {lv.level_set} {lv.load} ({', '.join(which)}; {100 * lv.metrics[0].level:.3g} % level interval)")
+                cover = f"{100 * lv.metrics[0].level:.3g} % level interval"
+                out.append(f"{v} at {lv.level_set} {lv.load} ({', '.join(which)}; {cover})")
     return out
 
 
@@ -343,7 +300,9 @@ def compare_studies(
     diffs = study_differences(a, b, pairs) + [d for s in sets for d in s.differs]
     blocking = [d for d in diffs if d.blocking]
     if blocking and not allow_different:
-        raise InputError(f"{blocking[0].text()}: not comparable (--allow-different compares anyway, naming it on every line)")
+        raise InputError(
+            f"{blocking[0].text()}: not comparable (--allow-different compares anyway, naming it on every line)"
+        )
     shared = [d.field for d in blocking]
     judge = SloJudge.of(a.study.slo)
     metrics = metrics_of(judge)
@@ -357,7 +316,7 @@ def compare_studies(
         by_set = {s.a: [d.field for d in s.differs if d.blocking] for s in sets}
         for line in lines:
             line.differs = differs + by_set.get(line.level_set, [])
-        cliffs = _cliffs(pa, pb, p, sets)
+        cliffs = cliff_shifts(pa, pb, p, sets)
         engines.append(
             EngineShift(
                 engine_a=p.a,

@@ -24,7 +24,15 @@ from cliffbench.bench.study import LevelSetSpec
 from cliffbench.config import InputError
 from cliffbench.engines.specs import EngineSpec
 
-__all__ = ["Difference", "EnginePair", "SetPair", "config_differences", "match_engines", "match_level_sets", "study_differences"]
+__all__ = [
+    "Difference",
+    "EnginePair",
+    "SetPair",
+    "config_differences",
+    "match_engines",
+    "match_level_sets",
+    "study_differences",
+]
 
 # load fields that change the levels' statistics, not what a level is (the levels pair by load)
 _LOAD_NOTES = ("arrival", "requests_per_level", "requests_per_user", "duration_s", "warmup_requests", "think_time_s")
@@ -132,7 +140,9 @@ def _set_differences(a: LevelSetSpec, b: LevelSetSpec) -> list[Difference]:
     notes = {k: la.get(k) for k in _LOAD_NOTES}, {k: lb.get(k) for k in _LOAD_NOTES}
     out += _diff(*notes, f"load.{a.name}", blocking=False)
     if a.load.repeats != b.load.repeats:
-        out.append(Difference(field=f"load.{a.name}.repeats", a=str(a.load.repeats), b=str(b.load.repeats), blocking=False))
+        out.append(
+            Difference(field=f"load.{a.name}.repeats", a=str(a.load.repeats), b=str(b.load.repeats), blocking=False)
+        )
     return out
 
 

@@ -118,7 +118,9 @@ def report(
     out: Annotated[Path | None, typer.Option(help="PDF path (default report/whitepaper.pdf)")] = None,
     compare_to: Annotated[
         str | None,
-        typer.Option(metavar="STUDY", help="add a comparison with this stored study or folder (the parameter compare_to)"),
+        typer.Option(
+            metavar="STUDY", help="add a comparison with this stored study or folder (the parameter compare_to)"
+        ),
     ] = None,
 ) -> None:
     """Run notebooks 00 -> 10 -> 20 -> 30 under papermill (executed copies in report/executed/) and

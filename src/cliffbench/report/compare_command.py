@@ -13,9 +13,9 @@ from typing import Annotated
 import typer
 
 from cliffbench.bench.bench_record import audit_results, read_record
-from cliffbench.decide.compare_bench import compare_records
 from cliffbench.config import InputError
 from cliffbench.decide.compare import compare_studies, open_study
+from cliffbench.decide.compare_bench import compare_records
 from cliffbench.report.compare_text import comparison_renderables
 from cliffbench.report.terminal import fail, out
 
@@ -31,7 +31,8 @@ def compare(
     tolerance: Annotated[float, typer.Option(help=_TOLERANCE)] = 0.1,
     confidence: Annotated[float, typer.Option(help=_CONFIDENCE)] = 0.99,
     allow_different: Annotated[
-        bool, typer.Option(help="compare across different hardware, model, precision or workload, naming it on every line")
+        bool,
+        typer.Option(help="compare across different hardware, model, precision or workload, naming it on every line"),
     ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="print the comparison as JSON")] = False,
 ) -> None:

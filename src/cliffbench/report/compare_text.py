@@ -75,7 +75,9 @@ def comparison_renderables(c: StudyComparison) -> list[RenderableType]:
         for lv in e.levels:
             table.add_row(lv.level_set, lv.load, *(metric_cell(m) for m in lv.metrics), "; ".join(lv.differs) or "-")
         head = Text(engine_line(e), style="bold")
-        out.append(Group(Text(""), head, Text("\n".join(_cliff_lines(e) + [f"differs: {d}" for d in e.differs])), table))
+        out.append(
+            Group(Text(""), head, Text("\n".join(_cliff_lines(e) + [f"differs: {d}" for d in e.differs])), table)
+        )
     out.append(Text(_verdict_line(c), style="bold red" if c.regressions else "bold"))
     return out
 
@@ -91,7 +93,10 @@ def comparison_markdown(c: StudyComparison, title_a: str = "A", title_b: str = "
         md += [f"- {x}" for x in _cliff_lines(e) + [f"differs: {d}" for d in e.differs]]
         cols = ["set", "load", *(f"{m.label} B/A" for m in e.metrics)]
         md += ["", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-        md += [f"| {lv.level_set} | {lv.load} | " + " | ".join(metric_cell(m) for m in lv.metrics) + " |" for lv in e.levels]
+        md += [
+            f"| {lv.level_set} | {lv.load} | " + " | ".join(metric_cell(m) for m in lv.metrics) + " |"
+            for lv in e.levels
+        ]
         md.append("")
     md.append(f"**{_verdict_line(c)}**")
     return "\n".join(md)

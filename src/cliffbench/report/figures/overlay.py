@@ -31,7 +31,9 @@ def plot_overlay(
     """`column` (a pooled metric: the median over repeats, bars its range min-max where stored) vs
     users of `engines[0]` in `pooled[0]` (solid) and `engines[1]` in `pooled[1]` (dashed)."""
     for frame in pooled:
-        require_columns(frame, ["engine", "level_set", "status", "concurrency", column], "pooled levels", "plot_overlay")
+        require_columns(
+            frame, ["engine", "level_set", "status", "concurrency", column], "pooled levels", "plot_overlay"
+        )
     colour = engine_palette([engines[0]])[engines[0]]
     users: list[float] = []
     for frame, engine, title, style in zip(pooled, engines, titles, _STYLES, strict=True):
