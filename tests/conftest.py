@@ -23,8 +23,8 @@ import pytest
 # CLI must not sit out its 60-s wait for a quiet machine (tests/test_cli.py checks the wait itself)
 os.environ.setdefault("CLIFFBENCH_WAIT_QUIET_S", "0")
 
-from cliffbench.bench.store import LevelInfo
-from cliffbench.bench.study import StudySpec
+from cliffbench.bench.spec.study import StudySpec
+from cliffbench.bench.store.levels import LevelInfo
 from cliffbench.config import MODELS_DIR
 from cliffbench.engines.registry import ENGINE_CLASSES
 from cliffbench.engines.servers import ManagedServer
@@ -173,7 +173,7 @@ def cli_process(*args: str, env: dict[str, str] | None = None) -> subprocess.Pop
     """`python -m cliffbench.cli ARGS` in the background, stdout and stderr merged into one text
     pipe, able to receive the signals the test sends it whatever launched the test run."""
     return subprocess.Popen(
-        [sys.executable, "-m", "cliffbench.cli", *args],
+        [sys.executable, "-m", "cliffbench", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -146,7 +146,7 @@ def test_matrix_ranks_and_writes_csv(tmp_path: Path) -> None:
         (["-p", "matrix_gpu_prices", "{a100-40gb: -1}"], "parameter matrix_gpu_prices: a100-40gb must be a positive"),
         (["-p", "matrix_users", "0"], "parameter matrix_users"),
         (["-p", "matrix_hardware", "l4"], "parameter matrix_gpu_prices: no vm-on-demand price for 'l4'"),
-        (["-p", "speed", "1"], "parameter speed: unknown; allowed: cluster, concurrency, engine, force, force_prepare"),
+        (["-p", "speed", "1"], "parameter speed: unknown; allowed: cluster, compare_to, concurrency, engine, force"),
         (["-p", "engine", "openai-http"], "parameter url: give it exactly when parameter engine is openai-http"),
         (["-p", "engine", "openai-http", "-p", "url", "ftp://x"], "parameter url: must be an http"),
         (["-p", "url", "http://127.0.0.1:8000/v1"], "parameter url: only for the flag form"),
@@ -244,7 +244,7 @@ level_sets:
 def test_run_fake_study_needs_no_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fixed_probe: None) -> None:
     import signal
 
-    from cliffbench.bench import store
+    from cliffbench.bench.store import levels as store
 
     monkeypatch.setattr(store, "RESULTS_DIR", tmp_path / "results")
     monkeypatch.setattr(signal, "signal", lambda *_: None)  # `run` installs a SIGTERM handler: not in pytest
@@ -309,9 +309,9 @@ def test_run_start_check_lines(
     last: float | None,
     lines: list[str],
 ) -> None:
-    from cliffbench import cli
-    from cliffbench.bench import busy
-    from cliffbench.bench.study import flag_study
+    from cliffbench.bench.load import busy
+    from cliffbench.bench.spec.study import flag_study
+    from cliffbench.cli import commands as cli
 
     def load(cores: float) -> busy.ForeignLoad:
         return busy.ForeignLoad(foreign_cores=cores, steal_cores=0.0, loadavg_1m=1.5, wall_s=1.0)

@@ -11,9 +11,9 @@ import pytest
 
 from cliffbench.bench import sweep
 from cliffbench.bench.plan import study_tokenizer
-from cliffbench.bench.progress import LevelTask
-from cliffbench.bench.store import SWEEP_COLUMNS, LevelInfo, load_results
-from cliffbench.bench.study import StudySpec
+from cliffbench.bench.progress.reporter import LevelTask
+from cliffbench.bench.spec.study import StudySpec
+from cliffbench.bench.store.levels import SWEEP_COLUMNS, LevelInfo, load_results
 from cliffbench.config import InputError
 from cliffbench.engines import make_engine
 from cliffbench.engines.specs import FakeSpec
@@ -181,13 +181,13 @@ def test_a_second_run_of_a_running_study_is_refused_and_a_dead_holder_frees_it(t
     import subprocess
     import sys
 
-    from cliffbench.bench.store import study_lock
+    from cliffbench.bench.store.levels import study_lock
 
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from cliffbench.bench.store import study_lock\n"
+            "import sys, time; from pathlib import Path; from cliffbench.bench.store.levels import study_lock\n"
             f"with study_lock('locked', Path({str(tmp_path)!r})):\n"
             "    print('held', flush=True); time.sleep(60)",
         ],

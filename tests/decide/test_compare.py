@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cliffbench.bench import sweep
-from cliffbench.bench.study import StudySpec
+from cliffbench.bench.spec.study import StudySpec
 from cliffbench.cli import app
 from cliffbench.config import InputError
 from cliffbench.decide.compare import compare_studies, open_study

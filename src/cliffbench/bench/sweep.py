@@ -24,10 +24,10 @@ from typing import Any
 
 import pandas as pd
 
-from cliffbench.bench.busy import cpu_snapshot, foreign_since
-from cliffbench.bench.clients import run_split
 from cliffbench.bench.faults import pause
-from cliffbench.bench.metrics import summarize_level
+from cliffbench.bench.load.busy import cpu_snapshot, foreign_since
+from cliffbench.bench.load.clients import run_split
+from cliffbench.bench.metrics.level import summarize_level
 from cliffbench.bench.plan import (
     Level,
     Plans,
@@ -39,11 +39,11 @@ from cliffbench.bench.plan import (
     study_tokenizer,
 )
 from cliffbench.bench.probes import local_hardware
-from cliffbench.bench.progress import LevelTask, Reporter, search_finished
-from cliffbench.bench.provenance import collect_provenance
-from cliffbench.bench.search_plan import searched_engines, stand_in_tasks
-from cliffbench.bench.search_run import ProbeRunner, search_cliff
-from cliffbench.bench.store import (
+from cliffbench.bench.progress.reporter import LevelTask, Reporter, search_finished
+from cliffbench.bench.search.plan import searched_engines, stand_in_tasks
+from cliffbench.bench.search.run import ProbeRunner, search_cliff
+from cliffbench.bench.spec.study import StudySpec
+from cliffbench.bench.store.levels import (
     LevelInfo,
     level_done,
     read_manifest,
@@ -53,8 +53,8 @@ from cliffbench.bench.store import (
     write_level,
     write_manifest,
 )
-from cliffbench.bench.study import StudySpec
-from cliffbench.bench.tables import level_tables
+from cliffbench.bench.store.provenance import collect_provenance
+from cliffbench.bench.store.tables import level_tables
 from cliffbench.config import InputError
 from cliffbench.engines import make_engine
 from cliffbench.engines.base import Engine, engine_failure
@@ -307,7 +307,7 @@ async def _run_study_locked(
     manifest["model_files"] = {e.name: model_hashes(e) for e in served}
     write_manifest(spec.name, manifest, root)
     manifest = _ensure_probe(spec.name, root)
-    if reporter:  # the searches' expected probes too: the ETA covers them (bench/search_plan.py)
+    if reporter:  # the searches' expected probes too: the ETA covers them (bench/search/plan.py)
         reporter.study_planned(level_tasks(spec, work, todo, plans) + stand_in_tasks(spec, engine_order(spec, 0), tok))
     pool = _Engines(engines)
     try:

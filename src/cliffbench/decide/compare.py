@@ -32,8 +32,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from cliffbench.bench.repeats import SloJudge, pool_repeats
-from cliffbench.bench.store import Results, load_results
+from cliffbench.bench.metrics.repeats import SloJudge, pool_repeats
+from cliffbench.bench.store.levels import Results, load_results
 from cliffbench.config import RESULTS_DIR, InputError
 from cliffbench.decide.compare_cliff import CliffShift, cliff_shifts
 from cliffbench.decide.compare_match import (

@@ -1,11 +1,11 @@
-"""Two stored benchmark results (bench/bench_record.py) compared number by number, as `compare`
+"""Two stored benchmark results (bench/store/bench_record.py) compared number by number, as `compare`
 compares two studies' levels: B/A with the exact distribution-free interval of `decide.shift` from
 each number's repeats, a verdict, and a regression where a number is shown slower beyond the
 tolerance (`cliffbench compare-bench A.json B.json`)."""
 
 from __future__ import annotations
 
-from cliffbench.bench.bench_record import BenchmarkRecord
+from cliffbench.bench.store.bench_record import BenchmarkRecord
 from cliffbench.config import InputError
 from cliffbench.decide.shift import shift_interval, shift_verdict
 

@@ -19,8 +19,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from cliffbench.bench.store import Results
-from cliffbench.bench.study import LevelSetSpec
+from cliffbench.bench.spec.study import LevelSetSpec
+from cliffbench.bench.store.levels import Results
 from cliffbench.config import InputError
 from cliffbench.engines.specs import EngineSpec
 

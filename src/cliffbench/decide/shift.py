@@ -2,7 +2,7 @@
 the repeats of two independent runs, for one level or pooled over the levels of an engine.
 
 Which interval, and why this one. Two studies are measured hours or machines apart, so repeat r of
-A has nothing to do with repeat r of B: pairing them (as `bench.repeats.paired_ratio` pairs two
+A has nothing to do with repeat r of B: pairing them (as `bench.metrics.repeats.paired_ratio` pairs two
 engines interleaved in one study) would invent a pairing, and a bootstrap of 3 values per side
 resamples only 10 distinct sets, whose percentile interval covers far less than it says. What
 holds instead, for any continuous distribution of the repeats: the Mann-Whitney (Hodges-Lehmann)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from cliffbench.bench.repeats import SloJudge, pool_repeats
+from cliffbench.bench.metrics.repeats import SloJudge, pool_repeats
 from cliffbench.decide.compare import compare_studies, open_study
 from cliffbench.report.compare_text import comparison_markdown
 from cliffbench.report.figure_set import figure_dir
