@@ -46,11 +46,17 @@ def _bracket(pooled: pd.DataFrame, engine: str) -> tuple[float, float] | None:
     return (lo, misses[0] if misses else math.inf)
 
 
+def _users(n: float) -> str:
+    return f"{n:g} user" if n == 1 else f"{n:g} users"
+
+
 def _bracket_text(b: tuple[float, float]) -> str:
     lo, hi = b
     if math.isinf(hi):
-        return f"above {lo:g} users (no level shown to miss)"
-    return f"{lo:g}-{hi:g} users" if lo else f"at or below {hi:g} users"
+        if not lo:  # every level uncertain: n too small for an interval, or one straddling the budget
+            return "not bracketed (no level shown to meet the SLO or to miss it)"
+        return f"above {_users(lo)} (no level shown to miss)"
+    return f"{lo:g}-{_users(hi)}" if lo else f"at or below {_users(hi)}"
 
 
 def cliff_shifts(pa: pd.DataFrame, pb: pd.DataFrame, pair: EnginePair, sets: list[SetPair]) -> list[CliffShift]:

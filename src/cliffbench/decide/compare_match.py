@@ -178,6 +178,22 @@ def _precision(spec: EngineSpec, manifest: Mapping[str, Any]) -> str:
         return "unknown"
 
 
+def _busy_text(res: Results) -> str:
+    lv = res.levels
+    foreign = lv["foreign_cores"].median() if "foreign_cores" in lv else float("nan")
+    busy = int(lv["busy_flagged"].fillna(False).astype(bool).sum()) if "busy_flagged" in lv else 0
+    return f"{foreign:.2f} cores used by other processes (median), {busy} of {len(lv)} levels flagged busy"
+
+
+def _busy(a: Results, b: Results) -> list[Difference]:
+    """A note when either study was measured beside other work: the ratios then carry the
+    machine's load as much as the engines' (both measured quiet, nothing is said)."""
+    ta, tb = _busy_text(a), _busy_text(b)
+    if " 0 of " in ta and " 0 of " in tb:
+        return []
+    return [Difference(field="machine load", a=ta, b=tb, blocking=False)]
+
+
 def study_differences(a: Results, b: Results, engines: list[EnginePair]) -> list[Difference]:
     """Hardware, tokenizer, each engine pair's model files and precision (blocking), then the
     versions and git revision (notes)."""
@@ -198,6 +214,7 @@ def study_differences(a: Results, b: Results, engines: list[EnginePair]) -> list
         pa, pb = _precision(sa[p.a], ma), _precision(sb[p.b], mb)
         if pa != pb:
             out.append(Difference(field=f"precision.{p.a}", a=pa, b=pb, blocking=True))
+    out += _busy(a, b)
     out += _diff(ma.get("versions") or {}, mb.get("versions") or {}, "versions", blocking=False)
     if ma.get("git_sha") != mb.get("git_sha"):
         out.append(Difference(field="git_sha", a=_show(ma.get("git_sha")), b=_show(mb.get("git_sha")), blocking=False))

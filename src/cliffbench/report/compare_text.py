@@ -60,7 +60,9 @@ def _cliff_lines(e: EngineShift) -> list[str]:
 
 def _verdict_line(c: StudyComparison) -> str:
     if c.regressions:
-        return "REGRESSION: " + "; ".join(c.regressions)
+        busy = any(d.field == "machine load" for d in c.differences)
+        why = " (measured beside other work: the machine load differs as much as the engines may)" if busy else ""
+        return "REGRESSION: " + "; ".join(c.regressions) + why
     return f"no regression beyond the tolerance ({100 * c.tolerance:g} %)"
 
 
