@@ -31,9 +31,19 @@ def md(src: str) -> nbf.NotebookNode:
     return nbf.v4.new_markdown_cell(src.strip())
 
 
+def papermill_line(line: str) -> str:
+    """`line` as papermill can read it: papermill takes a parameter line with a second '=', even in
+    its comment, for one it cannot parse and warns on every run ("Unable to parse line 27
+    'matrix_report_date = ...; empty = today'"), so '=' in a comment becomes ':'."""
+    assignment, sep, comment = line.partition("  # ")
+    if assignment.count("=") != 1:
+        raise ValueError(f"parameter line papermill cannot parse (one '=' before the comment): {line!r}")
+    return assignment + sep + comment.replace(" = ", ": ").replace("=", ":")
+
+
 def parameters(cls: type[Spec]) -> nbf.NotebookNode:
     """A notebook's `parameters` cell, written from its model: `name = default  # description`."""
-    return code("\n".join(parameter_lines(cls)), ["parameters"])
+    return code("\n".join(papermill_line(line) for line in parameter_lines(cls)), ["parameters"])
 
 
 NOTEBOOKS = {
@@ -199,27 +209,11 @@ NOTEBOOKS = {
         md("## Architecture Decision Matrix"),
         code(
             "from cliffbench.decide import matrix as mx\nfrom cliffbench.report import matrix_pdf as mxr\n"
-            "from cliffbench.report.figure_set import figure_dir\n"
+            "from cliffbench.report.matrix_cto import summary_markdown\n"
             "matrix = mx.evaluate(params.matrix_params())\n"
-            "mfigs = mxr.make_matrix_figures(matrix, figure_dir(params.study))\n"
-            "mxr.write_matrix_csv(matrix)\nmxr.write_matrix_pdf(matrix)\n"
-            "display(Markdown(mxr.method_markdown(matrix)))"
+            "mxr.write_matrix_csv(matrix)\nmxr.write_matrix_pdf(matrix, constraints=path)\n"
+            "display(Markdown(summary_markdown(matrix, path)))"
         ),
-        md("### Ranking under the chosen weights"),
-        code(
-            "display(Markdown(mxr.ranking_markdown(matrix)))\n"
-            'display(HTML(nv.figure_html(mfigs["matrix_heatmap"], mxr.MATRIX_CAPTIONS["matrix_heatmap"])))'
-        ),
-        md("### Freshness of the data"),
-        code("display(Markdown(mxr.freshness_markdown(matrix)))"),
-        md("### Sensitivity to the weights"),
-        code("display(Markdown(mxr.sensitivity_markdown(matrix)))"),
-        md("### Cost per 1M output tokens vs load"),
-        code('display(HTML(nv.figure_html(mfigs["matrix_cost"], mxr.MATRIX_CAPTIONS["matrix_cost"])))'),
-        md("### Utilisation: where the ranking flips"),
-        code("display(Markdown(mxr.utilisation_markdown(matrix)))"),
-        md("### The matrix, with sources"),
-        code("display(Markdown(mxr.matrix_markdown(matrix)))"),
         code(
             "if params.compare_to:  # cliffbench report --compare-to B\n"
             "    from cliffbench.report.compare_report import comparison_section\n\n"

@@ -57,6 +57,11 @@ class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def field_default(cls: type[BaseModel], name: str) -> Any:
+    """The default of field `name` of `cls` (a default_factory called)."""
+    return cls.model_fields[name].get_default(call_default_factory=True)
+
+
 def one_line_error(exc: ValidationError, prefix: str = "") -> str:
     """Reduce a pydantic error to one line: `field.path: message`."""
     err = exc.errors()[0]

@@ -94,17 +94,17 @@ def test_pdf_has_the_matrix(pdf: Path) -> None:
 
     pages, _ = _text(pdf)
     text = " ".join(" ".join(pages).split())
+    # the whitepaper's section is a one-page summary pointing to the decision document
+    assert "Architecture Decision Matrix" in text and "The decision document" in text
+    assert "verified against a primary source" in text
+    doc, _ = _text(PROJECT_ROOT / "report" / "decision_matrix.pdf")
+    full = " ".join(" ".join(doc).split())
     data = load_matrix()
     for name in [o.name for o in data.options.values()] + [c.name for c in data.criteria.values()]:
-        assert name in text, name
-    for heading in (
-        "Ranking under the chosen weights",
-        "Sensitivity to the weights",
-        "Cost per 1M output tokens vs load",
-    ):
-        assert heading in text, heading
+        assert name in full, name
+    # its self-hosted rows name the study they come from, measured or projected
+    assert "study tiny" in full and ("projected to a100-40gb" in full or "measured: study tiny" in full)
     assert (PROJECT_ROOT / "report" / "decision_matrix.csv").is_file()
-    assert (PROJECT_ROOT / "report" / "decision_matrix.pdf").is_file()
 
 
 def test_whitepaper_stops_early_on_unknown_study() -> None:

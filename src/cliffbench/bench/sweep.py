@@ -27,7 +27,8 @@ import pandas as pd
 from cliffbench.bench.faults import pause
 from cliffbench.bench.load.busy import cpu_snapshot, foreign_since
 from cliffbench.bench.load.clients import run_split
-from cliffbench.bench.metrics.level import summarize_level
+from cliffbench.bench.metrics.phases import assign_phases
+from cliffbench.bench.metrics.steady import summarize_phases
 from cliffbench.bench.plan import (
     Level,
     Plans,
@@ -137,6 +138,7 @@ async def _measure(
             rate_rps=level.rate_rps,
             burstiness=load.burstiness,
             think_time_s=load.think_time_s,
+            ramp_s=load.ramp_s,
             duration_s=load.duration_s,
             warmup=warm,
             request_timeout_s=load.request_timeout_s,
@@ -148,9 +150,9 @@ async def _measure(
         if not busy or attempt > spec.busy.reruns or engine_failure(engine):  # a dead engine: no rerun
             break
     requests, tokens, memory = level_tables(run)
-    summary = summarize_level(
-        requests, tokens, slo=spec.slo.thresholds, target_concurrency=level.concurrency, seed=spec.seed
-    )
+    requests["phase"], window = assign_phases(requests, run.ramp_s)
+    slo = spec.slo.thresholds
+    summary, transient = summarize_phases(requests, tokens, window, slo=slo, target_concurrency=level.concurrency)
     # a level in which the engine died, or no request succeeded, measured nothing to judge by
     status, error = "ok", ""
     if died := engine_failure(engine):
@@ -175,6 +177,8 @@ async def _measure(
         status=status,
         error=error,
         summary=summary,
+        steady=window,
+        transient=transient,
         engine_config=config,
         clients=run.clients,
     )

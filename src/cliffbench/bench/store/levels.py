@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cliffbench.bench.faults import pause
 from cliffbench.bench.load.driver import ClientInfo
+from cliffbench.bench.metrics.phases import TRANSIENT_COLUMNS, SteadyWindow
 from cliffbench.bench.spec.study import StudySpec
 from cliffbench.bench.store.node import NodeInfo
 from cliffbench.config import RESULTS_DIR, InputError
@@ -115,7 +116,14 @@ class LevelInfo(BaseModel):
     loadavg_1m: float = float("nan")
     busy_flagged: bool = Field(False, description="foreign_cores above the study's busy.max_foreign_cores")
     attempts: int = Field(1, ge=1, description="measurements taken (a busy level is measured again)")
-    summary: dict[str, float | int | str] = Field(default_factory=dict)
+    summary: dict[str, float | int | str] = Field(
+        default_factory=dict,
+        description="over the steady window (bench/metrics/phases.py); the whole level when `steady` is None",
+    )
+    steady: SteadyWindow | None = Field(None, description="the steady window; None: stored before phases existed")
+    transient: dict[str, float | int | str] = Field(
+        default_factory=dict, description="the summary over the ramp and drain requests (empty: no phases)"
+    )
     engine_config: dict[str, Any] = Field(default_factory=dict)
     files: dict[str, StoredFile] = Field(
         default_factory=dict, description="row count and sha256 of each Parquet file (empty: stored before checks)"
@@ -312,10 +320,13 @@ def list_studies(root: Path | None = None) -> list[str]:
 
 
 def _level_row(info: LevelInfo) -> dict[str, Any]:
-    row = info.model_dump(exclude={"summary", "engine_config", "files", "clients", "node"})
+    row = info.model_dump(exclude={"summary", "engine_config", "files", "clients", "node", "steady", "transient"})
     row["node_host"] = info.node.host if info.node else None
     row["client_processes"] = max(1, len(info.clients))
     row.update(info.summary)
+    if info.steady is not None:
+        row.update(info.steady.columns())
+        row.update({f"transient_{k}": info.transient.get(k, float("nan")) for k in TRANSIENT_COLUMNS})
     for k, v in info.engine_config.items():
         row[f"cfg_{k}"] = v if isinstance(v, str | int | float | bool) or v is None else json.dumps(v)
     return row

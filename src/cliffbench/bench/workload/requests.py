@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from cliffbench.bench.spec.study import LengthDist, WorkloadSpec
+from cliffbench.bench.spec.workload import LengthDist, WorkloadSpec
 from cliffbench.config import DATA_DIR
 from cliffbench.engines.base import GenRequest
 from cliffbench.models.tokenizer import Tokenizer
