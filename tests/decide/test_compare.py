@@ -21,7 +21,8 @@ from cliffbench.decide.compare import compare_studies, open_study
 from tests.conftest import fix_probe
 
 runner = CliRunner()
-# 1 slot: at 4 users each request waits for ~3 others (TTFT ~0.07 s); 8 slots: no wait (~0.005 s)
+# 1 slot: at 4 users each request waits for ~3 others (TTFT ~0.07 s); 8 slots: no wait (~0.005 s).
+# 24 requests a level: the SLO is judged on the steady ones (the ramp and the drain left out)
 WIDE = {"kind": "fake", "label": "wide", "ttft_s": 0.005, "itl_s": 0.002, "max_batch": 8}
 NARROW = {"kind": "fake", "label": "narrow", "ttft_s": 0.005, "itl_s": 0.002, "max_batch": 1}
 SLO = {"thresholds": {"ttft_s": 0.03, "tpot_s": 1.0}, "percentiles": {"ttft_s": 50, "tpot_s": 50}}
@@ -31,7 +32,7 @@ def _spec(name: str, *engines: dict[str, Any], prompt: int = 16) -> StudySpec:
     chat = {
         "name": "chat",
         "workload": {"kind": "fixed", "prompt": {"mean": prompt}, "output": {"mean": 10}},
-        "load": {"concurrency": [1, 4], "requests_per_level": 8, "warmup_requests": 1, "repeats": 3},
+        "load": {"concurrency": [1, 4], "requests_per_level": 24, "warmup_requests": 1, "repeats": 3},
     }
     return StudySpec.model_validate(
         {"name": name, "tokenizer": "fake", "engines": list(engines), "level_sets": [chat], "slo": SLO}
