@@ -150,6 +150,15 @@ def build_requests(
     """
     if n < 0:
         raise ValueError(f"workload: n must be >= 0, got {n}")
+    if spec.kind in ("sessions", "shared_prefix", "rag"):
+        # imported here: reuse.py builds on this module's sampler, so a top-level import would cycle
+        from cliffbench.bench.workload import reuse
+
+        stream = corpus_token_ids(tokenizer)
+        if spec.kind == "sessions":
+            return reuse.build_sessions(spec, n, tokenizer, stream, max_context=max_context, start_id=start_id).requests
+        build = reuse.build_shared_prefix if spec.kind == "shared_prefix" else reuse.build_rag
+        return build(spec, n, tokenizer, stream, max_context=max_context, start_id=start_id)
     # Independent streams per quantity: changing the output distribution must not move the
     # prompts, and vice versa, so studies that vary one knob keep the rest fixed.
     rng_prompt, rng_output, rng_long, rng_offset = (
