@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 
 from cliffbench.bench.load.driver import Probes, run_level
@@ -12,7 +13,6 @@ from cliffbench.bench.workload.reuse import SessionPlan, build_sessions
 from cliffbench.engines.base import GenRequest, TokenEvent
 from cliffbench.engines.fake import FakeEngine
 from cliffbench.models.tokenizer import CharTokenizer
-
 
 _NO_PROBES = Probes(lag=False, memory=False)
 
@@ -48,7 +48,7 @@ def test_next_turn_contains_exactly_the_previous_answer_ids() -> None:
     assert sorted(r.request_id for r in run.records) == list(range(9))
     by_id = {r.request_id: r for r in eng.seen}
     for session in plan.sessions:
-        for prev, turn in zip(session, session[1:], strict=False):
+        for prev, turn in itertools.pairwise(session):
             before, now = by_id[prev.index], by_id[turn.index]
             answer = tuple(prev.index * 1000 + k for k in range(4))
             assert now.prompt_token_ids == before.prompt_token_ids + answer + turn.user_ids

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from typer.testing import CliRunner
 
 from cliffbench.bench.spec.workload import RagSpec, SessionsSpec, SharedPrefixSpec, WorkloadSpec
 from cliffbench.bench.workload.requests import build_requests, corpus_token_ids
@@ -12,6 +15,7 @@ from cliffbench.bench.workload.reuse import (
     theoretical_hit_rate,
     zipf_weights,
 )
+from cliffbench.cli import app
 from cliffbench.engines.base import GenRequest
 from cliffbench.models.tokenizer import CharTokenizer
 
@@ -130,3 +134,23 @@ def test_context_is_checked(tok: CharTokenizer) -> None:
     spec = WorkloadSpec(kind="sessions", sessions=SessionsSpec(turns={"mean": 4}), prompt={"mean": 20})
     with pytest.raises(ValueError, match="exceeds max_context 100"):
         build_requests(spec, 8, tok, max_context=100)
+
+
+@pytest.mark.parametrize(
+    ("workload", "load", "needle"),
+    [
+        ("{kind: sessions, sessions: {turns: {mean: 0}}}", "{}", "sessions.turns.mean"),
+        ("{kind: sessions, sessions: {thinks: 1}}", "{}", "sessions.thinks"),
+        ("{kind: sessions}", "{arrival: poisson, rate_rps: [1]}", "needs load.arrival 'closed'"),
+        ("{kind: fixed, rag: {}}", "{}", "a 'rag' block needs kind 'rag'"),
+    ],
+)
+def test_bad_session_parameters_exit_2_with_one_line(tmp_path: Path, workload: str, load: str, needle: str) -> None:
+    p = tmp_path / "bad.yaml"
+    p.write_text(
+        "name: bad\ntokenizer: fake\nengines:\n  - kind: fake\n"
+        f"level_sets:\n  - workload: {workload}\n    load: {load}\n"
+    )
+    result = CliRunner().invoke(app, ["run", str(p), "--dry-run"])
+    assert result.exit_code == 2, result.output
+    assert needle in result.output and len(result.output.strip().splitlines()) == 1, result.output

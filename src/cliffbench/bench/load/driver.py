@@ -29,7 +29,7 @@ from cliffbench.bench.load.arrivals import closed_loop_think_times_s, poisson_of
 from cliffbench.bench.load.lag import LAG_PROBE_INTERVAL_S, LagProbe
 from cliffbench.bench.load.sessions import SessionDraw
 from cliffbench.bench.load.users import Sent, SharedDraw, User, ramp_offsets_s, run_users
-from cliffbench.bench.workload.reuse import SessionPlan
+from cliffbench.bench.workload.reuse import SessionPlan, SessionRequests
 from cliffbench.engines.base import Engine, GenRequest, RequestRejected
 
 __all__ = [
@@ -249,10 +249,13 @@ async def run_level(
     With `duration_s`, no request is submitted after that many seconds (in-flight ones finish).
     `ramp_s`: closed loop, the users start spread over it (`ramp_offsets_s`); open loop, it only
     marks the fill-up phase. "auto": the median wall of the ok warm-up requests (0 without one).
-    `sessions` (closed loop): the users hold these conversations (`requests` is `sessions.requests`),
+    `sessions` (closed loop; taken from `requests` when it is a `SessionRequests`): the users hold
+    these conversations (`requests` is `sessions.requests`),
     with the plan's think times between turns instead of `think_time_s`."""
     if (concurrency is None) == (rate_rps is None):
         raise ValueError("give exactly one of concurrency or rate_rps")
+    if sessions is None and isinstance(requests, SessionRequests):
+        sessions = requests.plan
     rng = np.random.default_rng(seed)
     records: list[RequestRecord] = []
     memory: list[MemorySample] = []

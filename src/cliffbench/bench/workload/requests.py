@@ -156,7 +156,8 @@ def build_requests(
 
         stream = corpus_token_ids(tokenizer)
         if spec.kind == "sessions":
-            return reuse.build_sessions(spec, n, tokenizer, stream, max_context=max_context, start_id=start_id).requests
+            plan = reuse.build_sessions(spec, n, tokenizer, stream, max_context=max_context, start_id=start_id)
+            return reuse.SessionRequests(plan)
         build = reuse.build_shared_prefix if spec.kind == "shared_prefix" else reuse.build_rag
         return build(spec, n, tokenizer, stream, max_context=max_context, start_id=start_id)
     # Independent streams per quantity: changing the output distribution must not move the

@@ -26,6 +26,7 @@ from cliffbench.models.tokenizer import Tokenizer
 
 __all__ = [
     "SessionPlan",
+    "SessionRequests",
     "SessionTurn",
     "build_rag",
     "build_sessions",
@@ -41,7 +42,8 @@ IntArray = npt.NDArray[np.int64]
 def zipf_weights(n: int, s: float) -> npt.NDArray[np.float64]:
     """Popularity of items 1..n: proportional to 1 / rank**s (s = 0: uniform)."""
     w: npt.NDArray[np.float64] = 1.0 / np.arange(1, n + 1, dtype=np.float64) ** s
-    return w / w.sum()
+    out: npt.NDArray[np.float64] = w / w.sum()
+    return out
 
 
 def _window(stream: IntArray, start: int, length: int) -> list[int]:
@@ -140,6 +142,15 @@ class SessionPlan:
         return hist / total if total else float("nan")
 
 
+class SessionRequests(list[GenRequest]):
+    """A session level's request list (`plan.requests`) that knows its conversations, so the level
+    driver runs them as sessions wherever the list is handed (the sweep keeps lists, not plans)."""
+
+    def __init__(self, plan: SessionPlan) -> None:
+        super().__init__(plan.requests)
+        self.plan = plan
+
+
 def build_sessions(
     spec: WorkloadSpec, n: int, tok: Tokenizer, stream: IntArray, *, max_context: int | None, start_id: int
 ) -> SessionPlan:
@@ -191,7 +202,10 @@ def prefix_hit_tokens(requests: Sequence[GenRequest]) -> list[int]:
 
 def theoretical_hit_rate(requests: Sequence[GenRequest], plan: SessionPlan | None = None) -> float:
     """Tokens an infinite prefix cache would serve / prompt tokens (NaN without prompt tokens).
-    With a session `plan`: each turn's history (its answers are not in any earlier prompt)."""
+    With a session `plan` (or a `SessionRequests` list): each turn's history (its answers are in no
+    earlier prompt)."""
+    if plan is None and isinstance(requests, SessionRequests):
+        plan = requests.plan
     if plan is not None:
         return plan.hit_rate()
     total = sum(r.prompt_tokens for r in requests)
