@@ -75,6 +75,7 @@ class RequestRecord:
     token_times_s: list[float] = field(default_factory=list)
     user: int = -1  # the closed-loop user that sent it (-1: open loop)
     token_ids: list[int] = field(default_factory=list)  # as generated: a session's next turn re-sends them
+    cached_tokens: float = float("nan")  # prompt tokens served from the engine's cache (NaN: unknown)
 
     @property
     def output_tokens(self) -> int:
@@ -150,6 +151,8 @@ async def _one(
         async for ev in engine.stream(req):
             times.append(ev.t_s - t0)
             ids.append(ev.token_id)
+            if ev.cached_tokens is not None:
+                rec.cached_tokens = ev.cached_tokens
             if ev.t_scheduled_s is not None and len(times) == 1:
                 rec.t_scheduled_s = ev.t_scheduled_s - t0
     except RequestRejected as exc:
