@@ -16,8 +16,8 @@ from typing import Any
 import nbformat
 import pytest
 
-from cliffbench.config import PROJECT_ROOT
-from cliffbench.report.params import NOTEBOOK_PARAMS, NOTEBOOKS, NOTEBOOKS_DIR, field_default
+from cliffbench.config import PROJECT_ROOT, field_default
+from cliffbench.report.params import NOTEBOOK_PARAMS, NOTEBOOKS, NOTEBOOKS_DIR
 
 REGENERATE = "run .venv/bin/python tools/make_notebooks.py"
 

@@ -16,12 +16,11 @@ from rich.table import Table
 
 from cliffbench.bench.progress.terminal import ProgressReporter, err, levels_table, out, run_progress
 from cliffbench.bench.progress.terminal import fail as _fail
-from cliffbench.bench.spec.study import StudySpec, flag_study, load_study
+from cliffbench.bench.spec.study import RunFlags, StudySpec, flag_study, load_study
 from cliffbench.cli.find_cliff import add_find_cliff_command
 from cliffbench.cli.matrix import add_matrix_command
 from cliffbench.cli.report import add_report_command
-from cliffbench.config import InputError
-from cliffbench.report.params import BenchmarkParams, field_default
+from cliffbench.config import InputError, field_default
 
 __all__ = ["app", "main"]
 
@@ -65,11 +64,11 @@ def prepare_model_cmd(
 
 
 def _default(name: str) -> Any:
-    return field_default(BenchmarkParams, name)  # `run`'s flag form is notebook 10's: one declaration
+    return field_default(RunFlags, name)
 
 
 def _help(name: str) -> str | None:
-    return BenchmarkParams.model_fields[name].description
+    return RunFlags.model_fields[name].description
 
 
 @app.command()

@@ -21,6 +21,7 @@ from cliffbench.decide.causes import latency_components, study_cliffs
 from cliffbench.decide.tree import DecisionTree
 from cliffbench.report import figures as fg
 from cliffbench.report.data import ReportData
+from cliffbench.report.names import engine_names
 
 __all__ = [
     "FIGURE_CAPTIONS",
@@ -35,6 +36,10 @@ __all__ = [
 ]
 
 FIGURE_CAPTIONS = {
+    "pareto": "Total output tokens per second against each user's speed (the inverse of TPOT p50, medians over "
+    "repeats), one curve per engine through its measured loads (the end points labelled with their users). "
+    "Upper right is better. Shaded: per-user speed within the TPOT budget; filled markers meet the whole SLO "
+    "(TTFT too) at that load, open ones do not.",
     "throughput": "Output tokens per second vs concurrent users (closed loop): median over repeats, band: "
     "their range (min-max).",
     "ttft": "Time to first token at the SLO percentile, over every submitted request of every repeat "
@@ -100,6 +105,7 @@ def make_figures(
     tree: DecisionTree | None = None,
 ) -> dict[str, Path]:
     """Draw every report figure (PNG + SVG under figures/<study>/); returns the SVG paths."""
+    people = engine_names(data)
     fg.set_style()
     res = data.results
     out = figure_dir(data.study)
@@ -114,11 +120,15 @@ def make_figures(
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     fg.plot_throughput(ax, res.levels, level_set)
     save(fig, "throughput")
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
     judge = SloJudge.of(res.study.slo, **({} if tree is None else tree.slo))
-    fg.plot_ttft_slo(
-        ax, pool_repeats(res.levels, res.requests, judge), level_set, judge.label("ttft_s"), judge.thresholds["ttft_s"]
-    )
+    judged = pool_repeats(res.levels, res.requests, judge)
+    panels = fg.pareto_panels(judged, level_set)
+    fig, axes = plt.subplots(1, len(panels), figsize=(7.5, 3.9), squeeze=False)
+    for ax, engines in zip(axes[0], panels, strict=True):
+        fg.plot_pareto(ax, judged, level_set, judge.thresholds.get("tpot_s", 1.0), engines, people)
+    save(fig, "pareto")
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    fg.plot_ttft_slo(ax, judged, level_set, judge.label("ttft_s"), judge.thresholds["ttft_s"])
     save(fig, "ttft")
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     fg.plot_itl(ax, res.tokens, res.requests, res.levels, level_set)

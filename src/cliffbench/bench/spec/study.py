@@ -196,6 +196,20 @@ class StudySpec(Spec):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
+class RunFlags(Spec):
+    """The flag form of `cliffbench run` (and of notebook 10): one engine over a list of user counts.
+    Declared here, beside the study it builds (`flag_study`), so the CLI and the notebook share it."""
+
+    engine: str = Field("", description=f"flag form instead of a study file: {' | '.join(ENGINE_KINDS)}")
+    slots: int | None = Field(None, gt=0, description="llamacpp-slots: number of slots")
+    url: str | None = Field(None, description="openai-http: base URL of a running server (.../v1)")
+    concurrency: list[int] = Field(default_factory=lambda: [1, 2, 4], description="flag form: users per level")
+    workload: str = Field("chat", description=f"flag form: {' | '.join(WORKLOAD_PRESETS)}")
+    requests_per_level: int = Field(8, gt=0, description="flag form: measured requests per level")
+    seed: int = Field(0, description="overrides the study's seed when not 0")
+    force: bool = Field(False, description="redo levels already stored")
+
+
 def cli_flag(name: str) -> str:
     """The `cliffbench run` flag of a flag-form field (field names as report.params.BenchmarkParams)."""
     return "--name" if name == "study_name" else "--" + name.replace("_", "-")

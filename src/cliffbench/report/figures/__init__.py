@@ -13,6 +13,7 @@ from __future__ import annotations
 from cliffbench.report.figures.audit import overhead_pairs, plot_ceiling_fraction, plot_serving_overhead
 from cliffbench.report.figures.cliff import plot_latency_components
 from cliffbench.report.figures.curves import plot_itl, plot_kv_memory, plot_throughput, plot_ttft, plot_ttft_slo
+from cliffbench.report.figures.pareto import pareto_panels, plot_pareto
 from cliffbench.report.figures.style import (
     PRINT_HEIGHT_IN,
     PRINT_WIDTH_IN,
@@ -30,12 +31,14 @@ __all__ = [
     "engine_palette",
     "overhead_pairs",
     "page_figsize",
+    "pareto_panels",
     "plot_ceiling_fraction",
     "plot_decision_tree",
     "plot_hol_blocking",
     "plot_itl",
     "plot_kv_memory",
     "plot_latency_components",
+    "plot_pareto",
     "plot_serving_overhead",
     "plot_throughput",
     "plot_timeline",
