@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cliffbench.bench.spec.workload import RagSpec, SessionsSpec, SharedPrefixSpec, WorkloadSpec
-from cliffbench.bench.workload.requests import sample_lengths
+from cliffbench.bench.workload.lengths import sample_lengths
 from cliffbench.engines.base import GenRequest
 from cliffbench.models.tokenizer import Tokenizer
 
