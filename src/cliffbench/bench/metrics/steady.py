@@ -12,7 +12,7 @@ import pandas as pd
 from cliffbench.bench.metrics.level import achieved_concurrency, summarize_level
 from cliffbench.bench.metrics.phases import TOO_SHORT, SteadyWindow
 
-__all__ = ["summarize_phases"]
+__all__ = ["measured_hit_rate", "summarize_phases"]
 
 Summary = dict[str, float | int | str]
 
@@ -66,4 +66,15 @@ def summarize_phases(
         steady["note"] = TOO_SHORT
     # the counts say what the level sent, whatever its phase (the window's split: `SteadyWindow`)
     steady.update({k: int(steady[k]) + int(transient[k]) for k in _COUNTS})
+    steady["hit_rate_measured"] = measured_hit_rate(measured[is_steady])
     return steady, transient
+
+
+def measured_hit_rate(requests: pd.DataFrame) -> float:
+    """Cached prompt tokens / prompt tokens, pooled over the ok `requests` whose engine told its
+    cached tokens (`cached_tokens` NaN: unknown, left out); NaN when none told."""
+    if "cached_tokens" not in requests:
+        return float("nan")
+    ok = requests[(requests["status"] == "ok") & requests["cached_tokens"].notna()]
+    prompt = float(ok["prompt_tokens"].sum())
+    return float(ok["cached_tokens"].sum()) / prompt if prompt > 0 else float("nan")
