@@ -144,6 +144,11 @@ NOTEBOOKS = {
             "for block in whitepaper_blocks(data, params, tree, figs, matrix, mfigs):\n"
             '    display(Markdown(block.text) if block.kind == "md" else HTML(block.text))'
         ),
+        code(
+            "if params.compare_to:  # cliffbench report --compare-to B\n"
+            "    from cliffbench.report.compare_report import comparison_section\n\n"
+            "    display(Markdown(comparison_section(params.study, params.compare_to, params.level_set)))"
+        ),
     ],
 }
 

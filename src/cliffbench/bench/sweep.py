@@ -56,6 +56,7 @@ from cliffbench.bench.store.levels import (
 )
 from cliffbench.bench.store.provenance import StudyManifest, collect_provenance
 from cliffbench.bench.store.tables import level_tables
+from cliffbench.bench.workload.reuse import theoretical_hit_rate
 from cliffbench.config import InputError
 from cliffbench.engines import make_engine
 from cliffbench.engines.base import Engine, engine_failure
@@ -153,6 +154,7 @@ async def _measure(
     requests["phase"], window = assign_phases(requests, run.ramp_s)
     slo = spec.slo.thresholds
     summary, transient = summarize_phases(requests, tokens, window, slo=slo, target_concurrency=level.concurrency)
+    summary = summary.model_copy(update={"hit_rate_theory": theoretical_hit_rate(reqs)})  # an ideal cache's
     # a level in which the engine died, or no request succeeded, measured nothing to judge by
     status, error = "ok", ""
     if died := engine_failure(engine):

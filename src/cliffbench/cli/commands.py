@@ -17,6 +17,7 @@ from rich.table import Table
 from cliffbench.bench.progress.terminal import ProgressReporter, err, levels_table, out, run_progress
 from cliffbench.bench.progress.terminal import fail as _fail
 from cliffbench.bench.spec.study import RunFlags, StudySpec, flag_study, load_study
+from cliffbench.cli.compare import add_compare_command
 from cliffbench.cli.find_cliff import add_find_cliff_command
 from cliffbench.cli.matrix import add_matrix_command
 from cliffbench.cli.report import add_report_command
@@ -28,6 +29,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 add_report_command(app)
 add_matrix_command(app)
 add_find_cliff_command(app)
+add_compare_command(app)
 
 
 @app.command("prepare-model")

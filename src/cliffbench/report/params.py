@@ -75,6 +75,9 @@ class AnalysisParams(Spec):
         2.0, gt=0, description="your TTFT objective, seconds (on the study's SLO percentile: p90 by default)"
     )
     tpot_slo_s: float = Field(0.25, gt=0, description="your TPOT p50 objective, seconds")
+    compare_to: str = Field(
+        "", description="a stored study name or study folder (e.g. a reference run) to compare this one with"
+    )
     # the tree from the reader's constraints (cliffbench.decide.constraints; peak_users is its traffic)
     reader_data: str = Field("any", description="constraint tree: where prompts may go: any, own-hardware, in-region")
     reader_gpu: str = Field("rent", description="constraint tree: none (a CPU box), rent, or the GPU you own")
@@ -147,6 +150,19 @@ class AnalysisParams(Spec):
 
         if problem := param_problem(str(info.field_name).removeprefix("matrix_"), v):
             raise ValueError(problem)
+        return v
+
+    @field_validator("compare_to")
+    @classmethod
+    def _compare_to(cls, v: str) -> str:
+        # a missing study fails here, before any notebook runs, not in the whitepaper's last cells
+        from cliffbench.decide.compare import open_study
+
+        if v:
+            try:
+                open_study(v, "compare_to")
+            except InputError as exc:
+                raise ValueError(str(exc).removeprefix("compare_to: ")) from None
         return v
 
     @field_validator("reader_data", "reader_gpu", "reader_traffic")

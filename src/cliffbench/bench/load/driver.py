@@ -27,7 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from cliffbench.bench.load.arrivals import closed_loop_think_times_s, poisson_offsets_s
 from cliffbench.bench.load.lag import LAG_PROBE_INTERVAL_S, LagProbe
 from cliffbench.bench.load.memory_probe import MemorySample, sample_memory
+from cliffbench.bench.load.sessions import SessionDraw
 from cliffbench.bench.load.users import Sent, SharedDraw, User, ramp_offsets_s, run_users
+from cliffbench.bench.workload.reuse import SessionPlan, SessionRequests
 from cliffbench.engines.base import Engine, GenRequest, RequestRejected
 
 __all__ = [
@@ -64,6 +66,8 @@ class RequestRecord:
     t_done_s: float = float("nan")  # the stream closed (or failed): the client stops holding the request
     token_times_s: list[float] = field(default_factory=list)
     user: int = -1  # the closed-loop user that sent it (-1: open loop)
+    token_ids: list[int] = field(default_factory=list)  # as generated: a session's next turn re-sends them
+    cached_tokens: float = float("nan")  # prompt tokens served from the engine's cache (NaN: unknown)
 
     @property
     def output_tokens(self) -> int:
@@ -133,11 +137,14 @@ async def _one(
 ) -> RequestRecord:
     rec = RequestRecord(req.request_id, warmup, req.prompt_tokens, req.max_tokens, time.perf_counter() - t0)
     rec.user = user
-    times = rec.token_times_s
+    times, ids = rec.token_times_s, rec.token_ids
     task = deadlines.enter()
     try:
         async for ev in engine.stream(req):
             times.append(ev.t_s - t0)
+            ids.append(ev.token_id)
+            if ev.cached_tokens is not None:
+                rec.cached_tokens = ev.cached_tokens
             if ev.t_scheduled_s is not None and len(times) == 1:
                 rec.t_scheduled_s = ev.t_scheduled_s - t0
     except RequestRejected as exc:
@@ -219,13 +226,19 @@ async def run_level(
     seed: int = 0,
     on_record: Callable[[RequestRecord], None] | None = None,
     probes: Probes = Probes(),
+    sessions: SessionPlan | None = None,
 ) -> LevelRun:
     """Run one level. Exactly one of `concurrency` (closed loop) or `rate_rps` (open loop).
     With `duration_s`, no request is submitted after that many seconds (in-flight ones finish).
     `ramp_s`: closed loop, the users start spread over it (`ramp_offsets_s`); open loop, it only
-    marks the fill-up phase. "auto": the median wall of the ok warm-up requests (0 without one)."""
+    marks the fill-up phase. "auto": the median wall of the ok warm-up requests (0 without one).
+    `sessions` (closed loop; taken from `requests` when it is a `SessionRequests`): the users hold
+    these conversations (`requests` is `sessions.requests`),
+    with the plan's think times between turns instead of `think_time_s`."""
     if (concurrency is None) == (rate_rps is None):
         raise ValueError("give exactly one of concurrency or rate_rps")
+    if sessions is None and isinstance(requests, SessionRequests):
+        sessions = requests.plan
     rng = np.random.default_rng(seed)
     records: list[RequestRecord] = []
     memory: list[MemorySample] = []
@@ -257,9 +270,13 @@ async def run_level(
             draws = closed_loop_think_times_s(concurrency, len(requests), think_time_s, rng)
             # plain floats, and None without think time: this path runs between a user's requests
             think = draws.tolist() if think_time_s > 0 else None
+            if sessions is not None:
+                think = sessions.think_s
             deadline = None if duration_s is None else time.perf_counter() + duration_s
             starts = ramp_offsets_s(concurrency, ramp, rng) if ramp > 0 else None
-            await _closed_loop(engine, list(requests), concurrency, t0, False, deadlines, think, deadline, done, starts)
+            await _closed_loop(
+                engine, list(requests), concurrency, t0, False, deadlines, think, deadline, done, starts, sessions
+            )
         else:
             assert rate_rps is not None
             offsets = poisson_offsets_s(len(requests), rate_rps, burstiness, rng)
@@ -292,14 +309,16 @@ async def _closed_loop(
     deadline: float | None,
     done: Callable[[RequestRecord], None],
     starts_s: np.ndarray | None = None,
+    sessions: SessionPlan | None = None,
 ) -> None:
-    """`n_users` users (fewer when there are fewer requests) drawing from `reqs` (`SharedDraw`)."""
-    draw = SharedDraw(reqs)
+    """`n_users` users (fewer when there are fewer requests) drawing from `reqs` (`SharedDraw`), or
+    holding the conversations of `sessions`."""
+    draw: SharedDraw | SessionDraw = SharedDraw(reqs) if sessions is None else SessionDraw(sessions)
 
     async def send(user: int, req: GenRequest) -> Sent:
         rec = await _one(engine, req, t0, warmup, deadlines, user)
         done(rec)
-        return Sent(req, rec.status, rec.output_tokens)
+        return Sent(req, rec.status, rec.output_tokens, tuple(rec.token_ids))
 
     n = min(n_users, len(reqs))
     offsets = [0.0] * n if starts_s is None else [float(x) for x in starts_s[:n]]

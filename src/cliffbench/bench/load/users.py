@@ -34,11 +34,13 @@ FloatArray = npt.NDArray[np.float64]
 
 @dataclass(frozen=True, slots=True)
 class Sent:
-    """What a user's previous request returned: its request, status and answer length."""
+    """What a user's previous request returned: its request, status, answer length and the answer's
+    token ids as generated (-1s where the engine only sees text)."""
 
     request: GenRequest
     status: str
     output_tokens: int
+    output_token_ids: tuple[int, ...] = ()
 
 
 class UserScript(Protocol):

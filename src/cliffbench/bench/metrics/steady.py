@@ -13,7 +13,7 @@ from cliffbench.bench.metrics.level import achieved_concurrency, summarize_level
 from cliffbench.bench.metrics.phases import TOO_SHORT, SteadyWindow
 from cliffbench.bench.metrics.summary import LevelSummary, RequestCounts, Throughput
 
-__all__ = ["summarize_phases"]
+__all__ = ["measured_hit_rate", "summarize_phases"]
 
 
 def _window_rates(
@@ -65,4 +65,15 @@ def summarize_phases(
         steady = steady.model_copy(update={"note": TOO_SHORT})
     # the counts say what the level sent, whatever its phase (the window's split: `SteadyWindow`)
     both = {k: getattr(steady.counts, k) + getattr(transient.counts, k) for k in RequestCounts.model_fields}
-    return steady.model_copy(update={"counts": RequestCounts(**both)}), transient
+    hit_rate = measured_hit_rate(measured[is_steady])
+    return steady.model_copy(update={"counts": RequestCounts(**both), "hit_rate_measured": hit_rate}), transient
+
+
+def measured_hit_rate(requests: pd.DataFrame) -> float:
+    """Cached prompt tokens / prompt tokens, pooled over the ok `requests` whose engine told its
+    cached tokens (`cached_tokens` NaN: unknown, left out); NaN when none told."""
+    if "cached_tokens" not in requests:
+        return float("nan")
+    ok = requests[(requests["status"] == "ok") & requests["cached_tokens"].notna()]
+    prompt = float(ok["prompt_tokens"].sum())
+    return float(ok["cached_tokens"].sum()) / prompt if prompt > 0 else float("nan")

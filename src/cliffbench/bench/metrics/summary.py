@@ -114,11 +114,18 @@ class LevelSummary(_Record):
     target_concurrency: int | None = Field(None, description="the level's users (None: an open-loop level)")
     latency: Latencies
     note: str = ""
+    hit_rate_measured: float | None = Field(
+        None, description="cached / prompt tokens the engine told (NaN: it told none; None: not a steady summary)"
+    )
+    hit_rate_theory: float | None = Field(
+        None, description="what an infinite prefix cache would serve of the level's prompts (None: stored before)"
+    )
 
     def columns(self) -> dict[str, Column]:
         """The flat columns of the `levels` table, in their order: `n_ok`..., `output_tok_s`...,
         then per latency metric `_mean`, `_p50`..`_p99` and the intervals `_p50_lo`, `_p50_hi`,
-        `_p50_ci_level`... of the percentiles that have one, then `note`."""
+        `_p50_ci_level`... of the percentiles that have one, then `note`, then the prefix-cache hit
+        rates where they are known."""
         out: dict[str, Column] = {**self.counts.model_dump(), "duration_s": self.duration_s}
         out.update(self.throughput.model_dump())
         out["slo_attainment"] = self.slo_attainment
@@ -133,6 +140,10 @@ class LevelSummary(_Record):
                         {f"{name}_{q}_lo": p.ci.lo, f"{name}_{q}_hi": p.ci.hi, f"{name}_{q}_ci_level": p.ci.level}
                     )
         out["note"] = self.note
+        for name in ("hit_rate_measured", "hit_rate_theory"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
         return out
 
     @classmethod
@@ -164,4 +175,6 @@ class LevelSummary(_Record):
             target_concurrency=None if math.isnan(target) else int(target),
             latency=Latencies(**{m: stats(m) for m in LATENCY_METRICS}),
             note=str(flat.get("note", "")),
+            hit_rate_measured=num("hit_rate_measured") if "hit_rate_measured" in flat else None,
+            hit_rate_theory=num("hit_rate_theory") if "hit_rate_theory" in flat else None,
         )

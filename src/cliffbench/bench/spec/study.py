@@ -80,6 +80,14 @@ class LevelSetSpec(Spec):
     workload: WorkloadSpec = WorkloadSpec()
     load: LoadSpec = LoadSpec()
 
+    @model_validator(mode="after")
+    def _sessions_closed_loop(self) -> LevelSetSpec:
+        # a conversation's next turn waits for its previous answer: only a closed-loop user in
+        # this process can hold it (an open loop or client processes would send stand-in answers)
+        if self.workload.kind == "sessions" and (self.load.arrival != "closed" or self.load.client_processes > 1):
+            raise ValueError("workload kind 'sessions' needs load.arrival 'closed' and client_processes 1")
+        return self
+
 
 class BusySpec(Spec):
     """The busy-machine guard: CPU used by processes outside the kit during a level, in cores."""

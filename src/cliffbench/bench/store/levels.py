@@ -19,7 +19,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,6 +62,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 LEVEL_FILE = "level.json"
+TABLES = ("requests", "tokens", "memory")
 SWEEP_COLUMNS = [
     "engine",
     "engine_kind",
@@ -245,9 +246,12 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def level_problem(folder: Path, info: LevelInfo) -> str | None:
-    """What is wrong with a stored level's files (missing, truncated, altered), or None."""
+def level_problem(folder: Path, info: LevelInfo, only: Collection[str] | None = None) -> str | None:
+    """What is wrong with a stored level's files (missing, truncated, altered), or None; with
+    `only`, of those tables alone (`requests`: a compact copy may leave the per-token tables out)."""
     for name, want in info.files.items():
+        if only is not None and name.removesuffix(".parquet") not in only:
+            continue
         f = folder / name
         if not f.is_file():
             return f"{name} is missing"
@@ -292,7 +296,7 @@ def stored_levels(study: str, engine: str, level_set: str, root: Path | None = N
 def read_level_tables(study: str, key: str, root: Path | None = None) -> dict[str, pd.DataFrame]:
     """A stored level's tables, by name (requests, tokens, memory)."""
     folder = study_dir(study, root) / "levels" / key
-    return {name: pd.read_parquet(folder / f"{name}.parquet") for name in ("requests", "tokens", "memory")}
+    return {name: pd.read_parquet(folder / f"{name}.parquet") for name in TABLES}
 
 
 def write_manifest(study: str, manifest: StudyManifest, root: Path | None = None) -> Path:
@@ -344,8 +348,10 @@ def _level_row(info: LevelInfo) -> dict[str, object]:
     return row
 
 
-def load_results(study: str, root: Path | None = None) -> Results:
-    """Read a stored study into tidy DataFrames (sweep parameters as columns of every table)."""
+def load_results(study: str, root: Path | None = None, tables: Collection[str] = TABLES) -> Results:
+    """Read a stored study into tidy DataFrames (sweep parameters as columns of every table). With
+    `tables` a subset, the others are empty and only the files read are checked: a comparison needs
+    the requests, not the per-token rows (which a compact reference copy leaves out)."""
     d = study_dir(study, root) / "levels"
     # a dot-folder is a level being written, or what a killed writer left of one: never a level
     folders = sorted(p for p in d.glob("[!.]*") if (p / LEVEL_FILE).is_file()) if d.is_dir() else []
@@ -359,7 +365,7 @@ def load_results(study: str, root: Path | None = None) -> Results:
         except ValueError as exc:
             damaged[p.name] = f"{LEVEL_FILE} unreadable: {str(exc).splitlines()[0]}"
             continue
-        problem = level_problem(p, info)
+        problem = level_problem(p, info, tables)
         if problem:
             damaged[p.name] = problem
             continue
@@ -375,6 +381,8 @@ def load_results(study: str, root: Path | None = None) -> Results:
 
     def table(name: str) -> pd.DataFrame:
         parts = []
+        if name not in tables:
+            return pd.DataFrame(columns=SWEEP_COLUMNS)
         for p, info in zip(folders, infos, strict=True):
             f = p / f"{name}.parquet"
             if f.is_file():

@@ -26,6 +26,7 @@ def level_tables(run: LevelRun) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFram
                 "status": r.status,
                 "error": r.error,
                 "prompt_tokens": r.prompt_tokens,
+                "cached_tokens": r.cached_tokens,
                 "max_tokens": r.max_tokens,
                 "output_tokens": len(t),
                 "t_submit_s": r.t_submit_s,
