@@ -14,7 +14,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any, NoReturn
 
 import pytest
@@ -169,11 +169,14 @@ def _deliverable_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def cli_process(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    """`python -m cliffbench.cli ARGS` in the background, stdout and stderr merged into one text
-    pipe, able to receive the signals the test sends it whatever launched the test run."""
+def cli_process(
+    *args: str, env: dict[str, str] | None = None, entry: Sequence[str] = ("-m", "cliffbench.cli")
+) -> subprocess.Popen[str]:
+    """`python -m cliffbench.cli ARGS` (or `python ENTRY ARGS`) in the background, stdout and stderr
+    merged into one text pipe, able to receive the signals the test sends it whatever launched the
+    test run."""
     return subprocess.Popen(
-        [sys.executable, "-m", "cliffbench.cli", *args],
+        [sys.executable, *entry, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cliffbench.bench import sweep
+from cliffbench.bench import engine_pool, sweep
 from cliffbench.bench.plan import study_tokenizer
 from cliffbench.bench.progress import LevelTask
 from cliffbench.bench.store import SWEEP_COLUMNS, LevelInfo, load_results
@@ -153,7 +153,7 @@ def test_engine_start_failure_is_stored_and_the_sweep_goes_on(tmp_path: Path, mo
             monkeypatch.setattr(engine, "start", boom)
         return engine
 
-    monkeypatch.setattr(sweep, "make_engine", make)
+    monkeypatch.setattr(engine_pool, "make_engine", make)
     sweep.run_study(_spec(WIDE, NARROW, name="broken"), root=tmp_path)
     lv = load_results("broken", root=tmp_path).levels
     narrow, wide = lv[lv.engine == "narrow"], lv[lv.engine == "wide"]

@@ -20,7 +20,7 @@ import yaml
 from typer.testing import CliRunner
 
 from cliffbench import cli
-from cliffbench.bench import store, sweep
+from cliffbench.bench import engine_pool, store, sweep
 from cliffbench.bench.store import load_results, study_lock
 from cliffbench.config import InputError
 from cliffbench.engines import make_engine
@@ -100,7 +100,7 @@ def test_full_disk_while_storing_a_failed_level_stops_the_same_way(
         monkeypatch.setattr(engine, "start", boom)
         return engine
 
-    monkeypatch.setattr(sweep, "make_engine", make)
+    monkeypatch.setattr(engine_pool, "make_engine", make)
     before = snapshot()
     with monkeypatch.context() as mp:
         _fill_disk_after_one_level(mp)

@@ -19,7 +19,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,6 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from cliffbench.bench.cluster_node import NodeInfo
-from cliffbench.bench.faults import pause
 from cliffbench.bench.loadgen import ClientInfo
 from cliffbench.bench.study import StudySpec
 from cliffbench.config import RESULTS_DIR, InputError
@@ -243,8 +242,10 @@ def write_level(
     tokens: pd.DataFrame,
     memory: pd.DataFrame,
     root: Path | None = None,
+    before_rename: Callable[[], None] | None = None,
 ) -> Path:
-    """Write one level atomically (temp folder + rename); replaces an older copy of the level."""
+    """Write one level atomically (temp folder + rename); replaces an older copy of the level.
+    `before_rename` is called once every file is in the temporary folder (bench/phases.py's `store`)."""
     final = study_dir(info.study, root) / "levels" / info.level_key
     remove_stale(final.parent, final.name)  # what a writer killed mid-write left of this level
     files: dict[str, StoredFile] = {}
@@ -255,7 +256,8 @@ def write_level(
             files[path.name] = StoredFile(rows=len(df), sha256=_sha256(path))
         info = info.model_copy(update={"files": files})
         (tmp / LEVEL_FILE).write_text(info.model_dump_json(indent=2))
-        pause("store", info.level_key)
+        if before_rename is not None:
+            before_rename()
     return final
 
 
