@@ -36,11 +36,11 @@ from typing import Any
 
 import pandas as pd
 
-from cliffbench.bench.provenance import collect_provenance
-from cliffbench.bench.repeats import SloJudge, pool_repeats
-from cliffbench.bench.search import read_searches
-from cliffbench.bench.store import load_results, study_dir
-from cliffbench.bench.study import StudySpec
+from cliffbench.bench.metrics.repeats import SloJudge, pool_repeats
+from cliffbench.bench.search.bracket import read_searches
+from cliffbench.bench.spec.study import StudySpec
+from cliffbench.bench.store.levels import load_results, study_dir
+from cliffbench.bench.store.provenance import collect_provenance
 from cliffbench.bench.sweep import run_study_async
 from cliffbench.engines import make_engine
 

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from cliffbench.bench.provenance import collect_provenance
-from cliffbench.bench.study import load_study
+from cliffbench.bench.spec.study import load_study
+from cliffbench.bench.store.provenance import collect_provenance
 from cliffbench.config import DATA_DIR, PROJECT_ROOT
 
 OUT = Path(__file__).parent / "results" / "cluster_overhead.json"
@@ -42,7 +42,7 @@ def one_run(study: Path, name: str, cluster: bool) -> dict[str, Any]:
         for entry in DATA_DIR.iterdir():
             if entry.name != "results":
                 (root / "data" / entry.name).symlink_to(entry)
-        args = [sys.executable, "-m", "cliffbench.cli", "run", str(study), "--wait-quiet-s", "0"]
+        args = [sys.executable, "-m", "cliffbench", "run", str(study), "--wait-quiet-s", "0"]
         args += ["--cluster", "local"] if cluster else []
         env = {**os.environ, "CLIFFBENCH_ROOT": str(root)}
         t0 = time.monotonic()

@@ -34,10 +34,11 @@ from typing import Any, cast
 import numpy as np
 from rich.console import Console
 
-from cliffbench.bench.loadgen import Probes, run_level
-from cliffbench.bench.provenance import collect_provenance
-from cliffbench.bench.study import load_study
-from cliffbench.bench.workload import build_requests
+from cliffbench.bench.load.driver import Probes, run_level
+from cliffbench.bench.progress.terminal import ProgressReporter, run_progress
+from cliffbench.bench.spec.study import load_study
+from cliffbench.bench.store.provenance import collect_provenance
+from cliffbench.bench.workload.requests import build_requests
 from cliffbench.config import PROJECT_ROOT
 from cliffbench.engines import Engine, GenRequest, make_engine
 from cliffbench.engines.llamacpp import FLASH_ATTN_TYPE
@@ -45,7 +46,6 @@ from cliffbench.engines.specs import EngineSpec, LlamaCppSpec, VllmSpec, omp_bin
 from cliffbench.models import prepare_model, resolve_model
 from cliffbench.models.spec import ModelSpec
 from cliffbench.models.tokenizer import model_tokenizer
-from cliffbench.report.terminal import ProgressReporter, run_progress
 
 OUT = Path(__file__).parent / "results" / "engine_overhead.json"
 STUDY = PROJECT_ROOT / "studies" / "default.yaml"

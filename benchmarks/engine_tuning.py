@@ -12,7 +12,7 @@ is timed). Repeats are interleaved: round r measures every configuration once, i
 rotated by r, so slow drift of the machine hits all alike; repeat r of the study is measured in
 round r (`only=`). Busy levels are flagged, not rerun.
 
-Writes benchmarks/results/engine_tuning.json (bench/tuning.py's TuningSweep: per configuration the
+Writes benchmarks/results/engine_tuning.json (bench/store/tuning.py's TuningSweep: per configuration the
 per-repeat output tok/s, TTFT p50 and start time, the engine's describe(), the machine's CPU model
 and flags), then prints each configuration beside its family's best and the cross-family ratios.
 
@@ -44,11 +44,11 @@ from typing import Any
 
 from cliffbench.bench.plan import ordered_work, plan_levels
 from cliffbench.bench.probes import local_hardware
-from cliffbench.bench.provenance import collect_provenance
-from cliffbench.bench.store import load_results, write_manifest
-from cliffbench.bench.study import StudySpec, load_study
+from cliffbench.bench.spec.study import StudySpec, load_study
+from cliffbench.bench.store.levels import load_results, write_manifest
+from cliffbench.bench.store.provenance import collect_provenance
+from cliffbench.bench.store.tuning import TuningRun, TuningSweep
 from cliffbench.bench.sweep import run_study_async
-from cliffbench.bench.tuning import TuningRun, TuningSweep, family_of
 from cliffbench.config import PROJECT_ROOT
 from cliffbench.engines import make_engine
 from cliffbench.models import prepare_model
@@ -131,7 +131,7 @@ def _runs(
     for spec in specs:
         es = spec.engines[0]
         levels = load_results(spec.name, root).levels.sort_values("repeat")
-        family = family_of(es.kind)
+        family = es.family
         assert family is not None  # configurations() builds only llama.cpp and vLLM specs
         for users in sorted(int(u) for u in levels["concurrency"].unique()):
             g = levels[levels["concurrency"] == users]

@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from cliffbench.bench.loadgen import RequestRecord, run_level
-from cliffbench.bench.provenance import collect_provenance
-from cliffbench.bench.study import WorkloadSpec
-from cliffbench.bench.workload import build_requests
+from cliffbench.bench.load.driver import RequestRecord, run_level
+from cliffbench.bench.spec.study import WorkloadSpec
+from cliffbench.bench.store.provenance import collect_provenance
+from cliffbench.bench.workload.requests import build_requests
 from cliffbench.engines import GenRequest, make_engine
 from cliffbench.engines.specs import LlamaCppSlotsSpec, OpenAIHttpSpec, VllmSpec
 from cliffbench.models import prepare_model

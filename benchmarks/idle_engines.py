@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 import psutil
 
-from cliffbench.bench.loadgen import run_level
-from cliffbench.bench.provenance import collect_provenance
-from cliffbench.bench.study import load_study
-from cliffbench.bench.workload import build_requests
+from cliffbench.bench.load.driver import run_level
+from cliffbench.bench.spec.study import load_study
+from cliffbench.bench.store.provenance import collect_provenance
+from cliffbench.bench.workload.requests import build_requests
 from cliffbench.config import PROJECT_ROOT
 from cliffbench.engines import Engine, make_engine
 from cliffbench.models.tokenizer import model_tokenizer

@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from cliffbench.bench.arrivals import poisson_offsets_s
-from cliffbench.bench.loadgen import LAG_PROBE_INTERVAL_S, run_level
-from cliffbench.bench.metrics import achieved_concurrency
+from cliffbench.bench.load.arrivals import poisson_offsets_s
+from cliffbench.bench.load.driver import LAG_PROBE_INTERVAL_S, run_level
+from cliffbench.bench.metrics.level import achieved_concurrency
 from cliffbench.engines.base import GenRequest
 from cliffbench.engines.fake import FakeEngine
 from cliffbench.hardware import cpu_info

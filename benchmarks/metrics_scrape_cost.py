@@ -4,7 +4,7 @@ An OpenAI-compatible stub on a thread of its own (127.0.0.1) streams 32 tokens p
 every 5 ms, and serves at /metrics a page the size of vLLM's (~85 KB: 30 histograms of 30 buckets
 beside the metrics the kit reads). The same closed-loop level runs through the openai-http engine
 with the scrape on (every 0.3 s, the kit's interval) and off (the stub answers 404), alternating,
-and the harness's own event-loop lag (bench.loadgen's probe) is compared. A quick check on a
+and the harness's own event-loop lag (bench.load.driver's probe) is compared. A quick check on a
 shared machine: it says whether the scrape shows in the lag, not the lag of a quiet machine.
 
     .venv/bin/python benchmarks/metrics_scrape_cost.py [--users 16] [--requests 480] [--rounds 3]
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cliffbench.bench.loadgen import run_level
+from cliffbench.bench.load.driver import run_level
 from cliffbench.engines import GenRequest, make_engine
 from cliffbench.engines.specs import OpenAIHttpSpec
 

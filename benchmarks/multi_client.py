@@ -48,10 +48,10 @@ import numpy as np
 import pandas as pd
 import psutil
 
-from cliffbench.bench.loadgen import RequestRecord
-from cliffbench.bench.progress import LevelTask
-from cliffbench.bench.store import LevelInfo, load_results
-from cliffbench.bench.study import StudySpec
+from cliffbench.bench.load.driver import RequestRecord
+from cliffbench.bench.progress.reporter import LevelTask
+from cliffbench.bench.spec.study import StudySpec
+from cliffbench.bench.store.levels import LevelInfo, load_results
 from cliffbench.bench.sweep import run_study
 from cliffbench.hardware import cpu_info
 
@@ -249,7 +249,7 @@ class ServerCpu:
 def _steady(requests: pd.DataFrame, users: int) -> float:
     """Achieved concurrency while every user is active: from the moment the last user sent its
     first request to the last submit (the level's duration is over after it: users stop)."""
-    from cliffbench.bench.metrics import achieved_concurrency
+    from cliffbench.bench.metrics.level import achieved_concurrency
 
     m = requests[~requests["warmup"]]
     starts = np.sort(m["t_submit_s"].to_numpy())

@@ -22,11 +22,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from cliffbench.bench.loadgen import run_level
-from cliffbench.bench.progress import LevelTask, ProgressFile
-from cliffbench.bench.provenance import collect_provenance
-from cliffbench.bench.study import WorkloadSpec
-from cliffbench.bench.workload import build_requests
+from cliffbench.bench.load.driver import run_level
+from cliffbench.bench.progress.reporter import LevelTask, ProgressFile
+from cliffbench.bench.spec.study import WorkloadSpec
+from cliffbench.bench.store.provenance import collect_provenance
+from cliffbench.bench.workload.requests import build_requests
 from cliffbench.engines import make_engine
 from cliffbench.engines.specs import FakeSpec
 from cliffbench.models.tokenizer import CharTokenizer

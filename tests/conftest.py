@@ -26,8 +26,8 @@ import pytest
 # CLI must not sit out its 60-s wait for a quiet machine (tests/test_cli.py checks the wait itself)
 os.environ.setdefault("CLIFFBENCH_WAIT_QUIET_S", "0")
 
-from cliffbench.bench.store import LevelInfo
-from cliffbench.bench.study import StudySpec
+from cliffbench.bench.spec.study import StudySpec
+from cliffbench.bench.store.levels import LevelInfo
 from cliffbench.config import MODELS_DIR
 from cliffbench.engines.registry import ENGINE_CLASSES
 from cliffbench.engines.servers import ManagedServer
@@ -201,9 +201,9 @@ def _deliverable_sigint() -> None:
 
 
 def cli_process(
-    *args: str, env: dict[str, str] | None = None, entry: Sequence[str] = ("-m", "cliffbench.cli")
+    *args: str, env: dict[str, str] | None = None, entry: Sequence[str] = ("-m", "cliffbench")
 ) -> subprocess.Popen[str]:
-    """`python -m cliffbench.cli ARGS` (or `python ENTRY ARGS`) in the background, stdout and stderr
+    """`python -m cliffbench ARGS` (or `python ENTRY ARGS`) in the background, stdout and stderr
     merged into one text pipe, able to receive the signals the test sends it whatever launched the
     test run."""
     return subprocess.Popen(

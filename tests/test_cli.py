@@ -244,7 +244,7 @@ level_sets:
 def test_run_fake_study_needs_no_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fixed_probe: None) -> None:
     import signal
 
-    from cliffbench.bench import store
+    from cliffbench.bench.store import levels as store
 
     monkeypatch.setattr(store, "RESULTS_DIR", tmp_path / "results")
     monkeypatch.setattr(signal, "signal", lambda *_: None)  # `run` installs a SIGTERM handler: not in pytest
@@ -314,9 +314,9 @@ def test_run_start_check_lines(
     last: float | None,
     lines: list[str],
 ) -> None:
-    from cliffbench import cli
-    from cliffbench.bench import busy
-    from cliffbench.bench.study import flag_study
+    from cliffbench.bench.load import busy
+    from cliffbench.bench.spec.study import flag_study
+    from cliffbench.cli import commands as cli
 
     def load(cores: float) -> busy.ForeignLoad:
         return busy.ForeignLoad(foreign_cores=cores, steal_cores=0.0, loadavg_1m=1.5, wall_s=1.0)

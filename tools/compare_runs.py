@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from cliffbench.audit.claims import load_claims
-from cliffbench.bench.repeats import SloJudge, pool_repeats
-from cliffbench.bench.store import load_results
+from cliffbench.bench.metrics.repeats import SloJudge, pool_repeats
+from cliffbench.bench.store.levels import load_results
 from cliffbench.config import PROJECT_ROOT
 from cliffbench.report.data import ReportData
 from cliffbench.report.sections.common import measured_levels

@@ -65,12 +65,12 @@ NOTEBOOKS = {
             "print(spec.to_yaml())"
         ),
         code(
-            "from cliffbench.bench.progress import ProgressFile, TeeReporter, TqdmReporter, progress_path\n"
+            "from cliffbench.bench.progress.reporter import ProgressFile, TeeReporter, TqdmReporter, progress_path\n"
             "from cliffbench.bench.sweep import run_study_async\n"
             "# the progress file is what `cliffbench report` shows on the terminal while this cell runs\n"
             "reporter = TeeReporter(TqdmReporter(), ProgressFile(progress_path(spec.name)))\n"
             "if params.cluster:  # each engine's levels on a Ray node (README: Running a study on a Ray cluster)\n"
-            "    from cliffbench.bench.cluster import run_study_cluster\n\n"
+            "    from cliffbench.bench.cluster.driver import run_study_cluster\n\n"
             "    run_study_cluster(spec, params.cluster, force=params.force, reporter=reporter)\n"
             "else:\n"
             "    await run_study_async(spec, force=params.force, reporter=reporter)"

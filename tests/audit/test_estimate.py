@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cliffbench.audit.estimate import estimate_study, target_hardware
-from cliffbench.bench.study import load_study
+from cliffbench.bench.spec.study import load_study
 from cliffbench.cli import app
 from cliffbench.config import PROJECT_ROOT, InputError
 from cliffbench.hardware import HARDWARE

@@ -22,7 +22,7 @@ from cliffbench.audit.shape_verdicts import (
     shape_verdicts,
 )
 from cliffbench.bench.probes import local_hardware
-from cliffbench.bench.store import Results
+from cliffbench.bench.store.levels import Results
 
 SMOL = MODELS["smollm2-135m"]
 SHAPES = {k: getattr(SMOL, k) for k in ("n_params", "n_layers", "n_kv_heads", "head_dim", "hidden_size")}

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from cliffbench.bench import plan, sweep
-from cliffbench.bench.clients import run_split
-from cliffbench.bench.store import load_results
-from cliffbench.bench.study import StudySpec
+from cliffbench.bench.load.clients import run_split
+from cliffbench.bench.spec.study import StudySpec
+from cliffbench.bench.store.levels import load_results
 
 pytestmark = pytest.mark.engine
 
@@ -93,7 +93,7 @@ def test_no_orphan_threads_after_sweep(model: Any, tmp_path: Path) -> None:
 
 
 def test_plan_levels_index_and_request_counts(model: Any, tokenizer: Any) -> None:
-    from cliffbench.bench.study import load_study
+    from cliffbench.bench.spec.study import load_study
 
     spec = load_study(Path(__file__).resolve().parents[2] / "studies" / "default.yaml")
     levels = plan.plan_levels(spec)

@@ -12,9 +12,9 @@ import pytest
 
 from cliffbench.bench import engine_pool, sweep
 from cliffbench.bench.plan import study_tokenizer
-from cliffbench.bench.progress import LevelTask
-from cliffbench.bench.store import SWEEP_COLUMNS, LevelInfo, load_results
-from cliffbench.bench.study import StudySpec
+from cliffbench.bench.progress.reporter import LevelTask
+from cliffbench.bench.spec.study import StudySpec
+from cliffbench.bench.store.levels import SWEEP_COLUMNS, LevelInfo, load_results
 from cliffbench.config import InputError
 from cliffbench.engines import make_engine
 from cliffbench.engines.specs import FakeSpec
@@ -181,7 +181,7 @@ def test_a_second_run_of_a_running_study_is_refused_and_a_dead_holder_frees_it(t
     import os
     import signal
 
-    from cliffbench.bench.store import study_lock
+    from cliffbench.bench.store.levels import study_lock
 
     # the holder: a fork of this process (no fresh interpreter importing the kit: seconds of CPU)
     # that takes the lock, says so on a pipe and waits to be killed

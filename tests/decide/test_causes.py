@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from cliffbench.bench import sweep
-from cliffbench.bench.repeats import SloJudge, pool_repeats
-from cliffbench.bench.search import read_searches
-from cliffbench.bench.store import load_results, study_dir
-from cliffbench.bench.study import StudySpec
+from cliffbench.bench.metrics.repeats import SloJudge, pool_repeats
+from cliffbench.bench.search.bracket import read_searches
+from cliffbench.bench.spec.study import StudySpec
+from cliffbench.bench.store.levels import load_results, study_dir
 from cliffbench.decide.causes import cliff_cause, latency_components, study_cliffs
 from cliffbench.report.data import ReportData
 from cliffbench.report.sections import cliff_section

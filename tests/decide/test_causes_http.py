@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cliffbench.bench.repeats import SloJudge
-from cliffbench.bench.store import Results
+from cliffbench.bench.metrics.repeats import SloJudge
+from cliffbench.bench.store.levels import Results
 from cliffbench.decide.causes import cliff_cause, latency_components, queue_estimates
 
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cliffbench.bench.store import Results
+from cliffbench.bench.store.levels import Results
 from cliffbench.cli import app
 from cliffbench.config import InputError
 from cliffbench.decide import matrix as mx
@@ -197,7 +197,7 @@ def test_rendered_path_and_readers_table(data: mx.MatrixData, study: MeasuredStu
 
 
 def test_cli_recommend_takes_the_questions(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("cliffbench.bench.store.load_results", lambda study: _results())
+    monkeypatch.setattr("cliffbench.bench.store.levels.load_results", lambda study: _results())
     runner = CliRunner()
     args = ["recommend", "--users", "2", "--study", "cpu-box", "--data", "own-hardware", "--gpu", "none"]
     result = runner.invoke(app, args)

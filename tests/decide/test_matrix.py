@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cliffbench.bench.store import Results
+from cliffbench.bench.store.levels import Results
 from cliffbench.config import InputError
 from cliffbench.decide import matrix as mx
 from cliffbench.report import matrix_pdf as mxr
@@ -228,7 +228,7 @@ def test_measured_study_used_when_gpu_matches(data: mx.MatrixData, monkeypatch: 
         }
     )
     res = Results(pd.DataFrame(), pd.DataFrame(), levels, pd.DataFrame(), {"gpu": [{"name": "NVIDIA A100-SXM4-40GB"}]})
-    monkeypatch.setattr("cliffbench.bench.store.load_results", lambda study: res)
+    monkeypatch.setattr("cliffbench.bench.store.levels.load_results", lambda study: res)
     p = mx.MatrixParams(users=16, study="gpu-study", gpu_prices={"a100-40gb": 3.6})
     r = mx.evaluate(p, data)
     assert r.throughput_source["vllm"] == "measured: study gpu-study, engine vllm, model as stored"

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from cliffbench.bench.repeats import SloJudge, paired_ratio, pool_repeats
+from cliffbench.bench.metrics.repeats import SloJudge, paired_ratio, pool_repeats
 from cliffbench.decide.tree import (
     Leaf,
     UserProfile,

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from cliffbench.bench.study import StudySpec, load_study
+from cliffbench.bench.spec.study import StudySpec, load_study
 from cliffbench.config import InputError
 from cliffbench.engines import RequestRejected, defaults
 from cliffbench.engines.base import GenRequest

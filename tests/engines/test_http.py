@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from cliffbench.bench.loadgen import run_level
+from cliffbench.bench.load.driver import run_level
 from cliffbench.config import InputError, parse_spec
 from cliffbench.engines import EngineError, GenRequest, make_engine
 from cliffbench.engines.base import TokenEvent

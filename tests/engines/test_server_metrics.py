@@ -9,7 +9,7 @@ import asyncio
 import math
 from typing import Any
 
-from cliffbench.bench.loadgen import MEMORY_COLUMNS, run_level
+from cliffbench.bench.load.driver import MEMORY_COLUMNS, run_level
 from cliffbench.engines import GenRequest
 from cliffbench.engines.server_metrics import MetricsScraper, metrics_url, parse_metrics
 from tests.engines.test_http import _response, _sse, _sse_response, _tok, serving

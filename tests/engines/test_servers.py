@@ -17,10 +17,10 @@ import psutil
 import pytest
 import yaml
 
-from cliffbench.bench.loadgen import RequestRecord
-from cliffbench.bench.progress import LevelTask
-from cliffbench.bench.store import load_results, study_dir
-from cliffbench.bench.study import StudySpec
+from cliffbench.bench.load.driver import RequestRecord
+from cliffbench.bench.progress.reporter import LevelTask
+from cliffbench.bench.spec.study import StudySpec
+from cliffbench.bench.store.levels import load_results, study_dir
 from cliffbench.config import InputError
 from cliffbench.engines import GenRequest, make_engine
 from cliffbench.engines.http import OpenAIHttpEngine
@@ -78,7 +78,7 @@ def test_missing_binary_is_named(model: Any, tmp_path: Path) -> None:
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cliffbench.cli", *args],
+        [sys.executable, "-m", "cliffbench", *args],
         capture_output=True,
         text=True,
         timeout=120,

@@ -10,7 +10,7 @@ from typing import Any
 import psutil
 import pytest
 
-from cliffbench.bench.loadgen import MEMORY_COLUMNS, LevelRun, run_level
+from cliffbench.bench.load.driver import MEMORY_COLUMNS, LevelRun, run_level
 from cliffbench.engines import GenRequest, make_engine
 from cliffbench.engines.http import OpenAIHttpEngine
 from cliffbench.engines.specs import OpenAIHttpSpec

@@ -22,9 +22,9 @@ from typing import Any
 
 import psutil
 
-from cliffbench.bench.progress import LevelTask
-from cliffbench.bench.store import LevelInfo
-from cliffbench.bench.study import StudySpec
+from cliffbench.bench.progress.reporter import LevelTask
+from cliffbench.bench.spec.study import StudySpec
+from cliffbench.bench.store.levels import LevelInfo
 from cliffbench.config import DATA_DIR
 from tests.conftest import cli_process
 from tests.faults.paused_cli import PAUSED

@@ -19,9 +19,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cliffbench import cli
-from cliffbench.bench import engine_pool, store, sweep
-from cliffbench.bench.store import load_results, study_lock
+from cliffbench.bench import engine_pool, sweep
+from cliffbench.bench.store import levels as store
+from cliffbench.bench.store.levels import load_results, study_lock
+from cliffbench.cli import commands as cli
 from cliffbench.config import InputError
 from cliffbench.engines import make_engine
 from tests.faults import Recorder, assert_nothing_left, fake_engine, leftovers, level_files, snapshot, study

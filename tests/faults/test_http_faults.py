@@ -30,8 +30,8 @@ from typing import Any
 import pytest
 
 from cliffbench.bench import sweep
-from cliffbench.bench.store import LevelInfo, load_results
-from cliffbench.bench.study import StudySpec
+from cliffbench.bench.spec.study import StudySpec
+from cliffbench.bench.store.levels import LevelInfo, load_results
 from tests.faults import (
     NO_RERUNS,
     Recorder,

@@ -27,8 +27,8 @@ import pytest
 import yaml
 
 from cliffbench.bench import sweep
-from cliffbench.bench.store import load_results
-from cliffbench.bench.study import StudySpec
+from cliffbench.bench.spec.study import StudySpec
+from cliffbench.bench.store.levels import load_results
 from tests.conftest import fix_probe
 from tests.faults import NO_RERUNS, PausedCli, leftovers, level_files, project_root
 

@@ -15,9 +15,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cliffbench import cli
-from cliffbench.bench import store, sweep
-from cliffbench.bench.store import load_results, study_lock
+from cliffbench.bench import sweep
+from cliffbench.bench.store import levels as store
+from cliffbench.bench.store.levels import load_results, study_lock
+from cliffbench.cli import commands as cli
 from cliffbench.config import InputError
 from tests.faults import Recorder, assert_nothing_left, leftovers, snapshot, study
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from cliffbench.audit.roofline import MODELS
-from cliffbench.bench.store import Results
+from cliffbench.bench.store.levels import Results
 from cliffbench.engines.defaults import preset_spec
 
 SMOL = MODELS["smollm2-135m"]
@@ -189,7 +189,7 @@ def fake_results(
         ],
         "seed": seed,
     }
-    from cliffbench.bench.study import StudySpec
+    from cliffbench.bench.spec.study import StudySpec
 
     manifest: dict[str, Any] = {
         "study": StudySpec.model_validate(study).model_dump(mode="json"),

@@ -8,7 +8,7 @@ import pytest
 
 from cliffbench.audit.claims import load_claims
 from cliffbench.audit.shape_verdicts import efficiency
-from cliffbench.bench.store import Results
+from cliffbench.bench.store.levels import Results
 from cliffbench.report.data import ReportData
 from cliffbench.report.sections import efficiency_section
 from tests.report.study_data import fake_results

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from matplotlib.axes import Axes
 
-from cliffbench.bench.repeats import SloJudge, pool_repeats
+from cliffbench.bench.metrics.repeats import SloJudge, pool_repeats
 from cliffbench.decide.tree import build_tree
 from cliffbench.report.figures import (
     engine_palette,

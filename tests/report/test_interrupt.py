@@ -13,8 +13,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from cliffbench.bench.progress import progress_path
-from cliffbench.bench.store import study_dir
+from cliffbench.bench.progress.reporter import progress_path
+from cliffbench.bench.store.levels import study_dir
 from tests.conftest import cli_process
 
 pytestmark = [pytest.mark.engine, pytest.mark.vllm, pytest.mark.slow]

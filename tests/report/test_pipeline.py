@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cliffbench.bench.store import load_results
+from cliffbench.bench.store.levels import load_results
 from cliffbench.cli import app
 from cliffbench.config import PROJECT_ROOT
 from cliffbench.report.sections import fmt

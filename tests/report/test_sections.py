@@ -14,8 +14,8 @@ import pytest
 
 from cliffbench.audit.claims import load_claims
 from cliffbench.audit.estimate import EngineEstimate
-from cliffbench.bench.store import LevelInfo, ok_levels, write_level, write_manifest
-from cliffbench.bench.study import StudySpec
+from cliffbench.bench.spec.study import StudySpec
+from cliffbench.bench.store.levels import LevelInfo, ok_levels, write_level, write_manifest
 from cliffbench.config import PROJECT_ROOT, fmt_number
 from cliffbench.decide.tree import decision_tree
 from cliffbench.hardware import HARDWARE

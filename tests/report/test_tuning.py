@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from cliffbench.audit.claims import load_claims
-from cliffbench.bench.store import Results
+from cliffbench.bench.store.levels import Results
 from cliffbench.report import sections as nv
 from cliffbench.report.data import BenchmarkResult, ReportData
 from cliffbench.report.sections.comparisons import comparisons, unmatched_precisions

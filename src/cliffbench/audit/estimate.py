@@ -12,11 +12,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from cliffbench.audit.placement import check_gpu_loads, gpu_loads
 from cliffbench.audit.roofline import ModelSize, decode_ceiling_tok_s, prefill_ceiling_tok_s, weight_bytes
 from cliffbench.bench.probes import local_hardware
-from cliffbench.bench.study import LengthDist, LoadSpec, StudySpec, WorkloadSpec
+from cliffbench.bench.spec.study import LengthDist, LoadSpec, StudySpec, WorkloadSpec
 from cliffbench.config import InputError
+from cliffbench.engines.placement import check_gpu_loads, gpu_loads
 from cliffbench.hardware import HARDWARE, Hardware
 from cliffbench.models import load_manifest, resolve_model
 from cliffbench.models.manifest import ModelShapes
@@ -41,7 +41,7 @@ class EngineEstimate:
     duration_s: float  # roofline lower bound for every level of the study
     batch_cap: int
     gpus: int = 1  # GPUs one instance spans (0: a CPU target)
-    gpu_gib: tuple[float, ...] = ()  # weights + KV on each of them (cliffbench.audit.placement)
+    gpu_gib: tuple[float, ...] = ()  # weights + KV on each of them (cliffbench.engines.placement)
 
     @property
     def fits(self) -> bool:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from cliffbench.bench.metrics import quantile_ci
-from cliffbench.bench.store import Results, ok_requests
+from cliffbench.bench.metrics.level import quantile_ci
+from cliffbench.bench.store.levels import Results, ok_requests
 from cliffbench.config import fmt_number as fmt
 
 __all__ = ["GROWTH_CLASSES", "Tail", "class_verdict", "growth_class", "pooled_p99", "ratio_verdict"]

@@ -35,10 +35,10 @@ from cliffbench.audit.seed import (
     trace_text,
 )
 from cliffbench.audit.shape_rules import GROWTH_CLASSES, class_verdict, growth_class, pooled_p99, ratio_verdict
-from cliffbench.bench.metrics import min_n_for_ci
+from cliffbench.bench.metrics.level import min_n_for_ci
+from cliffbench.bench.metrics.repeats import pool_repeats
 from cliffbench.bench.probes import LocalHardware, compute_roof
-from cliffbench.bench.repeats import pool_repeats
-from cliffbench.bench.store import Results, ok_levels, ok_requests
+from cliffbench.bench.store.levels import Results, ok_levels, ok_requests
 from cliffbench.config import fmt_number as fmt
 
 __all__ = [

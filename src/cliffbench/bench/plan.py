@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from cliffbench.bench.store import level_key
-from cliffbench.bench.study import LevelSetSpec, StudySpec
-from cliffbench.bench.workload import build_requests
+from cliffbench.bench.spec.study import LevelSetSpec, StudySpec
+from cliffbench.bench.store.levels import level_key
+from cliffbench.bench.workload.requests import build_requests
 from cliffbench.config import InputError
 from cliffbench.engines.base import GenRequest
-from cliffbench.engines.servers import server_command
-from cliffbench.engines.specs import EngineSpec, OpenAIHttpSpec
+from cliffbench.engines.servers import engine_preflight
+from cliffbench.engines.specs import EngineSpec
 from cliffbench.models import load_manifest, resolve_model
 from cliffbench.models.manifest import sha256_file
 from cliffbench.models.tokenizer import CharTokenizer, Tokenizer, model_tokenizer
@@ -175,8 +175,7 @@ def preflight(spec: StudySpec, levels: list[Level], tok: Tokenizer) -> Plans:
     for es in spec.engines:
         if es.serves_model:
             resolve_model(es.model)
-        if isinstance(es, OpenAIHttpSpec):
-            _preflight_http(es, peak)
+        engine_preflight(es, peak)
         if (gib := es.host_reserve_gib()) * 2**30 > free:
             raise InputError(
                 f"engines.{es.name}.{es.reserve_field}: {gib} GiB exceeds the {free / 2**30:.1f} GiB of free memory"
@@ -202,20 +201,6 @@ def check_model_limits(spec: StudySpec) -> None:
                 f"engines.{es.name}.{es.context_field}: {asked} tokens exceeds the model's context length "
                 f"({limit}, {es.model.name}); allowed: 1-{limit}"
             )
-
-
-def _preflight_http(es: OpenAIHttpSpec, peak_concurrency: int) -> None:
-    es.api_key()
-    if es.max_connections < peak_concurrency:
-        raise InputError(
-            f"engines.{es.name}.max_connections: {es.max_connections} is below the study's peak concurrency "
-            f"{peak_concurrency}; the client would queue requests the server never saw"
-        )
-    if es.server is not None:
-        try:
-            server_command(es.server, 0)
-        except InputError as exc:
-            raise InputError(f"engines.{es.name}.{exc}") from None
 
 
 def model_hashes(es: EngineSpec) -> dict[str, str]:

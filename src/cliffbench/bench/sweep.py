@@ -24,11 +24,10 @@ from typing import Any
 
 import pandas as pd
 
-from cliffbench.bench.busy import cpu_snapshot, foreign_since
-from cliffbench.bench.clients import run_split
 from cliffbench.bench.engine_pool import EnginePool
-from cliffbench.bench.metrics import summarize_level
-from cliffbench.bench.phases import OnPhase, on_request
+from cliffbench.bench.load.busy import cpu_snapshot, foreign_since
+from cliffbench.bench.load.clients import run_split
+from cliffbench.bench.metrics.level import summarize_level
 from cliffbench.bench.plan import (
     Level,
     Plans,
@@ -40,11 +39,12 @@ from cliffbench.bench.plan import (
     study_tokenizer,
 )
 from cliffbench.bench.probes import local_hardware
-from cliffbench.bench.progress import LevelTask, Reporter, search_finished
-from cliffbench.bench.provenance import collect_provenance
-from cliffbench.bench.search_plan import searched_engines, stand_in_tasks
-from cliffbench.bench.search_run import ProbeRunner, search_cliff
-from cliffbench.bench.store import (
+from cliffbench.bench.progress.phases import OnPhase, on_request
+from cliffbench.bench.progress.reporter import LevelTask, Reporter, search_finished
+from cliffbench.bench.search.plan import searched_engines, stand_in_tasks
+from cliffbench.bench.search.run import ProbeRunner, search_cliff
+from cliffbench.bench.spec.study import StudySpec
+from cliffbench.bench.store.levels import (
     LevelInfo,
     level_done,
     read_manifest,
@@ -54,8 +54,8 @@ from cliffbench.bench.store import (
     write_level,
     write_manifest,
 )
-from cliffbench.bench.study import StudySpec
-from cliffbench.bench.tables import level_tables
+from cliffbench.bench.store.provenance import collect_provenance
+from cliffbench.bench.store.tables import level_tables
 from cliffbench.config import InputError
 from cliffbench.engines.base import Engine, engine_failure
 from cliffbench.engines.specs import EngineSpec
@@ -238,7 +238,7 @@ async def run_study_async(
     """Run every level of every repeat of every engine that is not stored as ok yet (all with
     `force`; failed levels are measured again unless `keep_failed`), of the level keys in `only`
     if given (a cluster's engine block). `engines` maps engine labels to engines the caller
-    already started (and will stop); `on_phase` is called at each phase (bench/phases.py). Holds
+    already started (and will stop); `on_phase` is called at each phase (bench/progress/phases.py). Holds
     the study's lock: a second run of it gets InputError."""
     with study_lock(spec.name, root):
         await _run_study_locked(spec, force, reporter, root, EnginePool(engines, on_phase), keep_failed, only)
@@ -274,7 +274,7 @@ async def _run_study_locked(
     manifest["model_files"] = {e.name: model_hashes(e) for e in served}
     write_manifest(spec.name, manifest, root)
     manifest = _ensure_probe(spec.name, root)
-    if reporter:  # the searches' expected probes too: the ETA covers them (bench/search_plan.py)
+    if reporter:  # the searches' expected probes too: the ETA covers them (bench/search/plan.py)
         reporter.study_planned(level_tasks(spec, work, todo, plans) + stand_in_tasks(spec, engine_order(spec, 0), tok))
     try:
         for i, (es, level) in enumerate(work):

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from cliffbench.bench.repeats import SloJudge
-from cliffbench.bench.search import CliffFound
-from cliffbench.bench.store import Results
+from cliffbench.bench.metrics.repeats import SloJudge
+from cliffbench.bench.search.bracket import CliffFound
+from cliffbench.bench.store.levels import Results
 from cliffbench.decide.tree import engine_cliff_details
 
 __all__ = ["CliffCause", "EngineCliff", "cliff_cause", "latency_components", "queue_estimates", "study_cliffs"]

@@ -33,13 +33,14 @@ from dataclasses import dataclass, field
 import pandas as pd
 from pydantic import Field
 
-from cliffbench.bench.repeats import SloJudge
-from cliffbench.bench.store import Results
+from cliffbench.bench.metrics.repeats import SloJudge
+from cliffbench.bench.store.levels import Results
 from cliffbench.config import InputError, Spec
 from cliffbench.decide.matrix import MatrixData, MatrixParams, MatrixResult, evaluate, load_matrix
 from cliffbench.decide.matrix.data import Cell, reach
 from cliffbench.decide.matrix.model import NOT_MEASURABLE
 from cliffbench.decide.tree import UserProfile, pooled_levels, recommend, select_levels
+from cliffbench.engines.specs import stands_for
 from cliffbench.hardware import HARDWARE
 
 __all__ = [
@@ -129,11 +130,7 @@ def engine_options(levels: pd.DataFrame, data: MatrixData) -> dict[str, list[str
         for o, opt in data.options.items():
             if opt.kind != "self-hosted" or o in NOT_MEASURABLE or (o, "cost") in data.cells:
                 continue
-            if (
-                (kind == "vllm" and opt.engine == "vllm")
-                or (kind == "llamacpp-slots" and opt.engine == "llamacpp-slots" and opt.slots != 1)
-                or (kind == "llamacpp-serial" and opt.engine == "llamacpp-slots" and opt.slots == 1)
-            ):
+            if stands_for(str(kind), opt.engine, opt.slots):
                 opts.append(o)
         out[str(engine)] = opts
     return out

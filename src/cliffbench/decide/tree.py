@@ -1,7 +1,7 @@
 """Which engine for how many users: a decision tree whose thresholds are the measured cliffs.
 
 Nothing here is typed in by hand, and nothing is interpolated into a verdict. Each level is judged
-by `bench.repeats.pool_repeats`: its SLO percentiles over every submitted request of every repeat
+by `bench.metrics.repeats.pool_repeats`: its SLO percentiles over every submitted request of every repeat
 (failures count as misses), decided by their interval. An engine's *cliff* is a bracket: the
 highest measured level that meets the SLO before the first that does not ("between 4 and 8
 users"), or "at least 16 users" when no measured level missed. The tree splits the user count at
@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from cliffbench.bench.repeats import SloJudge, pool_repeats
-from cliffbench.bench.store import Results
+from cliffbench.bench.metrics.repeats import SloJudge, pool_repeats
+from cliffbench.bench.store.levels import Results
 from cliffbench.config import Spec
 
 __all__ = [
@@ -182,7 +182,7 @@ def _verdicts(lv: pd.DataFrame, engine: str) -> pd.Series:
 def engine_cliff_details(levels: pd.DataFrame) -> dict[str, Cliff]:
     """Each engine's cliff bracket, from pooled levels of one level set (see `Cliff`)."""
     if "slo_verdict" not in levels:
-        raise ValueError("levels lack slo_verdict: pool them with bench.repeats.pool_repeats and an SLO")
+        raise ValueError("levels lack slo_verdict: pool them with bench.metrics.repeats.pool_repeats and an SLO")
     out: dict[str, Cliff] = {}
     for engine in sorted(str(e) for e in levels["engine"].unique()):
         v = _verdicts(levels, engine)

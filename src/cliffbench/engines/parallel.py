@@ -1,7 +1,7 @@
 """How an engine spans GPUs: vLLM's tensor and pipeline parallelism (and the executor that runs its
 workers, Ray for engines across nodes), llama.cpp's layer offload and split over GPUs. The spec
 fields are mixins of `VllmSpec` and `LlamaCppSpec` (specs.py); `model_params` turns the llama.cpp
-ones into llama.cpp's own model parameters. Memory per GPU: cliffbench.audit.placement."""
+ones into llama.cpp's own model parameters. Memory per GPU: cliffbench.engines.placement."""
 
 from __future__ import annotations
 

@@ -32,10 +32,17 @@ from typing import TypeVar
 
 from cliffbench.config import PROJECT_ROOT, InputError
 from cliffbench.engines.parallel import SPLIT_MODE
-from cliffbench.engines.specs import LlamaCppSpec, ServerSpec, VllmSpec, omp_bind
+from cliffbench.engines.specs import EngineSpec, LlamaCppSpec, OpenAIHttpSpec, ServerSpec, VllmSpec, omp_bind
 from cliffbench.models import resolve_model
 
-__all__ = ["REFERENCE_DIR", "ManagedServer", "free_port", "reference_llama_server", "server_command"]
+__all__ = [
+    "REFERENCE_DIR",
+    "ManagedServer",
+    "engine_preflight",
+    "free_port",
+    "reference_llama_server",
+    "server_command",
+]
 
 REFERENCE_DIR = PROJECT_ROOT / ".cache" / "reference-servers"
 STOP_GRACE_S = 15.0
@@ -126,6 +133,24 @@ def server_command(spec: ServerSpec, port: int) -> tuple[list[str], dict[str, st
     if bind is not None:
         env["VLLM_CPU_OMP_THREADS_BIND"] = bind
     return [*argv, *spec.extra_args], env, "/health"
+
+
+def engine_preflight(es: EngineSpec, peak_concurrency: int) -> None:
+    """InputError before a study starts when an HTTP engine cannot serve it: its API key unset, a
+    pool smaller than the study's peak concurrency, a server that cannot be started as given."""
+    if not isinstance(es, OpenAIHttpSpec):
+        return
+    es.api_key()
+    if es.max_connections < peak_concurrency:
+        raise InputError(
+            f"engines.{es.name}.max_connections: {es.max_connections} is below the study's peak concurrency "
+            f"{peak_concurrency}; the client would queue requests the server never saw"
+        )
+    if es.server is not None:
+        try:
+            server_command(es.server, 0)
+        except InputError as exc:
+            raise InputError(f"engines.{es.name}.{exc}") from None
 
 
 def _death_signal() -> Callable[[], None] | None:

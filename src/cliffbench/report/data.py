@@ -18,10 +18,10 @@ import pandas as pd
 
 from cliffbench.audit.claims import load_claims
 from cliffbench.audit.estimate import EngineEstimate, estimate_study, target_hardware
-from cliffbench.bench.repeats import SloJudge, pool_repeats
-from cliffbench.bench.search import CliffFound, read_searches
-from cliffbench.bench.store import Results, load_results, study_dir
-from cliffbench.bench.study import StudySpec, load_study
+from cliffbench.bench.metrics.repeats import SloJudge, pool_repeats
+from cliffbench.bench.search.bracket import CliffFound, read_searches
+from cliffbench.bench.spec.study import StudySpec, load_study
+from cliffbench.bench.store.levels import Results, load_results, study_dir
 from cliffbench.config import PROJECT_ROOT
 from cliffbench.hardware import Hardware
 
@@ -63,7 +63,7 @@ class ReportData:
     overhead: BenchmarkResult | None = None  # engine_overhead.json: kit vs each engine's raw loop
     gpu_study: GpuStudy | None = None
     levels: pd.DataFrame | None = None  # pooled over repeats and judged by the study's SLO (None: pool here)
-    searches: tuple[CliffFound, ...] = ()  # the study's cliff searches (bench/search.py)
+    searches: tuple[CliffFound, ...] = ()  # the study's cliff searches (bench/search/bracket.py)
 
     @property
     def pooled(self) -> pd.DataFrame:

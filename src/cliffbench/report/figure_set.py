@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from cliffbench.audit.shape_verdicts import normalised_points
-from cliffbench.bench.repeats import SloJudge, pool_repeats
-from cliffbench.bench.store import Results, ok_levels
+from cliffbench.bench.metrics.repeats import SloJudge, pool_repeats
+from cliffbench.bench.store.levels import Results, ok_levels
 from cliffbench.config import FIGURES_DIR, InputError
 from cliffbench.decide.causes import latency_components, study_cliffs
 from cliffbench.decide.tree import DecisionTree

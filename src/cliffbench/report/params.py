@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from cliffbench.bench.study import WORKLOAD_PRESETS, StudySpec, flag_study, load_study
+from cliffbench.bench.spec.study import WORKLOAD_PRESETS, StudySpec, flag_study, load_study
 from cliffbench.config import PROJECT_ROOT, InputError, Spec, parse_spec
 from cliffbench.engines.specs import ENGINE_KINDS
 
@@ -66,7 +66,7 @@ class BenchmarkParams(Spec):
     @field_validator("cluster")
     @classmethod
     def _cluster(cls, v: str) -> str:
-        from cliffbench.bench.cluster import parse_target
+        from cliffbench.bench.cluster.driver import parse_target
 
         try:
             return parse_target(v) if v else v

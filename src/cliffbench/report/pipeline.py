@@ -2,7 +2,7 @@
 
     cliffbench report --study-file studies/default.yaml [-p name value ...] [-f params.yaml]
 
-While notebook 10 runs the study, its progress file (bench.progress.ProgressFile) is shown on
+While notebook 10 runs the study, its progress file (bench.progress.reporter.ProgressFile) is shown on
 the terminal (report.terminal.StudyWatcher: level i/N, engine, users, repeat, tok/s, ETA).
 Executed notebooks go to report/executed/ (sources untouched); the PDF (report/pdf.py) replaces
 report/whitepaper.pdf only when rendering succeeded, so a failed run leaves the previous PDF as it
@@ -20,7 +20,8 @@ from typing import Any
 
 import psutil
 
-from cliffbench.bench.progress import progress_path
+from cliffbench.bench.progress.reporter import progress_path
+from cliffbench.bench.progress.terminal import StudyWatcher
 from cliffbench.config import PROJECT_ROOT, REPORT_DIR, InputError
 from cliffbench.report.params import (
     NOTEBOOK_PARAMS,
@@ -34,7 +35,6 @@ from cliffbench.report.params import (
     validate_params,
 )
 from cliffbench.report.pdf import render_pdf
-from cliffbench.report.terminal import StudyWatcher
 
 __all__ = ["build_report", "execute_notebook"]
 

@@ -21,6 +21,7 @@ from cliffbench.audit.roofline import (
 )
 from cliffbench.config import InputError, Spec
 from cliffbench.decide.matrix.data import PRICING_MODELS, MatrixData, Option, load_matrix
+from cliffbench.engines.specs import slot_bound
 from cliffbench.hardware import HARDWARE
 
 __all__ = [
@@ -200,7 +201,7 @@ def _per_replica(option: Option, params: MatrixParams, users: int) -> tuple[floa
     capacity = kv_capacity_seqs(hw, model, prec, i + o)
     if capacity < 1:
         return None
-    cap = min(option.slots or users, capacity) if option.engine == "llamacpp-slots" else capacity
+    cap = min(option.slots or users, capacity) if slot_bound(option.engine) else capacity
     batch = min(users, cap)
     prefill_tok_s = prefill_ceiling_tok_s(hw, model, prec) * eff
     step_s = batch / (decode_ceiling_tok_s(hw, model, prec, batch, i + o / 2) * eff)
@@ -215,7 +216,7 @@ _STUDIES: dict[tuple[str, int], Any] = {}
 
 def _load_study(study: str) -> Any:
     """load_results, read once per study and state on disk: a cost curve asks for it per option x user count."""
-    from cliffbench.bench import store
+    from cliffbench.bench.store import levels as store
 
     levels = store.study_dir(study) / "levels"
     key = (study, levels.stat().st_mtime_ns if levels.is_dir() else -1)
@@ -237,14 +238,11 @@ def _measured(option: Option, params: MatrixParams, users: int) -> SelfHostedEst
     if family not in gpus or (size.endswith("gb") and size.upper() not in gpus.upper()):
         return None
     lv = res.levels
-    if option.engine == "vllm":
-        engines = lv.loc[lv["engine_kind"] == "vllm", "engine"]
-    else:
-        slots = lv.get("cfg_slots", pd.Series(np.nan, index=lv.index))
-        want = lv["engine_kind"] == "llamacpp-slots"
-        if option.slots:
-            want &= slots == option.slots
-        engines = lv.loc[want, "engine"]
+    # the engines of the option's own kind, with its slots where the kind has fixed slots
+    want = lv["engine_kind"] == option.engine
+    if option.slots and slot_bound(option.engine):
+        want &= lv.get("cfg_slots", pd.Series(np.nan, index=lv.index)) == option.slots
+    engines = lv.loc[want, "engine"]
     for eng in sorted(set(engines)):
         tok_s = interpolate(lv, eng, "output_tok_s", users)
         ttft_s = interpolate(lv, eng, "ttft_s_p50", users)

@@ -1,7 +1,7 @@
 """The whitepaper's figures: one ``plot_x(ax, <frames>, ...)`` per figure, one style, one colour per engine.
 
 Each function draws into an ``Axes`` it is given, so notebooks compose panels freely; it reads the
-tidy tables of :func:`cliffbench.bench.store.load_results` and raises ``ValueError`` naming any missing
+tidy tables of :func:`cliffbench.bench.store.levels.load_results` and raises ``ValueError`` naming any missing
 column, which the notebooks turn into a clean stop. An empty selection draws a centred note instead,
 because "this study has no such levels" is a result worth showing, not an error.
 Engine colours come from :func:`engine_palette` (`style`), so a study's engines keep their colour in

@@ -1,7 +1,7 @@
 """The concurrency curves: throughput, TTFT with CI bands, inter-token latency, KV memory.
 
 Each function draws into an ``Axes`` it is given from the tidy tables of
-:func:`cliffbench.bench.store.load_results` and raises ``ValueError`` naming any missing column.
+:func:`cliffbench.bench.store.levels.load_results` and raises ``ValueError`` naming any missing column.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
 
-from cliffbench.bench.metrics import itl_s
-from cliffbench.bench.store import ok_requests
+from cliffbench.bench.metrics.level import itl_s
+from cliffbench.bench.store.levels import ok_requests
 from cliffbench.report.figures.style import (
     LEVEL_COLS,
     Colour,
@@ -102,7 +102,7 @@ def plot_ttft(ax: Axes, levels: pd.DataFrame, level_set: str = "chat") -> None:
     """TTFT p50 (solid) and p99 (dashed), log y, each with its exact order-statistic 95 % interval.
 
     A band is drawn only at levels where the interval exists: p50 needs 6 requests, p99 needs 299
-    (:func:`cliffbench.bench.metrics.min_n_for_ci`), so at tens of requests per level the p99 line
+    (:func:`cliffbench.bench.metrics.level.min_n_for_ci`), so at tens of requests per level the p99 line
     has no band, and that absence is the finding, not a drawing gap.
     """
     cols = ["ttft_s_p50", "ttft_s_p99", "ttft_s_p50_lo", "ttft_s_p50_hi", "ttft_s_p99_lo", "ttft_s_p99_hi"]
@@ -129,7 +129,7 @@ def plot_ttft(ax: Axes, levels: pd.DataFrame, level_set: str = "chat") -> None:
 def plot_ttft_slo(ax: Axes, pooled: pd.DataFrame, level_set: str, label: str, limit_s: float) -> None:
     """TTFT at the SLO percentile over every submitted request of every repeat (failures as +inf),
     with its exact 95 % interval (band where one exists), the budget as a line, log y; the pooled
-    table of `bench.repeats.pool_repeats`. A level whose interval reaches +inf (failures) or does
+    table of `bench.metrics.repeats.pool_repeats`. A level whose interval reaches +inf (failures) or does
     not exist is marked with an open circle at its point estimate, clipped to the axis."""
     cols = ["slo_ttft_s", "slo_ttft_s_lo", "slo_ttft_s_hi", "ttft_s_p50"]
     require_columns(pooled, [*LEVEL_COLS, *cols], "levels", "plot_ttft_slo")

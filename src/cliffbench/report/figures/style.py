@@ -22,7 +22,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogFormatter, NullLocator
 from matplotlib.typing import LineStyleType
 
-from cliffbench.bench.store import ok_levels
+from cliffbench.bench.store.levels import ok_levels
 from cliffbench.config import FIGURES_DIR
 
 __all__ = [

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cliffbench.bench.repeats import SloJudge
-from cliffbench.bench.search import CliffFound
+from cliffbench.bench.metrics.repeats import SloJudge
+from cliffbench.bench.search.bracket import CliffFound
 from cliffbench.decide.causes import cliff_cause, latency_components, study_cliffs
 from cliffbench.report.data import ReportData
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from cliffbench.bench.store import ok_levels
+from cliffbench.bench.store.levels import ok_levels
 from cliffbench.config import PROJECT_ROOT, fmt_number
 from cliffbench.report.data import ReportData
 

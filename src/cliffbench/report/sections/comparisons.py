@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from cliffbench.bench.repeats import RatioEstimate, median_range_level, paired_ratio
-from cliffbench.engines.specs import EngineSpec, LlamaCppSlotsSpec, VllmSpec
+from cliffbench.bench.metrics.repeats import RatioEstimate, median_range_level, paired_ratio
+from cliffbench.engines.specs import LLAMACPP, VLLM, EngineSpec
 from cliffbench.report.data import ReportData
 from cliffbench.report.sections.common import fmt, measured_levels
 
@@ -58,14 +58,6 @@ class Comparison:
 _VLLM_PRECISIONS = ("fp32", "bf16", "fp16")
 
 
-def _family(es: EngineSpec) -> str | None:
-    if es.kind == "vllm":
-        return "vllm"
-    if es.kind.startswith("llamacpp"):
-        return "llamacpp"
-    return None
-
-
 def _precisions(data: ReportData) -> dict[str, str]:
     manifest = data.results.manifest
     flags = (manifest.get("cpu") or {}).get("flags") or []
@@ -75,18 +67,7 @@ def _precisions(data: ReportData) -> dict[str, str]:
 
 def engine_config_text(es: EngineSpec, precision: str) -> str:
     """The settings that decide an engine's speed, as the comparison table prints them."""
-    parts = [precision]
-    if isinstance(es, VllmSpec):
-        parts.append("OpenMP on every core" if es.omp_threads_bind == "all" else f"OpenMP bind {es.omp_threads_bind}")
-        parts.append("eager" if es.enforce_eager else "compiled")
-        parts.append("prefix caching on" if es.enable_prefix_caching else "prefix caching off")
-    elif isinstance(es, LlamaCppSlotsSpec):
-        slots, _, unified = es.slot_layout()
-        parts.append(f"{slots} slots, {'one shared KV cache' if unified else 'KV per slot'}")
-    else:
-        parts.append("one request at a time")
-    if getattr(es, "max_queue", None):
-        parts.append(f"rejects past {es.max_queue} waiting")  # type: ignore[union-attr]
+    parts = [precision, *es.speed_settings()]
     if es.preset:
         parts.append(f"preset {es.preset}")
     return ", ".join(parts)
@@ -97,9 +78,9 @@ def _pairs(data: ReportData, lv: pd.DataFrame, users: int) -> list[tuple[str, st
     specs = data.results.engine_specs
     prec = _precisions(data)
     here = set(lv.loc[lv["concurrency"] == users, "engine"])
-    fam = {n: _family(es) for n, es in specs.items() if n in here}
-    vl = [n for n, f in fam.items() if f == "vllm"]
-    lc = [n for n, f in fam.items() if f == "llamacpp"]
+    fam = {n: es.family for n, es in specs.items() if n in here}
+    vl = [n for n, f in fam.items() if f == VLLM]
+    lc = [n for n, f in fam.items() if f == LLAMACPP]
     tok = lv[lv["concurrency"] == users].set_index("engine")["output_tok_s"]
     out: list[tuple[str, str, str, str]] = []
     out += [("as shipped", a, b, "") for a in vl if specs[a].preset for b in lc if specs[b].preset]
@@ -121,8 +102,8 @@ def unmatched_precisions(data: ReportData, level_set: str = "chat") -> list[str]
     lv = measured_levels(data, level_set)
     specs, prec = data.results.engine_specs, _precisions(data)
     ran = set(lv["engine"])
-    have = {f: {prec[n] for n, es in specs.items() if n in ran and _family(es) == f} for f in ("vllm", "llamacpp")}
-    return [p for p in _VLLM_PRECISIONS if p in have["llamacpp"] and p not in have["vllm"]]
+    have = {f: {prec[n] for n, es in specs.items() if n in ran and es.family == f} for f in (VLLM, LLAMACPP)}
+    return [p for p in _VLLM_PRECISIONS if p in have[LLAMACPP] and p not in have[VLLM]]
 
 
 def _unmatched_sentence(data: ReportData, level_set: str) -> str:
@@ -165,7 +146,7 @@ def _unmeasured_sentence(data: ReportData, level_set: str) -> str:
     ran = set(measured_levels(data, level_set)["engine"])
     sets = [ls for ls in data.results.study.level_sets if ls.name == level_set]
     skipped = {n for ls in sets for n, at in ls.load.only_at.items() if not at}  # not planned in this set
-    absent = [n for n, es in data.results.engine_specs.items() if _family(es) and n not in ran | skipped]
+    absent = [n for n, es in data.results.engine_specs.items() if es.family and n not in ran | skipped]
     if not absent:
         return ""
     return f" No {level_set} level of {', '.join(absent)} is stored yet: the comparisons they stand for are left out."

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from cliffbench.audit.roofline import BITS_PER_PARAM, MODELS, ModelSize, kv_bytes_per_token, weight_bytes
-from cliffbench.bench.metrics import min_n_for_ci
-from cliffbench.bench.repeats import SloJudge
-from cliffbench.engines.specs import EngineSpec, OpenAIHttpSpec
+from cliffbench.bench.metrics.level import min_n_for_ci
+from cliffbench.bench.metrics.repeats import SloJudge
+from cliffbench.engines.specs import EngineSpec
 from cliffbench.hardware import HARDWARE
 from cliffbench.report.data import ReportData
 from cliffbench.report.sections.common import fmt
@@ -33,11 +32,11 @@ def _model_name(es: EngineSpec) -> str:
 
 def engine_transport(es: EngineSpec) -> str:
     """How the load generator reaches the engine."""
-    if not isinstance(es, OpenAIHttpSpec):
+    if es.in_process:
         return "in-process"
-    if es.server is not None:
-        return f"over HTTP to a {es.server.kind} server the kit started on this machine"
-    return f"over HTTP to an external server ({urlsplit(es.url or '').hostname})"
+    if es.server_kind is not None:
+        return f"over HTTP to a {es.server_kind} server the kit started on this machine"
+    return f"over HTTP to an external server ({es.remote_host})"
 
 
 def _load_generator(data: ReportData) -> str:
@@ -54,7 +53,7 @@ def how_engines_run(data: ReportData) -> str:
     """'Every engine runs in-process in one Python process (...)', or which run where."""
     engines = data.results.study.engines
     inproc = [e for e in engines if engine_transport(e) == "in-process"]
-    core = " (vLLM's engine core in its child process)" if any(e.kind == "vllm" for e in inproc) else ""
+    core = " (vLLM's engine core in its child process)" if any(e.core_in_child for e in inproc) else ""
     if len(inproc) == len(engines):
         return f"Every engine runs in-process in one Python process{core}"
     parts = [f"{e.name} is reached {engine_transport(e)}" for e in engines if e not in inproc]
@@ -78,7 +77,7 @@ def engine_precisions(data: ReportData) -> dict[str, str]:
             out[es.name] = str(stored[0])
         elif described:
             out[es.name] = str(described)
-        elif isinstance(es, OpenAIHttpSpec) and es.server is None:
+        elif es.external:
             out[es.name] = "unknown (an external server's)"
         else:
             out[es.name] = es.precision(cpu_flags=flags, gpu=gpu)
@@ -243,7 +242,7 @@ def limitations_section(data: ReportData) -> str:
     else:
         lines.append(f"- **Every engine serves {next(iter(prec.values()), 'unknown')} weights.**")
     specs = res.study.engines
-    local = [e.name for e in specs if not (isinstance(e, OpenAIHttpSpec) and e.server is None)]
+    local = [e.name for e in specs if not e.external]
     remote = [e.name for e in specs if e.name not in local]
     if local:
         lines.append(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from cliffbench.bench.metrics import min_n_for_ci
-from cliffbench.bench.repeats import SloJudge
+from cliffbench.bench.metrics.level import min_n_for_ci
+from cliffbench.bench.metrics.repeats import SloJudge
 from cliffbench.report.data import ReportData
 from cliffbench.report.sections.common import fmt, measured_levels
 

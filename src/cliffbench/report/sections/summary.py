@@ -8,8 +8,9 @@ import pandas as pd
 
 from cliffbench.audit.seed import SEED_HIGH_USERS, comparable_pair, seed_pair
 from cliffbench.audit.shape_verdicts import ollama_like
-from cliffbench.bench.repeats import RatioEstimate, median_range_level, paired_ratio
+from cliffbench.bench.metrics.repeats import RatioEstimate, median_range_level, paired_ratio
 from cliffbench.decide.tree import Cliff, DecisionTree
+from cliffbench.engines.specs import VLLM
 from cliffbench.report.data import ReportData
 from cliffbench.report.sections.common import fmt, headline_level, measured_levels
 from cliffbench.report.sections.comparisons import comparisons_sentence
@@ -23,22 +24,12 @@ __all__ = [
     "title_page_html",
 ]
 
-# what the title calls each engine kind (an openai-http engine: the server it started, else a generic one)
-_FAMILY = {
-    "vllm": "vLLM",
-    "llamacpp-serial": "llama.cpp",
-    "llamacpp-slots": "llama.cpp",
-    "llama-server": "llama.cpp",
-    "llama-cpp-python": "llama.cpp",
-    "fake": "a fake engine",
-}
-
 
 def _subtitle(data: ReportData) -> str:
     """'vLLM and llama.cpp under concurrent load, measured in-process' for the engines the study ran."""
     engines = data.results.study.engines
-    kinds = [getattr(getattr(e, "server", None), "kind", e.kind) for e in engines]
-    families = dict.fromkeys(_FAMILY.get(k, "an OpenAI-compatible server") for k in kinds)
+    # what the title calls each engine (an openai-http engine: the server it started, else a generic one)
+    families = dict.fromkeys(e.title() for e in engines)
     ways = {engine_transport(e) == "in-process" for e in engines}
     how = "in-process" if ways == {True} else "over HTTP" if ways == {False} else "in-process and over HTTP"
     names = list(families)
@@ -155,7 +146,7 @@ def _seed_engines(data: ReportData, engines: list[str]) -> tuple[str | None, str
     """The pair the seed's ratio is checked on, and the comparison it is: vLLM and Ollama as
     shipped when the study has both presets, else its `vllm` against its Ollama-like engine."""
     specs = data.results.engine_specs
-    shipped_vllm = [n for n in engines if specs[n].kind == "vllm" and specs[n].preset]
+    shipped_vllm = [n for n in engines if specs[n].family == VLLM and specs[n].preset]
     ollama = [n for n in engines if (specs[n].preset or "").startswith("ollama")]
     if shipped_vllm and ollama:
         preset = specs[ollama[0]].preset

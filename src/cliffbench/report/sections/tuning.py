@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from cliffbench.bench.tuning import TuningRun, TuningSweep
-from cliffbench.engines.specs import EngineSpec, LlamaCppSpec, VllmSpec
+from cliffbench.bench.store.tuning import TuningRun, TuningSweep
+from cliffbench.engines.specs import EngineSpec, family_kind
 from cliffbench.report.data import ReportData
 from cliffbench.report.sections.common import fmt, measured_levels
 from cliffbench.report.sections.comparisons import comparisons
@@ -26,19 +26,13 @@ _RUN_IT = "run `benchmarks/engine_tuning.py --skip-compiled` for the sweep the c
 
 def config_key(es: EngineSpec, precision: str) -> tuple[Any, ...] | None:
     """The settings that make two engine specs the same configuration (None: not vLLM or llama.cpp)."""
-    if isinstance(es, VllmSpec):
-        return ("vllm", precision, es.enforce_eager, es.omp_threads_bind, es.enable_prefix_caching)
-    if isinstance(es, LlamaCppSpec):
-        slots, _, unified = es.slot_layout()  # context per slot: room, not speed, at the study's lengths
-        return ("llama.cpp", precision, slots, unified)
-    return None
+    return es.speed_key(precision)
 
 
 def _run_key(run: TuningRun) -> tuple[Any, ...] | None:
     # a spec stored without its defaults may lack `kind`, the default of each kind's own field
-    kind = "vllm" if run.family == "vllm" else "llamacpp-slots"
     try:
-        es = _SPEC.validate_python({"kind": kind, **run.spec})
+        es = _SPEC.validate_python({"kind": family_kind(run.family), **run.spec})
     except ValidationError:
         return None
     return config_key(es, run.precision)

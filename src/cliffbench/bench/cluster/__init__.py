@@ -1,0 +1,1 @@
+"""Studies on a Ray cluster: the driver and the per-node task."""

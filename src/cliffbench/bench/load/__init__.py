@@ -1,0 +1,1 @@
+"""How it is asked: arrival schedules, the users that drive a level, client processes, the busy-machine guard."""

@@ -1,0 +1,390 @@
+"""One sweep level: a precomputed schedule -> `engine.stream` -> per-request records.
+
+Closed loop: N users share one request list; each user sends its next request when its previous
+one ends (plus an optional think time). Open loop: requests are submitted at precomputed
+offsets from an absolute start time (Poisson / gamma), however many are in flight.
+Warm-up requests run first, at the level's concurrency, and are recorded with `warmup=True`.
+
+The harness checks itself while it measures: event-loop lag (how long a callback posted from
+another thread waits for the loop, as a token event does), how late a thread gets the GIL (as an engine's
+worker thread must before it hands a token over), the CPU time of the event-loop thread, and the
+achieved concurrency (from metrics).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from cliffbench.bench.load.arrivals import closed_loop_think_times_s, poisson_offsets_s
+from cliffbench.engines.base import Engine, GenRequest, RequestRejected
+
+__all__ = [
+    "LAG_PROBE_INTERVAL_S",
+    "MEMORY_COLUMNS",
+    "MEMORY_SAMPLE_INTERVAL_S",
+    "ClientInfo",
+    "LevelRun",
+    "MemorySample",
+    "Probes",
+    "RequestRecord",
+    "run_level",
+]
+
+LAG_PROBE_INTERVAL_S = 0.005
+MEMORY_SAMPLE_INTERVAL_S = 0.05
+# the engine's state, then what a server scraped over HTTP adds (engines/server_metrics.py)
+MEMORY_COLUMNS = ["t_s", "reserved_bytes", "live_bytes", "live_seqs", "waiting", "steps", "decode_seqs", "preemptions"]
+MEMORY_COLUMNS += ["kv_usage", "queue_wait_sum_s", "queue_wait_count", "state_source"]
+
+
+@dataclass(frozen=True)
+class Probes:
+    """Which of the harness's self-checks run during a level (all of them in a study; the
+    overhead benchmark switches each off in turn to price it)."""
+
+    lag: bool = True  # the lag / GIL-wait probe thread
+    memory: bool = True  # the KV-memory sampler
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """Raw facts of one request; times are perf_counter seconds relative to the level start."""
+
+    request_id: int
+    warmup: bool
+    prompt_tokens: int
+    max_tokens: int
+    t_submit_s: float
+    status: str = "ok"
+    error: str = ""
+    t_scheduled_s: float = float("nan")
+    t_done_s: float = float("nan")  # the stream closed (or failed): the client stops holding the request
+    token_times_s: list[float] = field(default_factory=list)
+
+    @property
+    def output_tokens(self) -> int:
+        return len(self.token_times_s)
+
+
+class ClientInfo(BaseModel):
+    """One client process of a level whose users were split over several (`load.client_processes`):
+    its share of the load, its clock against the parent's, and the harness checks of its own loop."""
+
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
+
+    index: int = Field(ge=0)
+    pid: int
+    host: str
+    users: int | None = Field(None, description="closed loop: the users this client ran")
+    rate_rps: float | None = Field(None, description="open loop: this client's share of the rate")
+    requests: int = Field(description="measured requests given to this client")
+    clock_offset_s: float = Field(description="client perf_counter minus the parent's (min-RTT exchange)")
+    clock_rtt_s: float = Field(description="round trip of the exchange that set the offset: error <= half of it")
+    start_late_s: float = Field(description="the client's level start after the common start time, parent clock")
+    wall_s: float
+    lag_p99_s: float
+    lag_samples: int
+    thread_wait_p99_s: float
+    loop_cpu_share: float
+    achieved_concurrency: float = Field(description="time-weighted requests in flight of this client alone")
+    http_retried: int = 0
+
+
+@dataclass
+class LevelRun:
+    records: list[RequestRecord]
+    memory: list[MemorySample]
+    lag_s: np.ndarray
+    thread_wait_s: np.ndarray
+    loop_cpu_s: float
+    wall_s: float
+    t0_s: float = float("nan")  # perf_counter when the level started: record times count from it
+    clients: list[ClientInfo] = field(default_factory=list)  # empty: the load ran in this process
+
+    # with several client processes the level is as good as its worst client: a lagging one delays
+    # its own requests whatever the others do, so each check is the worst client's
+    @property
+    def lag_p99_s(self) -> float:
+        return max(c.lag_p99_s for c in self.clients) if self.clients else _p99(self.lag_s)
+
+    @property
+    def thread_wait_p99_s(self) -> float:
+        return max(c.thread_wait_p99_s for c in self.clients) if self.clients else _p99(self.thread_wait_s)
+
+    @property
+    def loop_cpu_share(self) -> float:
+        """CPU seconds of the event-loop thread per wall second (1.0 = one core busy)."""
+        if self.clients:
+            return max(c.loop_cpu_share for c in self.clients)
+        return self.loop_cpu_s / self.wall_s if self.wall_s > 0 else float("nan")
+
+
+def _p99(samples: np.ndarray) -> float:
+    return float(np.percentile(samples, 99)) if samples.size else float("nan")
+
+
+async def _one(engine: Engine, req: GenRequest, t0: float, warmup: bool, deadlines: _Deadlines) -> RequestRecord:
+    rec = RequestRecord(req.request_id, warmup, req.prompt_tokens, req.max_tokens, time.perf_counter() - t0)
+    times = rec.token_times_s
+    task = deadlines.enter()
+    try:
+        async for ev in engine.stream(req):
+            times.append(ev.t_s - t0)
+            if ev.t_scheduled_s is not None and len(times) == 1:
+                rec.t_scheduled_s = ev.t_scheduled_s - t0
+    except RequestRejected as exc:
+        rec.status, rec.error = "rejected", str(exc)
+    except asyncio.CancelledError:
+        if not deadlines.expired(task):
+            rec.status, rec.error = "failed", "cancelled"
+            raise
+        rec.status, rec.error = "timeout", deadlines.message
+    except Exception as exc:  # one request's failure is data, not a crash of the level
+        if deadlines.expired(task):  # the engine turned the watchdog's cancel into its own error
+            rec.status, rec.error = "timeout", deadlines.message
+        else:
+            rec.status, rec.error = "failed", f"{type(exc).__name__}: {exc}"
+    else:
+        if len(times) != req.max_tokens:
+            rec.status = "failed"
+            rec.error = f"engine returned {len(times)} tokens, asked for exactly {req.max_tokens}"
+    finally:
+        rec.t_done_s = time.perf_counter() - t0
+        deadlines.leave(task)
+    return rec
+
+
+class _Deadlines:
+    """Per-request timeouts enforced by one watchdog task. `asyncio.timeout` costs about 9 us per
+    request on CPython 3.11 (a timer handle pushed and cancelled each time): a tenth of an instant
+    request, enough to show as missing concurrency. The watchdog wakes every `step_s` and cancels
+    the tasks whose request is overdue, so a timeout fires up to `step_s` late."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.message = f"no completion within request_timeout_s={timeout_s}"
+        self.step_s = min(timeout_s / 10, 0.25)
+        self._due: dict[asyncio.Task[Any], float] = {}
+        self._expired: set[asyncio.Task[Any]] = set()
+
+    def enter(self) -> asyncio.Task[Any]:
+        task = asyncio.current_task()
+        assert task is not None  # _one always runs inside a task
+        self._due[task] = time.perf_counter() + self.timeout_s
+        return task
+
+    def leave(self, task: asyncio.Task[Any]) -> None:
+        del self._due[task]
+        if self._expired:  # a cancel that raced the request's end must not hit the next request
+            self.expired(task)
+
+    def expired(self, task: asyncio.Task[Any]) -> bool:
+        """True (once) when the watchdog cancelled `task`; the cancellation is then consumed."""
+        if task not in self._expired:
+            return False
+        self._expired.discard(task)
+        task.uncancel()
+        return True
+
+    async def watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.step_s)
+            now = time.perf_counter()
+            for task, due_s in list(self._due.items()):
+                if due_s <= now and task not in self._expired:
+                    self._expired.add(task)
+                    task.cancel()
+
+
+class _LagProbe:
+    """The path of a token event from an engine thread, timed every LAG_PROBE_INTERVAL_S.
+
+    A thread sleeps to an absolute grid, then posts a callback with `call_soon_threadsafe`.
+    Thread wait: how late it woke holding the GIL, as an engine's worker thread (llama.cpp's) must
+    before it can hand a token over. A loop that never idles starves other threads of the GIL
+    (CPython's convoy effect): then this grows to the switch interval (5 ms) or far beyond, and
+    the thread posts few callbacks. Loop lag: how long the posted callback waited for the loop,
+    including any time the loop was blocked. (A timer probe would also count epoll's rounding of
+    timeouts up to whole milliseconds, which no token sees.)"""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, lag_out: list[float], wait_out: list[float]) -> None:
+        self._loop, self._lag, self._wait = loop, lag_out, wait_out
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cliffbench-lag-probe", daemon=True)
+
+    def _record(self, t_post: float) -> None:
+        self._lag.append(time.perf_counter() - t_post)
+
+    def _run(self) -> None:
+        due = time.perf_counter()
+        while True:
+            due += LAG_PROBE_INTERVAL_S
+            if self._stop.wait(max(0.0, due - time.perf_counter())):
+                return
+            now = time.perf_counter()
+            self._wait.append(now - due)
+            try:
+                self._loop.call_soon_threadsafe(self._record, now)
+            except RuntimeError:  # the loop closed under us: nothing left to measure
+                return
+            due = max(due, now - LAG_PROBE_INTERVAL_S)  # after a long stall, resume the grid from now
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+MemorySample = tuple[float, int, int, int, int, int, int, int, float, float, int, str]  # MEMORY_COLUMNS
+
+
+async def _memory_probe(engine: Engine, t0: float, out: list[MemorySample], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        m = engine.memory()
+        counts = (m.reserved_bytes, m.live_bytes, m.live_seqs, m.waiting, m.steps, m.decode_seqs, m.preemptions)
+        out.append((time.perf_counter() - t0, *counts, m.kv_usage, m.queue_wait_sum_s, m.queue_wait_count, m.source))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), MEMORY_SAMPLE_INTERVAL_S)
+
+
+async def run_level(
+    engine: Engine,
+    requests: Sequence[GenRequest],
+    *,
+    concurrency: int | None = None,
+    rate_rps: float | None = None,
+    burstiness: float = 1.0,
+    think_time_s: float = 0.0,
+    duration_s: float | None = None,
+    warmup: Sequence[GenRequest] = (),
+    request_timeout_s: float = 600.0,
+    seed: int = 0,
+    on_record: Callable[[RequestRecord], None] | None = None,
+    probes: Probes = Probes(),
+) -> LevelRun:
+    """Run one level. Exactly one of `concurrency` (closed loop) or `rate_rps` (open loop).
+    With `duration_s`, no request is submitted after that many seconds (in-flight ones finish)."""
+    if (concurrency is None) == (rate_rps is None):
+        raise ValueError("give exactly one of concurrency or rate_rps")
+    rng = np.random.default_rng(seed)
+    records: list[RequestRecord] = []
+    memory: list[MemorySample] = []
+    lags: list[float] = []
+    waits: list[float] = []
+    stop = asyncio.Event()
+    t0 = time.perf_counter()
+    cpu0 = time.thread_time()
+    deadlines = _Deadlines(request_timeout_s)
+    samplers = [asyncio.create_task(_memory_probe(engine, t0, memory, stop))] if probes.memory else []
+    watchdog = asyncio.create_task(deadlines.watch())
+    lag_probe = _LagProbe(asyncio.get_running_loop(), lags, waits) if probes.lag else None
+    if lag_probe is not None:
+        lag_probe.start()
+
+    def done(rec: RequestRecord) -> None:
+        records.append(rec)
+        if on_record is not None:
+            on_record(rec)
+
+    try:
+        if warmup:
+            n_warm = concurrency or max(1, len(warmup))
+            await _closed_loop(engine, list(warmup), n_warm, t0, True, deadlines, None, None, done)
+        if concurrency is not None:
+            draws = closed_loop_think_times_s(concurrency, len(requests), think_time_s, rng)
+            # plain floats, and None without think time: this path runs between a user's requests
+            think = draws.tolist() if think_time_s > 0 else None
+            deadline = None if duration_s is None else time.perf_counter() + duration_s
+            await _closed_loop(engine, list(requests), concurrency, t0, False, deadlines, think, deadline, done)
+        else:
+            assert rate_rps is not None
+            offsets = poisson_offsets_s(len(requests), rate_rps, burstiness, rng)
+            await _open_loop(engine, list(requests), offsets, t0, deadlines, duration_s, done)
+    finally:
+        stop.set()
+        watchdog.cancel()
+        if lag_probe is not None:
+            lag_probe.stop()
+        await asyncio.gather(*samplers, watchdog, return_exceptions=True)
+    wall = time.perf_counter() - t0
+    return LevelRun(records, memory, np.asarray(lags), np.asarray(waits), time.thread_time() - cpu0, wall, t0)
+
+
+async def _closed_loop(
+    engine: Engine,
+    reqs: list[GenRequest],
+    n_users: int,
+    t0: float,
+    warmup: bool,
+    deadlines: _Deadlines,
+    think_s: list[float] | None,
+    deadline: float | None,
+    done: Callable[[RequestRecord], None],
+) -> None:
+    it = iter(enumerate(reqs))
+
+    async def user() -> None:
+        for i, req in it:  # a shared iterator: whichever user is free takes the next request
+            if deadline is not None and time.perf_counter() >= deadline:
+                return
+            if think_s is not None and think_s[i] > 0:
+                await asyncio.sleep(think_s[i])
+            done(await _one(engine, req, t0, warmup, deadlines))
+
+    await _gather_or_cancel([user() for _ in range(min(n_users, len(reqs)))])
+
+
+async def _open_loop(
+    engine: Engine,
+    reqs: list[GenRequest],
+    offsets_s: np.ndarray,
+    t0: float,
+    deadlines: _Deadlines,
+    duration_s: float | None,
+    done: Callable[[RequestRecord], None],
+) -> None:
+    start = time.perf_counter()  # absolute schedule: sleeping against `start` never drifts
+
+    async def send(req: GenRequest, at_s: float) -> None:
+        await _sleep_until(start + at_s)
+        done(await _one(engine, req, t0, False, deadlines))
+
+    pairs = [(r, float(o)) for r, o in zip(reqs, offsets_s, strict=True)]
+    if duration_s is not None:
+        pairs = [(r, o) for r, o in pairs if o < duration_s]
+    await _gather_or_cancel([send(r, o) for r, o in pairs])
+
+
+# epoll rounds a timer's timeout up to whole milliseconds, so a plain sleep fires up to ~1 ms late:
+# enough to bend Poisson inter-arrival gaps of a few ms. Sleep to just short of the target, then yield.
+_SPIN_S = 0.002
+
+
+async def _sleep_until(t: float) -> None:
+    """Return at perf_counter time `t`, typically within tens of microseconds."""
+    left = t - time.perf_counter()
+    if left > _SPIN_S:
+        await asyncio.sleep(left - _SPIN_S)
+    while time.perf_counter() < t:
+        await asyncio.sleep(0)  # yields to every ready callback, so the spin delays no token
+
+
+async def _gather_or_cancel(coros: list[object]) -> None:
+    tasks = [asyncio.ensure_future(c) for c in coros]  # type: ignore[call-overload]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,1 @@
+"""What a level measured: per-request and level metrics with exact intervals, repeats pooled and judged."""

@@ -1,0 +1,1 @@
+"""What a study file says, validated: the study, its level sets' workloads and loads, the SLO, the cliff search."""

@@ -1,0 +1,1 @@
+"""Where results live: level folders written atomically, tidy tables, the manifest and provenance, locks."""

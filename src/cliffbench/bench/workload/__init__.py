@@ -1,0 +1,1 @@
+"""What is asked: seeded requests cut from the corpus at exact token lengths."""
