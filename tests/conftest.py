@@ -237,6 +237,17 @@ def level_info(key: str) -> LevelInfo:
     )
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # llama-cpp-python opens two /dev/null files when imported (llama_cpp._utils, for its
+    # suppress_stdout_stderr) and never closes them; at exit, with the suite's `error` filter still
+    # in force, the interpreter printed "Exception ignored ... ResourceWarning: unclosed file
+    # '/dev/null'" twice after the summary. The tests are over: close them.
+    utils = sys.modules.get("llama_cpp._utils")
+    for name in ("outnull_file", "errnull_file"):
+        if (f := getattr(utils, name, None)) is not None:
+            f.close()
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """After every fixture has stopped its engine: no engine, server, CLI or kernel process of the
     kit may be left, under this process or orphaned since it started (vLLM's EngineCore and
