@@ -113,6 +113,8 @@ def test_cli_killed_at_a_phase(
 ) -> None:
     case = killed[phase, sig]
     where = f"{phase}, {sig.name}:\n{case.run.output()[-3000:]}"
+    # paused there and signalled (a CLI that never paused is killed at the end: a SIGKILL case would pass)
+    assert case.run.paused.is_set(), where
     assert case.code == EXIT[sig], where
     assert not case.run.left_after(10.0), where
     levels = case.results / NAME / "levels"
