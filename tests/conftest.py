@@ -48,7 +48,7 @@ _guard_mark = "engine"  # the mark the running guarded test lacks
 def _uses_fixture_of_this_file(item: pytest.Item, name: str) -> bool:
     """Whether `item` uses this file's fixture `name`, not a module's own fixture of that name."""
     info = getattr(item, "_fixtureinfo", None)  # pytest's resolution of the test's fixtures
-    defs = info.name2fixturedefs.get(name, ()) if info is not None else ()
+    defs: Sequence[Any] = info.name2fixturedefs.get(name, ()) if info is not None else ()
     return bool(defs) and defs[-1].func.__module__ == __name__  # the last one is the one it gets
 
 
