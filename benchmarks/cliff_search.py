@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import tempfile
@@ -39,6 +38,7 @@ import pandas as pd
 from cliffbench.bench.metrics.repeats import SloJudge, pool_repeats
 from cliffbench.bench.search.bracket import read_searches
 from cliffbench.bench.spec.study import StudySpec
+from cliffbench.bench.store.bench_record import RepeatedNumber, loadavg, new_record, write_result
 from cliffbench.bench.store.levels import load_results, study_dir
 from cliffbench.bench.store.provenance import collect_provenance
 from cliffbench.bench.sweep import run_study_async
@@ -214,9 +214,19 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.engines = "fake"
+    before = loadavg()
     out = asyncio.run(main_async(args))
     path = args.out or (QUICK_OUT if args.quick else OUT)
-    path.write_text(json.dumps(out, indent=2, default=str))
+    # one search and one grid per engine: each ratio is a single run, and the record says so
+    numbers = [
+        RepeatedNumber(
+            name=f"{r['engine']} search/grid time",
+            higher_is_better=False,
+            values=[r["time_ratio_search_over_grid"]],
+        )
+        for r in out["rows"]
+    ]
+    write_result(path, out, new_record("cliff_search", 1, numbers, before))
     print(f"wrote {path}")
     for r in out["rows"]:
         print(

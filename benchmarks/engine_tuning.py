@@ -45,6 +45,7 @@ from typing import Any
 from cliffbench.bench.plan import ordered_work, plan_levels
 from cliffbench.bench.probes import local_hardware
 from cliffbench.bench.spec.study import StudySpec, load_study
+from cliffbench.bench.store.bench_record import RepeatedNumber, loadavg, new_record, write_result
 from cliffbench.bench.store.levels import load_results, write_manifest
 from cliffbench.bench.store.provenance import collect_provenance
 from cliffbench.bench.store.tuning import TuningRun, TuningSweep
@@ -235,12 +236,20 @@ def main() -> None:
     known = [spec["label"] for spec, _ in configurations(args.skip_compiled, args.quick)]
     if unknown := [c for c in args.only.split(",") if c and c not in known]:
         ap.error(f"--only: unknown configuration {unknown[0]!r}; allowed: {', '.join(known)}")
+    before = loadavg()
     result = asyncio.run(sweep(args))
     out = args.out or (QUICK_OUT if args.quick else OUT)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(result.model_dump_json(indent=2) + "\n")
-    tmp.replace(out)
+    # every configuration's tok/s and TTFT p50 with each repeat's value: what compare-bench compares
+    numbers = [
+        RepeatedNumber(name=f"{run.config} {run.users} users {what}", unit=unit, higher_is_better=up, values=values)
+        for run in result.runs
+        for what, unit, up, values in (
+            ("output tok/s", "tok/s", True, run.output_tok_s),
+            ("TTFT p50", "s", False, run.ttft_p50_s),
+        )
+        if values
+    ]
+    write_result(out, result.model_dump(mode="json"), new_record("engine_tuning", result.repeats, numbers, before))
     print(f"wrote {out} ({result.wall_s / 60:.1f} min)")
     print_table(result)
 

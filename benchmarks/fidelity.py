@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from cliffbench.bench.load.driver import RequestRecord, run_level
-from cliffbench.bench.spec.study import WorkloadSpec
+from cliffbench.bench.spec.workload import WorkloadSpec
 from cliffbench.bench.store.provenance import collect_provenance
 from cliffbench.bench.workload.requests import build_requests
 from cliffbench.engines import GenRequest, make_engine

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ import psutil
 
 from cliffbench.bench.load.driver import run_level
 from cliffbench.bench.spec.study import load_study
+from cliffbench.bench.store.bench_record import RepeatedNumber, loadavg, new_record, write_result
 from cliffbench.bench.store.provenance import collect_provenance
 from cliffbench.bench.workload.requests import build_requests
 from cliffbench.config import PROJECT_ROOT
@@ -140,8 +140,14 @@ def main() -> None:
     p.add_argument("--users", type=int, default=8)
     p.add_argument("--out", type=Path, default=OUT)
     a = p.parse_args()
+    before = loadavg()
     doc = asyncio.run(main_async(a))
-    a.out.write_text(json.dumps(doc, indent=2, default=str))
+    by_pair = [{r["others"]: r["tok_s"] for r in doc["runs"] if r["pair"] == i} for i in range(a.pairs)]
+    ratio = RepeatedNumber(
+        name=f"{a.target} {a.users} users, others loaded / stopped tok/s",
+        values=[x["loaded"] / x["stopped"] for x in by_pair],
+    )
+    write_result(a.out, doc, new_record("idle_engines", a.pairs, [ratio], before))
     print(
         f"idle engines: {doc['idle']['kit_tree_cores']:.3f} cores; {a.target} at {a.users} users, others loaded / "
         f"stopped: x{doc['loaded_over_stopped_median']:.3f} (range {doc['loaded_over_stopped_min']:.3f}-"

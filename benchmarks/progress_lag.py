@@ -24,7 +24,7 @@ from typing import Any
 
 from cliffbench.bench.load.driver import run_level
 from cliffbench.bench.progress.reporter import LevelTask, ProgressFile
-from cliffbench.bench.spec.study import WorkloadSpec
+from cliffbench.bench.spec.workload import WorkloadSpec
 from cliffbench.bench.store.provenance import collect_provenance
 from cliffbench.bench.workload.requests import build_requests
 from cliffbench.engines import make_engine

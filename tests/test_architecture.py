@@ -81,7 +81,7 @@ def test_no_module_over_the_line_limit(path: Path) -> None:
 
 
 def test_no_test_hook_in_the_package() -> None:
-    # fault injection comes from the tests through an injected `on_phase` (bench/progress/phases.py), never
+    # fault injection comes from the tests through an injected `on_phase` (bench/progress/run_phases.py), never
     # from the package importing the tests or reading a fault test's environment variable
     imports_tests = re.compile(r"^\s*(from|import)\s+tests(\.|\s)", re.MULTILINE)
     for path in _modules():

@@ -146,7 +146,7 @@ def test_matrix_ranks_and_writes_csv(tmp_path: Path) -> None:
         (["-p", "matrix_gpu_prices", "{a100-40gb: -1}"], "parameter matrix_gpu_prices: a100-40gb must be a positive"),
         (["-p", "matrix_users", "0"], "parameter matrix_users"),
         (["-p", "matrix_hardware", "l4"], "parameter matrix_gpu_prices: no vm-on-demand price for 'l4'"),
-        (["-p", "speed", "1"], "parameter speed: unknown; allowed: cluster, concurrency, engine, force, force_prepare"),
+        (["-p", "speed", "1"], "parameter speed: unknown; allowed: cluster, compare_to, concurrency, engine, force"),
         (["-p", "engine", "openai-http"], "parameter url: give it exactly when parameter engine is openai-http"),
         (["-p", "engine", "openai-http", "-p", "url", "ftp://x"], "parameter url: must be an http"),
         (["-p", "url", "http://127.0.0.1:8000/v1"], "parameter url: only for the flag form"),

@@ -31,9 +31,19 @@ def md(src: str) -> nbf.NotebookNode:
     return nbf.v4.new_markdown_cell(src.strip())
 
 
+def papermill_line(line: str) -> str:
+    """`line` as papermill can read it: papermill takes a parameter line with a second '=', even in
+    its comment, for one it cannot parse and warns on every run ("Unable to parse line 27
+    'matrix_report_date = ...; empty = today'"), so '=' in a comment becomes ':'."""
+    assignment, sep, comment = line.partition("  # ")
+    if assignment.count("=") != 1:
+        raise ValueError(f"parameter line papermill cannot parse (one '=' before the comment): {line!r}")
+    return assignment + sep + comment.replace(" = ", ": ").replace("=", ":")
+
+
 def parameters(cls: type[Spec]) -> nbf.NotebookNode:
     """A notebook's `parameters` cell, written from its model: `name = default  # description`."""
-    return code("\n".join(parameter_lines(cls)), ["parameters"])
+    return code("\n".join(papermill_line(line) for line in parameter_lines(cls)), ["parameters"])
 
 
 NOTEBOOKS = {
@@ -112,120 +122,33 @@ NOTEBOOKS = {
             "import warnings\nwarnings.filterwarnings('ignore')"
         ),
         code(
-            "from cliffbench.report import sections as nv\nfrom cliffbench.report.data import load_report_data\n"
-            "from cliffbench.decide.tree import UserProfile, decision_tree, recommend_for\n"
-            "from cliffbench.report.figure_set import FIGURE_CAPTIONS, figure_paths\n"
+            "from cliffbench.report.data import load_report_data\n"
+            "from cliffbench.decide.tree import decision_tree\n"
+            "from cliffbench.report.figure_set import figure_paths\n"
             "from IPython.display import HTML, Markdown, display\n"
             "data = load_report_data(params.study)\nres = data.results\nfigs = figure_paths(params.study)\n"
             "tree = decision_tree(res, params.level_set, params.mixed_level_set, params.ttft_slo_s, params.tpot_slo_s)"
         ),
-        code("display(HTML(nv.title_page_html(data)))"),
-        md("## Executive summary"),
-        code("display(Markdown(nv.executive_summary(data, tree)))"),
-        md("## How the two memory models work"),
-        code(
-            "display(Markdown(nv.memory_section(data)))\n"
-            'display(HTML(nv.figure_html(figs["kv_memory"], FIGURE_CAPTIONS["kv_memory"])))'
-        ),
-        md("## Results"),
-        md("### vLLM against llama.cpp: as shipped, matched precision, best of each"),
-        code("display(Markdown(nv.comparisons_section(data, params.level_set)))"),
-        md("### Configuration of every engine"),
-        code("display(Markdown(nv.config_table(data)))"),
-        md("### The tuning sweep: each family's fastest configuration"),
-        code("display(Markdown(nv.tuning_section(data, params.level_set)))"),
-        md("### Throughput and latency vs concurrency"),
-        code(
-            'for name in ["throughput", "ttft", "itl"]:\n'
-            "    display(HTML(nv.figure_html(figs[name], FIGURE_CAPTIONS[name])))\n"
-            "display(Markdown(nv.levels_table(data, params.level_set)))"
-        ),
-        md("### Where each engine's cliff is, and why"),
-        code(
-            "display(Markdown(nv.cliff_section(data, params.level_set)))\n"
-            'display(HTML(nv.figure_html(figs["cliff_causes"], FIGURE_CAPTIONS["cliff_causes"])))'
-        ),
-        md("### Queueing made visible"),
-        code(
-            'for name in ["timeline", "hol_blocking"]:\n'
-            "    display(HTML(nv.figure_html(figs[name], FIGURE_CAPTIONS[name])))"
-        ),
-        md("### What the harness costs each engine"),
-        code("display(Markdown(nv.overhead_section(data)))"),
-        md("### In-process engines vs the real servers"),
-        code(
-            "display(Markdown(nv.fidelity_sentence(data)))\n"
-            'display(HTML(nv.figure_html(figs["serving_overhead"], FIGURE_CAPTIONS["serving_overhead"])))'
-        ),
-        md("## Reproduction of the published numbers"),
-        code("display(Markdown(nv.seed_comparison(data)))"),
-        md(
-            "### The published numbers against physical limits\n"
-            "Every number of the seed's table and of the sources behind it (`data/published/claims.csv`), "
-            "checked against the memory-bandwidth and compute ceilings of the stated hardware and model "
-            "(`cliffbench.audit.roofline`)."
-        ),
-        code("display(Markdown(nv.claims_section(data)))"),
-        md("### Which of the seed's shapes reproduce here"),
-        code("display(Markdown(nv.shapes_section(data, params.level_set)))"),
-        md("### Measured efficiency against the roofline"),
-        code(
-            "display(Markdown(nv.efficiency_section(data, params.level_set)))\n"
-            'display(HTML(nv.figure_html(figs["ceiling_fraction"], FIGURE_CAPTIONS["ceiling_fraction"])))'
-        ),
-        md("### The published setup, ready to run on a GPU"),
-        code("display(Markdown(nv.gpu_study_section(data)))"),
-        md("## Decision tree"),
-        code(
-            'display(HTML(nv.figure_html(figs["decision_tree"], FIGURE_CAPTIONS["decision_tree"])))\n'
-            "profile = UserProfile(peak_users=params.peak_users, ttft_slo_s=params.ttft_slo_s, "
-            "tpot_slo_s=params.tpot_slo_s)\n"
-            "rec = recommend_for(res, profile, params.level_set, params.mixed_level_set)\n"
-            'display(Markdown(f"For **{params.peak_users} users** ({tree.slo_text}): '
-            "**{rec.engine or 'no engine'}**: {rec.verdict}\\n\\n\" + "
-            '"\\n".join(f"- {e}" for e in rec.evidence)))'
-        ),
-        md("Every engine in the tree stands for one of the three comparisons (or none), configured as shown:"),
-        code("display(Markdown(nv.engine_roles_table(data, params.level_set)))"),
-        md("### From your constraints to an option of the matrix"),
-        code(
-            "from cliffbench.decide.constraints import constraint_tree, measured_study\n"
-            "from cliffbench.report.constraints_text import constraint_markdown, readers_markdown\n"
-            "measured = measured_study(res, params.level_set, params.ttft_slo_s, params.tpot_slo_s)\n"
-            "path = constraint_tree(params.reader_constraints(), params.matrix_params(), study=measured)\n"
-            "display(Markdown(constraint_markdown(path)))\n"
-            "display(Markdown(readers_markdown(params.matrix_params(), measured)))"
-        ),
-        md("## Architecture Decision Matrix"),
         code(
             "from cliffbench.decide import matrix as mx\nfrom cliffbench.report import matrix_pdf as mxr\n"
+            "from cliffbench.decide.constraints import constraint_tree, measured_study\n"
             "from cliffbench.report.figure_set import figure_dir\n"
             "matrix = mx.evaluate(params.matrix_params())\n"
+            "measured = measured_study(res, params.level_set, params.ttft_slo_s, params.tpot_slo_s)\n"
+            "path = constraint_tree(params.reader_constraints(), params.matrix_params(), study=measured)\n"
             "mfigs = mxr.make_matrix_figures(matrix, figure_dir(params.study))\n"
-            "mxr.write_matrix_csv(matrix)\nmxr.write_matrix_pdf(matrix)\n"
-            "display(Markdown(mxr.method_markdown(matrix)))"
+            "mxr.write_matrix_csv(matrix)\nmxr.write_matrix_pdf(matrix, constraints=path)"
         ),
-        md("### Ranking under the chosen weights"),
+        code(  # page 1 (the answer), the body, the appendices: no markdown cell may come before it
+            "from cliffbench.report.whitepaper import whitepaper_blocks\n"
+            "for block in whitepaper_blocks(data, params, tree, figs, matrix, mfigs):\n"
+            '    display(Markdown(block.text) if block.kind == "md" else HTML(block.text))'
+        ),
         code(
-            "display(Markdown(mxr.ranking_markdown(matrix)))\n"
-            'display(HTML(nv.figure_html(mfigs["matrix_heatmap"], mxr.MATRIX_CAPTIONS["matrix_heatmap"])))'
+            "if params.compare_to:  # cliffbench report --compare-to B\n"
+            "    from cliffbench.report.compare_report import comparison_section\n\n"
+            "    display(Markdown(comparison_section(params.study, params.compare_to, params.level_set)))"
         ),
-        md("### Freshness of the data"),
-        code("display(Markdown(mxr.freshness_markdown(matrix)))"),
-        md("### Sensitivity to the weights"),
-        code("display(Markdown(mxr.sensitivity_markdown(matrix)))"),
-        md("### Cost per 1M output tokens vs load"),
-        code('display(HTML(nv.figure_html(mfigs["matrix_cost"], mxr.MATRIX_CAPTIONS["matrix_cost"])))'),
-        md("### Utilisation: where the ranking flips"),
-        code("display(Markdown(mxr.utilisation_markdown(matrix)))"),
-        md("### The matrix, with sources"),
-        code("display(Markdown(mxr.matrix_markdown(matrix)))"),
-        md("## Methods, environment and provenance"),
-        code("display(Markdown(nv.methods_section(data)))"),
-        md("## Limitations"),
-        code("display(Markdown(nv.limitations_section(data)))"),
-        md("## Glossary"),
-        code("display(Markdown(nv.glossary_table()))"),
     ],
 }
 

@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from cliffbench.trace import Source, record
+
 __all__ = [
     "DATA_DIR",
     "FIGURES_DIR",
@@ -55,6 +57,11 @@ class InputError(ValueError):
 
 class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def field_default(cls: type[BaseModel], name: str) -> Any:
+    """The default of field `name` of `cls` (a default_factory called)."""
+    return cls.model_fields[name].get_default(call_default_factory=True)
 
 
 def one_line_error(exc: ValidationError, prefix: str = "") -> str:
@@ -122,11 +129,16 @@ def read_csv_specs(
     return rows
 
 
-def fmt_number(x: Any, digits: int = 3, *, sci_below: float = 0.0) -> str:
+def fmt_number(x: Any, digits: int = 3, *, sci_below: float = 0.0, src: Source | None = None) -> str:
     """A number as the kit prints it: `digits` significant digits, a grouped whole number from
     1,000 up ('1,450'), 'n/a' for None or NaN; a Python int prints as it is. With `sci_below` > 0
     a nonzero magnitude below it prints in scientific notation ('8.32e-04'), as the whitepaper's
-    tables do, so a sub-millisecond time keeps its digits."""
+    tables do, so a sub-millisecond time keeps its digits. The text is logged with `src` (where
+    the number was read) while `cliffbench.trace.recording()` is on."""
+    return record(_fmt(x, digits, sci_below), src)
+
+
+def _fmt(x: Any, digits: int, sci_below: float) -> str:
     if x is None:
         return "n/a"
     if isinstance(x, int | bool):
@@ -138,4 +150,6 @@ def fmt_number(x: Any, digits: int = 3, *, sci_below: float = 0.0) -> str:
         return f"{v:,.0f}"
     if v != 0 and abs(v) < sci_below:
         return f"{v:.2e}"
-    return f"{v:.{digits}g}"
+    text = f"{v:.{digits}g}"
+    # fewer digits than the integer part has ('5.6e+02' at 2 digits): the rounded value, written out
+    return f"{float(text):,.0f}" if "e+" in text else text

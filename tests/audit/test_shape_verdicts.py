@@ -126,8 +126,10 @@ def test_shape_verdicts() -> None:
     # the seed's "spikes past 290 ms" is a tail: measured p50 at 1 user -> p99 at 32 (24 / 0.2 = x120)
     ollama_ttft = next(s for s in shapes.values() if s.shape.startswith("Ollama") and "TTFT" in s.shape)
     assert "p50 -> p99" in ollama_ttft.shape and ollama_ttft.measured.startswith("x120 ")
-    # the queueing bound: 290 ms x (A100 Q4_K_M batch-4 ceiling / 4) / 7 requests ahead
-    assert "13.2 output tokens" in ollama_ttft.reason
+    # the queueing bound: 290 ms x (A100 FP16 batch-4 ceiling / 4) / 7 requests ahead; FP16 is the one
+    # precision the report assumes for Ollama on the A100 (claims.DEFAULT_PRECISION, as RH2025 states)
+    assert "a100-40gb fp16 ceiling of 96.8 tok/s per slot" in ollama_ttft.reason
+    assert "4.01 output tokens" in ollama_ttft.reason
 
 
 @pytest.mark.parametrize(

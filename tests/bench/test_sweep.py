@@ -18,8 +18,10 @@ pytestmark = pytest.mark.engine
 LEVELS = {
     "name": "chat",
     "workload": {"kind": "fixed", "prompt": {"mean": 16}, "output": {"mean": 12}},
-    "load": {"concurrency": [1, 2, 4], "requests_per_level": 4, "warmup_requests": 1},
+    # 4 steady requests per level: 4 + 2 x users requests (bench/metrics/phases.py)
+    "load": {"concurrency": [1, 2, 4], "requests_per_level": 4, "steady_requests": 4, "warmup_requests": 1},
 }
+N_REQUESTS = [6, 8, 12]
 
 
 def _spec(engines: list[dict[str, Any]], name: str = "t") -> StudySpec:
@@ -29,12 +31,16 @@ def _spec(engines: list[dict[str, Any]], name: str = "t") -> StudySpec:
 def _check(res: Any, engine: str) -> None:
     lv = res.levels[res.levels.engine == engine].sort_values("concurrency")
     assert lv["status"].tolist() == ["ok"] * 3, lv["error"].tolist()
-    assert lv["n_ok"].tolist() == [4, 4, 4]
+    assert lv["n_ok"].tolist() == N_REQUESTS
     assert (lv["output_tok_s"] > 0).all() and (lv["ttft_s_p50"] > 0).all()
     req = res.requests[(res.requests.engine == engine) & ~res.requests.warmup]
     assert (req["output_tokens"] == 12).all() and (req["prompt_tokens"] == 16).all()
+    # every request stored with its user and phase; each level reached its steady window
+    assert set(req["phase"]) <= {"ramp", "steady", "drain"} and (lv["n_steady"] > 0).all()
+    assert (lv["n_ramp"] + lv["n_steady"] + lv["n_drain"]).tolist() == N_REQUESTS
+    assert [req.loc[req.concurrency == c, "user"].nunique() for c in (1, 2, 4)] == [1, 2, 4]
     tok = res.tokens[res.tokens.engine == engine]
-    assert len(tok) == 12 * 5 * 3  # warm-up tokens are stored too, marked through `requests`
+    assert len(tok) == 12 * (sum(N_REQUESTS) + 3)  # warm-up tokens are stored too, marked through `requests`
 
 
 def test_llamacpp_slots_sweep(model: Any, tmp_path: Path) -> None:
@@ -101,9 +107,9 @@ def test_plan_levels_index_and_request_counts(model: Any, tokenizer: Any) -> Non
     assert [(lv.repeat, lv.index) for lv in levels] == [(r, i) for r in range(3) for i in range(8)]
     plans = plan.preflight(spec, levels, tokenizer)
     counts = {(lv.level_set.name, lv.concurrency): len(plans[lv.index, lv.repeat][0]) for lv in levels}
-    # chat: max(10 requests, 2 per user); mixed: 12
-    assert counts[("chat", 1)] == 10 and counts[("chat", 16)] == 32 and counts[("chat", 32)] == 64
-    assert counts[("mixed", 4)] == 10
+    # 10 steady requests + 2 per user (the ramp's and the drain's), in both level sets
+    assert counts[("chat", 1)] == 12 and counts[("chat", 16)] == 42 and counts[("chat", 32)] == 74
+    assert counts[("mixed", 4)] == 18
     # each repeat draws its own requests
     assert plans[0, 0][0][0].prompt_token_ids != plans[0, 1][0][0].prompt_token_ids
     assert plans[0, 0][0][0].prompt_token_ids != plans[1, 0][0][0].prompt_token_ids  # each level its own prompts

@@ -276,3 +276,25 @@ def test_damaged_level_is_named_left_out_and_measured_again(tmp_path: Path) -> N
     sweep.run_study(spec, root=tmp_path, reporter=rec)
     assert sorted(i.level_key for i in rec.finished) == ["wide__chat__c0001", "wide__chat__c0004"]
     assert not load_results("damage", root=tmp_path).damaged
+
+
+def test_a_sessions_level_stores_its_theoretical_and_measured_hit_rates(tmp_path: Path) -> None:
+    sessions = {
+        "name": "sessions",
+        "workload": {
+            "kind": "sessions",
+            "prompt": {"mean": PROMPT},
+            "output": {"mean": OUTPUT},
+            "sessions": {"turns": {"dist": "fixed", "mean": 2}, "user": {"mean": 6}},
+        },
+        "load": {"concurrency": [2], "requests_per_level": N, "warmup_requests": 0},
+    }
+    spec = StudySpec.model_validate({"name": "sess", "tokenizer": "fake", "engines": [WIDE], "level_sets": [sessions]})
+    sweep.run_study(spec, root=tmp_path)
+    res = load_results("sess", root=tmp_path)
+    (info,) = res.levels.to_dict("records")
+    # 4 sessions of 2 turns: 16; 16 + 10 + 6 = 32 prompt tokens, the second turn's history 26
+    assert info["hit_rate_theory"] == pytest.approx(4 * 26 / (4 * 48))
+    assert info["hit_rate_measured"] != info["hit_rate_measured"]  # the fake tells nothing: NaN
+    prompts = sorted(res.requests["prompt_tokens"].tolist())
+    assert prompts == [16] * 4 + [32] * 4 and res.requests["cached_tokens"].isna().all()

@@ -109,17 +109,23 @@ BASE = mx.MatrixParams(report_date=DAY)
 
 def test_study_engines_stand_for_matrix_options(data: mx.MatrixData, study: MeasuredStudy) -> None:
     mapping = engine_options(study.levels, data)
-    assert mapping == {"llama-server": ["llamacpp"], "ollama": ["ollama"], "vllm": ["vllm", "vllm-litellm"]}
+    assert mapping == {
+        "llama-server": ["llamacpp"],
+        "ollama": ["ollama"],
+        "vllm": ["vllm", "vllm-litellm", "managed-vllm"],  # the consultancy runs vLLM too
+    }
 
 
-def test_three_readers_three_leaves(data: mx.MatrixData, study: MeasuredStudy) -> None:
+def test_three_readers_and_their_leaves(data: mx.MatrixData, study: MeasuredStudy) -> None:
     readers = example_readers()
     paths = {k: constraint_tree(c, BASE, data, study) for k, c in readers.items()}
     leaves = {k: p.leaf for k, p in paths.items()}
+    # the consultancy-run vLLM scores 4 on operational burden: it is what a reader without an ops team
+    # and a GPU reader who weighs ops at all are left with first
     assert leaves == {
         "on-prem only, a CPU box, 2 users": "llamacpp",
-        "an A100 40GB and 25 users": "vllm",
-        "no ops team, 3 users": "together",
+        "an A100 40GB and 25 users": "managed-vllm",
+        "no ops team, 3 users": "managed-vllm",
     }
     cpu, gpu, no_ops = paths.values()
     # on-prem: every managed option is ruled out by its deployment cell, GPU-only engines by hardware reach
@@ -129,18 +135,19 @@ def test_three_readers_three_leaves(data: mx.MatrixData, study: MeasuredStudy) -
     assert "hardware reach lacks cpu (cuda (1/5)" in cpu.steps[1].ruled_out["tensorrt-llm"]
     # where the engines differ at 2 users, vLLM and Ollama serve fewer tokens than llama-server
     measured = cpu.steps[-1].ruled_out
-    assert set(measured) == {"vllm", "vllm-litellm", "ollama"}
+    assert set(measured) == {"vllm", "vllm-litellm", "managed-vllm", "ollama"}
     assert "vllm 42 tok/s (repeats 40-44) against llama-server 68.2 (65-71.5) at 2 users" in measured["vllm"]
     assert cpu.cost_text == "unknown" and "prices GPU-hours" in cpu.cost_note  # a CPU box is not priced
     # an A100 and 25 users: judged at the next measured level (32), where both llama.cpp options miss
     assert set(gpu.steps[-1].ruled_out) == {"ollama", "llamacpp"}
     assert "llama-server at 32 users" in gpu.steps[-1].ruled_out["llamacpp"]
     at25 = mx.evaluate(BASE.model_copy(update={"users": 25}), data)
-    assert gpu.cost_text == at25.text.loc["vllm", "cost"]  # the matrix's cost at the reader's profile
+    assert gpu.cost_text == at25.text.loc["managed-vllm", "cost"]  # the matrix's cost at the reader's profile
     # no ops team: only options scoring 4+ on operational burden stay; Ollama then misses at 4 users
     assert all((data.cells[(o, "ops")].score or 0) >= 4 for o in no_ops.steps[2].left)
     assert "llamacpp" in no_ops.steps[2].ruled_out and set(no_ops.steps[-1].ruled_out) == {"ollama"}
-    assert no_ops.cost_text == "$0.540"  # (512 x 0.18 + 256 x 0.18) / 256: Together's list prices
+    at3 = mx.evaluate(BASE.model_copy(update={"users": 3}), data)
+    assert no_ops.cost_text == at3.text.loc["managed-vllm", "cost"]
     # each leaf cites the price its cost rests on
     assert any("lambda.ai/pricing" in c for c in gpu.citations)
 
@@ -166,8 +173,15 @@ def test_region_and_service_rules(data: mx.MatrixData) -> None:
 
 
 def test_no_option_left_says_so(data: mx.MatrixData) -> None:
+    import dataclasses
+
+    # without the consultancy-run option, Ollama is the one self-hosted option with ops 4: one server
+    keep = {o: opt for o, opt in data.options.items() if o != "managed-vllm"}
+    cells = {k: c for k, c in data.cells.items() if k[0] != "managed-vllm"}
+    certs = {o: c for o, c in data.certifications.items() if o != "managed-vllm"}
+    data = dataclasses.replace(data, options=keep, cells=cells, certifications=certs)
     reader = ReaderConstraints(data="own-hardware", ops_team=False, traffic="service", gpu="h100-sxm")
-    path = constraint_tree(reader, BASE, data)  # Ollama is the one self-hosted option with ops 4: one server
+    path = constraint_tree(reader, BASE, data)
     assert path.leaf is None and "relax one" in path.verdict
     assert "Leaf**: none" in constraint_markdown(path, data)
 
@@ -190,10 +204,12 @@ def test_rendered_path_and_readers_table(data: mx.MatrixData, study: MeasuredStu
     text = constraint_text(path, data)
     assert "Your answers: prompts any; GPU a100-40gb; ops team yes; traffic team, 25 peak users." in text
     assert "5. Where the engines differ" in text and "study cpu-box on 2 CPU cores (test CPU), no GPU" in text
-    assert f"Leaf: Self-hosted vLLM, cost at your profile {path.cost_text} per 1M output tokens" in text
+    leaf = data.options["managed-vllm"].name
+    assert f"Leaf: {leaf}, cost at your profile {path.cost_text} per 1M output tokens" in text
     table = readers_markdown(BASE, study, data)
-    assert "| on-prem only, a CPU box, 2 users | 13 | 3 | Self-hosted llama.cpp server | unknown |" in table
-    assert "| no ops team, 3 users |" in table and "| Together AI | $0.540 |" in table
+    assert "| on-prem only, a CPU box, 2 users | 15 | 4 | Self-hosted llama.cpp server | unknown |" in table
+    at3 = mx.evaluate(BASE.model_copy(update={"users": 3}), data)
+    assert "| no ops team, 3 users |" in table and f"| {leaf} | {at3.text.loc['managed-vllm', 'cost']!s} |" in table
 
 
 def test_cli_recommend_takes_the_questions(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -207,6 +223,8 @@ def test_cli_recommend_takes_the_questions(monkeypatch: pytest.MonkeyPatch) -> N
     assert "From your constraints to an option of the matrix:" in text
     assert "Leaf: Self-hosted llama.cpp server" in text
     no_ops = runner.invoke(app, ["recommend", "--users", "3", "--study", "cpu-box", "--no-ops-team"])
-    assert no_ops.exit_code == 0 and "Leaf: Together AI" in " ".join(no_ops.output.split())
+    assert no_ops.exit_code == 0 and "Leaf: Managed self-hosted vLLM (consultancy-run)" in " ".join(
+        no_ops.output.split()
+    )
     bad = runner.invoke(app, ["recommend", "--users", "3", "--study", "cpu-box", "--gpu", "tpu"])
     assert bad.exit_code == 2 and "--gpu: unknown value 'tpu'; allowed: none, rent" in bad.output

@@ -113,8 +113,11 @@ def test_check_passes_on_the_audit_day() -> None:
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
     assert "matrix check passed" in text
+    n = mx.load_matrix().verified_counts()
+    share = round(100 * n["primary"] / sum(n.values()))
+    assert f"{n['primary']} of {sum(n.values())} cells ({share}%) verified against a primary source" in text
     assert "past shutdown, not ranked: anthropic-haiku-3-5, shutdown 2026-02-19" in text
-    assert "stale cell: ollama/deployment, as of 2025-06" in text
+    assert "stale cell: ollama/ops, as of 2025-06" in text
 
 
 def test_check_fails_with_exit_1_on_a_stale_ranked_price() -> None:

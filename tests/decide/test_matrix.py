@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cliffbench.bench.store.levels import Results
 from cliffbench.config import InputError
 from cliffbench.decide import matrix as mx
 from cliffbench.report import matrix_pdf as mxr
@@ -83,6 +82,13 @@ def test_required_options_and_criteria(data: mx.MatrixData) -> None:
     assert {"tensorrt-llm", "lmdeploy", "gpt-oss", "aws-bedrock", "azure-openai", "groq", "together-dedicated"} <= set(
         data.options
     )
+    # the seed's options: OpenAI's enterprise offering, a consultancy-run self-hosted option, Anyscale as it stands
+    assert {"openai-enterprise", "managed-vllm", "anyscale-platform"} <= set(data.options)
+    assert data.options["anyscale-platform"].status == "active" and data.options["managed-vllm"].kind == "self-hosted"
+    # grouped as the seed groups them, every group with a criterion
+    assert {cr.group for cr in data.criteria.values()} == {"deployment", "compliance", "cost", "lock-in"}
+    # certifications named per managed option
+    assert set(data.certifications) >= {"openai-enterprise", "anthropic-haiku-4-5", "aws-bedrock", "together"}
     assert set(data.criteria) == {
         "deployment",
         "compliance",
@@ -179,8 +185,33 @@ def test_self_hosted_cost_by_hand(data: mx.MatrixData) -> None:
     assert est.output_tok_s == pytest.approx(tok_s, rel=1e-9)
     assert est.ttft_s == pytest.approx(100 / prefill + 1 / decode, rel=1e-9)
     r = mx.evaluate(p, data)
-    assert r.values.loc["vllm", "cost"] == pytest.approx(2.0 / (tok_s * 3600) * 1e6, rel=1e-9)
+    assert r.costs["vllm"].compute == pytest.approx(2.0 / (tok_s * 3600) * 1e6, rel=1e-9)
     assert est.source == "roofline: a100-40gb, llama-3.1-8b bf16, batch 1, x0.5 efficiency"
+    # without staff and exit the cost criterion is the GPU-hours alone
+    bare = mx.evaluate(p.model_copy(update={"engineer_usd_per_year": 0.0}), data)
+    assert bare.values.loc["vllm", "cost"] == pytest.approx(r.costs["vllm"].compute, rel=1e-12)
+
+
+def test_total_cost_by_hand(data: mx.MatrixData) -> None:
+    # staff: ops_fte x the engineer's year a day; exit: weeks x a week's cost over the horizon; both per
+    # 1M of the demand, the most tokens a day a self-hosted option serves within the SLO
+    p = mx.MatrixParams(engineer_usd_per_year=104_000.0, horizon_months=12.0, staff_fte={"vllm": 0.5})
+    r = mx.evaluate(p, data)
+    demand = r.demand_tokens_per_day
+    within = [o for o, ok in r.meets_slo.items() if ok]
+    served = {o: r.costs[o].compute for o in within}  # every self-hosted option here pays the same GPU-hour
+    assert within and demand > 0 and served
+    staff_day = 0.5 * 104_000.0 / 365.25
+    assert r.costs["vllm"].staff == pytest.approx(staff_day / demand * 1e6, rel=1e-9)
+    # vLLM: open weights, OpenAI-compatible, data on your hosts: the base week only
+    assert r.costs["vllm"].exit_weeks == 1.0
+    assert r.costs["vllm"].exit == pytest.approx(104_000.0 / 52 / (12 * 365.25 / 12) / demand * 1e6, rel=1e-9)
+    # Anthropic: its own API (+2), closed weights (+4), data with the vendor (+1)
+    assert r.costs["anthropic-haiku-4-5"].exit_weeks == 8.0
+    luna = r.costs["openai-gpt-6-luna"]
+    assert luna.compute == pytest.approx((512 * 0.10 + 256 * 0.50) / 256)
+    assert luna.total == pytest.approx(luna.compute + luna.staff + luna.exit)
+    assert r.values.loc["openai-gpt-6-luna", "cost"] == pytest.approx(luna.total)
 
 
 def test_slots_queue_by_littles_law(data: mx.MatrixData) -> None:
@@ -215,27 +246,56 @@ def test_cost_curve_shapes(data: mx.MatrixData) -> None:
     assert not {"anyscale", "anthropic-haiku-3-5", "openai-gpt-4o-mini"} & set(curve["option"])
 
 
-def test_measured_study_used_when_gpu_matches(data: mx.MatrixData, monkeypatch: pytest.MonkeyPatch) -> None:
-    levels = pd.DataFrame(
-        {
-            "engine": ["vllm", "vllm"],
-            "engine_kind": ["vllm", "vllm"],
-            "level_set": ["chat", "chat"],
-            "status": ["ok", "ok"],
-            "concurrency": [16, 32],
-            "output_tok_s": [1000.0, 2000.0],
-            "ttft_s_p50": [0.1, 0.3],
-        }
-    )
-    res = Results(pd.DataFrame(), pd.DataFrame(), levels, pd.DataFrame(), {"gpu": [{"name": "NVIDIA A100-SXM4-40GB"}]})
-    monkeypatch.setattr("cliffbench.bench.store.levels.load_results", lambda study: res)
-    p = mx.MatrixParams(users=16, study="gpu-study", gpu_prices={"a100-40gb": 3.6})
-    r = mx.evaluate(p, data)
-    assert r.throughput_source["vllm"] == "measured: study gpu-study, engine vllm, model as stored"
-    assert r.values.loc["vllm", "cost"] == pytest.approx(3.6 / (1000 * 3600) * 1e6)
-    assert r.throughput_source["sglang"].startswith("roofline")  # no SGLang engine: never measured
-    other = mx.evaluate(p.model_copy(update={"hardware": "h100-sxm"}), data)
-    assert other.throughput_source["vllm"].startswith("roofline")  # the study's GPU is not an H100
+def test_measured_verdict_reaches_the_matrix(data: mx.MatrixData) -> None:
+    from cliffbench.bench.metrics.repeats import SloJudge
+    from cliffbench.decide.tree import engine_cliff_details, pooled_levels, select_levels
+    from tests.decide.measured_study import USERS, gpu_study
+
+    # the study ran the matrix's GPU and model: at each measured user count its verdict is the matrix's
+    res = gpu_study()
+    judge = SloJudge.of(res.study.slo, ttft_s=2.0)
+    cliffs = engine_cliff_details(select_levels(pooled_levels(res, judge)))
+    seen = set()
+    for users in USERS:
+        r = mx.evaluate(mx.MatrixParams(users=users, ttft_slo_s=2.0, report_date="2026-12-06"), data, study=res)
+        for option, engine in (("vllm", "vllm"), ("ollama", "ollama"), ("llamacpp", "llama-server")):
+            fam = r.measured[option]
+            assert fam.engine == engine and fam.same_target
+            study_meets = users <= cliffs[engine].meets_up_to  # the study's own bracket
+            assert r.meets_slo[option] == study_meets, (option, users)
+            assert ("(misses SLO)" in str(r.text.loc[option, "ttft"])) == (not study_meets)
+            assert r.throughput_source[option].startswith(f"measured: study a100-box, engine {engine}")
+            seen.add(study_meets)
+        assert r.throughput_source["sglang"].startswith("roofline")  # no SGLang engine: never measured
+        assert r.capacity["ollama"][0] == 2 and r.capacity["llamacpp"][0] == 4 and r.capacity["vllm"][0] == 32
+    assert seen == {True, False}
+    # Ollama measured at 2 users serves 55 tok/s: its GPU-hours cost that, not the roofline's
+    r = mx.evaluate(mx.MatrixParams(users=2, report_date="2026-12-06", gpu_prices={"a100-40gb": 2.0}), data, study=res)
+    assert r.costs["ollama"].compute == pytest.approx(2.0 / (55.0 * 1.05 * 3600) * 1e6, rel=1e-9)
+    # on another GPU the same study has no probe to project from: the roofline, labelled so
+    h100 = mx.evaluate(mx.MatrixParams(hardware="h100-sxm", report_date="2026-12-06"), data, study=res)
+    assert h100.throughput_source["vllm"].startswith("roofline (no probe in the study to project from)")
+
+
+def test_study_on_other_hardware_is_projected(data: mx.MatrixData) -> None:
+    from tests.report.study_data import fake_results
+
+    # a CPU study (probed: 10 GB/s, 0.2 bf16 TFLOP/s): projected to the A100 at the measured efficiency
+    res = fake_results(seed=1)
+    p = mx.MatrixParams(report_date="2026-12-06", ttft_slo_s=0.5)
+    r = mx.evaluate(p, data, study=res)
+    fam = r.measured["vllm"]
+    assert not fam.same_target and fam.projectable and fam.efficiency > 0
+    eff = min(fam.efficiency, 1.0)
+    src = r.throughput_source["vllm"]
+    assert src.startswith("projected: a100-40gb, llama-3.1-8b bf16") and f"x{eff:.3g} efficiency" in src
+    assert "from study fake, engine vllm on 3 CPU cores (Test CPU 9000), no GPU" in src
+    # the projection is the roofline cost model at the measured efficiency, not at the default 0.5
+    at_eff = mx.self_hosted_estimate(data.options["vllm"], p.model_copy(update={"efficiency": eff}))
+    assert at_eff is not None and r.values.loc["vllm", "ttft"] == pytest.approx(at_eff.ttft_s, rel=1e-12)
+    n, how = r.capacity["vllm"]
+    assert how.startswith("projected to a100-40gb") and n >= 1
+    assert r.capacity["sglang"][1].endswith("(not measured)")
 
 
 # ---- scoring and sensitivity ----------------------------------------------------------------------
@@ -280,6 +340,58 @@ def test_sensitivity_finds_known_flip() -> None:
     th = th.set_index("criterion")
     assert th.loc["c2", "up"] == pytest.approx(2.0, rel=1e-3) and th.loc["c2", "up_top"] == "B"
     assert th.loc["c1", "down"] == pytest.approx(0.5, rel=1e-3) and th.loc["c1", "down_top"] == "B"
+
+
+def test_a_tie_is_called_a_tie(data: mx.MatrixData) -> None:
+    from cliffbench.report.matrix_text import choice_sentence
+
+    values = pd.DataFrame({"cost": [5.0, 4.0, 1.0], "ops": [4.0, 5.0, 1.0]}, index=["vllm", "together", "ollama"])
+    dirs = {"cost": "higher", "ops": "higher"}
+    eligible = ["vllm", "together", "ollama"]
+
+    def choice(weights: dict[str, float]) -> mx.TopChoice:
+        total = mx.score_matrix(values, dirs, weights, eligible).total
+        return mx.top_choice(total, mx.sensitivity(values, dirs, weights, eligible)[1], eligible)
+
+    # vLLM leads by a hair: ops x1.1 makes Together first, inside x0.8..x1.25: a tie, not a top choice
+    tie = choice({"cost": 1.1, "ops": 1.0})
+    assert tie.tie and (tie.top, tie.other) == ("vllm", "together")
+    assert tie.pivot in ("cost", "ops") and 0.8 <= tie.pivot_factor <= 1.25
+    weights = {"cost": 1.1, "ops": 1.0, **{c: 0.0 for c in data.criteria if c not in ("cost", "ops")}}
+    text = choice_sentence(data, tie, weights)
+    assert text.startswith("**A tie between Self-hosted vLLM and Together AI**; it turns on **")
+    # a lead that survives every weight within the band is one top choice, with what would flip it
+    clear = choice({"cost": 3.0, "ops": 1.0})
+    assert not clear.tie and clear.top == "vllm" and clear.runner_up == "together" and clear.pivot_factor > 1.25
+    assert choice_sentence(data, clear, weights | {"cost": 3.0}).startswith(
+        "**Top choice: Self-hosted vLLM**; it holds"
+    )
+    # equal totals are a tie whatever the bisection finds
+    even = choice({"cost": 1.0, "ops": 1.0})
+    assert even.tie and even.margin == pytest.approx(0.0)
+
+
+def test_recommendation_says_cost_first(data: mx.MatrixData) -> None:
+    from cliffbench.decide.matrix.verdict import verdict
+    from cliffbench.report.matrix_cto import recommendation_markdown
+
+    # ops weighs most: the consultancy-run option tops the ranking at more than twice the cheapest cost
+    r = mx.evaluate(mx.MatrixParams(report_date="2026-12-06", weights={"ops": 6.0}), data)
+    v = verdict(r)
+    assert v.cost_warning and v.cost_ratio > 2
+    cheapest_cost = float(r.values.loc[v.cheapest, "cost"])  # type: ignore[arg-type]
+    known = r.values.loc[r.eligible, "cost"].dropna()
+    assert cheapest_cost == min(
+        known[[o for o in known.index if r.data.options[o].kind == "managed" or r.meets_slo[o]]]
+    )
+    first = recommendation_markdown(r, v).split("\n\n")[0]
+    assert first.startswith(f"**Cost first: the top choice, {data.options[v.choice.top].name}, costs")
+    assert data.options[v.cheapest].name in first
+    # where the top choice is the cheapest, no warning
+    cheap = mx.evaluate(
+        mx.MatrixParams(report_date="2026-12-06", weights={c: 0.0 for c in data.criteria} | {"cost": 1.0}), data
+    )
+    assert not verdict(cheap).cost_warning and not recommendation_markdown(cheap, verdict(cheap)).startswith("**Cost")
 
 
 def test_unknowns_flagged_and_discontinued_unranked(result: mx.MatrixResult) -> None:
@@ -348,7 +460,7 @@ def test_standalone_pdf(result: mx.MatrixResult, tmp_path: Path) -> None:
     path = mxr.write_matrix_pdf(result, tmp_path / "decision_matrix.pdf")
     doc = pdfium.PdfDocument(str(path))
     try:
-        assert 2 <= len(doc) <= 3
+        assert 7 <= len(doc) <= 10
         text = " ".join(" ".join(doc[i].get_textpage().get_text_range() for i in range(len(doc))).split())
     finally:
         doc.close()
@@ -358,3 +470,6 @@ def test_standalone_pdf(result: mx.MatrixResult, tmp_path: Path) -> None:
         assert cr.name in text, cr.name
     assert str(result.text.loc["vllm", "cost"]) in text  # a computed number, not typed
     assert "Sensitivity" in text and not list(tmp_path.glob(".*"))
+    for heading in ("Deployment", "Compliance", "Cost at your load", "Lock-in and exit", "Sources, verification"):
+        assert heading in text, heading
+    assert "SOC 2 Type II" in text and "HIPAA BAA" in text and "GDPR DPA" in text

@@ -9,6 +9,7 @@ engine and users.
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,10 @@ import pytest
 from pydantic import ValidationError
 
 from cliffbench.bench.metrics.repeats import SloJudge, paired_ratio, pool_repeats
+from cliffbench.decide.at_load import engine_at_load
 from cliffbench.decide.tree import (
+    CRITERION,
+    DecisionNode,
     Leaf,
     UserProfile,
     build_tree,
@@ -30,6 +34,7 @@ from cliffbench.report.tree_text import render_tree_text
 USERS = [1, 2, 4, 8]
 JUDGE = SloJudge({"ttft_s": 1.0, "tpot_s": 0.2}, {"ttft_s": 90.0, "tpot_s": 50.0})
 FAST = np.linspace(0.1, 0.3, 12)
+FASTEST = np.linspace(0.05, 0.15, 12)
 SLOW = np.linspace(3.0, 4.0, 12)
 
 
@@ -41,14 +46,20 @@ def _store(
     repeats: int = 3,
     n: int = 12,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """`shapes[engine][users]`: 'fast', 'slow', 'failed' (the level run failed outright),
+    """`shapes[engine][users]`: 'fast', 'fastest' (TTFT 0.05-0.15 s), 'slow', 'failed' (the level run failed outright),
     'half-rejected' (fast, but every other request rejected) or 'straddle' (TTFT 0.3-1.1 s)."""
     levels, requests = [], []
     for engine, by_users in shapes.items():
         for i, (users, shape) in enumerate(sorted(by_users.items())):
             for rep in range(repeats):
                 key = f"{engine}__{level_set}__c{users:04d}" + (f"-rep{rep + 1}" if rep else "")
-                ttft = {"fast": FAST, "slow": SLOW, "half-rejected": FAST, "straddle": np.linspace(0.3, 1.1, 12)}
+                ttft = {
+                    "fast": FAST,
+                    "fastest": FASTEST,
+                    "slow": SLOW,
+                    "half-rejected": FAST,
+                    "straddle": np.linspace(0.3, 1.1, 12),
+                }
                 status = "failed" if shape == "failed" else "ok"
                 levels.append(
                     {
@@ -190,8 +201,13 @@ def test_recommend_between_measured_levels_is_judged_above() -> None:
     assert "judged at its measured 4 users" in rec.verdict
     exact = recommend(pooled, UserProfile(peak_users=4, ttft_slo_s=1, tpot_slo_s=0.2), JUDGE)
     assert exact.measured and exact.judged_at == 4.0
+    # above the highest level every engine already missed at a lower load: monotone, not unmeasured
     above = recommend(pooled, UserProfile(peak_users=9, ttft_slo_s=1, tpot_slo_s=0.2), JUDGE)
-    assert above.engine is None and "unmeasured" in above.verdict
+    assert above.engine is None and above.kind == "misses" and "no engine meets" in above.verdict
+    assert any(e.startswith("vllm at 8 users") and "misses at 8 users already" in e for e in above.evidence)
+    alone = _pooled({"vllm": dict.fromkeys(USERS, "fast")}, {"vllm": CHAT_TOK["vllm"]})
+    beyond = recommend(alone, UserProfile(peak_users=9, ttft_slo_s=1, tpot_slo_s=0.2), JUDGE)
+    assert beyond.engine is None and beyond.kind == "unmeasured" and "unmeasured" in beyond.verdict
 
 
 def test_recommend_picks_highest_median_throughput_among_meeting() -> None:
@@ -201,18 +217,90 @@ def test_recommend_picks_highest_median_throughput_among_meeting() -> None:
     assert recommend(pooled, UserProfile(peak_users=8, ttft_slo_s=1, tpot_slo_s=0.2), JUDGE).engine == "a"
 
 
-def test_tree_splits_at_cliffs_and_merges_equal_leaves() -> None:
+def test_tree_splits_where_the_answer_changes_and_merges_equal_leaves() -> None:
     tree = build_tree(_pooled(CHAT_SHAPES, CHAT_TOK), JUDGE)
     labels = [label for label, _ in tree.root.branches]
-    # llamacpp-serial (50 tok/s) beats vllm (20 tok/s) at 1 user; vllm alone meets at 2 and 4
-    assert labels == ["<= 1 user", "2-4 users", "5-8 users", "> 8 users"]
+    # at 1 user llamacpp-serial is faster (50 vs 20 tok/s) but at its cliff (it misses at 2), while
+    # vllm meets the SLO at 4x the users: headroom first. From 5 users on both miss (vllm at 8,
+    # llamacpp-serial from 2): one branch, above the highest level too (monotone verdicts)
+    assert labels == ["<= 4 users", "> 4 users"]
     leaves = [leaf for _, leaf in tree.root.branches]
     assert all(isinstance(leaf, Leaf) for leaf in leaves)
-    assert [leaf.engine for leaf in leaves if isinstance(leaf, Leaf)] == ["llamacpp-serial", "vllm", None, None]
+    assert [leaf.engine for leaf in leaves if isinstance(leaf, Leaf)] == ["vllm", None]
+    assert isinstance(leaves[1], Leaf) and "no engine meets" in leaves[1].verdict and "at 5 users" in leaves[1].verdict
+    assert tree.criterion == CRITERION and "headroom" in render_tree_text(tree)
     assert tree.thresholds == {"llamacpp-serial": 1.0, "vllm": 4.0}
     assert tree.slo_text == "TTFT p90 <= 1 s and TPOT p50 <= 0.2 s"
     one = build_tree(_pooled({"a": dict.fromkeys(USERS, "fast")}, {"a": [1.0, 2, 3, 4]}), JUDGE)
     assert [label for label, _ in one.root.branches] == ["<= 8 users", "> 8 users"]
+
+
+# issue 27's default study: llamacpp-f32-32 on the grid and probed by the cliff search at 19 and 20
+# users (meets at 19 with 159 tok/s, misses from 20 on); vllm measured at 16 and 32 only, meeting
+# at both with 272 and 328 tok/s and a lower TTFT
+DEFAULT_SHAPES = {
+    "llamacpp-f32-32": {1: "fast", 2: "fast", 4: "fast", 8: "fast", 16: "fast", 19: "fast", 20: "slow", 32: "slow"},
+    "vllm": {16: "fastest", 32: "fastest"},
+}
+DEFAULT_TOK = {"llamacpp-f32-32": [25.0, 45.0, 80.0, 125.0, 150.0, 159.0, 160.0, 170.0], "vllm": [272.0, 328.0]}
+
+
+def _leaf_at(node: DecisionNode, users: int) -> Leaf:
+    """The leaf of the users question whose branch label covers `users`."""
+    for label, leaf in node.branches:
+        assert isinstance(leaf, Leaf)
+        bounds = [int(t) for t in re.findall(r"\d+", label)]
+        if label.startswith("<="):
+            hit = users <= bounds[0]
+        elif label.startswith(">"):
+            hit = users > bounds[0]
+        else:
+            hit = bounds[0] <= users <= bounds[-1]
+        if hit:
+            return leaf
+    raise AssertionError(f"no branch covers {users} users: {[label for label, _ in node.branches]}")
+
+
+def test_default_study_shape_recommends_the_engine_meeting_at_both_neighbours() -> None:
+    pooled = _pooled(DEFAULT_SHAPES, DEFAULT_TOK)
+    for users in range(8, 20):
+        rec = recommend(pooled, UserProfile(peak_users=users, ttft_slo_s=1, tpot_slo_s=0.2), JUDGE)
+        assert rec.engine == "vllm", (users, rec.verdict)
+    at19 = recommend(pooled, UserProfile(peak_users=19, ttft_slo_s=1, tpot_slo_s=0.2), JUDGE)
+    # both read at 19 users: vllm between its 16 and 32 users (meeting at 32 implies meeting at 19)
+    assert at19.judged_at == 32.0 and not at19.measured
+    assert "interpolated between its 16 and 32 users" in at19.verdict
+    probe = next(e for e in at19.evidence if e.startswith("llamacpp-f32-32 at 19 users"))
+    assert "meets it up to 19 users (1x the users)" in probe
+    tree = build_tree(pooled, JUDGE)
+    assert all(_leaf_at(tree.root, users).engine == "vllm" for users in range(8, 20))
+    # below 6 users llamacpp-f32-32, measured there, is faster than vllm's 16-user rate scaled down
+    assert [label for label, _ in tree.root.branches] == ["<= 5 users", "6-32 users", "> 32 users"]
+    assert _leaf_at(tree.root, 5).engine == "llamacpp-f32-32"
+
+
+def test_verdicts_are_monotone_in_users() -> None:
+    # b misses at 8 users, then meets at 32 (noise): at 19 users it misses, judged at 8, although
+    # its 32-user level met with the higher throughput; a meets at 32, so at 19 too
+    shapes = {"a": {1: "fast", 4: "fast", 32: "fast"}, "b": {1: "fast", 8: "slow", 32: "fast"}}
+    pooled = _pooled(shapes, {"a": [10.0, 40.0, 300.0], "b": [100.0, 100.0, 500.0]})
+    rec = recommend(pooled, UserProfile(peak_users=19, ttft_slo_s=1, tpot_slo_s=0.2), JUDGE)
+    assert rec.engine == "a" and rec.judged_at == 32.0
+    cliffs = engine_cliff_details(pooled)
+    b = engine_at_load(pooled, cliffs["b"], 19)
+    assert (b.verdict, b.judged_at) == ("misses", 8.0) and "misses at 8 users already" in b.how
+    a = engine_at_load(pooled, cliffs["a"], 2)
+    assert (a.verdict, a.judged_at, a.headroom) == ("meets", 4.0, 16.0)
+
+
+def test_below_the_lowest_level_throughput_is_scaled_down() -> None:
+    pooled = _pooled({"v": {16: "fast", 32: "fast"}}, {"v": [160.0, 320.0]})
+    a = engine_at_load(pooled, engine_cliff_details(pooled)["v"], 4)
+    # each user at most as fast as at 16 users: 168 tok/s (median of 160, 168, 176) x 4 / 16
+    assert a.verdict == "meets" and a.tok_s == pytest.approx(42.0)
+    assert a.numbers == "scaled down from its lowest measured level (16 users)"
+    with pytest.raises(ValueError, match="users must be > 0"):
+        engine_at_load(pooled, engine_cliff_details(pooled)["v"], 0)
 
 
 def test_tree_with_long_documents_branch() -> None:

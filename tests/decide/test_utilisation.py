@@ -1,4 +1,6 @@
-"""Utilisation in the matrix's cost model: GPU-hours paid a day / output tokens served a day."""
+"""Utilisation in the matrix's cost model: GPU-hours paid a day / output tokens served a day (staff and
+exit left out, engineer_usd_per_year=0, except where a test says), and staff as a fixed cost that
+changes the ranking as utilisation falls."""
 
 from __future__ import annotations
 
@@ -20,7 +22,9 @@ def data() -> mx.MatrixData:
 
 
 def _cost(data: mx.MatrixData, option: str, **profile: object) -> float:
-    r = mx.evaluate(mx.MatrixParams(report_date=DAY, gpu_prices={"a100-40gb": 2.0}, **profile), data)
+    r = mx.evaluate(
+        mx.MatrixParams(report_date=DAY, gpu_prices={"a100-40gb": 2.0}, engineer_usd_per_year=0.0, **profile), data
+    )
     return float(r.values.at[option, "cost"])  # type: ignore[arg-type]
 
 
@@ -71,7 +75,7 @@ def test_autoscaling_pays_the_replicas_each_period_needs(data: mx.MatrixData) ->
 
 def test_sweep_finds_where_the_cheapest_option_flips(data: mx.MatrixData) -> None:
     # at $1/h the A100 undercuts Together's $0.18 / $0.18 at full load; it costs 1/u as much at utilisation u
-    p = mx.MatrixParams(report_date=DAY, gpu_prices={"a100-40gb": 1.0})
+    p = mx.MatrixParams(report_date=DAY, gpu_prices={"a100-40gb": 1.0}, engineer_usd_per_year=0.0)
     r = mx.evaluate(p, data)
     u = r.utilisation["utilisation"].tolist()
     self_hosted = dict(zip(u, r.utilisation["self_hosted_usd_per_1m"].tolist(), strict=True))
@@ -85,6 +89,22 @@ def test_sweep_finds_where_the_cheapest_option_flips(data: mx.MatrixData) -> Non
     only_cost = mx.evaluate(p.model_copy(update={"weights": dict.fromkeys(data.criteria, 0.0) | {"cost": 1.0}}), data)
     [top] = [f for f in only_cost.utilisation_flips if f.what == "top"]
     assert top.after == "together" and top.below == pytest.approx(sh / managed, rel=2e-3)
+
+
+def test_utilisation_changes_the_ranking_where_cost_decides(data: mx.MatrixData) -> None:
+    # cost decides (the only weight); staff and exit are fixed costs over the reader's demand, so as the
+    # day's peak hours fall the self-hosted GPU-hours and the ops staff weigh more per token
+    only_cost = dict.fromkeys(data.criteria, 0.0) | {"cost": 1.0}
+    p = mx.MatrixParams(report_date=DAY, gpu_prices={"a100-40gb": 1.0}, weights=only_cost, users=200)
+    busy = mx.evaluate(p.model_copy(update={"utilisation": 1.0}), data)
+    idle = mx.evaluate(p.model_copy(update={"utilisation": 0.05}), data)
+    assert data.options[busy.top].kind == "self-hosted"
+    assert data.options[idle.top].kind == "managed"
+    # the ranking is the reader's utilisation's: staff per token grows as the demand falls
+    assert idle.costs[busy.top].staff == pytest.approx(busy.costs[busy.top].staff / 0.05, rel=1e-6)
+    assert idle.demand_tokens_per_day == pytest.approx(0.05 * busy.demand_tokens_per_day, rel=1e-9)
+    [flip] = [f for f in busy.utilisation_flips if f.what == "top"]
+    assert flip.before == busy.top and data.options[flip.after].kind == "managed"
 
 
 @pytest.mark.parametrize(
@@ -101,6 +121,7 @@ def test_bad_profile(data: mx.MatrixData, profile: dict[str, object], needle: st
 
 def test_cli_profile_flags() -> None:
     args = ["matrix", "--report-date", DAY, "--gpu-price", "a100-40gb=1", "--peak-hours", "8", "--offpeak-users", "2"]
+    args += ["--engineer-usd-per-year", "0"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())

@@ -2,7 +2,7 @@
 
     python tests/faults/paused_cli.py PHASE[@WHERE] PAUSE_S run STUDY ...
 
-runs the CLI (`cliffbench.cli.main`) with a `Pause` as its `on_phase` (cliffbench.bench.progress.phases): the
+runs the CLI (`cliffbench.cli.main`) with a `Pause` as its `on_phase` (cliffbench.bench.progress.run_phases): the
 first time the run reaches PHASE (at WHERE if given: an engine label for `engine-start`, a level
 key otherwise) it prints one line `cliffbench-fault-pause PHASE WHERE pid=PID` on stderr and sleeps
 PAUSE_S seconds before it goes on. The pause sleeps on the run's thread, as a step of real work
@@ -19,7 +19,7 @@ import os
 import sys
 import time
 
-from cliffbench.bench.progress.phases import PHASES
+from cliffbench.bench.progress.run_phases import PHASES
 from cliffbench.cli import main as cli_main
 
 PAUSED = "cliffbench-fault-pause"  # the line's first word, which the tests wait for

@@ -74,10 +74,12 @@ def fake_results(
     gpus: tuple[str, ...] = (),
     precisions: dict[str, str] | None = None,
     model: str = SMOL.name,
+    requests_per_level: int = 6,
 ) -> Results:
     """A two-level-set study (chat at `users`, mixed at `mixed_users`) of `engines`; `failed` adds
     one failed chat level (engine, users). `gpus` names the manifest's GPUs, `precisions` what
-    engines reported serving at (else none is stored), `model` a `MODELS` key every engine serves."""
+    engines reported serving at (else none is stored), `model` a `MODELS` key every engine serves;
+    each level stores `requests_per_level` requests (the first a warm-up)."""
     rng = np.random.default_rng(seed)
     levels: list[dict[str, Any]] = []
     requests: list[dict[str, Any]] = []
@@ -139,7 +141,7 @@ def fake_results(
             )
             if is_failed:
                 continue
-            for rid in range(6):
+            for rid in range(requests_per_level):
                 long = level_set == "mixed" and rid % 3 == 0
                 t0 = 0.1 * rid
                 t1 = t0 + (0.5 if long else ttft * (1 + 0.1 * rid))
@@ -157,6 +159,8 @@ def fake_results(
                         "t_end_s": float(times[-1]),
                         "queue_s": 0.3 * (t1 - t0) if engine == "vllm" else float("nan"),
                         "ttft_s": t1 - t0,
+                        "e2e_s": float(times[-1]) - t0,
+                        "tpot_s": float(times[-1] - times[0]) / (len(times) - 1),
                     }
                 )
                 tokens += [{**sweep, "request_id": rid, "k": k, "t_s": float(t)} for k, t in enumerate(times)]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import json
+import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,10 +18,17 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.text import Text
+from matplotlib.transforms import Bbox
 
 from cliffbench.bench.metrics.repeats import SloJudge, pool_repeats
+from cliffbench.config import PROJECT_ROOT
 from cliffbench.decide.tree import build_tree
+from cliffbench.report.figure_set import overhead_figure, timeline_figure, tree_figure
 from cliffbench.report.figures import (
+    PRINT_HEIGHT_IN,
+    PRINT_WIDTH_IN,
     engine_palette,
     plot_decision_tree,
     plot_hol_blocking,
@@ -30,8 +40,11 @@ from cliffbench.report.figures import (
     save_figure,
     set_style,
 )
+from cliffbench.report.figures.style import sparse_ticks
 from cliffbench.report.figures.timeline import _long_in_flight
+from tests.report.study_data import fake_results
 
+FIDELITY_JSON = PROJECT_ROOT / "benchmarks" / "results" / "fidelity.json"
 ENGINES = ["vllm", "llamacpp-serial"]
 # (level set, users): chat at 1 and 4, mixed at 4; plus one failed vllm level at 8 that must not show
 LEVELS = [("chat", 1), ("chat", 4), ("mixed", 4)]
@@ -287,4 +300,109 @@ def test_serving_overhead_figure() -> None:
     labels = [t.get_text() for t in legend.get_texts()]
     assert "slots-vs-llama-server (N=4)" in labels and "vllm-vs-vllm-serve" in labels
     assert ax.get_xscale() == "log"
+    plt.close(fig)
+
+
+# -- print size and legibility (issue 27: overlapping ticks, nine series, a figure over the footer,
+# a tree too small to read on paper) --
+
+SEARCHED_USERS = (1, 2, 4, 8, 16, 18, 19, 20, 32)  # the grid and a cliff search's probes
+NINE = ("vllm", "vllm-as-shipped", "vllm-fp32", "ollama", "llamacpp-serial", "llamacpp-f32-32", "llamacpp-bf16-32",
+        "llamacpp-q8_0-32", "llamacpp-slots-4")  # fmt: skip
+
+
+def _saved_size_in(fig: Figure) -> tuple[float, float]:
+    """Width and height in inches of the PNG `save_figure` would write (tight bounding box)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    width, height = struct.unpack(">II", buf.getvalue()[16:24])
+    return width / 100, height / 100
+
+
+def _overlaps(boxes: list[Bbox]) -> list[tuple[int, int]]:
+    return [(i, j) for i, a in enumerate(boxes) for j, b in enumerate(boxes) if i < j and a.overlaps(b)]
+
+
+@pytest.mark.parametrize("size", [(6.5, 3.6), (3.2, 2.4)], ids=["full width", "small multiple"])
+def test_user_tick_labels_do_not_overlap(size: tuple[float, float]) -> None:
+    levels = pd.concat(
+        [_study()[0].iloc[:1].assign(concurrency=u, output_tok_s=10.0 * u, level_key=f"k{u}") for u in SEARCHED_USERS]
+    )
+    fig, ax = plt.subplots(figsize=size)
+    plot_throughput(ax, levels)
+    fig.tight_layout()
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    labels = [t for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]
+    assert _overlaps([t.get_window_extent(renderer) for t in labels]) == []
+    # the grid's levels keep their labels; every measured count keeps a tick (the probes a minor one)
+    assert {1.0, 2.0, 4.0, 8.0, 16.0, 32.0} <= {float(x) for x in ax.get_xticks()}
+    assert set(SEARCHED_USERS) == {*ax.get_xticks(), *ax.get_xticks(minor=True)}
+    plt.close(fig)
+
+
+def test_sparse_ticks_prefer_powers_of_two() -> None:
+    kept, dropped = sparse_ticks([1, 3, 16, 18, 19, 20, 32], 0.4)
+    assert kept == [1.0, 3.0, 16.0, 32.0] and dropped == [18.0, 19.0, 20.0]
+
+
+def _fidelity_rows() -> pd.DataFrame:
+    rows = json.loads(FIDELITY_JSON.read_text())["rows"]
+    return pd.DataFrame(rows)[["pair", "slots", "concurrency", "tok_s_ratio", "ttft_p50_ratio"]]
+
+
+def test_serving_overhead_small_multiples_keep_six_series_and_the_legend_off_the_data() -> None:
+    fidelity = _fidelity_rows()
+    assert fidelity.groupby(["pair", "slots"], dropna=False).ngroups > 6  # the stored benchmark: 8 lines
+    set_style()
+    fig = overhead_figure(fidelity)
+    fig.tight_layout()
+    fig.canvas.draw()
+    panels = [ax for ax in fig.axes if ax.axison]
+    assert len(panels) == fidelity["pair"].nunique()
+    for ax in panels:
+        series = [line for line in ax.get_lines() if not str(line.get_label()).startswith("_")]
+        assert 1 <= len(series) <= 6
+        legend = ax.get_legend()
+        assert legend is not None
+        box = legend.get_window_extent()
+        points = [ax.transData.transform(xy) for line in series for xy in line.get_xydata()]  # type: ignore[union-attr]
+        assert not any(box.contains(x, y) for x, y in points), ax.get_title()
+    width, height = _saved_size_in(fig)
+    assert height * PRINT_WIDTH_IN / width <= PRINT_HEIGHT_IN - 1.0
+    plt.close(fig)
+
+
+def test_timeline_of_nine_engines_fits_one_page() -> None:
+    res = fake_results(1, engines=NINE, users=SEARCHED_USERS, mixed_users=(4,), failed=None)
+    set_style()
+    fig = timeline_figure(res, "chat")
+    width, height = _saved_size_in(fig)
+    # printed at the text width, with room for its caption below it on the page
+    assert height * PRINT_WIDTH_IN / width <= PRINT_HEIGHT_IN - 1.0
+    assert len([ax for ax in fig.axes if ax.axison]) == 9
+    assert len(fig.legends) == 1 and all(ax.get_legend() is None for ax in fig.axes)
+    plt.close(fig)
+
+
+def test_decision_tree_is_readable_on_paper() -> None:
+    levels, requests, *_ = _study()
+    judge = SloJudge({"ttft_s": 100.0, "tpot_s": 10.0}, {"ttft_s": 50.0, "tpot_s": 50.0}, level=0.8)
+    pooled = pool_repeats(levels, requests, judge)
+    tree = build_tree(pooled[pooled["level_set"] == "chat"], judge, pooled[pooled["level_set"] == "mixed"])
+    set_style()
+    fig = tree_figure(tree)
+    width, _ = _saved_size_in(fig)
+    scale = PRINT_WIDTH_IN / width  # the PDF prints every figure at its text width
+    fig.canvas.draw()
+    texts = [t for t in fig.findobj(Text) if isinstance(t, Text) and t.get_visible() and t.get_text().strip()]
+    assert "Rule: " + tree.criterion[:40] in " ".join(t.get_text().replace("\n", " ") for t in texts)
+    small = [(t.get_text()[:30], t.get_fontsize()) for t in texts if float(t.get_fontsize()) * scale < 7.0]
+    assert small == []
+    # no box or label runs into another
+    boxes = []
+    for t in texts:
+        patch = t.get_bbox_patch()
+        boxes.append(patch.get_window_extent() if patch is not None else t.get_window_extent())
+    assert _overlaps(boxes) == []
     plt.close(fig)

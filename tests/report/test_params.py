@@ -7,14 +7,13 @@ from typing import Any
 
 import pytest
 
-from cliffbench.config import InputError
+from cliffbench.config import InputError, field_default
 from cliffbench.engines.specs import ENGINE_KINDS
 from cliffbench.report.params import (
     NOTEBOOK_PARAMS,
     BenchmarkParams,
     benchmark_spec,
     check_parameter_names,
-    field_default,
     parameter_names,
     validate_params,
 )

@@ -16,19 +16,24 @@ from cliffbench.report.sections import fmt
 pytestmark = [pytest.mark.engine, pytest.mark.vllm, pytest.mark.slow]  # studies/tiny.yaml runs vLLM
 
 SECTIONS = [
+    "Which engine for how many users",
+    "Users each engine serves within the SLO",
     "Contents",
-    "Executive summary",
-    "How the two memory models work",
     "Results",
-    "Reproduction of the published numbers",
-    "Which of the seed's shapes reproduce here",
-    "Measured efficiency against the roofline",
-    "The published setup, ready to run on a GPU",
+    "Why each cliff",
+    "The seed's claims, one by one",
     "Decision tree",
-    "Architecture Decision Matrix",
-    "Methods, environment and provenance",
-    "Limitations",
-    "Glossary",
+    "The decision matrix in brief",
+    "Appendices",
+    "Appendix A. Configuration of every engine",
+    "Appendix E. How the two memory models work",
+    "Appendix I. The published numbers against physical limits",
+    "Appendix J. Measured efficiency against the roofline",
+    "Appendix K. The published setup, ready to run on a GPU",
+    "Appendix M. Architecture Decision Matrix",
+    "Appendix N. Methods, environment and provenance",
+    "Appendix O. Limitations",
+    "Appendix P. Glossary",
 ]
 
 
@@ -65,8 +70,9 @@ def test_pdf_sections_toc_pages(pdf: Path) -> None:
         assert title in text, title
     assert len(pages) >= 4
     assert re.search(r"page 2 of \d+", " ".join(pages[1].split()))
-    toc = " ".join(pages[1].split())
-    assert "Executive summary" in toc and "Glossary" in toc
+    first, toc = " ".join(pages[0].split()), " ".join(pages[1].split())
+    assert first.startswith("Which engine for how many users")  # page 1 is the answer, no cover
+    assert toc.startswith("Contents") and "Results" in toc and "Glossary" in toc
 
 
 def test_pdf_numbers_come_from_data(pdf: Path) -> None:
@@ -94,17 +100,17 @@ def test_pdf_has_the_matrix(pdf: Path) -> None:
 
     pages, _ = _text(pdf)
     text = " ".join(" ".join(pages).split())
+    # the whitepaper's section is a one-page summary pointing to the decision document
+    assert "Architecture Decision Matrix" in text and "The decision document" in text
+    assert "verified against a primary source" in text
+    doc, _ = _text(PROJECT_ROOT / "report" / "decision_matrix.pdf")
+    full = " ".join(" ".join(doc).split())
     data = load_matrix()
     for name in [o.name for o in data.options.values()] + [c.name for c in data.criteria.values()]:
-        assert name in text, name
-    for heading in (
-        "Ranking under the chosen weights",
-        "Sensitivity to the weights",
-        "Cost per 1M output tokens vs load",
-    ):
-        assert heading in text, heading
+        assert name in full, name
+    # its self-hosted rows name the study they come from, measured or projected
+    assert "study tiny" in full and ("projected to a100-40gb" in full or "measured: study tiny" in full)
     assert (PROJECT_ROOT / "report" / "decision_matrix.csv").is_file()
-    assert (PROJECT_ROOT / "report" / "decision_matrix.pdf").is_file()
 
 
 def test_whitepaper_stops_early_on_unknown_study() -> None:

@@ -87,10 +87,13 @@ def load_sources(path: str | Path = SOURCES_CSV) -> pd.DataFrame:
     return pd.DataFrame([s.model_dump() for s in sources], columns=list(Source.model_fields))
 
 
-# Precision an engine serves when a source does not say (the research note's reading).
+# Precision an engine serves when a source does not say (the research note's reading). Ollama on
+# the seed's A100 is one precision everywhere the report uses it (claims, shapes, ceilings): the
+# one its sources state (RH2025's rows in claims.csv, FP16 GGUF), not the Q4_K_M of its default
+# tag, so no page assumes a different Ollama from another.
 DEFAULT_PRECISION = {
     "vllm": ("bf16", "vLLM serves the checkpoint dtype, bf16 for Llama 3.x"),
-    "ollama": ("q4_k_m", "Ollama's default llama3.1:8b tag is Q4_K_M"),
+    "ollama": ("fp16", "the FP16 GGUF the one source stating Ollama's weights on the A100 names (RH2025)"),
     "llama.cpp": ("q4_k_m", "the usual GGUF, as Ollama's default tag"),
 }
 

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 from cliffbench.audit.roofline import ModelSize, decode_ceiling_tok_s, prefill_ceiling_tok_s, weight_bytes
 from cliffbench.bench.probes import local_hardware
-from cliffbench.bench.spec.study import LengthDist, LoadSpec, StudySpec, WorkloadSpec
+from cliffbench.bench.spec.load import LoadSpec
+from cliffbench.bench.spec.study import StudySpec
+from cliffbench.bench.spec.workload import LengthDist, WorkloadSpec
 from cliffbench.config import InputError
 from cliffbench.engines.placement import check_gpu_loads, gpu_loads
 from cliffbench.hardware import HARDWARE, Hardware
@@ -89,10 +91,7 @@ def _mean_lengths(wl: WorkloadSpec, max_context: int) -> tuple[float, float]:
 
 
 def _n_requests(load: LoadSpec, users: int) -> int:
-    n = load.requests_per_level or 0
-    if load.requests_per_user:
-        n = max(n, load.requests_per_user * users)
-    return n + load.warmup_requests
+    return (load.requests_at(users) or 0) + load.warmup_requests
 
 
 def estimate_study(spec: StudySpec, hw: Hardware, max_context: int | None = None) -> list[EngineEstimate]:

@@ -14,6 +14,7 @@ local roofline, so CPU and GPU numbers share one axis (fraction of the physical 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,7 @@ from cliffbench.bench.metrics.repeats import pool_repeats
 from cliffbench.bench.probes import LocalHardware, compute_roof
 from cliffbench.bench.store.levels import Results, ok_levels, ok_requests
 from cliffbench.config import fmt_number as fmt
+from cliffbench.engines.specs import EngineSpec
 
 __all__ = [
     "GROWTH_CLASSES",
@@ -128,10 +130,20 @@ def measured_shapes(res: Results, level_set: str = "chat") -> pd.DataFrame:
     return out
 
 
-def ollama_like(engines: list[str]) -> str | None:
-    """The study's stand-in for Ollama: llama.cpp with `OLLAMA_SLOTS` slots (Ollama's default of the
-    seed's era, `cliffbench.audit.seed`), else one request at a time (that era's other automatic
-    choice, the default since v0.10.0), else the first llama.cpp engine by name."""
+def ollama_like(engines: list[str], specs: Mapping[str, EngineSpec] | None = None) -> str | None:
+    """The study's stand-in for Ollama, read from the engines' specs where given: an engine built
+    from an Ollama preset, else llama.cpp with `OLLAMA_SLOTS` slots (Ollama's default of the seed's
+    era, `cliffbench.audit.seed`), else one request at a time (that era's other automatic choice,
+    the default since v0.10.0), else the first llama.cpp engine by name. Without specs the labels
+    `llamacpp-slots-4` and `llamacpp-serial` stand for those."""
+    if specs is not None:
+        mine = sorted(e for e in engines if e in specs)
+        preset = [e for e in mine if (specs[e].preset or "").startswith("ollama")]
+        slots = [e for e in mine if specs[e].static_slots and specs[e].batch_capacity() == OLLAMA_SLOTS]
+        serial = [e for e in mine if specs[e].static_slots and specs[e].batch_capacity() == 1]
+        for hit in (preset, slots, serial):
+            if hit:
+                return hit[0]
     for pref in (f"llamacpp-slots-{OLLAMA_SLOTS}", "llamacpp-serial"):
         if pref in engines:
             return pref
@@ -160,7 +172,7 @@ def shape_verdicts(res: Results, level_set: str = "chat", claims: pd.DataFrame |
     ms = measured_shapes(res, level_set)
     if ms.empty or "vllm" not in set(ms["engine"]):
         return []
-    ref = ollama_like(list(ms["engine"]))
+    ref = ollama_like(list(ms["engine"]), res.engine_specs)
     if ref is None:
         return []
     by_engine: dict[str, Any] = {str(r["engine"]): _Row(r) for r in ms.to_dict("records")}
@@ -219,8 +231,8 @@ def shape_verdicts(res: Results, level_set: str = "chat", claims: pd.DataFrame |
         reason = (
             "continuous batching admits a new request at the next step, so TTFT grows only with the batch's step time"
             if key == "vllm"
-            else f"{users} users on {slots} slots leave {ahead:.0f} requests ahead in each slot's queue; at the "
-            f"{hw} {prec['ollama']} ceiling of {fmt(per_slot)} tok/s per slot, a published TTFT of "
+            else f"{users} users on {slots} slots leave {fmt(round(ahead))} requests ahead in each slot's queue; at "
+            f"the {hw} {prec['ollama']} ceiling of {fmt(per_slot)} tok/s per slot, a published TTFT of "
             f"{fmt(si(many) * 1e3)} ms leaves at most {fmt(si(many) * per_slot / ahead)} output tokens per request, "
             "so the published figure implies very short answers or more slots than Ollama's default"
         )
@@ -272,7 +284,7 @@ def shape_verdicts(res: Results, level_set: str = "chat", claims: pd.DataFrame |
             measured += f"; from the intervals x{fmt(lo)}-x{fmt(up)}"
         else:
             verdict = f"n too small ({ratio_verdict(pub, point, point)} on the point estimates)"
-            measured += f"; no 95 % interval of a p99 below {min_n_for_ci(99)} requests"
+            measured += f"; no 95 % interval of a p99 below {fmt(min_n_for_ci(99))} requests"
         out.append(
             Shape(
                 "TTFT p99 at peak throughput, Ollama / vLLM",

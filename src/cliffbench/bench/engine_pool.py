@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cliffbench.bench.progress.phases import OnPhase
+from cliffbench.bench.progress.run_phases import OnPhase
 from cliffbench.bench.spec.study import StudySpec
 from cliffbench.bench.store.levels import write_manifest
 from cliffbench.config import InputError
@@ -27,7 +27,7 @@ class EnginePool:
     """The study's engines: started on first use, kept loaded (or released after each engine's
     turn in a repeat), and stopped on every exit path (`close`, in the sweep's finally). A start
     that fails is remembered, so the engine's later levels are stored as failed with the same error
-    (`broken`) without trying again. Holds the run's `on_phase` (bench/progress/phases.py): called at each
+    (`broken`) without trying again. Holds the run's `on_phase` (bench/progress/run_phases.py): called at each
     engine start here, and at each level's phases by the sweep."""
 
     def __init__(self, given: Mapping[str, Engine] | None, on_phase: OnPhase | None = None) -> None:

@@ -127,9 +127,9 @@ def _build(
     spec: StudySpec, level: Level, tok: Tokenizer, max_context: int
 ) -> tuple[list[GenRequest], list[GenRequest]]:
     load = level.level_set.load
-    n = load.requests_per_level or _DURATION_POOL
-    if load.requests_per_user and level.concurrency:
-        n = max(n, load.requests_per_user * level.concurrency)
+    n = load.requests_at(level.concurrency) or 0
+    if load.requests_per_level is None:  # duration-bound: a pool the level stops drawing from
+        n = max(n, _DURATION_POOL)
     wl = level.level_set.workload
     # each repeat draws its own requests (the same for every engine within it), so the spread
     # over repeats includes the workload's sampling, as a user's next hour would

@@ -27,7 +27,8 @@ import pandas as pd
 from cliffbench.bench.engine_pool import EnginePool
 from cliffbench.bench.load.busy import cpu_snapshot, foreign_since
 from cliffbench.bench.load.clients import run_split
-from cliffbench.bench.metrics.level import summarize_level
+from cliffbench.bench.metrics.phases import assign_phases
+from cliffbench.bench.metrics.steady import summarize_phases
 from cliffbench.bench.plan import (
     Level,
     Plans,
@@ -39,8 +40,8 @@ from cliffbench.bench.plan import (
     study_tokenizer,
 )
 from cliffbench.bench.probes import local_hardware
-from cliffbench.bench.progress.phases import OnPhase, on_request
 from cliffbench.bench.progress.reporter import LevelTask, Reporter, search_finished
+from cliffbench.bench.progress.run_phases import OnPhase, on_request
 from cliffbench.bench.search.plan import searched_engines, stand_in_tasks
 from cliffbench.bench.search.run import ProbeRunner, search_cliff
 from cliffbench.bench.spec.study import StudySpec
@@ -56,6 +57,7 @@ from cliffbench.bench.store.levels import (
 )
 from cliffbench.bench.store.provenance import collect_provenance
 from cliffbench.bench.store.tables import level_tables
+from cliffbench.bench.workload.reuse import theoretical_hit_rate
 from cliffbench.config import InputError
 from cliffbench.engines.base import Engine, engine_failure
 from cliffbench.engines.specs import EngineSpec
@@ -149,6 +151,7 @@ async def _measure(
             rate_rps=level.rate_rps,
             burstiness=load.burstiness,
             think_time_s=load.think_time_s,
+            ramp_s=load.ramp_s,
             duration_s=load.duration_s,
             warmup=warm,
             request_timeout_s=load.request_timeout_s,
@@ -160,9 +163,10 @@ async def _measure(
         if not busy or attempt > spec.busy.reruns or engine_failure(engine):  # a dead engine: no rerun
             break
     requests, tokens, memory = level_tables(run)
-    summary = summarize_level(
-        requests, tokens, slo=spec.slo.thresholds, target_concurrency=level.concurrency, seed=spec.seed
-    )
+    requests["phase"], window = assign_phases(requests, run.ramp_s)
+    slo = spec.slo.thresholds
+    summary, transient = summarize_phases(requests, tokens, window, slo=slo, target_concurrency=level.concurrency)
+    summary["hit_rate_theory"] = theoretical_hit_rate(reqs)  # what an infinite prefix cache would serve
     # a level in which the engine died, or no request succeeded, measured nothing to judge by
     status, error = "ok", ""
     if died := engine_failure(engine):
@@ -187,6 +191,8 @@ async def _measure(
         status=status,
         error=error,
         summary=summary,
+        steady=window,
+        transient=transient,
         engine_config=config,
         clients=run.clients,
     )
@@ -238,7 +244,7 @@ async def run_study_async(
     """Run every level of every repeat of every engine that is not stored as ok yet (all with
     `force`; failed levels are measured again unless `keep_failed`), of the level keys in `only`
     if given (a cluster's engine block). `engines` maps engine labels to engines the caller
-    already started (and will stop); `on_phase` is called at each phase (bench/progress/phases.py). Holds
+    already started (and will stop); `on_phase` is called at each phase (bench/progress/run_phases.py). Holds
     the study's lock: a second run of it gets InputError."""
     with study_lock(spec.name, root):
         await _run_study_locked(spec, force, reporter, root, EnginePool(engines, on_phase), keep_failed, only)

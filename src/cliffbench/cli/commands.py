@@ -16,15 +16,15 @@ from rich.table import Table
 
 from cliffbench.bench.progress.terminal import ProgressReporter, err, levels_table, out, run_progress
 from cliffbench.bench.progress.terminal import fail as _fail
-from cliffbench.bench.spec.study import StudySpec, flag_study, load_study
+from cliffbench.bench.spec.study import RunFlags, StudySpec, flag_study, load_study
+from cliffbench.cli.compare import add_compare_command
 from cliffbench.cli.find_cliff import add_find_cliff_command
 from cliffbench.cli.matrix import add_matrix_command
 from cliffbench.cli.report import add_report_command
-from cliffbench.config import InputError
-from cliffbench.report.params import BenchmarkParams, field_default
+from cliffbench.config import InputError, field_default
 
 if TYPE_CHECKING:
-    from cliffbench.bench.progress.phases import OnPhase
+    from cliffbench.bench.progress.run_phases import OnPhase
 
 __all__ = ["app", "main"]
 
@@ -32,6 +32,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 add_report_command(app)
 add_matrix_command(app)
 add_find_cliff_command(app)
+add_compare_command(app)
 
 
 @app.command("prepare-model")
@@ -68,11 +69,11 @@ def prepare_model_cmd(
 
 
 def _default(name: str) -> Any:
-    return field_default(BenchmarkParams, name)  # `run`'s flag form is notebook 10's: one declaration
+    return field_default(RunFlags, name)
 
 
 def _help(name: str) -> str | None:
-    return BenchmarkParams.model_fields[name].description
+    return RunFlags.model_fields[name].description
 
 
 @app.command()
@@ -379,7 +380,7 @@ def recommend(
 
 
 def main(on_phase: OnPhase | None = None) -> None:
-    """The `cliffbench` command. `on_phase` is called at each phase of a `run` (bench/progress/phases.py): a
+    """The `cliffbench` command. `on_phase` is called at each phase of a `run` (bench/progress/run_phases.py): a
     program that embeds the CLI watches its runs there (the fault tests pause them to kill them at
     a phase: tests/faults/paused_cli.py)."""
     app(obj=on_phase)

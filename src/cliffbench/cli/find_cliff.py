@@ -12,17 +12,16 @@ from cliffbench.bench.progress.terminal import ProgressReporter, err, out, run_p
 from cliffbench.bench.progress.terminal import fail as _fail
 from cliffbench.bench.search.bracket import read_searches
 from cliffbench.bench.spec.search import parse_slo_terms
-from cliffbench.bench.spec.study import StudySpec, flag_study
+from cliffbench.bench.spec.study import RunFlags, StudySpec, flag_study
 from cliffbench.bench.store.levels import study_dir
 from cliffbench.bench.sweep import run_study
-from cliffbench.config import InputError, parse_spec
-from cliffbench.report.params import BenchmarkParams, field_default
+from cliffbench.config import InputError, field_default, parse_spec
 
 __all__ = ["add_find_cliff_command"]
 
 
 def _help(name: str) -> str | None:
-    return BenchmarkParams.model_fields[name].description
+    return RunFlags.model_fields[name].description
 
 
 def find_cliff(
@@ -38,7 +37,7 @@ def find_cliff(
         int | None, typer.Option(help="repeats the whole search may add to settle its bracket's edge (default: no cap)")
     ] = None,
     requests_per_user: Annotated[int, typer.Option(help="requests each user sends per probe")] = 2,
-    workload: Annotated[str, typer.Option(help=_help("workload"))] = field_default(BenchmarkParams, "workload"),
+    workload: Annotated[str, typer.Option(help=_help("workload"))] = field_default(RunFlags, "workload"),
     url: Annotated[str | None, typer.Option(help=_help("url"))] = None,
     name: Annotated[str | None, typer.Option(help="study name (results folder)")] = None,
     force: Annotated[bool, typer.Option(help="measure every probe again")] = False,

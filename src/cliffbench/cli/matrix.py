@@ -35,6 +35,9 @@ _MATRIX_FLAGS = {
     "utilisation": "--utilisation",
     "autoscale": "--autoscale",
     "min_replicas": "--min-replicas",
+    "engineer_usd_per_year": "--engineer-usd-per-year",
+    "staff_fte": "--staff-fte",
+    "horizon_months": "--horizon-months",
 }
 
 
@@ -68,6 +71,18 @@ def matrix(
         str, typer.Option(help="date the matrix is for, YYYY-MM-DD (freshness, shutdowns); default today")
     ] = "",
     stale_after_months: Annotated[int, typer.Option(help="cells and prices older than this are stale")] = 6,
+    engineer_usd_per_year: Annotated[
+        float | None,
+        typer.Option(
+            help="an engineer's yearly cost for staff and exit costs (default: data/matrix/costs.csv; 0: none)"
+        ),
+    ] = None,
+    staff_fte: Annotated[
+        str, typer.Option(help="ops fraction of an engineer per option, e.g. vllm=0.5,managed-vllm=0.6")
+    ] = "",
+    horizon_months: Annotated[
+        float | None, typer.Option(help="months an exit cost is spread over (default: data/matrix/costs.csv)")
+    ] = None,
     check: Annotated[
         bool,
         typer.Option(
@@ -106,6 +121,9 @@ def matrix(
             stale_after_months=stale_after_months,
             gpu_prices=mx.parse_assignments(gpu_price or [], "--gpu-price"),
             weights=mx.parse_assignments(weights, "--weights"),
+            engineer_usd_per_year=engineer_usd_per_year,
+            staff_fte=mx.parse_assignments(staff_fte, "--staff-fte"),
+            horizon_months=horizon_months,
         )
         try:
             params = mx.MatrixParams(**fields)
@@ -145,7 +163,10 @@ def matrix(
 def _matrix_check(r: Any) -> None:
     """`matrix --check`: every stale price, past shutdown and stale cell, one per line; exit 1 when
     the ranking itself rests on stale data, else 0."""
+    from cliffbench.report.matrix_cto import verified_markdown
+
     f = r.freshness
+    out.print(verified_markdown(r.data).replace("**", ""), highlight=False, soft_wrap=True)
     out.print(f.summary(), highlight=False)
     for p in f.prices:
         tag = "STALE PRICE, ranked" if p.ranked else "stale price"

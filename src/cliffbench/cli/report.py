@@ -116,6 +116,12 @@ def report(
         typer.Option("-f", "--parameters-file", metavar="FILE", help="YAML mapping of parameters (repeatable)"),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="PDF path (default report/whitepaper.pdf)")] = None,
+    compare_to: Annotated[
+        str | None,
+        typer.Option(
+            metavar="STUDY", help="add a comparison with this stored study or folder (the parameter compare_to)"
+        ),
+    ] = None,
 ) -> None:
     """Run notebooks 00 -> 10 -> 20 -> 30 under papermill (executed copies in report/executed/) and
     render the whitepaper PDF. Parameters: -f files, then -p, then --study-file; a bad one runs nothing."""
@@ -128,6 +134,8 @@ def report(
         params.update({name: _yaml_value(name, text) for name, text in pairs})
         if study_file is not None:
             params["study_file"] = str(study_file)
+        if compare_to is not None:
+            params["compare_to"] = compare_to
         # SIGTERM (a kill, a stopped job) unwinds like Ctrl-C: the running kernel is interrupted
         # and its engines stop before this process exits
         signal.signal(signal.SIGTERM, _interrupt)

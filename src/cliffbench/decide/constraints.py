@@ -38,9 +38,8 @@ from cliffbench.bench.store.levels import Results
 from cliffbench.config import InputError, Spec
 from cliffbench.decide.matrix import MatrixData, MatrixParams, MatrixResult, evaluate, load_matrix
 from cliffbench.decide.matrix.data import Cell, reach
-from cliffbench.decide.matrix.model import NOT_MEASURABLE
+from cliffbench.decide.matrix.measured import option_engines, study_machine
 from cliffbench.decide.tree import UserProfile, pooled_levels, recommend, select_levels
-from cliffbench.engines.specs import stands_for
 from cliffbench.hardware import HARDWARE
 
 __all__ = [
@@ -113,27 +112,10 @@ def measured_study(res: Results, level_set: str, ttft_slo_s: float, tpot_slo_s: 
     """`res`'s levels of `level_set`, judged by the reader's budgets at the study's SLO percentiles."""
     judge = SloJudge.of(res.study.slo, ttft_s=ttft_slo_s, tpot_s=tpot_slo_s)
     levels = select_levels(pooled_levels(res, judge), level_set)
-    gpus = [str(g.get("name", "")) for g in res.manifest.get("gpu", []) or []]
-    cpu = res.manifest.get("cpu", {}) or {}
-    machine = ", ".join(gpus) if gpus else f"{cpu.get('usable_cpus', '?')} CPU cores ({cpu.get('model', '?')}), no GPU"
-    return MeasuredStudy(res.study.name, machine, levels, judge)
+    return MeasuredStudy(res.study.name, study_machine(res), levels, judge)
 
 
-def engine_options(levels: pd.DataFrame, data: MatrixData) -> dict[str, list[str]]:
-    """Which matrix options a study's engine stands for, by engine kind: vLLM for the vLLM options
-    (not the engines cliffbench cannot run, nor gpt-oss, another model); llama.cpp slots for the
-    options with several slots; one request at a time (llamacpp-serial) for the one-slot option."""
-    out: dict[str, list[str]] = {}
-    kinds = levels.groupby("engine")["engine_kind"].first() if "engine_kind" in levels else pd.Series(dtype=str)
-    for engine, kind in kinds.items():
-        opts = []
-        for o, opt in data.options.items():
-            if opt.kind != "self-hosted" or o in NOT_MEASURABLE or (o, "cost") in data.cells:
-                continue
-            if stands_for(str(kind), opt.engine, opt.slots):
-                opts.append(o)
-        out[str(engine)] = opts
-    return out
+engine_options = option_engines  # the matrix's mapping: which options a study's engine stands for
 
 
 @dataclass(frozen=True)

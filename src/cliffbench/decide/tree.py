@@ -1,14 +1,32 @@
-"""Which engine for how many users: a decision tree whose thresholds are the measured cliffs.
+"""Which engine for how many users: a decision tree that agrees with the study's tables.
 
-Nothing here is typed in by hand, and nothing is interpolated into a verdict. Each level is judged
-by `bench.metrics.repeats.pool_repeats`: its SLO percentiles over every submitted request of every repeat
-(failures count as misses), decided by their interval. An engine's *cliff* is a bracket: the
-highest measured level that meets the SLO before the first that does not ("between 4 and 8
-users"), or "at least 16 users" when no measured level missed. The tree splits the user count at
-those measured levels and, for each range, recommends the engine that meets the SLO at the top of
-the range (the heaviest load in it) with the highest median throughput; adjacent ranges with the
-same recommendation merge. A user count between two measured levels is judged at the next
-measured level above it, and says so.
+Nothing here is typed in by hand. Each level is judged by `bench.metrics.repeats.pool_repeats`: its SLO
+percentiles over every submitted request of every repeat (failures count as misses), decided by
+their interval. An engine's *cliff* is a bracket: the highest measured level that meets the SLO
+before the first that does not ("between 4 and 8 users"), or "at least 16 users" when no measured
+level missed (`decide.at_load.Cliff`).
+
+Engines are compared at the reader's user count `n`, each placed there from its own measured
+levels (`decide.at_load.engine_at_load`): verdicts are monotone, as the cliff search assumes (an
+engine that meets the SLO at 32 users meets it at 19; one that misses at 8 misses at 16), and
+throughput and TTFT are interpolated between the measured levels around `n`. So an engine probed
+by the search at 19 users is never weighed against another's grid level at 32: both are read at 19.
+
+The rule (`CRITERION`, printed with the tree), among the engines that meet the SLO at `n`:
+
+1. the most headroom to the cliff, its cliff over `n`, counted up to `HEADROOM_CAP` (2x): a
+   deployment sized to its peak meets more users than planned sooner or later, and an engine at
+   its cliff turns a few extra users into a missed SLO for everyone. Twice the users is where the
+   grid's doubling looks next; beyond that, more headroom is not a reason to give up speed.
+2. then the highest output tok/s at `n`: with the same users in a closed loop, total tokens per
+   second is the users times each user's rate, so it is how fast every user's answer arrives (its
+   end-to-end time), which the TTFT budget, already met by rule 1's condition, does not capture.
+3. then the lower TTFT at the SLO percentile, when throughputs are within `TIE_FRACTION` (5 %,
+   about the spread of repeats of one level on these machines: a smaller lead is not a result).
+
+The tree evaluates this rule at every user count from 1 to the highest measured level and merges
+consecutive counts with the same answer into one branch; above the highest level an engine that
+never missed is unmeasured there (extrapolate with the roofline), one that missed misses.
 """
 
 from __future__ import annotations
@@ -23,8 +41,12 @@ from pydantic import Field
 from cliffbench.bench.metrics.repeats import SloJudge, pool_repeats
 from cliffbench.bench.store.levels import Results
 from cliffbench.config import Spec
+from cliffbench.decide.at_load import AtLoad, Cliff, engine_at_load, engine_cliff_details, users_text
 
 __all__ = [
+    "CRITERION",
+    "HEADROOM_CAP",
+    "TIE_FRACTION",
     "Cliff",
     "DecisionNode",
     "DecisionTree",
@@ -43,6 +65,15 @@ __all__ = [
 ]
 
 THROUGHPUT_METRIC = "output_tok_s"
+HEADROOM_CAP = 2.0
+TIE_FRACTION = 0.05
+CRITERION = (
+    "Among the engines meeting the SLO at your peak users (verdicts monotone in users: meeting at a "
+    f"higher measured load implies meeting here), the one with the most headroom to its cliff (up to "
+    f"{HEADROOM_CAP:g}x your users), then the highest output tok/s at your users (each engine "
+    f"interpolated between its own measured levels), then the lower TTFT when throughputs are within "
+    f"{TIE_FRACTION:.0%}."
+)
 _REQUIRED = ("engine", "concurrency")
 _LONG = " (long documents)"
 
@@ -57,41 +88,10 @@ class UserProfile(Spec):
 
 
 @dataclass(frozen=True)
-class Cliff:
-    """Where an engine stops meeting the SLO: it meets it at every measured level up to
-    `meets_up_to` (0: not even at the lowest), and `first_miss` is the next measured level (None
-    when none missed: `at_least`). `first_miss_verdict` is 'misses' or 'uncertain' (the interval
-    straddles the budget, or n was too small for one)."""
-
-    engine: str
-    meets_up_to: float
-    first_miss: float | None
-    first_miss_verdict: str = ""
-
-    @property
-    def at_least(self) -> bool:
-        return self.first_miss is None
-
-    @property
-    def users(self) -> float:
-        return self.meets_up_to
-
-    def text(self) -> str:
-        if self.at_least:
-            return f"at least {_users(self.meets_up_to)} (no measured level missed)"
-        assert self.first_miss is not None
-        unsure = self.first_miss_verdict != "misses"
-        because = "the interval straddles the budget, or n is too small for one"
-        why = f" (not shown to meet it there: {because})"
-        if self.meets_up_to <= 0:
-            if unsure:
-                return f"not shown to meet it even at its lowest measured level ({_users(self.first_miss)}): {because}"
-            return f"below {_users(self.first_miss)}: misses at its lowest measured level"
-        return f"between {self.meets_up_to:g} and {_users(self.first_miss)}" + (why if unsure else "")
-
-
-@dataclass(frozen=True)
 class Recommendation:
+    """`kind`: 'meets' (an engine is recommended), 'uncertain' (none shown to meet the SLO, some
+    may), 'misses' (none meets) or 'unmeasured' (above the measured levels)."""
+
     engine: str | None
     verdict: str
     meets_slo: bool
@@ -99,13 +99,18 @@ class Recommendation:
     evidence: list[str] = field(default_factory=list)
     judged_at: float | None = None
     measured: bool = False
+    kind: str = ""
+    summary: str = ""
 
 
 @dataclass(frozen=True)
 class Leaf:
+    """`summary`: the verdict in a few words, for the figure's box."""
+
     engine: str | None
     verdict: str
     evidence: list[str] = field(default_factory=list)
+    summary: str = ""
 
 
 @dataclass(frozen=True)
@@ -122,15 +127,12 @@ class DecisionTree:
     at_least: dict[str, bool] = field(default_factory=dict)
     cliffs: dict[str, Cliff] = field(default_factory=dict)
     slo_text: str = ""
+    criterion: str = CRITERION
 
 
 def fmt_g(x: float) -> str:
     """Three significant digits, as the tree's verdicts print numbers."""
     return f"{x:.3g}"
-
-
-def _users(n: float) -> str:
-    return f"{n:g} user" if n == 1 else f"{n:g} users"
 
 
 def pooled_levels(res: Results, judge: SloJudge) -> pd.DataFrame:
@@ -174,46 +176,6 @@ def interpolate(levels: pd.DataFrame, engine: str, metric: str, users: float) ->
     return float(np.interp(u, x, by_users.to_numpy(dtype=np.float64)))
 
 
-def _verdicts(lv: pd.DataFrame, engine: str) -> pd.Series:
-    rows = lv[lv["engine"] == engine].sort_values("concurrency")
-    return pd.Series(rows["slo_verdict"].to_numpy(), index=rows["concurrency"].to_numpy(dtype=np.float64))
-
-
-def engine_cliff_details(levels: pd.DataFrame) -> dict[str, Cliff]:
-    """Each engine's cliff bracket, from pooled levels of one level set (see `Cliff`)."""
-    if "slo_verdict" not in levels:
-        raise ValueError("levels lack slo_verdict: pool them with bench.metrics.repeats.pool_repeats and an SLO")
-    out: dict[str, Cliff] = {}
-    for engine in sorted(str(e) for e in levels["engine"].unique()):
-        v = _verdicts(levels, engine)
-        if v.empty:
-            continue
-        bad = [u for u, x in v.items() if x != "meets"]
-        if not bad:
-            out[engine] = Cliff(engine, float(v.index[-1]), None)
-            continue
-        first = float(str(bad[0]))
-        below = [float(u) for u in v.index if u < first]
-        out[engine] = Cliff(engine, below[-1] if below else 0.0, first, str(v[first]))
-    return out
-
-
-def _judged_at(users: list[float], n: int) -> tuple[float | None, bool, str]:
-    if n in users:
-        return float(n), True, ""
-    if n < users[0]:
-        return users[0], False, f"{_users(n)} is below the lowest measured level: judged at {_users(users[0])}"
-    above = [u for u in users if u > n]
-    if not above:
-        return None, False, ""
-    below = max(u for u in users if u < n)
-    return (
-        above[0],
-        False,
-        f"{_users(n)} lies between measured levels {below:g} and {above[0]:g}: judged at {above[0]:g}",
-    )
-
-
 def _evidence(row: pd.Series, judge: SloJudge, label: str) -> str:
     tok = f"{fmt_g(row[THROUGHPUT_METRIC])} tok/s"
     if row.get("repeats", 1) > 1 and not math.isnan(row.get(f"{THROUGHPUT_METRIC}_min", math.nan)):
@@ -222,7 +184,7 @@ def _evidence(row: pd.Series, judge: SloJudge, label: str) -> str:
     for m in judge.thresholds:
         pt, lo, hi = row.get(f"slo_{m}", math.nan), row.get(f"slo_{m}_lo", math.nan), row.get(f"slo_{m}_hi", math.nan)
         ci = (
-            "n too small for an interval"
+            (row.get("slo_note") or "n too small for an interval")
             if math.isnan(lo)
             else f"{100 * row[f'slo_{m}_level']:.0f}% CI {fmt_g(lo)}-{fmt_g(hi)}"
         )
@@ -235,11 +197,27 @@ def _evidence(row: pd.Series, judge: SloJudge, label: str) -> str:
     return f"{label}: " + ", ".join(parts) + f" -> {row['slo_verdict']}"
 
 
+def _choose(meeting: list[AtLoad]) -> AtLoad:
+    """The module docstring's rule: headroom (capped), then throughput, then TTFT within a tie."""
+    most = max(min(a.headroom, HEADROOM_CAP) for a in meeting)
+    tier = [a for a in meeting if min(a.headroom, HEADROOM_CAP) >= most - 1e-9]
+    known = [a.tok_s for a in tier if not math.isnan(a.tok_s)]
+    fastest = max(known) if known else math.nan
+    close = [a for a in tier if math.isnan(fastest) or a.tok_s >= fastest * (1 - TIE_FRACTION)]
+    return min(close, key=lambda a: (math.inf if math.isnan(a.ttft_s) else a.ttft_s, -a.tok_s, a.engine))
+
+
+def _headroom_text(a: AtLoad, cliff: Cliff) -> str:
+    if cliff.at_least:
+        return f"meets it at every measured level, up to {users_text(cliff.meets_up_to)}"
+    return f"meets it up to {users_text(cliff.meets_up_to)} ({a.headroom:.2g}x the users)"
+
+
 def recommend(
     levels: pd.DataFrame, profile: UserProfile, judge: SloJudge, mixed_levels: pd.DataFrame | None = None
 ) -> Recommendation:
-    """Among engines meeting the SLO at ``profile.peak_users`` (judged at the next measured level
-    when it was not measured), the one with the highest median output tok/s. With
+    """The engine the rule of the module docstring picks at ``profile.peak_users``, each engine
+    placed there from its own measured levels (`decide.at_load.engine_at_load`). With
     ``profile.long_prompts`` and ``mixed_levels``, the mixed-length set is judged instead."""
     lv = select_levels(levels)
     n = profile.peak_users
@@ -251,92 +229,96 @@ def recommend(
         evidence.append("no mixed-length levels measured: judged on short prompts only")
     if lv.empty:
         raise ValueError("no levels to decide from")
-    # each engine is judged at its own next measured level: a cliff search measures some engines
-    # at loads the others never ran (monotone verdicts: meeting at 6 users implies meeting at 5)
-    meeting: list[tuple[float, str, float, bool]] = []
-    uncertain: list[str] = []
-    top = max(float(u) for u in lv["concurrency"])
-    for engine in sorted(str(e) for e in lv["engine"].unique()):
-        mine = lv[lv["engine"] == engine]
-        at, measured, how = _judged_at(sorted(float(u) for u in mine["concurrency"].unique()), n)
-        if at is None:
-            evidence.append(f"{engine}: {_users(n)} is above its highest measured level")
+    cliffs = engine_cliff_details(lv)
+    placed = [engine_at_load(lv, cliff, n, THROUGHPUT_METRIC) for cliff in cliffs.values()]
+    for a in placed:
+        if a.judged_at is None:
+            evidence.append(f"{a.engine}: {a.how}")
             continue
-        row = mine[mine["concurrency"] == at].iloc[0]
-        evidence.append(_evidence(row, judge, f"{engine} at {_users(at)}") + (f" ({how})" if how else ""))
-        if row["slo_verdict"] == "meets":
-            meeting.append((float(row[THROUGHPUT_METRIC]), engine, at, measured))
-        elif row["slo_verdict"] == "uncertain":
-            uncertain.append(engine)
-    if not meeting and not uncertain and all("above its highest" in e for e in evidence if ":" in e):
-        verdict = (
-            f"{_users(n)} is above the highest measured level ({_users(top)}): unmeasured, "
-            "extrapolate with the roofline"
-        )
-        return Recommendation(None, verdict, False, n, evidence)
+        row = lv[(lv["engine"] == a.engine) & (lv["concurrency"] == a.judged_at)].iloc[0]
+        line = _evidence(row, judge, f"{a.engine} at {users_text(a.judged_at)}") + (f" ({a.how})" if a.how else "")
+        if a.verdict == "meets":
+            line += f"; at {users_text(n)}: {fmt_g(a.tok_s)} tok/s ({a.numbers}), {_headroom_text(a, cliffs[a.engine])}"
+        evidence.append(line)
+    meeting = [a for a in placed if a.verdict == "meets"]
+    where = f"at {users_text(n)}"
     if meeting:
-        # throughput is compared at the same load: engines judged at the load nearest the user's
-        # come first (one measured only at 32 users does not win at 4 on its 32-user throughput)
-        nearest = min(m[2] for m in meeting)
-        tok_s, best, at, measured = max(m for m in meeting if m[2] == nearest)
-        where = f"at {_users(n)}" if measured else f"at {_users(n)} (judged at its measured {_users(at)})"
-        verdict = f"meets {judge.text()} {where} with the highest median throughput ({fmt_g(tok_s)} tok/s)"
-        return Recommendation(best, verdict, True, n, evidence, at, measured)
-    where = f"at {_users(n)}"
+        best = _choose(meeting)
+        assert best.judged_at is not None
+        if not best.measured:
+            where += f" (judged at its measured {users_text(best.judged_at)})"
+        reason = _headroom_text(best, cliffs[best.engine])
+        verdict = (
+            f"meets {judge.text()} {where}; {reason}; {fmt_g(best.tok_s)} tok/s at {users_text(n)} ({best.numbers})"
+        )
+        summary = f"{reason}; {fmt_g(best.tok_s)} tok/s at {users_text(n)}"
+        return Recommendation(best.engine, verdict, True, n, evidence, best.judged_at, best.measured, "meets", summary)
+    uncertain = [a.engine for a in placed if a.verdict == "uncertain"]
     if uncertain:
         verdict = (
             f"no engine is shown to meet {judge.text()} {where}; {', '.join(uncertain)} may (its interval "
             "straddles the budget): measure more requests, scale out or relax the SLO"
         )
-        return Recommendation(None, verdict, False, n, evidence)
-    verdict = f"no engine meets {judge.text()} {where} on this hardware: scale out or relax the SLO"
-    return Recommendation(None, verdict, False, n, evidence)
+        return Recommendation(None, verdict, False, n, evidence, kind="uncertain", summary="none shown to meet the SLO")
+    top = max(float(u) for u in lv["concurrency"])
+    if any(a.verdict == "unmeasured" for a in placed):
+        verdict = (
+            f"{users_text(n)} is above the highest measured level ({users_text(top)}): unmeasured, "
+            "extrapolate with the roofline"
+        )
+        return Recommendation(None, verdict, False, n, evidence, kind="unmeasured", summary="unmeasured")
+    verdict = (
+        f"no engine meets {judge.text()} {where} on this hardware (each misses at or below this load): "
+        "scale out or relax the SLO"
+    )
+    return Recommendation(None, verdict, False, n, evidence, kind="misses", summary="no engine meets the SLO")
 
 
 def _cliff_evidence(cliffs: dict[str, Cliff]) -> list[str]:
     return [f"{e}: cliff {c.text()}" for e, c in cliffs.items()]
 
 
+def _label(lo: int, hi: int, open_ended: bool) -> str:
+    if open_ended:
+        return f"> {users_text(lo - 1)}" if lo > 1 else "any number of users"
+    if lo <= 1:
+        return f"<= {users_text(hi)}"
+    return users_text(lo) if lo == hi else f"{lo}-{users_text(hi)}"
+
+
 def _users_subtree(
     lv: pd.DataFrame, cliffs: dict[str, Cliff], judge: SloJudge, mixed: pd.DataFrame | None
 ) -> DecisionNode:
+    """The rule at every user count from 1 to one above the highest measured level; consecutive
+    counts with the same answer share a branch, described at its heaviest load when an engine is
+    recommended (its least headroom) and at its lightest otherwise (where the engines stop)."""
     src = lv if mixed is None else mixed
-    users = sorted(float(u) for u in src["concurrency"].unique())
-    top = users[-1]
-    splits = {c.meets_up_to for c in cliffs.values() if c.meets_up_to >= users[0]}
-    uppers = sorted(s for s in splits | {top} if s <= top)
-    ranges: list[tuple[float, float, Leaf]] = []
-    lower = 1.0
-    for upper in uppers:
+    top = int(max(float(u) for u in src["concurrency"].unique()))
+    runs: list[tuple[int, int, Recommendation, Recommendation]] = []
+    for n in range(1, top + 2):
         profile = UserProfile(
-            peak_users=int(upper),
+            peak_users=n,
             ttft_slo_s=judge.thresholds.get("ttft_s", 1.0),
             tpot_slo_s=judge.thresholds.get("tpot_s", 1.0),
             long_prompts=mixed is not None,
         )
         rec = recommend(lv, profile, judge, mixed)
-        leaf = Leaf(rec.engine, rec.verdict, rec.evidence)
-        if ranges and ranges[-1][2].engine == rec.engine:
-            # the same answer for the lighter range: one leaf, judged at the heavier load
-            ranges[-1] = (ranges[-1][0], upper, leaf)
+        if runs and (runs[-1][2].engine, runs[-1][2].kind) == (rec.engine, rec.kind):
+            runs[-1] = (runs[-1][0], n, runs[-1][2], rec)
         else:
-            ranges.append((lower, upper, leaf))
-        lower = upper + 1
-    branches: list[tuple[str, DecisionNode | Leaf]] = [
-        (f"<= {_users(hi)}" if lo <= 1 else f"{lo:g}-{_users(hi)}", leaf) for lo, hi, leaf in ranges
-    ]
-    beyond = Leaf(
-        None,
-        f"above the highest measured level ({_users(top)}): unmeasured, extrapolate with the roofline",
-        _cliff_evidence(cliffs),
-    )
-    branches.append((f"> {_users(top)}", beyond))
+            runs.append((n, n, rec, rec))
+    branches: list[tuple[str, DecisionNode | Leaf]] = []
+    for lo, hi, first, last in runs:
+        rec = last if first.meets_slo else first
+        evidence = rec.evidence if hi <= top else [*rec.evidence, *_cliff_evidence(cliffs)]
+        branches.append((_label(lo, hi, hi > top), Leaf(rec.engine, rec.verdict, evidence, rec.summary)))
     return DecisionNode("peak concurrent users?", branches)
 
 
 def build_tree(levels: pd.DataFrame, judge: SloJudge, mixed_levels: pd.DataFrame | None = None) -> DecisionTree:
-    """The decision tree from pooled, judged levels: user-count splits at the engines' cliffs;
-    with ``mixed_levels`` a first split on long documents, whose yes-branch judges that set."""
+    """The decision tree from pooled, judged levels: user-count splits where the rule's answer
+    changes (at the engines' cliffs, their halves, or where one overtakes another); with
+    ``mixed_levels`` a first split on long documents, whose yes-branch judges that set."""
     lv = select_levels(levels)
     if lv.empty:
         raise ValueError("no levels to decide from")
@@ -358,6 +340,7 @@ def build_tree(levels: pd.DataFrame, judge: SloJudge, mixed_levels: pd.DataFrame
         {e: c.at_least for e, c in all_cliffs.items()},
         all_cliffs,
         judge.text(),
+        CRITERION,
     )
 
 

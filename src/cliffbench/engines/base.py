@@ -33,12 +33,15 @@ class TokenEvent:
     """One generated token. `t_s` is perf_counter on arrival in the harness's event loop.
     `t_scheduled_s` (same clock) is when the engine first scheduled the request, where the
     engine tells: the load generator derives `queue_s = t_scheduled_s - t_submit_s` from it.
-    `text` is the server's text for the token where the engine only sees text (HTTP; -1 ids)."""
+    `text` is the server's text for the token where the engine only sees text (HTTP; -1 ids).
+    `cached_tokens`: prompt tokens the engine served from its KV cache instead of computing them,
+    where the engine tells (None: unknown, never 0 for unknown)."""
 
     token_id: int
     t_s: float
     t_scheduled_s: float | None = None
     text: str = ""
+    cached_tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

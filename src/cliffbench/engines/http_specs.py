@@ -128,6 +128,9 @@ class OpenAIHttpSpec(EngineSpecBase):
     def title(self) -> str:
         return self.server.engine.title() if self.server else self.family_title
 
+    def configured_name(self, precision: str) -> str:
+        return f"{self.server.kind} server over HTTP" if self.server else "an external server over HTTP"
+
     def node_gpus(self, cluster_gpus: float) -> int:
         return self.server.engine.node_gpus(cluster_gpus) if self.server else 0
 

@@ -256,7 +256,9 @@ class LlamaCppEngine:
                 if isinstance(item, BaseException):
                     raise item
                 token_id, t_sched = cast(tuple[int, float], item)
-                yield TokenEvent(token_id, time.perf_counter(), t_scheduled_s=t_sched)
+                # 0 cached, known: a slot's KV is removed when its request ends (`_release`), so
+                # every prompt is computed whole (llama-server's prompt reuse is not modelled yet)
+                yield TokenEvent(token_id, time.perf_counter(), t_scheduled_s=t_sched, cached_tokens=0)
         finally:
             job.cancelled = True  # a consumer that walks away frees its slot at the next step
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any, ClassVar, Literal, TypeAlias
 from pydantic import Field
 
 from cliffbench.engines.parallel import LlamaCppGpuSplit, VllmParallel
-from cliffbench.engines.spec_base import LLAMACPP, PRECISION_OF, VLLM, EngineSpecBase, resolve_dtype
+from cliffbench.engines.spec_base import LLAMACPP, PRECISION_OF, VLLM, EngineSpecBase, gguf_name, resolve_dtype
 from cliffbench.hardware import usable_cpus
 
 __all__ = [
@@ -102,6 +102,11 @@ class VllmSpec(VllmParallel, EngineSpecBase):
     def speed_key(self, precision: str) -> tuple[Any, ...] | None:
         return (self.family, precision, self.enforce_eager, self.omp_threads_bind, self.enable_prefix_caching)
 
+    def configured_name(self, precision: str) -> str:
+        # 'tuned': OpenMP bound to every core as vLLM's CPU docs advise; 'auto' is vLLM's own default
+        tuned = "default core binding" if self.omp_threads_bind == "auto" else "tuned"
+        return f"vLLM, {precision}, {tuned}" + ("" if self.enforce_eager else ", compiled")
+
     @classmethod
     def stands_for(cls, option_engine: str, option_slots: int | None) -> bool:
         return option_engine == "vllm"
@@ -162,6 +167,14 @@ class LlamaCppSpec(LlamaCppGpuSplit, EngineSpecBase):
     def speed_key(self, precision: str) -> tuple[Any, ...] | None:
         slots, _, unified = self.slot_layout()  # context per slot: room, not speed, at the study's lengths
         return (self.family, precision, slots, unified)
+
+    def configured_name(self, precision: str) -> str:
+        slots, _, unified = self.slot_layout()
+        held = "one request at a time" if slots == 1 else f"{slots} slots" + (", shared KV" if unified else "")
+        return f"llama.cpp, {held}, {gguf_name(precision)}"
+
+    def weights_text(self, precision: str) -> str:
+        return gguf_name(precision)
 
 
 class LlamaCppSerialSpec(LlamaCppSpec):

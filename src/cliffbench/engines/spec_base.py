@@ -21,7 +21,9 @@ __all__ = [
     "VLLM",
     "EngineSpecBase",
     "Family",
+    "gguf_name",
     "omp_bind",
+    "preset_title",
     "resolve_dtype",
 ]
 
@@ -43,6 +45,22 @@ PRECISION_OF: dict[str, str] = {
     "float16": "fp16",
     "float32": "fp32",
 }
+
+
+# what a preset's product is called, by the start of the preset's name (engines.defaults.PRESETS)
+_PRODUCTS = (("ollama", "Ollama"), ("llama-server", "llama-server"), ("vllm", "vLLM"))
+
+
+def preset_title(preset: str) -> str:
+    """'ollama-0.10+' -> 'Ollama 0.10+ as shipped'; 'vllm-default' -> 'vLLM as shipped'."""
+    prefix, product = next(((k, v) for k, v in _PRODUCTS if preset.startswith(k)), ("", preset))
+    version = preset.removeprefix(prefix).strip("-")
+    return f"{product} {version} as shipped" if version and version != "default" else f"{product} as shipped"
+
+
+def gguf_name(precision: str) -> str:
+    """llama.cpp's own name of a weight type: fp32 -> F32, q8_0 -> Q8_0."""
+    return {"fp32": "F32", "fp16": "F16"}.get(precision, precision.upper())
 
 
 def resolve_dtype(dtype: str, device: str, cpu_flags: Collection[str] | None = None) -> str:
@@ -115,6 +133,19 @@ class EngineSpecBase(Spec):
     def title(self) -> str:
         """How a title names this engine's family (an HTTP engine: the one its server runs)."""
         return self.family_title
+
+    def people_name(self, precision: str) -> str:
+        """The engine named by what it is, for people: 'Ollama 0.10+ as shipped' for a preset, else
+        its configuration ('vLLM, bf16, tuned', 'llama.cpp, 32 slots, F32') at `precision`."""
+        return preset_title(self.preset) if self.preset else self.configured_name(precision)
+
+    def configured_name(self, precision: str) -> str:
+        """`people_name` of an engine not built from a preset."""
+        return self.title()
+
+    def weights_text(self, precision: str) -> str:
+        """The weight type as the engine's own docs name it (llama.cpp: F32, Q8_0; vLLM: bf16)."""
+        return precision
 
     def context_limit(self) -> int:
         """The most prompt + output tokens one request may hold."""

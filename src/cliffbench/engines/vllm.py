@@ -227,8 +227,12 @@ class VllmEngine:
                     # perf_counter on Linux; 0.0 means "not recorded".
                     ts = getattr(getattr(out, "metrics", None), "scheduled_ts", 0.0) or 0.0
                     t_sched = float(ts) if ts > 0 else None
+                # per request, from the output (the engine's prefix-cache counters counted retries
+                # under KV pressure until vLLM PR #48860); None where this vLLM does not tell
+                cached = getattr(out, "num_cached_tokens", None)
+                cached = int(cached) if cached is not None else None
                 for token_id in out.outputs[0].token_ids:
-                    yield TokenEvent(int(token_id), now, t_scheduled_s=t_sched)
+                    yield TokenEvent(int(token_id), now, t_scheduled_s=t_sched, cached_tokens=cached)
         except GeneratorExit:
             raise
         except Exception as exc:

@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.figure import Figure
 
 from cliffbench.audit.shape_verdicts import normalised_points
 from cliffbench.bench.metrics.repeats import SloJudge, pool_repeats
@@ -20,6 +21,7 @@ from cliffbench.decide.causes import latency_components, study_cliffs
 from cliffbench.decide.tree import DecisionTree
 from cliffbench.report import figures as fg
 from cliffbench.report.data import ReportData
+from cliffbench.report.names import engine_names
 
 __all__ = [
     "FIGURE_CAPTIONS",
@@ -27,10 +29,17 @@ __all__ = [
     "figure_dir",
     "figure_paths",
     "make_figures",
+    "overhead_figure",
+    "timeline_figure",
     "timeline_level",
+    "tree_figure",
 ]
 
 FIGURE_CAPTIONS = {
+    "pareto": "Total output tokens per second against each user's speed (the inverse of TPOT p50, medians over "
+    "repeats), one curve per engine through its measured loads (the end points labelled with their users). "
+    "Upper right is better. Shaded: per-user speed within the TPOT budget; filled markers meet the whole SLO "
+    "(TTFT too) at that load, open ones do not.",
     "throughput": "Output tokens per second vs concurrent users (closed loop): median over repeats, band: "
     "their range (min-max).",
     "ttft": "Time to first token at the SLO percentile, over every submitted request of every repeat "
@@ -40,14 +49,18 @@ FIGURE_CAPTIONS = {
     "cliff_causes": "Why the cliff: mean latency per request split into waiting for admission (queue), prefill "
     "and decode, from the engines' own timestamps, against users; dashed: the engine's cliff (searched where a "
     "search ran, else the grid's bracket).",
-    "timeline": "Request timelines at the highest level: waiting (queue), prefill and decoding per request.",
+    "timeline": "Request timelines at the highest level every engine ran: waiting (queue), prefill and decoding "
+    "per request.",
     "kv_memory": "KV-cache memory reserved vs holding live tokens, per engine and concurrency.",
     "hol_blocking": "Head-of-line blocking: TTFT of short requests with and without a long document in flight.",
     "ceiling_fraction": "Published claims (A100, Llama-3.1-8B) and measured levels (this study) as a fraction of "
     "their own roofline ceiling; points above the dashed line exceed what the hardware can do.",
-    "serving_overhead": "In-process engine / real server ratios of output tok/s (benchmarks/fidelity.py); the "
-    "control pair measures the in-process engine against itself, the noise floor of this machine.",
-    "decision_tree": "Decision tree: user-count thresholds are the measured SLO cliffs of each engine.",
+    "serving_overhead": "In-process engine / real server ratios of output tok/s (benchmarks/fidelity.py), one "
+    "panel per pair, shaded: the +-10% fidelity target; the control pair measures the in-process engine against "
+    "itself, the noise floor of this machine.",
+    "decision_tree": "Decision tree: for each range of peak users, the engine the rule printed above the tree "
+    "picks, every engine read at that user count from its own measured levels (meeting the SLO at a higher "
+    "measured load implies meeting it at a lower one).",
 }
 
 
@@ -92,24 +105,30 @@ def make_figures(
     tree: DecisionTree | None = None,
 ) -> dict[str, Path]:
     """Draw every report figure (PNG + SVG under figures/<study>/); returns the SVG paths."""
+    people = engine_names(data)
     fg.set_style()
     res = data.results
     out = figure_dir(data.study)
     paths: dict[str, Path] = {}
 
-    def save(fig: Any, name: str) -> None:
-        fig.tight_layout()
+    def save(fig: Any, name: str, tight: bool = True) -> None:
+        if tight:  # the timeline and the tree lay themselves out
+            fig.tight_layout()
         paths[name] = fg.save_figure(fig, name, out)["svg"]
         plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     fg.plot_throughput(ax, res.levels, level_set)
     save(fig, "throughput")
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
     judge = SloJudge.of(res.study.slo, **({} if tree is None else tree.slo))
-    fg.plot_ttft_slo(
-        ax, pool_repeats(res.levels, res.requests, judge), level_set, judge.label("ttft_s"), judge.thresholds["ttft_s"]
-    )
+    judged = pool_repeats(res.levels, res.requests, judge)
+    panels = fg.pareto_panels(judged, level_set)
+    fig, axes = plt.subplots(1, len(panels), figsize=(7.5, 3.9), squeeze=False)
+    for ax, engines in zip(axes[0], panels, strict=True):
+        fg.plot_pareto(ax, judged, level_set, judge.thresholds.get("tpot_s", 1.0), engines, people)
+    save(fig, "pareto")
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    fg.plot_ttft_slo(ax, judged, level_set, judge.label("ttft_s"), judge.thresholds["ttft_s"])
     save(fig, "ttft")
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     fg.plot_itl(ax, res.tokens, res.requests, res.levels, level_set)
@@ -128,11 +147,7 @@ def make_figures(
     if names:
         axes.flat[0].legend(fontsize=7)
     save(fig, "cliff_causes")
-    engines, load = timeline_level(res, level_set)
-    fig, axes = plt.subplots(len(engines), 1, figsize=(6.5, 1.9 * len(engines)), squeeze=False)
-    for ax, eng in zip(axes[:, 0], engines, strict=True):
-        fg.plot_timeline(ax, res.requests, eng, f"{eng}__{level_set}__{load}")
-    save(fig, "timeline")
+    save(timeline_figure(res, level_set), "timeline", tight=False)
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     fg.plot_kv_memory(ax, res.memory, res.levels, level_set)
     save(fig, "kv_memory")
@@ -142,11 +157,50 @@ def make_figures(
     fig, ax = plt.subplots(figsize=(8.0, 3.8))
     fg.plot_ceiling_fraction(ax, normalised_points(res, level_set, data.claims))
     save(fig, "ceiling_fraction")
-    fig, ax = plt.subplots(figsize=(8.0, 3.6))
-    fg.plot_serving_overhead(ax, fidelity_rows(data))
-    save(fig, "serving_overhead")
+    save(overhead_figure(fidelity_rows(data)), "serving_overhead")
     if tree is not None:
-        fig, ax = plt.subplots(figsize=(7.5, 4.8))
-        fg.plot_decision_tree(ax, tree)
-        save(fig, "decision_tree")
+        save(tree_figure(tree), "decision_tree", tight=False)
     return paths
+
+
+def timeline_figure(res: Results, level_set: str) -> Figure:
+    """One timeline panel per engine at `timeline_level`, two columns from four engines on, sized
+    to fit one page with its caption; one legend for all panels, below them."""
+    engines, load = timeline_level(res, level_set)
+    cols = 2 if len(engines) >= 4 else 1
+    rows = -(-len(engines) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=fg.page_figsize(rows, 1.7, 0.4), squeeze=False)
+    handles: dict[str, Any] = {}
+    for i, (ax, eng) in enumerate(zip(axes.flat, engines, strict=False)):
+        for h in fg.plot_timeline(ax, res.requests, eng, f"{eng}__{level_set}__{load}", legend=False):
+            handles.setdefault(str(h.get_label()), h)
+        # axis titles once per column and row: beside a neighbour's ticks they run into them
+        ax.set_ylabel("request" if i % cols == 0 else "")
+        if i + cols < len(engines):
+            ax.set_xlabel("")
+    for ax in list(axes.flat)[len(engines) :]:
+        ax.set_axis_off()
+    fig.legend(handles=list(handles.values()), loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0.0, 0.4 / fig.get_figheight(), 1.0, 1.0))
+    return fig
+
+
+def overhead_figure(fidelity: pd.DataFrame) -> Figure:
+    """The serving-overhead ratios as small multiples: one panel per pair, two columns, shared y."""
+    pairs: list[str | None] = [*fg.overhead_pairs(fidelity)] or [None]
+    cols = min(2, len(pairs))
+    rows = -(-len(pairs) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=fg.page_figsize(rows, 2.6), squeeze=False, sharey=True)
+    for ax, pair in zip(axes.flat, pairs, strict=False):
+        fg.plot_serving_overhead(ax, fidelity, pair=pair)
+    for ax in list(axes.flat)[len(pairs) :]:
+        ax.set_axis_off()
+    return fig
+
+
+def tree_figure(tree: DecisionTree) -> Figure:
+    """The decision tree at the page's text width, so it prints at its own font sizes."""
+    fig, ax = plt.subplots(figsize=fg.tree_figsize(tree))
+    fig.subplots_adjust(left=0.0, right=1.0, bottom=0.0, top=1.0)
+    fg.plot_decision_tree(ax, tree)
+    return fig

@@ -7,12 +7,14 @@ import math
 
 from cliffbench.config import fmt_number
 from cliffbench.decide.matrix.daily import load_profile
-from cliffbench.decide.matrix.data import Option
+from cliffbench.decide.matrix.data import MatrixData, Option
 from cliffbench.decide.matrix.model import gpu_price
+from cliffbench.decide.matrix.ranking import TIE_BAND, TopChoice
 from cliffbench.decide.matrix.score import SENSITIVITY_FACTORS, MatrixResult, usd_text
 
 __all__ = [
     "STALE_MARK",
+    "choice_sentence",
     "freshness_markdown",
     "load_text",
     "managed_source",
@@ -226,28 +228,36 @@ def ranking_markdown(r: MatrixResult) -> str:
     return "\n".join(lines)
 
 
+def choice_sentence(data: MatrixData, c: TopChoice, weights: dict[str, float]) -> str:
+    """The top choice in words, honestly: a tie when a weight moved within TIE_BAND changes it."""
+    name = {o: opt.name for o, opt in data.options.items()}
+    lo, hi = TIE_BAND
+    if not c.top:
+        return "No option to choose."
+    if c.tie:
+        why = (
+            f"it turns on **{data.criteria[c.pivot].name}**: its weight x{fmt_number(c.pivot_factor, 3)} (from "
+            f"{weights[c.pivot]:g} to {fmt_number(weights[c.pivot] * c.pivot_factor, 3)}) makes {name[c.flips_to]} "
+            f"first; what breaks the tie is how much {data.criteria[c.pivot].name.lower()} matters to you"
+            if c.pivot
+            else "their weighted scores are equal"
+        )
+        return f"**A tie between {name[c.top]} and {name[c.other]}**; {why}."
+    flip = (
+        f"what would flip it: {data.criteria[c.pivot].name} weight x{fmt_number(c.pivot_factor, 3)} (from "
+        f"{weights[c.pivot]:g} to {fmt_number(weights[c.pivot] * c.pivot_factor, 3)}) makes {name[c.flips_to]} first"
+        if c.pivot
+        else "no single weight between x0 and x100 changes it"
+    )
+    return f"**Top choice: {name[c.top]}**; it holds with every weight moved by x{lo:g} to x{hi:g}; {flip}."
+
+
 def sensitivity_markdown(r: MatrixResult) -> str:
     """The sensitivity check in words and a table: which single-weight change flips the top choice."""
     name = {o: opt.name for o, opt in r.data.options.items()}
     cname = {c: cr.name for c, cr in r.data.criteria.items()}
     flips = r.grid[r.grid["flips"]]
-    out = [f"Top choice under these weights: **{name[r.top]}**."]
-    cands = []
-    for _, t in r.thresholds.iterrows():
-        for side in ("up", "down"):
-            f = t[side]
-            if isinstance(f, float) and math.isfinite(f):
-                dist = abs(math.log(f)) if f > 0 else math.inf
-                cands.append((dist, f, str(t["criterion"]), str(t[f"{side}_top"])))
-    if cands:
-        _, f, c, top = min(cands, key=lambda x: x[0])
-        out.append(
-            f"The smallest single-weight change (by ratio) that flips it: {cname[c]} weight x{fmt_number(f, 3)} "
-            f"(from {r.scores.weights[c]:g} to {fmt_number(r.scores.weights[c] * f, 3)}) "
-            f"makes {name[top]} the top choice."
-        )
-    else:
-        out.append("No single weight between x0 and x100 changes the top choice.")
+    out = [choice_sentence(r.data, r.choice, r.scores.weights)]
     out += [
         "",
         "| criterion | " + " | ".join(f"x{f:g}" for f in SENSITIVITY_FACTORS) + " |",

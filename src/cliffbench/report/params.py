@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from cliffbench.bench.spec.study import WORKLOAD_PRESETS, StudySpec, flag_study, load_study
-from cliffbench.config import PROJECT_ROOT, InputError, Spec, parse_spec
-from cliffbench.engines.specs import ENGINE_KINDS
+from cliffbench.bench.spec.study import RunFlags, StudySpec, flag_study, load_study
+from cliffbench.config import PROJECT_ROOT, InputError, Spec, field_default, parse_spec
 
 if TYPE_CHECKING:
     from cliffbench.decide.constraints import ReaderConstraints
@@ -30,7 +29,6 @@ __all__ = [
     "PrepareParams",
     "benchmark_spec",
     "check_parameter_names",
-    "field_default",
     "parameter_lines",
     "parameter_names",
     "validate_params",
@@ -46,19 +44,11 @@ class PrepareParams(Spec):
     force_prepare: bool = Field(False, description="redo the extraction and conversion")
 
 
-class BenchmarkParams(Spec):
+class BenchmarkParams(RunFlags):
     """`10_benchmark`: a study file, or the flag form (engine + levels) of `cliffbench run`."""
 
     study_file: str = Field("studies/default.yaml", description="a study YAML, relative to the project root")
     study_name: str = Field("", description="overrides the study's name (results folder) when set")
-    engine: str = Field("", description=f"flag form instead of a study file: {' | '.join(ENGINE_KINDS)}")
-    slots: int | None = Field(None, gt=0, description="llamacpp-slots: number of slots")
-    url: str | None = Field(None, description="openai-http: base URL of a running server (.../v1)")
-    concurrency: list[int] = Field(default_factory=lambda: [1, 2, 4], description="flag form: users per level")
-    workload: str = Field("chat", description=f"flag form: {' | '.join(WORKLOAD_PRESETS)}")
-    requests_per_level: int = Field(8, gt=0, description="flag form: measured requests per level")
-    seed: int = Field(0, description="overrides the study's seed when not 0")
-    force: bool = Field(False, description="redo levels already stored")
     cluster: str = Field(
         "", description="run on a Ray cluster: ray://HOST:PORT, HOST:PORT, auto or local ('': this machine)"
     )
@@ -85,6 +75,9 @@ class AnalysisParams(Spec):
         2.0, gt=0, description="your TTFT objective, seconds (on the study's SLO percentile: p90 by default)"
     )
     tpot_slo_s: float = Field(0.25, gt=0, description="your TPOT p50 objective, seconds")
+    compare_to: str = Field(
+        "", description="a stored study name or study folder (e.g. a reference run) to compare this one with"
+    )
     # the tree from the reader's constraints (cliffbench.decide.constraints; peak_users is its traffic)
     reader_data: str = Field("any", description="constraint tree: where prompts may go: any, own-hardware, in-region")
     reader_gpu: str = Field("rent", description="constraint tree: none (a CPU box), rent, or the GPU you own")
@@ -122,12 +115,23 @@ class AnalysisParams(Spec):
     matrix_precision: str = Field(
         "bf16", description='decision matrix: weights of every self-hosted engine, or "native"'
     )
-    matrix_study: str = Field("", description="decision matrix: stored study with measured throughput on that GPU")
+    matrix_study: str = Field(
+        "", description="decision matrix: stored study its self-hosted rows come from (empty: the analysed study)"
+    )
     matrix_report_date: str = Field(
         "", description="decision matrix: date it is for, YYYY-MM-DD (stale cells, shutdowns); empty = today"
     )
     matrix_stale_after_months: int = Field(
         6, gt=0, description="decision matrix: cells and prices older than this many months are flagged stale"
+    )
+    matrix_engineer_usd_per_year: float | None = Field(
+        None, ge=0, description="decision matrix: an engineer's yearly cost (staff, exit); empty: data/matrix/costs.csv"
+    )
+    matrix_staff_fte: dict[str, float] = Field(
+        default_factory=dict, description='decision matrix: ops fraction of an engineer per option, e.g. {"vllm": 0.5}'
+    )
+    matrix_horizon_months: float | None = Field(
+        None, gt=0, description="decision matrix: months an exit cost is spread over; empty: data/matrix/costs.csv"
     )
 
     @field_validator(
@@ -137,6 +141,7 @@ class AnalysisParams(Spec):
         "matrix_report_date",
         "matrix_gpu_prices",
         "matrix_weights",
+        "matrix_staff_fte",
     )
     @classmethod
     def _matrix_names(cls, v: Any, info: ValidationInfo) -> Any:
@@ -145,6 +150,19 @@ class AnalysisParams(Spec):
 
         if problem := param_problem(str(info.field_name).removeprefix("matrix_"), v):
             raise ValueError(problem)
+        return v
+
+    @field_validator("compare_to")
+    @classmethod
+    def _compare_to(cls, v: str) -> str:
+        # a missing study fails here, before any notebook runs, not in the whitepaper's last cells
+        from cliffbench.decide.compare import open_study
+
+        if v:
+            try:
+                open_study(v, "compare_to")
+            except InputError as exc:
+                raise ValueError(str(exc).removeprefix("compare_to: ")) from None
         return v
 
     @field_validator("reader_data", "reader_gpu", "reader_traffic")
@@ -173,7 +191,7 @@ class AnalysisParams(Spec):
         from cliffbench.decide.matrix import MatrixParams, check_params
 
         fields = {k.removeprefix("matrix_"): v for k, v in self.model_dump().items() if k.startswith("matrix_")}
-        params = MatrixParams(**fields)
+        params = MatrixParams(**(fields | {"study": fields["study"] or self.study}))
         check_params(params, names={k: f"parameter matrix_{k}" for k in fields})
         return params
 
@@ -186,11 +204,6 @@ NOTEBOOK_PARAMS: dict[str, type[Spec]] = {
     "30_whitepaper": AnalysisParams,
 }
 NOTEBOOKS = tuple(NOTEBOOK_PARAMS)
-
-
-def field_default(cls: type[Spec], name: str) -> Any:
-    """The default of field `name` of `cls` (a default_factory called)."""
-    return cls.model_fields[name].get_default(call_default_factory=True)
 
 
 def _literal(value: Any) -> str:

@@ -22,6 +22,14 @@ body { counter-reset: fig; font-family: "DejaVu Sans", sans-serif; font-size: 9.
 .title-page .title { font-size: 26pt; margin-bottom: 4mm; }
 .title-page .subtitle { font-size: 13pt; color: #444; }
 .title-page .meta { font-size: 10pt; color: #555; }
+.answer { page-break-after: always; }
+.answer .title { font-size: 17pt; margin: 0 0 2mm 0; }
+.answer .setup { font-size: 8.5pt; color: #444; margin: 0 0 2mm 0; }
+.answer .bottom-line { font-size: 10pt; margin: 0 0 2mm 0; }
+.answer table { font-size: 7.5pt; margin: 1mm 0; }
+.answer caption { caption-side: top; text-align: left; font-weight: bold; font-size: 8.5pt; padding-bottom: 1mm; }
+.answer figure { margin: 1mm auto; }
+.appendices { page-break-before: always; }
 nav.toc { page-break-after: always; }
 nav.toc h2 { counter-increment: none; }
 nav.toc ul { list-style: none; padding-left: 0; }
@@ -48,14 +56,19 @@ def _html_document(body: str) -> str:
     for a in soup.select("a.anchor-link"):
         a.decompose()
     items = []
+    appendix = False
     for i, h in enumerate(soup.find_all(["h2", "h3"])):
         if h.find_parent(class_="title-page"):
+            continue
+        appendix = appendix or bool(h.find_parent(class_="appendices"))
+        if appendix and h.name == "h3":  # the appendices' subsections would double the contents
             continue
         hid = h.get("id") or f"sec-{i}"
         h["id"] = re.sub(r"[^A-Za-z0-9_-]", "-", str(hid))
         items.append(f'<li class="{h.name}"><a href="#{h["id"]}">{h.get_text(strip=True)}</a></li>')
     toc = f'<nav class="toc"><h2 id="toc">Contents</h2><ul>{"".join(items)}</ul></nav>'
-    title = soup.select_one(".title-page")
+    # the contents follow page 1: the answer (or a title page, in documents that have one)
+    title = soup.select_one(".answer") or soup.select_one(".title-page")
     if title is not None:
         title.insert_after(BeautifulSoup(toc, "html.parser"))
         rest = str(soup)

@@ -74,6 +74,7 @@ def execute_notebook(name: str, params: dict[str, Any], out_dir: Path | None = N
     long as the study runs. Here Ctrl-C (or SIGTERM) interrupts the kernel instead, waits for the
     engines to stop, and re-raises KeyboardInterrupt."""
     import papermill as pm
+    from traitlets.config import Config
 
     out_dir = out_dir or REPORT_DIR / "executed"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -91,6 +92,10 @@ def execute_notebook(name: str, params: dict[str, Any], out_dir: Path | None = N
                 kernel_name="python3",
                 progress_bar=False,
                 report_mode=True,
+                # IPC sockets in Jupyter's runtime folder, not TCP on localhost: the kernel warns on
+                # every start that TCP is unencrypted ("Kernel is running over TCP without
+                # encryption"), and a local socket file is what that warning asks for
+                config=Config({"KernelManager": {"transport": "ipc"}}),
             )
         except BaseException as exc:  # handed to the main thread, which raises it
             failure.append(exc)

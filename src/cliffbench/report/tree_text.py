@@ -24,7 +24,8 @@ def _render(node: DecisionNode | Leaf, indent: str, lines: list[str]) -> None:
 
 def render_tree_text(tree: DecisionTree) -> str:
     """Indented plain-text rendering (the CLI's ``cliffbench recommend``)."""
-    lines = [f"SLO: {tree.slo_text} (interval decides; failed requests count as misses)", "cliffs:"]
+    lines = [f"SLO: {tree.slo_text} (interval decides; failed requests count as misses)", f"rule: {tree.criterion}"]
+    lines.append("cliffs:")
     lines += [f"  {e}: {c.text()}" for e, c in tree.cliffs.items()]
     _render(tree.root, "", lines)
     return "\n".join(lines)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from cliffbench.bench.spec.study import LengthDist, WorkloadSpec
+from cliffbench.bench.spec.workload import LengthDist, WorkloadSpec
 from cliffbench.bench.workload.requests import (
     LONG_PROMPT_MARGIN_TOKENS,
     WorkloadSummary,

@@ -42,8 +42,8 @@ from cliffbench.bench.cluster.task import (
     search_seeds,
 )
 from cliffbench.bench.plan import Level, engine_order, ordered_work, plan_levels
-from cliffbench.bench.progress.phases import OnPhase
 from cliffbench.bench.progress.reporter import Reporter, search_finished
+from cliffbench.bench.progress.run_phases import OnPhase
 from cliffbench.bench.search.bracket import write_search
 from cliffbench.bench.search.plan import searched_engines
 from cliffbench.bench.spec.study import StudySpec
@@ -182,7 +182,7 @@ class _Block:
 
 
 class _Driver:
-    on_phase: OnPhase | None = None  # sent with each block's task, called on its node (bench/progress/phases.py)
+    on_phase: OnPhase | None = None  # sent with each block's task, called on its node (bench/progress/run_phases.py)
 
     def __init__(self, ray: Any, spec: StudySpec, root: Path | None, reporter: Reporter | None, probe: Any) -> None:
         self.ray, self.spec, self.root, self.reporter, self.probe = ray, spec, root, reporter, probe
@@ -331,7 +331,7 @@ def run_study_cluster(
     """Run the study's levels not stored yet (as `sweep.run_study`) on the Ray cluster `target`
     (`parse_target`), one task per engine block. `hardware_probe`: the roofline the nodes store
     instead of probing themselves (tests); `on_phase`: sent with each block, called on its node
-    (bench/progress/phases.py)."""
+    (bench/progress/run_phases.py)."""
     target = parse_target(target)
     ray_module()
     with study_lock(spec.name, root):

@@ -24,8 +24,8 @@ import psutil
 
 from cliffbench.bench.load.driver import RequestRecord
 from cliffbench.bench.plan import Level, probe_level
-from cliffbench.bench.progress.phases import OnPhase
 from cliffbench.bench.progress.reporter import LevelTask
+from cliffbench.bench.progress.run_phases import OnPhase
 from cliffbench.bench.search.bracket import CliffFound, read_searches, write_search
 from cliffbench.bench.search.plan import probe_set, search_judge, searched_engines
 from cliffbench.bench.spec.study import StudySpec
@@ -175,7 +175,7 @@ def run_block(
     engine only) in the sweep's order, then its cliff searches from `seed` on; returns how many
     levels it handed on. `hardware_probe`: the roofline to use instead of probing this node
     (tests); None probes it once per block. `force`, `keep_failed`, `on_phase`: as the driver was
-    given them (`on_phase` called here, on the node: bench/progress/phases.py)."""
+    given them (`on_phase` called here, on the node: bench/progress/run_phases.py)."""
     spec = StudySpec.model_validate(spec_data)
     _remove_orphans()
     with tempfile.TemporaryDirectory(prefix=f"{PREFIX}{os.getpid()}-") as tmp:

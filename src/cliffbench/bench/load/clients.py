@@ -68,7 +68,9 @@ def _child_spec(engine: Engine, processes: int) -> dict[str, Any]:
     return spec
 
 
-def _shifted(rec: RequestRecord, by_s: float) -> RequestRecord:
+def _shifted(rec: RequestRecord, by_s: float, client: int, clients: int) -> RequestRecord:
+    """`rec` on the parent's clock, its user renumbered: a client's user j is the level's user slot
+    client + j x clients (`split_users`)."""
     return RequestRecord(
         rec.request_id,
         rec.warmup,
@@ -80,6 +82,7 @@ def _shifted(rec: RequestRecord, by_s: float) -> RequestRecord:
         rec.t_scheduled_s + by_s,
         rec.t_done_s + by_s,
         [t + by_s for t in rec.token_times_s],
+        rec.user if rec.user < 0 else client + rec.user * clients,
     )
 
 
@@ -134,7 +137,7 @@ def _merge(
         run = res.run
         # a client time t (relative to its own start t0) is t0 + t - offset in the parent's clock
         late = run.t0_s - offset - start_s
-        mine = [_shifted(r, late) for r in run.records]
+        mine = [_shifted(r, late, res.index, len(results)) for r in run.records]
         records.extend(mine)
         memory.append([(s[0] + late, *s[1:]) for s in run.memory])
         end_s = max(end_s, late + run.wall_s)
@@ -168,6 +171,7 @@ def _merge(
         end_s,
         start_s,
         infos,
+        ramp_s=max((r.run.ramp_s for r in results), default=0.0),
     )
 
 

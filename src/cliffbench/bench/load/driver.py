@@ -1,9 +1,11 @@
 """One sweep level: a precomputed schedule -> `engine.stream` -> per-request records.
 
-Closed loop: N users share one request list; each user sends its next request when its previous
-one ends (plus an optional think time). Open loop: requests are submitted at precomputed
-offsets from an absolute start time (Poisson / gamma), however many are in flight.
-Warm-up requests run first, at the level's concurrency, and are recorded with `warmup=True`.
+Closed loop: N users (bench/load/users.py), each sending the requests its script yields, the next when
+its previous one ends (plus an optional think time); they start spread over `ramp_s` seconds.
+Open loop: requests are submitted at precomputed offsets from an absolute start time (Poisson /
+gamma), however many are in flight. Warm-up requests run first, at the level's concurrency, and
+are recorded with `warmup=True`; `ramp_s="auto"` is the median duration of the ok warm-up
+requests (bench/metrics/phases.py says why).
 
 The harness checks itself while it measures: event-loop lag (how long a callback posted from
 another thread waits for the loop, as a token event does), how late a thread gets the GIL (as an engine's
@@ -15,16 +17,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from cliffbench.bench.load.arrivals import closed_loop_think_times_s, poisson_offsets_s
+from cliffbench.bench.load.lag import LAG_PROBE_INTERVAL_S, LagProbe
+from cliffbench.bench.load.sessions import SessionDraw
+from cliffbench.bench.load.users import Sent, SharedDraw, User, ramp_offsets_s, run_users
+from cliffbench.bench.workload.reuse import SessionPlan, SessionRequests
 from cliffbench.engines.base import Engine, GenRequest, RequestRejected
 
 __all__ = [
@@ -39,7 +44,6 @@ __all__ = [
     "run_level",
 ]
 
-LAG_PROBE_INTERVAL_S = 0.005
 MEMORY_SAMPLE_INTERVAL_S = 0.05
 # the engine's state, then what a server scraped over HTTP adds (engines/server_metrics.py)
 MEMORY_COLUMNS = ["t_s", "reserved_bytes", "live_bytes", "live_seqs", "waiting", "steps", "decode_seqs", "preemptions"]
@@ -69,6 +73,9 @@ class RequestRecord:
     t_scheduled_s: float = float("nan")
     t_done_s: float = float("nan")  # the stream closed (or failed): the client stops holding the request
     token_times_s: list[float] = field(default_factory=list)
+    user: int = -1  # the closed-loop user that sent it (-1: open loop)
+    token_ids: list[int] = field(default_factory=list)  # as generated: a session's next turn re-sends them
+    cached_tokens: float = float("nan")  # prompt tokens served from the engine's cache (NaN: unknown)
 
     @property
     def output_tokens(self) -> int:
@@ -109,6 +116,7 @@ class LevelRun:
     wall_s: float
     t0_s: float = float("nan")  # perf_counter when the level started: record times count from it
     clients: list[ClientInfo] = field(default_factory=list)  # empty: the load ran in this process
+    ramp_s: float = 0.0  # the users' starts spread over this (closed loop); the fill-up phase (open loop)
 
     # with several client processes the level is as good as its worst client: a lagging one delays
     # its own requests whatever the others do, so each check is the worst client's
@@ -132,13 +140,19 @@ def _p99(samples: np.ndarray) -> float:
     return float(np.percentile(samples, 99)) if samples.size else float("nan")
 
 
-async def _one(engine: Engine, req: GenRequest, t0: float, warmup: bool, deadlines: _Deadlines) -> RequestRecord:
+async def _one(
+    engine: Engine, req: GenRequest, t0: float, warmup: bool, deadlines: _Deadlines, user: int = -1
+) -> RequestRecord:
     rec = RequestRecord(req.request_id, warmup, req.prompt_tokens, req.max_tokens, time.perf_counter() - t0)
-    times = rec.token_times_s
+    rec.user = user
+    times, ids = rec.token_times_s, rec.token_ids
     task = deadlines.enter()
     try:
         async for ev in engine.stream(req):
             times.append(ev.t_s - t0)
+            ids.append(ev.token_id)
+            if ev.cached_tokens is not None:
+                rec.cached_tokens = ev.cached_tokens
             if ev.t_scheduled_s is not None and len(times) == 1:
                 rec.t_scheduled_s = ev.t_scheduled_s - t0
     except RequestRejected as exc:
@@ -205,47 +219,6 @@ class _Deadlines:
                     task.cancel()
 
 
-class _LagProbe:
-    """The path of a token event from an engine thread, timed every LAG_PROBE_INTERVAL_S.
-
-    A thread sleeps to an absolute grid, then posts a callback with `call_soon_threadsafe`.
-    Thread wait: how late it woke holding the GIL, as an engine's worker thread (llama.cpp's) must
-    before it can hand a token over. A loop that never idles starves other threads of the GIL
-    (CPython's convoy effect): then this grows to the switch interval (5 ms) or far beyond, and
-    the thread posts few callbacks. Loop lag: how long the posted callback waited for the loop,
-    including any time the loop was blocked. (A timer probe would also count epoll's rounding of
-    timeouts up to whole milliseconds, which no token sees.)"""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, lag_out: list[float], wait_out: list[float]) -> None:
-        self._loop, self._lag, self._wait = loop, lag_out, wait_out
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="cliffbench-lag-probe", daemon=True)
-
-    def _record(self, t_post: float) -> None:
-        self._lag.append(time.perf_counter() - t_post)
-
-    def _run(self) -> None:
-        due = time.perf_counter()
-        while True:
-            due += LAG_PROBE_INTERVAL_S
-            if self._stop.wait(max(0.0, due - time.perf_counter())):
-                return
-            now = time.perf_counter()
-            self._wait.append(now - due)
-            try:
-                self._loop.call_soon_threadsafe(self._record, now)
-            except RuntimeError:  # the loop closed under us: nothing left to measure
-                return
-            due = max(due, now - LAG_PROBE_INTERVAL_S)  # after a long stall, resume the grid from now
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 MemorySample = tuple[float, int, int, int, int, int, int, int, float, float, int, str]  # MEMORY_COLUMNS
 
 
@@ -266,17 +239,26 @@ async def run_level(
     rate_rps: float | None = None,
     burstiness: float = 1.0,
     think_time_s: float = 0.0,
+    ramp_s: float | Literal["auto"] = 0.0,
     duration_s: float | None = None,
     warmup: Sequence[GenRequest] = (),
     request_timeout_s: float = 600.0,
     seed: int = 0,
     on_record: Callable[[RequestRecord], None] | None = None,
     probes: Probes = Probes(),
+    sessions: SessionPlan | None = None,
 ) -> LevelRun:
     """Run one level. Exactly one of `concurrency` (closed loop) or `rate_rps` (open loop).
-    With `duration_s`, no request is submitted after that many seconds (in-flight ones finish)."""
+    With `duration_s`, no request is submitted after that many seconds (in-flight ones finish).
+    `ramp_s`: closed loop, the users start spread over it (`ramp_offsets_s`); open loop, it only
+    marks the fill-up phase. "auto": the median wall of the ok warm-up requests (0 without one).
+    `sessions` (closed loop; taken from `requests` when it is a `SessionRequests`): the users hold
+    these conversations (`requests` is `sessions.requests`),
+    with the plan's think times between turns instead of `think_time_s`."""
     if (concurrency is None) == (rate_rps is None):
         raise ValueError("give exactly one of concurrency or rate_rps")
+    if sessions is None and isinstance(requests, SessionRequests):
+        sessions = requests.plan
     rng = np.random.default_rng(seed)
     records: list[RequestRecord] = []
     memory: list[MemorySample] = []
@@ -288,7 +270,7 @@ async def run_level(
     deadlines = _Deadlines(request_timeout_s)
     samplers = [asyncio.create_task(_memory_probe(engine, t0, memory, stop))] if probes.memory else []
     watchdog = asyncio.create_task(deadlines.watch())
-    lag_probe = _LagProbe(asyncio.get_running_loop(), lags, waits) if probes.lag else None
+    lag_probe = LagProbe(asyncio.get_running_loop(), lags, waits) if probes.lag else None
     if lag_probe is not None:
         lag_probe.start()
 
@@ -297,16 +279,24 @@ async def run_level(
         if on_record is not None:
             on_record(rec)
 
+    ramp = 0.0 if ramp_s == "auto" else ramp_s
     try:
         if warmup:
             n_warm = concurrency or max(1, len(warmup))
             await _closed_loop(engine, list(warmup), n_warm, t0, True, deadlines, None, None, done)
+            if ramp_s == "auto":
+                ramp = _typical_wall_s([r for r in records if r.warmup])
         if concurrency is not None:
             draws = closed_loop_think_times_s(concurrency, len(requests), think_time_s, rng)
             # plain floats, and None without think time: this path runs between a user's requests
             think = draws.tolist() if think_time_s > 0 else None
+            if sessions is not None:
+                think = sessions.think_s
             deadline = None if duration_s is None else time.perf_counter() + duration_s
-            await _closed_loop(engine, list(requests), concurrency, t0, False, deadlines, think, deadline, done)
+            starts = ramp_offsets_s(concurrency, ramp, rng) if ramp > 0 else None
+            await _closed_loop(
+                engine, list(requests), concurrency, t0, False, deadlines, think, deadline, done, starts, sessions
+            )
         else:
             assert rate_rps is not None
             offsets = poisson_offsets_s(len(requests), rate_rps, burstiness, rng)
@@ -318,7 +308,14 @@ async def run_level(
             lag_probe.stop()
         await asyncio.gather(*samplers, watchdog, return_exceptions=True)
     wall = time.perf_counter() - t0
-    return LevelRun(records, memory, np.asarray(lags), np.asarray(waits), time.thread_time() - cpu0, wall, t0)
+    cpu_s = time.thread_time() - cpu0
+    return LevelRun(records, memory, np.asarray(lags), np.asarray(waits), cpu_s, wall, t0, ramp_s=ramp)
+
+
+def _typical_wall_s(records: list[RequestRecord]) -> float:
+    """Median submit-to-close wall of the ok `records` (0.0 without one)."""
+    walls = [r.t_done_s - r.t_submit_s for r in records if r.status == "ok"]
+    return float(np.median(walls)) if walls else 0.0
 
 
 async def _closed_loop(
@@ -331,18 +328,22 @@ async def _closed_loop(
     think_s: list[float] | None,
     deadline: float | None,
     done: Callable[[RequestRecord], None],
+    starts_s: np.ndarray | None = None,
+    sessions: SessionPlan | None = None,
 ) -> None:
-    it = iter(enumerate(reqs))
+    """`n_users` users (fewer when there are fewer requests) drawing from `reqs` (`SharedDraw`), or
+    holding the conversations of `sessions`."""
+    draw: SharedDraw | SessionDraw = SharedDraw(reqs) if sessions is None else SessionDraw(sessions)
 
-    async def user() -> None:
-        for i, req in it:  # a shared iterator: whichever user is free takes the next request
-            if deadline is not None and time.perf_counter() >= deadline:
-                return
-            if think_s is not None and think_s[i] > 0:
-                await asyncio.sleep(think_s[i])
-            done(await _one(engine, req, t0, warmup, deadlines))
+    async def send(user: int, req: GenRequest) -> Sent:
+        rec = await _one(engine, req, t0, warmup, deadlines, user)
+        done(rec)
+        return Sent(req, rec.status, rec.output_tokens, tuple(rec.token_ids))
 
-    await _gather_or_cancel([user() for _ in range(min(n_users, len(reqs)))])
+    n = min(n_users, len(reqs))
+    offsets = [0.0] * n if starts_s is None else [float(x) for x in starts_s[:n]]
+    users = [User(u, draw.script_for(u), offsets[u], think_s) for u in range(n)]
+    await run_users(users, send, time.perf_counter(), deadline)
 
 
 async def _open_loop(

@@ -13,6 +13,9 @@ an SLO by dropping the requests it would have served late; a level whose run fai
 misses. The verdict is decided by the interval of the SLO percentile (`metrics.quantile_ci`), not
 its point estimate: `meets` when the interval's upper end is within the budget, `misses` when its
 lower end is above it, `uncertain` otherwise, including "n too small" for an interval at all.
+Only the steady requests of a level are judged (bench/metrics/phases.py: the ramp and the drain are the
+starting gun and the finish, not the load); a level whose steady requests are too few for the
+interval says "too short to reach steady state" (`slo_note`) and stays uncertain.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cliffbench.bench.metrics.level import quantile_ci
+from cliffbench.bench.metrics.level import min_n_for_ci, quantile_ci
+from cliffbench.bench.metrics.phases import TOO_SHORT, steady_only
 from cliffbench.bench.spec.study import SloSpec
 
 __all__ = [
@@ -79,8 +83,14 @@ def _slo_values(reqs: pd.DataFrame, metric: str) -> np.ndarray:
     return np.where(ok, vals, np.inf)
 
 
-def _judge(reqs: pd.DataFrame, failed_repeats: int, judge: SloJudge) -> dict[str, Any]:
+def _judge(measured: pd.DataFrame, failed_repeats: int, judge: SloJudge) -> dict[str, Any]:
+    reqs = steady_only(measured)
     out: dict[str, Any] = {"n_submitted": len(reqs), "n_missed_requests": int((reqs["status"] != "ok").sum())}
+    # a level too short for the percentile's interval over its steady requests is left undecided,
+    # not judged on its transient; one that ran no request at all still misses below
+    need = max((min_n_for_ci(judge.percentile(m), judge.level) for m in judge.thresholds), default=0)
+    short = len(reqs) < need and len(reqs) < len(measured)
+    out["slo_note"] = TOO_SHORT if short else ""
     verdicts = []
     for metric, limit in judge.thresholds.items():
         q = judge.percentile(metric)
@@ -98,8 +108,10 @@ def _judge(reqs: pd.DataFrame, failed_repeats: int, judge: SloJudge) -> dict[str
         out.update({f"slo_{metric}": point, f"slo_{metric}_lo": lo, f"slo_{metric}_hi": hi})
         out.update({f"slo_{metric}_level": lvl, f"slo_{metric}_verdict": v})
         verdicts.append(v)
-    if failed_repeats or not len(reqs):
+    if failed_repeats or not len(measured):
         verdict = "misses"  # a run that failed outright served nobody
+    elif short:
+        verdict = "uncertain"
     elif "misses" in verdicts:
         verdict = "misses"
     elif all(v == "meets" for v in verdicts):
@@ -111,7 +123,9 @@ def _judge(reqs: pd.DataFrame, failed_repeats: int, judge: SloJudge) -> dict[str
 
 
 def judge_requests(reqs: pd.DataFrame, failed_repeats: int, judge: SloJudge) -> dict[str, Any]:
-    """The pooled SLO columns of one level from the measured requests of all its repeats."""
+    """The pooled SLO columns of one level from the measured requests of all its repeats, judged
+    over their steady requests (bench/metrics/phases.py); `slo_note` says when too few of them reached
+    steady state for the percentile's interval (the verdict is then uncertain)."""
     return _judge(reqs, failed_repeats, judge)
 
 

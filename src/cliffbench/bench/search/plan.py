@@ -44,10 +44,15 @@ def search_judge(spec: StudySpec, search: SearchSpec) -> SloJudge:
 
 def probe_set(ls: LevelSetSpec, judge: SloJudge) -> LevelSetSpec:
     """`ls` with enough requests per repeat that a probe's first `load.repeats` repeats hold together
-    an interval of every SLO percentile (p90: 29, p99: 299): fewer could only ever be uncertain."""
+    an interval of every SLO percentile (p90: 29, p99: 299) over their steady requests (a verdict
+    judges those alone, bench/metrics/phases.py): fewer could only ever be uncertain."""
     need = max(min_n_for_ci(judge.percentile(m), judge.level) for m in judge.thresholds)
-    per_repeat = max(ls.load.requests_per_level or 0, -(-need // ls.load.repeats))
-    return ls.model_copy(update={"load": ls.load.model_copy(update={"requests_per_level": per_repeat})})
+    per_repeat = -(-need // ls.load.repeats)
+    update = {
+        "requests_per_level": max(ls.load.requests_per_level or 0, per_repeat),
+        "steady_requests": max(ls.load.steady_requests or 0, per_repeat),
+    }
+    return ls.model_copy(update={"load": ls.load.model_copy(update=update)})
 
 
 def expected_loads(search: SearchSpec, grid: list[float]) -> list[float]:

@@ -7,115 +7,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from cliffbench.bench.spec.search import SearchSpec
+from cliffbench.bench.spec.load import LoadSpec
+from cliffbench.bench.spec.workload import LengthDist, WorkloadSpec
 from cliffbench.config import InputError, Spec, parse_spec
 from cliffbench.engines.defaults import preset_spec
 from cliffbench.engines.specs import ENGINE_KINDS, EngineSpec, OpenAIHttpSpec, kinds_with
 from cliffbench.hardware import HARDWARE
 
 SLO_METRICS = ("ttft_s", "tpot_s", "e2e_s")
-
-
-class LengthDist(Spec):
-    """A token-length distribution. `fixed`: always `mean`; `uniform`: [low, high];
-    `lognormal`: median `mean`, shape `sigma`, clipped to [low, high]."""
-
-    dist: Literal["fixed", "uniform", "lognormal"] = "fixed"
-    mean: int = Field(64, gt=0)
-    low: int = Field(1, gt=0)
-    high: int | None = Field(None, gt=0)
-    sigma: float = Field(0.5, gt=0)
-
-    @model_validator(mode="after")
-    def _bounds(self) -> LengthDist:
-        if self.high is not None and self.high < self.low:
-            raise ValueError(f"high ({self.high}) must be >= low ({self.low})")
-        return self
-
-
-class WorkloadSpec(Spec):
-    """What is asked. `mixed` adds a `long_fraction` of document prompts of `long_prompt_tokens`
-    (default: close to the smallest per-request context of the study's engines)."""
-
-    kind: Literal["fixed", "uniform", "lognormal", "mixed"] = "fixed"
-    prompt: LengthDist = LengthDist(mean=32)
-    output: LengthDist = LengthDist(mean=64)
-    long_fraction: float = Field(0.0, ge=0, le=1)
-    long_prompt_tokens: int | None = Field(None, gt=0)
-    system_prefix_tokens: int = Field(
-        0, ge=0, description="shared prefix for prefix-caching runs; counts toward each prompt's length"
-    )
-    seed: int = 0
-
-    @model_validator(mode="after")
-    def _long_only_mixed(self) -> WorkloadSpec:
-        if self.long_fraction > 0 and self.kind != "mixed":
-            raise ValueError(f"long_fraction needs kind 'mixed', got kind {self.kind!r}")
-        return self
-
-
-class LoadSpec(Spec):
-    """How it is asked. `closed`: N users, each sends its next request when the last ends;
-    `poisson`: open loop at `rate_rps` with gamma `burstiness` (1 = Poisson)."""
-
-    arrival: Literal["closed", "poisson"] = "closed"
-    concurrency: list[int] = Field(default_factory=lambda: [1, 2, 4, 8])
-    rate_rps: list[float] = Field(default_factory=list)
-    burstiness: float = Field(1.0, gt=0)
-    think_time_s: float = Field(0.0, ge=0)
-    requests_per_level: int | None = Field(16, gt=0)
-    requests_per_user: int | None = Field(
-        None, gt=0, description="closed loop: at least this many requests per user at every level"
-    )
-    duration_s: float | None = Field(None, gt=0)
-    warmup_requests: int = Field(1, ge=0)
-    request_timeout_s: float = Field(600.0, gt=0)
-    max_lag_s: float = Field(0.005, gt=0, description="event-loop lag p99 above this flags a level")
-    only_at: dict[str, list[int]] = Field(
-        default_factory=dict,
-        description="engine label -> the only user counts of this set it runs (empty list: none); "
-        "engines not named run every level",
-    )
-    repeats: int = Field(
-        1,
-        ge=1,
-        le=50,
-        description="times every level is measured; repeat r of every engine runs before repeat r+1 starts",
-    )
-    client_processes: int = Field(
-        1,
-        ge=1,
-        le=64,
-        description="openai-http engines: split each level's users (or rate) over this many client processes "
-        "that start together (one asyncio loop saturates near a few hundred instant requests in flight: "
-        "benchmarks/multi_client.py); their records merge into one level",
-    )
-    search: SearchSpec | None = Field(
-        None, description="after the grid, search each engine's cliff (bench/search/bracket.py); the grid may be empty"
-    )
-
-    @field_validator("concurrency", "rate_rps")
-    @classmethod
-    def _positive(cls, v: list[float], info: ValidationInfo) -> list[float]:
-        if any(x <= 0 for x in v):
-            raise ValueError(f"every {info.field_name} must be > 0, got {v}")
-        return v
-
-    @model_validator(mode="after")
-    def _end_condition(self) -> LoadSpec:
-        if self.requests_per_level is None and self.duration_s is None:
-            raise ValueError("set requests_per_level or duration_s")
-        if self.client_processes > 1 and self.burstiness != 1.0:
-            # K independent gamma streams do not add up to one gamma stream of that burstiness
-            raise ValueError("client_processes > 1 splits an open loop into Poisson streams: needs burstiness 1")
-        if self.arrival == "poisson" and not self.rate_rps and self.search is None:
-            raise ValueError("arrival 'poisson' needs rate_rps")
-        if self.search is not None and (self.search.over == "users") != (self.arrival == "closed"):
-            needs = "closed" if self.search.over == "users" else "poisson"
-            raise ValueError(f"search over {self.search.over} needs arrival {needs!r}")
-        return self
 
 
 class SloSpec(Spec):
@@ -178,6 +79,14 @@ class LevelSetSpec(Spec):
     name: str = Field("chat", pattern=r"^[A-Za-z0-9_.-]+$")
     workload: WorkloadSpec = WorkloadSpec()
     load: LoadSpec = LoadSpec()
+
+    @model_validator(mode="after")
+    def _sessions_closed_loop(self) -> LevelSetSpec:
+        # a conversation's next turn waits for its previous answer: only a closed-loop user in
+        # this process can hold it (an open loop or client processes would send stand-in answers)
+        if self.workload.kind == "sessions" and (self.load.arrival != "closed" or self.load.client_processes > 1):
+            raise ValueError("workload kind 'sessions' needs load.arrival 'closed' and client_processes 1")
+        return self
 
 
 class BusySpec(Spec):
@@ -285,6 +194,20 @@ class StudySpec(Spec):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+class RunFlags(Spec):
+    """The flag form of `cliffbench run` (and of notebook 10): one engine over a list of user counts.
+    Declared here, beside the study it builds (`flag_study`), so the CLI and the notebook share it."""
+
+    engine: str = Field("", description=f"flag form instead of a study file: {' | '.join(ENGINE_KINDS)}")
+    slots: int | None = Field(None, gt=0, description="llamacpp-slots: number of slots")
+    url: str | None = Field(None, description="openai-http: base URL of a running server (.../v1)")
+    concurrency: list[int] = Field(default_factory=lambda: [1, 2, 4], description="flag form: users per level")
+    workload: str = Field("chat", description=f"flag form: {' | '.join(WORKLOAD_PRESETS)}")
+    requests_per_level: int = Field(8, gt=0, description="flag form: measured requests per level")
+    seed: int = Field(0, description="overrides the study's seed when not 0")
+    force: bool = Field(False, description="redo levels already stored")
 
 
 def cli_flag(name: str) -> str:

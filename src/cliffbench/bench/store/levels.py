@@ -19,7 +19,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from cliffbench.bench.load.driver import ClientInfo
+from cliffbench.bench.metrics.phases import TRANSIENT_COLUMNS, SteadyWindow
 from cliffbench.bench.spec.study import StudySpec
 from cliffbench.bench.store.node import NodeInfo
 from cliffbench.config import RESULTS_DIR, InputError
@@ -57,6 +58,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 LEVEL_FILE = "level.json"
+TABLES = ("requests", "tokens", "memory")
 SWEEP_COLUMNS = [
     "engine",
     "engine_kind",
@@ -113,7 +115,14 @@ class LevelInfo(BaseModel):
     loadavg_1m: float = float("nan")
     busy_flagged: bool = Field(False, description="foreign_cores above the study's busy.max_foreign_cores")
     attempts: int = Field(1, ge=1, description="measurements taken (a busy level is measured again)")
-    summary: dict[str, float | int | str] = Field(default_factory=dict)
+    summary: dict[str, float | int | str] = Field(
+        default_factory=dict,
+        description="over the steady window (bench/metrics/phases.py); the whole level when `steady` is None",
+    )
+    steady: SteadyWindow | None = Field(None, description="the steady window; None: stored before phases existed")
+    transient: dict[str, float | int | str] = Field(
+        default_factory=dict, description="the summary over the ramp and drain requests (empty: no phases)"
+    )
     engine_config: dict[str, Any] = Field(default_factory=dict)
     files: dict[str, StoredFile] = Field(
         default_factory=dict, description="row count and sha256 of each Parquet file (empty: stored before checks)"
@@ -225,9 +234,12 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def level_problem(folder: Path, info: LevelInfo) -> str | None:
-    """What is wrong with a stored level's files (missing, truncated, altered), or None."""
+def level_problem(folder: Path, info: LevelInfo, only: Collection[str] | None = None) -> str | None:
+    """What is wrong with a stored level's files (missing, truncated, altered), or None; with
+    `only`, of those tables alone (`requests`: a compact copy may leave the per-token tables out)."""
     for name, want in info.files.items():
+        if only is not None and name.removesuffix(".parquet") not in only:
+            continue
         f = folder / name
         if not f.is_file():
             return f"{name} is missing"
@@ -245,7 +257,7 @@ def write_level(
     before_rename: Callable[[], None] | None = None,
 ) -> Path:
     """Write one level atomically (temp folder + rename); replaces an older copy of the level.
-    `before_rename` is called once every file is in the temporary folder (bench/progress/phases.py's `store`)."""
+    `before_rename` is called once every file is in the temporary folder (bench/progress/run_phases.py's `store`)."""
     final = study_dir(info.study, root) / "levels" / info.level_key
     remove_stale(final.parent, final.name)  # what a writer killed mid-write left of this level
     files: dict[str, StoredFile] = {}
@@ -275,7 +287,7 @@ def stored_levels(study: str, engine: str, level_set: str, root: Path | None = N
 def read_level_tables(study: str, key: str, root: Path | None = None) -> dict[str, pd.DataFrame]:
     """A stored level's tables, by name (requests, tokens, memory)."""
     folder = study_dir(study, root) / "levels" / key
-    return {name: pd.read_parquet(folder / f"{name}.parquet") for name in ("requests", "tokens", "memory")}
+    return {name: pd.read_parquet(folder / f"{name}.parquet") for name in TABLES}
 
 
 def write_manifest(study: str, manifest: dict[str, Any], root: Path | None = None) -> Path:
@@ -310,17 +322,22 @@ def list_studies(root: Path | None = None) -> list[str]:
 
 
 def _level_row(info: LevelInfo) -> dict[str, Any]:
-    row = info.model_dump(exclude={"summary", "engine_config", "files", "clients", "node"})
+    row = info.model_dump(exclude={"summary", "engine_config", "files", "clients", "node", "steady", "transient"})
     row["node_host"] = info.node.host if info.node else None
     row["client_processes"] = max(1, len(info.clients))
     row.update(info.summary)
+    if info.steady is not None:
+        row.update(info.steady.columns())
+        row.update({f"transient_{k}": info.transient.get(k, float("nan")) for k in TRANSIENT_COLUMNS})
     for k, v in info.engine_config.items():
         row[f"cfg_{k}"] = v if isinstance(v, str | int | float | bool) or v is None else json.dumps(v)
     return row
 
 
-def load_results(study: str, root: Path | None = None) -> Results:
-    """Read a stored study into tidy DataFrames (sweep parameters as columns of every table)."""
+def load_results(study: str, root: Path | None = None, tables: Collection[str] = TABLES) -> Results:
+    """Read a stored study into tidy DataFrames (sweep parameters as columns of every table). With
+    `tables` a subset, the others are empty and only the files read are checked: a comparison needs
+    the requests, not the per-token rows (which a compact reference copy leaves out)."""
     d = study_dir(study, root) / "levels"
     # a dot-folder is a level being written, or what a killed writer left of one: never a level
     folders = sorted(p for p in d.glob("[!.]*") if (p / LEVEL_FILE).is_file()) if d.is_dir() else []
@@ -334,7 +351,7 @@ def load_results(study: str, root: Path | None = None) -> Results:
         except ValueError as exc:
             damaged[p.name] = f"{LEVEL_FILE} unreadable: {str(exc).splitlines()[0]}"
             continue
-        problem = level_problem(p, info)
+        problem = level_problem(p, info, tables)
         if problem:
             damaged[p.name] = problem
             continue
@@ -350,6 +367,8 @@ def load_results(study: str, root: Path | None = None) -> Results:
 
     def table(name: str) -> pd.DataFrame:
         parts = []
+        if name not in tables:
+            return pd.DataFrame(columns=SWEEP_COLUMNS)
         for p, info in zip(folders, infos, strict=True):
             f = p / f"{name}.parquet"
             if f.is_file():

@@ -12,7 +12,8 @@ __all__ = ["level_tables"]
 
 
 def level_tables(run: LevelRun) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(requests, tokens, memory) of one level run; `queue_s` from the engine's scheduling stamp."""
+    """(requests, tokens, memory) of one level run; `queue_s` from the engine's scheduling stamp,
+    `user` the closed-loop user that sent each request (-1: open loop)."""
     rows, toks = [], []
     for r in run.records:
         t = r.token_times_s
@@ -20,9 +21,11 @@ def level_tables(run: LevelRun) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFram
             {
                 "request_id": r.request_id,
                 "warmup": r.warmup,
+                "user": r.user,
                 "status": r.status,
                 "error": r.error,
                 "prompt_tokens": r.prompt_tokens,
+                "cached_tokens": r.cached_tokens,
                 "max_tokens": r.max_tokens,
                 "output_tokens": len(t),
                 "t_submit_s": r.t_submit_s,

@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from cliffbench.bench.spec.study import LengthDist, WorkloadSpec
+from cliffbench.bench.spec.workload import WorkloadSpec
+from cliffbench.bench.workload import reuse
+from cliffbench.bench.workload.lengths import sample_lengths
 from cliffbench.config import DATA_DIR
 from cliffbench.engines.base import GenRequest
 from cliffbench.models.tokenizer import Tokenizer
@@ -36,11 +38,6 @@ CORPUS_DIR = DATA_DIR / "corpus"
 # Headroom below the context limit for the default long prompt: chat templates and BOS tokens
 # some engines add would otherwise push a request that exactly fills the context over it.
 LONG_PROMPT_MARGIN_TOKENS = 8
-
-# Default upper clip of a lognormal without `high`: far enough out to keep the tail, close enough
-# that one draw cannot ask for an absurd context.
-_LOGNORMAL_DEFAULT_HIGH_X = 8
-
 
 IntArray = npt.NDArray[np.int64]
 
@@ -70,28 +67,6 @@ def corpus_token_ids(tokenizer: Tokenizer) -> IntArray:
     ids.setflags(write=False)
     _TOKEN_CACHE[id(tokenizer)] = (tokenizer, text, ids)
     return ids
-
-
-def sample_lengths(dist: LengthDist, n: int, rng: np.random.Generator) -> IntArray:
-    """`n` token lengths (each >= 1) drawn from `dist`.
-
-    fixed: `mean`; uniform: integers in [low, high], high defaulting to 2*mean; lognormal: median
-    `mean`, shape `sigma`, rounded and clipped to [low, high], high defaulting to 8*mean.
-    """
-    if n < 0:
-        raise ValueError(f"workload: n must be >= 0, got {n}")
-    if dist.dist == "fixed":
-        out = np.full(n, dist.mean, dtype=np.int64)
-    elif dist.dist == "uniform":
-        # max() keeps a spec with low > 2*mean and no high valid instead of an empty range.
-        high = max(dist.low, dist.high if dist.high is not None else 2 * dist.mean)
-        out = rng.integers(dist.low, high, size=n, endpoint=True, dtype=np.int64)
-    else:
-        high = dist.high if dist.high is not None else _LOGNORMAL_DEFAULT_HIGH_X * dist.mean
-        high = max(dist.low, high)
-        draws = rng.lognormal(mean=np.log(dist.mean), sigma=dist.sigma, size=n)
-        out = np.clip(np.rint(draws), dist.low, high).astype(np.int64)
-    return np.maximum(out, 1)
 
 
 def _window(stream: IntArray, start: int, length: int) -> IntArray:
@@ -150,6 +125,13 @@ def build_requests(
     """
     if n < 0:
         raise ValueError(f"workload: n must be >= 0, got {n}")
+    if spec.kind in ("sessions", "shared_prefix", "rag"):
+        stream = corpus_token_ids(tokenizer)
+        if spec.kind == "sessions":
+            plan = reuse.build_sessions(spec, n, tokenizer, stream, max_context=max_context, start_id=start_id)
+            return reuse.SessionRequests(plan)
+        build = reuse.build_shared_prefix if spec.kind == "shared_prefix" else reuse.build_rag
+        return build(spec, n, tokenizer, stream, max_context=max_context, start_id=start_id)
     # Independent streams per quantity: changing the output distribution must not move the
     # prompts, and vice versa, so studies that vary one knob keep the rest fixed.
     rng_prompt, rng_output, rng_long, rng_offset = (

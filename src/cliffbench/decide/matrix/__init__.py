@@ -46,6 +46,7 @@ from cliffbench.decide.matrix.data import (
     Option,
     load_matrix,
 )
+from cliffbench.decide.matrix.measured import MeasuredFamily, measured_families, option_engines, self_hosted_estimate
 from cliffbench.decide.matrix.model import (
     GpuPriceUsed,
     MatrixParams,
@@ -55,8 +56,8 @@ from cliffbench.decide.matrix.model import (
     managed_cost_usd_per_1m,
     param_problem,
     parse_assignments,
-    self_hosted_estimate,
 )
+from cliffbench.decide.matrix.ranking import TopChoice, top_choice
 from cliffbench.decide.matrix.score import (
     MatrixResult,
     Scores,
@@ -65,6 +66,7 @@ from cliffbench.decide.matrix.score import (
     score_matrix,
     sensitivity,
 )
+from cliffbench.decide.matrix.values import TotalCost
 
 __all__ = [
     "MATRIX_DIR",
@@ -77,9 +79,12 @@ __all__ = [
     "MatrixData",
     "MatrixParams",
     "MatrixResult",
+    "MeasuredFamily",
     "Option",
     "Scores",
     "SelfHostedEstimate",
+    "TopChoice",
+    "TotalCost",
     "check_params",
     "cost_curve",
     "evaluate",
@@ -88,10 +93,13 @@ __all__ = [
     "load_matrix",
     "load_profile",
     "managed_cost_usd_per_1m",
+    "measured_families",
+    "option_engines",
     "param_problem",
     "parse_assignments",
     "score_matrix",
     "self_hosted_daily",
     "self_hosted_estimate",
     "sensitivity",
+    "top_choice",
 ]

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pandas as pd
 
 from cliffbench.decide.matrix.data import RANKED_STATUSES, MatrixData, Option, load_matrix
+from cliffbench.decide.matrix.measured import MeasuredFamily, self_hosted_estimate
 from cliffbench.decide.matrix.model import (
     MatrixParams,
     SelfHostedEstimate,
     check_params,
     gpu_price,
     managed_cost_usd_per_1m,
-    self_hosted_estimate,
 )
 
 __all__ = ["DailyCost", "cost_curve", "load_profile", "self_hosted_daily"]
@@ -50,25 +51,29 @@ def fmt_g(x: float) -> str:
 
 
 def self_hosted_daily(
-    option: Option, params: MatrixParams, usd_per_hour: float, users: int | None = None
+    option: Option,
+    params: MatrixParams,
+    usd_per_hour: float,
+    users: int | None = None,
+    measured: MeasuredFamily | None = None,
 ) -> DailyCost | None:
     """Cost per 1M output tokens = GPU-hours paid a day x hourly price / output tokens served a day.
 
     The peak hours run `users` (default params.users) closed-loop users; the other hours run the
     off-peak users (none: the GPU idles, paid all the same). Without autoscaling the fleet sized for
     the peak is paid for 24 hours; with it (options that scale out), each period pays the replicas
-    its own load needs, at least `min_replicas`.
+    its own load needs, at least `min_replicas`. `measured`: the option's engine in a stored study.
     """
     users = users or params.users
     peak_h, off_users = load_profile(params)
     off_users, off_h = min(off_users, users), 24.0 - peak_h
-    peak = self_hosted_estimate(option, params, users)
+    peak = self_hosted_estimate(option, params, users, measured=measured)
     if peak is None:
         return None
     scales = params.autoscale and option.max_replicas != 1
     off = None
     if off_users and off_h > 0:
-        off = self_hosted_estimate(option, params, off_users, None if scales else peak.replicas)
+        off = self_hosted_estimate(option, params, off_users, None if scales else peak.replicas, measured)
     tokens = 3600 * (peak.output_tok_s * peak_h + (off.output_tok_s * off_h if off else 0.0))
     if scales:
         gpu_hours = peak.replicas * peak_h + max(params.min_replicas, off.replicas if off else 0) * off_h
@@ -77,8 +82,15 @@ def self_hosted_daily(
     return DailyCost(gpu_hours * usd_per_hour / tokens * 1e6, gpu_hours, tokens, peak, off, scales)
 
 
-def cost_curve(params: MatrixParams, data: MatrixData | None = None, users: list[int] | None = None) -> pd.DataFrame:
-    """Cost per 1M output tokens vs concurrent users: one row per option x user count (tidy)."""
+def cost_curve(
+    params: MatrixParams,
+    data: MatrixData | None = None,
+    users: list[int] | None = None,
+    measured: Mapping[str, MeasuredFamily] | None = None,
+) -> pd.DataFrame:
+    """Compute cost per 1M output tokens vs concurrent users (GPU-hours or list prices, without staff
+    and exit, which depend on the demand): one row per option x user count (tidy)."""
+    measured = measured or {}
     data = data or load_matrix()
     check_params(params, data)
     grid = users or [1, 2, 4, 8, 16, 32, 64, 128, 256]
@@ -91,7 +103,7 @@ def cost_curve(params: MatrixParams, data: MatrixData | None = None, users: list
             if opt.kind == "managed":
                 cost, src = managed_cost_usd_per_1m(opt, params.input_tokens, params.output_tokens), "list price"
             else:
-                day = self_hosted_daily(opt, params, usd_h, u)
+                day = self_hosted_daily(opt, params, usd_h, u, measured.get(o))
                 if day is None:
                     continue
                 cost, src = day.usd_per_1m, day.peak.source

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, model_validator
 
@@ -12,12 +12,17 @@ from cliffbench.config import DATA_DIR, InputError, Spec, read_csv_specs
 from cliffbench.hardware import HARDWARE
 
 __all__ = [
+    "CERTIFICATIONS",
+    "COST_PARAMETERS",
+    "GROUPS",
     "HARDWARE_REACH",
     "MATRIX_DIR",
     "NOT_APPLICABLE",
     "PRICING_MODELS",
     "RANKED_STATUSES",
     "Cell",
+    "Certification",
+    "CostDefault",
     "Criterion",
     "GpuPrice",
     "MatrixData",
@@ -42,9 +47,14 @@ NOT_APPLICABLE = "n/a"
 HARDWARE_REACH: tuple[str, ...] = ("cuda", "rocm", "cpu", "apple-silicon", "windows")
 
 
+# the seed's four groups of criteria (deployment, compliance, cost, lock-in): one page each in the CTO document
+GROUPS: tuple[str, ...] = ("deployment", "compliance", "cost", "lock-in")
+
+
 class Criterion(Spec):
     criterion_id: str = Field(pattern=r"^[a-z_]+$")
     name: str = Field(min_length=1)
+    group: Literal["deployment", "compliance", "cost", "lock-in"]
     direction: Literal["higher", "lower"]
     kind: Literal["score", "computed"]
     default_weight: float = Field(ge=0)
@@ -70,6 +80,10 @@ class Option(Spec):
     price_verified: Verified | Literal[""] = ""
     shutdown_date: str = Field("", pattern=r"^(\d{4}-\d{2}-\d{2})?$", description="announced shutdown/retirement")
     shutdown_source: str = Field("", pattern=r"^(https?://.*)?$")
+    ops_fte: float = Field(ge=0, description="engineer time to run it, a fraction of one full-time engineer")
+    exit_api: Literal["openai-compatible", "own"] = Field(description="the API a client is written against")
+    exit_weights: Literal["open", "closed"] = Field(description="whether the model's weights can go elsewhere")
+    exit_data: Literal["yours", "vendor"] = Field(description="where logs, files and fine-tunes live")
     note: str = ""
 
     @model_validator(mode="after")
@@ -133,12 +147,69 @@ class GpuPrice(Spec):
     note: str = ""
 
 
+CostParameter = Literal[
+    "engineer_usd_per_year",
+    "horizon_months",
+    "exit_base_weeks",
+    "exit_own_api_weeks",
+    "exit_closed_weights_weeks",
+    "exit_vendor_data_weeks",
+]
+COST_PARAMETERS: tuple[str, ...] = get_args(CostParameter)
+
+
+class CostDefault(Spec):
+    """A sourced default of the total-cost model (costs.csv): a price, or a judgement labelled as one."""
+
+    parameter: CostParameter
+    value: float = Field(ge=0)
+    unit: str = Field(min_length=1)
+    source_url: str = Field("", pattern=r"^(https?://.*)?$")
+    as_of: str = Field(pattern=_DATE)
+    verified: Verified | Literal["judgement"]
+    note: str = Field(min_length=1)
+
+
+CertStatus = Literal["yes", "no", "unknown", "n/a"]
+CERTIFICATIONS = {
+    "soc2_type2": "SOC 2 Type II",
+    "iso27001": "ISO 27001",
+    "hipaa_baa": "HIPAA BAA",
+    "gdpr_dpa": "GDPR DPA",
+}
+
+
+class Certification(Spec):
+    """One option's named certifications and residency by region (certifications.csv); an option without
+    a row runs on your hosts: your own controls, no vendor certificate applies."""
+
+    option_id: str
+    soc2_type2: CertStatus
+    iso27001: CertStatus
+    hipaa_baa: CertStatus
+    gdpr_dpa: CertStatus
+    regions: str = Field(min_length=1)
+    source_url: str = Field(pattern=_URL)
+    as_of: str = Field(pattern=_DATE)
+    verified: Verified
+    note: str = Field(min_length=1)
+
+
 @dataclass(frozen=True)
 class MatrixData:
     criteria: dict[str, Criterion]
     options: dict[str, Option]
     cells: dict[tuple[str, str], Cell]
     gpu_prices: tuple[GpuPrice, ...]
+    costs: dict[str, CostDefault]
+    certifications: dict[str, Certification]
+
+    def verified_counts(self) -> dict[str, int]:
+        """Cells per `verified` status (primary, secondary, no): the share `matrix --check` reports."""
+        out = dict.fromkeys(("primary", "secondary", "no"), 0)
+        for c in self.cells.values():
+            out[c.verified] += 1
+        return out
 
     def prices_for(self, hardware: str, pricing_model: str | None = None) -> list[GpuPrice]:
         """The stored prices of `hardware` (of one pricing model when given), cheapest first."""
@@ -194,4 +265,12 @@ def load_matrix(root: Path | None = None) -> MatrixData:
     keys = [(p.hardware, p.provider, p.pricing_model) for p in prices]
     if dup := next((k for k in keys if keys.count(k) > 1), None):
         raise InputError(f"gpu_prices.csv: {dup[0]} from {dup[1]} ({dup[2]}) repeats")
-    return MatrixData(criteria, options, cells, prices)
+    costs: dict[str, CostDefault] = {
+        c.parameter: c for c in read_csv_specs(d / "costs.csv", CostDefault, empty_is_default=True)
+    }
+    if missing_costs := [p for p in COST_PARAMETERS if p not in costs]:
+        raise InputError(f"costs.csv: missing parameter(s) {', '.join(missing_costs)}")
+    certs = {c.option_id: c for c in read_csv_specs(d / "certifications.csv", Certification, empty_is_default=True)}
+    if unknown_opt := [o for o in certs if o not in options]:
+        raise InputError(f"certifications.csv: unknown option {unknown_opt[0]!r}")
+    return MatrixData(criteria, options, cells, prices, costs, certs)

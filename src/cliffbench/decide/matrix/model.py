@@ -8,8 +8,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import pandas as pd
 from pydantic import Field
 
 from cliffbench.audit.roofline import (
@@ -36,7 +34,8 @@ __all__ = [
     "param_problem",
     "parse_assignments",
     "report_day",
-    "self_hosted_estimate",
+    "roofline_capacity",
+    "roofline_estimate",
 ]
 
 
@@ -81,13 +80,28 @@ class MatrixParams(Spec):
         description="weights of every self-hosted option, so engines compare like for like; "
         "'native' = each option's usual default (Ollama and llama.cpp Q4_K_M)",
     )
-    study: str = Field("", description="stored study to read measured throughput from, when its GPU matches")
+    study: str = Field(
+        "", description="stored study whose engine families give the self-hosted rows (measured, or projected)"
+    )
     report_date: str = Field(
         "",
         pattern=r"^(\d{4}-\d{2}-\d{2})?$",
         description="date the matrix is for, YYYY-MM-DD (freshness and shutdowns); empty = today",
     )
     stale_after_months: int = Field(6, gt=0, description="a cell or price older than this many months is stale")
+    engineer_usd_per_year: float | None = Field(
+        None,
+        ge=0,
+        allow_inf_nan=False,
+        description="an engineer's yearly cost, for staff and exit costs (empty: costs.csv's sourced default; "
+        "0 leaves staff and exit out)",
+    )
+    staff_fte: dict[str, float] = Field(
+        default_factory=dict, description="ops fraction of an engineer per option, overriding options.csv ops_fte"
+    )
+    horizon_months: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="months the exit cost is spread over (empty: costs.csv)"
+    )
 
 
 def param_problem(name: str, value: Any, data: MatrixData | None = None) -> str | None:
@@ -115,6 +129,13 @@ def param_problem(name: str, value: Any, data: MatrixData | None = None) -> str 
                 return f"unknown hardware {hw!r}; allowed: {', '.join(HARDWARE)}"
             if not (price > 0 and math.isfinite(price)):
                 return f"{hw} must be a positive USD/hour, got {price:g}"
+    if name == "staff_fte":
+        options = list((data or load_matrix()).options)
+        for o, fte in value.items():
+            if o not in options:
+                return f"unknown option {o!r}; allowed: {', '.join(options)}"
+            if not (fte >= 0 and math.isfinite(fte)):
+                return f"{o} must be >= 0 engineers, got {fte:g}"
     if name == "weights":
         criteria = list((data or load_matrix()).criteria)
         for c, w in value.items():
@@ -132,7 +153,16 @@ def check_params(params: MatrixParams, data: MatrixData | None = None, names: Ma
     """InputError naming the first bad parameter (as `names` spells it: a CLI flag, a notebook parameter)."""
     data = data or load_matrix()
     names = names or {}
-    for name in ("hardware", "model", "precision", "pricing_model", "report_date", "gpu_prices", "weights"):
+    for name in (
+        "hardware",
+        "model",
+        "precision",
+        "pricing_model",
+        "report_date",
+        "gpu_prices",
+        "staff_fte",
+        "weights",
+    ):
         if problem := param_problem(name, getattr(params, name), data):
             raise InputError(f"{names.get(name, name)}: {problem}")
     if params.offpeak_users > params.users:
@@ -211,58 +241,21 @@ def _per_replica(option: Option, params: MatrixParams, users: int) -> tuple[floa
     return req_s * o, wait_s + i / prefill_tok_s + step_s, batch
 
 
-_STUDIES: dict[tuple[str, int], Any] = {}
-
-
-def _load_study(study: str) -> Any:
-    """load_results, read once per study and state on disk: a cost curve asks for it per option x user count."""
-    from cliffbench.bench.store import levels as store
-
-    levels = store.study_dir(study) / "levels"
-    key = (study, levels.stat().st_mtime_ns if levels.is_dir() else -1)
-    if key not in _STUDIES:
-        _STUDIES.clear()
-        _STUDIES[key] = store.load_results(study)
-    return _STUDIES[key]
-
-
-def _measured(option: Option, params: MatrixParams, users: int) -> SelfHostedEstimate | None:
-    """Throughput and TTFT p50 of a matching engine in `params.study`, when its GPU is `params.hardware`."""
-    if not params.study or option.option_id in NOT_MEASURABLE:
-        return None
-    from cliffbench.decide.tree import interpolate
-
-    res = _load_study(params.study)
-    gpus = " ".join(str(g.get("name", "")) for g in res.manifest.get("gpu", []) or []).lower()
-    family, _, size = params.hardware.partition("-")
-    if family not in gpus or (size.endswith("gb") and size.upper() not in gpus.upper()):
-        return None
-    lv = res.levels
-    # the engines of the option's own kind, with its slots where the kind has fixed slots
-    want = lv["engine_kind"] == option.engine
-    if option.slots and slot_bound(option.engine):
-        want &= lv.get("cfg_slots", pd.Series(np.nan, index=lv.index)) == option.slots
-    engines = lv.loc[want, "engine"]
-    for eng in sorted(set(engines)):
-        tok_s = interpolate(lv, eng, "output_tok_s", users)
-        ttft_s = interpolate(lv, eng, "ttft_s_p50", users)
-        if math.isfinite(tok_s) and tok_s > 0:
-            # the study's own model, which may differ from params.model: the label says which was measured
-            model = (res.manifest.get("models") or {}).get(eng, {}).get("name", "as stored")
-            how = f"measured: study {params.study}, engine {eng}, model {model}"
-            return SelfHostedEstimate(tok_s, ttft_s, 1, users, ttft_s <= params.ttft_slo_s, how)
-    return None
-
-
-def self_hosted_estimate(
-    option: Option, params: MatrixParams, users: int | None = None, replicas: int | None = None
+def roofline_estimate(
+    option: Option,
+    params: MatrixParams,
+    users: int | None = None,
+    replicas: int | None = None,
+    efficiency: float | None = None,
+    label: str = "roofline",
 ) -> SelfHostedEstimate | None:
-    """Throughput and TTFT of a self-hosted option at `users` (default params.users), measured or roofline;
-    `replicas` fixes the fleet (an idle hour of a fleet sized for the peak), else replicas are added until
-    the TTFT SLO holds (options that scale out)."""
+    """Throughput and TTFT of a self-hosted option at `users` (default params.users) on the roofline at
+    `efficiency` (default params.efficiency; a study's measured fraction when projecting it); `replicas`
+    fixes the fleet (an idle hour of a fleet sized for the peak), else replicas are added until the
+    TTFT SLO holds (options that scale out). `label` opens the source text."""
     users = users or params.users
-    if (m := _measured(option, params, users)) is not None:
-        return m
+    if efficiency is not None:
+        params = params.model_copy(update={"efficiency": efficiency})
     limit = option.max_replicas or _MAX_SCALE_OUT
     best: tuple[float, float, int] | None = None
     n = 1
@@ -276,12 +269,35 @@ def self_hosted_estimate(
     tok_s, ttft_s, batch = best
     slots = f"{option.slots} slots, " if option.slots else ""
     how = (
-        f"roofline: {params.hardware}, {params.model} {engine_precision(option, params)}, {slots}batch {batch}, "
-        f"x{params.efficiency:g} efficiency" + (f", {n} replicas" if n > 1 else "")
+        f"{label}: {params.hardware}, {params.model} {engine_precision(option, params)}, {slots}batch {batch}, "
+        f"x{params.efficiency:.3g} efficiency" + (f", {n} replicas" if n > 1 else "")
     )
     # replicas serve ceil(users / n) each, so the fleet's throughput counts only the users that exist
     total = tok_s * n * min(1.0, users / (n * math.ceil(users / n)))
     return SelfHostedEstimate(total, ttft_s, n, batch, ttft_s <= params.ttft_slo_s, how)
+
+
+def roofline_capacity(option: Option, params: MatrixParams, efficiency: float | None = None) -> int:
+    """The most users one server meets the TTFT SLO for on the roofline at `efficiency` (0: not even
+    one; capped at 4096). TTFT grows with users (the batch, then the queue), so a bisection finds it."""
+    if efficiency is not None:
+        params = params.model_copy(update={"efficiency": efficiency})
+
+    def meets(u: int) -> bool:
+        one = _per_replica(option, params, u)
+        return one is not None and one[1] <= params.ttft_slo_s
+
+    if not meets(1):
+        return 0
+    lo, hi = 1, 2
+    while hi <= 4096 and meets(hi):
+        lo, hi = hi, hi * 2
+    if hi > 4096:
+        return 4096
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if meets(mid) else (lo, mid)
+    return lo
 
 
 def managed_cost_usd_per_1m(option: Option, input_tokens: int, output_tokens: int) -> float:

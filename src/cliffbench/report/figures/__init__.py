@@ -10,21 +10,35 @@ every figure.
 
 from __future__ import annotations
 
-from cliffbench.report.figures.audit import plot_ceiling_fraction, plot_serving_overhead
+from cliffbench.report.figures.audit import overhead_pairs, plot_ceiling_fraction, plot_serving_overhead
 from cliffbench.report.figures.cliff import plot_latency_components
 from cliffbench.report.figures.curves import plot_itl, plot_kv_memory, plot_throughput, plot_ttft, plot_ttft_slo
-from cliffbench.report.figures.style import engine_palette, save_figure, set_style
+from cliffbench.report.figures.pareto import pareto_panels, plot_pareto
+from cliffbench.report.figures.style import (
+    PRINT_HEIGHT_IN,
+    PRINT_WIDTH_IN,
+    engine_palette,
+    page_figsize,
+    save_figure,
+    set_style,
+)
 from cliffbench.report.figures.timeline import plot_hol_blocking, plot_timeline
-from cliffbench.report.figures.tree import plot_decision_tree
+from cliffbench.report.figures.tree import plot_decision_tree, tree_figsize
 
 __all__ = [
+    "PRINT_HEIGHT_IN",
+    "PRINT_WIDTH_IN",
     "engine_palette",
+    "overhead_pairs",
+    "page_figsize",
+    "pareto_panels",
     "plot_ceiling_fraction",
     "plot_decision_tree",
     "plot_hol_blocking",
     "plot_itl",
     "plot_kv_memory",
     "plot_latency_components",
+    "plot_pareto",
     "plot_serving_overhead",
     "plot_throughput",
     "plot_timeline",
@@ -32,4 +46,5 @@ __all__ = [
     "plot_ttft_slo",
     "save_figure",
     "set_style",
+    "tree_figsize",
 ]

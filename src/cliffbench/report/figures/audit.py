@@ -17,7 +17,7 @@ from cliffbench.report.figures.style import (
     require_columns,
 )
 
-__all__ = ["plot_ceiling_fraction", "plot_serving_overhead"]
+__all__ = ["overhead_pairs", "plot_ceiling_fraction", "plot_serving_overhead"]
 
 
 def plot_ceiling_fraction(ax: Axes, points: pd.DataFrame) -> None:
@@ -72,26 +72,42 @@ def plot_ceiling_fraction(ax: Axes, points: pd.DataFrame) -> None:
 _FIDELITY_COLS = ("pair", "slots", "concurrency", "tok_s_ratio", "ttft_p50_ratio")
 
 
-def plot_serving_overhead(ax: Axes, fidelity: pd.DataFrame, metric: str = "tok_s_ratio", band: float = 0.10) -> None:
-    """In-process / real-server ratio vs concurrent users, one line per pair and slot count, from
-    the rows of benchmarks/results/fidelity.json; the shaded band is the +-`band` fidelity target.
+def overhead_pairs(fidelity: pd.DataFrame) -> list[str]:
+    """The pairs of the fidelity rows, one small-multiple panel each (`plot_serving_overhead`'s `pair`)."""
+    return sorted((str(p) for p in fidelity["pair"].unique()), key=natural_key) if "pair" in fidelity else []
+
+
+def plot_serving_overhead(
+    ax: Axes, fidelity: pd.DataFrame, metric: str = "tok_s_ratio", band: float = 0.10, pair: str | None = None
+) -> None:
+    """In-process / real-server ratio vs concurrent users, one line per pair and slot count (only
+    `pair`'s slot counts when given: a panel of small multiples), from the rows of
+    benchmarks/results/fidelity.json; the shaded band is the +-`band` fidelity target.
     Below 1 on tok/s (above 1 on TTFT) the in-process engine is the slower side."""
     require_columns(fidelity, [*_FIDELITY_COLS, metric], "fidelity", "plot_serving_overhead")
+    if pair is not None:
+        fidelity = fidelity[fidelity["pair"] == pair]
     if fidelity.empty:
         note(ax, "no fidelity rows (run benchmarks/fidelity.py)")
         return
     pairs = zip(fidelity["pair"], fidelity["slots"], strict=True)
-    df = fidelity.assign(line=[f"{p} (N={int(n)})" if pd.notna(n) else str(p) for p, n in pairs])
+    if pair is None:
+        lines = [f"{p} (N={int(n)})" if pd.notna(n) else str(p) for p, n in pairs]
+    else:
+        lines = [f"N={int(n)} slots" if pd.notna(n) else "in-process vs server" for _, n in pairs]
+    df = fidelity.assign(line=lines)
     ax.axhspan(1 - band, 1 + band, color=NEUTRAL, alpha=0.5, lw=0, label=f"target +-{band:.0%}")
     ax.axhline(1.0, color="0.4", lw=0.8)
     pal = dict(zip(sorted(df["line"].unique(), key=natural_key), sns.color_palette("colorblind", 10), strict=False))
     for line, g in df.groupby("line", sort=False):
         g = g.sort_values("concurrency")
         # dashed: unified KV; dotted: the A/A control (in-process vs itself), the noise floor
-        ls = ":" if str(line).startswith("control") else "--" if str(line).startswith("slots-unified") else "-"
+        name = str(g["pair"].iloc[0])
+        ls = ":" if name.startswith("control") else "--" if name.startswith("slots-unified") else "-"
         ax.plot(g["concurrency"], g[metric], marker="o", ls=ls, color=pal[str(line)], label=line)
     log2_users_axis(ax, df["concurrency"])
     what = {"tok_s_ratio": "output tok/s", "ttft_p50_ratio": "TTFT p50", "ttft_p99_ratio": "TTFT p99"}
     ax.set_ylabel(f"{what.get(metric, metric)}: in-process / server")
-    ax.set_title("Serving overhead: in-process engine vs the real server")
-    ax.legend(fontsize=7)
+    ax.set_title(pair if pair is not None else "Serving overhead: in-process engine vs the real server")
+    # "best": the corner with the fewest points; a panel holds at most four entries
+    ax.legend(fontsize=7, loc="best")

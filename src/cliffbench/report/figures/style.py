@@ -19,7 +19,7 @@ from matplotlib import MatplotlibDeprecationWarning
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FixedLocator, FuncFormatter, LogFormatter, NullLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogFormatter, NullFormatter
 from matplotlib.typing import LineStyleType
 
 from cliffbench.bench.store.levels import ok_levels
@@ -29,6 +29,8 @@ __all__ = [
     "COLORBLIND",
     "LEVEL_COLS",
     "NEUTRAL",
+    "PRINT_HEIGHT_IN",
+    "PRINT_WIDTH_IN",
     "Colour",
     "boxplot",
     "closed_loop_levels",
@@ -38,10 +40,12 @@ __all__ = [
     "log_y",
     "natural_key",
     "note",
+    "page_figsize",
     "require_columns",
     "save_figure",
     "set_style",
     "shade",
+    "sparse_ticks",
 ]
 
 
@@ -52,6 +56,12 @@ COLORBLIND = sns.color_palette("colorblind", 10)
 _FAMILIES = {"vllm": 0, "llamacpp-serial": 1, "llamacpp-slots": 2}
 _SPARE = (3, 4, 5, 6, 8, 9)
 NEUTRAL: Colour = (0.85, 0.85, 0.85)
+# the PDF's text box (report.pdf: A4, margins 20 17 22 17 mm): a figure is printed at this width,
+# so a figure drawn this wide prints its fonts at their size, and one this tall fits a page
+PRINT_WIDTH_IN = (210.0 - 2 * 17.0) / 25.4
+PRINT_HEIGHT_IN = (297.0 - 20.0 - 22.0) / 25.4
+# room on the page for a figure's caption, its margins and a heading above it
+_CAPTION_IN = 1.5
 
 
 def set_style() -> None:
@@ -147,14 +157,47 @@ def log_y(ax: Axes) -> None:
     ax.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
 
 
+def _is_power_of_two(u: float) -> bool:
+    return u > 0 and float(u).is_integer() and (int(u) & (int(u) - 1)) == 0
+
+
+def sparse_ticks(users: Iterable[float], min_gap_log2: float) -> tuple[list[float], list[float]]:
+    """The user counts to label on a log2 axis, at least `min_gap_log2` apart (powers of two, the
+    grid's levels, first), and the ones left unlabelled: a search's probes at 18, 19 and 20 users
+    would otherwise print as "181920"."""
+    ticks = sorted({float(u) for u in users if u > 0})
+    kept: list[float] = []
+    for u in sorted(ticks, key=lambda v: (not _is_power_of_two(v), v)):
+        if all(abs(np.log2(u) - np.log2(k)) >= min_gap_log2 for k in kept):
+            kept.append(u)
+    return sorted(kept), [u for u in ticks if u not in kept]
+
+
+# a label of three digits at 8 pt is about 0.2 in wide: keep 0.35 in between labelled ticks
+_TICK_GAP_IN = 0.35
+
+
 def log2_users_axis(ax: Axes, users: Iterable[float]) -> None:
-    """Log2 x ticked at the measured user counts."""
+    """Log2 x ticked at the measured user counts: labelled where they leave room at the axes' width
+    (`sparse_ticks`), the others as unlabelled minor ticks."""
     ticks = sorted({float(u) for u in users})
     ax.set_xscale("log", base=2)
-    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    span = np.log2(max(ticks)) - np.log2(min(ticks)) + 0.5 if ticks else 1.0  # + the axis margins
+    fig = ax.get_figure(root=True)
+    width_in = ax.get_position().width * (fig.get_figwidth() if isinstance(fig, Figure) else 6.5)
+    labelled, unlabelled = sparse_ticks(ticks, max(0.25, _TICK_GAP_IN * span / max(width_in, 0.5)))
+    ax.xaxis.set_major_locator(FixedLocator(labelled))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
-    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_locator(FixedLocator(unlabelled))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("concurrent users")
+
+
+def page_figsize(rows: int, row_in: float, extra_in: float = 0.0) -> tuple[float, float]:
+    """A figure of `rows` rows of panels `row_in` tall (plus `extra_in` for titles or a legend)
+    at the page's text width, its rows shrunk where needed so that it fits one page with its caption."""
+    most = PRINT_HEIGHT_IN - _CAPTION_IN
+    return PRINT_WIDTH_IN, min(rows * row_in + extra_in, most)
 
 
 def engine_legend(ax: Axes, pal: dict[str, Colour], engines: Iterable[str], styles: dict[str, LineStyleType]) -> None:

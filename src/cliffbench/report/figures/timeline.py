@@ -34,15 +34,16 @@ PHASE_COLOURS: dict[str, Colour] = {
 _FAILED: Colour = (0.75, 0.75, 0.75)
 
 
-def plot_timeline(ax: Axes, requests: pd.DataFrame, engine: str, level_key: str) -> None:
-    """One bar per request (by submit time): waiting, prefill, decoding; failed requests grey, hatched."""
+def plot_timeline(ax: Axes, requests: pd.DataFrame, engine: str, level_key: str, legend: bool = True) -> list[Patch]:
+    """One bar per request (by submit time): waiting, prefill, decoding; failed requests grey,
+    hatched. Returns the legend's handles (one legend for several panels: `legend=False`)."""
     cols = ["engine", "level_key", "warmup", "status", "t_submit_s", "t_first_s", "t_end_s", "queue_s"]
     require_columns(requests, cols, "requests", "plot_timeline")
     r = requests[(requests["engine"] == engine) & (requests["level_key"] == level_key)]
     r = r[~r["warmup"].astype(bool)].sort_values("t_submit_s", kind="stable").reset_index(drop=True)
     if r.empty:
         note(ax, f"no requests for {engine} at {level_key}")
-        return
+        return []
     y = np.arange(len(r), dtype=np.float64)
     t0, t1, tn = (r[c].to_numpy(dtype=np.float64) for c in ("t_submit_s", "t_first_s", "t_end_s"))
     q = r["queue_s"].to_numpy(dtype=np.float64)
@@ -86,7 +87,9 @@ def plot_timeline(ax: Axes, requests: pd.DataFrame, engine: str, level_key: str)
     if "level_set" in r.columns and "concurrency" in r.columns and pd.notna(first["concurrency"]):
         where = f"{first['level_set']} at {int(first['concurrency'])} users"
     ax.set_title(f"{engine}: {where}")
-    ax.legend(handles=handles, fontsize=7, loc="best")
+    if legend:
+        ax.legend(handles=handles, fontsize=7, loc="best")
+    return handles
 
 
 def _long_in_flight(level: pd.DataFrame, is_long: pd.Series) -> pd.Series:

@@ -18,6 +18,7 @@ from cliffbench.report.sections.results import config_table, levels_table, memor
 from cliffbench.report.sections.summary import (
     executive_summary,
     seed_comparison,
+    seed_engines,
     title_page_html,
 )
 from cliffbench.report.sections.tuning import tuning_section
@@ -46,6 +47,7 @@ __all__ = [
     "overhead_gap_sentence",
     "overhead_section",
     "seed_comparison",
+    "seed_engines",
     "shapes_section",
     "title_page_html",
     "tuning_section",

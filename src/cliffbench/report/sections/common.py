@@ -12,14 +12,15 @@ import pandas as pd
 from cliffbench.bench.store.levels import ok_levels
 from cliffbench.config import PROJECT_ROOT, fmt_number
 from cliffbench.report.data import ReportData
+from cliffbench.trace import Source
 
 __all__ = ["figure_html", "fmt", "headline_level", "measured_levels"]
 
 
-def fmt(x: Any, digits: int = 3) -> str:
+def fmt(x: Any, digits: int = 3, src: Source | None = None) -> str:
     """A number as the report prints it (3 significant digits; 'n/a' for NaN): `fmt_number`, with
-    magnitudes below 0.001 in scientific notation."""
-    return fmt_number(x, digits, sci_below=1e-3)
+    magnitudes below 0.001 in scientific notation, logged with its source (`cliffbench.trace`)."""
+    return fmt_number(x, digits, sci_below=1e-3, src=src)
 
 
 def measured_levels(data: ReportData, level_set: str = "chat") -> pd.DataFrame:

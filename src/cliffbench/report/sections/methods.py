@@ -10,6 +10,7 @@ from cliffbench.bench.metrics.repeats import SloJudge
 from cliffbench.engines.specs import EngineSpec
 from cliffbench.hardware import HARDWARE
 from cliffbench.report.data import ReportData
+from cliffbench.report.names import engine_precisions
 from cliffbench.report.sections.common import fmt
 
 __all__ = [
@@ -60,28 +61,6 @@ def how_engines_run(data: ReportData) -> str:
     if inproc:
         parts.insert(0, f"{', '.join(e.name for e in inproc)} run{'s' * (len(inproc) == 1)} in-process{core}")
     return "; ".join(parts)
-
-
-def engine_precisions(data: ReportData) -> dict[str, str]:
-    """Each engine's weights precision as the study ran it: what the engine reported (levels'
-    `cfg_precision`, else the manifest's engine description), else its spec on the stored CPU flags
-    and GPUs; an external server's is unknown."""
-    res, m = data.results, data.results.manifest
-    flags, gpu = m.get("cpu", {}).get("flags", []), bool(m.get("gpu"))
-    out: dict[str, str] = {}
-    lv = res.levels
-    for es in res.study.engines:
-        stored = lv.loc[lv["engine"] == es.name, "cfg_precision"].dropna().tolist() if "cfg_precision" in lv else []
-        described = m.get("engines", {}).get(es.name, {}).get("precision")
-        if stored:
-            out[es.name] = str(stored[0])
-        elif described:
-            out[es.name] = str(described)
-        elif es.external:
-            out[es.name] = "unknown (an external server's)"
-        else:
-            out[es.name] = es.precision(cpu_flags=flags, gpu=gpu)
-    return out
 
 
 def _bandwidth(data: ReportData) -> str | None:

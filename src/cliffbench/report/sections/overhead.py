@@ -6,6 +6,7 @@ A study's engine is matched to the stored benchmark when the benchmark measured 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -102,17 +103,21 @@ def overhead_section(data: ReportData) -> str:
     return text
 
 
-def overhead_gap_sentence(data: ReportData, a: str, b: str, ratio: float) -> str:
+def overhead_gap_sentence(
+    data: ReportData, a: str, b: str, ratio: float, names: Mapping[str, str] | None = None
+) -> str:
     """Whether the harness's cost to engines `a` and `b` differs by more than their measured gap
-    (`ratio` = a's throughput / b's)."""
+    (`ratio` = a's throughput / b's); `names` names them for people (else their labels)."""
+    label_a, label_b = a, b
+    a, b = (names or {}).get(a, a), (names or {}).get(b, b)
     measured = {
         str(r["engine"]): float(r["over_raw"])
         for r in engine_overheads(data).to_dict("records")
         if isinstance(r["benchmark_engine"], str)
     }
-    if a not in measured or b not in measured:
+    if label_a not in measured or label_b not in measured:
         return f" The harness overhead of {a} or {b} is not measured for this configuration, so the ratio carries it."
-    oa, ob = measured[a], measured[b]
+    oa, ob = measured[label_a], measured[label_b]
     skew = oa / ob  # how much the harness alone tilts the ratio toward a
     bigger = abs(skew - 1) > abs(ratio - 1)
     return (

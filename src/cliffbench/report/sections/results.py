@@ -68,7 +68,7 @@ def levels_table(data: ReportData, level_set: str = "chat") -> str:
         rows.append(
             f"| {r.engine} | {int(r.concurrency)} | {int(r.ok_repeats)}/{int(r.repeats)}{flags} | {tok} "
             f"| {fmt(r.ttft_s_p50)} | {fmt(r.get('slo_ttft_s'))} ({ci}) | {fmt(r.tpot_s_p50)} "
-            f"| {int(r.n_submitted - r.n_missed_requests)}/{int(r.n_submitted)} | {r.slo_verdict} |"
+            f"| {int(r.n_submitted - r.n_missed_requests)}/{int(r.n_submitted)} | {r.slo_verdict or 'not judged'} |"
         )
     rows.append("")
     rows.append(

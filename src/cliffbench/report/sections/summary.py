@@ -12,6 +12,7 @@ from cliffbench.bench.metrics.repeats import RatioEstimate, median_range_level, 
 from cliffbench.decide.tree import Cliff, DecisionTree
 from cliffbench.engines.specs import VLLM
 from cliffbench.report.data import ReportData
+from cliffbench.report.names import engine_names
 from cliffbench.report.sections.common import fmt, headline_level, measured_levels
 from cliffbench.report.sections.comparisons import comparisons_sentence
 from cliffbench.report.sections.methods import engine_transport
@@ -21,6 +22,7 @@ __all__ = [
     "cliff_sentence",
     "executive_summary",
     "seed_comparison",
+    "seed_engines",
     "title_page_html",
 ]
 
@@ -149,10 +151,16 @@ def _seed_engines(data: ReportData, engines: list[str]) -> tuple[str | None, str
     shipped_vllm = [n for n in engines if specs[n].family == VLLM and specs[n].preset]
     ollama = [n for n in engines if (specs[n].preset or "").startswith("ollama")]
     if shipped_vllm and ollama:
-        preset = specs[ollama[0]].preset
-        return shipped_vllm[0], ollama[0], f"as shipped ({specs[shipped_vllm[0]].preset} against {preset})"
-    ref = ollama[0] if ollama else ollama_like(engines)
-    return ("vllm" if "vllm" in engines else None), ref, f"the study's vllm against {ref}, Ollama-like"
+        return shipped_vllm[0], ollama[0], "both as shipped"
+    ref = ollama[0] if ollama else ollama_like(engines, specs)
+    return ("vllm" if "vllm" in engines else None), ref, "the study's vLLM against its Ollama-like engine"
+
+
+def seed_engines(data: ReportData, level_set: str = "chat") -> tuple[str | None, str | None]:
+    """The vLLM and the Ollama-like engine the seed's ratio is checked on (None: the study has none)."""
+    engines = sorted(measured_levels(data, level_set)["engine"].unique())
+    vllm, ref, _ = _seed_engines(data, engines)
+    return vllm, ref
 
 
 def seed_comparison(data: ReportData) -> str:
@@ -170,6 +178,7 @@ def seed_comparison(data: ReportData) -> str:
     users = headline_level(lv[lv["engine"].isin([vllm, ref])])
     r = _ratio(data, vllm, ref, users)
     ratio = r.median
+    names = engine_names(data)
     claimed = pair.ratio
     best_llama = lv[(lv["concurrency"] == users) & lv["engine"].str.startswith("llamacpp")]
     tuned = best_llama.sort_values("output_tok_s").iloc[-1] if len(best_llama) else None
@@ -186,26 +195,28 @@ def seed_comparison(data: ReportData) -> str:
         verdict = "does not consistently reproduce the direction of"
     else:
         verdict = "does not reproduce"
+    # short sentences: the claim, its source, the measurement, the verdict
     text = (
         f"The seed claims vLLM delivers about {fmt(claimed)} times Ollama's throughput at "
-        f"{SEED_HIGH_USERS[0]}-{SEED_HIGH_USERS[1]} users (data/published/claims.csv: {pair.cite()}). Here, at "
-        f"{users} users, *{comparison}*, {vllm} delivered {r.text(fmt, ref)}: this run **{verdict}** "
-        "the seed's ratio."
+        f"{SEED_HIGH_USERS[0]}-{SEED_HIGH_USERS[1]} users. Source, data/published/claims.csv: {pair.cite()}. "
+        f"Here, at {users} users, *{comparison}*, {names[vllm]} delivered {r.text(fmt, names[ref])}. "
+        f"This run **{verdict}** the seed's ratio."
     )
     a100 = comparable_pair(data.claims, "output_tok_s_total")
     if a100 is not None and a100 != pair:
         at = "at each engine's peak" if a100.users is None else f"at {a100.users} users"
         text += (
-            f" On the {a100.vllm.hardware} the seed states, {a100.vllm.source_id} measured x{fmt(a100.ratio)} {at} "
-            f"({a100.cite()}); the shapes table sets this study beside that."
+            f" On the {a100.vllm.hardware} the seed states, {a100.vllm.source_id} measured x{fmt(a100.ratio)} {at}. "
+            f"Source: {a100.cite()}. The table below sets this study beside it."
         )
     if data.overhead is not None:
-        text += overhead_gap_sentence(data, vllm, ref, ratio)
+        text += overhead_gap_sentence(data, vllm, ref, ratio, names)
     if tuned is not None and tuned.engine != ref:
         r2 = _ratio(data, vllm, str(tuned.engine), users)
         moved = "narrows the gap substantially" if r2.median < 0.75 * ratio else "changes the ratio little"
         text += (
-            f" Against the fastest llama.cpp configuration in this study at {users} users ({tuned.engine}), "
-            f"{vllm} delivered {r2.text(fmt, str(tuned.engine))}: tuning llama.cpp {moved} here."
+            f" Against the fastest llama.cpp configuration in this study at {users} users "
+            f"({names[str(tuned.engine)]}), {names[vllm]} delivered {r2.text(fmt, names[str(tuned.engine)])}. "
+            f"Tuning llama.cpp {moved} here."
         )
     return text

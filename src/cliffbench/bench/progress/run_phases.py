@@ -1,5 +1,6 @@
 """The points in the middle of a study's run where a watcher is called: the `on_phase` seam that
-`run_study`, `run_study_cluster` and `cliffbench run` (`cli.main(on_phase)`) take.
+`run_study`, `run_study_cluster` and `cliffbench run` (`cli.main(on_phase)`) take. (The phases of
+one request within a level, ramp/steady/drain, are another thing: bench/metrics/phases.py.)
 
 A `Reporter` hears what a run has done; `on_phase` is called, on the run's own thread, in the
 middle of the work, where a process stopped or killed leaves half-done work behind: the place to

@@ -1,4 +1,4 @@
-"""The `on_phase` seam (bench/progress/phases.py) of a sweep of `fake` engines: each phase is called where
+"""The `on_phase` seam (bench/progress/run_phases.py) of a sweep of `fake` engines: each phase is called where
 its docstring says, in the run's order, on the run's own thread; a stored level calls nothing."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cliffbench.bench.progress.phases import PHASES
+from cliffbench.bench.progress.run_phases import PHASES
 from cliffbench.bench.sweep import run_study
 from tests.faults import fake_engine, study
 

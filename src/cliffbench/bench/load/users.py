@@ -1,0 +1,124 @@
+"""The users of a closed-loop level: each owns the sequence of requests it sends.
+
+A level's driver runs `User`s. A user starts at its offset in the ramp, then asks its script for
+its next request, given what its previous request returned, sends it, and repeats until the
+script has nothing more to send. What a user sends is the script's business alone: today's
+workloads are independent single requests, so a user's sequence is what it draws from the level's
+shared request list (`SharedDraw`), in the order users come free, exactly as the shared iterator
+of a closed loop did before users existed. A multi-turn session is another script (its next turn
+holds the previous answer's token ids, which `RequestRecord` hands back), with no change here or
+in the load generator.
+
+Users arrive spread out: over `ramp_s` seconds, in stratified seeded jitter (user u starts at a
+uniform draw within the u-th of N equal slots of the ramp), so the starts are spread evenly with
+no two users synchronised, and the same seed gives the same starts on every engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from cliffbench.engines.base import GenRequest
+
+__all__ = ["Sent", "SharedDraw", "User", "UserScript", "ramp_offsets_s", "run_users"]
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """What a user's previous request returned: its request, status, answer length and the answer's
+    token ids as generated (-1s where the engine only sees text)."""
+
+    request: GenRequest
+    status: str
+    output_tokens: int
+    output_token_ids: tuple[int, ...] = ()
+
+
+class UserScript(Protocol):
+    """The requests one user sends. `next_request(None)` is its first; then the previous request's
+    outcome is passed back. None: the user is done."""
+
+    def next_request(self, previous: Sent | None) -> tuple[int, GenRequest] | None:
+        """(index of the request in the level's list, the request), or None when done."""
+        ...
+
+
+class SharedDraw:
+    """Independent single requests: every user draws the next request of one shared list when it
+    comes free. Built once per level and handed to every user (`script_for`)."""
+
+    def __init__(self, requests: Sequence[GenRequest]) -> None:
+        self._it: Iterator[tuple[int, GenRequest]] = iter(enumerate(requests))
+
+    def next_request(self, previous: Sent | None) -> tuple[int, GenRequest] | None:
+        return next(self._it, None)
+
+    def script_for(self, user: int) -> UserScript:
+        return self  # nothing of a user's own: the list is shared
+
+
+def ramp_offsets_s(n_users: int, ramp_s: float, rng: np.random.Generator) -> FloatArray:
+    """Start offsets of `n_users` users over `ramp_s` seconds: user u uniformly within
+    [u, u + 1) x ramp_s / n_users (stratified jitter), user 0 at 0. All zeros when `ramp_s` is 0
+    (every user at once: the burst). Nothing is drawn for a burst, so the rng stream of a level
+    without a ramp is what it was before ramps existed."""
+    if n_users <= 0:
+        raise ValueError(f"users: n_users must be > 0, got {n_users}")
+    if not ramp_s >= 0:
+        raise ValueError(f"users: ramp_s must be >= 0, got {ramp_s}")
+    if ramp_s == 0:
+        return np.zeros(n_users, dtype=np.float64)
+    slot_s = ramp_s / n_users
+    offsets: FloatArray = (np.arange(n_users) + rng.uniform(0.0, 1.0, size=n_users)) * slot_s
+    offsets[0] = 0.0  # the level starts with its first user, so its wall holds no idle lead
+    return offsets
+
+
+# sends request `req` for user `user`, records it, and says what it returned
+Send = Callable[[int, GenRequest], Awaitable[Sent]]
+
+
+@dataclass
+class User:
+    """One user: starts `start_s` after the level's start, then sends what its script yields, one
+    request at a time (after `think_s[i]` for request i, when given), until the script is done or
+    `deadline` (perf_counter) has passed."""
+
+    index: int
+    script: UserScript
+    start_s: float = 0.0
+    think_s: list[float] | None = None
+    sent: int = field(default=0, init=False)
+
+    async def run(self, send: Send, t_start: float, deadline: float | None) -> None:
+        if self.start_s > 0:
+            await asyncio.sleep(max(0.0, t_start + self.start_s - time.perf_counter()))
+        previous: Sent | None = None
+        while (nxt := self.script.next_request(previous)) is not None:
+            i, req = nxt
+            if deadline is not None and time.perf_counter() >= deadline:
+                return
+            if self.think_s is not None and self.think_s[i] > 0:
+                await asyncio.sleep(self.think_s[i])
+            previous = await send(self.index, req)
+            self.sent += 1
+
+
+async def run_users(users: Sequence[User], send: Send, t_start: float, deadline: float | None) -> None:
+    """Run every user to its end; a failure or cancel of one cancels the others."""
+    tasks = [asyncio.ensure_future(u.run(send, t_start, deadline)) for u in users]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
