@@ -2,9 +2,12 @@
 
 Two tiers. `make test` runs everything; `make test-fast` deselects the markers `engine`, `vllm` and
 `slow` and must never start an engine or read data/models. To keep that true without relying on
-every author's memory: a test that requests the `model` fixture (directly or through another
-fixture) is marked `engine` at collection, and a test without `engine`/`vllm` that opens a file
-under data/models, builds a real engine or starts a managed server fails at once, in either tier.
+every author's memory: a test that uses this file's `model` fixture (directly or through another
+fixture: `tokenizer`, `prompts`) is marked `engine` at collection, one that uses `vllm_session`
+`vllm` too; a test without `engine`/`vllm` that opens a file under data/models, builds a real
+engine or starts a managed server fails at once, in either tier, and so does a test marked `engine`
+without `vllm` that builds a vLLM engine or starts `vllm serve`. Marked by the fixture, not its
+name: a module's own fixture called `model` (a config.json in tmp_path) leaves its tests fast.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any, NoReturn
 
 import pytest
@@ -34,26 +37,39 @@ from cliffbench.engines.specs import VllmSpec
 # -- the tiers: markers and the guard of the fast tier ---------------------------------------------
 
 ENGINE_MARKERS = ("engine", "vllm")
-MODEL_FIXTURES = frozenset({"model", "vllm_session"})  # requesting one needs data/models
+# this file's fixtures that need data/models, and the marks a test using one of them gets
+MODEL_FIXTURES = {"model": ("engine",), "vllm_session": ("engine", "vllm")}
 REAL_ENGINE_KINDS = tuple(k for k in ENGINE_CLASSES if k not in ("fake", "openai-http"))
 _MODELS_PREFIX = os.path.join(os.path.realpath(MODELS_DIR), "")
 _guard: str | None = None  # nodeid of the running test that may touch no model, else None
+_guard_mark = "engine"  # the mark the running guarded test lacks
+
+
+def _uses_fixture_of_this_file(item: pytest.Item, name: str) -> bool:
+    """Whether `item` uses this file's fixture `name`, not a module's own fixture of that name."""
+    info = getattr(item, "_fixtureinfo", None)  # pytest's resolution of the test's fixtures
+    defs: Sequence[Any] = info.name2fixturedefs.get(name, ()) if info is not None else ()
+    return bool(defs) and defs[-1].func.__module__ == __name__  # the last one is the one it gets
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker("engine"):
-            item.add_marker(pytest.mark.engine)
+        for name, marks in MODEL_FIXTURES.items():
+            if name in getattr(item, "fixturenames", ()) and _uses_fixture_of_this_file(item, name):
+                for mark in marks:
+                    if not item.get_closest_marker(mark):
+                        item.add_marker(getattr(pytest.mark, mark))
 
 
 def _refuse(what: str) -> NoReturn:
     # pytest.fail raises a BaseException: no `except Exception` on the way (a sweep storing an engine
     # start failure as a failed level) can turn the refusal into a quiet pass
-    pytest.fail(f"{_guard}: {what}; mark the test `engine` (the fast tier must not need it)", pytrace=False)
+    why = "the fast tier must not need it" if _guard_mark == "engine" else "`not vllm` must not start vLLM"
+    pytest.fail(f"{_guard}: {what}; mark the test `{_guard_mark}` ({why})", pytrace=False)
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
-    if _guard is None or event not in ("open", "os.listdir", "os.scandir") or not args:
+    if _guard is None or _guard_mark != "engine" or event not in ("open", "os.listdir", "os.scandir") or not args:
         return
     path = args[0]
     if isinstance(path, str | bytes | os.PathLike):
@@ -74,15 +90,30 @@ async def _refused_server_start(self: ManagedServer) -> NoReturn:
     _refuse(f"it starts a {self.spec.kind} server")
 
 
+_server_start = ManagedServer.start
+
+
+async def _refused_vllm_server_start(self: ManagedServer) -> str:
+    if self.spec.kind == "vllm":
+        _refuse("it starts `vllm serve`")
+    return await _server_start(self)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
-    global _guard
-    if any(item.get_closest_marker(m) for m in ENGINE_MARKERS):
+    global _guard, _guard_mark
+    if item.get_closest_marker("vllm"):
         return (yield)
     with pytest.MonkeyPatch.context() as mp:
-        for kind in REAL_ENGINE_KINDS:
-            mp.setitem(ENGINE_CLASSES, kind, f"{__name__}:_RefusedEngine")
-        mp.setattr(ManagedServer, "start", _refused_server_start)
+        if item.get_closest_marker("engine"):  # real engines, but not vLLM
+            _guard_mark = "vllm"
+            mp.setitem(ENGINE_CLASSES, "vllm", f"{__name__}:_RefusedEngine")
+            mp.setattr(ManagedServer, "start", _refused_vllm_server_start)
+        else:
+            _guard_mark = "engine"
+            for kind in REAL_ENGINE_KINDS:
+                mp.setitem(ENGINE_CLASSES, kind, f"{__name__}:_RefusedEngine")
+            mp.setattr(ManagedServer, "start", _refused_server_start)
         _guard = item.nodeid
         try:
             return (yield)
@@ -169,11 +200,14 @@ def _deliverable_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def cli_process(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    """`python -m cliffbench.cli ARGS` in the background, stdout and stderr merged into one text
-    pipe, able to receive the signals the test sends it whatever launched the test run."""
+def cli_process(
+    *args: str, env: dict[str, str] | None = None, entry: Sequence[str] = ("-m", "cliffbench")
+) -> subprocess.Popen[str]:
+    """`python -m cliffbench ARGS` (or `python ENTRY ARGS`) in the background, stdout and stderr
+    merged into one text pipe, able to receive the signals the test sends it whatever launched the
+    test run."""
     return subprocess.Popen(
-        [sys.executable, "-m", "cliffbench", *args],
+        [sys.executable, *entry, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -201,6 +235,17 @@ def level_info(key: str) -> LevelInfo:
         loop_cpu_share=0.0,
         lag_flagged=False,
     )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # llama-cpp-python opens two /dev/null files when imported (llama_cpp._utils, for its
+    # suppress_stdout_stderr) and never closes them; at exit, with the suite's `error` filter still
+    # in force, the interpreter printed "Exception ignored ... ResourceWarning: unclosed file
+    # '/dev/null'" twice after the summary. The tests are over: close them.
+    utils = sys.modules.get("llama_cpp._utils")
+    for name in ("outnull_file", "errnull_file"):
+        if (f := getattr(utils, name, None)) is not None:
+            f.close()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

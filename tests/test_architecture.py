@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -77,3 +78,13 @@ def test_no_private_name_is_imported_from_another_module(path: Path) -> None:
 def test_no_module_over_the_line_limit(path: Path) -> None:
     n = len(path.read_text().splitlines())
     assert n <= MAX_MODULE_LINES, f"{path.relative_to(SRC)} has {n} lines"
+
+
+def test_no_test_hook_in_the_package() -> None:
+    # fault injection comes from the tests through an injected `on_phase` (bench/progress/run_phases.py), never
+    # from the package importing the tests or reading a fault test's environment variable
+    imports_tests = re.compile(r"^\s*(from|import)\s+tests(\.|\s)", re.MULTILINE)
+    for path in _modules():
+        text = path.read_text()
+        assert not imports_tests.search(text), f"{_module_name(path)} imports the tests"
+        assert "CLIFFBENCH_FAULT" not in text, f"{_module_name(path)} reads a fault test's variable"

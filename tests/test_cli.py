@@ -255,12 +255,17 @@ def test_run_fake_study_needs_no_model(tmp_path: Path, monkeypatch: pytest.Monke
     text = " ".join(dry.output.split())
     assert "2 engine(s), 4 level runs" in text and "quick: chat__c0001, chat__c0002" in text
     assert "no estimate: no engine serves a model" in text and not (tmp_path / "results").exists()
-    result = runner.invoke(app, ["run", str(study), "--wait-quiet-s", "0"])  # one 1-s look, no wait
+    phases: list[tuple[str, str]] = []  # `main(on_phase)`'s seam: what tests/faults/paused_cli.py pauses at
+    result = runner.invoke(
+        app, ["run", str(study), "--wait-quiet-s", "0"], obj=lambda phase, where: phases.append((phase, where))
+    )
     assert result.exit_code == 0, result.output
     assert "study fake-cli" in result.output and "quick" in result.output and "flaky" in result.output
     lv = store.load_results("fake-cli").levels
     assert len(lv) == 4 and lv["status"].eq("ok").all()
     assert lv[lv["engine"] == "flaky"]["n_failed"].tolist() == [2, 2]
+    assert sorted(w for p, w in phases if p == "engine-start") == ["flaky", "quick"]
+    assert sorted(w for p, w in phases if p == "store") == sorted(lv["level_key"])
 
 
 # ---- cliffbench run: the busy-machine start check ------------------------------------------------

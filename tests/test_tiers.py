@@ -1,10 +1,13 @@
-"""The fast tier's guard (tests/conftest.py): a test without the `engine` marker that touches the
+"""The tiers' guard (tests/conftest.py): a test without the `engine` marker that touches the
 prepared model, builds a real engine or starts a managed server fails at once; `fake` engines and
-files elsewhere stay allowed. (This test is itself unmarked, so the guard is on while it runs.)"""
+files elsewhere stay allowed (these tests are unmarked, so the guard is on while they run). A test
+marked `engine` but not `vllm` may use the model but not start vLLM. Tests are marked by the
+conftest's fixtures they use, not by a fixture's name."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -36,7 +39,23 @@ def test_real_engines_and_servers_are_refused() -> None:
 
 
 @pytest.mark.engine
-def test_a_marked_test_is_not_guarded() -> None:
-    from tests import conftest
+def test_an_engine_test_may_read_the_model_but_not_start_vllm() -> None:
+    with contextlib.suppress(FileNotFoundError):  # not refused, whether the model is prepared or not
+        (MODELS_DIR / "smollm2-135m" / "manifest.json").read_bytes()
+    with pytest.raises(REFUSED, match="it builds a real vllm engine; mark the test `vllm`"):
+        make_engine(VllmSpec())
+    with pytest.raises(REFUSED, match=r"it starts `vllm serve`; mark the test `vllm`"):
+        asyncio.run(ManagedServer(ServerSpec(kind="vllm")).start())
 
-    assert conftest._guard is None
+
+@pytest.fixture
+def model() -> str:
+    """A fixture of this module's own called `model`: it shadows the prepared model (tests/conftest.py)."""
+    return "a name only"
+
+
+def test_a_fixture_named_model_of_a_module_does_not_mark_its_tests(model: str, request: pytest.FixtureRequest) -> None:
+    # marked by the fixture, not its name: a test of the conftest's `model` would be `engine` (and
+    # this one deselected from the fast tier, or failing this check in the full run)
+    assert model == "a name only"
+    assert request.node.get_closest_marker("engine") is None

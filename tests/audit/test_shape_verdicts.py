@@ -209,6 +209,7 @@ def test_no_probe_no_efficiency() -> None:
     assert pts["fraction_of_ceiling"].max() == pytest.approx(510 / 96.8, rel=0.01)
 
 
+@pytest.mark.slow  # runs the probes: imports torch for the bf16 matmul (seconds), as test_roofline's
 def test_local_probe_is_best_of_runs() -> None:
     hw = local_hardware(size_mb=8, n=128, runs=2)
     assert hw.memory_bandwidth_gb_s > 0 and "best of 2" in hw.note and "load average" in hw.note

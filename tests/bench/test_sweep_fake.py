@@ -4,12 +4,13 @@ the fake's own; the throughput checks are orders of magnitude, not speed claims.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cliffbench.bench import sweep
+from cliffbench.bench import engine_pool, sweep
 from cliffbench.bench.plan import study_tokenizer
 from cliffbench.bench.progress.reporter import LevelTask
 from cliffbench.bench.spec.study import StudySpec
@@ -153,7 +154,7 @@ def test_engine_start_failure_is_stored_and_the_sweep_goes_on(tmp_path: Path, mo
             monkeypatch.setattr(engine, "start", boom)
         return engine
 
-    monkeypatch.setattr(sweep, "make_engine", make)
+    monkeypatch.setattr(engine_pool, "make_engine", make)
     sweep.run_study(_spec(WIDE, NARROW, name="broken"), root=tmp_path)
     lv = load_results("broken", root=tmp_path).levels
     narrow, wide = lv[lv.engine == "narrow"], lv[lv.engine == "wide"]
@@ -177,36 +178,38 @@ def test_yaml_round_trip_keeps_fake_engines() -> None:
 
 
 def test_a_second_run_of_a_running_study_is_refused_and_a_dead_holder_frees_it(tmp_path: Path) -> None:
+    import os
     import signal
-    import subprocess
-    import sys
 
     from cliffbench.bench.store.levels import study_lock
 
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, time; from pathlib import Path; from cliffbench.bench.store.levels import study_lock\n"
-            f"with study_lock('locked', Path({str(tmp_path)!r})):\n"
-            "    print('held', flush=True); time.sleep(60)",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    # the holder: a fork of this process (no fresh interpreter importing the kit: seconds of CPU)
+    # that takes the lock, says so on a pipe and waits to be killed
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.close(read_end)
+            with study_lock("locked", tmp_path):
+                os.write(write_end, b"held")
+                signal.pause()
+        finally:
+            os._exit(1)
+    os.close(write_end)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        with pytest.raises(InputError, match=rf"^study: 'locked' is being run by pid {holder.pid};"):
+        assert os.read(read_end, 4) == b"held"
+        with pytest.raises(InputError, match=rf"^study: 'locked' is being run by pid {pid};"):
             sweep.run_study(_spec(WIDE, name="locked"), root=tmp_path)
         assert not (tmp_path / "locked").exists()  # refused before anything was written
-        holder.send_signal(signal.SIGKILL)  # no cleanup runs: the kernel drops the lock
-        holder.communicate(timeout=10)
+        os.kill(pid, signal.SIGKILL)  # no cleanup runs: the kernel drops the lock
+        os.waitpid(pid, 0)
         with study_lock("locked", tmp_path):
             pass
     finally:
-        if holder.poll() is None:
-            holder.kill()
-        holder.communicate()
+        os.close(read_end)
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):  # reaped above unless a check failed
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
 
 
 def test_level_without_a_successful_request_is_failed_and_redone(tmp_path: Path) -> None:

@@ -22,12 +22,12 @@ from typing import Any
 
 import psutil
 
-from cliffbench.bench.faults import ENV as PAUSE_ENV
 from cliffbench.bench.progress.reporter import LevelTask
 from cliffbench.bench.spec.study import StudySpec
 from cliffbench.bench.store.levels import LevelInfo
 from cliffbench.config import DATA_DIR
 from tests.conftest import cli_process
+from tests.faults.paused_cli import PAUSED
 
 # `busy.reruns: 0`: a level measured while the machine is busy is stored flagged, not measured
 # again, so the tests' timings do not depend on what else runs on the machine
@@ -138,14 +138,23 @@ def project_root(tmp_path: Path) -> Path:
     return root
 
 
+PAUSED_CLI = Path(__file__).with_name("paused_cli.py")
+
+
+def paused_cli_process(phase: str, pause_s: float, *args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """`cliffbench ARGS` (`cli_process`) told to pause for `pause_s` at `phase` (`PHASE[@WHERE]`)
+    of its run: tests/faults/paused_cli.py."""
+    return cli_process(*args, env=env, entry=(str(PAUSED_CLI), phase, str(pause_s)))
+
+
 class PausedCli:
     """`cliffbench run STUDY` in the background under `root`, told to pause at `phase`
-    (`cliffbench.bench.faults`). `wait_paused()` returns once it is paused there; the output is
-    read on a thread of its own so that the CLI never blocks on a full pipe."""
+    (`paused_cli_process`). `wait_paused()` returns once it is paused there; the output is read on
+    a thread of its own so that the CLI never blocks on a full pipe."""
 
     def __init__(self, root: Path, study: Path, phase: str, pause_s: float = 60.0) -> None:
-        env = {**os.environ, "CLIFFBENCH_ROOT": str(root), PAUSE_ENV: phase, f"{PAUSE_ENV}_S": str(pause_s)}
-        self.proc: subprocess.Popen[str] = cli_process("run", str(study), "--wait-quiet-s", "0", env=env)
+        env = {**os.environ, "CLIFFBENCH_ROOT": str(root)}
+        self.proc = paused_cli_process(phase, pause_s, "run", str(study), "--wait-quiet-s", "0", env=env)
         self.lines: list[str] = []
         self.paused = threading.Event()
         self.seen: dict[int, psutil.Process] = {}  # every descendant seen, to check none is left
@@ -156,7 +165,7 @@ class PausedCli:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.lines.append(line)
-            if line.startswith("cliffbench-fault-pause "):
+            if line.startswith(f"{PAUSED} "):
                 self.paused.set()
 
     def watch(self) -> None:

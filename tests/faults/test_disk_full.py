@@ -19,7 +19,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cliffbench.bench import sweep
+from cliffbench.bench import engine_pool, sweep
 from cliffbench.bench.store import levels as store
 from cliffbench.bench.store.levels import load_results, study_lock
 from cliffbench.cli import commands as cli
@@ -101,7 +101,7 @@ def test_full_disk_while_storing_a_failed_level_stops_the_same_way(
         monkeypatch.setattr(engine, "start", boom)
         return engine
 
-    monkeypatch.setattr(sweep, "make_engine", make)
+    monkeypatch.setattr(engine_pool, "make_engine", make)
     before = snapshot()
     with monkeypatch.context() as mp:
         _fill_disk_after_one_level(mp)

@@ -3,8 +3,8 @@ where some of its requests had finished), the levels before it stay byte for byt
 gets a freshly started engine (or, where it cannot start, is stored failed too), the run ends in
 bounded time and leaves no process.
 
-- vLLM: its EngineCore process SIGKILLed while `cliffbench run` is paused mid-level (the
-  CLIFFBENCH_FAULT_PAUSE hook); the other engine's levels still run and the CLI exits 1 (a level
+- vLLM: its EngineCore process SIGKILLed while `cliffbench run` is paused mid-level
+  (tests/faults/paused_cli.py); the other engine's levels still run and the CLI exits 1 (a level
   failed), as the README says.
 - llama.cpp: its worker thread raises in the middle of a level (a fault injected into the real
   in-process engine's sampling step).

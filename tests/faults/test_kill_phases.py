@@ -2,10 +2,10 @@
 engine start, warm-up, mid-level, and the store write (files written, not yet renamed into place).
 
 The study has two llama.cpp engines, `a` then `b`; `a`'s two levels are stored before the run (by
-an in-process run, once per module), so the CLI only starts `b` and is paused (the
-CLIFFBENCH_FAULT_PAUSE hook of cliffbench.bench.faults) at a phase of b's first level, where the
-test sends the signal. The twelve cases run side by side, each under its own root (a CLI takes
-seconds of CPU to start: one after the other they would take minutes).
+an in-process run, once per module), so the CLI only starts `b` and is paused (its `on_phase`:
+tests/faults/paused_cli.py) at a phase of b's first level, where the test sends the signal. The
+twelve cases run side by side, each under its own root (a CLI takes seconds of CPU to start: one
+after the other they would take minutes).
 
 Each case checks: the exit code the README gives (SIGKILL: -9, SIGTERM: 143, Ctrl-C: 130); a's
 levels byte for byte as they were; b's first level either whole and ok (Ctrl-C during the store
@@ -113,6 +113,8 @@ def test_cli_killed_at_a_phase(
 ) -> None:
     case = killed[phase, sig]
     where = f"{phase}, {sig.name}:\n{case.run.output()[-3000:]}"
+    # paused there and signalled (a CLI that never paused is killed at the end: a SIGKILL case would pass)
+    assert case.run.paused.is_set(), where
     assert case.code == EXIT[sig], where
     assert not case.run.left_after(10.0), where
     levels = case.results / NAME / "levels"

@@ -13,7 +13,7 @@ from cliffbench.cli import app
 from cliffbench.config import PROJECT_ROOT
 from cliffbench.report.sections import fmt
 
-pytestmark = [pytest.mark.engine, pytest.mark.slow]
+pytestmark = [pytest.mark.engine, pytest.mark.vllm, pytest.mark.slow]  # studies/tiny.yaml runs vLLM
 
 SECTIONS = [
     "Which engine for how many users",

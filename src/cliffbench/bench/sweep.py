@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from cliffbench.bench.faults import pause
+from cliffbench.bench.engine_pool import EnginePool
 from cliffbench.bench.load.busy import cpu_snapshot, foreign_since
 from cliffbench.bench.load.clients import run_split
 from cliffbench.bench.metrics.phases import assign_phases
@@ -41,6 +41,7 @@ from cliffbench.bench.plan import (
 )
 from cliffbench.bench.probes import local_hardware
 from cliffbench.bench.progress.reporter import LevelTask, Reporter, search_finished
+from cliffbench.bench.progress.run_phases import OnPhase, on_request
 from cliffbench.bench.search.plan import searched_engines, stand_in_tasks
 from cliffbench.bench.search.run import ProbeRunner, search_cliff
 from cliffbench.bench.spec.study import StudySpec
@@ -58,7 +59,6 @@ from cliffbench.bench.store.provenance import StudyManifest, collect_provenance
 from cliffbench.bench.store.tables import level_tables
 from cliffbench.bench.workload.reuse import theoretical_hit_rate
 from cliffbench.config import InputError
-from cliffbench.engines import make_engine
 from cliffbench.engines.base import Engine, engine_failure
 from cliffbench.engines.specs import EngineSpec
 from cliffbench.models import resolve_model
@@ -97,10 +97,16 @@ class _NotStored(InputError):
 
 
 def store_level(
-    info: LevelInfo, requests: pd.DataFrame, tokens: pd.DataFrame, memory: pd.DataFrame, root: Path | None
+    info: LevelInfo,
+    requests: pd.DataFrame,
+    tokens: pd.DataFrame,
+    memory: pd.DataFrame,
+    root: Path | None,
+    on_phase: OnPhase | None = None,
 ) -> None:
+    before_rename = (lambda: on_phase("store", info.level_key)) if on_phase else None
     try:
-        write_level(info, requests, tokens, memory, root)
+        write_level(info, requests, tokens, memory, root, before_rename)
     except OSError as exc:  # write_level leaves no half level behind: the finished ones are intact
         where = study_dir(info.study, root) / "levels"
         raise _NotStored(
@@ -119,7 +125,13 @@ def store_failed(
 
 
 async def _measure(
-    spec: StudySpec, es: EngineSpec, engine: Engine, level: Level, plans: Plans, reporter: Reporter | None
+    spec: StudySpec,
+    es: EngineSpec,
+    engine: Engine,
+    level: Level,
+    plans: Plans,
+    reporter: Reporter | None,
+    on_phase: OnPhase | None,
 ) -> tuple[LevelInfo, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """One level, measured again (up to busy.reruns times) while other processes eat the CPU."""
     reqs, warm = plans[level.index, level.repeat]
@@ -144,7 +156,7 @@ async def _measure(
             warmup=warm,
             request_timeout_s=load.request_timeout_s,
             seed=spec.seed + level.index,
-            on_record=reporter.request_done if reporter else None,
+            on_record=on_request(reporter, on_phase, level.key(es.name)),
         )
         foreign = foreign_since(before)
         busy = foreign.foreign_cores > spec.busy.max_foreign_cores
@@ -187,53 +199,6 @@ async def _measure(
     return info, requests, tokens, memory
 
 
-class _Engines:
-    """The study's engines: started on first use, kept loaded (or stopped after each engine's
-    turn in a repeat), and stopped on every exit path. A start that fails is remembered, so the
-    engine's later levels are stored as failed with the same error without trying again."""
-
-    def __init__(self, given: Mapping[str, Engine] | None) -> None:
-        self.given = dict(given or {})
-        self.live: dict[str, Engine] = {}
-        self.broken: dict[str, str] = {}
-        self.described: set[str] = set()
-
-    async def get(self, es: EngineSpec, manifest: StudyManifest, spec: StudySpec, root: Path | None) -> Engine | None:
-        if es.name in self.broken:
-            return None
-        engine = self.given.get(es.name) or self.live.get(es.name)
-        if es.name in self.live and engine_failure(engine):  # died in an earlier level: start afresh
-            await self.release(es.name)
-            engine = None
-        if engine is None:
-            engine = make_engine(es)
-            self.live[es.name] = engine  # from now on stopped on every exit path, even mid-start
-            try:
-                await engine.start()
-            except InputError:
-                await self.release(es.name)
-                raise
-            except Exception as exc:
-                self.broken[es.name] = f"engine start failed: {type(exc).__name__}: {exc}"
-                await self.release(es.name)
-                return None
-            pause("engine-start", es.name)
-        if es.name not in self.described:
-            self.described.add(es.name)
-            manifest.engines[es.name] = engine.describe()
-            write_manifest(spec.name, manifest, root)
-        return engine
-
-    async def release(self, name: str) -> None:
-        engine = self.live.pop(name, None)
-        if engine is not None:
-            await engine.stop()
-
-    async def close(self) -> None:
-        for name in list(self.live):
-            await self.release(name)
-
-
 def level_tasks(spec: StudySpec, work: list[tuple[EngineSpec, Level]], todo: set[str], plans: Plans) -> list[LevelTask]:
     out = []
     for es, lv in work:
@@ -274,13 +239,15 @@ async def run_study_async(
     engines: Mapping[str, Engine] | None = None,
     keep_failed: bool = False,
     only: Collection[str] | None = None,
+    on_phase: OnPhase | None = None,
 ) -> None:
     """Run every level of every repeat of every engine that is not stored as ok yet (all with
     `force`; failed levels are measured again unless `keep_failed`), of the level keys in `only`
     if given (a cluster's engine block). `engines` maps engine labels to engines the caller
-    already started (and will stop). Holds the study's lock: a second run of it gets InputError."""
+    already started (and will stop); `on_phase` is called at each phase (bench/progress/run_phases.py). Holds
+    the study's lock: a second run of it gets InputError."""
     with study_lock(spec.name, root):
-        await _run_study_locked(spec, force, reporter, root, engines, keep_failed, only)
+        await _run_study_locked(spec, force, reporter, root, EnginePool(engines, on_phase), keep_failed, only)
 
 
 async def _run_study_locked(
@@ -288,7 +255,7 @@ async def _run_study_locked(
     force: bool,
     reporter: Reporter | None,
     root: Path | None,
-    engines: Mapping[str, Engine] | None,
+    pool: EnginePool,
     keep_failed: bool = False,
     only: Collection[str] | None = None,
 ) -> None:
@@ -315,7 +282,6 @@ async def _run_study_locked(
     manifest = _ensure_probe(spec.name, root)
     if reporter:  # the searches' expected probes too: the ETA covers them (bench/search/plan.py)
         reporter.study_planned(level_tasks(spec, work, todo, plans) + stand_in_tasks(spec, engine_order(spec, 0), tok))
-    pool = _Engines(engines)
     try:
         for i, (es, level) in enumerate(work):
             key = level.key(es.name)
@@ -335,8 +301,10 @@ async def _run_study_locked(
                 info = store_failed(spec, es, level, pool.broken[es.name], root)
             else:
                 try:
-                    info, requests, tokens, memory = await _measure(spec, es, engine, level, plans, reporter)
-                    store_level(info, requests, tokens, memory, root)
+                    info, requests, tokens, memory = await _measure(
+                        spec, es, engine, level, plans, reporter, pool.on_phase
+                    )
+                    store_level(info, requests, tokens, memory, root, pool.on_phase)
                 except (asyncio.CancelledError, KeyboardInterrupt, _NotStored):
                     raise
                 except Exception as exc:
@@ -361,7 +329,7 @@ async def _run_study_locked(
 def _prober(
     spec: StudySpec,
     es: EngineSpec,
-    pool: _Engines,
+    pool: EnginePool,
     manifest: StudyManifest,
     reporter: Reporter | None,
     root: Path | None,
@@ -374,9 +342,9 @@ def _prober(
             info = store_failed(spec, es, lv, pool.broken[es.name], root, probe=True)
         else:
             try:
-                info, reqs, tokens, memory = await _measure(spec, es, engine, lv, plans, reporter)
+                info, reqs, tokens, memory = await _measure(spec, es, engine, lv, plans, reporter, pool.on_phase)
                 info = info.model_copy(update={"probe": True})
-                store_level(info, reqs, tokens, memory, root)
+                store_level(info, reqs, tokens, memory, root, pool.on_phase)
             except (asyncio.CancelledError, KeyboardInterrupt, _NotStored):
                 raise
             except Exception as exc:
@@ -395,6 +363,8 @@ def run_study(
     reporter: Reporter | None = None,
     root: Path | None = None,
     keep_failed: bool = False,
+    on_phase: OnPhase | None = None,
 ) -> None:
     """Synchronous wrapper (CLI). In a notebook, `await run_study_async(...)` instead."""
-    asyncio.run(run_study_async(spec, force=force, reporter=reporter, root=root, keep_failed=keep_failed))
+    run = run_study_async(spec, force=force, reporter=reporter, root=root, keep_failed=keep_failed, on_phase=on_phase)
+    asyncio.run(run)

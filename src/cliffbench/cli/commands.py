@@ -9,7 +9,7 @@ import math
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -22,6 +22,9 @@ from cliffbench.cli.find_cliff import add_find_cliff_command
 from cliffbench.cli.matrix import add_matrix_command
 from cliffbench.cli.report import add_report_command
 from cliffbench.config import InputError, field_default
+
+if TYPE_CHECKING:
+    from cliffbench.bench.progress.run_phases import OnPhase
 
 __all__ = ["app", "main"]
 
@@ -75,6 +78,7 @@ def _help(name: str) -> str | None:
 
 @app.command()
 def run(
+    ctx: typer.Context,
     study_file: Annotated[Path | None, typer.Argument(help="study YAML (or use the flags)")] = None,
     engine: Annotated[str | None, typer.Option(help=_help("engine"))] = None,
     slots: Annotated[int | None, typer.Option(help=_help("slots"))] = _default("slots"),
@@ -102,7 +106,6 @@ def run(
     ] = None,
 ) -> None:
     """Run a study: every engine x level, stored under data/results/<study>/."""
-    from cliffbench.bench.faults import pausing
     from cliffbench.bench.plan import check_model_limits, engine_runs, plan_levels
     from cliffbench.bench.sweep import run_study
 
@@ -151,13 +154,16 @@ def run(
         if cluster in (None, "local"):
             _wait_quiet(spec, wait_quiet_s)
         with run_progress() as progress:
-            reporter = pausing(ProgressReporter(progress))  # pausing: a fault test's hook, else as given
+            reporter = ProgressReporter(progress)
+            on_phase = ctx.obj  # `main(on_phase)`'s, else None
             if cluster is not None:
                 from cliffbench.bench.cluster.driver import run_study_cluster
 
-                run_study_cluster(spec, cluster, force=force, reporter=reporter, keep_failed=keep_failed)
+                run_study_cluster(
+                    spec, cluster, force=force, reporter=reporter, keep_failed=keep_failed, on_phase=on_phase
+                )
             else:
-                run_study(spec, force=force, reporter=reporter, keep_failed=keep_failed)
+                run_study(spec, force=force, reporter=reporter, keep_failed=keep_failed, on_phase=on_phase)
     except InputError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
@@ -373,8 +379,11 @@ def recommend(
     out.print(constraint_text(path), highlight=False, soft_wrap=True)
 
 
-def main() -> None:
-    app()
+def main(on_phase: OnPhase | None = None) -> None:
+    """The `cliffbench` command. `on_phase` is called at each phase of a `run` (bench/progress/run_phases.py): a
+    program that embeds the CLI watches its runs there (the fault tests pause them to kill them at
+    a phase: tests/faults/paused_cli.py)."""
+    app(obj=on_phase)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ section that would cite it says so.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +66,7 @@ class ReportData:
     levels: pd.DataFrame | None = None  # pooled over repeats and judged by the study's SLO (None: pool here)
     searches: tuple[CliffFound, ...] = ()  # the study's cliff searches (bench/search/bracket.py)
 
-    @property
+    @functools.cached_property  # pooled once: every section reads it (a render pooled it 10 times)
     def pooled(self) -> pd.DataFrame:
         """One row per engine x level set x load: medians over repeats, ranges, SLO verdicts."""
         if self.levels is not None:

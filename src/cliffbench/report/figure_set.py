@@ -28,6 +28,7 @@ __all__ = [
     "fidelity_rows",
     "figure_dir",
     "figure_paths",
+    "in_flight_figure",
     "make_figures",
     "overhead_figure",
     "timeline_figure",
@@ -51,6 +52,10 @@ FIGURE_CAPTIONS = {
     "search ran, else the grid's bracket).",
     "timeline": "Request timelines at the highest level every engine ran: waiting (queue), prefill and decoding "
     "per request.",
+    "in_flight": "Requests in flight over one level per engine (its highest user count, first repeat); dashed: the "
+    "users; shaded: the steady window (from the last user's first request until fewer than 95% of the users are "
+    "left). Verdicts, cliffs and the body's latencies and throughputs are taken over this window; the ramp before "
+    "it and the drain after it are reported apart (Appendix C).",
     "kv_memory": "KV-cache memory reserved vs holding live tokens, per engine and concurrency.",
     "hol_blocking": "Head-of-line blocking: TTFT of short requests with and without a long document in flight.",
     "ceiling_fraction": "Published claims (A100, Llama-3.1-8B) and measured levels (this study) as a fraction of "
@@ -148,6 +153,7 @@ def make_figures(
         axes.flat[0].legend(fontsize=7)
     save(fig, "cliff_causes")
     save(timeline_figure(res, level_set), "timeline", tight=False)
+    save(in_flight_figure(res, level_set, engine_names(data)), "in_flight", tight=False)
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     fg.plot_kv_memory(ax, res.memory, res.levels, level_set)
     save(fig, "kv_memory")
@@ -182,6 +188,27 @@ def timeline_figure(res: Results, level_set: str) -> Figure:
         ax.set_axis_off()
     fig.legend(handles=list(handles.values()), loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0.0, 0.4 / fig.get_figheight(), 1.0, 1.0))
+    return fig
+
+
+def in_flight_figure(res: Results, level_set: str, names: dict[str, str]) -> Figure:
+    """One in-flight panel per engine at its highest user count (first repeat), two columns from
+    four engines on, sized to fit a page."""
+    lv = ok_levels(res.levels, level_set)
+    if "repeat" in lv:
+        lv = lv[lv["repeat"] == lv["repeat"].min()]
+    top = lv.sort_values("concurrency").groupby("engine").tail(1).sort_values("engine")
+    cols = 2 if len(top) >= 4 else 1
+    rows = max(1, -(-len(top) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=fg.page_figsize(rows, 1.5, 0.2), squeeze=False)
+    palette = fg.engine_palette(list(top["engine"]))
+    for ax, (_, row) in zip(axes.flat, top.iterrows(), strict=False):
+        title = f"{names.get(row['engine'], row['engine'])}, {int(row['concurrency'])} users"
+        fg.plot_in_flight(ax, res.requests, row, title, palette.get(row["engine"]))
+        ax.set_ylabel("in flight", fontsize=7)
+    for ax in list(axes.flat)[len(top) :]:
+        ax.set_axis_off()
+    fig.tight_layout()
     return fig
 
 

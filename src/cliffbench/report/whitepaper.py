@@ -29,7 +29,7 @@ from cliffbench.report.figure_set import FIGURE_CAPTIONS
 from cliffbench.report.matrix_pdf import MATRIX_CAPTIONS
 from cliffbench.report.names import engine_names
 from cliffbench.report.params import AnalysisParams
-from cliffbench.report.sections import answer, body
+from cliffbench.report.sections import answer, body, steady
 from cliffbench.trace import Source, cite_text, record
 
 __all__ = ["APPENDICES_CLASS", "Block", "whitepaper_blocks"]
@@ -92,6 +92,10 @@ def _body(
         _fig(figs, "throughput"),
         _fig(figs, "ttft"),
         _md("Every level with its range over repeats and its SLO verdict: Appendix C."),
+        _md("### Steady state, not the starting gun"),
+        _md(steady.steady_sentence()),
+        _fig(figs, "in_flight"),
+        _md(steady.steady_table(data, params.level_set)),
         _md("## Why each cliff"),
         _md(body.cliff_table(data, judged, judge, params.level_set)),
         _fig(figs, "cliff_causes"),

@@ -27,7 +27,6 @@ import yaml
 from typer.testing import CliRunner
 
 from cliffbench.bench.cluster.driver import block_resources, parse_target, ray_module, run_study_cluster
-from cliffbench.bench.faults import ENV as PAUSE_ENV
 from cliffbench.bench.search.bracket import read_searches
 from cliffbench.bench.spec.search import SearchSpec
 from cliffbench.bench.spec.study import StudySpec
@@ -37,8 +36,9 @@ from cliffbench.cli import app
 from cliffbench.config import InputError
 from cliffbench.engines.specs import FakeSpec, LlamaCppSerialSpec, VllmSpec
 from cliffbench.report.params import BenchmarkParams, validate_params
-from tests.conftest import FIXED_PROBE, cli_process, fix_probe
-from tests.faults import Recorder, level_files, project_root
+from tests.conftest import FIXED_PROBE, fix_probe
+from tests.faults import Recorder, level_files, paused_cli_process, project_root
+from tests.faults.paused_cli import PAUSED
 
 RAY_PROCESSES = ("raylet", "gcs_server")
 
@@ -287,16 +287,9 @@ class _PausedClusterCli:
     at `phase` (the pause line comes back through Ray's worker log, with the worker's pid)."""
 
     def __init__(self, root: Path, cluster: str, study: Path, phase: str, pause_s: float) -> None:
-        env = {
-            **os.environ,
-            "CLIFFBENCH_ROOT": str(root),
-            "RAY_ADDRESS": cluster,
-            PAUSE_ENV: phase,
-            f"{PAUSE_ENV}_S": str(pause_s),
-        }
-        self.proc: subprocess.Popen[str] = cli_process(
-            "run", str(study), "--wait-quiet-s", "0", "--cluster", "auto", env=env
-        )
+        env = {**os.environ, "CLIFFBENCH_ROOT": str(root), "RAY_ADDRESS": cluster}
+        args = ("run", str(study), "--wait-quiet-s", "0", "--cluster", "auto")
+        self.proc = paused_cli_process(phase, pause_s, *args, env=env)
         self.lines: list[str] = []
         self.worker_pid: int | None = None
         self.paused = threading.Event()
@@ -307,7 +300,7 @@ class _PausedClusterCli:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.lines.append(line)
-            if "cliffbench-fault-pause " in line and self.worker_pid is None:
+            if f"{PAUSED} " in line and self.worker_pid is None:
                 self.worker_pid = int(line.rsplit("pid=", 1)[1].split()[0])
                 self.paused.set()
 

@@ -1,4 +1,9 @@
-"""The load generator against a fake engine (never used to claim anything about real engines)."""
+"""The load generator against a fake engine (never used to claim anything about real engines).
+
+No check here depends on how fast the machine is: a sleep never ends early, so times are bounded
+from below (a timeout fires no sooner than its deadline, a request is never sent before its
+scheduled time) and counts from above (a user sends no more requests than fit in the time); what
+a busy machine changes (how late) is never asserted."""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import asyncio
 
 import numpy as np
 
+from cliffbench.bench.load.arrivals import poisson_offsets_s
 from cliffbench.bench.load.driver import run_level
 from cliffbench.bench.metrics.level import achieved_concurrency
 from cliffbench.engines.base import GenRequest
@@ -63,14 +69,16 @@ class _SlowEvenIds(FakeEngine):
 def test_timeout_leaves_the_users_next_request_alone() -> None:
     # one user: a timed-out request must not leave a cancel pending for the same task's next one
     run = asyncio.run(run_level(_SlowEvenIds(), _reqs(6, 2), concurrency=1, request_timeout_s=0.05))
-    assert [r.status for r in run.records] == ["timeout", "ok"] * 3
+    # each even request timed out, each odd one (the same user's next) answered whole
+    assert [(r.request_id, r.status, r.output_tokens) for r in run.records] == [
+        (i, "timeout", 0) if i % 2 == 0 else (i, "ok", 2) for i in range(6)
+    ]
     for r in run.records:
-        held_s = r.t_done_s - r.t_submit_s
-        if r.status == "timeout":  # the watchdog fires within one step (timeout / 10) after the deadline
-            assert 0.05 <= held_s < 0.5  # generous: CI machines stall
+        if r.status == "timeout":  # cut by the watchdog, never before its deadline
+            assert r.t_done_s - r.t_submit_s >= 0.05
             assert r.error == "no completion within request_timeout_s=0.05"
-        else:
-            assert r.t_done_s >= r.token_times_s[-1] and held_s < 0.05
+        else:  # sent after the timed-out one had ended: one request at a time per user
+            assert r.t_submit_s >= run.records[r.request_id - 1].t_done_s and r.t_done_s >= r.token_times_s[-1]
 
 
 def test_cancelling_the_level_is_not_a_timeout() -> None:
@@ -93,16 +101,24 @@ def test_cancelling_the_level_is_not_a_timeout() -> None:
 def test_open_loop_follows_schedule() -> None:
     engine = FakeEngine(ttft_s=0.001, itl_s=0.001)
     run = asyncio.run(run_level(engine, _reqs(50, 2), rate_rps=200.0, seed=3))
-    submits = np.sort([r.t_submit_s for r in run.records])
-    rate = (len(submits) - 1) / (submits[-1] - submits[0])
-    assert 100 < rate < 400  # seeded Poisson at 200/s over 50 arrivals
+    # the seeded schedule (the level's only draw): request i is due at offsets[i] after the start
+    offsets = poisson_offsets_s(50, 200.0, 1.0, np.random.default_rng(3))
+    assert sorted(r.request_id for r in run.records) == list(range(50))  # each sent once
+    submits = {r.request_id: r.t_submit_s for r in run.records}
+    # never before its time (a busy machine sends late, not early): no request is fired ahead
+    assert all(submits[i] >= offsets[i] for i in range(50))
+    # not all at once either: the last is due a whole schedule after the first (about 50 / 200 s)
+    assert offsets[-1] - offsets[0] > 0.1 and max(submits.values()) >= offsets[-1]
 
 
 def test_duration_bounds_a_level() -> None:
     engine = FakeEngine(ttft_s=0.01, itl_s=0.01)
     run = asyncio.run(run_level(engine, _reqs(10_000, 3), concurrency=4, duration_s=0.3))
-    assert 10 < len(run.records) < 200
-    assert run.wall_s < 1.0
+    # a request takes at least 0.03 s (its sleeps), so a user sends at most 0.3 / 0.03 + 1 of them
+    # before the deadline stops it: far fewer than the 10,000 offered, however slow the machine
+    assert 1 <= len(run.records) <= 4 * (0.3 / 0.03 + 1)
+    assert all(r.status == "ok" for r in run.records)
+    assert run.wall_s >= 0.3  # the deadline, not the requests, ended the level
 
 
 def test_harness_checks_recorded() -> None:
@@ -118,10 +134,10 @@ def test_batched_fake_engine_steps_together() -> None:
     run = asyncio.run(run_level(engine, _reqs(16, 6), concurrency=8))
     assert engine.peak_in_flight == 8
     assert all(r.status == "ok" and r.output_tokens == 6 for r in run.records)
-    gaps = np.concatenate([np.diff(r.token_times_s[1:]) for r in run.records])
-    # one tick per step: the gaps sit on the 10 ms grid, never a skipped tick (20 ms)
-    assert 0.007 < float(np.median(gaps)) < 0.013
-    assert float(np.percentile(gaps, 90)) < 0.018
+    # every token came from the one ticker, and a step served several sequences at once (a timer
+    # per sequence would take a step per token): counted, not timed
+    assert engine.decode_seqs == 16 * 6
+    assert engine.steps < engine.decode_seqs / 2
 
 
 def test_lag_probe_measures_a_blocked_loop() -> None:
@@ -143,7 +159,8 @@ def test_lag_probe_measures_a_blocked_loop() -> None:
 
 def test_lag_probe_records_the_threads_wait_on_a_grid() -> None:
     run = asyncio.run(run_level(FakeEngine(ttft_s=0.01, itl_s=0.01), _reqs(4, 10), concurrency=2))
-    # one wake-up per 5 ms interval of the level, each at or after its grid time
-    assert run.thread_wait_s.size >= 0.5 * run.wall_s / 0.005
+    # at most one wake-up per 5 ms interval of the level (plus one after a stall), each at or after
+    # its grid time; a thread starved by a busy machine wakes less often, so no lower bound
+    assert 1 <= run.thread_wait_s.size <= run.wall_s / 0.005 + 2
     assert float(run.thread_wait_s.min()) >= 0.0
     assert run.thread_wait_s.size - 1 <= run.lag_s.size <= run.thread_wait_s.size  # one callback per wake-up

@@ -21,7 +21,6 @@ only here, inside functions: the package imports without the `cluster` extra.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shutil
 import signal
@@ -42,10 +41,10 @@ from cliffbench.bench.cluster.task import (
     run_block,
     search_seeds,
 )
-from cliffbench.bench.faults import ENV as PAUSE_ENV
 from cliffbench.bench.plan import Level, engine_order, ordered_work, plan_levels
 from cliffbench.bench.probes import LocalHardware
 from cliffbench.bench.progress.reporter import Reporter, search_finished
+from cliffbench.bench.progress.run_phases import OnPhase
 from cliffbench.bench.search.bracket import write_search
 from cliffbench.bench.search.plan import searched_engines
 from cliffbench.bench.spec.study import StudySpec
@@ -158,16 +157,17 @@ def block_task(
     hardware_probe: LocalHardware | None,
     seed: Seed | None = None,
     flags: tuple[bool, bool] = (False, False),
+    on_phase: OnPhase | None = None,
 ) -> int:
     """The Ray task of one engine block (runs on the node): `cluster_task.run_block`, with the
     node's hardware probe from `probes` (node id -> probe, those the study stored) if it has one;
-    `flags`: force, keep_failed."""
+    `flags`: force, keep_failed; `on_phase`: the driver's, pickled with the task."""
     import ray
 
     node_id = ray.get_runtime_context().get_node_id()
     probe = hardware_probe or probes.get(node_id)
     force, keep_failed = flags
-    return run_block(spec_data, keys, outbox, block, probe, node_id, seed, force, keep_failed)
+    return run_block(spec_data, keys, outbox, block, probe, node_id, seed, force, keep_failed, on_phase)
 
 
 @dataclass
@@ -183,15 +183,15 @@ class _Block:
 
 
 class _Driver:
+    on_phase: OnPhase | None = None  # sent with each block's task, called on its node (bench/progress/run_phases.py)
+
     def __init__(self, ray: Any, spec: StudySpec, root: Path | None, reporter: Reporter | None, probe: Any) -> None:
         self.ray, self.spec, self.root, self.reporter, self.probe = ray, spec, root, reporter, probe
         self.blocks: dict[int, _Block] = {}
         self.manifest = read_manifest(spec.name, root)
         gpus = float(ray.cluster_resources().get("GPU", 0.0))
         self.need = {es.name: block_resources(spec, es, gpus) for es in spec.engines}
-        env = {k: v for k, v in os.environ.items() if k.startswith(PAUSE_ENV)}  # a fault test's pause
         self.remote = ray.remote(max_calls=1, max_retries=0)(block_task)
-        self.runtime_env = {"env_vars": env} if env else None
         from ray.util.queue import Queue
 
         # on the head node, which lives as long as the cluster: a lost node must not take the
@@ -205,13 +205,11 @@ class _Driver:
         data = self.spec.model_copy(update={"engines": [b.es]}).model_dump(mode="json")
         need = dict(self.need[b.es.name])
         opts: dict[str, Any] = {"num_cpus": need.pop("CPU"), "num_gpus": need.pop("GPU", 0.0)}
-        if self.runtime_env:
-            opts["runtime_env"] = self.runtime_env
         if "memory" in need:
             opts["memory"] = need.pop("memory")
         probes = {k: v.hardware_probe for k, v in self.manifest.cluster_nodes.items() if v.hardware_probe}
         task = self.remote.options(**opts, resources=need)
-        b.ref = task.remote(data, keys, self.queue, bid, probes, self.probe, seed, b.flags)
+        b.ref = task.remote(data, keys, self.queue, bid, probes, self.probe, seed, b.flags, self.on_phase)
         b.flags = (False, True)  # a resubmitted block keeps what it measured, failed levels too (as locally)
 
     def handle(self, msg: Any) -> None:
@@ -327,10 +325,12 @@ def run_study_cluster(
     keep_failed: bool = False,
     hardware_probe: LocalHardware | None = None,
     cancel_grace_s: float = 30.0,
+    on_phase: OnPhase | None = None,
 ) -> None:
     """Run the study's levels not stored yet (as `sweep.run_study`) on the Ray cluster `target`
     (`parse_target`), one task per engine block. `hardware_probe`: the roofline the nodes store
-    instead of probing themselves (tests)."""
+    instead of probing themselves (tests); `on_phase`: sent with each block, called on its node
+    (bench/progress/run_phases.py)."""
     target = parse_target(target)
     ray_module()
     with study_lock(spec.name, root):
@@ -359,6 +359,7 @@ def run_study_cluster(
         fresh = not study_dir(spec.name, root).exists()
         with connect(target) as ray:
             driver = _Driver(ray, spec, root, reporter, hardware_probe)
+            driver.on_phase = on_phase
             try:
                 driver.blocks = {i: b for i, b in enumerate(b for b in blocks if b.todo or b.searches)}
                 for b in driver.blocks.values():

@@ -22,11 +22,11 @@ from typing import Any, Protocol
 import pandas as pd
 import psutil
 
-from cliffbench.bench.faults import pausing
 from cliffbench.bench.load.driver import RequestRecord
 from cliffbench.bench.plan import Level, probe_level
 from cliffbench.bench.probes import LocalHardware
 from cliffbench.bench.progress.reporter import LevelTask
+from cliffbench.bench.progress.run_phases import OnPhase
 from cliffbench.bench.search.bracket import CliffFound, read_searches, write_search
 from cliffbench.bench.search.plan import probe_set, search_judge, searched_engines
 from cliffbench.bench.spec.study import StudySpec
@@ -171,11 +171,13 @@ def run_block(
     seed: Seed | None = None,
     force: bool = False,
     keep_failed: bool = False,
+    on_phase: OnPhase | None = None,
 ) -> int:
     """Measure the levels `keys` of the study's one engine (`spec_data`: the study with that
     engine only) in the sweep's order, then its cliff searches from `seed` on; returns how many
     levels it handed on. `hardware_probe`: the roofline to use instead of probing this node
-    (tests); None probes it once per block. `force`, `keep_failed`: as the driver was asked."""
+    (tests); None probes it once per block. `force`, `keep_failed`, `on_phase`: as the driver was
+    given them (`on_phase` called here, on the node: bench/progress/run_phases.py)."""
     spec = StudySpec.model_validate(spec_data)
     _remove_orphans()
     with tempfile.TemporaryDirectory(prefix=f"{PREFIX}{os.getpid()}-") as tmp:
@@ -189,7 +191,7 @@ def run_block(
         for found in seed.searches if seed else []:
             write_search(folder, found)
         run = run_study_async(
-            spec, force=force, reporter=pausing(shipper), root=root, only=keys, keep_failed=keep_failed
+            spec, force=force, reporter=shipper, root=root, only=keys, keep_failed=keep_failed, on_phase=on_phase
         )
         asyncio.run(run)
         for found in read_searches(folder) if seed else []:

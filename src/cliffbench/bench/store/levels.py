@@ -19,14 +19,13 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from cliffbench.bench.faults import pause
 from cliffbench.bench.load.driver import ClientInfo
 from cliffbench.bench.metrics.phases import TRANSIENT_COLUMNS, SteadyWindow
 from cliffbench.bench.metrics.summary import LevelSummary
@@ -266,8 +265,10 @@ def write_level(
     tokens: pd.DataFrame,
     memory: pd.DataFrame,
     root: Path | None = None,
+    before_rename: Callable[[], None] | None = None,
 ) -> Path:
-    """Write one level atomically (temp folder + rename); replaces an older copy of the level."""
+    """Write one level atomically (temp folder + rename); replaces an older copy of the level.
+    `before_rename` is called once every file is in the temporary folder (bench/progress/run_phases.py's `store`)."""
     final = study_dir(info.study, root) / "levels" / info.level_key
     remove_stale(final.parent, final.name)  # what a writer killed mid-write left of this level
     files: dict[str, StoredFile] = {}
@@ -278,7 +279,8 @@ def write_level(
             files[path.name] = StoredFile(rows=len(df), sha256=_sha256(path))
         info = info.model_copy(update={"files": files})
         (tmp / LEVEL_FILE).write_text(info.model_dump_json(indent=2))
-        pause("store", info.level_key)
+        if before_rename is not None:
+            before_rename()
     return final
 
 

@@ -4,6 +4,7 @@ manifest (`manifest.json`) that holds them, as a typed record."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import platform
 import subprocess
 from importlib import metadata
@@ -25,13 +26,19 @@ _FLAGS = ("avx", "avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "fma"
 
 
 def package_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
+    """Python's version and the installed version of each package of the kit's stack (a fresh dict)."""
+    return dict(_installed_versions())
+
+
+@functools.cache  # once a process: the code it runs does not change under it (reading is ~30 ms a package)
+def _installed_versions() -> tuple[tuple[str, str], ...]:
+    out = [("python", platform.python_version())]
     for name in _PACKAGES:
         try:
-            out[name] = metadata.version(name)
+            out.append((name, metadata.version(name)))
         except metadata.PackageNotFoundError:
             continue
-    return out
+    return tuple(out)
 
 
 def git_sha() -> str:

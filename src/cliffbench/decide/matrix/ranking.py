@@ -26,21 +26,11 @@ class Scores:
     weights: dict[str, float]
 
 
-def score_matrix(
-    values: pd.DataFrame,
-    directions: Mapping[str, str],
-    weights: dict[str, float],
-    eligible: list[str] | None = None,
-    log_scale: tuple[str, ...] = (),
-) -> Scores:
-    """Min-max normalise each criterion over the options that know it; weighted mean over known cells.
-
-    `values`: options x criteria, NaN where unknown. A criterion whose known values are all equal
-    gives every option 1. `eligible` options are ranked (1 = best); the others get NaN, and the
-    bounds of each criterion come from the eligible options only (clipped to 0..1 for the others), so a
-    retired model's price cannot move the ranking of the options one can still choose.
-    """
-    # numpy, not per-column pandas: the sensitivity search calls this a few hundred times
+def _normalised(
+    values: pd.DataFrame, directions: Mapping[str, str], eligible: list[str] | None, log_scale: tuple[str, ...]
+) -> np.ndarray:
+    """`score_matrix`'s normalised scores as an array (options x criteria, NaN where unknown): they
+    do not depend on the weights, so the sensitivity search computes them once."""
     v = values.to_numpy(dtype=float, copy=True)
     logs = np.array([c in log_scale for c in values.columns])
     if logs.any():
@@ -59,12 +49,37 @@ def score_matrix(
     s = np.where(lower, 1.0 - s, s)
     s = np.where(span > 0, s, 1.0)  # every known value equal (or one known): all best
     s[np.isnan(v)] = np.nan
+    return s
+
+
+def _totals(s: np.ndarray, wv: np.ndarray) -> np.ndarray:
+    """The weighted mean of each option's known scores (NaN where no known score has weight)."""
+    wsum = (~np.isnan(s)) @ wv
+    with np.errstate(divide="ignore", invalid="ignore"):
+        totals: np.ndarray = np.where(wsum > 0, np.nansum(s * wv, axis=1) / wsum, np.nan)
+    return totals
+
+
+def score_matrix(
+    values: pd.DataFrame,
+    directions: Mapping[str, str],
+    weights: dict[str, float],
+    eligible: list[str] | None = None,
+    log_scale: tuple[str, ...] = (),
+) -> Scores:
+    """Min-max normalise each criterion over the options that know it; weighted mean over known cells.
+
+    `values`: options x criteria, NaN where unknown. A criterion whose known values are all equal
+    gives every option 1. `eligible` options are ranked (1 = best); the others get NaN, and the
+    bounds of each criterion come from the eligible options only (clipped to 0..1 for the others), so a
+    retired model's price cannot move the ranking of the options one can still choose.
+    """
+    # numpy, not per-column pandas: the sensitivity search scores a few hundred weight sets
+    s = _normalised(values, directions, eligible, log_scale)
     norm = pd.DataFrame(s, index=values.index, columns=values.columns)
     w = pd.Series({c: weights.get(c, 0.0) for c in values.columns}, dtype=float)
     wv = w.to_numpy()
-    wsum = (~np.isnan(s)) @ wv
-    with np.errstate(divide="ignore", invalid="ignore"):
-        total = pd.Series(np.where(wsum > 0, np.nansum(s * wv, axis=1) / wsum, np.nan), index=values.index)
+    total = pd.Series(_totals(s, wv), index=values.index)
     ranked = total.loc[eligible] if eligible is not None else total
     rank = ranked.rank(ascending=False, method="min").reindex(values.index)
     unknown = np.isnan(s) & (wv > 0)
@@ -73,16 +88,21 @@ def score_matrix(
     return Scores(norm, total, rank, {o: f for o, f in flagged.items() if f}, dict(w))
 
 
-def _top(
-    values: pd.DataFrame,
-    directions: Mapping[str, str],
-    weights: dict[str, float],
-    eligible: list[str],
-    log_scale: tuple[str, ...],
-) -> str:
-    """The best eligible option; "" when no weight is left to decide (every known weight 0)."""
-    total = score_matrix(values, directions, weights, eligible, log_scale).total.loc[eligible]
-    return "" if total.isna().all() else str(total.idxmax())
+class _Top:
+    """The best eligible option under a set of weights (`score_matrix`'s top, its normalised scores
+    computed once); "" when no weight is left to decide (every known weight 0)."""
+
+    def __init__(
+        self, values: pd.DataFrame, directions: Mapping[str, str], eligible: list[str], log_scale: tuple[str, ...]
+    ) -> None:
+        names = list(values.index)
+        self.s = _normalised(values, directions, eligible, log_scale)[[names.index(o) for o in eligible]]
+        self.columns, self.eligible = list(values.columns), eligible
+
+    def __call__(self, weights: dict[str, float]) -> str:
+        total = _totals(self.s, np.array([weights.get(c, 0.0) for c in self.columns], dtype=float))
+        # pandas' idxmax: the first of the largest, NaN skipped
+        return "" if np.isnan(total).all() else self.eligible[int(np.nanargmax(total))]
 
 
 def sensitivity(
@@ -99,16 +119,18 @@ def sensitivity(
     criterion, the factor nearest 1 (found by bisection, up to x100 and down to x0) at which the
     top option changes, NaN where none does.
     """
-    base = _top(values, directions, weights, eligible, log_scale)
+    best = _Top(values, directions, eligible, log_scale)
+    base = best(weights)
+
+    def top_at(c: str, f: float) -> str:
+        return best({**weights, c: weights.get(c, 0.0) * f})
+
     rows = []
     for c in values.columns:
         for f in factors:
-            top = _top(values, directions, {**weights, c: weights.get(c, 0.0) * f}, eligible, log_scale)
+            top = top_at(c, f)
             rows.append({"criterion": c, "factor": f, "top": top, "flips": top not in (base, "")})
     grid = pd.DataFrame(rows)
-
-    def top_at(c: str, f: float) -> str:
-        return _top(values, directions, {**weights, c: weights.get(c, 0.0) * f}, eligible, log_scale)
 
     th = []
     for c in values.columns:

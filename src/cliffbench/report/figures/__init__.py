@@ -14,6 +14,7 @@ from cliffbench.report.figures.audit import overhead_pairs, plot_ceiling_fractio
 from cliffbench.report.figures.cliff import plot_latency_components
 from cliffbench.report.figures.curves import plot_itl, plot_kv_memory, plot_throughput, plot_ttft, plot_ttft_slo
 from cliffbench.report.figures.pareto import pareto_panels, plot_pareto
+from cliffbench.report.figures.steady import in_flight_curve, plot_in_flight
 from cliffbench.report.figures.style import (
     PRINT_HEIGHT_IN,
     PRINT_WIDTH_IN,
@@ -29,12 +30,14 @@ __all__ = [
     "PRINT_HEIGHT_IN",
     "PRINT_WIDTH_IN",
     "engine_palette",
+    "in_flight_curve",
     "overhead_pairs",
     "page_figsize",
     "pareto_panels",
     "plot_ceiling_fraction",
     "plot_decision_tree",
     "plot_hol_blocking",
+    "plot_in_flight",
     "plot_itl",
     "plot_kv_memory",
     "plot_latency_components",
