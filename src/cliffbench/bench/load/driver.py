@@ -28,7 +28,7 @@ from cliffbench.bench.load.arrivals import closed_loop_think_times_s, poisson_of
 from cliffbench.bench.load.lag import LAG_PROBE_INTERVAL_S, LagProbe
 from cliffbench.bench.load.memory_probe import MemorySample, sample_memory
 from cliffbench.bench.load.sessions import SessionDraw
-from cliffbench.bench.load.users import Sent, SharedDraw, User, ramp_offsets_s, run_users
+from cliffbench.bench.load.users import Sent, SharedDraw, User, gather_or_cancel, ramp_offsets_s, run_users
 from cliffbench.bench.workload.reuse import SessionPlan, SessionRequests
 from cliffbench.engines.base import Engine, GenRequest, RequestRejected
 
@@ -344,7 +344,7 @@ async def _open_loop(
     pairs = [(r, float(o)) for r, o in zip(reqs, offsets_s, strict=True)]
     if duration_s is not None:
         pairs = [(r, o) for r, o in pairs if o < duration_s]
-    await _gather_or_cancel([send(r, o) for r, o in pairs])
+    await gather_or_cancel([send(r, o) for r, o in pairs])
 
 
 # epoll rounds a timer's timeout up to whole milliseconds, so a plain sleep fires up to ~1 ms late:
@@ -359,13 +359,3 @@ async def _sleep_until(t: float) -> None:
         await asyncio.sleep(left - _SPIN_S)
     while time.perf_counter() < t:
         await asyncio.sleep(0)  # yields to every ready callback, so the spin delays no token
-
-
-async def _gather_or_cancel(coros: list[object]) -> None:
-    tasks = [asyncio.ensure_future(c) for c in coros]  # type: ignore[call-overload]
-    try:
-        await asyncio.gather(*tasks)
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)

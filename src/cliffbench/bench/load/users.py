@@ -18,16 +18,24 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from cliffbench.engines.base import GenRequest
 
-__all__ = ["Sent", "SharedDraw", "User", "UserScript", "ramp_offsets_s", "run_users"]
+__all__ = [
+    "Sent",
+    "SharedDraw",
+    "User",
+    "UserScript",
+    "gather_or_cancel",
+    "ramp_offsets_s",
+    "run_users",
+]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -115,7 +123,13 @@ class User:
 
 async def run_users(users: Sequence[User], send: Send, t_start: float, deadline: float | None) -> None:
     """Run every user to its end; a failure or cancel of one cancels the others."""
-    tasks = [asyncio.ensure_future(u.run(send, t_start, deadline)) for u in users]
+    await gather_or_cancel([u.run(send, t_start, deadline) for u in users])
+
+
+async def gather_or_cancel(coros: Sequence[Coroutine[Any, Any, object]]) -> None:
+    """Await every coroutine; the first failure (or a cancel of the caller) cancels the rest, and
+    none is left running when this returns."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
     try:
         await asyncio.gather(*tasks)
     finally:
