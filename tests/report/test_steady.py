@@ -62,3 +62,29 @@ def test_in_flight_figure_one_panel_per_engine_with_the_window_shaded() -> None:
     assert len(panels) == data.results.levels.query("level_set == 'chat'")["engine"].nunique()
     assert all(ax.patches for ax in panels)  # the shaded window (axvspan) on every panel
     plt.close(fig)
+
+
+def test_per_engine_figures_hold_six_engines_a_panel_at_most() -> None:
+    from cliffbench.bench.metrics.repeats import SloJudge, pool_repeats
+    from cliffbench.report.figure_set import per_engine_figure
+    from cliffbench.report.figures import pareto_panels, plot_throughput, plot_ttft_slo
+
+    eight = ("vllm", "vllm-fp32", "vllm-as-shipped", "ollama", "llamacpp-serial", "llamacpp-slots-4", "llamacpp-f32-32")
+    res = fake_results(3, engines=(*eight, "remote-server"))
+    judge = SloJudge.of(res.study.slo)
+    judged = pool_repeats(res.levels, res.requests, judge)
+    panels = pareto_panels(judged, "chat")
+    engines = judged.query("level_set == 'chat'")["engine"].nunique()
+    assert engines > 6 and len(panels) >= 2  # the fixture needs the split
+    assert sorted(e for p in panels for e in p) == sorted(judged.query("level_set == 'chat'")["engine"].unique())
+    label, limit = judge.label("ttft_s"), judge.thresholds["ttft_s"]
+    for fig in (
+        per_engine_figure(res.levels, panels, lambda ax, lv: plot_throughput(ax, lv, "chat")),
+        per_engine_figure(judged, panels, lambda ax, lv: plot_ttft_slo(ax, lv, "chat", label, limit)),
+    ):
+        for ax, panel in zip(fig.axes, panels, strict=True):
+            legend = ax.get_legend()
+            labels = {t.get_text() for t in legend.get_texts()} if legend else set()
+            engine_labels = labels & set(judged["engine"])
+            assert len(panel) <= 6 and engine_labels == set(panel)  # each panel draws its own engines only
+        plt.close(fig)

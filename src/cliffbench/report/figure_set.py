@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from cliffbench.audit.shape_verdicts import normalised_points
@@ -31,6 +33,7 @@ __all__ = [
     "in_flight_figure",
     "make_figures",
     "overhead_figure",
+    "per_engine_figure",
     "timeline_figure",
     "timeline_level",
     "tree_figure",
@@ -122,19 +125,16 @@ def make_figures(
         paths[name] = fg.save_figure(fig, name, out)["svg"]
         plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    fg.plot_throughput(ax, res.levels, level_set)
-    save(fig, "throughput")
     judge = SloJudge.of(res.study.slo, **({} if tree is None else tree.slo))
     judged = pool_repeats(res.levels, res.requests, judge)
     panels = fg.pareto_panels(judged, level_set)
+    save(per_engine_figure(res.levels, panels, lambda ax, lv: fg.plot_throughput(ax, lv, level_set)), "throughput")
     fig, axes = plt.subplots(1, len(panels), figsize=(7.5, 3.9), squeeze=False)
     for ax, engines in zip(axes[0], panels, strict=True):
         fg.plot_pareto(ax, judged, level_set, judge.thresholds.get("tpot_s", 1.0), engines, people)
     save(fig, "pareto")
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    fg.plot_ttft_slo(ax, judged, level_set, judge.label("ttft_s"), judge.thresholds["ttft_s"])
-    save(fig, "ttft")
+    label, limit_s = judge.label("ttft_s"), judge.thresholds["ttft_s"]
+    save(per_engine_figure(judged, panels, lambda ax, lv: fg.plot_ttft_slo(ax, lv, level_set, label, limit_s)), "ttft")
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     fg.plot_itl(ax, res.tokens, res.requests, res.levels, level_set)
     save(fig, "itl")
@@ -188,6 +188,17 @@ def timeline_figure(res: Results, level_set: str) -> Figure:
         ax.set_axis_off()
     fig.legend(handles=list(handles.values()), loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0.0, 0.4 / fig.get_figheight(), 1.0, 1.0))
+    return fig
+
+
+def per_engine_figure(
+    levels: pd.DataFrame, panels: list[list[str]], draw: Callable[[Axes, pd.DataFrame], None]
+) -> Figure:
+    """A one-line-per-engine plot as stacked panels, each `draw`n from the levels of its engines
+    (`pareto_panels`: at most six a panel, the same split as the Pareto figure's)."""
+    fig, axes = plt.subplots(len(panels), 1, figsize=fg.page_figsize(len(panels), 3.0), squeeze=False)
+    for ax, engines in zip(axes[:, 0], panels, strict=True):
+        draw(ax, levels[levels["engine"].isin(engines)])
     return fig
 
 
