@@ -154,9 +154,11 @@ def make_figures(
     save(fig, "cliff_causes")
     save(timeline_figure(res, level_set), "timeline", tight=False)
     save(in_flight_figure(res, level_set, engine_names(data)), "in_flight", tight=False)
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    fg.plot_kv_memory(ax, res.memory, res.levels, level_set)
-    save(fig, "kv_memory")
+    # memory is selected by level key inside the plot: each panel's levels pick their own samples
+    save(
+        per_engine_figure(res.levels, panels, lambda ax, lv: fg.plot_kv_memory(ax, res.memory, lv, level_set)),
+        "kv_memory",
+    )
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     fg.plot_hol_blocking(ax, res.requests, mixed_level_set)
     save(fig, "hol_blocking")
