@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cliffbench.bench.plan import engine_runs, plan_levels
+from cliffbench.bench.spec.study import load_study
 from cliffbench.cli import app
-from cliffbench.config import RESULTS_DIR
+from cliffbench.config import PROJECT_ROOT, RESULTS_DIR
 
 runner = CliRunner()
 
@@ -65,7 +67,10 @@ def test_bad_study_file(tmp_path: Path) -> None:
 def test_dry_run_prints_plan() -> None:
     result = runner.invoke(app, ["run", "studies/default.yaml", "--dry-run"])
     assert result.exit_code == 0, result.output
-    assert "8 engine(s), 120 level runs" in result.output and "llamacpp-f32-32: chat__c0001" in result.output
+    spec = load_study(PROJECT_ROOT / "studies" / "default.yaml")
+    runs = sum(engine_runs(e, lv) for e in spec.engines for lv in plan_levels(spec))
+    assert runs == 108  # 8 engines; only_at and the grids per engine as the study file sets them
+    assert f"8 engine(s), {runs} level runs" in result.output and "llamacpp-f32-32: chat__c0001" in result.output
     assert "llamacpp-bf16-32: chat__c0001, chat__c0032, chat__c0001-rep2" in result.output
 
 
@@ -196,12 +201,12 @@ def test_report_help_lists_the_models_parameters() -> None:
 
 
 @pytest.mark.slow  # a fresh interpreter
-def test_python_m_cliffbench_report_is_the_same_command() -> None:
+def test_python_m_cliffbench_is_the_same_command() -> None:
     import subprocess
     import sys
 
     done = subprocess.run(
-        [sys.executable, "-m", "cliffbench.report", "-p", "speed", "1"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "cliffbench", "report", "-p", "speed", "1"], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 2, done.stdout + done.stderr
     assert "parameter speed: unknown; allowed:" in " ".join(done.stderr.split())

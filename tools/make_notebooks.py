@@ -137,7 +137,7 @@ NOTEBOOKS = {
             "measured = measured_study(res, params.level_set, params.ttft_slo_s, params.tpot_slo_s)\n"
             "path = constraint_tree(params.reader_constraints(), params.matrix_params(), study=measured)\n"
             "mfigs = mxr.make_matrix_figures(matrix, figure_dir(params.study))\n"
-            "mxr.write_matrix_csv(matrix)\nmxr.write_matrix_pdf(matrix, constraints=path)"
+            "mxr.write_matrix_csv(matrix)\nmatrix_pdf = mxr.write_matrix_pdf(matrix, constraints=path)"
         ),
         code(  # page 1 (the answer), the body, the appendices: no markdown cell may come before it
             "from cliffbench.report.whitepaper import whitepaper_blocks\n"

@@ -18,6 +18,7 @@ import pytest
 from cliffbench.audit.claims import load_claims
 from cliffbench.config import PROJECT_ROOT
 from cliffbench.decide import matrix as mx
+from cliffbench.decide.matrix import score as matrix_score
 from cliffbench.decide.tree import decision_tree
 from cliffbench.report import figure_set
 from cliffbench.report.data import BenchmarkResult, ReportData
@@ -72,14 +73,16 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], Numbe
     tree = decision_tree(res, "chat", "mixed", params.ttft_slo_s, params.tpot_slo_s)
     mp = pytest.MonkeyPatch()
     mp.setattr(figure_set, "FIGURES_DIR", out / "figures")
+    # the fixture study is not on disk: the matrix (and the constraint tree's matrix) read it from here
+    mp.setattr(matrix_score, "load_study", lambda name: res)
     try:
         figs = figure_set.make_figures(data, "chat", "mixed", tree)
+        matrix = mx.evaluate(params.matrix_params(), study=res)
+        mfigs = make_matrix_figures(matrix, out / "figures")
+        with recording() as log:
+            blocks = whitepaper_blocks(data, params, tree, figs, matrix, mfigs)
     finally:
         mp.undo()
-    matrix = mx.evaluate(params.matrix_params())
-    mfigs = make_matrix_figures(matrix, out / "figures")
-    with recording() as log:
-        blocks = whitepaper_blocks(data, params, tree, figs, matrix, mfigs)
     nb_path = out / "30_whitepaper.ipynb"
     nb_path.write_text(json.dumps(_notebook(blocks)))
     pdf = render_pdf(nb_path, out / "whitepaper.pdf", PROJECT_ROOT / "notebooks")

@@ -26,6 +26,7 @@ from cliffbench.report import sections as nv
 from cliffbench.report.constraints_text import constraint_markdown, readers_markdown
 from cliffbench.report.data import ReportData
 from cliffbench.report.figure_set import FIGURE_CAPTIONS
+from cliffbench.report.matrix_cto import verified_markdown
 from cliffbench.report.matrix_pdf import MATRIX_CAPTIONS
 from cliffbench.report.names import engine_names
 from cliffbench.report.params import AnalysisParams
@@ -169,6 +170,7 @@ def _appendices(
         _fig(mfigs, "matrix_heatmap", MATRIX_CAPTIONS),
         _md("### Freshness of the data"),
         _md(mxt.freshness_markdown(matrix)),
+        _md(verified_markdown(matrix.data)),
         _md("### Sensitivity to the weights"),
         _md(mxt.sensitivity_markdown(matrix)),
         _md("### Cost per 1M output tokens vs load"),
