@@ -66,6 +66,7 @@ def test_preset_generates_in_llamacpp(preset: ModelManifest) -> None:
     assert len(ids) == 6 and all(0 <= i < 128256 for i in ids)
 
 
+@pytest.mark.vllm
 def test_preset_generates_in_vllm(preset: ModelManifest) -> None:
     spec = VllmSpec(model=ModelSpec(name=PRESET), max_model_len=256, kv_cache_gib=0.25, max_num_seqs=4)
     ids, desc = asyncio.run(_generate(spec, 6))
