@@ -19,7 +19,7 @@ from cliffbench.audit.seed import OLLAMA_SLOTS, SEED_HIGH_USERS
 from cliffbench.bench.metrics.repeats import SloJudge
 from cliffbench.decide.constraints import constraint_tree, measured_study
 from cliffbench.decide.matrix.score import MatrixResult
-from cliffbench.decide.tree import DecisionTree, UserProfile, recommend_for
+from cliffbench.decide.tree import DecisionTree, Recommendation, UserProfile, recommend_for
 from cliffbench.hardware import HARDWARE
 from cliffbench.report import matrix_text as mxt
 from cliffbench.report import sections as nv
@@ -77,14 +77,17 @@ def _record_inputs(data: ReportData) -> None:
 
 
 def _body(
-    data: ReportData, params: AnalysisParams, tree: DecisionTree, figs: dict[str, Path], matrix: MatrixResult
+    data: ReportData,
+    params: AnalysisParams,
+    tree: DecisionTree,
+    figs: dict[str, Path],
+    matrix: MatrixResult,
+    rec: Recommendation,
 ) -> list[Block]:
     res = data.results
     judge = SloJudge.of(res.study.slo, **tree.slo)
     judged = answer.judged_levels(data, tree)
     names = engine_names(data)
-    profile = UserProfile(peak_users=params.peak_users, ttft_slo_s=params.ttft_slo_s, tpot_slo_s=params.tpot_slo_s)
-    rec = recommend_for(res, profile, params.level_set, params.mixed_level_set)
     users = record(str(params.peak_users), Source("parameters", "peak_users"))
     chosen = names.get(rec.engine, rec.engine) if rec.engine else "no engine measured here"
     return [
@@ -122,10 +125,9 @@ def _appendices(
     figs: dict[str, Path],
     matrix: MatrixResult,
     mfigs: dict[str, Path],
+    rec: Recommendation,
 ) -> list[Block]:
     res = data.results
-    profile = UserProfile(peak_users=params.peak_users, ttft_slo_s=params.ttft_slo_s, tpot_slo_s=params.tpot_slo_s)
-    rec = recommend_for(res, profile, params.level_set, params.mixed_level_set)
     measured = measured_study(res, params.level_set, params.ttft_slo_s, params.tpot_slo_s)
     path = constraint_tree(params.reader_constraints(), params.matrix_params(), study=measured)
     return [
@@ -203,8 +205,11 @@ def whitepaper_blocks(
     page1 = answer.answer_html(
         data, tree, figs["pareto"], FIGURE_CAPTIONS["pareto"], profiles, nv.seed_engines(data, params.level_set)
     )
+    # the reader's recommendation, read once: the body states it, Appendix D gives its evidence
+    profile = UserProfile(peak_users=params.peak_users, ttft_slo_s=params.ttft_slo_s, tpot_slo_s=params.tpot_slo_s)
+    rec = recommend_for(data.results, profile, params.level_set, params.mixed_level_set)
     return [
         _html(page1),
-        *_body(data, params, tree, figs, matrix),
-        *_appendices(data, params, tree, figs, matrix, mfigs),
+        *_body(data, params, tree, figs, matrix, rec),
+        *_appendices(data, params, tree, figs, matrix, mfigs, rec),
     ]
