@@ -14,7 +14,7 @@ from cliffbench.decide.matrix.model import gpu_price
 from cliffbench.decide.matrix.score import MatrixResult, usd_text
 from cliffbench.decide.matrix.values import cost_setting, exit_weeks
 from cliffbench.decide.matrix.verdict import COST_WARNING_RATIO, Verdict
-from cliffbench.report.matrix_text import choice_sentence, load_text
+from cliffbench.report.matrix_text import choice_sentence, load_text, md_cell
 
 __all__ = [
     "capacity_markdown",
@@ -26,10 +26,6 @@ __all__ = [
     "summary_markdown",
     "verified_markdown",
 ]
-
-
-def _esc(s: str) -> str:
-    return s.replace("|", "\\|").replace("\n", " ")
 
 
 def _name(r: MatrixResult, o: str) -> str:
@@ -84,7 +80,7 @@ def recommendation_markdown(r: MatrixResult, v: Verdict, path: ConstraintPath | 
         if gone:
             out.append(
                 "Ruled out by your constraints: "
-                + "; ".join(f"{_name(r, o)} ({_esc(why)})" for o, why in list(gone.items())[:8])
+                + "; ".join(f"{_name(r, o)} ({md_cell(why)})" for o, why in list(gone.items())[:8])
                 + ("; ..." if len(gone) > 8 else "")
                 + "."
             )
@@ -100,7 +96,7 @@ def group_markdown(r: MatrixResult, group: str) -> str:
     # options whose cells read the same share one row (self-hosted engines on compliance, say)
     rows: dict[tuple[str, ...], list[str]] = {}
     for o in order:
-        rows.setdefault(tuple(_esc(str(r.text.loc[o, c]) or "-") for c in crits), []).append(_esc(_name(r, o)))
+        rows.setdefault(tuple(md_cell(str(r.text.loc[o, c]) or "-") for c in crits), []).append(md_cell(_name(r, o)))
     for cells, names in rows.items():
         lines.append(f"| {'; '.join(names)} | " + " | ".join(cells) + " |")
     desc = " ".join(f"**{r.data.criteria[c].name}**: {r.data.criteria[c].description}." for c in crits)
@@ -119,7 +115,7 @@ def certifications_markdown(r: MatrixResult) -> str:
             continue
         marks = [str(getattr(cert, k)) for k in cols]
         lines.append(
-            f"| {_esc(_name(r, o))} | " + " | ".join(marks) + f" | {_esc(cert.regions)} | "
+            f"| {md_cell(_name(r, o))} | " + " | ".join(marks) + f" | {md_cell(cert.regions)} | "
             f"{cert.source_url.removeprefix('https://')} ({cert.as_of}, {cert.verified}) |"
         )
     own = [
@@ -146,8 +142,8 @@ def capacity_markdown(r: MatrixResult) -> str:
     for o, (n, how) in r.capacity.items():
         meets = "yes" if r.meets_slo.get(o) else "no"
         lines.append(
-            f"| {_esc(_name(r, o))} | {n} | {r.text.loc[o, 'cost']!s} | {meets} | {_esc(how)}; at {p.users} users: "
-            f"{_esc(r.throughput_source.get(o, ''))} |"
+            f"| {md_cell(_name(r, o))} | {n} | {r.text.loc[o, 'cost']!s} | {meets} | {md_cell(how)}; "
+            f"at {p.users} users: {md_cell(r.throughput_source.get(o, ''))} |"
         )
     studied = sorted({f.study for f in r.measured.values()})
     lead = (
@@ -176,7 +172,7 @@ def cost_markdown(r: MatrixResult) -> str:
         t = r.costs[o]
         fte = p.staff_fte.get(o, data.options[o].ops_fte)
         lines.append(
-            f"| {_esc(_name(r, o))} | {usd_text(t.compute)} | {usd_text(t.staff)} ({fte:g}, "
+            f"| {md_cell(_name(r, o))} | {usd_text(t.compute)} | {usd_text(t.staff)} ({fte:g}, "
             f"${t.staff_usd_per_month:,.0f}) | {usd_text(t.exit)} ({fmt_number(t.exit_weeks)}, "
             f"${t.exit_usd:,.0f}) | **{usd_text(t.total)}** |"
         )
@@ -208,7 +204,7 @@ def exit_markdown(r: MatrixResult) -> str:
         groups.items(), key=lambda g: exit_weeks(r.data.options[g[1][0]], r.params, r.data)
     ):
         weeks = exit_weeks(r.data.options[opts[0]], r.params, r.data)
-        names = "; ".join(_esc(_name(r, o)) for o in opts)
+        names = "; ".join(md_cell(_name(r, o)) for o in opts)
         lines.append(f"| {names} | {api} | {weights} | {held} | {fmt_number(weeks)} | ${weeks * year / 52:,.0f} |")
     w = {k: r.data.costs[k].value for k in r.data.costs if k.startswith("exit_")}
     return (
@@ -241,8 +237,8 @@ def summary_markdown(r: MatrixResult, path: ConstraintPath | None = None, top: i
     for o in order:
         src = r.throughput_source.get(o, "managed: list prices" if r.data.options[o].kind == "managed" else "")
         lines.append(
-            f"| {_esc(_name(r, o))} | {fmt_number(float(r.scores.total.loc[o]), 2)} | {r.text.loc[o, 'cost']} | "
-            f"{_esc(src.split(', from study')[0])} |"
+            f"| {md_cell(_name(r, o))} | {fmt_number(float(r.scores.total.loc[o]), 2)} | {r.text.loc[o, 'cost']} | "
+            f"{md_cell(src.split(', from study')[0])} |"
         )
     caps = "; ".join(
         f"{_name(r, o).removeprefix('Self-hosted ')} {n} ({how.split(':')[0].split(' to ')[0].split(' for ')[0]})"

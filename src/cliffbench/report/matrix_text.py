@@ -20,6 +20,7 @@ __all__ = [
     "managed_source",
     "matrix_grid_markdown",
     "matrix_markdown",
+    "md_cell",
     "method_markdown",
     "profile_markdown",
     "ranking_markdown",
@@ -28,7 +29,8 @@ __all__ = [
 ]
 
 
-def _md_escape(s: str) -> str:
+def md_cell(s: str) -> str:
+    """`s` as one Markdown table cell: pipes escaped, newlines folded."""
     return s.replace("|", "\\|").replace("\n", " ")
 
 
@@ -47,16 +49,16 @@ def matrix_markdown(r: MatrixResult) -> str:
             old = _stale(r, o, c)
             when = f"as of {as_of}" + (", STALE" if old else "")
             notes.append(f"{r.notes.loc[o, c]!s} ({when}; verified: {verified}) [S{k}]")
-            cells.append(f"{_md_escape(str(r.text.loc[o, c]))}{STALE_MARK if old else ''} [{len(notes)}]")
+            cells.append(f"{md_cell(str(r.text.loc[o, c]))}{STALE_MARK if old else ''} [{len(notes)}]")
         status = "" if opt.status == "active" else f" ({opt.status})"
-        lines.append(f"| {_md_escape(opt.name)}{status} | " + " | ".join(cells) + " |")
+        lines.append(f"| {md_cell(opt.name)}{status} | " + " | ".join(cells) + " |")
     intro = (
         profile_markdown(r) + f" Scores 1 (worst) to 5 (best); prices in USD; {STALE_MARK} = stale "
         f"(as of more than {r.params.stale_after_months} months before {r.freshness.report_date.isoformat()}). "
         "Verified: primary = the vendor's own page was read; secondary = a third-party copy was read; "
         "no = from knowledge, not re-verified."
     )
-    note_md = "\n".join(f"{i}. {_md_escape(n)}" for i, n in enumerate(notes, 1))
+    note_md = "\n".join(f"{i}. {md_cell(n)}" for i, n in enumerate(notes, 1))
     src_md = "; ".join(f"[S{k}] {u}" for u, k in urls.items())
     return f"{intro}\n\n" + "\n".join(lines) + f"\n\n**Notes**\n\n{note_md}\n\n**Sources** {src_md}"
 
@@ -147,8 +149,8 @@ def matrix_grid_markdown(r: MatrixResult) -> str:
     urls: dict[str, int] = {}
     for o, opt in r.data.options.items():
         status = "" if opt.status == "active" else f" ({opt.status})"
-        cells = [_md_escape(_grid_cell(r, o, c, urls)) for c in crits]
-        lines.append(f"| {_md_escape(opt.name)}{status} | " + " | ".join(cells) + " |")
+        cells = [md_cell(_grid_cell(r, o, c, urls)) for c in crits]
+        lines.append(f"| {md_cell(opt.name)}{status} | " + " | ".join(cells) + " |")
     src_md = "; ".join(f"[S{k}] {u.removeprefix('https://')}" for u, k in urls.items())
     return (
         f"Scores 1 (worst) to 5 (best), ? = unknown (left out of the ranking), - = does not apply, {STALE_MARK} = "
@@ -219,10 +221,10 @@ def ranking_markdown(r: MatrixResult) -> str:
         rk = "-" if not math.isfinite(rank) else str(int(rank))
         why = f" (not ranked: {r.excluded[o].split(':')[0]})" if o in r.excluded else ""
         lines.append(
-            f"| {rk} | {_md_escape(r.data.options[o].name)}{_md_escape(why)} | "
+            f"| {rk} | {md_cell(r.data.options[o].name)}{md_cell(why)} | "
             f"{fmt_number(float(r.scores.total.loc[o]), 2)} | "
             f"{r.text.loc[o, 'cost']}{STALE_MARK if _stale(r, o, 'cost') else ''} | "
-            f"{_md_escape(r.throughput_source.get(o, managed_source(r.data.options[o])))} | "
+            f"{md_cell(r.throughput_source.get(o, managed_source(r.data.options[o])))} | "
             f"{', '.join(r.scores.flagged.get(o, [])) or '-'} |"
         )
     return "\n".join(lines)
@@ -323,7 +325,7 @@ def utilisation_markdown(r: MatrixResult) -> str:
     out.append("|---|" + "---|" * len(u))
     short = {o: name[o].removeprefix("Self-hosted ") for o in name}
     for label, col in (("top choice", "top"), ("cheapest", "cheapest")):
-        out.append(f"| {label} | " + " | ".join(_md_escape(short.get(str(x), "none")) for x in u[col]) + " |")
+        out.append(f"| {label} | " + " | ".join(md_cell(short.get(str(x), "none")) for x in u[col]) + " |")
     for label, col in (
         ("cheapest self-hosted / 1M", "self_hosted_usd_per_1m"),
         ("cheapest managed / 1M", "managed_usd_per_1m"),
