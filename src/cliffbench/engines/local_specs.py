@@ -105,7 +105,14 @@ class VllmSpec(VllmParallel, EngineSpecBase):
     def configured_name(self, precision: str) -> str:
         # 'tuned': OpenMP bound to every core as vLLM's CPU docs advise; 'auto' is vLLM's own default
         tuned = "default core binding" if self.omp_threads_bind == "auto" else "tuned"
-        return f"vLLM, {precision}, {tuned}" + ("" if self.enforce_eager else ", compiled")
+        return (
+            f"vLLM, {precision}, {tuned}"
+            + ("" if self.enforce_eager else ", compiled")
+            + (", prefix cache" if self.enable_prefix_caching else "")
+        )
+
+    def reuse_text(self) -> str:
+        return "prefix cache" if self.enable_prefix_caching else "off"
 
     @classmethod
     def stands_for(cls, option_engine: str, option_slots: int | None) -> bool:

@@ -143,6 +143,10 @@ class EngineSpecBase(Spec):
         """`people_name` of an engine not built from a preset."""
         return self.title()
 
+    def reuse_text(self) -> str:
+        """How the engine reuses a prompt's KV across requests, in a table cell ('off' where it never does)."""
+        return "off"
+
     def weights_text(self, precision: str) -> str:
         """The weight type as the engine's own docs name it (llama.cpp: F32, Q8_0; vLLM: bf16)."""
         return precision

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import pandas as pd
+
 from cliffbench.audit.roofline import MODELS
 from cliffbench.audit.seed import OLLAMA_SLOTS, SEED_HIGH_USERS
 from cliffbench.bench.metrics.repeats import SloJudge
@@ -30,7 +32,7 @@ from cliffbench.report.matrix_cto import verified_markdown
 from cliffbench.report.matrix_pdf import MATRIX_CAPTIONS
 from cliffbench.report.names import engine_names
 from cliffbench.report.params import AnalysisParams
-from cliffbench.report.sections import answer, body, steady
+from cliffbench.report.sections import answer, body, reuse, steady
 from cliffbench.trace import Source, cite_text, record
 
 __all__ = ["APPENDICES_CLASS", "Block", "whitepaper_blocks"]
@@ -76,6 +78,12 @@ def _record_inputs(data: ReportData) -> None:
     cite_text(manifest.cpu.model or "", *(g.name for g in manifest.gpu))
 
 
+def _reuse_blocks(data: ReportData, judged: pd.DataFrame) -> list[Block]:
+    """The reuse profiles (conversations, shared documents) in the body, where the study has any."""
+    text = reuse.reuse_section(data, judged)
+    return [_md("### Conversations and shared documents"), _md(text)] if text else []
+
+
 def _body(
     data: ReportData,
     params: AnalysisParams,
@@ -100,6 +108,7 @@ def _body(
         _md(steady.steady_sentence()),
         _fig(figs, "in_flight"),
         _md(steady.steady_table(data, params.level_set)),
+        *_reuse_blocks(data, judged),
         _md("## Why each cliff"),
         _md(body.cliff_table(data, judged, judge, params.level_set)),
         _fig(figs, "cliff_causes"),
@@ -201,7 +210,8 @@ def whitepaper_blocks(
     """The whole document: page 1, the body, the appendices (figures drawn by 20_analysis and
     `make_matrix_figures`)."""
     _record_inputs(data)
-    profiles = answer.profiles_of(data, [params.level_set, params.mixed_level_set])
+    reuse_sets = reuse.reuse_level_sets(data.results.study)
+    profiles = answer.profiles_of(data, [params.level_set, params.mixed_level_set, *reuse_sets])
     page1 = answer.answer_html(
         data, tree, figs["pareto"], FIGURE_CAPTIONS["pareto"], profiles, nv.seed_engines(data, params.level_set)
     )

@@ -26,6 +26,7 @@ from cliffbench.report.data import ReportData
 from cliffbench.report.names import engine_names, engine_precisions
 from cliffbench.report.sections.body import fmt_label
 from cliffbench.report.sections.common import figure_html, fmt, headline_level
+from cliffbench.report.sections.reuse import REUSE_KINDS, reuse_profile_text
 from cliffbench.trace import Source, record
 
 __all__ = [
@@ -54,11 +55,12 @@ def profiles_of(data: ReportData, level_sets: list[str]) -> list[Profile]:
         if ls.name not in level_sets:
             continue
         lf = ls.workload.long_fraction
-        what = (
-            f"{fmt(100 * lf, 2, Source('study', 'workload.long_fraction', ls.name))} % long documents"
-            if lf > 0
-            else "short prompts"
-        )
+        if ls.workload.kind in REUSE_KINDS:
+            what = reuse_profile_text(data.results.study, ls.name)
+        elif lf > 0:
+            what = f"{fmt(100 * lf, 2, Source('study', 'workload.long_fraction', ls.name))} % long documents"
+        else:
+            what = "short prompts"
         out.append(Profile(ls.name, f"{ls.name} ({what}): users"))
     return out
 
