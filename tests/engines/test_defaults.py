@@ -25,7 +25,8 @@ from cliffbench.engines.defaults import (
     parse_version,
     preset_spec,
 )
-from cliffbench.engines.llamacpp import LlamaCppEngine, _Pending, _Slot, queue_full
+from cliffbench.engines.llamacpp import LlamaCppEngine, queue_full
+from cliffbench.engines.slot_reuse import Pending, Slot
 from cliffbench.engines.specs import LlamaCppSerialSpec, LlamaCppSlotsSpec, VllmSpec
 
 
@@ -199,8 +200,8 @@ def _engine(spec: LlamaCppSerialSpec | LlamaCppSlotsSpec, queued: int, busy: int
     eng.n_ctx, eng.n_ctx_seq = eng.n_slots * per_slot, per_slot
     eng._cv, eng._stopping, eng._crashed = threading.Condition(), False, ""
     eng._thread = threading.current_thread()  # stands in for a running worker
-    eng._slots = [_Slot(seq_id=i) for i in range(eng.n_slots)]
-    waiting = [_Pending(GenRequest(i, (1, 2), 1), lambda item: None) for i in range(queued + busy)]
+    eng._slots = [Slot(seq_id=i) for i in range(eng.n_slots)]
+    waiting = [Pending(GenRequest(i, (1, 2), 1), lambda item: None) for i in range(queued + busy)]
     for slot, job in zip(eng._slots, waiting[:busy], strict=False):
         slot.job = job
     eng._queue = deque(waiting[busy:])
