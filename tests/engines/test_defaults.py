@@ -95,6 +95,12 @@ def test_the_presets_say_what_the_csv_says() -> None:
     assert isinstance(old, LlamaCppSlotsSpec) and (old.slots, old.kv_unified, old.max_queue) == (4, False, None)
     assert isinstance(server, LlamaCppSlotsSpec) and (server.slots, server.kv_unified) == (4, True)
     assert isinstance(vllm, VllmSpec) and vllm.enable_prefix_caching
+    # prompt reuse as shipped: llama-server's cache_prompt (PR #10501) and 0.10 similarity (PR #15913),
+    # Ollama's runner; an Ollama release the CSV has no row for keeps the kit's default (off)
+    assert (server.cache_prompt, server.slot_prompt_similarity) == (True, 0.10)
+    assert ollama.cache_prompt and not old.cache_prompt
+    assert default_value("llama-server", "slot_prompt_similarity", "2025-06-01") == 0.5
+    assert default_value("llama-server", "cache_prompt", "2024-06-01") is False
 
 
 def test_a_preset_follows_an_edited_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
