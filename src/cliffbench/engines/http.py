@@ -9,8 +9,8 @@ up to the exact length asked for, else from re-tokenizing the text (flagged in `
 Prompt tokens the server served from its cache come from `usage.prompt_tokens_details.cached_tokens`
 (OpenAI's field: vLLM with --enable-prompt-tokens-details, recent llama-server) or llama-server's
 `timings.cache_n`, in whichever chunk carries them (usually the last); a server that sends neither
-leaves them unknown (None), never 0. They ride on the token events, so the last token's event is
-held until the next chunk or the end of the stream (its timestamp is taken on arrival all the same).
+leaves them unknown (None), never 0. They ride on the token events, so the event of the last token
+asked for is held until the stream ends (its timestamp is still taken on arrival).
 
 Output length is made exact with each server's own fields (`flavor`): vLLM `ignore_eos` +
 `min_tokens`, llama-server `ignore_eos`, llama-cpp-python `min_tokens`.
@@ -251,7 +251,7 @@ class OpenAIHttpEngine:
         """Parse the SSE stream; yield token events; reconcile the count at the end."""
         emitted, usage_tokens, done = 0, None, False
         cached: int | None = None  # prompt tokens the server served from its cache (None: not told)
-        held: TokenEvent | None = None  # the latest token's event, sent once a later chunk or the end comes
+        tail: list[TokenEvent] = []  # the last token asked for (and any past it): sent once the stream ends
         text_parts: list[str] = []
         data_lines: list[str] = []
         t_last = time.perf_counter()
@@ -287,9 +287,11 @@ class OpenAIHttpEngine:
                     n = int(self.spec.api == "completions" and choice.get("finish_reason") is None)
                 for k in range(n):
                     emitted += 1
-                    if held is not None:
-                        yield held
-                    held = TokenEvent(ids[k] if ids else -1, t_last, text=text if k == 0 else "", cached_tokens=cached)
+                    ev = TokenEvent(ids[k] if ids else -1, t_last, text=text if k == 0 else "", cached_tokens=cached)
+                    if emitted < request.max_tokens:
+                        yield ev
+                    else:
+                        tail.append(ev)
         if data_lines and not done:  # a final event without its blank line
             payload = "\n".join(data_lines)
             done = payload.strip() == "[DONE]"
@@ -298,8 +300,8 @@ class OpenAIHttpEngine:
         total = self._count(usage_tokens, emitted, request, "".join(text_parts))
         if total < emitted:
             raise EngineError(f"server reported {total} output tokens but streamed {emitted} chunks")
-        if held is not None:
-            yield dataclasses.replace(held, cached_tokens=cached)
+        for ev in tail:
+            yield dataclasses.replace(ev, cached_tokens=cached)
         for _ in range(total - emitted):  # tokens that shared a chunk we could not split
             yield TokenEvent(-1, t_last, cached_tokens=cached)
 
