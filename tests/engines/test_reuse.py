@@ -106,7 +106,7 @@ def test_llamacpp_shared_kv_frees_idle_slots_when_full(prompts: list[list[int]])
     for a second, different 200-token prompt, so the idle slot's tokens go (as llama-server purges
     idle slots) and the request runs, cold."""
     spec = LlamaCppSlotsSpec(slots=2, ctx_per_slot=128, kv_unified=True, cache_prompt=True)
-    one, two = (prompts[0] * 40)[:200], (prompts[1] * 40)[:200]
+    one, two = (prompts[0] * 100)[:200], (prompts[1] * 100)[:200]
 
     async def run() -> list[list[TokenEvent]]:
         engine = make_engine(spec)
