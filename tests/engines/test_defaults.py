@@ -25,7 +25,8 @@ from cliffbench.engines.defaults import (
     parse_version,
     preset_spec,
 )
-from cliffbench.engines.llamacpp import LlamaCppEngine, _Pending, _Slot, queue_full
+from cliffbench.engines.llamacpp import LlamaCppEngine, queue_full
+from cliffbench.engines.slot_reuse import Pending, Slot
 from cliffbench.engines.specs import LlamaCppSerialSpec, LlamaCppSlotsSpec, VllmSpec
 
 
@@ -94,6 +95,12 @@ def test_the_presets_say_what_the_csv_says() -> None:
     assert isinstance(old, LlamaCppSlotsSpec) and (old.slots, old.kv_unified, old.max_queue) == (4, False, None)
     assert isinstance(server, LlamaCppSlotsSpec) and (server.slots, server.kv_unified) == (4, True)
     assert isinstance(vllm, VllmSpec) and vllm.enable_prefix_caching
+    # prompt reuse as shipped: llama-server's cache_prompt (PR #10501) and 0.10 similarity (PR #15913),
+    # Ollama's runner; an Ollama release the CSV has no row for keeps the kit's default (off)
+    assert (server.cache_prompt, server.slot_prompt_similarity) == (True, 0.10)
+    assert ollama.cache_prompt and not old.cache_prompt
+    assert default_value("llama-server", "slot_prompt_similarity", "2025-06-01") == 0.5
+    assert default_value("llama-server", "cache_prompt", "2024-06-01") is False
 
 
 def test_a_preset_follows_an_edited_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -199,8 +206,8 @@ def _engine(spec: LlamaCppSerialSpec | LlamaCppSlotsSpec, queued: int, busy: int
     eng.n_ctx, eng.n_ctx_seq = eng.n_slots * per_slot, per_slot
     eng._cv, eng._stopping, eng._crashed = threading.Condition(), False, ""
     eng._thread = threading.current_thread()  # stands in for a running worker
-    eng._slots = [_Slot(seq_id=i) for i in range(eng.n_slots)]
-    waiting = [_Pending(GenRequest(i, (1, 2), 1), lambda item: None) for i in range(queued + busy)]
+    eng._slots = [Slot(seq_id=i) for i in range(eng.n_slots)]
+    waiting = [Pending(GenRequest(i, (1, 2), 1), lambda item: None) for i in range(queued + busy)]
     for slot, job in zip(eng._slots, waiting[:busy], strict=False):
         slot.job = job
     eng._queue = deque(waiting[busy:])

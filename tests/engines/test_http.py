@@ -17,7 +17,7 @@ from cliffbench.bench.load.driver import run_level
 from cliffbench.config import InputError, parse_spec
 from cliffbench.engines import EngineError, GenRequest, make_engine
 from cliffbench.engines.base import TokenEvent
-from cliffbench.engines.http import OpenAIHttpEngine
+from cliffbench.engines.http import OpenAIHttpEngine, cached_tokens_of
 from cliffbench.engines.specs import OpenAIHttpSpec
 from tests.conftest import engine_on_own_loop
 
@@ -348,3 +348,46 @@ def test_chat_stream_skips_the_role_chunk() -> None:
     events, stats = asyncio.run(_outcome(stub(record), api="chat"))
     assert seen == ["/v1/chat/completions"]
     assert isinstance(events, list) and [e.text for e in events] == ["a", "b", "c"] and stats["chunks"] == 1
+
+
+# -- cached prompt tokens, as each server tells them ------------------------------------------------
+
+VLLM_USAGE = {
+    "choices": [],
+    "usage": {"prompt_tokens": 40, "completion_tokens": 3, "prompt_tokens_details": {"cached_tokens": 32}},
+}
+LLAMA_SERVER_END = {"choices": [{"index": 0, "text": "", "finish_reason": "length"}], "timings": {"cache_n": 39}}
+PLAIN_USAGE = {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 3}}
+
+
+@pytest.mark.parametrize(
+    ("chunk", "cached"),
+    [
+        (VLLM_USAGE, 32),
+        (LLAMA_SERVER_END, 39),
+        ({"usage": {"prompt_tokens_details": {"cached_tokens": 0}}, "timings": {"cache_n": 5}}, 0),  # usage first
+        ({"usage": {"prompt_tokens": 40, "prompt_tokens_details": None}}, None),  # vllm serve without the flag
+        (PLAIN_USAGE, None),
+        (_tok("a"), None),
+        ({"timings": {"cache_n": True}}, None),  # not a count
+        ({"timings": {"cache_n": -1}}, None),
+    ],
+)
+def test_cached_tokens_of_a_chunk(chunk: dict[str, Any], cached: int | None) -> None:
+    assert cached_tokens_of(chunk) == cached
+
+
+@pytest.mark.parametrize(("last", "cached"), [(VLLM_USAGE, 32), (LLAMA_SERVER_END, 39), (PLAIN_USAGE, None)])
+def test_cached_tokens_told_after_the_last_token_reach_the_request(last: dict[str, Any], cached: int | None) -> None:
+    ok = _sse_response(_sse([_tok("a"), _tok("b"), _tok("c"), last]))
+    events, _ = asyncio.run(_outcome(stub(lambda n, p, b: ok)))
+    assert isinstance(events, list) and [e.text for e in events] == ["a", "b", "c"]
+    assert events[-1].cached_tokens == cached  # None: unknown, never 0 (the driver keeps the last told)
+
+
+def test_llama_server_body_carries_the_twins_prompt_reuse() -> None:
+    def body(reuse: bool) -> dict[str, Any]:
+        twin = {"kind": "llamacpp-slots", "cache_prompt": reuse}
+        return OpenAIHttpEngine(OpenAIHttpSpec(server={"kind": "llama-server", "mirrors": twin}))._body(REQ)[1]
+
+    assert body(True)["cache_prompt"] is True and body(False)["cache_prompt"] is False

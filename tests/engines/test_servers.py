@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -288,3 +289,25 @@ def test_preflight_refuses_a_pool_smaller_than_the_load(model: Any, tokenizer: A
     )
     with pytest.raises(InputError, match=r"^engines\.openai-http\.max_connections: 8 is below .* 16"):
         preflight(spec, plan_levels(spec), tokenizer)
+
+
+def test_reference_servers_are_told_the_twins_reuse_settings(tmp_path: Path) -> None:
+    """llama-server gets the twin's slot similarity (cache_prompt travels per request, http.py);
+    `vllm serve` reports each request's cached prompt tokens. A user's config.json and placeholder
+    GGUF stand for the model: no engine, no data/models."""
+    from cliffbench.engines.servers import server_command
+    from cliffbench.engines.specs import VllmSpec
+    from cliffbench.models.spec import ModelSpec
+
+    config = {"model_type": "llama", "hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2}
+    (tmp_path / "config.json").write_text(json.dumps({**config, "vocab_size": 256}))
+    (tmp_path / "m.gguf").write_bytes(b"GGUF")
+    binary = tmp_path / "llama-server"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    user = ModelSpec(hf_path=tmp_path, gguf_path=tmp_path / "m.gguf")
+    twin = LlamaCppSlotsSpec(model=user, cache_prompt=True, slot_prompt_similarity=0.25)
+    argv, _, _ = server_command(ServerSpec(kind="llama-server", mirrors=twin, binary=binary), 8000)
+    assert "--slot-prompt-similarity 0.25 --cache-reuse 0" in " ".join(argv)
+    argv, _, _ = server_command(ServerSpec(kind="vllm", mirrors=VllmSpec(model=user)), 8000)
+    assert "--enable-prompt-tokens-details" in argv

@@ -357,7 +357,9 @@ def test_three_comparisons_follow_the_specs(no_files: list[str]) -> None:
     text = nv.comparisons_section(data)
     # avx2 only: vLLM's best dtype is fp32, the precision of the F32 GGUF
     assert "| as shipped | 32 | vllm-as-shipped (fp32, OpenMP bind auto, eager, prefix caching on" in text
-    assert "ollama (q4_1, one request at a time, rejects past 512 waiting, preset ollama-0.10+)" in text
+    assert "ollama (q4_1, one request at a time, prompt reuse on, rejects past 512 waiting, preset ollama-0.10+)" in (
+        text
+    )
     assert "| matched precision (fp32) | 32 | vllm (fp32, OpenMP on every core" in text
     assert "llamacpp-f32-32 (fp32, 32 slots, KV per slot)" in text
     assert "| best of each | 1 |" in text and "Not in this study" not in text

@@ -195,10 +195,13 @@ def _ollama(version: str) -> Callable[[Lookup], dict[str, Any]]:
     def build(get: Lookup) -> dict[str, Any]:
         n = _first(get("ollama", "num_parallel", version))
         queue = get("ollama", "max_queue", version)
+        # prompt reuse where the CSV sources it; older releases keep the kit's default (off)
+        reuse = get("ollama", "cache_prompt", version)
+        extra = {} if reuse is None else {"cache_prompt": bool(reuse)}
         if n == 1:
-            return {"kind": "llamacpp-serial", "max_queue": queue}
+            return {"kind": "llamacpp-serial", "max_queue": queue, **extra}
         per_slot = get("ollama", "kv_per_slot", version) == "num_ctx"
-        return {"kind": "llamacpp-slots", "slots": n, "kv_unified": not per_slot, "max_queue": queue}
+        return {"kind": "llamacpp-slots", "slots": n, "kv_unified": not per_slot, "max_queue": queue, **extra}
 
     return build
 
@@ -209,6 +212,8 @@ def _llama_server(get: Lookup) -> dict[str, Any]:
         "slots": _first(get("llama-server", "slots", None)),
         "kv_unified": bool(get("llama-server", "kv_unified", None)),
         "max_queue": get("llama-server", "max_queue", None),
+        "cache_prompt": bool(get("llama-server", "cache_prompt", None)),
+        "slot_prompt_similarity": float(str(get("llama-server", "slot_prompt_similarity", None))),
     }
 
 
@@ -218,7 +223,8 @@ def _vllm(get: Lookup) -> dict[str, Any]:
 
 PRESETS: dict[str, Preset] = {
     "ollama-0.10+": Preset(
-        "Ollama from v0.10.0: one request at a time (llamacpp-serial), OLLAMA_MAX_QUEUE waiting, the rest rejected",
+        "Ollama from v0.10.0: one request at a time (llamacpp-serial) reusing its prompt cache, OLLAMA_MAX_QUEUE "
+        "waiting, the rest rejected",
         _ollama("0.10.0"),
     ),
     "ollama-0.6.7-0.9": Preset(
@@ -230,7 +236,8 @@ PRESETS: dict[str, Preset] = {
         _ollama("0.6.6"),
     ),
     "llama-server-default": Preset(
-        "llama-server started without -np (builds from 2025-10-23): 4 slots sharing one unified KV cache",
+        "llama-server started without -np (builds from 2025-10-23): 4 slots sharing one unified KV cache, each "
+        "keeping its prompt for the next request (cache_prompt, slot similarity 0.10)",
         _llama_server,
     ),
     "vllm-default": Preset("vLLM V1 with its prefix caching on; other fields keep the kit's VllmSpec defaults", _vllm),

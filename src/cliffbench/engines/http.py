@@ -6,6 +6,12 @@ held back for a multi-byte character) the events share its timestamp. The count 
 comes from the server's `usage.completion_tokens`; without usage, from the chunks when they add
 up to the exact length asked for, else from re-tokenizing the text (flagged in `stats`).
 
+Prompt tokens the server served from its cache come from `usage.prompt_tokens_details.cached_tokens`
+(OpenAI's field: vLLM with --enable-prompt-tokens-details, recent llama-server) or llama-server's
+`timings.cache_n`, in whichever chunk carries them (usually the last); a server that sends neither
+leaves them unknown (None), never 0. They ride on the token events, so the event of the last token
+asked for is held until the stream ends (its timestamp is still taken on arrival).
+
 Output length is made exact with each server's own fields (`flavor`): vLLM `ignore_eos` +
 `min_tokens`, llama-server `ignore_eos`, llama-cpp-python `min_tokens`.
 
@@ -21,6 +27,7 @@ histogram) comes from its `/metrics`, scraped on a task of the engine's own whil
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator
@@ -29,9 +36,9 @@ from typing import Any
 from cliffbench.config import InputError
 from cliffbench.engines.base import EngineError, GenRequest, KvMemory, RequestRejected, TokenEvent
 from cliffbench.engines.server_metrics import MetricsScraper, metrics_url
-from cliffbench.engines.specs import OpenAIHttpSpec
+from cliffbench.engines.specs import LlamaCppSpec, OpenAIHttpSpec
 
-__all__ = ["OpenAIHttpEngine", "detect_flavor"]
+__all__ = ["OpenAIHttpEngine", "cached_tokens_of", "detect_flavor"]
 
 # GET /v1/models "owned_by" of each server
 _OWNERS = {"vllm": "vllm", "llamacpp": "llama-server", "me": "llama-cpp-python"}
@@ -179,7 +186,11 @@ class OpenAIHttpEngine:
         if self.flavor == "vllm":
             body.update(ignore_eos=True, min_tokens=n, return_token_ids=True)
         elif self.flavor == "llama-server":
-            body.update(ignore_eos=True, n_predict=n, cache_prompt=False)
+            # its prompt reuse as the in-process twin's where the kit starts it; off (the kit's default)
+            # for a server it does not (extra_body may turn it on)
+            twin = self.spec.server.engine if self.spec.server else None
+            reuse = isinstance(twin, LlamaCppSpec) and twin.cache_prompt
+            body.update(ignore_eos=True, n_predict=n, cache_prompt=reuse)
         elif self.flavor == "llama-cpp-python":
             # its server defaults repeat_penalty to 1.1, which is not greedy decoding
             body.update(min_tokens=n, repeat_penalty=1.0)
@@ -239,6 +250,8 @@ class OpenAIHttpEngine:
     async def _events(self, r: Any, request: GenRequest) -> AsyncIterator[TokenEvent]:
         """Parse the SSE stream; yield token events; reconcile the count at the end."""
         emitted, usage_tokens, done = 0, None, False
+        cached: int | None = None  # prompt tokens the server served from its cache (None: not told)
+        tail: list[TokenEvent] = []  # the last token asked for (and any past it): sent once the stream ends
         text_parts: list[str] = []
         data_lines: list[str] = []
         t_last = time.perf_counter()
@@ -257,6 +270,8 @@ class OpenAIHttpEngine:
                 break
             chunk = _parse(payload)
             t_last = time.perf_counter()
+            told = cached_tokens_of(chunk)
+            cached = cached if told is None else told
             if chunk.get("usage"):
                 usage_tokens = int(chunk["usage"].get("completion_tokens") or 0) or usage_tokens
             for choice in chunk.get("choices") or []:
@@ -272,7 +287,11 @@ class OpenAIHttpEngine:
                     n = int(self.spec.api == "completions" and choice.get("finish_reason") is None)
                 for k in range(n):
                     emitted += 1
-                    yield TokenEvent(ids[k] if ids else -1, t_last, text=text if k == 0 else "")
+                    ev = TokenEvent(ids[k] if ids else -1, t_last, text=text if k == 0 else "", cached_tokens=cached)
+                    if emitted < request.max_tokens:
+                        yield ev
+                    else:
+                        tail.append(ev)
         if data_lines and not done:  # a final event without its blank line
             payload = "\n".join(data_lines)
             done = payload.strip() == "[DONE]"
@@ -281,8 +300,10 @@ class OpenAIHttpEngine:
         total = self._count(usage_tokens, emitted, request, "".join(text_parts))
         if total < emitted:
             raise EngineError(f"server reported {total} output tokens but streamed {emitted} chunks")
+        for ev in tail:
+            yield dataclasses.replace(ev, cached_tokens=cached)
         for _ in range(total - emitted):  # tokens that shared a chunk we could not split
-            yield TokenEvent(-1, t_last)
+            yield TokenEvent(-1, t_last, cached_tokens=cached)
 
     def _count(self, usage_tokens: int | None, emitted: int, request: GenRequest, text: str) -> int:
         if usage_tokens is not None:
@@ -304,6 +325,23 @@ class OpenAIHttpEngine:
                 raise InputError("model.hf_path: counting tokens without server usage needs a tokenizer folder")
             self._tokenizer = HfTokenizer(hf_dir)
         return self._tokenizer
+
+
+def cached_tokens_of(chunk: dict[str, Any]) -> int | None:
+    """Prompt tokens served from the server's cache as one SSE chunk tells them: OpenAI's
+    `usage.prompt_tokens_details.cached_tokens`, else llama-server's `timings.cache_n`; None where
+    the chunk tells neither (or not as a count)."""
+    usage = chunk.get("usage")
+    details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
+    timings = chunk.get("timings")
+    for value in (
+        details.get("cached_tokens") if isinstance(details, dict) else None,
+        timings.get("cache_n") if isinstance(timings, dict) else None,
+    ):
+        # bool is an int to Python: a `true` is no count
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return None
 
 
 def _parse(payload: str) -> dict[str, Any]:

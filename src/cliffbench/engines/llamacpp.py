@@ -4,8 +4,13 @@
 is reserved up front, every step packs the next token of each generating slot and then as many
 pending prompt tokens as fit in `n_batch` into one `llama_decode`, and requests wait FIFO while
 every slot is busy. `llamacpp-serial` is the same machinery with one slot: one request at a time,
-as llama-cpp-python's own server and Ollama with NUM_PARALLEL=1 serve. With `max_queue` set, a
-request that finds that many already waiting is rejected, as Ollama answers 503 (ErrMaxQueue).
+as llama-cpp-python's own server and Ollama with NUM_PARALLEL=1 serve. With `cache_prompt` a slot
+keeps its tokens after a request and a new one goes to the slot llama-server would pick, evaluating
+only what its prompt adds (slot_reuse.py). One slot follows the same rule, which is also
+llama-cpp-python's Llama.generate (the longest prefix of its last tokens, less one when it covers
+the prompt), except that Llama skips even that token when one prompt comes twice in a row with
+its logits still live. With `max_queue` set, a request that finds that many already waiting is
+rejected, as Ollama answers 503 (ErrMaxQueue).
 
 The decode loop runs in one worker thread (ctypes releases the GIL inside llama_decode), and
 tokens cross into asyncio with `call_soon_threadsafe`, so the harness's clock is never blocked.
@@ -20,7 +25,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -29,6 +33,7 @@ import numpy as np
 from cliffbench.config import InputError
 from cliffbench.engines.base import EngineError, GenRequest, KvMemory, RequestRejected, TokenEvent
 from cliffbench.engines.parallel import model_params
+from cliffbench.engines.slot_reuse import FreeSlot, Pending, Slot, choose_slot, drop_idle_kept, release, start
 from cliffbench.engines.specs import LlamaCppSpec
 
 __all__ = ["FLASH_ATTN_TYPE", "LlamaCppEngine", "queue_full"]
@@ -59,26 +64,6 @@ def queue_full(queued: int, free_slots: int, max_queue: int | None) -> bool:
     return max_queue is not None and queued - free_slots >= max_queue
 
 
-@dataclass
-class _Pending:
-    request: GenRequest
-    emit: Callable[[object], None]
-    cancelled: bool = False
-
-
-@dataclass
-class _Slot:
-    seq_id: int
-    job: _Pending | None = None
-    n_past: int = 0
-    prompt_pos: int = 0
-    n_gen: int = 0
-    last_token: int = -1
-    batch_idx: int = -1
-    t_scheduled_s: float = 0.0
-    prompt: list[int] = field(default_factory=list)
-
-
 class LlamaCppEngine:
     """`llamacpp-serial` (one slot) and `llamacpp-slots` (N static slots) in one class."""
 
@@ -105,8 +90,9 @@ class LlamaCppEngine:
         self._n_vocab = 0
         self._batch_cap = max(spec.n_batch, self.n_slots)
         self._cv = threading.Condition()
-        self._queue: deque[_Pending] = deque()
-        self._slots = [_Slot(seq_id=i) for i in range(self.n_slots)]
+        self._queue: deque[Pending] = deque()
+        self._slots = [Slot(seq_id=i) for i in range(self.n_slots)]
+        self._releases = 0
         self._stopping = False
         self._crashed = ""  # what killed the worker thread ("" while it lives)
         self._thread: threading.Thread | None = None
@@ -206,6 +192,8 @@ class LlamaCppEngine:
             "n_ctx_seq": self.n_ctx_seq,
             "kv_unified": self.kv_unified,
             "max_queue": self.spec.max_queue,
+            "cache_prompt": self.spec.cache_prompt,
+            "slot_prompt_similarity": self.spec.slot_prompt_similarity,
             "n_batch": self._batch_cap,
             "n_threads": self.n_threads,
             "flash_attn": self.spec.flash_attn,
@@ -236,7 +224,7 @@ class LlamaCppEngine:
         def emit(item: object) -> None:
             loop.call_soon_threadsafe(inbox.put_nowait, item)
 
-        job = _Pending(request, emit)
+        job = Pending(request, emit)
         with self._cv:
             if self._crashed:
                 raise EngineError(f"{self.name} {self._crashed}")
@@ -255,10 +243,8 @@ class LlamaCppEngine:
                     return
                 if isinstance(item, BaseException):
                     raise item
-                token_id, t_sched = cast(tuple[int, float], item)
-                # 0 cached, known: a slot's KV is removed when its request ends (`_release`), so
-                # every prompt is computed whole (llama-server's prompt reuse is not modelled yet)
-                yield TokenEvent(token_id, time.perf_counter(), t_scheduled_s=t_sched, cached_tokens=0)
+                token_id, t_sched, cached = cast(tuple[int, float, int], item)
+                yield TokenEvent(token_id, time.perf_counter(), t_scheduled_s=t_sched, cached_tokens=cached)
         finally:
             job.cancelled = True  # a consumer that walks away frees its slot at the next step
 
@@ -278,29 +264,40 @@ class LlamaCppEngine:
         )
 
     # -- worker thread ---------------------------------------------------------------------
-    def _release(self, slot: _Slot) -> None:
+    def _seq_rm(self, seq_id: int, p0: int, p1: int) -> bool:
         import llama_cpp as lc
 
-        lc.llama_memory_seq_rm(lc.llama_get_memory(self._ctx), slot.seq_id, -1, -1)
-        slot.job, slot.n_past, slot.prompt_pos, slot.n_gen, slot.batch_idx = None, 0, 0, 0, -1
+        return bool(lc.llama_memory_seq_rm(lc.llama_get_memory(self._ctx), seq_id, p0, p1))
+
+    def _release(self, slot: Slot, keep: bool = False) -> None:
+        """Free the slot; `keep` (its request ended normally) keeps its KV where cache_prompt is on."""
+        self._releases += 1
+        release(slot, keep and self.spec.cache_prompt, self._seq_rm, self._releases)
 
     def _admit(self) -> bool:
-        """Move queued requests into free slots (FIFO). Returns False when stopping."""
+        """Move queued requests (FIFO) into free slots, each into the one llama-server would pick.
+        Returns False when stopping."""
+        started: list[Slot] = []
         with self._cv:
             while not self._stopping and not self._queue and all(s.job is None for s in self._slots):
                 self._cv.wait()
             if self._stopping:
                 return False
-            for slot in self._slots:
-                if slot.job is not None:
-                    continue
-                while self._queue and self._queue[0].cancelled:
+            while self._queue:
+                if self._queue[0].cancelled:
                     self._queue.popleft()
-                if not self._queue:
+                    continue
+                free = [FreeSlot(s.seq_id, s.kept, s.last_used) for s in self._slots if s.job is None]
+                if not free:
                     break
+                prompt = self._queue[0].request.prompt_token_ids
+                slot = self._slots[choose_slot(prompt, free, self.spec.slot_prompt_similarity)]
                 slot.job = self._queue.popleft()
-                slot.prompt = list(slot.job.request.prompt_token_ids)
+                slot.prompt = list(prompt)
                 slot.t_scheduled_s = time.perf_counter()
+                started.append(slot)
+        for slot in started:
+            start(slot, self.spec.cache_prompt, self._seq_rm)
         return True
 
     def _run(self) -> None:
@@ -337,6 +334,9 @@ class LlamaCppEngine:
                 self._decode_seqs += sum(1 for s in self._slots if s.job is not None and s.batch_idx >= 0)
                 batch.n_tokens = n
                 rc = lc.llama_decode(self._ctx, batch)
+                # 1: no room in the KV, held by free slots' kept tokens where it is shared: freed, then retried
+                while rc == 1 and drop_idle_kept(self._slots, self._seq_rm):
+                    rc = lc.llama_decode(self._ctx, batch)
                 if rc != 0:
                     self._fail_batch(EngineError(f"llama_decode returned {rc} (KV cache full?)"))
                     continue
@@ -367,10 +367,11 @@ class LlamaCppEngine:
             token = int(logits.argmax())
             slot.last_token = token
             slot.n_gen += 1
+            slot.generated.append(token)
             job = slot.job
-            job.emit((token, slot.t_scheduled_s))
+            job.emit((token, slot.t_scheduled_s, slot.cached))
             if slot.n_gen >= job.request.max_tokens:
-                self._release(slot)  # before _DONE: a caller that saw the end sees the slot free
+                self._release(slot, keep=True)  # before _DONE: a caller that saw the end sees the slot free
                 job.emit(_DONE)
 
     def _fail_batch(self, exc: EngineError) -> None:

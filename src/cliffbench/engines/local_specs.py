@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Annotated, Any, ClassVar, Literal, TypeAlias
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from cliffbench.engines.parallel import LlamaCppGpuSplit, VllmParallel
 from cliffbench.engines.spec_base import LLAMACPP, PRECISION_OF, VLLM, EngineSpecBase, gguf_name, resolve_dtype
@@ -131,11 +131,30 @@ class LlamaCppSpec(LlamaCppGpuSplit, EngineSpecBase):
         description="requests waiting beyond this are rejected, as Ollama answers 503 past OLLAMA_MAX_QUEUE; "
         "None: unbounded",
     )
+    # off unless asked, as VllmSpec's prefix caching: a study's independent prompts then measure the
+    # same engine work as before; the presets of llama-server and Ollama turn it on (engine_defaults.csv)
+    cache_prompt: bool = Field(
+        False,
+        description="keep each slot's tokens after its request and evaluate only what a new prompt adds "
+        "(llama-server's per-request cache_prompt, on there by default; engines/slot_reuse.py)",
+    )
+    slot_prompt_similarity: float = Field(
+        0.10,
+        description="a request goes to the free slot whose kept tokens match more than this fraction of its "
+        "prompt, else to the least recently used; 0 turns the match off (llama-server --slot-prompt-similarity)",
+    )
 
     runner: ClassVar[str] = "cliffbench.engines.llamacpp:LlamaCppEngine"
     family: ClassVar[Literal["llama.cpp"]] = LLAMACPP
     family_title: ClassVar[str] = "llama.cpp"
     static_slots: ClassVar[bool] = True
+
+    @field_validator("slot_prompt_similarity")
+    @classmethod
+    def _fraction(cls, v: float) -> float:
+        if not 0.0 <= v <= 1.0:
+            raise ValueError(f"must be a fraction in [0, 1] (0 turns the longest-prefix pick off), got {v}")
+        return v
 
     def threads(self) -> int:
         return self.n_threads or usable_cpus()
@@ -169,11 +188,13 @@ class LlamaCppSpec(LlamaCppGpuSplit, EngineSpecBase):
         raise NotImplementedError
 
     def speed_settings(self) -> list[str]:
-        return [self.layout_text()] + ([f"rejects past {self.max_queue} waiting"] if self.max_queue else [])
+        reuse = ["prompt reuse on"] if self.cache_prompt else []
+        return [self.layout_text(), *reuse] + ([f"rejects past {self.max_queue} waiting"] if self.max_queue else [])
 
     def speed_key(self, precision: str) -> tuple[Any, ...] | None:
         slots, _, unified = self.slot_layout()  # context per slot: room, not speed, at the study's lengths
-        return (self.family, precision, slots, unified)
+        # prompt reuse named only when on: the keys of configurations measured before it existed stay
+        return (self.family, precision, slots, unified) + (("cache_prompt",) if self.cache_prompt else ())
 
     def configured_name(self, precision: str) -> str:
         slots, _, unified = self.slot_layout()

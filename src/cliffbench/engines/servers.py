@@ -92,8 +92,9 @@ def server_command(spec: ServerSpec, port: int) -> tuple[list[str], dict[str, st
         argv += ["-fa", eng.flash_attn, "--kv-unified" if unified else "--no-kv-unified", "--no-webui"]
         argv += ["-sm", eng.split_mode, "-mg", str(eng.main_gpu)] if eng.gpus() else []
         argv += ["-ts", ",".join(f"{x:g}" for x in eng.tensor_split)] if eng.tensor_split else []
-        # the in-process engine reuses no prompt cache across requests; neither should its reference
-        argv += ["--cache-reuse", "0"]
+        # its slot pick as the in-process twin's (prompt reuse itself is per request: http.py sends
+        # cache_prompt); no chunk shifting (--cache-reuse), which the twin does not do either
+        argv += ["--slot-prompt-similarity", f"{eng.slot_prompt_similarity:g}", "--cache-reuse", "0"]
         argv.append("--metrics")  # its Prometheus endpoint: the engine's state during a level (server_metrics.py)
         return [*argv, *spec.extra_args], {}, "/health"
     if spec.kind == "llama-cpp-python":
@@ -128,6 +129,7 @@ def server_command(spec: ServerSpec, port: int) -> tuple[list[str], dict[str, st
     if vllm.enforce_eager:
         argv.append("--enforce-eager")
     argv.append("--enable-prefix-caching" if vllm.enable_prefix_caching else "--no-enable-prefix-caching")
+    argv.append("--enable-prompt-tokens-details")  # usage tells each request's cached prompt tokens (http.py)
     env = {"VLLM_LOGGING_LEVEL": "WARNING"}
     bind = omp_bind(vllm.omp_threads_bind)
     if bind is not None:
