@@ -191,6 +191,9 @@ class LlamaCppSpec(LlamaCppGpuSplit, EngineSpecBase):
         reuse = ["prompt reuse on"] if self.cache_prompt else []
         return [self.layout_text(), *reuse] + ([f"rejects past {self.max_queue} waiting"] if self.max_queue else [])
 
+    def reuse_text(self) -> str:
+        return "slot prompt reuse" if self.cache_prompt else "off"
+
     def speed_key(self, precision: str) -> tuple[Any, ...] | None:
         slots, _, unified = self.slot_layout()  # context per slot: room, not speed, at the study's lengths
         # prompt reuse named only when on: the keys of configurations measured before it existed stay
