@@ -45,10 +45,11 @@ FIGURE_CAPTIONS = {
     "Upper right is better. Shaded: per-user speed within the TPOT budget; filled markers meet the whole SLO "
     "(TTFT too) at that load, open ones do not.",
     "throughput": "Output tokens per second vs concurrent users (closed loop): median over repeats, band: "
-    "their range (min-max).",
+    "their range (min-max); engines measured at one load only are in the results table.",
     "ttft": "Time to first token at the SLO percentile, over every submitted request of every repeat "
     "(a failed request counts as +inf), with its exact order-statistic 95% interval where the level holds "
-    "enough requests for one; open circles: no finite upper bound. Dotted: median over repeats of TTFT p50.",
+    "enough requests for one; open circles: no finite upper bound. Dotted: median over repeats of TTFT p50. "
+    "Engines measured at one load only: Appendix C.",
     "itl": "Inter-token latency distributions at the lowest and the highest concurrency.",
     "cliff_causes": "Why the cliff: mean latency per request split into waiting for admission (queue), prefill "
     "and decode, from the engines' own timestamps, against users; dashed: the engine's cliff (searched where a "
@@ -128,13 +129,21 @@ def make_figures(
     judge = SloJudge.of(res.study.slo, **({} if tree is None else tree.slo))
     judged = pool_repeats(res.levels, res.requests, judge)
     panels = fg.pareto_panels(judged, level_set)
-    save(per_engine_figure(res.levels, panels, lambda ax, lv: fg.plot_throughput(ax, lv, level_set)), "throughput")
+    curves = fg.pareto_panels(judged, level_set, curves_only=True)
+    # the body's line figures name engines for people, as its text does
+    by_name = [[people.get(e, e) for e in p] for p in curves]
+    named_levels = res.levels.assign(engine=res.levels["engine"].map(lambda e: people.get(e, e)))
+    named_judged = judged.assign(engine=judged["engine"].map(lambda e: people.get(e, e)))
+    save(per_engine_figure(named_levels, by_name, lambda ax, lv: fg.plot_throughput(ax, lv, level_set)), "throughput")
     fig, axes = plt.subplots(1, len(panels), figsize=(7.5, 3.9), squeeze=False)
     for ax, engines in zip(axes[0], panels, strict=True):
         fg.plot_pareto(ax, judged, level_set, judge.thresholds.get("tpot_s", 1.0), engines, people)
     save(fig, "pareto")
     label, limit_s = judge.label("ttft_s"), judge.thresholds["ttft_s"]
-    save(per_engine_figure(judged, panels, lambda ax, lv: fg.plot_ttft_slo(ax, lv, level_set, label, limit_s)), "ttft")
+    save(
+        per_engine_figure(named_judged, by_name, lambda ax, lv: fg.plot_ttft_slo(ax, lv, level_set, label, limit_s)),
+        "ttft",
+    )
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     fg.plot_itl(ax, res.tokens, res.requests, res.levels, level_set)
     save(fig, "itl")
@@ -156,7 +165,7 @@ def make_figures(
     save(in_flight_figure(res, level_set, engine_names(data)), "in_flight", tight=False)
     # memory is selected by level key inside the plot: each panel's levels pick their own samples
     save(
-        per_engine_figure(res.levels, panels, lambda ax, lv: fg.plot_kv_memory(ax, res.memory, lv, level_set)),
+        per_engine_figure(res.levels, curves, lambda ax, lv: fg.plot_kv_memory(ax, res.memory, lv, level_set)),
         "kv_memory",
     )
     fig, ax = plt.subplots(figsize=(6.5, 3.6))

@@ -32,12 +32,16 @@ MAX_SERIES = 6
 _COLS = ("engine", "level_set", "status", "concurrency", "output_tok_s", "tpot_s_p50")
 
 
-def pareto_panels(levels: pd.DataFrame, level_set: str) -> list[list[str]]:
-    """The engines of each panel: at most `MAX_SERIES` each, those with the most loads first."""
+def pareto_panels(levels: pd.DataFrame, level_set: str, curves_only: bool = False) -> list[list[str]]:
+    """The engines of each panel: at most `MAX_SERIES` each, those with the most loads first.
+    `curves_only`: engines measured at one load only are left out (a point says nothing about a
+    curve, and the results table has it), unless no engine has more."""
     lv = closed_loop_levels(levels, level_set)
     if lv.empty:
         return [[]]
     loads = lv.groupby("engine")["concurrency"].nunique()
+    if curves_only and (loads > 1).any():
+        loads = loads[loads > 1]
     order = sorted(loads.index, key=lambda e: (-int(loads[e]), natural_key(str(e))))
     n = -(-len(order) // MAX_SERIES)
     per = -(-len(order) // n)  # balanced: 8 engines -> 4 + 4, not 6 + 2

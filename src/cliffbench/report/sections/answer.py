@@ -56,7 +56,7 @@ def profiles_of(data: ReportData, level_sets: list[str]) -> list[Profile]:
             continue
         lf = ls.workload.long_fraction
         if ls.workload.kind in REUSE_KINDS:
-            what = reuse_profile_text(data.results.study, ls.name)
+            what = reuse_profile_text(data.results.study, ls.name, short=True)
         elif lf > 0:
             what = f"{fmt(100 * lf, 2, Source('study', 'workload.long_fraction', ls.name))} % long documents"
         else:
@@ -236,7 +236,7 @@ def answer_html(
         f'<h1 class="title">Which engine for how many users: {html.escape(_families(data))}</h1>'
         f'<p class="setup">{_setup_line(data, judge)}</p>'
         f'<p class="bottom-line">{" ".join(html.escape(s) for s in sentences)}</p>'
-        f"{table}{figure_html(figure, caption)}</div>"
+        f"{table}{figure_html(figure, caption, width_pct=76)}</div>"
     )
 
 

@@ -69,6 +69,19 @@ def comparison_table(data: ReportData, level_set: str = "chat") -> str:
     return "\n".join(out)
 
 
+def _resolution(data: ReportData, level_set: str) -> str:
+    """The study's search resolution for `level_set`, in words ('2 users')."""
+    ls = next((s for s in data.results.study.level_sets if s.name == level_set), None)
+    search = ls.load.search if ls is not None else None
+    if search is None:
+        return "its resolution"
+    res = search.resolution if search.resolution is not None else (1.0 if search.over == "users" else None)
+    if res is None:
+        return "5 % of the rate"
+    n = fmt(res, src=Source("study", "search.resolution", level_set))
+    return f"{n} {'user' if res == 1 else 'users'}" if search.over == "users" else f"{n} req/s"
+
+
 def cliff_table(data: ReportData, judged: pd.DataFrame, judge: SloJudge, level_set: str = "chat") -> str:
     """Each engine's cliff and why, in one line each: the mechanism and where the time goes."""
     res = data.results
@@ -103,8 +116,8 @@ def cliff_table(data: ReportData, judged: pd.DataFrame, judge: SloJudge, level_s
         "",
         f"SLO: {record(judge.text(), Source('study', 'slo'))}, each percentile pooled over every request of every "
         f"repeat and judged by its {fmt(100 * judge.level, src=Source('study', 'slo confidence'))} % interval. "
-        "Where a search ran, the cliff is its bisection to one user; else the grid's bracket. Each cause in full, "
-        "with the search paths: Appendix D.",
+        f"Where a search ran, the cliff is its bisection to {_resolution(data, level_set)}; else the grid's bracket. "
+        "Each cause in full, with the search paths: Appendix D.",
     ]
     return "\n".join(out)
 

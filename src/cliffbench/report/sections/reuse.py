@@ -34,23 +34,27 @@ def reuse_level_sets(study: StudySpec) -> list[str]:
     return [ls.name for ls in study.level_sets if ls.workload.kind in REUSE_KINDS]
 
 
-def reuse_profile_text(study: StudySpec, level_set: str) -> str:
-    """What a reuse profile's traffic is, in words, for a table heading."""
+def reuse_profile_text(study: StudySpec, level_set: str, short: bool = False) -> str:
+    """What a reuse profile's traffic is, in words; `short` for a table heading."""
     ls = next(s for s in study.level_sets if s.name == level_set)
     w = ls.workload
     src = Source("study", "workload", level_set)
     if w.kind == "sessions" and w.sessions is not None:
         t = w.sessions.turns
         turns = f"{fmt(t.low, src=src)}-{fmt(t.high, src=src)}" if t.dist != "fixed" else fmt(t.mean, src=src)
-        return f"conversations of {turns} turns, each re-sending the history"
+        return f"{turns} turns" if short else f"conversations of {turns} turns, each re-sending the history"
     if w.kind == "rag" and w.rag is not None:
         r = w.rag
+        if short:
+            return f"{fmt(r.k, src=src)} of {fmt(r.documents, src=src)} documents"
         return (
             f"{fmt(r.k, src=src)} of {fmt(r.documents, src=src)} shared documents of "
             f"{fmt(r.doc_tokens, src=src)} tokens per request"
         )
     if w.kind == "shared_prefix" and w.shared_prefix is not None:
         p = w.shared_prefix
+        if short:
+            return f"{fmt(p.prompts, src=src)} system prompts"
         return f"{fmt(p.prompts, src=src)} shared system prompts of {fmt(p.prefix_tokens, src=src)} tokens"
     return w.kind
 
