@@ -122,7 +122,9 @@ def test_three_readers_and_their_leaves(data: mx.MatrixData, study: MeasuredStud
     # the consultancy-run vLLM scores 4 on operational burden: it is what a reader without an ops team
     # and a GPU reader who weighs ops at all are left with first
     assert leaves == {
-        "on-prem only, a CPU box, 2 users": "llamacpp",
+        # SGLang's and TGI's CPU builds are in their own docs (data/matrix/CHANGES.md, 2026-12): on a CPU box
+        # they stay in, unmeasured, and SGLang's cells outscore the llama.cpp server's
+        "on-prem only, a CPU box, 2 users": "sglang",
         "an A100 40GB and 25 users": "managed-vllm",
         "no ops team, 3 users": "managed-vllm",
     }
@@ -206,7 +208,7 @@ def test_rendered_path_and_readers_table(data: mx.MatrixData, study: MeasuredStu
     leaf = data.options["managed-vllm"].name
     assert f"Leaf: {leaf}, cost at your profile {path.cost_text} per 1M output tokens" in text
     table = readers_markdown(BASE, study, data)
-    assert "| on-prem only, a CPU box, 2 users | 15 | 4 | Self-hosted llama.cpp server | unknown |" in table
+    assert "| on-prem only, a CPU box, 2 users | 13 | 4 | Self-hosted SGLang | unknown |" in table
     at3 = mx.evaluate(BASE.model_copy(update={"users": 3}), data)
     assert "| no ops team, 3 users |" in table and f"| {leaf} | {at3.text.loc['managed-vllm', 'cost']!s} |" in table
 
@@ -220,7 +222,7 @@ def test_cli_recommend_takes_the_questions(monkeypatch: pytest.MonkeyPatch) -> N
     text = " ".join(result.output.split())
     assert "For 2 users:" in text  # the measured tree's answer, as before
     assert "From your constraints to an option of the matrix:" in text
-    assert "Leaf: Self-hosted llama.cpp server" in text
+    assert "Leaf: Self-hosted SGLang" in text
     no_ops = runner.invoke(app, ["recommend", "--users", "3", "--study", "cpu-box", "--no-ops-team"])
     assert no_ops.exit_code == 0 and "Leaf: Managed self-hosted vLLM (consultancy-run)" in " ".join(
         no_ops.output.split()

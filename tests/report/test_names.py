@@ -1,4 +1,4 @@
-"""Engines named by what they are, from their specs: the default study's eight engines."""
+"""Engines named by what they are, from their specs: the default study's nine engines."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def test_default_study_engines_are_named_from_their_specs() -> None:
     flags = ["avx512_bf16"]  # a CPU with bf16 kernels: `best` is bf16
     names = display_names(specs, {n: es.precision(flags) for n, es in specs.items()})
     assert names == {
-        "vllm": "vLLM, bf16, tuned",
+        "vllm": "vLLM, bf16, tuned, prefix cache",
         "vllm-as-shipped": "vLLM as shipped",
         "vllm-fp32": "vLLM, fp32, tuned",
         "ollama": "Ollama 0.10+ as shipped",
@@ -22,6 +22,7 @@ def test_default_study_engines_are_named_from_their_specs() -> None:
         "llamacpp-f32-32": "llama.cpp, 32 slots, F32",
         "llamacpp-bf16-32": "llama.cpp, 32 slots, BF16",
         "llamacpp-q8_0-32": "llama.cpp, 32 slots, Q8_0",
+        "llamacpp-f32-32-reuse": "llama.cpp, 32 slots, F32, prompt reuse",
     }
 
 

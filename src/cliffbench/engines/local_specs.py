@@ -202,7 +202,7 @@ class LlamaCppSpec(LlamaCppGpuSplit, EngineSpecBase):
     def configured_name(self, precision: str) -> str:
         slots, _, unified = self.slot_layout()
         held = "one request at a time" if slots == 1 else f"{slots} slots" + (", shared KV" if unified else "")
-        return f"llama.cpp, {held}, {gguf_name(precision)}"
+        return f"llama.cpp, {held}, {gguf_name(precision)}" + (", prompt reuse" if self.cache_prompt else "")
 
     def weights_text(self, precision: str) -> str:
         return gguf_name(precision)

@@ -105,19 +105,37 @@ def _evictions(data: ReportData, judged: pd.DataFrame, level_set: str) -> list[s
     """One sentence per engine whose measured rate fell under half the possible one at some load."""
     out = []
     names = engine_names(data)
+    specs = data.results.engine_specs
     lv = ok_levels(judged, level_set)
     for eng, g in lv.groupby("engine", sort=True):
+        if str(eng) in specs and specs[str(eng)].reuse_text() == "off":
+            continue  # a control: it serves nothing from cache by design
+        block = _block_tokens(g)
         for users in sorted(g["concurrency"]):
             share = evicted_share(judged, str(eng), level_set, users)
             if not math.isnan(share) and share < _EVICTED_BELOW:
                 src = Source("levels", "hit_rate_measured / hit_rate_theory", f"{eng}, {users:g}, {level_set}")
+                why = (
+                    f"its cache keeps whole blocks of {fmt(block, src=Source('levels', 'cfg_block_size', str(eng)))} "
+                    "tokens, and a prefix shorter than a block is computed again"
+                    if block > 1
+                    else "a slot's tokens were overwritten by another user's request before its owner came back "
+                    "(fewer slots than users), or the KV pool evicted them"
+                )
                 out.append(
                     f"{names.get(str(eng), str(eng))} served {fmt(100 * share, 2, src)} % of the reusable tokens from "
-                    f"cache at {fmt(users, src=src)} users: its cache did not keep the users' prefixes (KV pool full "
-                    "or cache evicted, or a slot given to another user)."
+                    f"cache at {fmt(users, src=src)} users: {why}."
                 )
                 break
     return out
+
+
+def _block_tokens(levels: pd.DataFrame) -> float:
+    """The engine's KV block in tokens where it reported one (vLLM's `block_size`), else 1."""
+    if "cfg_block_size" not in levels:
+        return 1.0
+    block = pd.to_numeric(levels["cfg_block_size"], errors="coerce").dropna()
+    return float(block.iloc[0]) if len(block) else 1.0
 
 
 def reuse_section(data: ReportData, judged: pd.DataFrame) -> str:
@@ -131,7 +149,9 @@ def reuse_section(data: ReportData, judged: pd.DataFrame) -> str:
         "to many users. An engine that keeps those tokens' KV computes only what is new. *Possible* is what "
         "an infinite prefix cache would serve of the prompt tokens of the same requests. *Measured* is what "
         "the engine reported it served from cache, over the steady window. vLLM reports it per request, "
-        "and so do the llama.cpp engines with prompt reuse; *not reported* means the engine told nothing."
+        "and so do the llama.cpp engines with prompt reuse; *not reported* means the engine told nothing. "
+        "*Possible* starts from an empty cache at each level, so an engine whose cache still holds an earlier "
+        "repeat's documents can measure more."
     ]
     for ls in sets:
         out += ["", f"**{ls}**: {reuse_profile_text(data.results.study, ls)}.", "", _table(data, judged, ls)]
