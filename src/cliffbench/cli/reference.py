@@ -37,6 +37,7 @@ def export(
         f"{where}: {record.levels} levels, {record.request_rows} requests, "
         f"{record.size_bytes / 2**20:.2f} MiB (left out: {', '.join(record.left_out)})",
         highlight=False,
+        soft_wrap=True,  # one line, whatever the terminal's width: a path must stay whole
     )
 
 

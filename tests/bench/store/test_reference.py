@@ -31,9 +31,9 @@ runner = CliRunner()
 WIDE = {"kind": "fake", "label": "wide", "ttft_s": 0.005, "itl_s": 0.002, "max_batch": 8}
 NARROW = {"kind": "fake", "label": "narrow", "ttft_s": 0.005, "itl_s": 0.002, "max_batch": 1}
 SLO = {"thresholds": {"ttft_s": 0.03, "tpot_s": 1.0}, "percentiles": {"ttft_s": 50, "tpot_s": 50}}
-# the default study's largest level folders hold about this many bytes compacted (level.json ~5 kB,
-# the requests ~4 kB): 108 of them stay near 1 MB
-MAX_LEVEL_BYTES = 12_000
+# a compacted level folder: level.json ~5 kB, the requests 4-6 kB for a few dozen requests; the
+# default study's 108 levels then stay near 1 MB, well under the 5 MiB cap
+MAX_LEVEL_BYTES = 16_000
 
 
 def study_spec(name: str) -> StudySpec:
@@ -108,13 +108,13 @@ def test_compared_with_its_original_it_is_the_same_within_noise(root: Path, expo
     assert not [d for d in c.differences if d.blocking]
     for e in c.engines:
         assert e.verdict == "same within noise", e
-        assert all(m.verdict == "same within noise" and m.ratio == 1 for m in e.metrics)
+        assert all(m.verdict == "same within noise" and m.ratio == pytest.approx(1) for m in e.metrics)
         assert all(m.verdict == "same within noise" for lv in e.levels for m in lv.metrics)
         assert all(x.a_bracket == x.b_bracket and x.moved.startswith("not moved") for x in e.cliffs)
     assert c.exit_code == 0
     result = runner.invoke(app, ["compare", str(root / "a"), str(exported), "--confidence", "0.95"])
     assert result.exit_code == 0, result.output
-    assert "no regression" in result.output and "slower" not in result.output
+    assert "no regression" in result.output and "same within noise" in result.output
 
 
 def test_the_copy_is_bounded(exported: Path, root: Path, tmp_path: Path) -> None:

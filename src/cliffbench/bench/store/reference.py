@@ -137,7 +137,9 @@ def export_reference(
         for level in levels:
             try:
                 rows += _copy_level(level, tmp / "levels" / level.name)
-            except ValueError as exc:  # level.json unreadable (InputError is one too)
+            except InputError:
+                raise
+            except ValueError as exc:  # level.json unreadable
                 raise InputError(f"study: level {level.name}: {str(exc).splitlines()[0]}") from None
         if (src / "searches").is_dir():
             shutil.copytree(src / "searches", tmp / "searches")
