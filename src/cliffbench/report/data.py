@@ -24,7 +24,7 @@ from cliffbench.bench.search.bracket import CliffFound, read_searches
 from cliffbench.bench.spec.study import StudySpec, load_study
 from cliffbench.bench.store.levels import Results, load_results, study_dir
 from cliffbench.bench.store.reference import find_reference, load_reference
-from cliffbench.config import PROJECT_ROOT
+from cliffbench.config import PROJECT_ROOT, InputError
 from cliffbench.hardware import Hardware
 
 __all__ = ["GPU_STUDY", "BenchmarkResult", "GpuStudy", "ReferenceRun", "ReportData", "load_report_data"]
@@ -57,7 +57,8 @@ class ReferenceRun:
     """The project's run of the same study, shipped under data/reference/ (bench/store/reference.py)."""
 
     path: str  # as the text cites it: relative to the project root when inside it
-    results: Results
+    results: Results | None  # None: the copy could not be read (`problem` says why)
+    problem: str = ""
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,7 +105,10 @@ def _reference(study: str, root: Path) -> ReferenceRun | None:
     if folder is None:
         return None
     shown = folder.relative_to(root) if folder.is_relative_to(root) else folder
-    return ReferenceRun(str(shown), load_reference(folder))
+    try:
+        return ReferenceRun(str(shown), load_reference(folder))
+    except InputError as exc:  # a damaged copy must not stop the report: its section says what is wrong
+        return ReferenceRun(str(shown), None, str(exc))
 
 
 def load_report_data(study: str, root: Path = PROJECT_ROOT) -> ReportData:

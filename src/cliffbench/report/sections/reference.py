@@ -95,9 +95,12 @@ def reference_section(data: ReportData, level_set: str = "chat") -> str:
             "so this run is not compared with the project's."
         )
     cite_text(ref.path)
+    theirs = ref.results
     try:
-        c = compare_studies(ref.results, data.results, paths=(ref.path, data.study), allow_different=True)
-    except InputError as exc:
+        if theirs is None:
+            raise InputError(ref.problem)
+        c = compare_studies(theirs, data.results, paths=(ref.path, data.study), allow_different=True)
+    except InputError as exc:  # a reader's run that cannot be compared still gets its report
         reason = record(str(exc), Source(ref.path, "compare"))
         return f"The reference run `{ref.path}` cannot be compared with this one: {reason}."
     names = engine_names(data)
@@ -106,7 +109,7 @@ def reference_section(data: ReportData, level_set: str = "chat") -> str:
     shown = [_difference(d, where) for d in c.differences if d.field != "git_sha"]
     conf = fmt(100 * c.confidence, src=Source("compare", "confidence"))
     text = [
-        f"The project ships its own run of this study (`{ref.path}`): {_machine(ref.results.manifest, where[0])}; "
+        f"The project ships its own run of this study (`{ref.path}`): {_machine(theirs.manifest, where[0])}; "
         f"this run: {_machine(data.results.manifest, where[1])}. "
         + ("Differs: " + "; ".join(shown) + ". " if shown else "Nothing recorded differs but the date. ")
         + "Ratios are this run over the reference; a verdict says whether a difference is beyond the "
