@@ -81,6 +81,9 @@ def test_a_reference_that_cannot_be_compared_is_said_not_raised(project: Path) -
     other = ReferenceRun("data/reference/other", fake_results(1))
     text = reference_section(_data(project, other), "chat")
     assert text.startswith("The reference run `data/reference/other` cannot be compared with this one: engines:")
+    damaged = ReferenceRun("data/reference/a", None, "study: every stored level of 'a' is damaged")
+    text = reference_section(_data(project, damaged), "chat")
+    assert text.endswith("cannot be compared with this one: study: every stored level of 'a' is damaged.")
 
 
 def test_load_report_data_finds_the_reference_of_the_same_study(project: Path) -> None:
