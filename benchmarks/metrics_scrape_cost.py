@@ -151,7 +151,9 @@ def main() -> None:
     out = asyncio.run(main_async(args))
     lags = {s: [x["lag_p99_ms"] for x in out["rows"] if (x["scrape"] == "ok") == s] for s in (True, False)}
     numbers = [
-        RepeatedNumber(name=f"lag p99, {'scraped' if s else 'not scraped'}", unit="ms", higher_is_better=False, values=v)
+        RepeatedNumber(
+            name=f"lag p99, {'scraped' if s else 'not scraped'}", unit="ms", higher_is_better=False, values=v
+        )
         for s, v in lags.items()
         if v  # a scrape that never answered leaves one side empty: the file is still written
     ]
