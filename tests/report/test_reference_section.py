@@ -89,4 +89,4 @@ def test_a_reference_that_cannot_be_compared_is_said_not_raised(project: Path) -
 def test_load_report_data_finds_the_reference_of_the_same_study(project: Path) -> None:
     data = load_report_data("a", project)
     assert data.reference is not None and data.reference.path == "data/reference/a"
-    assert data.reference.results.manifest.cpu.model == OTHER_CPU
+    assert data.reference.results is not None and data.reference.results.manifest.cpu.model == OTHER_CPU
