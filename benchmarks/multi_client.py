@@ -368,59 +368,59 @@ def main() -> None:
                 f"{row['thread_wait_p99_ms']['median']:>10.1f} | {row['server_cpu_cores']['median']:>6.2f} "
                 f"{row['foreign_cores']['median']:>7.2f}"
             )
-    doc = json.dumps(
-        {
-            "what": __doc__,
-            "machine": {
-                "platform": platform.platform(),
-                "cpu": cpu_info().model or "",
-                "cores": os.cpu_count(),
-                "loadavg_before": load_before,
-                "loadavg_after": load_after,
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    payload = json.loads(  # numpy scalars of the stored levels as numbers (write_result's default quotes them)
+        json.dumps(
+            {
+                "what": __doc__,
+                "machine": {
+                    "platform": platform.platform(),
+                    "cpu": cpu_info().model or "",
+                    "cores": os.cpu_count(),
+                    "loadavg_before": load_before,
+                    "loadavg_after": load_after,
+                },
+                "server": {
+                    "processes": args.server_procs,
+                    "shares_the_cores": "the server processes, the K clients and this driver share the machine's "
+                    f"{os.cpu_count()} cores: K clients beyond what the cores left by the server can run "
+                    "cannot add throughput here",
+                    "answer": f"{OUTPUT_TOKENS} tokens, usage and [DONE] in one write (content-length)",
+                },
+                "settings": {
+                    "reps": args.reps,
+                    "duration_s": {u: d * args.scale for u, d in DURATION_S.items()},
+                    "users": USERS,
+                    "k": KS,
+                    "output_tokens": OUTPUT_TOKENS,
+                },
+                "spread": "min-max (and median) over the repeats, which ran interleaved (repeat r of every cell "
+                "before repeat r+1)",
+                "notes": [
+                    "achieved_over_target: the stored level summary (in flight from submit to stream close, "
+                    "over first submit .. last token), so it includes the ramp (users waiting for their first "
+                    "turn in a saturated loop; users whose turn comes after duration_s never send) and the drain",
+                    "steady_achieved_over_target: NaN where the clients did not get every user's first request "
+                    "out before the level's duration ended (no moment with every user active)",
+                    "e2e: the server answers in microseconds, so e2e is queueing and work in the client(s)",
+                    "client_loop_cpu_us_per_request: CPU of the clients' event-loop threads per ok request",
+                    "foreign_cores: CPU used during the level by processes outside this benchmark (other agents "
+                    "on the shared machine): every cell ran with that much less of the 2 cores",
+                ],
+                "cells": rows,
+                "wall_s": time.perf_counter() - t0,
             },
-            "server": {
-                "processes": args.server_procs,
-                "shares_the_cores": "the server processes, the K clients and this driver share the machine's "
-                f"{os.cpu_count()} cores: K clients beyond what the cores left by the server can run "
-                "cannot add throughput here",
-                "answer": f"{OUTPUT_TOKENS} tokens, usage and [DONE] in one write (content-length)",
-            },
-            "settings": {
-                "reps": args.reps,
-                "duration_s": {u: d * args.scale for u, d in DURATION_S.items()},
-                "users": USERS,
-                "k": KS,
-                "output_tokens": OUTPUT_TOKENS,
-            },
-            "spread": "min-max (and median) over the repeats, which ran interleaved (repeat r of every cell "
-            "before repeat r+1)",
-            "notes": [
-                "achieved_over_target: the stored level summary (in flight from submit to stream close, "
-                "over first submit .. last token), so it includes the ramp (users waiting for their first "
-                "turn in a saturated loop; users whose turn comes after duration_s never send) and the drain",
-                "steady_achieved_over_target: NaN where the clients did not get every user's first request "
-                "out before the level's duration ended (no moment with every user active)",
-                "e2e: the server answers in microseconds, so e2e is queueing and work in the client(s)",
-                "client_loop_cpu_us_per_request: CPU of the clients' event-loop threads per ok request",
-                "foreign_cores: CPU used during the level by processes outside this benchmark (other agents "
-                "on the shared machine): every cell ran with that much less of the 2 cores",
-            ],
-            "cells": rows,
-            "wall_s": time.perf_counter() - t0,
-        },
-        default=float,  # numpy scalars of the stored levels as numbers (write_result would quote them)
+            indent=2,
+            default=float,
+        )
     )
     numbers = [
-        RepeatedNumber(
-            name=f"K={r['k']} {r['users']} users {what}",
-            unit=unit,
-            higher_is_better=up,
-            values=[x[key] for x in r["runs"]],
-        )
+        RepeatedNumber(name=f"K={r['k']} {r['users']} users {what}", unit=unit, higher_is_better=up, values=v)
         for r in rows
         for key, what, unit, up in (("request_s", "requests/s", "req/s", True), ("e2e_p99_ms", "e2e p99", "ms", False))
+        if (v := [x[key] for x in r["runs"]])
     ]
-    write_result(OUT, json.loads(doc), new_record("multi_client", args.reps, numbers, list(load_before)))
+    write_result(OUT, payload, new_record("multi_client", args.reps, numbers, list(load_before)))
     print(f"wrote {OUT} in {time.perf_counter() - t0:.0f} s; loadavg {load_before[0]:.2f} -> {load_after[0]:.2f}")
 
 
