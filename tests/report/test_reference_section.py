@@ -30,6 +30,7 @@ OTHER_CPU = "Intel Xeon Platinum 8488C"
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project root: study `a` stored, its reference exported and edited to another machine."""
     root = tmp_path_factory.mktemp("project")
+    (root / "data").mkdir()
     (root / "data" / "published").symlink_to(PROJECT_ROOT / "data" / "published")
     with pytest.MonkeyPatch.context() as mp:
         fix_probe(mp)
