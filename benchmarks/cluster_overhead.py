@@ -16,7 +16,6 @@ Writes benchmarks/results/cluster_overhead.json (or --out).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from cliffbench.bench.spec.study import load_study
+from cliffbench.bench.store.bench_record import RepeatedNumber, loadavg, new_record, write_result
 from cliffbench.bench.store.provenance import collect_provenance
 from cliffbench.config import DATA_DIR, PROJECT_ROOT
 
@@ -62,6 +62,7 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=1)
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args()
+    before = loadavg()
     name = load_study(a.study).name
     runs = []
     for i in range(a.pairs):
@@ -84,7 +85,16 @@ def main() -> None:
         ),
         "provenance": collect_provenance().model_dump(mode="json"),
     }
-    a.out.write_text(json.dumps(out, indent=2, default=str))
+    numbers = [
+        RepeatedNumber(
+            name="cluster / local wall time",
+            higher_is_better=False,
+            values=[y["wall_s"] / x["wall_s"] for x, y in zip(local, ray, strict=True)],
+        ),
+        RepeatedNumber(name="local wall", unit="s", higher_is_better=False, values=[r["wall_s"] for r in local]),
+        RepeatedNumber(name="cluster wall", unit="s", higher_is_better=False, values=[r["wall_s"] for r in ray]),
+    ]
+    write_result(a.out, out, new_record("cluster_overhead", a.pairs, numbers, before))
     print(f"cluster/local wall: x{out['median_wall_ratio_cluster_over_local']:.2f}; wrote {a.out}")
 
 

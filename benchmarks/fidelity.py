@@ -31,6 +31,7 @@ import numpy as np
 
 from cliffbench.bench.load.driver import RequestRecord, run_level
 from cliffbench.bench.spec.workload import WorkloadSpec
+from cliffbench.bench.store.bench_record import RepeatedNumber, loadavg, new_record, write_result
 from cliffbench.bench.store.provenance import collect_provenance
 from cliffbench.bench.workload.requests import build_requests
 from cliffbench.engines import GenRequest, make_engine
@@ -180,6 +181,13 @@ async def measure_pair(
                     "slots": slots,
                     "concurrency": c,
                     "tok_s_ratio": a["tok_s"] / b["tok_s"],
+                    # each repeat's in-process / server pair, in order: the range the median hides
+                    "tok_s_ratio_per_rep": [
+                        x["tok_s"] / y["tok_s"] for x, y in zip(runs[True], runs[False], strict=True)
+                    ],
+                    "ttft_p50_ratio_per_rep": [
+                        x["ttft_p50_s"] / y["ttft_p50_s"] for x, y in zip(runs[True], runs[False], strict=True)
+                    ],
                     "ttft_p50_ratio": a["ttft_p50_s"] / b["ttft_p50_s"],
                     "ttft_p99_ratio": a["ttft_p99_s"] / b["ttft_p99_s"],
                     "same_text": same,
@@ -257,6 +265,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     wanted = a.pairs.split(",")
     t0 = time.perf_counter()
+    before = loadavg()
 
     async def run_all() -> None:
         for n in slots:
@@ -294,10 +303,10 @@ def main() -> None:
     try:
         asyncio.run(run_all())
     finally:
-        write(rows, a, time.perf_counter() - t0)
+        write(rows, a, time.perf_counter() - t0, before)
 
 
-def write(rows: list[dict[str, Any]], a: argparse.Namespace, wall_s: float) -> None:
+def write(rows: list[dict[str, Any]], a: argparse.Namespace, wall_s: float, before: list[float]) -> None:
     if not rows:
         return
     out: Path = a.out
@@ -310,26 +319,33 @@ def write(rows: list[dict[str, Any]], a: argparse.Namespace, wall_s: float) -> N
         runs = old.get("runs", []) + runs
     llama = [r for r in rows if r["pair"].startswith("slots")]
     within = [r for r in llama if abs(r["tok_s_ratio"] - 1) <= TOLERANCE and abs(r["ttft_p50_ratio"] - 1) <= TOLERANCE]
-    out.write_text(
-        json.dumps(
-            {
-                "machine": collect_provenance().model_dump(mode="json"),
-                "workload": {"prompt_tokens": a.prompt_tokens, "output_tokens": a.output_tokens},
-                "threads": a.threads or len(os.sched_getaffinity(0)),
-                "runs": runs,
-                "ratio": "in-process / server",
-                "tolerance": TOLERANCE,
-                "llama_levels_within_tolerance": f"{len(within)}/{len(llama)}",
-                "notes": (
-                    "The load generator (HTTP client) runs on the same cores as the server; its SSE "
-                    "parsing competes with the server for CPU. Both sides of a pair were up at once and "
-                    "measured level by level, alternating order. Single runs on a machine shared with "
-                    "other jobs (loadavg_1m per row); control-slots-vs-slots is the A/A noise floor."
-                ),
-                "rows": rows,
-            },
-            indent=2,
+    numbers = [
+        RepeatedNumber(
+            name=f"{r['pair']} slots {r['slots']} {r['concurrency']} users {what} in-process / server",
+            values=r.get(f"{key}_per_rep") or [r[key]],  # rows stored before per-repeat ratios: the median
         )
+        for r in rows
+        for key, what in (("tok_s_ratio", "tok/s"), ("ttft_p50_ratio", "TTFT p50"))
+    ]
+    write_result(
+        out,
+        {
+            "machine": collect_provenance().model_dump(mode="json"),
+            "workload": {"prompt_tokens": a.prompt_tokens, "output_tokens": a.output_tokens},
+            "threads": a.threads or len(os.sched_getaffinity(0)),
+            "runs": runs,
+            "ratio": "in-process / server",
+            "tolerance": TOLERANCE,
+            "llama_levels_within_tolerance": f"{len(within)}/{len(llama)}",
+            "notes": (
+                "The load generator (HTTP client) runs on the same cores as the server; its SSE "
+                "parsing competes with the server for CPU. Both sides of a pair were up at once and "
+                "measured level by level, alternating order. Single runs on a machine shared with "
+                "other jobs (loadavg_1m per row); control-slots-vs-slots is the A/A noise floor."
+            ),
+            "rows": rows,
+        },
+        new_record("fidelity", a.reps, numbers, before),
     )
     print(f"wrote {out} ({wall_s:.0f} s)")
 

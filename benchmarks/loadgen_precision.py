@@ -16,12 +16,11 @@ Writes benchmarks/results/loadgen_precision.json.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import platform
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from scipy import stats
@@ -29,6 +28,7 @@ from scipy import stats
 from cliffbench.bench.load.arrivals import poisson_offsets_s
 from cliffbench.bench.load.driver import LAG_PROBE_INTERVAL_S, run_level
 from cliffbench.bench.metrics.level import achieved_concurrency
+from cliffbench.bench.store.bench_record import RepeatedNumber, loadavg, new_record, write_result
 from cliffbench.engines.base import GenRequest
 from cliffbench.engines.fake import FakeEngine
 from cliffbench.hardware import cpu_info
@@ -107,6 +107,7 @@ def poisson(rate_rps: float, n: int, seed: int) -> dict[str, float]:
 def main() -> None:
     t0 = time.perf_counter()
     load_before = os.getloadavg()[0]  # the harness shares the cores: other load shows up as lag
+    before = loadavg()
     rows: list[dict[str, Any]] = []
     engines = (
         ("instant", 0.0, 0.0, False),
@@ -160,20 +161,34 @@ def main() -> None:
             f"{p['ks_pvalue_schedule']:.3f}, realised {p['ks_pvalue']:.3f} (median of {REPEATS}); submit "
             f"lateness p50 {p['submit_lateness_p50_ms']:.2f} ms p99 {p['submit_lateness_p99_ms']:.2f} ms"
         )
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(
-        json.dumps(
-            {
-                "machine": {**cpu_info().model_dump(), "python": platform.python_version()},
-                "load_average_1m": {"before": load_before, "after": os.getloadavg()[0]},
-                "criteria": criteria,
-                "closed_loop": rows,
-                "poisson": pois,
-                "wall_s": time.perf_counter() - t0,
-            },
-            indent=2,
+    doc = {
+        "machine": {**cpu_info().model_dump(), "python": platform.python_version()},
+        "load_average_1m": {"before": load_before, "after": os.getloadavg()[0]},
+        "criteria": criteria,
+        "closed_loop": rows,
+        "poisson": pois,
+        "wall_s": time.perf_counter() - t0,
+    }
+    numbers = [
+        RepeatedNumber(
+            name=f"{r['engine']} {r['users']} users {key}",
+            unit=unit,
+            higher_is_better=False,
+            values=[x[key] for x in r["runs"]],
         )
-    )
+        for r in rows
+        for key, unit in (("lag_p99_ms", "ms"), ("thread_wait_p99_ms", "ms"))
+    ]
+    numbers += [
+        RepeatedNumber(
+            name=f"poisson {p['rate_rps']:g}/s submit lateness p99",
+            unit="ms",
+            higher_is_better=False,
+            values=[x["submit_lateness_p99_ms"] for x in cast(list[dict[str, float]], p["runs"])],
+        )
+        for p in pois
+    ]
+    write_result(OUT, doc, new_record("loadgen_precision", REPEATS, numbers, before))
     print(f"wrote {OUT}")
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cliffbench.bench.load.driver import run_level
+from cliffbench.bench.store.bench_record import RepeatedNumber, loadavg, new_record, write_result
 from cliffbench.engines import GenRequest, make_engine
 from cliffbench.engines.specs import OpenAIHttpSpec
 
@@ -145,9 +146,18 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=16)
     ap.add_argument("--requests", type=int, default=480)
     ap.add_argument("--rounds", type=int, default=3)
-    out = asyncio.run(main_async(ap.parse_args()))
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(out, indent=2))
+    args = ap.parse_args()
+    before = loadavg()
+    out = asyncio.run(main_async(args))
+    lags = {s: [x["lag_p99_ms"] for x in out["rows"] if (x["scrape"] == "ok") == s] for s in (True, False)}
+    numbers = [
+        RepeatedNumber(
+            name=f"lag p99, {'scraped' if s else 'not scraped'}", unit="ms", higher_is_better=False, values=v
+        )
+        for s, v in lags.items()
+        if v  # a scrape that never answered leaves one side empty: the file is still written
+    ]
+    write_result(OUT, out, new_record("metrics_scrape_cost", args.rounds, numbers, before))
     on, off = out["median_lag_p99_ms_scraped"], out["median_lag_p99_ms_not_scraped"]
     print(f"median lag p99: scraped {on:.2f} ms, not scraped {off:.2f} ms")
 

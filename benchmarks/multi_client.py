@@ -51,6 +51,7 @@ import psutil
 from cliffbench.bench.load.driver import RequestRecord
 from cliffbench.bench.progress.reporter import LevelTask
 from cliffbench.bench.spec.study import StudySpec
+from cliffbench.bench.store.bench_record import RepeatedNumber, new_record, write_result
 from cliffbench.bench.store.levels import LevelInfo, load_results, read_level
 from cliffbench.bench.sweep import run_study
 from cliffbench.hardware import cpu_info
@@ -368,7 +369,7 @@ def main() -> None:
                 f"{row['foreign_cores']['median']:>7.2f}"
             )
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(
+    payload = json.loads(  # numpy scalars of the stored levels as numbers (write_result's default quotes them)
         json.dumps(
             {
                 "what": __doc__,
@@ -413,6 +414,13 @@ def main() -> None:
             default=float,
         )
     )
+    numbers = [
+        RepeatedNumber(name=f"K={r['k']} {r['users']} users {what}", unit=unit, higher_is_better=up, values=v)
+        for r in rows
+        for key, what, unit, up in (("request_s", "requests/s", "req/s", True), ("e2e_p99_ms", "e2e p99", "ms", False))
+        if (v := [x[key] for x in r["runs"]])
+    ]
+    write_result(OUT, payload, new_record("multi_client", args.reps, numbers, list(load_before)))
     print(f"wrote {OUT} in {time.perf_counter() - t0:.0f} s; loadavg {load_before[0]:.2f} -> {load_after[0]:.2f}")
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import tempfile
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 from cliffbench.bench.load.driver import run_level
 from cliffbench.bench.progress.reporter import LevelTask, ProgressFile
 from cliffbench.bench.spec.workload import WorkloadSpec
+from cliffbench.bench.store.bench_record import RepeatedNumber, loadavg, new_record, write_result
 from cliffbench.bench.store.provenance import collect_provenance
 from cliffbench.bench.workload.requests import build_requests
 from cliffbench.engines import make_engine
@@ -85,8 +85,18 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=320)
     p.add_argument("--out", type=Path, default=OUT)
     a = p.parse_args()
+    before = loadavg()
     doc = asyncio.run(main_async(a))
-    a.out.write_text(json.dumps(doc, indent=2, default=str))
+    numbers = [
+        RepeatedNumber(
+            name=f"{v} lag p99",
+            unit="s",
+            higher_is_better=False,
+            values=[r["lag_p99_s"] for r in doc["runs"] if r["variant"] == v],
+        )
+        for v in VARIANTS
+    ]
+    write_result(a.out, doc, new_record("progress_lag", a.reps, numbers, before))
     med = doc["lag_p99_s_median"]
     print(
         "lag p99 medians: "

@@ -21,7 +21,7 @@ from cliffbench.decide import matrix as mx
 from cliffbench.decide.matrix import score as matrix_score
 from cliffbench.decide.tree import decision_tree
 from cliffbench.report import figure_set
-from cliffbench.report.data import BenchmarkResult, ReportData
+from cliffbench.report.data import BenchmarkResult, ReferenceRun, ReportData
 from cliffbench.report.matrix_pdf import make_matrix_figures
 from cliffbench.report.params import AnalysisParams
 from cliffbench.report.pdf import render_pdf
@@ -68,7 +68,13 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], Numbe
         results=res,
         claims=load_claims(),
         tuning=BenchmarkResult("engine_tuning.json", tuning_sweep()),
-    )
+        # the project's run of the same study on another machine: the body compares with it
+        reference=ReferenceRun(
+            "data/reference/whitepaper-fixture",
+            fake_results(2, engines=ENGINES, users=(1, 2, 4, 8, 16, 32), mixed_users=(4, 16), failed=None,
+                         requests_per_level=31, cpu_model="Reference CPU 7"),
+        ),
+    )  # fmt: skip
     params = AnalysisParams(study=data.study)
     tree = decision_tree(res, "chat", "mixed", params.ttft_slo_s, params.tpot_slo_s)
     mp = pytest.MonkeyPatch()
@@ -123,8 +129,9 @@ def test_body_fits_twelve_pages(rendered: tuple[list[str], NumberLog, Path]) -> 
     start = _appendix_start(pages)
     assert start <= MAX_BODY_PAGES, f"body is {start} pages"
     body = " ".join(pages[:start])
-    for title in ("Results", "Why each cliff", "The seed's claims, one by one", "Decision tree"):
+    for title in ("Results", "Against the reference run", "Why each cliff", "The seed's claims, one by one"):
         assert title in body, title
+    assert "Decision tree" in body and "Reference CPU 7, " in body  # the reference's machine, named
     # the seed paragraph once, not twice
     assert " ".join(pages).count("The seed claims vLLM delivers about") == 1
 

@@ -20,6 +20,7 @@ from cliffbench.bench.spec.study import RunFlags, StudySpec, flag_study, load_st
 from cliffbench.cli.compare import add_compare_command
 from cliffbench.cli.find_cliff import add_find_cliff_command
 from cliffbench.cli.matrix import add_matrix_command
+from cliffbench.cli.reference import add_reference_command
 from cliffbench.cli.report import add_report_command
 from cliffbench.config import InputError, field_default
 
@@ -33,6 +34,7 @@ add_report_command(app)
 add_matrix_command(app)
 add_find_cliff_command(app)
 add_compare_command(app)
+add_reference_command(app)
 
 
 @app.command("prepare-model")

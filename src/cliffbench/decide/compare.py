@@ -34,7 +34,7 @@ from pydantic import BaseModel
 
 from cliffbench.bench.metrics.repeats import SloJudge, pool_repeats
 from cliffbench.bench.store.levels import Results, load_results
-from cliffbench.config import RESULTS_DIR, InputError
+from cliffbench.config import DATA_DIR, RESULTS_DIR, InputError
 from cliffbench.decide.compare_cliff import CliffShift, cliff_shifts
 from cliffbench.decide.compare_match import (
     Difference,
@@ -130,14 +130,18 @@ class StudyComparison(BaseModel):
 
 
 def open_study(ref: str, side: str = "A", root: Path | None = None) -> Results:
-    """A stored study by name (under `root`, data/results by default) or by folder (a study folder
-    anywhere, e.g. data/reference/default): its levels and requests, not its per-token tables."""
+    """A stored study by name (under `root`, data/results by default), by folder (a study folder
+    anywhere, e.g. data/reference/default) or as `reference/<name>` (a shipped reference run,
+    bench/store/reference.py): its levels and requests, not its per-token tables."""
     path = Path(ref)
     if (path / "levels").is_dir():
         folder = path.resolve()
         return load_results(folder.name, folder.parent, tables=("requests",))
     if (((root or RESULTS_DIR) / ref) / "levels").is_dir() and "/" not in ref:
         return load_results(ref, root, tables=("requests",))
+    shipped = DATA_DIR / ref  # 'reference/default' from any folder: a shipped reference run
+    if ref.startswith("reference/") and (shipped / "levels").is_dir():
+        return load_results(shipped.name, shipped.parent, tables=("requests",))
     raise InputError(
         f"{side}: no stored study {ref!r}: give a study name under {root or RESULTS_DIR} or a study folder"
     )

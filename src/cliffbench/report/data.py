@@ -23,10 +23,11 @@ from cliffbench.bench.metrics.repeats import SloJudge, pool_repeats
 from cliffbench.bench.search.bracket import CliffFound, read_searches
 from cliffbench.bench.spec.study import StudySpec, load_study
 from cliffbench.bench.store.levels import Results, load_results, study_dir
-from cliffbench.config import PROJECT_ROOT
+from cliffbench.bench.store.reference import find_reference, load_reference
+from cliffbench.config import PROJECT_ROOT, InputError
 from cliffbench.hardware import Hardware
 
-__all__ = ["GPU_STUDY", "BenchmarkResult", "GpuStudy", "ReportData", "load_report_data"]
+__all__ = ["GPU_STUDY", "BenchmarkResult", "GpuStudy", "ReferenceRun", "ReportData", "load_report_data"]
 
 GPU_STUDY = Path("studies") / "a100-published.yaml"  # the published setup as a runnable study
 _BENCHMARKS = Path("benchmarks") / "results"
@@ -52,6 +53,15 @@ class GpuStudy:
 
 
 @dataclass(frozen=True, eq=False)
+class ReferenceRun:
+    """The project's run of the same study, shipped under data/reference/ (bench/store/reference.py)."""
+
+    path: str  # as the text cites it: relative to the project root when inside it
+    results: Results | None  # None: the copy could not be read (`problem` says why)
+    problem: str = ""
+
+
+@dataclass(frozen=True, eq=False)
 class ReportData:
     """What the report's sections and figures read: one study and the files the text cites."""
 
@@ -65,6 +75,7 @@ class ReportData:
     gpu_study: GpuStudy | None = None
     levels: pd.DataFrame | None = None  # pooled over repeats and judged by the study's SLO (None: pool here)
     searches: tuple[CliffFound, ...] = ()  # the study's cliff searches (bench/search/bracket.py)
+    reference: ReferenceRun | None = None  # data/reference/<study> (None: none shipped for this study)
 
     @functools.cached_property  # pooled once: every section reads it (a render pooled it 10 times)
     def pooled(self) -> pd.DataFrame:
@@ -89,8 +100,20 @@ def _gpu_study(root: Path) -> GpuStudy | None:
     return GpuStudy(str(shown), spec, hw, estimate_study(spec, hw))
 
 
+def _reference(study: str, root: Path) -> ReferenceRun | None:
+    folder = find_reference(study, root / "data" / "reference")
+    if folder is None:
+        return None
+    shown = folder.relative_to(root) if folder.is_relative_to(root) else folder
+    try:
+        return ReferenceRun(str(shown), load_reference(folder))
+    except InputError as exc:  # a damaged copy must not stop the report: its section says what is wrong
+        return ReferenceRun(str(shown), None, str(exc))
+
+
 def load_report_data(study: str, root: Path = PROJECT_ROOT) -> ReportData:
-    """Read study `study` (under `root`/data/results) and the files the whitepaper cites beside it."""
+    """Read study `study` (under `root`/data/results) and the files the whitepaper cites beside it,
+    with the shipped reference run of the same study name when there is one."""
     results = root / _BENCHMARKS
     quiet = results / "fidelity_quiet.json"
     # the quiet run (nothing else on the cores, 2 threads) when stored, else the run on shared cores
@@ -107,4 +130,5 @@ def load_report_data(study: str, root: Path = PROJECT_ROOT) -> ReportData:
         overhead=_benchmark(results / "engine_overhead.json"),
         gpu_study=_gpu_study(root),
         searches=tuple(read_searches(study_dir(study, root / "data" / "results"))),
+        reference=_reference(res.study.name, root),
     )

@@ -32,7 +32,7 @@ from cliffbench.report.matrix_cto import verified_markdown
 from cliffbench.report.matrix_pdf import MATRIX_CAPTIONS
 from cliffbench.report.names import engine_names
 from cliffbench.report.params import AnalysisParams
-from cliffbench.report.sections import answer, body, reuse, steady
+from cliffbench.report.sections import answer, body, reference, reuse, steady
 from cliffbench.trace import Source, cite_text, record
 
 __all__ = ["APPENDICES_CLASS", "Block", "whitepaper_blocks"]
@@ -104,6 +104,8 @@ def _body(
         _fig(figs, "throughput"),
         _fig(figs, "ttft"),
         _md("Every level with its range over repeats and its SLO verdict: Appendix C."),
+        _md("### Against the reference run"),
+        _md(reference.reference_section(data, params.level_set)),
         _md("### Steady state, not the starting gun"),
         _md(steady.steady_sentence()),
         _fig(figs, "in_flight"),
