@@ -335,6 +335,39 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def payload_of(
+    a: argparse.Namespace, names: list[str], engines: dict[str, EngineSpec], rows: list[dict[str, Any]], started: float
+) -> dict[str, Any]:
+    return {
+        "what": __doc__.split("\n\n")[0],
+        "study": str(STUDY.relative_to(PROJECT_ROOT)),
+        "quick": a.quick,
+        "specs": {n: engines[n].model_dump(mode="json") for n in names},
+        "users": [int(x) for x in a.users.split(",")],
+        "reps": a.reps,
+        "steady_requests": a.steady_requests,
+        "answer_tokens_median": a.answer_tokens,
+        "wall_s": time.time() - started,
+        "machine": collect_provenance().model_dump(mode="json"),  # what the report matches the CPU on
+        "summary": summarize(rows),
+        "runs": rows,
+    }
+
+
+def save(path: Path, payload: dict[str, Any], load_before: list[float], final: bool) -> None:
+    """Write the runs so far through the envelope (every repeat's kit/raw ratio); print the ratios when `final`."""
+    numbers = []
+    for s in payload["summary"]:
+        numbers.append(RepeatedNumber(name=f"{s['engine']} {s['users']} users kit/{s['raw']}", unit="x",
+                                      values=s["over_raw"]))  # fmt: skip
+        if final:
+            rng = f"[{s['over_raw_min']:.3f}-{s['over_raw_max']:.3f}]" if s["repeats"] > 1 else "(1 repeat)"
+            print(f"{s['engine']:18s} users {s['users']:3d} kit/{s['raw']:9s} {s['over_raw_median']:.3f} {rng} "
+                  f"over {s['repeats']} paired repeats (range covers the median {s['range_covers_median']:.0%}); "
+                  f"kit {np.median(s['kit_tok_s']):.1f}, raw {np.median(s['raw_tok_s']):.1f} tok/s")  # fmt: skip
+    write_result(path, payload, new_record("engine_overhead", payload["reps"], numbers, load_before))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--engines", default=None, help="study engine labels (default: vLLM best and llama.cpp F32)")
@@ -379,32 +412,11 @@ def main() -> None:
                         rows.append({**job, "error": str(exc)[-3000:], "loadavg_before": load})
                         continue
                     rows.append({**job, **res, "loadavg_before": load})
+                    # after every run: a benchmark cut short keeps what it measured
+                    save(out_path, payload_of(a, names, engines, rows, started), load_before, final=False)
                     print(f"{name:18s} users {u:3d} rep {rep} {variant:9s} {res['tok_s']:8.1f} tok/s  "
                           f"load {load[0]:.2f}  process {res['process_wall_s']:.0f} s", flush=True)  # fmt: skip
-    summary = summarize(rows)
-    numbers = []
-    for s in summary:
-        rng = f"[{s['over_raw_min']:.3f}-{s['over_raw_max']:.3f}]" if s["repeats"] > 1 else "(1 repeat)"
-        print(f"{s['engine']:18s} users {s['users']:3d} kit/{s['raw']:9s} {s['over_raw_median']:.3f} {rng} "
-              f"over {s['repeats']} paired repeats; kit {np.median(s['kit_tok_s']):.1f}, "
-              f"raw {np.median(s['raw_tok_s']):.1f} tok/s")  # fmt: skip
-        numbers.append(RepeatedNumber(name=f"{s['engine']} {s['users']} users kit/{s['raw']}", unit="x",
-                                      values=s["over_raw"]))  # fmt: skip
-    payload = {
-        "what": __doc__.split("\n\n")[0],
-        "study": str(STUDY.relative_to(PROJECT_ROOT)),
-        "quick": a.quick,
-        "specs": {n: engines[n].model_dump(mode="json") for n in names},
-        "users": users,
-        "reps": a.reps,
-        "steady_requests": a.steady_requests,
-        "answer_tokens_median": a.answer_tokens,
-        "wall_s": time.time() - started,
-        "machine": collect_provenance().model_dump(mode="json"),  # what the report matches the CPU on
-        "summary": summary,
-        "runs": rows,
-    }
-    write_result(out_path, payload, new_record("engine_overhead", a.reps, numbers, load_before))
+    save(out_path, payload_of(a, names, engines, rows, started), load_before, final=True)
     print(f"wrote {out_path}")
     if any("error" in r for r in rows):
         raise SystemExit(f"{sum('error' in r for r in rows)} runs failed (kept in {out_path})")
