@@ -361,9 +361,15 @@ def save(path: Path, payload: dict[str, Any], load_before: list[float], final: b
         numbers.append(RepeatedNumber(name=f"{s['engine']} {s['users']} users kit/{s['raw']}", unit="x",
                                       values=s["over_raw"]))  # fmt: skip
         if final:
-            rng = f"[{s['over_raw_min']:.3f}-{s['over_raw_max']:.3f}]" if s["repeats"] > 1 else "(1 repeat)"
-            print(f"{s['engine']:18s} users {s['users']:3d} kit/{s['raw']:9s} {s['over_raw_median']:.3f} {rng} "
-                  f"over {s['repeats']} paired repeats (range covers the median {s['range_covers_median']:.0%}); "
+            rng = (
+                (
+                    f"[{s['over_raw_min']:.3f}-{s['over_raw_max']:.3f}] over {s['repeats']} paired repeats (the range "
+                    f"covers the median {s['range_covers_median']:.0%})"
+                )
+                if s["repeats"] > 1
+                else "(1 repeat)"
+            )
+            print(f"{s['engine']:18s} users {s['users']:3d} kit/{s['raw']:9s} {s['over_raw_median']:.3f} {rng}; "
                   f"kit {np.median(s['kit_tok_s']):.1f}, raw {np.median(s['raw_tok_s']):.1f} tok/s")  # fmt: skip
     write_result(path, payload, new_record("engine_overhead", payload["reps"], numbers, load_before))
 
