@@ -383,6 +383,9 @@ def main() -> None:
     ap.add_argument("--answer-tokens", type=int, default=64, help="median answer length (lognormal)")
     ap.add_argument("--quick", action="store_true", help="llama.cpp only, 4 users, 1 repeat, JSON to a temp dir")
     ap.add_argument("--out", type=Path, default=None, help=f"default {OUT} ({OUT.name} in a temp dir with --quick)")
+    ap.add_argument(
+        "--budget-s", type=float, default=None, help="start no run that would end past this (from its last time)"
+    )
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child is not None:
@@ -410,6 +413,11 @@ def main() -> None:
                 for variant in variants[k:] + variants[:k]:  # alternating: no variant always runs first
                     job = {"engine": name, "users": u, "repeat": rep, "variant": variant,
                            "steady_requests": a.steady_requests, "answer_tokens": a.answer_tokens}  # fmt: skip
+                    last = next((r["process_wall_s"] for r in reversed(rows) if r.get("process_wall_s") and
+                                 (r["engine"], r["variant"]) == (name, variant)), 0.0)  # fmt: skip
+                    if a.budget_s is not None and time.time() - started + last > a.budget_s:
+                        print(f"{name} users {u} rep {rep} {variant}: not started, past --budget-s", flush=True)
+                        continue
                     load = loadavg()
                     try:
                         res = run_child(job, timeout_s=900)
