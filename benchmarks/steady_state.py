@@ -90,10 +90,11 @@ def level_rows(spec: StudySpec, mode: str, repeat: int, root: Path, judge: SloJu
         req = res.requests[(res.requests["level_key"] == key) & ~res.requests["warmup"].astype(bool)]
         if mode == "burst":  # the old summary: every measured request, the level's whole span
             tok = res.tokens[res.tokens["level_key"] == key]
-            cols = summarize_level(req, tok, slo=judge.thresholds, target_concurrency=int(lv["concurrency"])).columns()
+            users = int(lv["concurrency"])
+            cols: dict[str, Any] = summarize_level(req, tok, slo=judge.thresholds, target_concurrency=users).columns()
             req = req.drop(columns=["phase"], errors="ignore")  # judged whole, as before the window
         else:
-            cols = lv.to_dict()
+            cols = {str(k): v for k, v in lv.items()}
         metrics = {m: float(cols[m]) for m in METRICS}
         rows.append({"engine": spec.engines[0].name, "users": int(lv["concurrency"]), "repeat": repeat, "mode": mode,
                      "status": str(lv["status"]), "n_requests": len(req),
@@ -141,7 +142,7 @@ def summarize(rows: list[dict[str, Any]], judge: SloJudge) -> tuple[list[dict[st
     df = pd.DataFrame(rows)
     out, verdicts = [], []
     for (engine, users), g in df.groupby(["engine", "users"], sort=True):
-        row: dict[str, Any] = {"engine": engine, "users": int(users)}
+        row: dict[str, Any] = {"engine": engine, "users": int(str(users))}
         for mode in MODES:
             m = g[g["mode"] == mode].sort_values("repeat")
             failed = int((m["status"] != "ok").sum())
