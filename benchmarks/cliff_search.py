@@ -18,7 +18,7 @@ the search at most half the grid), and the two readings.
     .venv/bin/python benchmarks/cliff_search.py                  # the measured run (~20 min, quiet machine)
     .venv/bin/python benchmarks/cliff_search.py --quick          # the fake engine, under a minute
 
-Writes benchmarks/results/cliff_search.json (--quick: data/results/cliff_search_quick.json, gitignored).
+Writes benchmarks/results/cliff_search.json (--quick: cliff_search.json in a new temp dir).
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ from cliffbench.bench.sweep import run_study_async
 from cliffbench.engines import make_engine
 
 OUT = Path(__file__).parent / "results" / "cliff_search.json"
-QUICK_OUT = Path(__file__).parents[1] / "data" / "results" / "cliff_search_quick.json"  # gitignored
 # engine spec, and the top of its range: the serial engine's dense grid to 16 users alone would
 # take ~17 min (a level's requests grow with its users and are served one at a time)
 ENGINES: dict[str, tuple[dict[str, Any], int]] = {
@@ -216,7 +215,7 @@ def main() -> None:
         args.engines = "fake"
     before = loadavg()
     out = asyncio.run(main_async(args))
-    path = args.out or (QUICK_OUT if args.quick else OUT)
+    path = args.out or (Path(tempfile.mkdtemp(prefix="cliffbench-quick-")) / OUT.name if args.quick else OUT)
     # one search and one grid per engine: each ratio is a single run, and the record says so
     numbers = [
         RepeatedNumber(

@@ -9,8 +9,9 @@ levels stored (they must match) and the median ratio over pairs. Runs alternate 
 local, cluster... so a drift of the machine's load hits both.
 
     .venv/bin/python benchmarks/cluster_overhead.py [--study studies/tiny.yaml] [--pairs 1] [--out PATH]
+    .venv/bin/python benchmarks/cluster_overhead.py --quick   # the study's llama.cpp engine, one level
 
-Writes benchmarks/results/cluster_overhead.json (or --out).
+Writes benchmarks/results/cluster_overhead.json (or --out; --quick: in a new temp dir).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from cliffbench.bench.spec.study import load_study
 from cliffbench.bench.store.bench_record import RepeatedNumber, loadavg, new_record, write_result
@@ -33,6 +35,20 @@ from cliffbench.bench.store.provenance import collect_provenance
 from cliffbench.config import DATA_DIR, PROJECT_ROOT
 
 OUT = Path(__file__).parent / "results" / "cluster_overhead.json"
+
+
+def quick_study(study: Path, folder: Path) -> Path:
+    """`study` cut to its first llama.cpp engine and first level set at one user (a check in seconds,
+    no vLLM start twice), written into `folder`."""
+    doc = yaml.safe_load(study.read_text())
+    doc["name"] = f"{doc['name']}-quick"
+    doc["engines"] = [next(e for e in doc["engines"] if str(e.get("kind", "")).startswith("llamacpp"))]
+    chat = doc["level_sets"][0]
+    chat["load"]["concurrency"] = [1]
+    doc["level_sets"] = [chat]
+    path = folder / "quick.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
 
 
 def one_run(study: Path, name: str, cluster: bool) -> dict[str, Any]:
@@ -60,9 +76,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--study", type=Path, default=PROJECT_ROOT / "studies" / "tiny.yaml")
     ap.add_argument("--pairs", type=int, default=1)
-    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--out", type=Path, default=None, help=f"default {OUT} ({OUT.name} in a temp dir with --quick)")
+    ap.add_argument("--quick", action="store_true", help="the study's first llama.cpp engine, one level, one pair")
     a = ap.parse_args()
     before = loadavg()
+    if a.quick:
+        tmp = Path(tempfile.mkdtemp(prefix="cliffbench-quick-"))
+        a.study, a.pairs, a.out = quick_study(a.study, tmp), 1, a.out or tmp / OUT.name
+    a.out = a.out or OUT
     name = load_study(a.study).name
     runs = []
     for i in range(a.pairs):

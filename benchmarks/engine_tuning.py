@@ -26,7 +26,7 @@ about 20 min). The two compiled vLLM configurations add 2-3 min of start each pe
 
     .venv/bin/python benchmarks/engine_tuning.py --skip-compiled       # the sweep, ~30 min
     .venv/bin/python benchmarks/engine_tuning.py                       # with compiled, ~45 min
-    .venv/bin/python benchmarks/engine_tuning.py --quick               # smoke run, < 2 min
+    .venv/bin/python benchmarks/engine_tuning.py --quick               # smoke run, < 2 min, JSON to a temp dir
 """
 
 from __future__ import annotations
@@ -55,7 +55,6 @@ from cliffbench.engines import make_engine
 from cliffbench.models import prepare_model
 
 OUT = Path(__file__).parent / "results" / "engine_tuning.json"
-QUICK_OUT = Path(__file__).parent / "results" / "engine_tuning_quick.json"
 DEFAULT_STUDY = PROJECT_ROOT / "studies" / "default.yaml"
 PRECISIONS = ("q4_1", "q8_0", "f16", "bf16", "f32")
 SLOTS = (8, 16, 32)
@@ -229,7 +228,7 @@ def main() -> None:
     ap.add_argument("--skip-compiled", action="store_true", help="leave out compiled vLLM (2-3 min a start)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 round, 3 configurations, 8-token answers")
     ap.add_argument("--only", default="", help="comma-separated configuration labels to measure (default: all)")
-    ap.add_argument("--out", type=Path, default=None, help=f"default {OUT.name} ({QUICK_OUT.name} with --quick)")
+    ap.add_argument("--out", type=Path, default=None, help=f"default {OUT} ({OUT.name} in a temp dir with --quick)")
     args = ap.parse_args()
     if args.repeats < 1:
         ap.error(f"--repeats: {args.repeats} is not allowed; allowed: 1 or more")
@@ -238,7 +237,7 @@ def main() -> None:
         ap.error(f"--only: unknown configuration {unknown[0]!r}; allowed: {', '.join(known)}")
     before = loadavg()
     result = asyncio.run(sweep(args))
-    out = args.out or (QUICK_OUT if args.quick else OUT)
+    out = args.out or (Path(tempfile.mkdtemp(prefix="cliffbench-quick-")) / OUT.name if args.quick else OUT)
     # every configuration's tok/s and TTFT p50 with each repeat's value: what compare-bench compares
     numbers = [
         RepeatedNumber(name=f"{run.config} {run.users} users {what}", unit=unit, higher_is_better=up, values=values)

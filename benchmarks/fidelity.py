@@ -13,6 +13,9 @@ harness (client) runs on the same cores as the server: its SSE parsing competes 
 for CPU, which is part of what the HTTP side pays. Writes benchmarks/results/fidelity.json.
 
     .venv/bin/python benchmarks/fidelity.py [--quick] [--slots 1,4,8] [--concurrency 1,4,16,32]
+
+--quick: 2 slots, 1 and 2 users, 16-token answers, JSON to a temp dir; without a llama-server
+binary (`make reference-servers`) it runs the A/A control pair, so the path is still checked.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +39,7 @@ from cliffbench.bench.store.bench_record import RepeatedNumber, loadavg, new_rec
 from cliffbench.bench.store.provenance import collect_provenance
 from cliffbench.bench.workload.requests import build_requests
 from cliffbench.engines import GenRequest, make_engine
+from cliffbench.engines.servers import reference_llama_server
 from cliffbench.engines.specs import LlamaCppSlotsSpec, OpenAIHttpSpec, VllmSpec
 from cliffbench.models import prepare_model
 from cliffbench.models.spec import ModelSpec
@@ -223,14 +228,16 @@ async def measure_pair(
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="slots 1,8; fewer requests (~5 min)")
+    ap.add_argument("--quick", action="store_true", help="a check of the script: 2 slots, 1-2 users, under a minute")
     ap.add_argument("--slots", default=None, help="llama.cpp slot counts (default 1,4,8)")
     ap.add_argument("--concurrency", default="1,4,16,32")
     ap.add_argument("--output-tokens", type=int, default=64)
     ap.add_argument("--prompt-tokens", type=int, default=32)
     ap.add_argument("--min-requests", type=int, default=None, help="requests per level: max(this, concurrency)")
-    ap.add_argument("--pairs", default="slots,unified,vllm", help="of slots,unified,vllm,control (A/A noise floor)")
-    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument(
+        "--pairs", default=None, help="of slots,unified,vllm,control (A/A noise floor); default all but control"
+    )
+    ap.add_argument("--out", type=Path, default=None, help=f"default {OUT} ({OUT.name} in a temp dir with --quick)")
     ap.add_argument(
         "--server-extra-body",
         type=json.loads,
@@ -251,6 +258,12 @@ def main() -> None:
     )
     a = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: every server's stop() runs
+    if a.quick:
+        a.slots, a.concurrency, a.min_requests, a.output_tokens = a.slots or "2", "1,2", a.min_requests or 2, 16
+        a.out = a.out or Path(tempfile.mkdtemp(prefix="cliffbench-quick-")) / OUT.name
+        if a.pairs is None:
+            a.pairs = "slots" if reference_llama_server().is_file() else "control"
+    a.out, a.pairs = a.out or OUT, a.pairs or "slots,unified,vllm"
     slots = [int(x) for x in (a.slots or ("1,8" if a.quick else "1,4,8")).split(",")]
     conc = [int(x) for x in a.concurrency.split(",")]
     min_req = a.min_requests or (4 if a.quick else 8)

@@ -11,9 +11,11 @@ study's specs, `run_level` with every probe):
    engines loaded vs stopped, interleaved (loaded, stopped, loaded, stopped...) for `--pairs`
    pairs; median ratio of output tok/s and its range over pairs.
 
-    .venv/bin/python benchmarks/idle_engines.py [--idle-s 20] [--pairs 2] [--target llamacpp-slots-4]
+    .venv/bin/python benchmarks/idle_engines.py [--idle-s 20] [--pairs 2] [--target llama-server]
+    .venv/bin/python benchmarks/idle_engines.py --quick   # a check: llama.cpp engines only, 1 pair, temp dir
 
-Writes benchmarks/results/idle_engines.json.
+The default target is the study's 4-slot llama.cpp engine (llama-server's default layout, the
+former `llamacpp-slots-4`), found by what it is. Writes benchmarks/results/idle_engines.json.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,7 @@ from cliffbench.bench.store.provenance import collect_provenance
 from cliffbench.bench.workload.requests import build_requests
 from cliffbench.config import PROJECT_ROOT
 from cliffbench.engines import Engine, make_engine
+from cliffbench.engines.specs import EngineSpec, LlamaCppSpec
 from cliffbench.models.tokenizer import model_tokenizer
 
 OUT = Path(__file__).parent / "results" / "idle_engines.json"
@@ -73,11 +77,23 @@ async def level_tok_s(engine: Engine, reqs: Any, users: int) -> tuple[float, flo
     return tokens / span, float(run.lag_p99_s)
 
 
+def default_target(engines: list[EngineSpec]) -> str:
+    """The study's llama.cpp slots engine with 4 slots (else its first slots engine)."""
+    slots = [e for e in engines if isinstance(e, LlamaCppSpec) and e.kind == "llamacpp-slots"]
+    if not slots:
+        raise SystemExit(f"--target: {STUDY.name} has no llamacpp-slots engine; name one")
+    return ([e for e in slots if e.slot_layout()[0] == 4] or slots)[0].name
+
+
 async def main_async(a: argparse.Namespace) -> dict[str, Any]:
     study = load_study(STUDY)
     specs = {e.name: e for e in study.engines}
+    a.target = a.target or default_target(study.engines)
+    if a.target not in specs:
+        raise SystemExit(f"--target: {a.target!r} is not an engine of {STUDY.name} ({', '.join(specs)})")
     target = specs[a.target]
-    others = [s for n, s in specs.items() if n != a.target]
+    # --quick loads the llama.cpp engines only: three vLLM starts would take minutes
+    others = [s for n, s in specs.items() if n != a.target and not (a.quick and s.kind == "vllm")]
     tok = model_tokenizer([target.model])
     chat = study.level_sets[0].workload
     reqs = build_requests(chat.model_copy(update={"seed": 11}), 2 * a.users, tok, max_context=1024)
@@ -136,10 +152,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--idle-s", type=float, default=20.0)
     p.add_argument("--pairs", type=int, default=2)
-    p.add_argument("--target", default="llamacpp-slots-4")
+    p.add_argument("--target", default=None, help="study engine label (default: its 4-slot llama.cpp engine)")
     p.add_argument("--users", type=int, default=8)
-    p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--quick", action="store_true", help="llama.cpp engines only, 2 s idle, 1 pair, 2 users, temp dir")
+    p.add_argument("--out", type=Path, default=None, help=f"default {OUT} ({OUT.name} in a temp dir with --quick)")
     a = p.parse_args()
+    if a.quick:
+        a.idle_s, a.pairs, a.users = 2.0, 1, 2
+    a.out = a.out or (Path(tempfile.mkdtemp(prefix="cliffbench-quick-")) / OUT.name if a.quick else OUT)
     before = loadavg()
     doc = asyncio.run(main_async(a))
     by_pair = [{r["others"]: r["tok_s"] for r in doc["runs"] if r["pair"] == i} for i in range(a.pairs)]

@@ -10,14 +10,16 @@ and the token rate the harness sustained. Open loop: Poisson
 inter-arrival times (actual submit gaps) tested against the exponential with a KS test.
 Writes benchmarks/results/loadgen_precision.json.
 
-    .venv/bin/python benchmarks/loadgen_precision.py
+    .venv/bin/python benchmarks/loadgen_precision.py [--quick]   # --quick: 3 levels, 1 repeat, JSON to a temp dir
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import platform
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -105,6 +107,14 @@ def poisson(rate_rps: float, n: int, seed: int) -> dict[str, float]:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--quick", action="store_true", help="1, 8 and 64 users, 1 repeat, 100 arrivals, JSON to a temp dir"
+    )
+    ap.add_argument("--out", type=Path, default=None, help=f"default {OUT} ({OUT.name} in a temp dir with --quick)")
+    a = ap.parse_args()
+    users, repeats, n_poisson = ([1, 8, 64], 1, 100) if a.quick else (USERS, REPEATS, 2000)
+    out: Path = a.out or (Path(tempfile.mkdtemp(prefix="cliffbench-quick-")) / OUT.name if a.quick else OUT)
     t0 = time.perf_counter()
     load_before = os.getloadavg()[0]  # the harness shares the cores: other load shows up as lag
     before = loadavg()
@@ -117,13 +127,13 @@ def main() -> None:
     # A shared VM stalls a process now and then; one stall decides a p99 of a few hundred samples.
     # Every configuration runs REPEATS times (interleaved) and reports the median, keeping all runs.
     for label, ttft, itl, batched in engines:
-        for u in USERS:
+        for u in users:
             # an instant request lasts ~80 us: run those levels for a fixed time instead, so the
             # lag probes (every 5 ms) get enough samples for a p99
             n, dur = (max(40 * u, 20000), INSTANT_LEVEL_S) if ttft == 0 else (4 * u, None)
             reps = [
                 closed(FakeEngine(ttft_s=ttft, itl_s=itl, batched=batched), u, n, max_tokens=16, duration_s=dur)
-                for _ in range(REPEATS)
+                for _ in range(repeats)
             ]
             r: dict[str, Any] = {k: float(np.median([x[k] for x in reps])) for k in reps[0]}
             r.update(engine=label, users=u, runs=reps)
@@ -132,7 +142,7 @@ def main() -> None:
                 f"{label:20s} users {u:4d}: achieved/target {r['achieved_over_target']:.4f}  "
                 f"peak {r['peak_in_flight']:4.0f}  lag p50/p99 {r['lag_p50_ms']:.3f}/{r['lag_p99_ms']:.3f} ms  "
                 f"GIL wait p50/p99 {r['thread_wait_p50_ms']:.2f}/{r['thread_wait_p99_ms']:.2f} ms  "
-                f"{r['harness_tok_s']:8.0f} tok/s (median of {REPEATS})"
+                f"{r['harness_tok_s']:8.0f} tok/s (median of {repeats})"
                 + ("  PROBE STARVED" if r["probe_starved"] else "")
             )
     criteria = {}
@@ -152,13 +162,13 @@ def main() -> None:
         print(f"{label:20s} {criteria[label]}")
     pois = []
     for rate, seed in ((20.0, 1), (100.0, 2)):
-        reps = [poisson(rate, 2000, seed) for _ in range(REPEATS)]
+        reps = [poisson(rate, n_poisson, seed) for _ in range(repeats)]
         p = {k: float(np.median([x[k] for x in reps])) for k in reps[0]}
         p["runs"] = reps  # type: ignore[assignment]
         pois.append(p)
         print(
             f"poisson {p['rate_rps']:g}/s: measured {p['measured_rate_rps']:.2f}/s  KS p schedule "
-            f"{p['ks_pvalue_schedule']:.3f}, realised {p['ks_pvalue']:.3f} (median of {REPEATS}); submit "
+            f"{p['ks_pvalue_schedule']:.3f}, realised {p['ks_pvalue']:.3f} (median of {repeats}); submit "
             f"lateness p50 {p['submit_lateness_p50_ms']:.2f} ms p99 {p['submit_lateness_p99_ms']:.2f} ms"
         )
     doc = {
@@ -188,8 +198,8 @@ def main() -> None:
         )
         for p in pois
     ]
-    write_result(OUT, doc, new_record("loadgen_precision", REPEATS, numbers, before))
-    print(f"wrote {OUT}")
+    write_result(out, doc, new_record("loadgen_precision", REPEATS, numbers, before))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ with the scrape on (every 0.3 s, the kit's interval) and off (the stub answers 4
 and the harness's own event-loop lag (bench.load.driver's probe) is compared. A quick check on a
 shared machine: it says whether the scrape shows in the lag, not the lag of a quiet machine.
 
-    .venv/bin/python benchmarks/metrics_scrape_cost.py [--users 16] [--requests 480] [--rounds 3]
+    .venv/bin/python benchmarks/metrics_scrape_cost.py [--users 16] [--requests 480] [--rounds 3] [--quick]
 
 Prints a table and writes data/results/metrics_scrape_cost.json (gitignored).
 """
@@ -19,6 +19,7 @@ import asyncio
 import json
 import os
 import statistics
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -146,9 +147,14 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=16)
     ap.add_argument("--requests", type=int, default=480)
     ap.add_argument("--rounds", type=int, default=3)
-    args = ap.parse_args()
+    ap.add_argument("--quick", action="store_true", help="4 users, 40 requests, 1 round, JSON to a temp dir")
+    ap.add_argument("--out", type=Path, default=None, help=f"default {OUT} ({OUT.name} in a temp dir with --quick)")
+    a = ap.parse_args()
+    if a.quick:
+        a.users, a.requests, a.rounds = 4, 40, 1
+    path: Path = a.out or (Path(tempfile.mkdtemp(prefix="cliffbench-quick-")) / OUT.name if a.quick else OUT)
     before = loadavg()
-    out = asyncio.run(main_async(args))
+    out = asyncio.run(main_async(a))
     lags = {s: [x["lag_p99_ms"] for x in out["rows"] if (x["scrape"] == "ok") == s] for s in (True, False)}
     numbers = [
         RepeatedNumber(
@@ -157,9 +163,9 @@ def main() -> None:
         for s, v in lags.items()
         if v  # a scrape that never answered leaves one side empty: the file is still written
     ]
-    write_result(OUT, out, new_record("metrics_scrape_cost", args.rounds, numbers, before))
+    write_result(path, out, new_record("metrics_scrape_cost", a.rounds, numbers, before))
     on, off = out["median_lag_p99_ms_scraped"], out["median_lag_p99_ms_not_scraped"]
-    print(f"median lag p99: scraped {on:.2f} ms, not scraped {off:.2f} ms")
+    print(f"median lag p99: scraped {on:.2f} ms, not scraped {off:.2f} ms; wrote {path}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ The machine has 2 cores, shared by the server, the K clients and whatever else r
 here): that caps what K can show. The JSON records loadavg before and after, the CPU the server
 used, and the foreign CPU of every level.
 
-    .venv/bin/python benchmarks/multi_client.py [--reps 2] [--scale 1] [--server-procs 1]
+    .venv/bin/python benchmarks/multi_client.py [--reps 2] [--scale 1] [--server-procs 1] [--quick]
 
 Writes benchmarks/results/multi_client.json and prints a table.
 """
@@ -57,8 +57,8 @@ from cliffbench.bench.sweep import run_study
 from cliffbench.hardware import cpu_info
 
 OUT = Path(__file__).parent / "results" / "multi_client.json"
-USERS = (256, 1024, 4096)
-KS = (1, 2, 4)
+USERS: tuple[int, ...] = (256, 1024, 4096)
+KS: tuple[int, ...] = (1, 2, 4)
 OUTPUT_TOKENS = 4
 
 # -- the instant server ---------------------------------------------------------------------------
@@ -319,7 +319,14 @@ def main() -> None:
     ap.add_argument("--server-procs", type=int, default=1)
     ap.add_argument("--only", default="", help="run only the cells whose name holds this (k2-u4096); no JSON")
     ap.add_argument("--keep", type=Path, default=None, help="store the study here (default: a temporary folder)")
+    ap.add_argument("--quick", action="store_true", help="256 users, K 1 and 2, 1 repeat, short levels, temp dir")
+    ap.add_argument("--out", type=Path, default=None, help=f"default {OUT} ({OUT.name} in a temp dir with --quick)")
     args = ap.parse_args()
+    out: Path = args.out or (Path(tempfile.mkdtemp(prefix="cliffbench-quick-")) / OUT.name if args.quick else OUT)
+    if args.quick:  # a check that the script runs, not a measurement
+        global USERS, KS
+        USERS, KS = (256,), (1, 2)
+        args.reps, args.scale = 1, 0.5
     t0 = time.perf_counter()
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp, instant_server(args.server_procs) as (url, servers):
@@ -368,7 +375,7 @@ def main() -> None:
                 f"{row['thread_wait_p99_ms']['median']:>10.1f} | {row['server_cpu_cores']['median']:>6.2f} "
                 f"{row['foreign_cores']['median']:>7.2f}"
             )
-    OUT.parent.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     payload = json.loads(  # numpy scalars of the stored levels as numbers (write_result's default quotes them)
         json.dumps(
             {
@@ -420,8 +427,8 @@ def main() -> None:
         for key, what, unit, up in (("request_s", "requests/s", "req/s", True), ("e2e_p99_ms", "e2e p99", "ms", False))
         if (v := [x[key] for x in r["runs"]])
     ]
-    write_result(OUT, payload, new_record("multi_client", args.reps, numbers, list(load_before)))
-    print(f"wrote {OUT} in {time.perf_counter() - t0:.0f} s; loadavg {load_before[0]:.2f} -> {load_after[0]:.2f}")
+    write_result(out, payload, new_record("multi_client", args.reps, numbers, list(load_before)))
+    print(f"wrote {out} in {time.perf_counter() - t0:.0f} s; loadavg {load_before[0]:.2f} -> {load_after[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ of the sweep (`level_started`, `request_done` per request, `level_finished`), on
 so that only the harness is measured (its timings are fixed; it holds no GIL). Variants run
 interleaved in a rotated order, `--reps` times; lag p99 of each run and the median per variant.
 
-    .venv/bin/python benchmarks/progress_lag.py [--reps 5] [--users 32]
+    .venv/bin/python benchmarks/progress_lag.py [--reps 5] [--users 32] [--quick]
 
 Writes benchmarks/results/progress_lag.json.
 """
@@ -83,9 +83,13 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--users", type=int, default=32)
     p.add_argument("--requests", type=int, default=320)
-    p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--quick", action="store_true", help="1 repeat, 8 users, 40 requests, JSON to a temp dir")
+    p.add_argument("--out", type=Path, default=None, help=f"default {OUT} ({OUT.name} in a temp dir with --quick)")
     a = p.parse_args()
     before = loadavg()
+    if a.quick:
+        a.reps, a.users, a.requests = 1, 8, 40
+    a.out = a.out or (Path(tempfile.mkdtemp(prefix="cliffbench-quick-")) / OUT.name if a.quick else OUT)
     doc = asyncio.run(main_async(a))
     numbers = [
         RepeatedNumber(

@@ -19,6 +19,9 @@ from cliffbench.report.sections.common import fmt
 __all__ = ["engine_overheads", "overhead_gap_sentence", "overhead_section"]
 
 _KIT = "kit"  # the variant with every probe and the progress display on: what `cliffbench run` does
+# the engine's own loop the ratio is taken against, where a benchmark measured several (`raw`):
+# `LLM.generate` for vLLM (beside it a minimal AsyncLLM loop), the bare llama_decode loop for llama.cpp
+_RAW = ("generate", "decode")
 
 
 def _config(spec: dict[str, Any]) -> dict[str, Any]:
@@ -38,6 +41,8 @@ def engine_overheads(data: ReportData) -> pd.DataFrame:
     same_cpu = bench.data["machine"]["cpu"].get("model") == data.results.manifest.cpu.model
     summary = pd.DataFrame(bench.data["summary"])
     kit = summary[summary["variant"] == _KIT]
+    if "raw" in kit:
+        kit = kit[kit["raw"].isin(_RAW)]
     rows = []
     for name, spec in data.results.engine_specs.items():
         want = _config(spec.model_dump(mode="json"))
@@ -99,7 +104,9 @@ def overhead_section(data: ReportData) -> str:
             f"\n\nNot measured for this configuration on this CPU model: {', '.join(missing)} "
             "(their ratios are unknown, not assumed to be 1)."
         )
-    text += f"\n\nSwitching one probe off, kit / raw relative to all on: {_probe_costs(bench)}."
+    probes = _probe_costs(bench)
+    if probes:
+        text += f"\n\nSwitching one probe off, kit / raw relative to all on: {probes}."
     return text
 
 
