@@ -17,7 +17,9 @@ import os
 import signal
 import subprocess
 import sys
+import traceback
 from collections.abc import Generator, Iterator, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
@@ -140,6 +142,40 @@ def fix_probe(mp: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def fixed_probe(monkeypatch: pytest.MonkeyPatch) -> None:
     fix_probe(monkeypatch)
+
+
+def run_studies_at_once(specs: Sequence[StudySpec], root: Path) -> None:
+    """Run each study of `fake` engines through the real sweep (FIXED_PROBE) into `root`, each in
+    a fork of this process, all at the same time; fails naming every study whose run raised.
+
+    A fake study's levels mostly wait on the fake's timers: one after another, four studies took
+    32 s of the fast tier's wall, nearly all of it asleep. A process each, not tasks on one loop,
+    so one study's store writes (blocking, on its own loop) never stall another's timed level; a
+    fork, not a fresh interpreter, so no child imports the kit again (seconds of CPU each)."""
+    from cliffbench.bench import sweep
+
+    children: dict[int, str] = {}
+    for spec in specs:
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into pytest
+            code = 1
+            try:
+                with pytest.MonkeyPatch.context() as mp:
+                    fix_probe(mp)
+                    sweep.run_study(spec, root=root)
+                code = 0
+            except BaseException:
+                traceback.print_exc()  # on the inherited stderr, which pytest shows with the failure
+                sys.stderr.flush()  # os._exit flushes nothing
+            finally:
+                os._exit(code)
+        children[pid] = spec.name
+    failed = []
+    for pid, name in children.items():
+        _, status = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            failed.append(name)
+    assert not failed, f"the sweep of {failed} raised (its traceback is above, on stderr)"
 
 
 @pytest.fixture(scope="session")

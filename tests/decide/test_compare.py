@@ -13,12 +13,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from cliffbench.bench import sweep
 from cliffbench.bench.spec.study import StudySpec
 from cliffbench.cli import app
 from cliffbench.config import InputError
 from cliffbench.decide.compare import compare_studies, open_study
-from tests.conftest import fix_probe
+from tests.conftest import run_studies_at_once
 
 runner = CliRunner()
 # 1 slot: at 4 users each request waits for ~3 others (TTFT ~0.07 s); 8 slots: no wait (~0.005 s).
@@ -34,8 +33,11 @@ def _spec(name: str, *engines: dict[str, Any], prompt: int = 16) -> StudySpec:
         "workload": {"kind": "fixed", "prompt": {"mean": prompt}, "output": {"mean": 10}},
         "load": {"concurrency": [1, 4], "requests_per_level": 24, "warmup_requests": 1, "repeats": 3},
     }
+    # no reruns of busy-flagged levels: the fixtures run their studies side by side, each the others'
+    # "foreign" load (a flag is a note in the comparison; a rerun would only double the wait)
+    busy = {"reruns": 0}
     return StudySpec.model_validate(
-        {"name": name, "tokenizer": "fake", "engines": list(engines), "level_sets": [chat], "slo": SLO}
+        {"name": name, "tokenizer": "fake", "engines": list(engines), "level_sets": [chat], "slo": SLO, "busy": busy}
     )
 
 
@@ -44,12 +46,13 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Four studies: `a`; `b` the same engines renamed; `c` whose `wide` has 1 slot; `d` a longer prompt."""
     root = tmp_path_factory.mktemp("results")
     renamed = {**WIDE, "label": "wide-renamed"}
-    with pytest.MonkeyPatch.context() as mp:
-        fix_probe(mp)
-        sweep.run_study(_spec("a", WIDE, NARROW), root=root)
-        sweep.run_study(_spec("b", renamed, NARROW), root=root)
-        sweep.run_study(_spec("c", {**WIDE, "max_batch": 1}, NARROW), root=root)
-        sweep.run_study(_spec("d", WIDE, NARROW, prompt=24), root=root)
+    studies = [
+        _spec("a", WIDE, NARROW),
+        _spec("b", renamed, NARROW),
+        _spec("c", {**WIDE, "max_batch": 1}, NARROW),
+        _spec("d", WIDE, NARROW, prompt=24),
+    ]
+    run_studies_at_once(studies, root)
     return root
 
 

@@ -8,21 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from cliffbench.bench import sweep
 from cliffbench.config import InputError
 from cliffbench.report.compare_report import comparison_section
 from cliffbench.report.params import AnalysisParams, validate_params
-from tests.conftest import fix_probe
+from tests.conftest import run_studies_at_once
 from tests.decide.test_compare import WIDE, _spec
 
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("results")
-    with pytest.MonkeyPatch.context() as mp:
-        fix_probe(mp)
-        sweep.run_study(_spec("base", WIDE), root=root)
-        sweep.run_study(_spec("new", {**WIDE, "max_batch": 1}), root=root)
+    run_studies_at_once([_spec("base", WIDE), _spec("new", {**WIDE, "max_batch": 1})], root)
     return root
 
 

@@ -3,6 +3,7 @@ render two different texts where they differ (and the same text where they share
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from collections.abc import Callable
@@ -107,9 +108,17 @@ def _render(data: ReportData) -> dict[str, str]:
     return {name: section(data) for name, section in SECTIONS.items()}
 
 
-def test_every_section_renders_from_the_bundle_alone(no_files: list[str]) -> None:
+@functools.cache
+def _study_a() -> tuple[ReportData, dict[str, str]]:
+    """Study a's bundle and every section of it, built once: three tests read them, and a render
+    takes seconds on 2 cores. Each of those tests holds `no_files`, so whichever asks first renders
+    under it: the texts still come from the bundle alone."""
     data = _data()
-    text = _render(data)
+    return data, _render(data)
+
+
+def test_every_section_renders_from_the_bundle_alone(no_files: list[str]) -> None:
+    data, text = _study_a()
     for name, out in text.items():
         assert isinstance(out, str) and out.strip(), name
     lv = ok_levels(data.results.levels, "chat")
@@ -134,7 +143,7 @@ def test_every_section_renders_from_the_bundle_alone(no_files: list[str]) -> Non
 
 
 def test_two_studies_render_two_texts(no_files: list[str]) -> None:
-    a = _render(_data("study-a", results=fake_results(0)))
+    _, a = _study_a()
     b = _render(_data("study-b", results=fake_results(**STUDY_B)))
     study_dependent = ["title", "summary", "memory", "config", "levels", "seed", "shapes", "efficiency", "methods"]
     # the tuning sweep is the same file beside both, judged against each study's CPU and engines
@@ -284,7 +293,7 @@ STUDY_HTTP: dict[str, Any] = {
 
 def test_methods_and_limitations_follow_the_study(no_files: list[str]) -> None:
     names = ("methods", "limitations", "title", "summary")
-    p = {k: SECTIONS[k](_data(results=fake_results(0))) for k in names}
+    p = {k: _study_a()[1][k] for k in names}
     h = {k: SECTIONS[k](_data("study-http", results=fake_results(**STUDY_HTTP))) for k in names}
     # the GPUs the manifest lists
     assert "**2 CPU cores, no GPU.**" in p["limitations"] and "GPU: none" in p["methods"]
