@@ -30,6 +30,7 @@ QUICK = {
     "metrics_scrape_cost": [pytest.mark.slow],
     "multi_client": [pytest.mark.slow],
     "progress_lag": [pytest.mark.slow],
+    "reuse_servers": _VLLM,
     "steady_state": _ENGINE,
 }
 QUICK_TIMEOUT_S = 300  # each is sized for well under a minute or two on 2 shared cores

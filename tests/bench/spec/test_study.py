@@ -31,6 +31,7 @@ def test_default_study_validates() -> None:
         "llamacpp-f32-32",
         "llamacpp-bf16-32",
         "llamacpp-q8_0-32",
+        "llamacpp-f32-32-reuse",
     ]
     assert StudySpec.model_validate(yaml.safe_load(spec.to_yaml())) == spec
 
