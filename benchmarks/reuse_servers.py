@@ -23,6 +23,7 @@ build its next turn from the answer's ids; the llama.cpp pair needs that before 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import asyncio
 import math
 import os
@@ -135,8 +136,9 @@ def main() -> None:
     p.add_argument("--pairs", default="llamacpp,vllm", help="comma-separated: llamacpp, vllm")
     p.add_argument("--slots", type=int, default=4, help="llama.cpp slots (and users of the level)")
     p.add_argument("--reps", type=int, default=None, help="repeats per pair (default 3, --quick 2)")
-    p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--out", type=Path, default=None, help=f"default {OUT} ({OUT.name} in a temp dir with --quick)")
     a = p.parse_args()
+    a.out = a.out or (Path(tempfile.mkdtemp(prefix="cliffbench-quick-")) / OUT.name if a.quick else OUT)
     a.turns = 12 if a.quick else 48
     reps = a.reps or (2 if a.quick else 3)
     before = loadavg()

@@ -29,6 +29,8 @@ body { counter-reset: fig; font-family: "DejaVu Sans", sans-serif; font-size: 9.
 .answer table { font-size: 7.5pt; margin: 1mm 0; }
 .answer caption { caption-side: top; text-align: left; font-weight: bold; font-size: 8.5pt; padding-bottom: 1mm; }
 .answer figure { margin: 1mm auto; }
+.answer figcaption { font-size: 7.5pt; }
+.answer td, .answer th { padding: 0.6mm 1.5mm; }
 .appendices { page-break-before: always; }
 nav.toc { page-break-after: always; }
 nav.toc h2 { counter-increment: none; }

@@ -236,7 +236,7 @@ def answer_html(
         f'<h1 class="title">Which engine for how many users: {html.escape(_families(data))}</h1>'
         f'<p class="setup">{_setup_line(data, judge)}</p>'
         f'<p class="bottom-line">{" ".join(html.escape(s) for s in sentences)}</p>'
-        f"{table}{figure_html(figure, caption, width_pct=60)}</div>"
+        f"{table}{figure_html(figure, caption, width_pct=50)}</div>"
     )
 
 
