@@ -23,10 +23,10 @@ build its next turn from the answer's ids; the llama.cpp pair needs that before 
 from __future__ import annotations
 
 import argparse
-import tempfile
 import asyncio
 import math
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
