@@ -103,13 +103,13 @@ def test_plan_levels_index_and_request_counts(model: Any, tokenizer: Any) -> Non
 
     spec = load_study(Path(__file__).resolve().parents[2] / "studies" / "default.yaml")
     levels = plan.plan_levels(spec)
-    # 3 repeats of 8 levels, repeat by repeat, each numbered 0..7 within its repeat
-    assert [(lv.repeat, lv.index) for lv in levels] == [(r, i) for r in range(3) for i in range(8)]
+    # 2 repeats of 10 levels (chat 6, mixed 2, conversation 1, rag 1), repeat by repeat, numbered 0..9
+    assert [(lv.repeat, lv.index) for lv in levels] == [(r, i) for r in range(2) for i in range(10)]
     plans = plan.preflight(spec, levels, tokenizer)
     counts = {(lv.level_set.name, lv.concurrency): len(plans[lv.index, lv.repeat][0]) for lv in levels}
-    # 10 steady requests + 2 per user (the ramp's and the drain's), in both level sets
-    assert counts[("chat", 1)] == 12 and counts[("chat", 16)] == 42 and counts[("chat", 32)] == 74
-    assert counts[("mixed", 4)] == 18
+    # 15 steady requests + 2 per user (the ramp's and the drain's), in both level sets
+    assert counts[("chat", 1)] == 17 and counts[("chat", 16)] == 47 and counts[("chat", 32)] == 79
+    assert counts[("mixed", 4)] == 23
     # each repeat draws its own requests
     assert plans[0, 0][0][0].prompt_token_ids != plans[0, 1][0][0].prompt_token_ids
     assert plans[0, 0][0][0].prompt_token_ids != plans[1, 0][0][0].prompt_token_ids  # each level its own prompts
