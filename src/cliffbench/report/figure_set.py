@@ -23,7 +23,7 @@ from cliffbench.decide.causes import latency_components, study_cliffs
 from cliffbench.decide.tree import DecisionTree
 from cliffbench.report import figures as fg
 from cliffbench.report.data import ReportData
-from cliffbench.report.names import engine_names
+from cliffbench.report.names import engine_names, named
 
 __all__ = [
     "FIGURE_CAPTIONS",
@@ -131,7 +131,7 @@ def make_figures(
     panels = fg.pareto_panels(judged, level_set)
     curves = fg.pareto_panels(judged, level_set, curves_only=True)
     # the body's line figures name engines for people, as its text does
-    by_name = [[people.get(e, e) for e in p] for p in curves]
+    by_name = [named(p, people) for p in curves]
     named_levels = res.levels.assign(engine=res.levels["engine"].map(lambda e: people.get(e, e)))
     named_judged = judged.assign(engine=judged["engine"].map(lambda e: people.get(e, e)))
     save(per_engine_figure(named_levels, by_name, lambda ax, lv: fg.plot_throughput(ax, lv, level_set)), "throughput")

@@ -75,9 +75,9 @@ def _resolution(data: ReportData, level_set: str) -> str:
     search = ls.load.search if ls is not None else None
     if search is None:
         return "its resolution"
-    res = search.resolution if search.resolution is not None else (1.0 if search.over == "users" else None)
-    if res is None:
+    if search.over != "users" and search.resolution is None:
         return "5 % of the rate"
+    res = search.step(search.low)  # the search's own default where the study gives none
     n = fmt(res, src=Source("study", "search.resolution", level_set))
     return f"{n} {'user' if res == 1 else 'users'}" if search.over == "users" else f"{n} req/s"
 
