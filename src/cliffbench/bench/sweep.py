@@ -166,7 +166,13 @@ async def _measure(
     requests["phase"], window = assign_phases(requests, run.ramp_s)
     slo = spec.slo.thresholds
     summary, transient = summarize_phases(requests, tokens, window, slo=slo, target_concurrency=level.concurrency)
-    summary = summary.model_copy(update={"hit_rate_theory": theoretical_hit_rate(reqs)})  # an ideal cache's
+    # an ideal cache's hit rate over the steady requests as sent, as the measured one is (which
+    # turns of a session are sent is the users' doing)
+    sent: dict[int, int] = {}
+    if not requests.empty:
+        steady = requests[requests["phase"] == "steady"]
+        sent = dict(zip(steady["request_id"].tolist(), steady["prompt_tokens"].tolist(), strict=True))
+    summary = summary.model_copy(update={"hit_rate_theory": theoretical_hit_rate(reqs, sent_prompt_tokens=sent)})
     # a level in which the engine died, or no request succeeded, measured nothing to judge by
     status, error = "ok", ""
     if died := engine_failure(engine):

@@ -47,7 +47,9 @@ def test_next_turn_contains_exactly_the_previous_answer_ids() -> None:
     run = asyncio.run(run_level(eng, plan.requests, concurrency=2, sessions=plan, probes=_NO_PROBES))
     assert sorted(r.request_id for r in run.records) == list(range(9))
     by_id = {r.request_id: r for r in eng.seen}
-    for session in plan.sessions:
+    sent = [s for s in plan.sessions if s[0].index in by_id]
+    assert len(sent) == 3  # the budget of 9 turns: three whole sessions of 3
+    for session in sent:
         for prev, turn in itertools.pairwise(session):
             before, now = by_id[prev.index], by_id[turn.index]
             answer = tuple(prev.index * 1000 + k for k in range(4))
@@ -55,7 +57,7 @@ def test_next_turn_contains_exactly_the_previous_answer_ids() -> None:
             assert now.prompt_tokens == plan.requests[turn.index].prompt_tokens  # as planned
     # a user holds one conversation at a time: a session's turns went through one user, in order
     users = {r.request_id: r.user for r in run.records}
-    for session in plan.sessions:
+    for session in sent:
         assert len({users[t.index] for t in session}) == 1
 
 
@@ -64,4 +66,21 @@ def test_a_failed_turn_ends_its_session() -> None:
     eng = _Recording(fail_id=1)  # the second turn of the first session
     run = asyncio.run(run_level(eng, plan.requests, concurrency=1, sessions=plan, probes=_NO_PROBES))
     status = {r.request_id: r.status for r in run.records}
-    assert status == {0: "ok", 1: "failed", 3: "ok", 4: "ok", 5: "ok"}  # turn 2 never sent
+    # turn 2 never sent; the budget of 6 turns goes on into the third session
+    assert status == {0: "ok", 1: "failed", 3: "ok", 4: "ok", 5: "ok", 6: "ok"}
+
+
+def test_the_budget_stops_every_user_after_its_current_turn() -> None:
+    """Users never run dry of conversations: when the budget is spent they all stop within one
+    turn, sessions left unfinished, so the level's users leave together."""
+    tok = CharTokenizer()
+    ss = SessionsSpec(turns={"dist": "fixed", "mean": 5}, user={"mean": 5})
+    spec = WorkloadSpec(kind="sessions", sessions=ss, prompt={"mean": 10}, output={"mean": 4})
+    plan = build_sessions(spec, 12, tok, corpus_token_ids(tok), max_context=None, start_id=0)
+    assert plan.budget == 12 and len(plan.requests) >= 3 * 12  # spare sessions planned
+    run = asyncio.run(run_level(_Recording(), plan.requests, concurrency=4, sessions=plan, probes=_NO_PROBES))
+    assert len(run.records) == 12
+    per_user = {u: sum(r.user == u for r in run.records) for u in range(4)}
+    assert per_user == {0: 3, 1: 3, 2: 3, 3: 3}  # equal service: every user sent 3 turns of its session
+    ends = sorted(max(r.t_done_s for r in run.records if r.user == u) for u in range(4))
+    assert ends[-1] - ends[0] < 0.5 * (ends[-1] - min(r.t_submit_s for r in run.records))

@@ -103,17 +103,22 @@ def test_session_plan_history_is_the_previous_prompt_and_answer(tok: CharTokeniz
     ss = SessionsSpec(turns={"dist": "fixed", "mean": 3}, user={"mean": 5}, think_s=0.5)
     spec = WorkloadSpec(kind="sessions", sessions=ss, prompt={"mean": 10}, output={"mean": 4})
     plan = build_sessions(spec, 7, tok, corpus_token_ids(tok), max_context=None, start_id=0)
-    assert [len(s) for s in plan.sessions] == [3, 3, 1]  # the last session is cut at n turns
+    # a budget of 7 turns; whole sessions planned to 3 x 7 = 21 turns
+    assert plan.budget == 7 and [len(s) for s in plan.sessions] == [3] * 7
     # turn lengths by hand: 10; 10 + 4 + 5 = 19; 19 + 4 + 5 = 28
-    assert [r.prompt_tokens for r in plan.requests] == [10, 19, 28, 10, 19, 28, 10]
-    assert [t.history_tokens for s in plan.sessions for t in s] == [0, 14, 23, 0, 14, 23, 0]
-    assert plan.hit_rate() == pytest.approx((14 + 23) * 2 / (57 * 2 + 10))
+    assert [r.prompt_tokens for r in plan.requests] == [10, 19, 28] * 7
+    assert [t.history_tokens for s in plan.sessions for t in s] == [0, 14, 23] * 7
+    assert plan.hit_rate() == pytest.approx((14 + 23) / 57)
     assert theoretical_hit_rate(plan.requests, plan) == plan.hit_rate()
+    # over the turns sent, at their lengths as sent: two whole sessions and a first turn, answers
+    # of 6 tokens instead of the 4 planned (turn 2: 10 + 6 + 5 = 21, history 16)
+    sent = {0: 10, 1: 21, 2: 32, 3: 10, 4: 21, 5: 32, 6: 10}
+    assert plan.hit_rate(sent) == pytest.approx((16 + 27) * 2 / (63 * 2 + 10))
     think = plan.think_s
     assert think[0] == 0 and think[3] == 0 and all(think[i] > 0 for i in (1, 2, 4, 5))
     # the planned turn holds the previous turn's prompt as its prefix (answers are stand-ins)
     assert plan.requests[1].prompt_token_ids[:10] == plan.requests[0].prompt_token_ids
-    assert build_requests(spec, 7, tok) == plan.requests
+    assert build_requests(spec, 7, tok) == plan.requests[:7]  # the list the level counts
 
 
 @pytest.mark.parametrize(

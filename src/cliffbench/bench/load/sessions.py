@@ -4,7 +4,10 @@ A session's turn re-sends the whole history, as chat clients do: the previous tu
 answer the engine actually generated (its token ids, exactly), then the new user message. The
 sessions of a level are drawn from one shared plan (bench/workload/reuse.py) in order, so a user
 that finishes a conversation starts the next one not yet taken; a failed turn ends its session
-(the user gives up on that conversation), its later turns are not sent.
+(the user gives up on that conversation), its later turns are not sent. The level sends the plan's
+budget of turns in all, whichever users send them: once it is spent every user stops after its
+current turn, so the users leave together, one turn apart, as with independent requests, not one
+whole conversation apart.
 """
 
 from __future__ import annotations
@@ -19,11 +22,20 @@ __all__ = ["SessionDraw", "SessionScript"]
 
 
 class SessionDraw:
-    """The level's sessions, handed out in order to the users that come free (`script_for`)."""
+    """The level's sessions, handed out in order to the users that come free (`script_for`), and
+    the turns left of the level's budget."""
 
     def __init__(self, plan: SessionPlan) -> None:
         self.plan = plan
         self._sessions: Iterator[list[SessionTurn]] = iter(plan.sessions)
+        self._left = plan.budget
+
+    def take_turn(self) -> bool:
+        """One turn of the budget, if any is left."""
+        if self._left <= 0:
+            return False
+        self._left -= 1
+        return True
 
     def next_session(self) -> list[SessionTurn] | None:
         return next(self._sessions, None)
@@ -43,6 +55,8 @@ class SessionScript:
     def next_request(self, previous: Sent | None) -> tuple[int, GenRequest] | None:
         if previous is not None and previous.status != "ok":
             self._turns = []  # a failed turn ends its conversation
+        if not self._draw.take_turn():
+            return None
         if self._next >= len(self._turns):
             session = self._draw.next_session()
             if session is None:

@@ -118,7 +118,7 @@ class LevelSummary(_Record):
         None, description="cached / prompt tokens the engine told (NaN: it told none; None: not a steady summary)"
     )
     hit_rate_theory: float | None = Field(
-        None, description="what an infinite prefix cache would serve of the level's prompts (None: stored before)"
+        None, description="what an infinite prefix cache would serve of the steady requests' prompts (None: older)"
     )
 
     def columns(self) -> dict[str, Column]:

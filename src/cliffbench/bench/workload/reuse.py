@@ -13,7 +13,7 @@ granularity); for sessions, each turn's history (the previous turn's prompt and 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,11 +120,19 @@ class SessionTurn:
 
 @dataclass(frozen=True)
 class SessionPlan:
-    """The level's conversations, in the order they start, and the request list (one request per
-    turn, exact lengths, earlier answers stood in by corpus tokens)."""
+    """The level's conversations, in the order they start, the request list (one request per
+    planned turn, exact lengths, earlier answers stood in by corpus tokens), and the `budget`: how
+    many turns the level sends in all.
+
+    More turns are planned than the budget sends, so that users never run out of conversations
+    while the level lasts: a user that finishes one starts the next, and when the budget is spent
+    every user stops after its current turn (its conversation left unfinished, as when a chat
+    client closes). A user running dry before that would leave early and close the steady window
+    with it (bench/metrics/phases.py)."""
 
     sessions: list[list[SessionTurn]]
     requests: list[GenRequest]
+    budget: int
 
     @property
     def think_s(self) -> list[float]:
@@ -135,50 +143,70 @@ class SessionPlan:
                 out[t.index] = t.think_s
         return out
 
-    def hit_rate(self) -> float:
-        """History tokens / prompt tokens over the whole plan (NaN for an empty plan)."""
-        hist = sum(t.history_tokens for s in self.sessions for t in s)
-        total = sum(r.prompt_tokens for r in self.requests)
+    def hit_rate(self, sent_prompt_tokens: Mapping[int, int] | None = None) -> float:
+        """History tokens / prompt tokens (NaN without prompt tokens): over the turns sent, given
+        as request id -> prompt tokens as sent (the real answers' lengths in the history), else
+        over every planned turn."""
+        hist = total = 0
+        for s in self.sessions:
+            for t in s:
+                rid = self.requests[t.index].request_id
+                if sent_prompt_tokens is None:
+                    prompt = self.requests[t.index].prompt_tokens
+                elif rid in sent_prompt_tokens:
+                    prompt = sent_prompt_tokens[rid]
+                else:
+                    continue
+                # a first turn has no history; a later one re-sends all but its new message
+                hist += prompt - len(t.user_ids) if t.history_tokens else 0
+                total += prompt
         return hist / total if total else float("nan")
 
 
 class SessionRequests(list[GenRequest]):
-    """A session level's request list (`plan.requests`) that knows its conversations, so the level
-    driver runs them as sessions wherever the list is handed (the sweep keeps lists, not plans)."""
+    """A session level's request list that knows its conversations, so the level driver runs them
+    as sessions wherever the list is handed (the sweep keeps lists, not plans). Its items are the
+    first `plan.budget` planned turns: as many requests as the level sends, for counts and
+    progress; which turns are sent is decided by the users as they run."""
 
     def __init__(self, plan: SessionPlan) -> None:
-        super().__init__(plan.requests)
+        super().__init__(plan.requests[: plan.budget])
         self.plan = plan
+
+
+#: turns planned per turn of the budget: a user abandons at most its current session's later turns
+#: when the budget is spent, so 3x covers sessions up to (3n - n) / users + 1 turns long
+PLANNED_PER_SENT = 3
 
 
 def build_sessions(
     spec: WorkloadSpec, n: int, tok: Tokenizer, stream: IntArray, *, max_context: int | None, start_id: int
 ) -> SessionPlan:
-    """Sessions until `n` turns are planned (the last session may be cut short)."""
+    """A budget of `n` turns, and whole sessions planned until `PLANNED_PER_SENT` x `n` turns are."""
     ss = spec.sessions or SessionsSpec()
     rng_turns, rng_user, rng_out, rng_off, rng_think, rng_first = (
         np.random.default_rng(s) for s in np.random.SeedSequence(spec.seed).spawn(6)
     )
-    outputs = sample_lengths(spec.output, n, rng_out)
     sessions: list[list[SessionTurn]] = []
     requests: list[GenRequest] = []
-    while len(requests) < n:
+    while len(requests) < PLANNED_PER_SENT * n:
         turns = int(sample_lengths(ss.turns, 1, rng_turns)[0])
         history: list[int] = []
         session: list[SessionTurn] = []
-        for k in range(min(turns, n - len(requests))):
+        for k in range(turns):
             i = len(requests)
             length = int(sample_lengths(spec.prompt if k == 0 else ss.user, 1, rng_first if k == 0 else rng_user)[0])
             user = _window(stream, int(rng_off.integers(0, stream.size)), length)
             think = float(rng_think.exponential(ss.think_s)) if k > 0 and ss.think_s > 0 else 0.0
             session.append(SessionTurn(i, tuple(user), think, len(history)))
             ids = history + user
-            requests.append(GenRequest(start_id + i, tuple(ids), int(outputs[i]), tok.decode(ids)))
+            answer = int(sample_lengths(spec.output, 1, rng_out)[0])
+            requests.append(GenRequest(start_id + i, tuple(ids), answer, tok.decode(ids)))
             # the stand-in answer: as many corpus tokens as the answer will have
-            history = ids + _window(stream, int(rng_off.integers(0, stream.size)), int(outputs[i]))
+            history = ids + _window(stream, int(rng_off.integers(0, stream.size)), answer)
         sessions.append(session)
     _check_context(requests, max_context)
-    return SessionPlan(sessions, requests)
+    return SessionPlan(sessions, requests, n)
 
 
 def prefix_hit_tokens(requests: Sequence[GenRequest]) -> list[int]:
@@ -200,13 +228,24 @@ def prefix_hit_tokens(requests: Sequence[GenRequest]) -> list[int]:
     return hits
 
 
-def theoretical_hit_rate(requests: Sequence[GenRequest], plan: SessionPlan | None = None) -> float:
+def theoretical_hit_rate(
+    requests: Sequence[GenRequest],
+    plan: SessionPlan | None = None,
+    sent_prompt_tokens: Mapping[int, int] | None = None,
+) -> float:
     """Tokens an infinite prefix cache would serve / prompt tokens (NaN without prompt tokens).
     With a session `plan` (or a `SessionRequests` list): each turn's history (its answers are in no
-    earlier prompt)."""
+    earlier prompt). `sent_prompt_tokens` (request id -> prompt tokens as sent) restricts the count
+    to those requests, as the measured hit rate is (a level's steady ones): the cache is still the
+    one warmed by every request before them."""
     if plan is None and isinstance(requests, SessionRequests):
         plan = requests.plan
     if plan is not None:
-        return plan.hit_rate()
-    total = sum(r.prompt_tokens for r in requests)
-    return sum(prefix_hit_tokens(requests)) / total if total else float("nan")
+        return plan.hit_rate(sent_prompt_tokens)
+    counted = [
+        (hit, r.prompt_tokens)
+        for hit, r in zip(prefix_hit_tokens(requests), requests, strict=True)
+        if sent_prompt_tokens is None or r.request_id in sent_prompt_tokens
+    ]
+    total = sum(p for _, p in counted)
+    return sum(h for h, _ in counted) / total if total else float("nan")
