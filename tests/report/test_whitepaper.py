@@ -25,6 +25,7 @@ from cliffbench.report.data import BenchmarkResult, ReferenceRun, ReportData
 from cliffbench.report.matrix_pdf import make_matrix_figures
 from cliffbench.report.params import AnalysisParams
 from cliffbench.report.pdf import render_pdf
+from cliffbench.report.prose import MEDIAN_WORDS_MAX, SENTENCE_WORDS_MAX, body_blocks, notebook_blocks, prose_stats
 from cliffbench.report.whitepaper import Block, whitepaper_blocks
 from cliffbench.trace import NumberLog, number_tokens, recording
 from tests.report.study_data import fake_results, tuning_sweep
@@ -146,3 +147,12 @@ def test_every_body_number_is_traced(rendered: tuple[list[str], NumberLog, Path]
     assert untraced == [], [(t, body[max(0, body.find(f" {t}") - 60) : body.find(f" {t}") + 20]) for t in untraced]
     sources = {s.table for token in found if token in log.sources for s in log.sources[token]}
     assert {"levels", "cliff", "study"} <= sources, sources
+
+
+def test_body_sentences_are_short(rendered: tuple[list[str], NumberLog, Path]) -> None:
+    """Read from the blocks the PDF was made of (its text runs tables into sentences)."""
+    _, _, pdf = rendered
+    stats = prose_stats(body_blocks(notebook_blocks(pdf.parent / "30_whitepaper.ipynb")))
+    assert stats.n_sentences > 20  # the check reads the body's prose, not an empty list
+    assert stats.median_words < MEDIAN_WORDS_MAX, stats
+    assert stats.max_words <= SENTENCE_WORDS_MAX, stats.longest
