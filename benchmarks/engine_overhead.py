@@ -21,6 +21,10 @@ Raw, the same requests (the sweep's own `preflight`: identical prompts and answe
   n_threads and n_threads_batch, n_batch = n_ubatch, KV layout, flash attention), run in one thread
   that owns llama.cpp from load to free, as the kit's worker does.
 
+Kit with its self-checks off (`kit-no-probes`): the same path with the study's `lag_probe` and
+`memory_probe` off and no progress display, to price them against the raw loops (the report's
+"probes off" line).
+
 Output tok/s = output tokens of the measured requests / (last token - first submit), warm-up left
 out on both sides. Per engine the variants alternate in an order rotated every repeat. Prints the
 paired kit/raw ratio per repeat, its median and its range (with R repeats [min, max] covers the
@@ -28,6 +32,7 @@ median with probability 1 - 2 x 0.5^R); writes the JSON through the benchmark en
 sha, versions, CPU, load before and after).
 
     .venv/bin/python benchmarks/engine_overhead.py [--engines vllm,llamacpp-f32-32] [--users 32] [--reps 3]
+    .venv/bin/python benchmarks/engine_overhead.py --engines vllm --raw asyncllm   # one raw loop only
     .venv/bin/python benchmarks/engine_overhead.py --quick     # llama.cpp, 4 users, 1 repeat, JSON to a temp dir
 """
 
@@ -66,6 +71,7 @@ from cliffbench.models import prepare_model, resolve_model
 OUT = Path(__file__).parent / "results" / "engine_overhead.json"
 STUDY = PROJECT_ROOT / "studies" / "default.yaml"
 RAW = {"vllm": ("generate", "asyncllm"), "llamacpp-slots": ("decode",)}
+KIT = ("kit", "kit-no-probes")  # `cliffbench run`'s path as is, and with its self-checks off
 
 
 def default_engines(engines: list[EngineSpec]) -> list[str]:
@@ -87,15 +93,19 @@ def family(spec: EngineSpec) -> str:
     raise SystemExit(f"{spec.name}: no raw loop for kind {spec.kind} (vllm and llamacpp-slots have one)")
 
 
-def study_for(engine: str, users: int, repeat: int, steady_requests: int, answer_tokens: int) -> StudySpec:
+def study_for(
+    engine: str, users: int, repeat: int, steady_requests: int, answer_tokens: int, probes: bool = True
+) -> StudySpec:
     """The default study cut to one engine, its chat level set at `users`, answers of median
-    `answer_tokens`, one repeat (seeded by `repeat`), every user starting at once."""
+    `answer_tokens`, one repeat (seeded by `repeat`), every user starting at once; `probes` False:
+    the lag probe and the KV sampler off."""
     base = load_study(STUDY)
     es = next(e for e in base.engines if e.name == engine)
     chat = next(ls for ls in base.level_sets if ls.name == "chat").model_dump(mode="json")
     chat["load"].update(
-        concurrency=[users], repeats=1, only_at={}, search=None, steady_requests=steady_requests, ramp_s=0.0
-    )
+        concurrency=[users], repeats=1, only_at={}, search=None, steady_requests=steady_requests, ramp_s=0.0,
+        lag_probe=probes, memory_probe=probes,
+    )  # fmt: skip
     out = chat["workload"]["output"]
     out.update(mean=answer_tokens, high=max(out.get("high") or 0, 4 * answer_tokens))
     doc = base.model_dump(mode="json")
@@ -110,11 +120,15 @@ def _span_tok_s(first_submit_s: float, last_token_s: float, tokens: int) -> floa
 
 
 # -- kit: the path of `cliffbench run` ---------------------------------------------------------
-def run_kit(spec: StudySpec) -> dict[str, Any]:
+def run_kit(spec: StudySpec, display: bool = True) -> dict[str, Any]:
+    """The level through `run_study_async`, with the progress display drawn to /dev/null (`display`)."""
     with tempfile.TemporaryDirectory() as root:
-        display = run_progress(Console(file=open(os.devnull, "w"), force_terminal=True, width=120))  # noqa: SIM115
-        with display:
-            asyncio.run(run_study_async(spec, reporter=ProgressReporter(display), root=Path(root)))
+        if display:
+            live = run_progress(Console(file=open(os.devnull, "w"), force_terminal=True, width=120))  # noqa: SIM115
+            with live:
+                asyncio.run(run_study_async(spec, reporter=ProgressReporter(live), root=Path(root)))
+        else:
+            asyncio.run(run_study_async(spec, root=Path(root)))
         res = load_results(spec.name, Path(root))
     req = res.requests[~res.requests["warmup"].astype(bool)]
     if (req["status"] != "ok").any() or (res.levels["status"] != "ok").any():
@@ -288,9 +302,10 @@ def raw_llamacpp(spec: LlamaCppSpec, reqs: list[GenRequest], warm: list[GenReque
 
 def child(job: dict[str, Any]) -> dict[str, Any]:
     """One variant run (in its own process): the kit's level, or a raw loop over the same requests."""
-    spec = study_for(job["engine"], job["users"], job["repeat"], job["steady_requests"], job["answer_tokens"])
-    if job["variant"] == "kit":
-        return run_kit(spec)
+    on = job["variant"] != "kit-no-probes"
+    spec = study_for(job["engine"], job["users"], job["repeat"], job["steady_requests"], job["answer_tokens"], on)
+    if job["variant"] in KIT:
+        return run_kit(spec, display=on)
     levels = plan_levels(spec)
     reqs, warm = preflight(spec, levels, study_tokenizer(spec))[levels[0].index, 0]
     es = spec.engines[0]
@@ -314,19 +329,20 @@ def run_child(job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
 
 
 def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per engine x users x raw loop: kit/raw paired by repeat, median and min-max. Rows keep the
-    report's keys (`variant` 'kit', `over_raw_*`: report/sections/overhead.py) and name the raw loop."""
+    """Per engine x users x kit variant x raw loop: kit/raw paired by repeat, median and min-max.
+    Rows keep the report's keys (`variant` 'kit' or 'kit-no-probes', `over_raw_*`:
+    report/sections/overhead.py) and name the raw loop."""
     out = []
     for engine, users in sorted({(r["engine"], r["users"]) for r in rows}):
         sel = [r for r in rows if r["engine"] == engine and r["users"] == users and "tok_s" in r]
-        kit = {r["repeat"]: r["tok_s"] for r in sel if r["variant"] == "kit"}
-        for variant in sorted({r["variant"] for r in sel} - {"kit"}):
+        for kit_variant, variant in [(k, v) for k in KIT for v in sorted({r["variant"] for r in sel} - set(KIT))]:
+            kit = {r["repeat"]: r["tok_s"] for r in sel if r["variant"] == kit_variant}
             raw = {r["repeat"]: r["tok_s"] for r in sel if r["variant"] == variant}
             ratios = [kit[k] / raw[k] for k in sorted(raw) if k in kit]
             if not ratios:
                 continue
             out.append({
-                "engine": engine, "users": users, "variant": "kit", "raw": variant, "repeats": len(ratios),
+                "engine": engine, "users": users, "variant": kit_variant, "raw": variant, "repeats": len(ratios),
                 "kit_tok_s": [kit[k] for k in sorted(raw) if k in kit], "raw_tok_s": [raw[k] for k in sorted(raw)],
                 "over_raw": ratios, "over_raw_median": float(np.median(ratios)),
                 "over_raw_min": float(min(ratios)), "over_raw_max": float(max(ratios)),
@@ -358,7 +374,7 @@ def save(path: Path, payload: dict[str, Any], load_before: list[float], final: b
     """Write the runs so far through the envelope (every repeat's kit/raw ratio); print the ratios when `final`."""
     numbers = []
     for s in payload["summary"]:
-        numbers.append(RepeatedNumber(name=f"{s['engine']} {s['users']} users kit/{s['raw']}", unit="x",
+        numbers.append(RepeatedNumber(name=f"{s['engine']} {s['users']} users {s['variant']}/{s['raw']}", unit="x",
                                       values=s["over_raw"]))  # fmt: skip
         if final:
             rng = (
@@ -369,7 +385,8 @@ def save(path: Path, payload: dict[str, Any], load_before: list[float], final: b
                 if s["repeats"] > 1
                 else "(1 repeat)"
             )
-            print(f"{s['engine']:18s} users {s['users']:3d} kit/{s['raw']:9s} {s['over_raw_median']:.3f} {rng}; "
+            name = f"{s['variant']}/{s['raw']}"
+            print(f"{s['engine']:18s} users {s['users']:3d} {name:22s} {s['over_raw_median']:.3f} {rng}; "
                   f"kit {np.median(s['kit_tok_s']):.1f}, raw {np.median(s['raw_tok_s']):.1f} tok/s")  # fmt: skip
     write_result(path, payload, new_record("engine_overhead", payload["reps"], numbers, load_before))
 
@@ -381,6 +398,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--steady-requests", type=int, default=32, help="the level's steady requests (+ 2 x users)")
     ap.add_argument("--answer-tokens", type=int, default=64, help="median answer length (lognormal)")
+    ap.add_argument("--raw", default=None, help="raw loops to measure (default: every one of the engine's kind)")
     ap.add_argument("--quick", action="store_true", help="llama.cpp only, 4 users, 1 repeat, JSON to a temp dir")
     ap.add_argument("--out", type=Path, default=None, help=f"default {OUT} ({OUT.name} in a temp dir with --quick)")
     ap.add_argument(
@@ -407,7 +425,8 @@ def main() -> None:
     load_before, started = loadavg(), time.time()
     for rep in range(a.reps):
         for name in names:
-            variants = ["kit", *RAW[family(engines[name])]]
+            raws = [v for v in RAW[family(engines[name])] if a.raw is None or v in a.raw.split(",")]
+            variants = [*KIT, *raws]
             for u in users:
                 k = (rep + u) % len(variants)
                 for variant in variants[k:] + variants[:k]:  # alternating: no variant always runs first

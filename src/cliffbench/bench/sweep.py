@@ -27,6 +27,7 @@ import pandas as pd
 from cliffbench.bench.engine_pool import EnginePool
 from cliffbench.bench.load.busy import cpu_snapshot, foreign_since
 from cliffbench.bench.load.clients import run_split
+from cliffbench.bench.load.driver import Probes
 from cliffbench.bench.metrics.phases import assign_phases
 from cliffbench.bench.metrics.steady import summarize_phases
 from cliffbench.bench.plan import (
@@ -157,6 +158,7 @@ async def _measure(
             request_timeout_s=load.request_timeout_s,
             seed=spec.seed + level.index,
             on_record=on_request(reporter, on_phase, level.key(es.name)),
+            probes=Probes(lag=load.lag_probe, memory=load.memory_probe),
         )
         foreign = foreign_since(before)
         busy = foreign.foreign_cores > spec.busy.max_foreign_cores

@@ -41,6 +41,10 @@ class LoadSpec(Spec):
     warmup_requests: int = Field(1, ge=0)
     request_timeout_s: float = Field(600.0, gt=0)
     max_lag_s: float = Field(0.005, gt=0, description="event-loop lag p99 above this flags a level")
+    # the harness's self-checks: on in every study; benchmarks/engine_overhead.py switches them off to
+    # price them (a level without them flags nothing)
+    lag_probe: bool = Field(True, description="the event-loop lag / GIL-wait probe thread (wakes every 5 ms)")
+    memory_probe: bool = Field(True, description="the KV-memory sampler (every 50 ms)")
     only_at: dict[str, list[int]] = Field(
         default_factory=dict,
         description="engine label -> the only user counts of this set it runs (empty list: none); "
