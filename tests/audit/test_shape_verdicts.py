@@ -201,6 +201,14 @@ def test_efficiency_uses_stored_probe() -> None:
     assert eff.at[("vllm", 32), "efficiency"] == pytest.approx(400 / cast(float, eff.at[("vllm", 32), "ceiling_tok_s"]))
 
 
+def test_no_model_shapes_no_efficiency() -> None:
+    """A study whose engines ran on a fake tokenizer stores no model shapes: no roofline to judge by."""
+    res = _results()
+    res.manifest.models.pop("vllm")
+    eff = efficiency(res)
+    assert set(eff["engine"]) == {"llamacpp-slots-4"}
+
+
 def test_no_probe_no_efficiency() -> None:
     assert efficiency(_results(probe=None)).empty
     pts = normalised_points(_results(probe=None))

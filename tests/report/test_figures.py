@@ -212,6 +212,13 @@ def test_kv_memory(ax: Axes) -> None:
     assert {"reserved", "peak live"} <= set(_legend(ax))
 
 
+def test_kv_memory_of_engines_that_tell_none(ax: Axes) -> None:
+    """Fake engines and some servers report zero KV bytes: a note, not a log axis with no data."""
+    levels, _, _, memory = _study()
+    plot_kv_memory(ax, memory.assign(reserved_bytes=0, live_bytes=0), levels)
+    assert [t.get_text() for t in ax.texts] == ["no engine reported KV memory in level set 'chat'"]
+
+
 def test_long_in_flight_overlap() -> None:
     level = pd.DataFrame(
         {

@@ -323,7 +323,9 @@ def efficiency(res: Results, level_set: str = "chat") -> pd.DataFrame:
     cpu_flags = res.manifest.cpu.flags
     rows = []
     for r in map(_Row, lv.to_dict("records")):
-        shapes = res.manifest.models[r.engine]
+        shapes = res.manifest.models.get(r.engine)
+        if shapes is None:  # no model shapes stored (a fake tokenizer's study): no roofline to judge by
+            continue
         size = ModelSize(
             name=r.engine,
             **{k: getattr(shapes, k) for k in ("n_params", "n_layers", "n_kv_heads", "head_dim", "hidden_size")},

@@ -216,6 +216,9 @@ def plot_kv_memory(ax: Axes, memory: pd.DataFrame, levels: pd.DataFrame, level_s
         note(ax, f"no memory samples in level set {level_set!r}")
         return
     peak = mem.groupby("level_key")[["reserved_bytes", "live_bytes"]].max() / _MIB
+    if not (peak > 0).to_numpy().any():  # engines that tell no KV memory (fakes, some servers)
+        note(ax, f"no engine reported KV memory in level set {level_set!r}")
+        return
     data = lv[["level_key", "engine", "concurrency"]].merge(peak, left_on="level_key", right_index=True)
     data = data.groupby(["engine", "concurrency"], as_index=False)[["reserved_bytes", "live_bytes"]].mean()
     engines = sorted(data["engine"].unique(), key=natural_key)
