@@ -39,9 +39,15 @@ test: setup
 
 # No engine, no server, no model, nothing slow: tests/conftest.py marks every test that needs the
 # model `engine` and fails an unmarked one that touches it, so this tier runs on a fresh clone.
+# Two pytest-xdist workers: the fast tier's fake sweeps mostly wait on the fakes' timers, and one
+# worker runs while the other waits. --dist loadfile keeps a file's tests on one worker, in order
+# (module fixtures run once; tests/faults/test_zz_* checks its own orphans after making them).
+# PYTHONDONTWRITEBYTECODE emptied: with it set, every worker and CLI child compiled the kit and the
+# tests from source each run (half of collection's CPU); the __pycache__ folders are git-ignored.
 FAST_TESTS ?= not engine and not vllm and not slow
+FAST_WORKERS ?= 2
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "$(FAST_TESTS)"
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n $(FAST_WORKERS) --dist loadfile -m "$(FAST_TESTS)"
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks tools

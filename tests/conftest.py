@@ -179,6 +179,22 @@ def run_studies_at_once(specs: Sequence[StudySpec], root: Path) -> None:
 
 
 @pytest.fixture(scope="session")
+def reference_study_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The results root holding study `a` of tests/bench/store/test_reference.py (two `fake`
+    engines, twelve levels) run once through the real sweep (FIXED_PROBE): seconds of timed levels
+    that test_reference.py and tests/report/test_reference_section.py shared instead of running
+    twice. Read-only: a test that changes the study copies it first."""
+    from cliffbench.bench import sweep
+    from tests.bench.store.test_reference import study_spec
+
+    root = tmp_path_factory.mktemp("reference-study")
+    with pytest.MonkeyPatch.context() as mp:
+        fix_probe(mp)
+        sweep.run_study(study_spec("a"), root=root)
+    return root
+
+
+@pytest.fixture(scope="session")
 def model() -> Any:
     from cliffbench.models import prepare_model
 

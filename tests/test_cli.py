@@ -246,6 +246,7 @@ level_sets:
 """
 
 
+@pytest.mark.slow  # `cliffbench run` (dry, then for real) of a fake study through the sweep: about 3 s
 def test_run_fake_study_needs_no_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fixed_probe: None) -> None:
     import signal
 

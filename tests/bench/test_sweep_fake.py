@@ -232,6 +232,7 @@ def test_level_without_a_successful_request_is_failed_and_redone(tmp_path: Path)
     assert not kept.finished and len(kept.skipped) == 2 * len(USERS)
 
 
+@pytest.mark.slow  # three repeats of every level through the real sweep: about 3 s
 def test_repeats_interleave_engines_in_a_rotated_order(tmp_path: Path) -> None:
     load = {**LEVELS["load"], "repeats": 3}
     levels = {**LEVELS, "load": load}
@@ -256,6 +257,7 @@ def test_repeats_interleave_engines_in_a_rotated_order(tmp_path: Path) -> None:
     assert list(first["prompt_tokens"]) == list(second["prompt_tokens"])
 
 
+@pytest.mark.slow  # the real sweep, twice: about 2.5 s
 def test_damaged_level_is_named_left_out_and_measured_again(tmp_path: Path) -> None:
     spec = _spec(WIDE, NARROW, name="damage")
     sweep.run_study(spec, root=tmp_path)

@@ -19,6 +19,8 @@ from cliffbench.config import InputError
 from cliffbench.decide.compare import compare_studies, open_study
 from tests.conftest import run_studies_at_once
 
+# every test reads the four studies `root` runs through the real sweep: about 10 s of timed levels
+pytestmark = pytest.mark.slow
 runner = CliRunner()
 # 1 slot: at 4 users each request waits for ~3 others (TTFT ~0.07 s); 8 slots: no wait (~0.005 s).
 # 24 requests a level: the SLO is judged on the steady ones (the ramp and the drain left out)

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -132,6 +133,7 @@ def _content(doc: Any, data: st.DataObject) -> bytes:
 ONE_LINE = re.compile(r"^error: (study|engines|level_sets|--)[^\n]*?: \S[^\n]*$")
 
 
+@pytest.mark.slow  # a hundred study files through the CLI's dry run: about 8 s
 @settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_mutated_study_files_give_a_plan_or_one_line_naming_the_field(data: st.DataObject) -> None:

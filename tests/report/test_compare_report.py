@@ -22,6 +22,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow  # two studies through the real sweep (about 4 s), then the figures: about 5 s
 def test_the_section_compares_and_draws_an_overlay_per_engine(root: Path, tmp_path: Path) -> None:
     text = comparison_section(str(root / "new"), str(root / "base"), out_dir=tmp_path)
     assert text.startswith(f"## Compared with {root / 'base'}")

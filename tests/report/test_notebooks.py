@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 
 from cliffbench.config import PROJECT_ROOT, field_default
@@ -63,6 +62,9 @@ def test_parameters_cell_declares_its_model(name: str) -> None:
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_papermill_reads_every_parameter_without_a_warning(name: str, caplog: pytest.LogCaptureFixture) -> None:
+    # imported here, not at the top: nbformat pulls in jsonschema (seconds), which every other test
+    # module of a session would otherwise wait for at collection
+    import nbformat
     from papermill.translators import PythonTranslator
 
     nb = nbformat.read(NOTEBOOKS_DIR / f"{name}.ipynb", as_version=4)  # type: ignore[no-untyped-call]

@@ -7,34 +7,31 @@ finds data/reference/<study>."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from cliffbench.audit.claims import load_claims
-from cliffbench.bench import sweep
 from cliffbench.bench.store.levels import load_results
 from cliffbench.bench.store.reference import export_reference, load_reference
 from cliffbench.config import PROJECT_ROOT
 from cliffbench.report.data import ReferenceRun, ReportData, load_report_data
 from cliffbench.report.sections.reference import reference_section
 from cliffbench.trace import number_tokens, recording
-from tests.bench.store.test_reference import study_spec
-from tests.conftest import fix_probe
 from tests.report.study_data import fake_results
 
 OTHER_CPU = "Intel Xeon Platinum 8488C"
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def project(tmp_path_factory: pytest.TempPathFactory, reference_study_root: Path) -> Path:
     """A project root: study `a` stored, its reference exported and edited to another machine."""
     root = tmp_path_factory.mktemp("project")
     (root / "data").mkdir()
     (root / "data" / "published").symlink_to(PROJECT_ROOT / "data" / "published")
-    with pytest.MonkeyPatch.context() as mp:
-        fix_probe(mp)
-        sweep.run_study(study_spec("a"), root=root / "data" / "results")
+    # tests/bench/store/test_reference.py's study `a` (study_spec), run once a session: a copy
+    shutil.copytree(reference_study_root / "a", root / "data" / "results" / "a")
     ref = root / "data" / "reference" / "a"
     export_reference("a", ref, root=root / "data" / "results")
     manifest = json.loads((ref / "manifest.json").read_text())

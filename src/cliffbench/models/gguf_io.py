@@ -11,28 +11,40 @@ from __future__ import annotations
 import mmap
 import struct
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import gguf
 import numpy as np
+
+if TYPE_CHECKING:
+    import gguf
 
 __all__ = ["GgufHeader", "gguf_chat_template", "gguf_shape_fields", "read_gguf_header", "write_f32_gguf"]
 
-# struct formats of GGUF's scalar value types (little-endian; big-endian files are not supported).
-_SCALAR = {
-    gguf.GGUFValueType.UINT8: "<B",
-    gguf.GGUFValueType.INT8: "<b",
-    gguf.GGUFValueType.UINT16: "<H",
-    gguf.GGUFValueType.INT16: "<h",
-    gguf.GGUFValueType.UINT32: "<I",
-    gguf.GGUFValueType.INT32: "<i",
-    gguf.GGUFValueType.FLOAT32: "<f",
-    gguf.GGUFValueType.BOOL: "<?",
-    gguf.GGUFValueType.UINT64: "<Q",
-    gguf.GGUFValueType.INT64: "<q",
-    gguf.GGUFValueType.FLOAT64: "<d",
-}
+# gguf is imported where it is used, not here: the package's own import pulls in mistral_common and
+# jsonschema (about 3 s of CPU), which every `cliffbench` start and test session paid for nothing.
+
+
+@cache
+def _scalar_formats() -> dict[gguf.GGUFValueType, str]:
+    """struct formats of GGUF's scalar value types (little-endian; big-endian files are not supported)."""
+    import gguf
+
+    t = gguf.GGUFValueType
+    return {
+        t.UINT8: "<B",
+        t.INT8: "<b",
+        t.UINT16: "<H",
+        t.INT16: "<h",
+        t.UINT32: "<I",
+        t.INT32: "<i",
+        t.FLOAT32: "<f",
+        t.BOOL: "<?",
+        t.UINT64: "<Q",
+        t.INT64: "<q",
+        t.FLOAT64: "<d",
+    }
 
 
 @dataclass
@@ -48,6 +60,9 @@ class GgufHeader:
 
 def read_gguf_header(path: Path) -> GgufHeader:
     """Scan the key/values and tensor infos of a GGUF file (v2/v3) without touching tensor data."""
+    import gguf
+
+    scalar = _scalar_formats()
     with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
         pos = 0
 
@@ -77,7 +92,7 @@ def read_gguf_header(path: Path) -> GgufHeader:
             if vtype == gguf.GGUFValueType.STRING:
                 header.values[key] = string()
             elif vtype != gguf.GGUFValueType.ARRAY:
-                header.values[key] = unpack(_SCALAR[vtype])
+                header.values[key] = unpack(scalar[vtype])
             else:
                 sub = gguf.GGUFValueType(unpack("<I"))
                 n = unpack("<Q")
@@ -85,8 +100,8 @@ def read_gguf_header(path: Path) -> GgufHeader:
                 if sub == gguf.GGUFValueType.STRING:
                     for _ in range(n):
                         pos += 8 + struct.unpack_from("<Q", buf, pos)[0]
-                elif sub in _SCALAR:
-                    fmt = _SCALAR[sub]
+                elif sub in scalar:
+                    fmt = scalar[sub]
                     if n <= 1024:  # per-layer hyper-parameters; skip token-sized arrays
                         header.small_arrays[key] = list(struct.unpack_from(f"<{n}{fmt[1]}", buf, pos))
                     pos += n * struct.calcsize(fmt)
@@ -103,6 +118,8 @@ def read_gguf_header(path: Path) -> GgufHeader:
 
 def gguf_chat_template(path: Path) -> str | None:
     """The chat template stored in a GGUF file, if any."""
+    import gguf
+
     value = read_gguf_header(path).values.get(gguf.Keys.Tokenizer.CHAT_TEMPLATE)
     return value if isinstance(value, str) else None
 
@@ -113,6 +130,8 @@ def gguf_shape_fields(path: Path) -> dict[str, Any]:
     `n_params` counts elements of every tensor; a tied output layer has no tensor of its own, so it
     matches a Hugging Face state dict without `lm_head.weight`.
     """
+    import gguf
+
     header = read_gguf_header(path)
     arch = header.values.get(gguf.Keys.General.ARCHITECTURE)
     if not isinstance(arch, str):
@@ -159,6 +178,8 @@ def write_f32_gguf(src: Path, dst: Path) -> int:
     Metadata is copied verbatim except `general.file_type`, which is set to ALL_F32 so tools do not
     report the source quantisation. Returns the number of tensors converted.
     """
+    import gguf
+
     reader = gguf.GGUFReader(src, "r")
     arch = reader.get_field(gguf.Keys.General.ARCHITECTURE)
     if arch is None:

@@ -21,9 +21,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import gguf
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
@@ -43,6 +42,9 @@ from .manifest import (
     model_dir,
     verify_model,
 )
+
+if TYPE_CHECKING:
+    import gguf
 
 __all__ = ["PRESETS", "SyntheticPreset", "estimate_bytes", "prepare_synthetic", "preset_shapes"]
 
@@ -117,11 +119,16 @@ PRESETS: dict[str, SyntheticPreset] = {
     )
 }
 
-# GGUF variants a preset writes, with llama.cpp's tensor type for 2-D weights and the file type.
-_VARIANTS: dict[str, tuple[gguf.GGMLQuantizationType, gguf.LlamaFileType]] = {
-    "f16": (gguf.GGMLQuantizationType.F16, gguf.LlamaFileType.MOSTLY_F16),
-    "q4_1": (gguf.GGMLQuantizationType.Q4_1, gguf.LlamaFileType.MOSTLY_Q4_1),
-}
+# GGUF variants a preset writes, with the names of llama.cpp's tensor type for 2-D weights and of the
+# file type (names, not gguf's enums: gguf is imported where it is used, as in gguf_io)
+_VARIANTS: dict[str, tuple[str, str]] = {"f16": ("F16", "MOSTLY_F16"), "q4_1": ("Q4_1", "MOSTLY_Q4_1")}
+
+
+def _variant_types(variant: str) -> tuple[gguf.GGMLQuantizationType, gguf.LlamaFileType]:
+    import gguf
+
+    qtype, ftype = _VARIANTS[variant]
+    return gguf.GGMLQuantizationType[qtype], gguf.LlamaFileType[ftype]
 
 
 def _preset(name: str) -> SyntheticPreset:
@@ -169,11 +176,13 @@ def _tensors(p: SyntheticPreset) -> Iterator[tuple[str, tuple[int, ...]]]:
 
 def estimate_bytes(name: str, variants: tuple[str, ...] = ("f16", "q4_1")) -> int:
     """Disk bytes the GGUF files of a preset take (the HF folder holds no weights)."""
+    import gguf
+
     total = 0
     for name_, shape in _tensors(_preset(name)):
         n = int(np.prod(shape))
         for v in variants:
-            qtype = _VARIANTS[v][0] if len(shape) == 2 else gguf.GGMLQuantizationType.F32
+            qtype = _variant_types(v)[0] if len(shape) == 2 else gguf.GGMLQuantizationType.F32
             block, size = gguf.GGML_QUANT_SIZES[qtype]
             total += n // block * size
         del name_
@@ -190,6 +199,8 @@ def _weights(index: int, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _padded_tokens(smol: gguf.GGUFReader, vocab: int) -> tuple[list[str], list[int]]:
+    import gguf
+
     tokens_f = smol.get_field(gguf.Keys.Tokenizer.LIST)
     types_f = smol.get_field(gguf.Keys.Tokenizer.TOKEN_TYPE)
     if tokens_f is None or types_f is None:
@@ -202,7 +213,9 @@ def _padded_tokens(smol: gguf.GGUFReader, vocab: int) -> tuple[list[str], list[i
 
 
 def _write_gguf(p: SyntheticPreset, smol_path: Path, dst: Path, variant: str, say: Progress) -> None:
-    qtype, ftype = _VARIANTS[variant]
+    import gguf
+
+    qtype, ftype = _variant_types(variant)
     smol = gguf.GGUFReader(smol_path, "r")
     w = gguf.GGUFWriter(dst, arch="llama")
     w.add_name(f"{p.name} (synthetic weights, cliffbench)")

@@ -22,6 +22,8 @@ from cliffbench.engines.fake import FakeEngine
 from cliffbench.engines.specs import FakeSpec
 
 N_USERS, SLOTS, PER_USER, TOKENS = 6, 2, 5, 4
+# each test times a real level of thirty requests on the fake's clock: 1.3-1.8 s each
+pytestmark = pytest.mark.slow
 
 
 def _level(ramp_s: float) -> tuple[pd.DataFrame, LevelSummary, float]:

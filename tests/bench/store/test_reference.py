@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from cliffbench.bench import sweep
 from cliffbench.bench.spec.study import StudySpec
 from cliffbench.bench.store import levels as store
 from cliffbench.bench.store.reference import (
@@ -25,7 +24,6 @@ from cliffbench.bench.store.reference import (
 from cliffbench.cli import app
 from cliffbench.config import InputError
 from cliffbench.decide.compare import compare_studies, open_study
-from tests.conftest import fix_probe
 
 runner = CliRunner()
 WIDE = {"kind": "fake", "label": "wide", "ttft_s": 0.005, "itl_s": 0.002, "max_batch": 8}
@@ -43,16 +41,15 @@ def study_spec(name: str) -> StudySpec:
         "load": {"concurrency": [1, 4], "requests_per_level": 24, "warmup_requests": 1, "repeats": 3},
     }
     data: dict[str, Any] = {"name": name, "tokenizer": "fake", "engines": [WIDE, NARROW], "level_sets": [chat]}
-    return StudySpec.model_validate({**data, "slo": SLO})
+    # no reruns of busy-flagged levels (as tests/decide/test_compare.py): beside the fast tier's other
+    # test worker every level is flagged, and a rerun would only double the wait
+    return StudySpec.model_validate({**data, "slo": SLO, "busy": {"reruns": 0}})
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("results")
-    with pytest.MonkeyPatch.context() as mp:
-        fix_probe(mp)
-        sweep.run_study(study_spec("a"), root=root)
-    return root
+def root(reference_study_root: Path) -> Path:
+    """Study `a` (study_spec) run through the real sweep, once a session (tests/conftest.py)."""
+    return reference_study_root
 
 
 @pytest.fixture(scope="module")
