@@ -14,8 +14,9 @@ drawn: the engines keep their caches between repeats (as a server would), so rep
 first may see warmer caches; the level's sessions are distinct, so no conversation is seen twice.
 Writes benchmarks/results/reuse_servers.json (envelope: cliffbench.bench.store.bench_record).
 
-Not yet handled: llama-server streams text, not ids (the kit reads -1 ids from it), so a user could not
-build its next turn from the answer's ids; the llama.cpp pair needs that before it can be measured.
+llama-server streams text; the ids a user needs to build its next turn come back in each chunk's
+logprobs, which the server side asks for (`n_probs: 1`, the top-1 probability of each sampled token:
+a softmax over the vocabulary per token, the same on every turn).
 
     .venv/bin/python benchmarks/reuse_servers.py [--quick] [--pairs llamacpp,vllm] [--reps 3]
 """
@@ -83,7 +84,11 @@ def pairs(slots: int) -> dict[str, tuple[Any, Any]]:
         max_model_len=CTX_PER_SLOT, kv_cache_gib=0.5, max_num_seqs=max(slots, 4), enable_prefix_caching=True
     )
     return {
-        "llamacpp": (twin, OpenAIHttpSpec(server={"kind": "llama-server", "mirrors": twin.model_dump()})),
+        "llamacpp": (
+            twin,
+            # n_probs 1: the sampled tokens' ids ride in the stream's logprobs (engines/http.py `_delta`)
+            OpenAIHttpSpec(server={"kind": "llama-server", "mirrors": twin.model_dump()}, extra_body={"n_probs": 1}),
+        ),
         "vllm": (vllm, OpenAIHttpSpec(server={"kind": "vllm", "mirrors": vllm.model_dump()})),
     }
 
@@ -102,11 +107,13 @@ async def measure_pair(name: str, inproc_spec: Any, server_spec: Any, users: int
             for rep in range(reps):
                 # a fresh set of conversations per repeat, the same for both sides
                 reqs = build_requests(workload(a.quick, seed=rep), a.turns, tok, max_context=CTX_PER_SLOT)
-                theory.append(theoretical_hit_rate(reqs))
                 order = [("inproc", inproc), ("server", server)]
                 for side, eng in order if rep % 2 == 0 else order[::-1]:
                     run = await run_level(eng, reqs, concurrency=users, request_timeout_s=600)
                     sides[side].append(summarize(run.records))
+                    if side == "inproc":  # over the turns the users sent, at their lengths as sent
+                        sent = {r.request_id: r.prompt_tokens for r in run.records if not r.warmup}
+                        theory.append(theoretical_hit_rate(reqs, sent_prompt_tokens=sent))
                     print(f"  rep {rep + 1} {side}: {sides[side][-1]}", flush=True)
                     await asyncio.sleep(0.5)  # idle OpenMP threads stop spinning before the other side runs
         finally:

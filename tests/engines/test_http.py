@@ -391,3 +391,17 @@ def test_llama_server_body_carries_the_twins_prompt_reuse() -> None:
         return OpenAIHttpEngine(OpenAIHttpSpec(server={"kind": "llama-server", "mirrors": twin}))._body(REQ)[1]
 
     assert body(True)["cache_prompt"] is True and body(False)["cache_prompt"] is False
+
+
+def test_llama_server_token_ids_ride_in_its_logprobs() -> None:
+    """With `n_probs` >= 1 each llama-server chunk carries its sampled token's id in logprobs: a
+    session's next turn needs the answer's ids, which its text alone does not give back exactly."""
+
+    def chunk(text: str, tok: int) -> dict[str, Any]:
+        content = [{"id": tok, "token": text, "bytes": list(text.encode()), "logprob": -0.1, "top_logprobs": []}]
+        return {"choices": [{"text": text, "index": 0, "logprobs": {"content": content}, "finish_reason": None}]}
+
+    ok = _sse_response(_sse([chunk("a", 11), chunk("", 12), chunk("c", 13), LLAMA_SERVER_END]))
+    events, _ = asyncio.run(_outcome(stub(lambda n, p, b: ok)))
+    # the empty chunk (a character's bytes held back) is still one token, its id known
+    assert isinstance(events, list) and [e.token_id for e in events] == [11, 12, 13]

@@ -359,6 +359,12 @@ def _parse(payload: str) -> dict[str, Any]:
 def _delta(choice: dict[str, Any], api: str) -> tuple[str, list[int] | None]:
     text = ((choice.get("delta") or {}).get("content") if api == "chat" else choice.get("text")) or ""
     ids = choice.get("token_ids")
+    if not isinstance(ids, list):
+        # llama-server streams a token's id only inside its logprobs (a request with `n_probs` >= 1):
+        # one entry per token, `id` the sampled one
+        content = (choice.get("logprobs") or {}).get("content")
+        if isinstance(content, list) and content and all(isinstance(c, dict) and "id" in c for c in content):
+            ids = [c["id"] for c in content]
     return str(text), [int(i) for i in ids] if isinstance(ids, list) else None
 
 
