@@ -213,6 +213,7 @@ def test_rendered_path_and_readers_table(data: mx.MatrixData, study: MeasuredStu
     assert "| no ops team, 3 users |" in table and f"| {leaf} | {at3.text.loc['managed-vllm', 'cost']!s} |" in table
 
 
+@pytest.mark.slow  # runs the recommend command end to end: about 4 s
 def test_cli_recommend_takes_the_questions(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("cliffbench.bench.store.levels.load_results", lambda study: _results())
     runner = CliRunner()

@@ -246,6 +246,7 @@ def test_cost_curve_shapes(data: mx.MatrixData) -> None:
     assert not {"anyscale", "anthropic-haiku-3-5", "openai-gpt-4o-mini"} & set(curve["option"])
 
 
+@pytest.mark.slow  # builds and pools a measured GPU study: about 5 s
 def test_measured_verdict_reaches_the_matrix(data: mx.MatrixData) -> None:
     from cliffbench.bench.metrics.repeats import SloJudge
     from cliffbench.decide.tree import engine_cliff_details, pooled_levels, select_levels
