@@ -28,7 +28,7 @@ from cliffbench.bench.engine_pool import EnginePool
 from cliffbench.bench.load.busy import cpu_snapshot, foreign_since
 from cliffbench.bench.load.clients import run_split
 from cliffbench.bench.load.driver import Probes
-from cliffbench.bench.metrics.phases import assign_phases
+from cliffbench.bench.metrics.phases import assign_phases, steady_only
 from cliffbench.bench.metrics.steady import summarize_phases
 from cliffbench.bench.plan import (
     Level,
@@ -172,7 +172,7 @@ async def _measure(
     # turns of a session are sent is the users' doing)
     sent: dict[int, int] = {}
     if not requests.empty:
-        steady = requests[requests["phase"] == "steady"]
+        steady = steady_only(requests)
         sent = dict(zip(steady["request_id"].tolist(), steady["prompt_tokens"].tolist(), strict=True))
     summary = summary.model_copy(update={"hit_rate_theory": theoretical_hit_rate(reqs, sent_prompt_tokens=sent)})
     # a level in which the engine died, or no request succeeded, measured nothing to judge by
