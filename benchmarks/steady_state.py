@@ -72,6 +72,8 @@ def study_for(
     chat = next(ls for ls in base.level_sets if ls.name == LEVEL_SET).model_dump(mode="json")
     chat["load"].update(concurrency=users, repeats=1, only_at={}, search=None)
     chat["load"]["ramp_s"] = 0.0 if mode == "burst" else "auto"
+    # the burst is judged over its whole level, so it waits for its drain; steady stops at its window's end
+    chat["load"]["end_at_window"] = mode != "burst" and chat["load"]["end_at_window"]
     if steady is not None:
         chat["load"]["steady_requests"] = steady
     doc = base.model_dump(mode="json")

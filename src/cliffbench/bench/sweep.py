@@ -159,13 +159,14 @@ async def _measure(
             seed=spec.seed + level.index,
             on_record=on_request(reporter, on_phase, level.key(es.name)),
             probes=Probes(lag=load.lag_probe, memory=load.memory_probe),
+            end_at_window=load.end_at_window and level.concurrency is not None,
         )
         foreign = foreign_since(before)
         busy = foreign.foreign_cores > spec.busy.max_foreign_cores
         if not busy or attempt > spec.busy.reruns or engine_failure(engine):  # a dead engine: no rerun
             break
     requests, tokens, memory = level_tables(run)
-    requests["phase"], window = assign_phases(requests, run.ramp_s)
+    requests["phase"], window = assign_phases(requests, run.ramp_s, run.window_end_s)
     slo = spec.slo.thresholds
     summary, transient = summarize_phases(requests, tokens, window, slo=slo, target_concurrency=level.concurrency)
     # an ideal cache's hit rate over the steady requests as sent, as the measured one is (which

@@ -44,6 +44,7 @@ def latency_components(res: Results, level_set: str) -> pd.DataFrame:
     r = r[(r["level_set"] == level_set) & ~r["warmup"].astype(bool)] if len(r) else r
     if r.empty:
         return pd.DataFrame(columns=[*_KEYS, "queue_s", "prefill_s", "decode_s"])
+    r = r[r["status"] != "stopped"]  # drain requests the level stopped at its window's end: no outcome
     r = r.assign(failed=r["status"] != "ok")
     ok = r[~r["failed"]].copy()
     ok["queue_source"] = np.where(ok["queue_s"].notna(), "engine", "")

@@ -205,6 +205,8 @@ async def run_split(
         )  # fmt: skip
     if (concurrency is None) == (rate_rps is None):
         raise ValueError("give exactly one of concurrency or rate_rps")
+    # each client sees only its own users, so none can tell where the level's window ends: they wait
+    load = {**load, "end_at_window": False}
     spec = _child_spec(engine, processes)
     users: list[int] | None = None
     rates: list[float] | None = None

@@ -28,7 +28,15 @@ from cliffbench.bench.load.arrivals import closed_loop_think_times_s, poisson_of
 from cliffbench.bench.load.lag import LAG_PROBE_INTERVAL_S, LagProbe
 from cliffbench.bench.load.memory_probe import MemorySample, sample_memory
 from cliffbench.bench.load.sessions import SessionDraw
-from cliffbench.bench.load.users import Sent, SharedDraw, User, gather_or_cancel, ramp_offsets_s, run_users
+from cliffbench.bench.load.users import (
+    Sent,
+    SharedDraw,
+    User,
+    WindowEnd,
+    gather_or_cancel,
+    ramp_offsets_s,
+    run_users,
+)
 from cliffbench.bench.workload.reuse import SessionPlan, SessionRequests
 from cliffbench.engines.base import Engine, GenRequest, RequestRejected
 
@@ -109,6 +117,7 @@ class LevelRun:
     t0_s: float = float("nan")  # perf_counter when the level started: record times count from it
     clients: list[ClientInfo] = field(default_factory=list)  # empty: the load ran in this process
     ramp_s: float = 0.0  # the users' starts spread over this (closed loop); the fill-up phase (open loop)
+    window_end_s: float | None = None  # closed loop stopped at its steady window's end: when (from t0)
 
     # with several client processes the level is as good as its worst client: a lagging one delays
     # its own requests whatever the others do, so each check is the worst client's
@@ -128,12 +137,21 @@ class LevelRun:
         return self.loop_cpu_s / self.wall_s if self.wall_s > 0 else float("nan")
 
 
+STOPPED = "drain: stopped at the steady window's end"
+
+
 def _p99(samples: np.ndarray) -> float:
     return float(np.percentile(samples, 99)) if samples.size else float("nan")
 
 
 async def _one(
-    engine: Engine, req: GenRequest, t0: float, warmup: bool, deadlines: _Deadlines, user: int = -1
+    engine: Engine,
+    req: GenRequest,
+    t0: float,
+    warmup: bool,
+    deadlines: _Deadlines,
+    user: int = -1,
+    end: WindowEnd | None = None,
 ) -> RequestRecord:
     rec = RequestRecord(req.request_id, warmup, req.prompt_tokens, req.max_tokens, time.perf_counter() - t0)
     rec.user = user
@@ -150,13 +168,18 @@ async def _one(
     except RequestRejected as exc:
         rec.status, rec.error = "rejected", str(exc)
     except asyncio.CancelledError:
-        if not deadlines.expired(task):
+        if deadlines.expired(task):
+            rec.status, rec.error = "timeout", deadlines.message
+        elif end is not None and end.stopped(task):
+            rec.status, rec.error = "stopped", STOPPED
+        else:
             rec.status, rec.error = "failed", "cancelled"
             raise
-        rec.status, rec.error = "timeout", deadlines.message
     except Exception as exc:  # one request's failure is data, not a crash of the level
         if deadlines.expired(task):  # the engine turned the watchdog's cancel into its own error
             rec.status, rec.error = "timeout", deadlines.message
+        elif end is not None and end.stopped(task):
+            rec.status, rec.error = "stopped", STOPPED
         else:
             rec.status, rec.error = "failed", f"{type(exc).__name__}: {exc}"
     else:
@@ -227,6 +250,7 @@ async def run_level(
     on_record: Callable[[RequestRecord], None] | None = None,
     probes: Probes = Probes(),
     sessions: SessionPlan | None = None,
+    end_at_window: bool = False,
 ) -> LevelRun:
     """Run one level. Exactly one of `concurrency` (closed loop) or `rate_rps` (open loop).
     With `duration_s`, no request is submitted after that many seconds (in-flight ones finish).
@@ -234,7 +258,8 @@ async def run_level(
     marks the fill-up phase. "auto": the median wall of the ok warm-up requests (0 without one).
     `sessions` (closed loop; taken from `requests` when it is a `SessionRequests`): the users hold
     these conversations (`requests` is `sessions.requests`),
-    with the plan's think times between turns instead of `think_time_s`."""
+    with the plan's think times between turns instead of `think_time_s`.
+    `end_at_window` (closed loop): stop the level where its steady window ends (`WindowEnd`)."""
     if (concurrency is None) == (rate_rps is None):
         raise ValueError("give exactly one of concurrency or rate_rps")
     if sessions is None and isinstance(requests, SessionRequests):
@@ -260,6 +285,7 @@ async def run_level(
             on_record(rec)
 
     ramp = 0.0 if ramp_s == "auto" else ramp_s
+    window_end: float | None = None
     try:
         if warmup:
             n_warm = concurrency or max(1, len(warmup))
@@ -274,9 +300,12 @@ async def run_level(
                 think = sessions.think_s
             deadline = None if duration_s is None else time.perf_counter() + duration_s
             starts = ramp_offsets_s(concurrency, ramp, rng) if ramp > 0 else None
-            await _closed_loop(
-                engine, list(requests), concurrency, t0, False, deadlines, think, deadline, done, starts, sessions
+            end = WindowEnd(min(concurrency, len(requests))) if end_at_window else None
+            last_done = await _closed_loop(
+                engine, list(requests), concurrency, t0, False, deadlines, think, deadline, done, starts, sessions, end
             )
+            if end is not None and end.leaver is not None:
+                window_end = last_done.get(end.leaver)
         else:
             assert rate_rps is not None
             offsets = poisson_offsets_s(len(requests), rate_rps, burstiness, rng)
@@ -289,7 +318,9 @@ async def run_level(
         await asyncio.gather(*samplers, watchdog, return_exceptions=True)
     wall = time.perf_counter() - t0
     cpu_s = time.thread_time() - cpu0
-    return LevelRun(records, memory, np.asarray(lags), np.asarray(waits), cpu_s, wall, t0, ramp_s=ramp)
+    return LevelRun(
+        records, memory, np.asarray(lags), np.asarray(waits), cpu_s, wall, t0, ramp_s=ramp, window_end_s=window_end
+    )
 
 
 def _typical_wall_s(records: list[RequestRecord]) -> float:
@@ -310,20 +341,24 @@ async def _closed_loop(
     done: Callable[[RequestRecord], None],
     starts_s: np.ndarray | None = None,
     sessions: SessionPlan | None = None,
-) -> None:
+    end: WindowEnd | None = None,
+) -> dict[int, float]:
     """`n_users` users (fewer when there are fewer requests) drawing from `reqs` (`SharedDraw`), or
-    holding the conversations of `sessions`."""
+    holding the conversations of `sessions`. Returns when each user's last request closed (from t0)."""
     draw: SharedDraw | SessionDraw = SharedDraw(reqs) if sessions is None else SessionDraw(sessions)
+    last_done: dict[int, float] = {}
 
     async def send(user: int, req: GenRequest) -> Sent:
-        rec = await _one(engine, req, t0, warmup, deadlines, user)
+        rec = await _one(engine, req, t0, warmup, deadlines, user, end)
         done(rec)
+        last_done[user] = rec.t_done_s
         return Sent(req, rec.status, rec.output_tokens, tuple(rec.token_ids))
 
     n = min(n_users, len(reqs))
     offsets = [0.0] * n if starts_s is None else [float(x) for x in starts_s[:n]]
     users = [User(u, draw.script_for(u), offsets[u], think_s) for u in range(n)]
-    await run_users(users, send, time.perf_counter(), deadline)
+    await run_users(users, send, time.perf_counter(), deadline, end)
+    return last_done
 
 
 async def _open_loop(

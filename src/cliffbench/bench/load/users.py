@@ -17,6 +17,7 @@ no two users synchronised, and the same seed gives the same starts on every engi
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from cliffbench.bench.metrics.phases import STEADY_SHARE
 from cliffbench.engines.base import GenRequest
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "SharedDraw",
     "User",
     "UserScript",
+    "WindowEnd",
     "gather_or_cancel",
     "ramp_offsets_s",
     "run_users",
@@ -95,11 +98,54 @@ def ramp_offsets_s(n_users: int, ramp_s: float, rng: np.random.Generator) -> Flo
 Send = Callable[[int, GenRequest], Awaitable[Sent]]
 
 
+class WindowEnd:
+    """Ends a closed-loop level where its steady window ends (bench/metrics/phases.py): when the
+    (N - ceil(0.95 N) + 1)-th user leaves, fewer than 95% of the users are left, and every request
+    still running, or sent later, is drain by definition. Waiting for them measured nothing the
+    verdict reads and cost about one request's duration per level (a serial engine's whole queue:
+    31 requests one after another at 32 users), so they are stopped: the engine aborts them, and
+    `_one` records them with status "stopped". The steady requests are exactly those of a level
+    that waits. `at_s` (perf_counter) is when the leaving user's last request closed."""
+
+    def __init__(self, n_users: int) -> None:
+        self.leavers = n_users - math.ceil(STEADY_SHARE * n_users) + 1
+        self.tasks: list[asyncio.Task[None]] = []
+        self.leaver: int | None = None  # the user whose leaving closed the window
+        self._gone = 0
+        self._stopped: set[asyncio.Task[Any]] = set()
+
+    @property
+    def reached(self) -> bool:
+        return self.leaver is not None
+
+    def left(self, user: int) -> None:
+        """User `user` sent its last request; at the window's end every other user is stopped."""
+        if self.reached:
+            return
+        self._gone += 1
+        if self._gone < self.leavers:
+            return
+        self.leaver = user
+        me = asyncio.current_task()
+        for task in self.tasks:
+            if task is not me and not task.done():
+                self._stopped.add(task)
+                task.cancel()
+
+    def stopped(self, task: asyncio.Task[Any]) -> bool:
+        """True (once) when the window's end cancelled `task`; the cancellation is then consumed."""
+        if task not in self._stopped:
+            return False
+        self._stopped.discard(task)
+        task.uncancel()
+        return True
+
+
 @dataclass
 class User:
     """One user: starts `start_s` after the level's start, then sends what its script yields, one
-    request at a time (after `think_s[i]` for request i, when given), until the script is done or
-    `deadline` (perf_counter) has passed."""
+    request at a time (after `think_s[i]` for request i, when given), until the script is done,
+    `deadline` (perf_counter) has passed or the level's steady window ended (`end`)."""
 
     index: int
     script: UserScript
@@ -107,7 +153,18 @@ class User:
     think_s: list[float] | None = None
     sent: int = field(default=0, init=False)
 
-    async def run(self, send: Send, t_start: float, deadline: float | None) -> None:
+    async def run(self, send: Send, t_start: float, deadline: float | None, end: WindowEnd | None = None) -> None:
+        try:
+            await self._run(send, t_start, deadline, end)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if end is None or task is None or not end.stopped(task):
+                raise
+            return  # stopped while waiting to start or thinking: nothing in flight
+        if end is not None and not end.reached:
+            end.left(self.index)
+
+    async def _run(self, send: Send, t_start: float, deadline: float | None, end: WindowEnd | None) -> None:
         if self.start_s > 0:
             await asyncio.sleep(max(0.0, t_start + self.start_s - time.perf_counter()))
         previous: Sent | None = None
@@ -119,17 +176,28 @@ class User:
                 await asyncio.sleep(self.think_s[i])
             previous = await send(self.index, req)
             self.sent += 1
+            if end is not None and end.reached:
+                return
 
 
-async def run_users(users: Sequence[User], send: Send, t_start: float, deadline: float | None) -> None:
-    """Run every user to its end; a failure or cancel of one cancels the others."""
-    await gather_or_cancel([u.run(send, t_start, deadline) for u in users])
+async def run_users(
+    users: Sequence[User], send: Send, t_start: float, deadline: float | None, end: WindowEnd | None = None
+) -> None:
+    """Run every user to its end (or to the steady window's end, with `end`); a failure or cancel of
+    one cancels the others."""
+    tasks = [asyncio.ensure_future(u.run(send, t_start, deadline, end)) for u in users]
+    if end is not None:
+        end.tasks = tasks
+    await _gather_tasks(tasks)
 
 
 async def gather_or_cancel(coros: Sequence[Coroutine[Any, Any, object]]) -> None:
     """Await every coroutine; the first failure (or a cancel of the caller) cancels the rest, and
     none is left running when this returns."""
-    tasks = [asyncio.ensure_future(c) for c in coros]
+    await _gather_tasks([asyncio.ensure_future(c) for c in coros])
+
+
+async def _gather_tasks(tasks: Sequence[asyncio.Future[Any]]) -> None:
     try:
         await asyncio.gather(*tasks)
     finally:

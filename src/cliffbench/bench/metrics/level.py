@@ -60,7 +60,9 @@ __all__ = [
     "summarize_level",
 ]
 
-STATUSES = ("ok", "failed", "timeout", "rejected")
+STATUSES = ("ok", "failed", "timeout", "rejected", "stopped")
+# "stopped": a drain request the level aborted at its steady window's end (bench/load/users.py
+# WindowEnd): not an outcome of the engine, so counted apart and never against the SLO
 # LATENCY_METRICS (metrics/summary.py): each gets a mean and p50..p99; all but ``itl_s`` also get
 # p50/p90/p99 intervals (see :func:`summarize_level` for why ITL has none).
 
@@ -320,6 +322,9 @@ def summarize_level(
     unknown = sorted(set(status.unique()) - set(STATUSES))
     if unknown:
         raise ValueError(f"unknown request status {unknown}; allowed: {', '.join(STATUSES)}")
+    n_stopped = int((status == "stopped").sum())
+    measured = measured[status != "stopped"]
+    status = measured["status"]
     ok = measured[status == "ok"]
     n_ok = len(ok)
     counts = RequestCounts(
@@ -328,6 +333,7 @@ def summarize_level(
         n_failed=int((status == "failed").sum()),
         n_timeout=int((status == "timeout").sum()),
         n_rejected=int((status == "rejected").sum()),
+        n_stopped=n_stopped or None,
     )
 
     w0 = math.nan

@@ -103,9 +103,11 @@ def _closed_window(measured: pd.DataFrame, done_s: np.ndarray) -> tuple[float, f
     return float(first.max()), float(last[n - keep]), n
 
 
-def assign_phases(requests: pd.DataFrame, ramp_s: float) -> tuple[pd.Series, SteadyWindow]:
+def assign_phases(requests: pd.DataFrame, ramp_s: float, end_s: float | None = None) -> tuple[pd.Series, SteadyWindow]:
     """The phase of every request ('ramp', 'steady', 'drain'; 'warmup' for warm-up requests) and
-    the level's window. Closed loop where the measured requests carry a user (`user` >= 0)."""
+    the level's window. Closed loop where the measured requests carry a user (`user` >= 0).
+    `end_s`: the window's end as the driver saw it, for a closed loop it stopped there
+    (bench/load/users.py `WindowEnd`): a user stopped while thinking sent no last request to count."""
     phase = pd.Series("warmup", index=requests.index, dtype=object)
     measured = requests[~requests["warmup"].astype(bool)]
     if measured.empty:
@@ -118,6 +120,8 @@ def assign_phases(requests: pd.DataFrame, ramp_s: float) -> tuple[pd.Series, Ste
     users: int | None = None
     if "user" in measured and (measured["user"].to_numpy() >= 0).all():
         start, end, users = _closed_window(measured, done)
+        if end_s is not None:
+            end = end_s
     else:
         start, end = float(submit.min()) + ramp_s, float(submit.max())
     steady = (submit >= start) & (done <= end) & (end > start)

@@ -24,8 +24,10 @@ def _window_rates(
     span_s = w1 - w0
     measured = requests[~requests["warmup"].astype(bool)]
     ok = measured[measured["status"] == "ok"]
-    t = tokens.loc[tokens["request_id"].isin(ok["request_id"]), "t_s"].to_numpy(dtype=np.float64)
-    first = ok["t_first_s"].to_numpy(dtype=np.float64)
+    # a drain request stopped at the window's end emitted its tokens up to then like any other
+    emitted = measured[measured["status"].isin(["ok", "stopped"])]
+    t = tokens.loc[tokens["request_id"].isin(emitted["request_id"]), "t_s"].to_numpy(dtype=np.float64)
+    first = emitted["t_first_s"].to_numpy(dtype=np.float64)
     end = ok["t_end_s"].to_numpy(dtype=np.float64)
     out_tokens = int(((t >= w0) & (t < w1)).sum())
     prefilled = (first >= w0) & (first < w1)  # a prompt counts where its first token came out
@@ -34,7 +36,7 @@ def _window_rates(
     attainment = steady.slo_attainment
     rates = Throughput(
         output_tok_s=out_tokens / span_s,
-        total_tok_s=(out_tokens + float(ok["prompt_tokens"].to_numpy()[prefilled].sum())) / span_s,
+        total_tok_s=(out_tokens + float(emitted["prompt_tokens"].to_numpy()[prefilled].sum())) / span_s,
         request_s=completed / span_s,
         # completions per second times the share of steady requests meeting every budget
         goodput_req_s=completed / span_s * attainment if not math.isnan(attainment) else math.nan,
@@ -64,7 +66,10 @@ def summarize_phases(
     else:
         steady = steady.model_copy(update={"note": TOO_SHORT})
     # the counts say what the level sent, whatever its phase (the window's split: `SteadyWindow`)
-    both = {k: getattr(steady.counts, k) + getattr(transient.counts, k) for k in RequestCounts.model_fields}
+    both = {
+        k: (getattr(steady.counts, k) or 0) + (getattr(transient.counts, k) or 0) for k in RequestCounts.model_fields
+    }
+    both["n_stopped"] = both["n_stopped"] or None
     hit_rate = measured_hit_rate(measured[is_steady])
     return steady.model_copy(update={"counts": RequestCounts(**both), "hit_rate_measured": hit_rate}), transient
 

@@ -91,6 +91,9 @@ class RequestCounts(_Record):
     n_failed: int
     n_timeout: int
     n_rejected: int
+    n_stopped: int | None = Field(
+        None, description="drain requests stopped at the steady window's end, not in n_requests (None: none)"
+    )
 
 
 class Throughput(_Record):
@@ -126,7 +129,7 @@ class LevelSummary(_Record):
         then per latency metric `_mean`, `_p50`..`_p99` and the intervals `_p50_lo`, `_p50_hi`,
         `_p50_ci_level`... of the percentiles that have one, then `note`, then the prefix-cache hit
         rates where they are known."""
-        out: dict[str, Column] = {**self.counts.model_dump(), "duration_s": self.duration_s}
+        out: dict[str, Column] = {**self.counts.model_dump(exclude_none=True), "duration_s": self.duration_s}
         out.update(self.throughput.model_dump())
         out["slo_attainment"] = self.slo_attainment
         out["achieved_concurrency"] = self.achieved_concurrency
@@ -167,7 +170,10 @@ class LevelSummary(_Record):
 
         target = num("target_concurrency")
         return cls(
-            counts=RequestCounts(**{k: int(flat.get(k, 0)) for k in RequestCounts.model_fields}),
+            counts=RequestCounts(
+                n_stopped=_count_or_none(flat.get("n_stopped")),
+                **{k: int(flat.get(k, 0)) for k in RequestCounts.model_fields if k != "n_stopped"},
+            ),
             duration_s=num("duration_s"),
             throughput=Throughput(**{k: num(k) for k in Throughput.model_fields}),
             slo_attainment=num("slo_attainment"),
@@ -178,3 +184,11 @@ class LevelSummary(_Record):
             hit_rate_measured=num("hit_rate_measured") if "hit_rate_measured" in flat else None,
             hit_rate_theory=num("hit_rate_theory") if "hit_rate_theory" in flat else None,
         )
+
+
+def _count_or_none(value: object) -> int | None:
+    """A count that a levels table holds as NaN where the level had none."""
+    if value is None:
+        return None
+    x = float(value)  # type: ignore[arg-type]
+    return None if math.isnan(x) or x == 0 else int(x)

@@ -38,6 +38,11 @@ class LoadSpec(Spec):
         "phase. 'auto': the median wall of the level's warm-up requests (no warm-up: 0, every user at once)",
     )
     duration_s: float | None = Field(None, gt=0)
+    end_at_window: bool = Field(
+        False,
+        description="closed loop: stop the level where its steady window ends, the drain's requests aborted and "
+        "stored as 'stopped' (bench/load/users.py WindowEnd); false: wait for every request (a burst's whole level)",
+    )
     warmup_requests: int = Field(1, ge=0)
     request_timeout_s: float = Field(600.0, gt=0)
     max_lag_s: float = Field(0.005, gt=0, description="event-loop lag p99 above this flags a level")

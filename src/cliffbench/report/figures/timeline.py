@@ -47,7 +47,8 @@ def plot_timeline(ax: Axes, requests: pd.DataFrame, engine: str, level_key: str,
     y = np.arange(len(r), dtype=np.float64)
     t0, t1, tn = (r[c].to_numpy(dtype=np.float64) for c in ("t_submit_s", "t_first_s", "t_end_s"))
     q = r["queue_s"].to_numpy(dtype=np.float64)
-    ok = (r["status"] == "ok").to_numpy() & np.isfinite(t1) & np.isfinite(tn)
+    # a drain request stopped at the window's end is drawn as far as it ran, not as a failure
+    ok = r["status"].isin(["ok", "stopped"]).to_numpy() & np.isfinite(t1) & np.isfinite(tn)
     known = ok & np.isfinite(q)
     # the engine's own queue stamp can trail the first token by clock skew; never draw a negative prefill
     t_q = np.minimum(t0 + np.nan_to_num(q), t1)
