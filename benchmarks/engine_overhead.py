@@ -104,7 +104,7 @@ def study_for(
     chat = next(ls for ls in base.level_sets if ls.name == "chat").model_dump(mode="json")
     chat["load"].update(
         concurrency=[users], repeats=1, only_at={}, search=None, steady_requests=steady_requests, ramp_s=0.0,
-        lag_probe=probes, memory_probe=probes,
+        lag_probe=probes, memory_probe=probes, end_at_window=False,  # every request to its end, as the raw loops
     )  # fmt: skip
     out = chat["workload"]["output"]
     out.update(mean=answer_tokens, high=max(out.get("high") or 0, 4 * answer_tokens))

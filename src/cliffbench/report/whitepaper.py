@@ -107,7 +107,7 @@ def _body(
         _md("### Against the reference run"),
         _md(reference.reference_section(data, params.level_set)),
         _md("### Steady state, not the starting gun"),
-        _md(steady.steady_sentence()),
+        _md(steady.steady_sentence(data)),
         _fig(figs, "in_flight"),
         _md(steady.steady_table(data, params.level_set)),
         *_reuse_blocks(data, judged),

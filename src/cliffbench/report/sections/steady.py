@@ -15,15 +15,25 @@ from cliffbench.trace import Source, record
 __all__ = ["steady_sentence", "steady_table"]
 
 
-def steady_sentence() -> str:
-    """What the steady window is, in words (its share of users read from the method's own constant)."""
+def steady_sentence(data: ReportData | None = None) -> str:
+    """What the steady window is, in words (its share of users read from the method's own constant),
+    and, where the study's levels stopped at their window's end, how many drain requests that cut."""
     share = record(f"{100 * STEADY_SHARE:g}", Source("cliffbench.bench.metrics.phases", "STEADY_SHARE", cited=True))
-    return (
+    text = (
         "Every latency, throughput and verdict in the body is taken over each level's steady window. Users start "
         "spread over about one request's duration. The window runs from the last user's first request until fewer "
         f"than {share}% of the users are left, and a request counts when it was sent and answered inside it. The "
         "ramp before the window and the drain after it are the transient, reported apart below."
     )
+    levels = data.results.levels if data is not None else pd.DataFrame()
+    stopped = float(pd.to_numeric(levels["n_stopped"], errors="coerce").fillna(0).sum()) if "n_stopped" in levels else 0
+    if stopped > 0:
+        n = fmt(stopped, 4, Source("levels", "n_stopped (sum over every level)"))
+        text += (
+            " Each level stopped where its window ended, as no verdict reads what runs after it. "
+            f"The {n} requests still running then were aborted and are stored as stopped."
+        )
+    return text
 
 
 # (label, steady column, transient column, digits): the transient's columns are `transient_<name>`
