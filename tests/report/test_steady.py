@@ -50,6 +50,16 @@ def test_steady_table_sets_each_engines_heaviest_load_beside_its_transient() -> 
     assert "95%" in steady_sentence()
 
 
+def test_the_sentence_counts_the_drain_requests_stopped_at_the_windows_end() -> None:
+    data = _with_phases()
+    assert "stopped" not in steady_sentence(data)  # every level waited for its drain
+    lv = data.results.levels.copy()
+    lv["n_stopped"] = np.where(np.arange(len(lv)) % 2 == 0, 3.0, np.nan)  # NaN: a level that stopped none
+    stopped = dataclasses.replace(data, results=dataclasses.replace(data.results, levels=lv))
+    n = int(np.nansum(lv["n_stopped"]))
+    assert f"The {n} requests still running then were aborted and are stored as stopped." in steady_sentence(stopped)
+
+
 def test_a_study_without_phases_says_so() -> None:
     data = ReportData(study="s", results=fake_results(0), claims=pd.DataFrame())
     assert "before steady windows existed" in steady_table(data)

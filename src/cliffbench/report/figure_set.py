@@ -46,7 +46,7 @@ FIGURE_CAPTIONS = {
     "(TTFT too) at that load, open ones do not.",
     "throughput": "Output tokens per second vs concurrent users (closed loop): median over repeats, band: "
     "their range (min-max); engines measured at one load only are in the results table.",
-    "ttft": "Time to first token at the SLO percentile, over every submitted request of every repeat "
+    "ttft": "Time to first token at the SLO percentile, over the steady requests of every repeat "
     "(a failed request counts as +inf), with its exact order-statistic 95% interval where the level holds "
     "enough requests for one; open circles: no finite upper bound. Dotted: median over repeats of TTFT p50. "
     "Engines measured at one load only: Appendix C.",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pandas as pd
+import pytest
 
 from cliffbench.bench.load.driver import LevelRun, run_level
 from cliffbench.bench.metrics.phases import assign_phases
@@ -19,7 +20,10 @@ from cliffbench.engines.specs import FakeSpec
 N_USERS, SLOTS, TOKENS, N_REQUESTS = 6, 2, 4, 24
 
 
-def _level(end_at_window: bool, think_time_s: float = 0.0) -> tuple[pd.DataFrame, pd.DataFrame, LevelRun, FakeEngine]:
+Level = tuple[pd.DataFrame, pd.DataFrame, LevelRun, FakeEngine]
+
+
+def _level(end_at_window: bool, think_time_s: float = 0.0) -> Level:
     engine = FakeEngine(FakeSpec(ttft_s=0.005, itl_s=0.005, max_batch=SLOTS))
     reqs = [GenRequest(i, (1, 2, 3), TOKENS) for i in range(N_REQUESTS)]
 
@@ -39,14 +43,20 @@ def _level(end_at_window: bool, think_time_s: float = 0.0) -> tuple[pd.DataFrame
     return requests, tokens, run, engine
 
 
-def test_the_drain_is_stopped_and_only_the_drain() -> None:
-    requests, _, run, engine = _level(end_at_window=True)
+@pytest.fixture(scope="module")
+def stopped() -> Level:
+    """One level stopped at its window's end, read by the tests that only look at it."""
+    return _level(end_at_window=True)
+
+
+def test_the_drain_is_stopped_and_only_the_drain(stopped: Level) -> None:
+    requests, _, run, engine = stopped
     assert run.window_end_s is not None
-    stopped = requests[requests["status"] == "stopped"]
+    cut = requests[requests["status"] == "stopped"]
     # below 20 users the window ends when the first user leaves: the other five were mid-request
-    assert len(stopped) == N_USERS - 1
-    assert set(stopped["phase"]) == {"drain"}
-    assert (stopped["t_done_s"] > run.window_end_s).all()
+    assert len(cut) == N_USERS - 1
+    assert set(cut["phase"]) == {"drain"}
+    assert (cut["t_done_s"] > run.window_end_s).all()
     # nothing but the stopped requests failed, and fewer requests were sent than the list holds
     assert set(requests["status"]) == {"ok", "stopped"}
     assert len(requests) <= N_REQUESTS
@@ -67,8 +77,8 @@ def test_stopping_at_the_window_keeps_as_many_steady_requests_as_waiting() -> No
     assert abs(counts[True] - counts[False]) <= 2, counts
 
 
-def test_stopped_requests_count_apart_and_their_tokens_in_the_window() -> None:
-    requests, tokens, run, _ = _level(end_at_window=True)
+def test_stopped_requests_count_apart_and_their_tokens_in_the_window(stopped: Level) -> None:
+    requests, tokens, run, _ = stopped
     _, window = assign_phases(requests, run.ramp_s, run.window_end_s)
     steady, transient = summarize_phases(requests, tokens, window, slo={"ttft_s": 1.0}, target_concurrency=N_USERS)
     # the counts say what the level sent: the steady summary carries the whole level's

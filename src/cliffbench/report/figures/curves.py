@@ -127,7 +127,7 @@ def plot_ttft(ax: Axes, levels: pd.DataFrame, level_set: str = "chat") -> None:
 
 
 def plot_ttft_slo(ax: Axes, pooled: pd.DataFrame, level_set: str, label: str, limit_s: float) -> None:
-    """TTFT at the SLO percentile over every submitted request of every repeat (failures as +inf),
+    """TTFT at the SLO percentile over the steady requests of every repeat (failures as +inf),
     with its exact 95 % interval (band where one exists), the budget as a line, log y; the pooled
     table of `bench.metrics.repeats.pool_repeats`. A level whose interval reaches +inf (failures) or does
     not exist is marked with an open circle at its point estimate, clipped to the axis."""

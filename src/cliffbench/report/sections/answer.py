@@ -115,7 +115,7 @@ def _setup_line(data: ReportData, judge: SloJudge) -> str:
     created = m.created_at[:10]
     return (
         f"<b>Setup</b>: {hw}, {cores} usable cores, {mem} GiB, {html.escape(gpus)}; model {html.escape(model)}{size}; "
-        f"weights per engine as in the table; SLO {html.escape(slo)} over every request of every repeat; "
+        f"weights per engine as in the table; SLO {html.escape(slo)} over the steady requests of every repeat; "
         f"measured {html.escape(created)}."
     )
 

@@ -4,7 +4,7 @@ causes in full) are the appendices' (results.py, cliff.py, audit.py).
 
 Statistics: throughput is the median over repeats of output tok/s; a ratio printed beside two
 medians is the ratio of those medians, and the per-repeat ratios' range is labelled as such; TTFT
-p90 is the pooled percentile over every request of every repeat, the one the SLO verdict uses.
+p90 is the pooled percentile over the steady requests of every repeat, the one the SLO verdict uses.
 """
 
 from __future__ import annotations
@@ -114,8 +114,8 @@ def cliff_table(data: ReportData, judged: pd.DataFrame, judge: SloJudge, level_s
         )
     out += [
         "",
-        f"SLO: {record(judge.text(), Source('study', 'slo'))}, each percentile pooled over every request of every "
-        f"repeat and judged by its {fmt(100 * judge.level, src=Source('study', 'slo confidence'))} % interval. "
+        f"SLO: {record(judge.text(), Source('study', 'slo'))}, each percentile pooled over the steady requests of "
+        f"every repeat and judged by its {fmt(100 * judge.level, src=Source('study', 'slo confidence'))} % interval. "
         f"Where a search ran, the cliff is its bisection to {_resolution(data, level_set)}; else the grid's bracket. "
         "Each cause in full, with the search paths: Appendix D.",
     ]

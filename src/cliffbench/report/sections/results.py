@@ -72,7 +72,7 @@ def levels_table(data: ReportData, level_set: str = "chat") -> str:
         )
     rows.append("")
     rows.append(
-        f"SLO: {judge.text()} over every submitted request of every repeat (a failed request counts as a miss); "
+        f"SLO: {judge.text()} over the steady requests of every repeat (a failed request counts as a miss); "
         "`meets` when the interval's upper end is within budget, `misses` when its lower end is above it, "
         '`uncertain` otherwise ("n too small": no distribution-free 95 % interval exists at that many '
         f"requests; p{q:g} needs {min_n_for_ci(q)})."

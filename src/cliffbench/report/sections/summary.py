@@ -136,7 +136,7 @@ def cliff_sentence(tree: DecisionTree) -> str:
 
     text = (
         f"The cliff of each engine, between the highest measured level that meets the SLO ({tree.slo_text}, "
-        "over every submitted request of every repeat, failures counted as misses, judged by the "
+        "over the steady requests of every repeat, failures counted as misses, judged by the "
         f"percentile's 95 % interval rather than its point estimate) and the first that does not: {say(chat)}."
     )
     if docs:
