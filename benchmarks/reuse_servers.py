@@ -64,13 +64,19 @@ def workload(quick: bool, seed: int) -> WorkloadSpec:
     )
 
 
-def summarize(records: list[RequestRecord]) -> dict[str, float]:
-    """TTFT p50 and the measured hit rate of a level's ok requests (NaN where no engine told)."""
+def summarize(records: list[RequestRecord], loop_cpu_share: float = math.nan) -> dict[str, float]:
+    """TTFT p50 and the measured hit rate of a level's ok requests (NaN where no engine told); TPOT p50
+    and the client loop's CPU share (cores), where a difference in TTFT between the sides comes from."""
     ok = [r for r in records if not r.warmup and r.status == "ok"]
     told = [r for r in ok if not math.isnan(r.cached_tokens)]
     prompt = sum(r.prompt_tokens for r in told)
+    tpot = [
+        (r.token_times_s[-1] - r.token_times_s[0]) / (len(r.token_times_s) - 1) for r in ok if len(r.token_times_s) > 1
+    ]
     return {
         "ttft_p50_s": float(np.median([r.token_times_s[0] - r.t_submit_s for r in ok])) if ok else math.nan,
+        "tpot_p50_s": float(np.median(tpot)) if tpot else math.nan,
+        "client_loop_cores": loop_cpu_share,
         "hit_rate": sum(r.cached_tokens for r in told) / prompt if prompt else math.nan,
         "ok": len(ok),
         "failed": sum(1 for r in records if not r.warmup) - len(ok),
@@ -111,7 +117,7 @@ async def measure_pair(name: str, inproc_spec: Any, server_spec: Any, users: int
                 order = [("inproc", inproc), ("server", server)]
                 for side, eng in order if rep % 2 == 0 else order[::-1]:
                     run = await run_level(eng, reqs, concurrency=users, request_timeout_s=600)
-                    sides[side].append(summarize(run.records))
+                    sides[side].append(summarize(run.records, run.loop_cpu_share))
                     if side == "inproc":  # over the turns the users sent, at their lengths as sent
                         sent = {r.request_id: r.prompt_tokens for r in run.records if not r.warmup}
                         theory.append(theoretical_hit_rate(reqs, sent_prompt_tokens=sent))

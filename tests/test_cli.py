@@ -69,7 +69,7 @@ def test_dry_run_prints_plan() -> None:
     assert result.exit_code == 0, result.output
     spec = load_study(PROJECT_ROOT / "studies" / "default.yaml")
     runs = sum(engine_runs(e, lv) for e in spec.engines for lv in plan_levels(spec))
-    assert runs == 64  # 9 engines; only_at and the grids per engine as the study file sets them
+    assert runs == 60  # 9 engines; only_at and the grids per engine as the study file sets them
     assert f"9 engine(s), {runs} level runs" in result.output and "llamacpp-f32-32: chat__c0001" in result.output
     assert "llamacpp-bf16-32: chat__c0032, chat__c0032-rep2" in result.output
 

@@ -29,6 +29,7 @@ from cliffbench.bench.load.lag import LAG_PROBE_INTERVAL_S, LagProbe
 from cliffbench.bench.load.memory_probe import MemorySample, sample_memory
 from cliffbench.bench.load.sessions import SessionDraw
 from cliffbench.bench.load.users import (
+    OwnCancels,
     Sent,
     SharedDraw,
     User,
@@ -203,7 +204,7 @@ class _Deadlines:
         self.message = f"no completion within request_timeout_s={timeout_s}"
         self.step_s = min(timeout_s / 10, 0.25)
         self._due: dict[asyncio.Task[Any], float] = {}
-        self._expired: set[asyncio.Task[Any]] = set()
+        self._expired = OwnCancels()
 
     def enter(self) -> asyncio.Task[Any]:
         task = asyncio.current_task()
@@ -218,11 +219,7 @@ class _Deadlines:
 
     def expired(self, task: asyncio.Task[Any]) -> bool:
         """True (once) when the watchdog cancelled `task`; the cancellation is then consumed."""
-        if task not in self._expired:
-            return False
-        self._expired.discard(task)
-        task.uncancel()
-        return True
+        return self._expired.claim(task)
 
     async def watch(self) -> None:
         while True:
@@ -230,8 +227,7 @@ class _Deadlines:
             now = time.perf_counter()
             for task, due_s in list(self._due.items()):
                 if due_s <= now and task not in self._expired:
-                    self._expired.add(task)
-                    task.cancel()
+                    self._expired.cancel(task)
 
 
 async def run_level(

@@ -30,6 +30,7 @@ from cliffbench.bench.metrics.phases import STEADY_SHARE
 from cliffbench.engines.base import GenRequest
 
 __all__ = [
+    "OwnCancels",
     "Sent",
     "SharedDraw",
     "User",
@@ -98,6 +99,32 @@ def ramp_offsets_s(n_users: int, ramp_s: float, rng: np.random.Generator) -> Flo
 Send = Callable[[int, GenRequest], Awaitable[Sent]]
 
 
+class OwnCancels:
+    """The cancels one watcher made (a request's deadline, the window's end), each claimed once by the
+    task it hit, so a task can tell a cancel it must turn into a record from one it must pass on."""
+
+    def __init__(self) -> None:
+        self._made: set[asyncio.Task[Any]] = set()
+
+    def cancel(self, task: asyncio.Task[Any]) -> None:
+        self._made.add(task)
+        task.cancel()
+
+    def __contains__(self, task: asyncio.Task[Any]) -> bool:
+        return task in self._made
+
+    def __bool__(self) -> bool:
+        return bool(self._made)
+
+    def claim(self, task: asyncio.Task[Any]) -> bool:
+        """True (once) when this watcher cancelled `task`; the cancellation is then consumed."""
+        if task not in self._made:
+            return False
+        self._made.discard(task)
+        task.uncancel()
+        return True
+
+
 class WindowEnd:
     """Ends a closed-loop level where its steady window ends (bench/metrics/phases.py): when the
     (N - ceil(0.95 N) + 1)-th user leaves, fewer than 95% of the users are left, and every request
@@ -112,7 +139,7 @@ class WindowEnd:
         self.tasks: list[asyncio.Task[None]] = []
         self.leaver: int | None = None  # the user whose leaving closed the window
         self._gone = 0
-        self._stopped: set[asyncio.Task[Any]] = set()
+        self._stopped = OwnCancels()
 
     @property
     def reached(self) -> bool:
@@ -129,16 +156,11 @@ class WindowEnd:
         me = asyncio.current_task()
         for task in self.tasks:
             if task is not me and not task.done():
-                self._stopped.add(task)
-                task.cancel()
+                self._stopped.cancel(task)
 
     def stopped(self, task: asyncio.Task[Any]) -> bool:
         """True (once) when the window's end cancelled `task`; the cancellation is then consumed."""
-        if task not in self._stopped:
-            return False
-        self._stopped.discard(task)
-        task.uncancel()
-        return True
+        return self._stopped.claim(task)
 
 
 @dataclass
