@@ -155,6 +155,12 @@ def main() -> None:
     p.add_argument("--slots", type=int, default=4, help="llama.cpp slots (and users of the level)")
     p.add_argument("--reps", type=int, default=None, help="repeats per pair (default 3, --quick 2)")
     p.add_argument("--out", type=Path, default=None, help=f"default {OUT} ({OUT.name} in a temp dir with --quick)")
+    p.add_argument(
+        "--llama-server-args",
+        default="",
+        help="extra llama-server arguments, e.g. '--cache-ram 0' (its host-RAM prompt cache off: the in-process "
+        "twin has none, and with it on llama-server's TTFT p50 was x1.35 of off here)",
+    )
     a = p.parse_args()
     a.out = a.out or (Path(tempfile.mkdtemp(prefix="cliffbench-quick-")) / OUT.name if a.quick else OUT)
     a.turns = 12 if a.quick else 48
@@ -164,6 +170,10 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for name in [n.strip() for n in a.pairs.split(",") if n.strip()]:
         inproc_spec, server_spec = pairs(a.slots)[name]
+        if name == "llamacpp" and a.llama_server_args:
+            doc = server_spec.model_dump()
+            doc["server"]["extra_args"] = a.llama_server_args.split()
+            server_spec = type(server_spec).model_validate(doc)
         if name == "llamacpp" and not reference_llama_server().exists():
             # nothing measured in its place: the row says why
             rows.append({"pair": name, "status": "not built", "binary": str(reference_llama_server())})
@@ -182,7 +192,13 @@ def main() -> None:
         for side in ("inproc", "server")
         for k in ("ttft_p50_s", "hit_rate")
     ]
-    doc = {"quick": a.quick, "slots": a.slots, "tolerance": TOLERANCE, "pairs": rows}
+    doc = {
+        "quick": a.quick,
+        "slots": a.slots,
+        "llama_server_args": a.llama_server_args,
+        "tolerance": TOLERANCE,
+        "pairs": rows,
+    }
     # the envelope needs a measured number: with nothing measured (llama-server not built, vLLM not
     # asked), the file records the pairs' status and no numbers
     if numbers:
