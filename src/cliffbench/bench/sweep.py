@@ -159,7 +159,7 @@ async def _measure(
             seed=spec.seed + level.index,
             on_record=on_request(reporter, on_phase, level.key(es.name)),
             probes=Probes(lag=load.lag_probe, memory=load.memory_probe),
-            end_at_window=load.end_at_window and level.concurrency is not None,
+            end_at_window=load.end_at_window,  # closed loop only: an open loop has no users to leave
         )
         foreign = foreign_since(before)
         busy = foreign.foreign_cores > spec.busy.max_foreign_cores

@@ -296,12 +296,10 @@ async def run_level(
                 think = sessions.think_s
             deadline = None if duration_s is None else time.perf_counter() + duration_s
             starts = ramp_offsets_s(concurrency, ramp, rng) if ramp > 0 else None
-            end = WindowEnd(min(concurrency, len(requests))) if end_at_window else None
-            last_done = await _closed_loop(
-                engine, list(requests), concurrency, t0, False, deadlines, think, deadline, done, starts, sessions, end
-            )
-            if end is not None and end.leaver is not None:
-                window_end = last_done.get(end.leaver)
+            window_end = await _closed_loop(
+                engine, list(requests), concurrency, t0, False, deadlines, think, deadline, done, starts, sessions,
+                end_at_window,
+            )  # fmt: skip
         else:
             assert rate_rps is not None
             offsets = poisson_offsets_s(len(requests), rate_rps, burstiness, rng)
@@ -337,11 +335,14 @@ async def _closed_loop(
     done: Callable[[RequestRecord], None],
     starts_s: np.ndarray | None = None,
     sessions: SessionPlan | None = None,
-    end: WindowEnd | None = None,
-) -> dict[int, float]:
+    end_at_window: bool = False,
+) -> float | None:
     """`n_users` users (fewer when there are fewer requests) drawing from `reqs` (`SharedDraw`), or
-    holding the conversations of `sessions`. Returns when each user's last request closed (from t0)."""
+    holding the conversations of `sessions`. With `end_at_window` they stop where the steady window
+    ends (`WindowEnd`), and the return is when that was (from t0): the leaving user's last close."""
     draw: SharedDraw | SessionDraw = SharedDraw(reqs) if sessions is None else SessionDraw(sessions)
+    n = min(n_users, len(reqs))
+    end = WindowEnd(n) if end_at_window else None
     last_done: dict[int, float] = {}
 
     async def send(user: int, req: GenRequest) -> Sent:
@@ -350,11 +351,10 @@ async def _closed_loop(
         last_done[user] = rec.t_done_s
         return Sent(req, rec.status, rec.output_tokens, tuple(rec.token_ids))
 
-    n = min(n_users, len(reqs))
     offsets = [0.0] * n if starts_s is None else [float(x) for x in starts_s[:n]]
     users = [User(u, draw.script_for(u), offsets[u], think_s) for u in range(n)]
     await run_users(users, send, time.perf_counter(), deadline, end)
-    return last_done
+    return None if end is None or end.leaver is None else last_done.get(end.leaver)
 
 
 async def _open_loop(

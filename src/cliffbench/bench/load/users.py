@@ -17,7 +17,6 @@ no two users synchronised, and the same seed gives the same starts on every engi
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from cliffbench.bench.metrics.phases import STEADY_SHARE
+from cliffbench.bench.metrics.phases import leavers_at_close
 from cliffbench.engines.base import GenRequest
 
 __all__ = [
@@ -132,10 +131,10 @@ class WindowEnd:
     verdict reads and cost about one request's duration per level (a serial engine's whole queue:
     31 requests one after another at 32 users), so they are stopped: the engine aborts them, and
     `_one` records them with status "stopped". The steady requests are exactly those of a level
-    that waits. `at_s` (perf_counter) is when the leaving user's last request closed."""
+    that waits. `leaver`: the user whose leaving closed the window."""
 
     def __init__(self, n_users: int) -> None:
-        self.leavers = n_users - math.ceil(STEADY_SHARE * n_users) + 1
+        self.leavers = leavers_at_close(n_users)
         self.tasks: list[asyncio.Task[None]] = []
         self.leaver: int | None = None  # the user whose leaving closed the window
         self._gone = 0

@@ -57,6 +57,7 @@ __all__ = [
     "TRANSIENT_COLUMNS",
     "SteadyWindow",
     "assign_phases",
+    "leavers_at_close",
     "steady_only",
 ]
 
@@ -92,6 +93,12 @@ class SteadyWindow(BaseModel):
         }
 
 
+def leavers_at_close(n_users: int) -> int:
+    """How many of `n_users` closed-loop users have left when the steady window closes: the first
+    one to take the users present below 95% (N - ceil(0.95 N) + 1; 1 below 20 users)."""
+    return n_users - math.ceil(STEADY_SHARE * n_users) + 1
+
+
 def _closed_window(measured: pd.DataFrame, done_s: np.ndarray) -> tuple[float, float, int]:
     users = measured["user"].to_numpy()
     submit = measured["t_submit_s"].to_numpy(dtype=np.float64)
@@ -99,8 +106,7 @@ def _closed_window(measured: pd.DataFrame, done_s: np.ndarray) -> tuple[float, f
     first = np.array([submit[users == u].min() for u in ids])
     last = np.sort([np.nanmax(done_s[users == u]) for u in ids])
     n = ids.size
-    keep = math.ceil(STEADY_SHARE * n)  # users that must be present
-    return float(first.max()), float(last[n - keep]), n
+    return float(first.max()), float(last[leavers_at_close(n) - 1]), n
 
 
 def assign_phases(requests: pd.DataFrame, ramp_s: float, end_s: float | None = None) -> tuple[pd.Series, SteadyWindow]:
