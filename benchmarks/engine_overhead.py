@@ -23,7 +23,8 @@ Raw, the same requests (the sweep's own `preflight`: identical prompts and answe
 
 Kit with its self-checks off (`kit-no-probes`): the same path with the study's `lag_probe` and
 `memory_probe` off and no progress display, to price them against the raw loops (the report's
-"probes off" line).
+"probes off" line). `--split-probes` adds `kit-no-lag-probe` and `kit-no-sampler` (one check off,
+the others on): what each costs apart.
 
 Output tok/s = output tokens of the measured requests / (last token - first submit), warm-up left
 out on both sides. Per engine the variants alternate in an order rotated every repeat. Prints the
@@ -71,7 +72,15 @@ from cliffbench.models import prepare_model, resolve_model
 OUT = Path(__file__).parent / "results" / "engine_overhead.json"
 STUDY = PROJECT_ROOT / "studies" / "default.yaml"
 RAW = {"vllm": ("generate", "asyncllm"), "llamacpp-slots": ("decode",)}
-KIT = ("kit", "kit-no-probes")  # `cliffbench run`'s path as is, and with its self-checks off
+# kit variant -> (lag probe, KV sampler, progress display) on: `cliffbench run`'s path as is, with its
+# self-checks off, and (--split-probes) with one of them off at a time, to price each apart
+KIT_FLAGS = {
+    "kit": (True, True, True),
+    "kit-no-probes": (False, False, False),
+    "kit-no-lag-probe": (False, True, True),
+    "kit-no-sampler": (True, False, True),
+}
+KIT = ("kit", "kit-no-probes")  # the variants run by default
 
 
 def default_engines(engines: list[EngineSpec]) -> list[str]:
@@ -94,17 +103,24 @@ def family(spec: EngineSpec) -> str:
 
 
 def study_for(
-    engine: str, users: int, repeat: int, steady_requests: int, answer_tokens: int, probes: bool = True
+    engine: str,
+    users: int,
+    repeat: int,
+    steady_requests: int,
+    answer_tokens: int,
+    probes: bool = True,
+    memory: bool | None = None,
 ) -> StudySpec:
     """The default study cut to one engine, its chat level set at `users`, answers of median
     `answer_tokens`, one repeat (seeded by `repeat`), every user starting at once; `probes` False:
-    the lag probe and the KV sampler off."""
+    the lag probe and the KV sampler off (`memory`, where given, sets the sampler apart)."""
     base = load_study(STUDY)
     es = next(e for e in base.engines if e.name == engine)
     chat = next(ls for ls in base.level_sets if ls.name == "chat").model_dump(mode="json")
     chat["load"].update(
         concurrency=[users], repeats=1, only_at={}, search=None, steady_requests=steady_requests, ramp_s=0.0,
-        lag_probe=probes, memory_probe=probes, end_at_window=False,  # every request to its end, as the raw loops
+        lag_probe=probes, memory_probe=probes if memory is None else memory,
+        end_at_window=False,  # every request to its end, as the raw loops
     )  # fmt: skip
     out = chat["workload"]["output"]
     out.update(mean=answer_tokens, high=max(out.get("high") or 0, 4 * answer_tokens))
@@ -302,10 +318,12 @@ def raw_llamacpp(spec: LlamaCppSpec, reqs: list[GenRequest], warm: list[GenReque
 
 def child(job: dict[str, Any]) -> dict[str, Any]:
     """One variant run (in its own process): the kit's level, or a raw loop over the same requests."""
-    on = job["variant"] != "kit-no-probes"
-    spec = study_for(job["engine"], job["users"], job["repeat"], job["steady_requests"], job["answer_tokens"], on)
-    if job["variant"] in KIT:
-        return run_kit(spec, display=on)
+    lag, memory, display = KIT_FLAGS.get(job["variant"], (True, True, True))
+    spec = study_for(
+        job["engine"], job["users"], job["repeat"], job["steady_requests"], job["answer_tokens"], lag, memory
+    )
+    if job["variant"] in KIT_FLAGS:
+        return run_kit(spec, display=display)
     levels = plan_levels(spec)
     reqs, warm = preflight(spec, levels, study_tokenizer(spec))[levels[0].index, 0]
     es = spec.engines[0]
@@ -335,7 +353,9 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for engine, users in sorted({(r["engine"], r["users"]) for r in rows}):
         sel = [r for r in rows if r["engine"] == engine and r["users"] == users and "tok_s" in r]
-        for kit_variant, variant in [(k, v) for k in KIT for v in sorted({r["variant"] for r in sel} - set(KIT))]:
+        ran = {r["variant"] for r in sel}
+        kits, raws = [k for k in KIT_FLAGS if k in ran], sorted(ran - set(KIT_FLAGS))
+        for kit_variant, variant in [(k, v) for k in kits for v in raws]:
             kit = {r["repeat"]: r["tok_s"] for r in sel if r["variant"] == kit_variant}
             raw = {r["repeat"]: r["tok_s"] for r in sel if r["variant"] == variant}
             ratios = [kit[k] / raw[k] for k in sorted(raw) if k in kit]
@@ -399,6 +419,9 @@ def main() -> None:
     ap.add_argument("--steady-requests", type=int, default=32, help="the level's steady requests (+ 2 x users)")
     ap.add_argument("--answer-tokens", type=int, default=64, help="median answer length (lognormal)")
     ap.add_argument("--raw", default=None, help="raw loops to measure (default: every one of the engine's kind)")
+    ap.add_argument(
+        "--split-probes", action="store_true", help="also the kit with only the lag probe, then only the sampler, off"
+    )
     ap.add_argument("--quick", action="store_true", help="llama.cpp only, 4 users, 1 repeat, JSON to a temp dir")
     ap.add_argument("--out", type=Path, default=None, help=f"default {OUT} ({OUT.name} in a temp dir with --quick)")
     ap.add_argument(
@@ -426,7 +449,7 @@ def main() -> None:
     for rep in range(a.reps):
         for name in names:
             raws = [v for v in RAW[family(engines[name])] if a.raw is None or v in a.raw.split(",")]
-            variants = [*KIT, *raws]
+            variants = [*(KIT_FLAGS if a.split_probes else KIT), *raws]
             for u in users:
                 k = (rep + u) % len(variants)
                 for variant in variants[k:] + variants[:k]:  # alternating: no variant always runs first

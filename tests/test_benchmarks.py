@@ -32,6 +32,7 @@ QUICK = {
     "progress_lag": [pytest.mark.slow],
     "reuse_servers": _VLLM,
     "steady_state": _ENGINE,
+    "working_set": _ENGINE,
 }
 QUICK_TIMEOUT_S = 300  # each is sized for well under a minute or two on 2 shared cores
 

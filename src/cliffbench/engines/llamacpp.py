@@ -202,6 +202,8 @@ class LlamaCppEngine:
             "tensor_split": self.spec.tensor_split,
             "main_gpu": self.spec.main_gpu,
             "kv_bytes_per_token": self.kv_bytes_per_token,
+            "kv_cache_tokens": self.n_ctx,  # every slot's cells; with cache_prompt a slot keeps one prompt, its last
+            "kv_cache_prompts": self.n_slots if self.spec.cache_prompt else 0,
             "precision": self.spec.precision(),
         }
 

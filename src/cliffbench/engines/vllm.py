@@ -180,6 +180,9 @@ class VllmEngine:
             "max_model_len": self.spec.max_model_len,
             "block_size": self.spec.block_size,
             "kv_cache_bytes": self._reserved_bytes,
+            # what the prefix cache can hold at most (in-flight requests take their share first)
+            "kv_cache_tokens": self._reserved_bytes // self.kv_bytes_per_token if self.kv_bytes_per_token else None,
+            "kv_cache_prompts": None,  # blocks of any prompt, as many as fit: no count of prompts
             "enforce_eager": self.spec.enforce_eager,
             "enable_prefix_caching": self.spec.enable_prefix_caching,
             "tensor_parallel_size": self.spec.tensor_parallel_size,

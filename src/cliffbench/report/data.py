@@ -72,6 +72,7 @@ class ReportData:
     fidelity: BenchmarkResult | None = None  # fidelity_quiet.json when stored, else fidelity.json
     fidelity_repeats: BenchmarkResult | None = None  # fidelity_repeats.json
     overhead: BenchmarkResult | None = None  # engine_overhead.json: kit vs each engine's raw loop
+    working_set: BenchmarkResult | None = None  # working_set.json: reuse as the pool of documents grows
     gpu_study: GpuStudy | None = None
     levels: pd.DataFrame | None = None  # pooled over repeats and judged by the study's SLO (None: pool here)
     searches: tuple[CliffFound, ...] = ()  # the study's cliff searches (bench/search/bracket.py)
@@ -128,6 +129,7 @@ def load_report_data(study: str, root: Path = PROJECT_ROOT) -> ReportData:
         fidelity=_benchmark(fidelity),
         fidelity_repeats=_benchmark(results / "fidelity_repeats.json"),
         overhead=_benchmark(results / "engine_overhead.json"),
+        working_set=_benchmark(results / "working_set.json"),
         gpu_study=_gpu_study(root),
         searches=tuple(read_searches(study_dir(study, root / "data" / "results"))),
         reference=_reference(res.study.name, root),

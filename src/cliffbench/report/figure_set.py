@@ -24,6 +24,7 @@ from cliffbench.decide.tree import DecisionTree
 from cliffbench.report import figures as fg
 from cliffbench.report.data import ReportData
 from cliffbench.report.names import engine_names, named
+from cliffbench.report.sections.working_set import working_set_rows
 
 __all__ = [
     "FIGURE_CAPTIONS",
@@ -67,6 +68,11 @@ FIGURE_CAPTIONS = {
     "serving_overhead": "In-process engine / real server ratios of output tok/s (benchmarks/fidelity.py), one "
     "panel per pair, shaded: the +-10% fidelity target; the control pair measures the in-process engine against "
     "itself, the noise floor of this machine.",
+    "working_set": "Prefix reuse as the pool of shared documents grows, the users fixed (benchmarks/working_set.py, "
+    "the rag profile): left, the share of the possible reuse (what an infinite prefix cache would serve) each "
+    "engine served from cache; right, its TTFT p50 over the same engine's with reuse off. Medians over repeats, "
+    "bars their range; dashed: the engine's KV cache in tokens, where it falls inside the axis. A share that falls "
+    "as the pool grows is a KV-capacity limit; one that holds leaves compute as the limit.",
     "decision_tree": "Decision tree: for each range of peak users, the engine the rule printed above the tree "
     "picks, every engine read at that user count from its own measured levels (meeting the SLO at a higher "
     "measured load implies meeting it at a lower one).",
@@ -175,6 +181,13 @@ def make_figures(
     fg.plot_ceiling_fraction(ax, normalised_points(res, level_set, data.claims))
     save(fig, "ceiling_fraction")
     save(overhead_figure(fidelity_rows(data)), "serving_overhead")
+    ws = working_set_rows(data)
+    fig, axes = plt.subplots(1, 2, figsize=fg.page_figsize(1, 2.8), squeeze=False)
+    for ax, what in zip(axes[0], ("served", "ttft_over_control"), strict=True):
+        fg.plot_working_set(ax, ws, what, people)
+    if not ws.empty:
+        axes[0][0].legend(fontsize=7)
+    save(fig, "working_set")
     if tree is not None:
         save(tree_figure(tree), "decision_tree", tight=False)
     return paths

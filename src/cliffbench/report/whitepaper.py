@@ -32,7 +32,7 @@ from cliffbench.report.matrix_cto import verified_markdown
 from cliffbench.report.matrix_pdf import MATRIX_CAPTIONS
 from cliffbench.report.names import engine_names
 from cliffbench.report.params import AnalysisParams
-from cliffbench.report.sections import answer, body, reference, reuse, steady
+from cliffbench.report.sections import answer, body, reference, reuse, steady, working_set
 from cliffbench.trace import Source, cite_text, record
 
 __all__ = ["APPENDICES_CLASS", "Block", "whitepaper_blocks"]
@@ -81,7 +81,10 @@ def _record_inputs(data: ReportData) -> None:
 def _reuse_blocks(data: ReportData, judged: pd.DataFrame) -> list[Block]:
     """The reuse profiles (conversations, shared documents) in the body, where the study has any."""
     text = reuse.reuse_section(data, judged)
-    return [_md("### Conversations and shared documents"), _md(text)] if text else []
+    if not text:
+        return []
+    axis = working_set.working_set_sentence(data)
+    return [_md("### Conversations and shared documents"), _md(text + (f"\n\n{axis}" if axis else ""))]
 
 
 def _body(
@@ -158,6 +161,8 @@ def _appendices(
         _md("## Appendix E. How the two memory models work"),
         _md(nv.memory_section(data)),
         _fig(figs, "kv_memory"),
+        _md(working_set.working_set_section(data)),
+        _fig(figs, "working_set"),
         _md("## Appendix F. Queueing made visible"),
         _fig(figs, "timeline"),
         _fig(figs, "hol_blocking"),

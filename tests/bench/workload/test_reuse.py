@@ -99,6 +99,22 @@ def test_rag_requests_are_k_pool_documents_and_a_question(tok: CharTokenizer) ->
     assert 0.3 < theoretical_hit_rate(reqs) < 60 / 68 + 0.01  # at most the documents, plus chance
 
 
+def test_rag_pools_at_other_offsets_share_no_document(tok: CharTokenizer) -> None:
+    def spec(offset: int) -> WorkloadSpec:
+        rg = RagSpec(documents=6, doc_tokens=30, k=2, offset_tokens=offset)
+        return WorkloadSpec(kind="rag", rag=rg, prompt={"mean": 8}, output={"mean": 4})
+
+    a, b = build_requests(spec(0), 30, tok), build_requests(spec(997), 30, tok)
+    assert a == build_requests(WorkloadSpec(kind="rag", rag=RagSpec(documents=6, doc_tokens=30, k=2),
+                                            prompt={"mean": 8}, output={"mean": 4}), 30, tok)  # fmt: skip
+    docs_a = {r.prompt_token_ids[i : i + 30] for r in a for i in (0, 30)}
+    docs_b = {r.prompt_token_ids[i : i + 30] for r in b for i in (0, 30)}
+    assert docs_a.isdisjoint(docs_b)
+    # the cold pool, warmed only by its own requests: the same possible hit rate up to chance
+    assert abs(theoretical_hit_rate(a) - theoretical_hit_rate(b)) < 0.15
+    assert theoretical_hit_rate(a + b) < theoretical_hit_rate(a) + 0.15
+
+
 def test_session_plan_history_is_the_previous_prompt_and_answer(tok: CharTokenizer) -> None:
     ss = SessionsSpec(turns={"dist": "fixed", "mean": 3}, user={"mean": 5}, think_s=0.5)
     spec = WorkloadSpec(kind="sessions", sessions=ss, prompt={"mean": 10}, output={"mean": 4})

@@ -52,12 +52,16 @@ class SharedPrefixSpec(Spec):
 
 class RagSpec(Spec):
     """A pool of `documents` documents of `doc_tokens` each cut from the corpus; each request is `k`
-    distinct documents (Zipf popularity, exponent `zipf_s`) plus a question (`prompt` lengths)."""
+    distinct documents (Zipf popularity, exponent `zipf_s`) plus a question (`prompt` lengths).
+    `offset_tokens` moves the whole pool along the corpus: pools at different offsets share no
+    document, so a cache warmed by one serves nothing of the other (benchmarks/working_set.py gives
+    each of its points a cold cache this way, without restarting the engine)."""
 
     documents: int = Field(8, gt=0)
     doc_tokens: int = Field(64, gt=0)
     k: int = Field(2, gt=0)
     zipf_s: float = Field(1.0, ge=0)
+    offset_tokens: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _k_fits(self) -> RagSpec:

@@ -90,7 +90,9 @@ def build_rag(
     """`n` requests: `k` distinct Zipf-chosen documents of the pool, then a question."""
     rg = spec.rag or RagSpec()
     rng_pick, rng_q, rng_out, rng_off = (np.random.default_rng(s) for s in np.random.SeedSequence(spec.seed).spawn(4))
-    docs = [_window(stream, d * stream.size // rg.documents, rg.doc_tokens) for d in range(rg.documents)]
+    docs = [
+        _window(stream, rg.offset_tokens + d * stream.size // rg.documents, rg.doc_tokens) for d in range(rg.documents)
+    ]
     weights = zipf_weights(rg.documents, rg.zipf_s)
     questions = sample_lengths(spec.prompt, n, rng_q)
     outputs = sample_lengths(spec.output, n, rng_out)

@@ -14,6 +14,7 @@ from cliffbench.report.figures.audit import overhead_pairs, plot_ceiling_fractio
 from cliffbench.report.figures.cliff import plot_latency_components
 from cliffbench.report.figures.curves import plot_itl, plot_kv_memory, plot_throughput, plot_ttft, plot_ttft_slo
 from cliffbench.report.figures.pareto import pareto_panels, plot_pareto
+from cliffbench.report.figures.reuse import plot_working_set
 from cliffbench.report.figures.steady import in_flight_curve, plot_in_flight
 from cliffbench.report.figures.style import (
     PRINT_HEIGHT_IN,
@@ -47,6 +48,7 @@ __all__ = [
     "plot_timeline",
     "plot_ttft",
     "plot_ttft_slo",
+    "plot_working_set",
     "save_figure",
     "set_style",
     "tree_figsize",
