@@ -41,11 +41,11 @@ def _summary(engine: str, served: list[list[float]], cache: float) -> list[dict[
     ]
 
 
-def _data(summary: list[dict[str, Any]] | None) -> ReportData:
+def _data(summary: list[dict[str, Any]] | None, cpu: str = "Test CPU 9000") -> ReportData:
     bench = None
     if summary is not None:
         payload = {"reps": 2, "users": 8, "k": 2, "doc_tokens": 128, "pools": [4, 16, 64],
-                   "machine": {"cpu": {"model": "Test CPU 9000"}}, "summary": summary}  # fmt: skip
+                   "record": {"cpu": {"model": cpu}}, "summary": summary}  # fmt: skip
         bench = BenchmarkResult("working_set.json", payload)
     return ReportData(study="s", results=fake_results(0), claims=pd.DataFrame(), working_set=bench)
 
@@ -75,6 +75,12 @@ def test_held_is_compute_and_fell_is_capacity() -> None:
     assert "a KV-capacity limit" in slots
     sentence = working_set_sentence(_data(HELD + FELL))
     assert "tuned kept its share" in sentence and "lost its share as the pool grew, a KV-capacity limit" in sentence
+
+
+def test_another_cpu_is_named() -> None:
+    assert _data(None).results.manifest.cpu.model == "Test CPU 9000"
+    assert "another CPU" not in working_set_section(_data(HELD))
+    assert ", on another CPU than this study's" in working_set_section(_data(HELD, cpu="Other CPU"))
 
 
 def test_nothing_measured_says_so() -> None:

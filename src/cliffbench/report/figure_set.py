@@ -71,7 +71,8 @@ FIGURE_CAPTIONS = {
     "working_set": "Prefix reuse as the pool of shared documents grows, the users fixed (benchmarks/working_set.py, "
     "the rag profile): left, the share of the possible reuse (what an infinite prefix cache would serve) each "
     "engine served from cache; right, its TTFT p50 over the same engine's with reuse off. Medians over repeats, "
-    "bars their range; dashed: the engine's KV cache in tokens, where it falls inside the axis. A share that falls "
+    "bars their range; dashed: the engine's KV cache in tokens, where it falls inside the axis and is counted in "
+    "tokens (a slot engine keeps one prompt per slot instead). A share that falls "
     "as the pool grows is a KV-capacity limit; one that holds leaves compute as the limit.",
     "decision_tree": "Decision tree: for each range of peak users, the engine the rule printed above the tree "
     "picks, every engine read at that user count from its own measured levels (meeting the SLO at a higher "

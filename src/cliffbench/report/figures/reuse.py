@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
 from cliffbench.report.figures.style import engine_palette, note, require_columns
 
@@ -24,7 +25,8 @@ def plot_working_set(ax: Axes, rows: pd.DataFrame, what: str, names: dict[str, s
     """One panel: `what` ("served" or "ttft_over_control", medians over repeats, bars their range)
     against the pool's tokens, one line per engine (`rows`: `report.sections.working_set.working_set_rows`).
     A dotted line at 1 (all the possible reuse; as fast as reuse off); dashed verticals at each
-    engine's KV cache in tokens where it falls inside twice the axis."""
+    engine's KV cache in tokens where it falls inside twice the axis and is counted in tokens (not
+    one prompt per slot)."""
     label, ref = _WHAT[what]
     ax.set_ylabel(label, fontsize=7)
     if rows.empty:
@@ -42,10 +44,16 @@ def plot_working_set(ax: Axes, rows: pd.DataFrame, what: str, names: dict[str, s
         ax.errorbar(x, y, yerr=np.nan_to_num(err), color=colour, marker="o", markersize=3, linewidth=1.0,
                     capsize=2, label=names.get(str(eng), str(eng)))  # fmt: skip
         cache = float(g["cache_tokens"].iloc[0])
-        if math.isfinite(cache) and lo_x / 2 <= cache <= 2 * hi_x:
+        # a cache that keeps one prompt per slot is counted in prompts: its cells in tokens would mislead
+        by_prompts = "cache_prompts" in g and math.isfinite(float(g["cache_prompts"].iloc[0]))
+        if math.isfinite(cache) and not by_prompts and lo_x / 2 <= cache <= 2 * hi_x:
             ax.axvline(cache, color=colour, linestyle="--", linewidth=0.7)
     ax.axhline(ref, color="0.5", linestyle=":", linewidth=0.7)
     ax.set_xscale("log", base=2)
+    ticks = sorted({float(x) for x in rows["working_set_tokens"]})
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("tokens of documents in the pool", fontsize=7)
     ax.tick_params(labelsize=7)
     ax.set_ylim(bottom=0)

@@ -139,7 +139,7 @@ def working_set_section(data: ReportData) -> str:
             "grown) has not been measured for this report."
         )
     d = bench.data
-    same_cpu = d.get("machine", {}).get("cpu", {}).get("model") == data.results.manifest.cpu.model
+    same_cpu = d.get("record", {}).get("cpu", {}).get("model") == data.results.manifest.cpu.model  # the envelope's
     src = Source(f"benchmarks/results/{bench.name}", "run")
     out = [
         f"**The working set against the cache.** Measured by `benchmarks/working_set.py` "
