@@ -116,7 +116,7 @@ def study_for(
     the lag probe and the KV sampler off (`memory`, where given, sets the sampler apart)."""
     base = load_study(STUDY)
     es = next(e for e in base.engines if e.name == engine)
-    chat = next(ls for ls in base.level_sets if ls.name == "chat").model_dump(mode="json")
+    chat = base.level_set_doc("chat")
     chat["load"].update(
         concurrency=[users], repeats=1, only_at={}, search=None, steady_requests=steady_requests, ramp_s=0.0,
         lag_probe=probes, memory_probe=probes if memory is None else memory,
@@ -124,11 +124,9 @@ def study_for(
     )  # fmt: skip
     out = chat["workload"]["output"]
     out.update(mean=answer_tokens, high=max(out.get("high") or 0, 4 * answer_tokens))
-    doc = base.model_dump(mode="json")
-    doc.update(name=f"overhead-{engine}-{users}", engines=[es.model_dump(mode="json")], level_sets=[chat])
     # a busy level is flagged, not measured again: the raw side has no rerun either
-    doc.update(seed=base.seed + 7 * repeat, busy={"max_foreign_cores": 64.0, "reruns": 0})
-    return StudySpec.model_validate(doc)
+    busy = {"max_foreign_cores": 64.0, "reruns": 0}
+    return base.one_level_set(f"overhead-{engine}-{users}", es, chat, repeat, busy=busy)
 
 
 def _span_tok_s(first_submit_s: float, last_token_s: float, tokens: int) -> float:

@@ -69,17 +69,14 @@ def study_for(
 ) -> StudySpec:
     """The default study cut to `es` at `users`, one repeat (seeded by `repeat`: both modes of a
     repeat get the same requests), every user at once (burst) or ramped (steady)."""
-    chat = next(ls for ls in base.level_sets if ls.name == LEVEL_SET).model_dump(mode="json")
+    chat = base.level_set_doc(LEVEL_SET)
     chat["load"].update(concurrency=users, repeats=1, only_at={}, search=None)
     chat["load"]["ramp_s"] = 0.0 if mode == "burst" else "auto"
     # the burst is judged over its whole level, so it waits for its drain; steady stops at its window's end
     chat["load"]["end_at_window"] = mode != "burst" and chat["load"]["end_at_window"]
     if steady is not None:
         chat["load"]["steady_requests"] = steady
-    doc = base.model_dump(mode="json")
-    doc.update(name=f"steady-{es.name}-{mode}-{repeat}", engines=[es.model_dump(mode="json")], level_sets=[chat])
-    doc.update(seed=base.seed + 7 * repeat)
-    return StudySpec.model_validate(doc)
+    return base.one_level_set(f"steady-{es.name}-{mode}-{repeat}", es, chat, repeat)
 
 
 def level_rows(spec: StudySpec, mode: str, repeat: int, root: Path, judge: SloJudge) -> list[dict[str, Any]]:

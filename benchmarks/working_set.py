@@ -83,16 +83,13 @@ def study_for(
     base: StudySpec, es: EngineSpec, users: int, documents: int, offset: int, repeat: int, steady: int | None
 ) -> StudySpec:
     """The default study cut to `es`, its rag level set at `users` with a pool of `documents` at `offset`."""
-    rag = next(ls for ls in base.level_sets if ls.name == LEVEL_SET).model_dump(mode="json")
+    rag = base.level_set_doc(LEVEL_SET)
     rag["name"] = f"{LEVEL_SET}-d{documents}"
     rag["workload"]["rag"].update(documents=documents, offset_tokens=offset)
     rag["load"].update(concurrency=[users], repeats=1, only_at={}, search=None)
     if steady is not None:
         rag["load"]["steady_requests"] = steady
-    doc = base.model_dump(mode="json")
-    doc.update(name=f"ws-{es.name}-d{documents}-{repeat}", engines=[es.model_dump(mode="json")], level_sets=[rag])
-    doc.update(seed=base.seed + 7 * repeat)
-    return StudySpec.model_validate(doc)
+    return base.one_level_set(f"ws-{es.name}-d{documents}-{repeat}", es, rag, repeat)
 
 
 def cache_size(engine: Engine) -> tuple[float, float]:

@@ -58,3 +58,17 @@ def test_bad_study_one_line(tmp_path: Path, data: dict[str, Any], needle: str) -
 def test_missing_file() -> None:
     with pytest.raises(InputError, match="not found"):
         load_study("nope.yaml")
+
+
+def test_one_level_set_cuts_the_study_to_one_engine_and_one_level_set() -> None:
+    base = load_study(ROOT / "studies" / "default.yaml")
+    rag = base.level_set_doc("rag")
+    rag["load"].update(concurrency=[3], repeats=1, only_at={})
+    es = next(e for e in base.engines if e.name == "vllm")
+    cut = base.one_level_set("cut-1", es, rag, repeat=2, busy={"max_foreign_cores": 9.0, "reruns": 0})
+    assert cut.name == "cut-1" and [e.name for e in cut.engines] == ["vllm"] and cut.engines[0] == es
+    assert [ls.name for ls in cut.level_sets] == ["rag"] and cut.level_sets[0].load.concurrency == [3]
+    assert cut.seed == base.seed + 14 and cut.busy.max_foreign_cores == 9.0 and cut.slo == base.slo
+    assert base.level_set_doc("rag")["load"]["concurrency"] == [8]  # the base is unchanged
+    with pytest.raises(KeyError, match=r"no-such-set.*allowed: chat, mixed"):
+        base.level_set_doc("no-such-set")

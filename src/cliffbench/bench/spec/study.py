@@ -192,6 +192,24 @@ class StudySpec(Spec):
                 )
         return self
 
+    def level_set_doc(self, name: str) -> dict[str, Any]:
+        """Level set `name` as a plain dict, for a caller to change before `one_level_set`."""
+        for ls in self.level_sets:
+            if ls.name == name:
+                return ls.model_dump(mode="json")
+        raise KeyError(f"level set {name!r}: allowed: {', '.join(ls.name for ls in self.level_sets)}")
+
+    def one_level_set(
+        self, name: str, engine: EngineSpec, level_set: dict[str, Any], repeat: int = 0, **fields: Any
+    ) -> StudySpec:
+        """This study cut to one engine and one level set (a `level_set_doc`, changed), named `name`,
+        seeded per `repeat` (each repeat draws its own requests), other study `fields` set on top:
+        how a benchmark runs one engine through the study's own path (`run_study_async`)."""
+        doc = self.model_dump(mode="json")
+        doc.update(name=name, engines=[engine.model_dump(mode="json")], level_sets=[level_set])
+        doc.update(seed=self.seed + 7 * repeat, **fields)
+        return StudySpec.model_validate(doc)
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
