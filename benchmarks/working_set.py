@@ -57,7 +57,8 @@ LEVEL_SET = "rag"
 #: reuse engine -> its control (reuse off); None: built here from the reuse spec with its cache off
 PAIRS: dict[str, str | None] = {"vllm": None, "llamacpp-f32-32-reuse": "llamacpp-f32-32"}
 METRICS = ("hit_rate_measured", "hit_rate_theory", "ttft_s_p50", "ttft_s_p90", "tpot_s_p50", "output_tok_s")
-_OFFSET_STEP = 7919  # tokens between two points' pools (a prime: no point lands on another's documents)
+# tokens between two points' pools: a prime, so one pool's documents start where another's do only by chance
+_OFFSET_STEP = 7919
 
 
 def engines_for(base: StudySpec, names: list[str], kv_cache_gib: float) -> list[tuple[EngineSpec, str]]:
@@ -111,14 +112,13 @@ async def measure_engine(
     users: int,
     reps: int,
     steady: int | None,
+    doc_tokens: int,
     tmp: Path,
 ) -> list[dict[str, Any]]:
     engine: Engine = make_engine(es)
     await engine.start()
     rows: list[dict[str, Any]] = []
     probe: LocalHardware | None = None
-    doc_tokens = next(ls for ls in base.level_sets if ls.name == LEVEL_SET).workload.rag
-    assert doc_tokens is not None
     try:
         cache, prompts = cache_size(engine)
         for rep in range(reps):
@@ -136,7 +136,7 @@ async def measure_engine(
                     "engine": es.name,
                     "role": role,
                     "documents": documents,
-                    "working_set_tokens": documents * doc_tokens.doc_tokens,
+                    "working_set_tokens": documents * doc_tokens,
                     "cache_tokens": cache,
                     "cache_prompts": prompts,
                     "users": users,
@@ -224,7 +224,10 @@ def main() -> None:
     load_before, started = loadavg(), time.time()
     with tempfile.TemporaryDirectory(prefix="cliffbench-ws-") as tmp:
         for es, role in measured:
-            rows += asyncio.run(measure_engine(base, es, role, pools, users, a.reps, a.steady_requests, Path(tmp)))
+            rows += asyncio.run(
+                measure_engine(base, es, role, pools, users, a.reps, a.steady_requests, rag.workload.rag.doc_tokens,
+                               Path(tmp))
+            )  # fmt: skip
     summary = summarize(rows, pairs)
     numbers = []
     for s in summary:

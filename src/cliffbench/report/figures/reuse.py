@@ -15,10 +15,7 @@ from cliffbench.report.figures.style import engine_palette, note, require_column
 
 __all__ = ["plot_working_set"]
 
-_WHAT = {
-    "served": ("served / possible reuse", 1.0),
-    "ttft_over_control": ("TTFT p50 / reuse off", 1.0),
-}
+_LABELS = {"served": "served / possible reuse", "ttft_over_control": "TTFT p50 / reuse off"}
 
 
 def plot_working_set(ax: Axes, rows: pd.DataFrame, what: str, names: dict[str, str] | None = None) -> None:
@@ -27,8 +24,7 @@ def plot_working_set(ax: Axes, rows: pd.DataFrame, what: str, names: dict[str, s
     A dotted line at 1 (all the possible reuse; as fast as reuse off); dashed verticals at each
     engine's KV cache in tokens where it falls inside twice the axis and is counted in tokens (not
     one prompt per slot)."""
-    label, ref = _WHAT[what]
-    ax.set_ylabel(label, fontsize=7)
+    ax.set_ylabel(_LABELS[what], fontsize=7)
     if rows.empty:
         note(ax, "not measured (benchmarks/working_set.py)")
         return
@@ -48,7 +44,7 @@ def plot_working_set(ax: Axes, rows: pd.DataFrame, what: str, names: dict[str, s
         by_prompts = "cache_prompts" in g and math.isfinite(float(g["cache_prompts"].iloc[0]))
         if math.isfinite(cache) and not by_prompts and lo_x / 2 <= cache <= 2 * hi_x:
             ax.axvline(cache, color=colour, linestyle="--", linewidth=0.7)
-    ax.axhline(ref, color="0.5", linestyle=":", linewidth=0.7)
+    ax.axhline(1.0, color="0.5", linestyle=":", linewidth=0.7)
     ax.set_xscale("log", base=2)
     ticks = sorted({float(x) for x in rows["working_set_tokens"]})
     ax.xaxis.set_major_locator(FixedLocator(ticks))

@@ -88,12 +88,12 @@ def _engine_text(data: ReportData, eng: str, g: pd.DataFrame) -> str:
         f"{fmt(float(first['ttft_over_control']), 3, ratio)} then {fmt(float(last['ttft_over_control']), 3, ratio)} "
         "times its control's (the same engine, reuse off)."
     )
-    base = float(first["served"])
-    if math.isnan(base) or base <= 0:
+    verdict = _verdict(g)
+    if verdict == "none":
         return text + " It served nothing from cache at the smallest pool, so the axis cannot tell its limit."
     held = fmt(100 * HELD, 2, Source("cliffbench.report.sections.working_set", "HELD"))
     lost = _lost(g)
-    if lost is not None:
+    if verdict == "fell" and lost is not None:
         at = fmt(float(lost), src=_src("working_set_tokens", row))
         return text + (
             f" Its share fell once the pool reached {at} tokens (every repeat under {held} % of the smallest pool's "
@@ -101,7 +101,7 @@ def _engine_text(data: ReportData, eng: str, g: pd.DataFrame) -> str:
             "could have served were computed again; more users on the same documents would move this cliff less "
             "than more documents would."
         )
-    if base < HELD:
+    if verdict == "low":
         how = "one prompt per slot, reused only from an idle slot" if math.isfinite(prompts) else "how it keeps them"
         return text + (
             f" Its share held within the spread of its repeats, but under {held} % even at the smallest pool: what "
@@ -119,6 +119,17 @@ def _engine_text(data: ReportData, eng: str, g: pd.DataFrame) -> str:
             f"{fmt(100 * p1, 2, src)} %: in a larger pool more documents are sent only once, and no cache serves those."
         )
     return text
+
+
+def _verdict(g: pd.DataFrame) -> str:
+    """One engine's rows (by pool): "none" (nothing served at the smallest pool), "fell" (a KV-capacity
+    limit, `_lost`), "low" (under HELD from the smallest pool on, no fall) or "kept"."""
+    base = float(g["served"].iloc[0])
+    if math.isnan(base) or base <= 0:
+        return "none"
+    if _lost(g) is not None:
+        return "fell"
+    return "low" if base < HELD else "kept"
 
 
 def _lost(g: pd.DataFrame) -> float | None:
@@ -161,17 +172,16 @@ def working_set_sentence(data: ReportData) -> str:
     rows = working_set_rows(data)
     if rows.empty:
         return ""
-    kinds: dict[str, list[str]] = {"kept": [], "low": [], "fell": []}
+    kinds: dict[str, list[str]] = {"kept": [], "low": [], "fell": [], "none": []}
     names = engine_names(data)
     for eng, g in rows.groupby("engine", sort=True):
-        g = g.reset_index(drop=True)
-        kind = "fell" if _lost(g) is not None else ("kept" if float(g["served"].iloc[0]) >= HELD else "low")
-        kinds[kind].append(names.get(str(eng), str(eng)))
+        kinds[_verdict(g.reset_index(drop=True))].append(names.get(str(eng), str(eng)))
     words = {
         "kept": "kept {poss} share of the possible reuse",
         "low": "served well under the possible reuse from the smallest pool on, held back by how {subj} "
         "keep{s} prompts",
         "fell": "lost {poss} share as the pool grew, a KV-capacity limit",
+        "none": "served nothing from cache at the smallest pool",
     }
     parts = [
         f"{' and '.join(who)} "
