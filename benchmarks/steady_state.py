@@ -39,9 +39,8 @@ from cliffbench.bench.metrics.repeats import SloJudge, judge_requests, median_ra
 from cliffbench.bench.probes import LocalHardware
 from cliffbench.bench.spec.study import StudySpec, load_study
 from cliffbench.bench.store.bench_record import RepeatedNumber, loadavg, new_record, write_result
-from cliffbench.bench.store.levels import load_results, read_manifest, write_manifest
-from cliffbench.bench.store.provenance import StudyManifest
-from cliffbench.bench.sweep import run_study_async
+from cliffbench.bench.store.levels import load_results
+from cliffbench.bench.sweep import run_cut
 from cliffbench.config import PROJECT_ROOT
 from cliffbench.decide.at_load import engine_cliff_details
 from cliffbench.engines import make_engine
@@ -114,12 +113,9 @@ async def measure_engine(
             for mode in MODES if rep % 2 == 0 else MODES[::-1]:  # alternating: neither always runs first
                 spec = study_for(base, es, users, rep, mode, steady)
                 root = tmp / spec.name
-                if probe is not None:  # the machine's probe once per engine, not once per cut (~10 s each)
-                    write_manifest(spec.name, StudyManifest(hardware_probe=probe), root)
                 t0 = time.perf_counter()
-                await run_study_async(spec, root=root, engines={es.name: engine})
+                probe = await run_cut(spec, engine, root, probe)
                 got = level_rows(spec, mode, rep, root, judge)
-                probe = read_manifest(spec.name, root).hardware_probe
                 rows += got
                 for r in got:
                     print(f"{es.name:18s} {r['users']:3d} users rep {rep} {mode:6s} TTFT p90 {r['ttft_s_p90']:6.3f} s  "

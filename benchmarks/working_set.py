@@ -42,9 +42,8 @@ import pandas as pd
 from cliffbench.bench.probes import LocalHardware
 from cliffbench.bench.spec.study import StudySpec, load_study
 from cliffbench.bench.store.bench_record import RepeatedNumber, loadavg, new_record, write_result
-from cliffbench.bench.store.levels import load_results, read_manifest, write_manifest
-from cliffbench.bench.store.provenance import StudyManifest
-from cliffbench.bench.sweep import run_study_async
+from cliffbench.bench.store.levels import load_results
+from cliffbench.bench.sweep import run_cut
 from cliffbench.config import PROJECT_ROOT
 from cliffbench.engines import make_engine
 from cliffbench.engines.base import Engine
@@ -126,11 +125,8 @@ async def measure_engine(
                 offset = _OFFSET_STEP * (1 + rep * len(pools) + i)
                 spec = study_for(base, es, users, documents, offset, rep, steady)
                 root = tmp / spec.name
-                if probe is not None:  # the machine's probe once per engine (~10 s each)
-                    write_manifest(spec.name, StudyManifest(hardware_probe=probe), root)
                 t0 = time.perf_counter()
-                await run_study_async(spec, root=root, engines={es.name: engine})
-                probe = read_manifest(spec.name, root).hardware_probe
+                probe = await run_cut(spec, engine, root, probe)
                 lv = load_results(spec.name, root).levels.iloc[0]
                 row: dict[str, Any] = {
                     "engine": es.name,

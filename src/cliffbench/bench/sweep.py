@@ -40,7 +40,7 @@ from cliffbench.bench.plan import (
     preflight,
     study_tokenizer,
 )
-from cliffbench.bench.probes import local_hardware
+from cliffbench.bench.probes import LocalHardware, local_hardware
 from cliffbench.bench.progress.reporter import LevelTask, Reporter, search_finished
 from cliffbench.bench.progress.run_phases import OnPhase, on_request
 from cliffbench.bench.search.plan import searched_engines, stand_in_tasks
@@ -64,7 +64,7 @@ from cliffbench.engines.base import Engine, engine_failure
 from cliffbench.engines.specs import EngineSpec
 from cliffbench.models import resolve_model
 
-__all__ = ["engine_order", "level_tasks", "run_study", "run_study_async", "store_failed", "store_level"]
+__all__ = ["engine_order", "level_tasks", "run_cut", "run_study", "run_study_async", "store_failed", "store_level"]
 
 
 def _info(spec: StudySpec, es: EngineSpec, level: Level, **kw: Any) -> LevelInfo:
@@ -257,6 +257,16 @@ async def run_study_async(
     the study's lock: a second run of it gets InputError."""
     with study_lock(spec.name, root):
         await _run_study_locked(spec, force, reporter, root, EnginePool(engines, on_phase), keep_failed, only)
+
+
+async def run_cut(spec: StudySpec, engine: Engine, root: Path, probe: LocalHardware | None) -> LocalHardware | None:
+    """Run `spec`, a one-engine cut of a study, on `engine`, already started (its caller stops it),
+    stored under `root`. The machine's `probe` from an earlier cut is reused (each would otherwise
+    probe the same CPU, about 10 s); the cut's own probe is returned for the next one."""
+    if probe is not None:
+        write_manifest(spec.name, StudyManifest(hardware_probe=probe), root)
+    await run_study_async(spec, root=root, engines={spec.engines[0].name: engine})
+    return read_manifest(spec.name, root).hardware_probe
 
 
 async def _run_study_locked(
